@@ -1,0 +1,26 @@
+"""The project's error types.
+
+Every error a user can cause (a path, a flag, a file, a checkpoint) is raised as a subclass of
+`MnistJaxError` with a message that says what is wrong and what to do; the command-line tools print
+that message on one line and exit with status 2. Bugs stay ordinary Python exceptions.
+"""
+
+
+class MnistJaxError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class ConfigError(MnistJaxError, ValueError):
+    """An invalid configuration value (a flag, a config file entry)."""
+
+
+class DataError(MnistJaxError):
+    """Missing, truncated, corrupt or mismatched dataset files, or a dataset that cannot be fetched."""
+
+
+class TrainingError(MnistJaxError):
+    """Training cannot go on, e.g. the loss became NaN or infinite."""
+
+
+class CheckpointError(MnistJaxError):
+    """A checkpoint or run directory that is missing, damaged or incompatible."""
