@@ -1,0 +1,166 @@
+"""Reading and writing the IDX format of the MNIST family of datasets.
+
+IDX (http://yann.lecun.com/exdb/mnist/, "file formats") is a tiny header followed by one
+big-endian array:
+
+    bytes 0-1   zero
+    byte  2     dtype code (0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double)
+    byte  3     number of dimensions, ndim
+    then        ndim sizes, each a big-endian uint32
+    then        the data, prod(sizes) items, row-major
+
+Files are usually gzip-compressed. Whether a file is gzip is decided by its first two bytes
+(1f 8b), never by its name: mirrors and package managers rename and recompress these files.
+
+Everything here works on whole buffers (np.frombuffer), because MNIST is 47 MB decompressed and
+a per-element Python loop would take seconds. Every problem a user can fix (a truncated
+download, the wrong file, a corrupt archive) is a `DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mnist_jax.errors import DataError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX dtype code -> numpy dtype. IDX stores multi-byte numbers big-endian.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODE_BY_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
+
+
+def read_idx_bytes(path: str | os.PathLike) -> bytes:
+    """Return the decompressed content of an IDX file (gzip or raw, detected by magic bytes).
+
+    Kept separate from parsing so that callers can hash exactly the bytes they parse
+    (the dataset checksums are over decompressed content) without reading the file twice.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the path or the dataset folder.") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e}); check its permissions.") from None
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            # BadGzipFile is an OSError; a cut-off download ends in EOFError.
+            raise DataError(
+                f"{path}: corrupt or truncated gzip file ({e}); delete it and download or copy it again."
+            ) from None
+    return data
+
+
+def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """Parse decompressed IDX bytes into an array in native byte order.
+
+    For ubyte files (all of MNIST) the result is a read-only view of `data`, no copy:
+    the dataset arrays are meant to be shared, not modified in place.
+    `path` is only used in error messages.
+    """
+    if len(data) < 4:
+        raise DataError(f"{path}: not an IDX file (only {len(data)} bytes); replace it with a complete copy.")
+    if data[0] != 0 or data[1] != 0:
+        raise DataError(
+            f"{path}: not an IDX file (bad magic number, starts with {data[:4]!r}, expected 00 00 then "
+            "dtype and ndim bytes); check that this is a *-ubyte file and not, e.g., an HTML error page."
+        )
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        raise DataError(
+            f"{path}: unknown IDX dtype code 0x{code:02x} (known: "
+            f"{', '.join(f'0x{c:02x}' for c in IDX_DTYPES)}); the file is damaged or not IDX."
+        )
+    if ndim == 0:
+        raise DataError(f"{path}: IDX header declares 0 dimensions; the file is damaged or not IDX.")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise DataError(
+            f"{path}: truncated IDX header ({len(data)} bytes, {header_len} needed for {ndim} dimensions); "
+            "replace it with a complete copy."
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_DTYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = len(data) - header_len
+    if actual < expected:
+        raise DataError(
+            f"{path}: truncated IDX file: header promises shape {shape} ({expected} data bytes) but only "
+            f"{actual} follow; download or copy the file again."
+        )
+    if actual > expected:
+        raise DataError(
+            f"{path}: {actual - expected} unexpected trailing bytes after the IDX data of shape {shape}; "
+            "the file is damaged or was concatenated with another; replace it."
+        )
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)
+    if dtype.itemsize > 1:
+        array = array.astype(dtype.newbyteorder("="))  # native order for fast arithmetic
+    return array.reshape(shape)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip or raw) into a numpy array; `DataError` naming the file if it is bad."""
+    return parse_idx(read_idx_bytes(path), path)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode an array as (uncompressed) IDX bytes.
+
+    Also the canonical byte form of an array: hashing it gives the same SHA-256 as the decompressed
+    file, which lets datasets that did not come from IDX files share the same fingerprint scheme.
+    """
+    array = np.asarray(array)
+    code = _CODE_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        raise ValueError(f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64")
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(f"IDX stores 1 to 255 dimensions, got an array of shape {array.shape}")
+    if any(d >= 2**32 for d in array.shape):
+        raise ValueError(f"IDX dimensions must be below 2**32, got shape {array.shape}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:
+    """Write `array` as an IDX file; gzip it if `compress`, or (when None) if the name ends in '.gz'.
+
+    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    path = Path(path)
+    if compress is None:
+        compress = path.suffix == ".gz"
+    data = idx_bytes(array)
+    if compress:
+        # mtime=0 makes the output byte-for-byte reproducible.
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
