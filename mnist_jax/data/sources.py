@@ -1,0 +1,162 @@
+"""Where dataset files come from: `load_dataset` and its resolution order.
+
+1. `data_dir`, if given: the files are read from it and nowhere else (an explicit choice that
+   silently fell back to another copy would hide mistakes).
+2. `$MNIST_JAX_DATA`: its subfolder named after the dataset (`$MNIST_JAX_DATA/fashion_mnist/`),
+   else the four files directly in it. One variable can thus serve one dataset or several.
+3. The per-user cache: `$XDG_CACHE_HOME/mnist_jax/<name>`, else `~/.cache/mnist_jax/<name>`.
+4. If `download` and the dataset has verified checksums: download into the cache, then read.
+
+`tfds:NAME` is read through tensorflow-datasets instead (see `tfds_source`).
+
+A known dataset read from a folder is checked against its checksums, so files of one dataset
+cannot silently be trained on under another's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from mnist_jax.data import catalog
+from mnist_jax.data.catalog import FILE_STEMS, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from mnist_jax.data.dataset import Dataset, fingerprint_of, make_dataset
+from mnist_jax.data.download import DownloadFailed, download_dataset
+from mnist_jax.data.idx import parse_idx, read_idx_bytes
+from mnist_jax.errors import DataError
+
+ENV_VAR = "MNIST_JAX_DATA"
+TFDS_PREFIX = "tfds:"
+
+_ROLE_BY_STEM = {
+    TRAIN_IMAGES: "train_images",
+    TRAIN_LABELS: "train_labels",
+    TEST_IMAGES: "test_images",
+    TEST_LABELS: "test_labels",
+}
+
+
+def load_dataset(
+    name: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """Load a dataset by name, from the first place that has it (see the module docstring).
+
+    name: 'mnist', 'fashion_mnist', 'kmnist', any other name of an IDX dataset provided as files,
+        or 'tfds:NAME' for a prepared tensorflow-datasets dataset (then `data_dir` is the TFDS
+        data dir).
+    cache_dir: root of the cache instead of ~/.cache/mnist_jax (the dataset goes in a subfolder).
+    Raises `DataError` with a message that says how to provide the files.
+    """
+    if name.startswith(TFDS_PREFIX):
+        from mnist_jax.data.tfds_source import load_tfds  # lazy: TFDS is an optional extra
+
+        return load_tfds(name[len(TFDS_PREFIX):], data_dir=data_dir)
+    if not name or os.sep in name or name in (".", ".."):
+        raise DataError(f"invalid dataset name {name!r}; use e.g. mnist, fashion_mnist, kmnist or tfds:mnist.")
+
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise DataError(f"--data-dir {data_dir} is not a directory; pass the folder holding the four *-ubyte(.gz) files.")
+        missing = [stem for stem in FILE_STEMS if find_file(data_dir, stem) is None]
+        if missing:
+            raise DataError(
+                f"{data_dir} lacks {', '.join(f'{m}[.gz]' for m in missing)}; put the four files "
+                f"{', '.join(FILE_STEMS)} (each optionally .gz) there."
+            )
+        return read_dataset_dir(data_dir, name)
+
+    tried: list[str] = []
+    for folder in _local_candidates(name, cache_dir):
+        if all(find_file(folder, stem) is not None for stem in FILE_STEMS):
+            return read_dataset_dir(folder, name, from_cache=folder == cache_folder(name, cache_dir))
+        tried.append(str(folder))
+
+    spec = catalog.lookup(name)
+    if download and spec is not None and spec.downloadable:
+        dest = cache_folder(name, cache_dir)
+        try:
+            download_dataset(spec, dest)
+        except DownloadFailed as e:
+            tried.extend(e.attempts)
+        else:
+            return read_dataset_dir(dest, name, from_cache=True)
+    elif spec is not None and spec.downloadable:
+        tried.append("download (disabled)")
+    else:
+        tried.append(f"download (none: no verified checksums for {name!r})")
+
+    raise DataError(
+        f"{name} not found: put the four *-ubyte.gz files in a folder and pass --data-dir FOLDER or set "
+        f"{ENV_VAR}=FOLDER (tried: {'; '.join(tried)})."
+    )
+
+
+def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of one dataset: <cache_dir or $XDG_CACHE_HOME/mnist_jax or ~/.cache/mnist_jax>/<name>."""
+    if cache_dir is not None:
+        root = Path(cache_dir).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg) if xdg else Path.home() / ".cache") / "mnist_jax"
+    return root / name
+
+
+def _local_candidates(name: str, cache_dir) -> list[Path]:
+    """Folders to look in, in order: env subfolder, env folder, cache folder."""
+    folders = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        env_dir = Path(env).expanduser()
+        folders += [env_dir / name, env_dir]
+    folders.append(cache_folder(name, cache_dir))
+    return folders
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    """`folder/stem.gz` or `folder/stem`, whichever exists (.gz preferred: it is the usual form)."""
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool = False) -> Dataset:
+    """Read and validate the four IDX files in `folder` as dataset `name`.
+
+    For a known name with checksums, each decompressed file must match them (DataError otherwise).
+    The SHA-256s are computed once over the bytes already in memory and also give the fingerprint.
+    """
+    folder = Path(folder)
+    spec = catalog.lookup(name)
+    arrays, names, hashes = {}, {}, []
+    for stem in FILE_STEMS:
+        path = find_file(folder, stem)
+        if path is None:
+            raise DataError(f"{folder} lacks {stem}[.gz]; put the four files {', '.join(FILE_STEMS)} there.")
+        data = read_idx_bytes(path)
+        array = parse_idx(data, path)  # first, so a damaged file is reported as damaged
+        digest = hashlib.sha256(data).hexdigest()
+        if spec is not None and spec.sha256 is not None and digest != spec.sha256[stem]:
+            hint = f" If this is the download cache, delete {folder} to download again." if from_cache else ""
+            raise DataError(
+                f"files in {folder} are not {name} (checksum of {stem} differs); pass the right --dataset "
+                f"or --data-dir.{hint}"
+            )
+        role = _ROLE_BY_STEM[stem]
+        arrays[role] = array
+        names[role] = str(path)
+        hashes.append(digest)
+    return make_dataset(
+        name,
+        arrays,
+        names,
+        fingerprint=fingerprint_of(hashes),
+        source=str(folder),
+        class_names=spec.class_names if spec is not None else None,
+    )
