@@ -9,6 +9,7 @@ should load once and keep the arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
@@ -68,15 +69,14 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     label_feature = builder.info.features["label"]
     if getattr(label_feature, "names", None):
         class_names = tuple(label_feature.names)
-    # Fingerprint over the canonical IDX encoding: the same scheme as for files, so identical
-    # content in identical order gives an identical fingerprint.
+    dataset = make_dataset(name, arrays, names, fingerprint="", source=where, class_names=class_names)
+    # Fingerprint over the canonical IDX encoding of the validated (uint8) arrays: the same scheme
+    # as for files, so identical content in identical order gives an identical fingerprint.
     hashes = [
-        hashlib.sha256(idx_bytes(arrays[key])).hexdigest()
-        for key in ("train_images", "train_labels", "test_images", "test_labels")
+        hashlib.sha256(idx_bytes(array)).hexdigest()
+        for array in (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
     ]
-    return make_dataset(
-        name, arrays, names, fingerprint=fingerprint_of(hashes), source=where, class_names=class_names
-    )
+    return dataclasses.replace(dataset, fingerprint=fingerprint_of(hashes))
 
 
 def _read_split(src, what: str) -> tuple[np.ndarray, np.ndarray]:
