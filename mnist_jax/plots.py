@@ -288,15 +288,21 @@ def plot_confusion_matrix(
     return fig
 
 
-def plot_top_errors(images: Any, errors: Sequence[Mapping[str, Any]], class_names: Sequence[str] | None = None) -> Figure:
+def plot_top_errors(
+    images: Any,
+    errors: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    class_names: Sequence[str] | None = None,
+) -> Figure:
     """The misclassified images in `errors`, in the given order (most confidently wrong first).
 
     Each error is a dict ``{"index", "true", "predicted", "confidence"}`` (confidence in
-    [0, 1], the probability given to the wrong prediction); panel ``i`` shows
-    ``images[index]`` titled ``"pred P (conf%)\\ntrue T"`` with the image's index below it.
+    [0, 1], the probability given to the wrong prediction), as in the ``top_errors`` list
+    of `metrics.classification_report`; the dict of arrays returned by `metrics.top_errors`
+    works too (rows whose ``valid`` is False are skipped). Panel ``i`` shows ``images[index]``
+    titled ``"pred P (conf%)\\ntrue T"`` with the image's index below it.
     With no errors the figure just says "no misclassified examples".
     """
-    entries = list(errors)
+    entries = _error_rows(errors)
     if not entries:
         fig = Figure(figsize=(4, 1.5), layout="constrained")
         ax = fig.add_subplot()
@@ -319,6 +325,18 @@ def plot_top_errors(images: Any, errors: Sequence[Mapping[str, Any]], class_name
         ax.set_xlabel(f"#{index}", fontsize=8, color="0.4")
     fig.suptitle("most confidently wrong predictions")
     return fig
+
+
+def _error_rows(errors: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A list of per-error dicts, from either that list or a dict of equal-length arrays."""
+    if not isinstance(errors, Mapping):
+        return list(errors)
+    columns = {key: np.asarray(values).ravel() for key, values in errors.items()}
+    valid = columns.pop("valid", None)
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    if valid is not None:
+        rows = [row for row, ok in zip(rows, valid) if ok]
+    return rows
 
 
 def plot_sample_prediction(
@@ -355,7 +373,9 @@ def plot_sample_prediction(
     colours[predicted] = _RIGHT if right else _WRONG
     positions = np.arange(num_classes)
     bar_ax.bar(positions, probs, color=colours)
-    bar_ax.set_xticks(positions, names)
+    long_names = max(len(name) for name in names) > 3
+    bar_ax.set_xticks(positions, names, rotation=45 if long_names else 0, ha="right" if long_names else "center",
+                      rotation_mode="anchor")
     bar_ax.set_xlabel("class")
     bar_ax.set_ylabel("probability")
     bar_ax.set_ylim(0, 1.12)

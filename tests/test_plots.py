@@ -217,6 +217,18 @@ def test_top_errors_use_class_names():
     assert _titles(fig) == ["pred c7 (98.1%)\ntrue c2"]
 
 
+def test_top_errors_accept_the_dict_of_arrays_from_metrics_top_errors_skipping_padding():
+    errors = {
+        "index": np.array([3, 0, 0]),
+        "true": np.array([2, 4, 0]),
+        "predicted": np.array([7, 9, 0]),
+        "confidence": np.array([0.981, 0.75, 0.0]),
+        "valid": np.array([True, True, False]),
+    }
+    fig = plots.plot_top_errors(_images(5), errors)
+    assert _titles(fig) == ["pred 7 (98.1%)\ntrue 2", "pred 9 (75.0%)\ntrue 4"]
+
+
 def test_top_errors_with_no_errors_say_so():
     fig = plots.plot_top_errors(_images(5), [])
     assert isinstance(fig, Figure)
