@@ -1,0 +1,29 @@
+# Two commands do all set-up on a fresh machine (Python >= 3.11 with venv and pip):
+#   make baseline   train the notebook's model and write a run directory under runs/
+#   make test       run the test suite
+# Both create .venv/ on first use and install the project into it (pinned by constraints.txt).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: baseline test bench sweep clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds]'
+	touch $(STAMP)
+
+baseline: $(STAMP)
+	$(PY) -m experiments.baseline $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,206 @@
+"""Training as pure functions: a train-state pytree, a train step, and an epoch that is one compiled program.
+
+Every path trains through `train_epoch`: a single run jits it, a sweep jits its `vmap` over stacked
+states, and a sharded sweep is the same call with sharded inputs. The Python loop in `fit` only
+handles epochs, history and callbacks; there is no host round trip inside an epoch.
+
+Randomness: a run has one root key (from its seed), stored in the state. Three streams are derived
+from it by `fold_in` with fixed stream ids: parameter init, shuffling (folded with the epoch number)
+and dropout (folded with the global step number). So no key is ever reused, an epoch's data order
+and every dropout mask depend only on (seed, epoch, step), and a run restored from a checkpoint
+continues with exactly the keys it would have used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.model import Params, apply_model, init_params
+
+# Stream ids folded into a run's root key. Changing them changes every result: they are part of the
+# checkpoint format (see `STATE_FORMAT_VERSION` users).
+INIT_STREAM, SHUFFLE_STREAM, DROPOUT_STREAM = 0, 1, 2
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything training needs to continue, as a pytree of arrays (checkpoints save it as it is).
+
+    Attributes:
+      params: the model parameters.
+      opt_state: the optimizer state; with `make_optimizer` it also holds the learning rate, as an
+        array, so members of a sweep can differ in it.
+      dropout_rate: float32 scalar; an array rather than a compiled-in constant for the same reason.
+      key: uint32[2], the raw data of the run's root PRNG key (raw, so any checkpoint library stores it).
+      step: int32 scalar, optimizer steps taken so far.
+      epoch: int32 scalar, epochs completed so far.
+    """
+
+    params: Params
+    opt_state: Any
+    dropout_rate: jax.Array
+    key: jax.Array
+    step: jax.Array
+    epoch: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """The static part of training: what is compiled into the program (shapes and the optimizer's code).
+
+    Hashable, so it is a static argument of the jitted functions; two runs with equal specs share one
+    compiled program. Per-run numbers that keep shapes (seed, learning rate, dropout rate) live in the
+    `TrainState` instead, which is what lets a sweep vmap over them.
+    """
+
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    num_classes: int = 10
+    batch_size: int = 512
+    adam_epsilon: float = 1e-7
+    # Any optax transformation; None means `make_optimizer(adam_epsilon)`. Kept None by default so that
+    # equal configurations give equal (hash-equal) specs and so share one compiled program.
+    tx: optax.GradientTransformation | None = None
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, num_classes: int = 10,
+                    tx: optax.GradientTransformation | None = None) -> "TrainSpec":
+        return cls(tuple(config.hidden_sizes), num_classes, config.batch_size, config.adam_epsilon, tx)
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        return self.tx if self.tx is not None else make_optimizer(self.adam_epsilon)
+
+
+class Batch(NamedTuple):
+    images: jax.Array   # float32 (B, 784)
+    labels: jax.Array   # int32 (B,)
+    weights: jax.Array  # float32 (B,): 1 for real examples, 0 for padding
+
+
+def make_optimizer(epsilon: float = 1e-7, learning_rate: float = 1e-3) -> optax.GradientTransformation:
+    """Adam as Keras configures it (epsilon 1e-7), with the learning rate kept in the optimizer state.
+
+    `inject_hyperparams` stores the learning rate as an array in `opt_state.hyperparams`, so
+    `init_train_state` can set it per run and a sweep can vmap over it without recompiling.
+    """
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=epsilon)
+
+
+def stream_key(state_or_key: TrainState | jax.Array, stream: int) -> jax.Array:
+    """The typed PRNG key of one random stream of a run."""
+    raw = state_or_key.key if isinstance(state_or_key, TrainState) else state_or_key
+    return jax.random.fold_in(jax.random.wrap_key_data(raw), stream)
+
+
+def init_train_state(spec: TrainSpec, seed: int | jax.Array, learning_rate: float | jax.Array = 1e-3,
+                     dropout_rate: float | jax.Array = 0.25, input_size: int = 784) -> TrainState:
+    """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters gives a sweep.
+
+    `learning_rate` is written into the optimizer state when the optimizer keeps one there (as
+    `make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps its own.
+    """
+    raw_key = jax.random.key_data(jax.random.key(seed))
+    params = init_params(stream_key(raw_key, INIT_STREAM), spec.hidden_sizes, spec.num_classes,
+                         input_size)
+    opt_state = spec.optimizer.init(params)
+    hyperparams = getattr(opt_state, "hyperparams", None)
+    if hyperparams is not None and "learning_rate" in hyperparams:
+        hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return TrainState(params=params, opt_state=opt_state,
+                      dropout_rate=jnp.asarray(dropout_rate, jnp.float32), key=raw_key,
+                      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32))
+
+
+def create_train_state(config: TrainConfig, spec: TrainSpec | None = None,
+                       input_size: int = 784) -> TrainState:
+    """`init_train_state` with the seed and hyper-parameters of `config`."""
+    spec = spec or TrainSpec.from_config(config)
+    return init_train_state(spec, config.seed, config.learning_rate, config.dropout_rate, input_size)
+
+
+def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy over the examples with weight 1 (padding rows weigh 0).
+
+    Integer labels give the same value as Keras's categorical cross-entropy on one-hot labels.
+    """
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+    """One optimizer step on `batch`. Pure; dropout keyed by `fold_in(dropout stream, step)`.
+
+    Returns the new state and the batch's summed loss and correct count over real examples (sums,
+    not means, so that an epoch's totals are exact whatever its batch sizes).
+    """
+    dropout_key = jax.random.fold_in(stream_key(state, DROPOUT_STREAM), state.step)
+
+    def loss_fn(params):
+        logits = apply_model(params, batch.images, hidden_sizes=spec.hidden_sizes,
+                             num_classes=spec.num_classes, dropout_rate=state.dropout_rate,
+                             dropout_key=dropout_key)
+        return weighted_cross_entropy(logits, batch.labels, batch.weights), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = spec.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    count = jnp.sum(batch.weights)
+    correct = jnp.sum((jnp.argmax(logits, axis=-1) == batch.labels) * batch.weights)
+    new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+    return new_state, {"loss_sum": loss * count, "correct": correct, "count": count}
+
+
+def epoch_plan(state: TrainState, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """The batches of the state's next epoch: `epoch_batches` keyed by (run key, shuffle stream, epoch)."""
+    shuffle_key = jax.random.fold_in(stream_key(state, SHUFFLE_STREAM), state.epoch)
+    return epoch_batches(shuffle_key, num_examples, batch_size)
+
+
+def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One epoch's shuffled example indices and weights, shaped (steps, batch_size).
+
+    The order is `argsort` of random 32-bit keys: a uniform shuffle (up to astronomically rare ties,
+    broken by index) that costs a sort, several times cheaper on CPU than `jax.random.permutation`.
+    The last batch is kept: when `num_examples` is not a multiple of `batch_size`, it is padded to full
+    size with index 0 and weight 0, so every step has one shape (one compiled step) while the loss and
+    gradient are exactly those of the smaller batch (the loss is a mean over weight-1 rows only).
+    """
+    steps = math.ceil(num_examples / batch_size)
+    order = jnp.argsort(jax.random.bits(key, (num_examples,), jnp.uint32)).astype(jnp.int32)
+    padding = steps * batch_size - num_examples
+    order = jnp.concatenate([order, jnp.zeros((padding,), jnp.int32)])
+    weights = (jnp.arange(steps * batch_size) < num_examples).astype(jnp.float32)
+    return order.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def train_epoch(spec: TrainSpec, state: TrainState, images: jax.Array,
+                labels: jax.Array) -> tuple[TrainState, dict]:
+    """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
+
+    `images` (N, 784) float32 and `labels` (N,) int32 are the whole training set, already on the
+    device; each step gathers its batch from them. Returns the new state and the epoch's mean training
+    loss and accuracy (averaged over the epoch as it trains, with dropout on: what Keras reports).
+    """
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
+    order, weights = epoch_plan(state, images.shape[0], spec.batch_size)
+
+    def body(state, batch_plan):
+        index, weight = batch_plan
+        return train_step(spec, state, Batch(images[index], labels[index], weight))
+
+    state, sums = jax.lax.scan(body, state, (order, weights))
+    count = jnp.sum(sums["count"])
+    metrics = {"loss": jnp.sum(sums["loss_sum"]) / count, "accuracy": jnp.sum(sums["correct"]) / count}
+    return state.replace(epoch=state.epoch + 1), metrics
+
+
+# The single-run program: the spec is compiled in, the state's buffers are donated (updated in place).
+train_epoch_jit = jax.jit(train_epoch, static_argnums=0, donate_argnums=1)
