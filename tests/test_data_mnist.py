@@ -1,9 +1,4 @@
-"""The real MNIST files, from $MNIST_JAX_DATA.
-
-CI sets MNIST_JAX_DATA (to /work/shared/data/mnist) and CI=true: there a missing variable is a
-failure, because silently skipping would let the data layer go untested on real data. Locally
-the tests are skipped without it.
-"""
+"""The real MNIST files, from $MNIST_JAX_DATA (the `mnist` fixture of conftest.py)."""
 
 import os
 import time
@@ -12,15 +7,6 @@ import numpy as np
 import pytest
 
 from mnist_jax.data import load_dataset
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    if not os.environ.get("MNIST_JAX_DATA"):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but MNIST_JAX_DATA is not set: point it at the folder with the MNIST files")
-        pytest.skip("set MNIST_JAX_DATA to the folder with the MNIST files to run these tests")
-    return load_dataset("mnist", download=False)
 
 
 def test_counts_and_shapes(mnist):
