@@ -119,11 +119,16 @@ def init_train_state(spec: TrainSpec, seed: int | jax.Array, learning_rate: floa
                       step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32))
 
 
+# Compiled once per spec: seed and hyper-parameters are traced, so every run of a shape shares it.
+init_train_state_jit = jax.jit(init_train_state, static_argnums=0, static_argnames="input_size")
+
+
 def create_train_state(config: TrainConfig, spec: TrainSpec | None = None,
                        input_size: int = 784) -> TrainState:
-    """`init_train_state` with the seed and hyper-parameters of `config`."""
+    """`init_train_state` with the seed and hyper-parameters of `config` (compiled)."""
     spec = spec or TrainSpec.from_config(config)
-    return init_train_state(spec, config.seed, config.learning_rate, config.dropout_rate, input_size)
+    return init_train_state_jit(spec, jnp.uint32(config.seed), jnp.float32(config.learning_rate),
+                                jnp.float32(config.dropout_rate), input_size=input_size)
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
