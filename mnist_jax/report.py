@@ -1,0 +1,105 @@
+"""What a finished run leaves behind: test metrics, plots and a readable report, from arrays alone.
+
+`evaluate_test_set` computes the notebook's final evaluation from parameters; `write_run_outputs` turns it
+into `metrics.json`, the PNG plots and `report.md`. The baseline calls both after training, and
+`experiments.evaluate` calls the same two on parameters restored from a checkpoint, which is what
+makes a run directory enough to re-evaluate a run and re-draw its plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from mnist_jax import plots
+from mnist_jax.evaluate import predict_logits
+from mnist_jax.metrics import classification_report
+from mnist_jax.rundir import METRICS_FILE, write_json_atomic, write_text_atomic
+
+SAMPLE_INDEX = 0  # the test image shown with its prediction: the first one, so every run shows the same
+TOP_ERRORS = 5
+
+PLOT_FILES = {
+    "samples_per_class": "samples_per_class.png",
+    "training_curves": "training_curves.png",
+    "confusion_matrix": "confusion_matrix.png",
+    "top_errors": "top_errors.png",
+    "sample_prediction": "sample_prediction.png",
+}
+
+
+def evaluate_test_set(params: Any, test_images: jax.Array, test_labels: jax.Array, *,
+                 hidden_sizes: Sequence[int], num_classes: int,
+                 chunk_size: int = 2000) -> tuple[dict[str, Any], np.ndarray]:
+    """The notebook's final evaluation: (report dict, test probabilities (N, C) as numpy).
+
+    The dict has `test_loss`, `test_accuracy`, `per_class_accuracy`, `confusion_matrix` and the
+    `top_errors` (the 5 most confidently wrong test images).
+    """
+    logits = predict_logits(params, test_images, hidden_sizes=tuple(hidden_sizes),
+                            num_classes=num_classes, chunk_size=chunk_size)
+    report = classification_report(logits, test_labels, num_classes, k=TOP_ERRORS)
+    return report, np.asarray(jax.nn.softmax(logits, axis=-1))
+
+
+def write_plots(run_dir: Path, dataset, history: Sequence[dict], metrics: dict[str, Any],
+                probabilities: np.ndarray) -> dict[str, Path]:
+    """Draw the run's five figures from arrays and save them as PNGs in `run_dir`."""
+    names = list(dataset.class_names)
+    figures = {
+        "samples_per_class": plots.plot_samples_per_class(dataset.train_images, dataset.train_labels,
+                                                          names),
+        "training_curves": plots.plot_training_curves(history),
+        "confusion_matrix": plots.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names),
+        "top_errors": plots.plot_top_errors(dataset.test_images, metrics["top_errors"], names),
+        "sample_prediction": plots.plot_sample_prediction(
+            dataset.test_images[SAMPLE_INDEX], probabilities[SAMPLE_INDEX],
+            int(dataset.test_labels[SAMPLE_INDEX]), names),
+    }
+    return {key: plots.save_figure(figure, run_dir / PLOT_FILES[key]) for key, figure in figures.items()}
+
+
+def write_run_outputs(run_dir: str | Path, dataset, history: Sequence[dict], metrics: dict[str, Any],
+                      probabilities: np.ndarray) -> list[Path]:
+    """Write `metrics.json`, the plots and `report.md`; return the paths written."""
+    run_dir = Path(run_dir)
+    written = [write_json_atomic(run_dir / METRICS_FILE, metrics)]
+    written += list(write_plots(run_dir, dataset, history, metrics, probabilities).values())
+    written.append(write_text_atomic(run_dir / "report.md", render_report(dataset, metrics)))
+    return written
+
+
+def render_report(dataset, metrics: dict[str, Any]) -> str:
+    """A short Markdown summary embedding the plots and the headline numbers."""
+    history = metrics["history"]
+    lines = [
+        f"# {dataset.name}: test accuracy {metrics['test_accuracy']:.2%}",
+        "",
+        f"- test loss **{metrics['test_loss']:.4f}**, test accuracy **{metrics['test_accuracy']:.4f}**"
+        f" after {len(history)} epochs (seed {metrics['seed']})",
+    ]
+    if metrics.get("train_seconds") is not None:
+        lines.append(f"- training took {metrics['train_seconds']:.1f} s, of which compilation "
+                     f"{metrics['compile_seconds']:.1f} s; steady epochs ran at "
+                     f"{metrics['examples_per_second']:,.0f} examples/s")
+    lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
+    lines += ["", "| epoch | train loss | train acc | val loss | val acc | seconds |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
+              f"| {r['val_accuracy']:.4f} | {r['seconds']:.2f} |" for r in history]
+    per_class = ", ".join(f"{name}: {acc:.3f}" for name, acc in
+                          zip(dataset.class_names, metrics["per_class_accuracy"]) if acc is not None)
+    lines += ["", f"Per-class accuracy: {per_class}.", ""]
+    captions = {
+        "samples_per_class": "One training example per class",
+        "training_curves": "Loss and accuracy per epoch",
+        "confusion_matrix": "Confusion matrix on the test set",
+        "top_errors": f"The {TOP_ERRORS} most confidently wrong test images",
+        "sample_prediction": f"Test image {SAMPLE_INDEX} with its prediction",
+    }
+    for key, caption in captions.items():
+        lines += [f"## {caption}", "", f"![{caption}]({PLOT_FILES[key]})", ""]
+    return "\n".join(lines)

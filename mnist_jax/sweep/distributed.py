@@ -1,0 +1,83 @@
+"""Multi-process JAX: start-up from environment variables and gathering results to every process.
+
+Every process runs the same sweep code; `jax.devices()` then lists the devices of all processes and the
+member mesh spans them. Each process holds the members of its own devices; `gather_to_host` brings every
+member's numbers to every process (a collective: all processes must call it), so process 0 can write
+the files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mnist_jax.errors import ConfigError
+
+ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"        # host:port of process 0's coordinator service
+ENV_NUM_PROCESSES = "MNIST_JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
+
+_initialized = False
+
+
+def initialize_distributed_from_env(environ: Mapping[str, str] | None = None, *,
+                                    timeout_s: int = 300) -> bool:
+    """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set; return whether it did.
+
+    Must run before anything else touches JAX devices. MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID
+    are then required. CPU collectives use gloo (XLA's CPU backend has no other cross-process
+    implementation); the setting only concerns CPU devices, so it is harmless on GPU.
+    Raises ConfigError for missing or invalid values. Calling it again after success does nothing.
+    """
+    global _initialized
+    env = os.environ if environ is None else environ
+    coordinator = env.get(ENV_COORDINATOR, "").strip()
+    if not coordinator:
+        return False
+    if _initialized:
+        return True
+    if ":" not in coordinator:
+        raise ConfigError(f"invalid {ENV_COORDINATOR}={coordinator!r}: expected host:port of process 0")
+    num_processes = _env_int(env, ENV_NUM_PROCESSES, minimum=1)
+    process_id = _env_int(env, ENV_PROCESS_ID, minimum=0)
+    if process_id >= num_processes:
+        raise ConfigError(f"invalid {ENV_PROCESS_ID}={process_id}: expected below "
+                          f"{ENV_NUM_PROCESSES}={num_processes}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id, initialization_timeout=timeout_s)
+    _initialized = True
+    return True
+
+
+def _env_int(env: Mapping[str, str], name: str, minimum: int) -> int:
+    text = env.get(name)
+    if text is None:
+        raise ConfigError(f"{ENV_COORDINATOR} is set but {name} is not; set both "
+                          f"{ENV_NUM_PROCESSES} and {ENV_PROCESS_ID}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"invalid {name}={text!r}: expected an integer") from None
+    if value < minimum:
+        raise ConfigError(f"invalid {name}={value}: expected >= {minimum}")
+    return value
+
+
+def gather_to_host(tree: Any) -> Any:
+    """The global value of every array in `tree`, as numpy, on every process.
+
+    Single process: a device-to-host copy. Several processes: `process_allgather` (a collective).
+    """
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files (process 0)."""
+    return jax.process_index() == 0

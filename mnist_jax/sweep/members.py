@@ -1,0 +1,132 @@
+"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes) each, and how they are
+grouped into compiled programs.
+
+Members whose hidden sizes agree have the same parameter shapes, so they share one compiled,
+vmapped program (a "group"); seed, learning rate and dropout rate are arrays in the train state and
+are vmapped over. A group larger than the memory bound is cut into chunks, each one program call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Iterable, Sequence
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.errors import ConfigError
+
+ConfigKey = tuple[float, float, tuple[int, ...]]  # (learning_rate, dropout_rate, hidden_sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One training run of a sweep. Its results equal (up to vmap rounding) `fit` with these values."""
+
+    seed: int
+    learning_rate: float
+    dropout_rate: float
+    hidden_sizes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        # One place validates run values: TrainConfig raises ConfigError naming the field and value.
+        TrainConfig(seed=self.seed, learning_rate=self.learning_rate, dropout_rate=self.dropout_rate,
+                    hidden_sizes=self.hidden_sizes)
+
+    @property
+    def config_key(self) -> ConfigKey:
+        """The hyper-parameters without the seed: members with equal keys are repeats over seeds."""
+        return (self.learning_rate, self.dropout_rate, self.hidden_sizes)
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """`base` with this member's values: the single-run configuration this member reproduces."""
+        return base.replace(seed=self.seed, learning_rate=self.learning_rate,
+                            dropout_rate=self.dropout_rate, hidden_sizes=self.hidden_sizes)
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "learning_rate": self.learning_rate,
+                "dropout_rate": self.dropout_rate, "hidden_sizes": list(self.hidden_sizes)}
+
+
+def expand_members(seeds: Iterable[int], learning_rates: Iterable[float] = (1e-3,),
+                   dropout_rates: Iterable[float] = (0.25,),
+                   hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),)) -> list[Member]:
+    """The grid of every combination, in a fixed order: hidden sizes, then learning rate, then dropout
+    rate, then seed (innermost, so the seeds of one configuration are neighbours and usually share a
+    program chunk). Raises ConfigError for an empty list, an invalid value or a repeated value."""
+    axes = {"seeds": list(seeds), "learning_rates": list(learning_rates),
+            "dropout_rates": list(dropout_rates),
+            "hidden_sizes_list": [tuple(h) for h in hidden_sizes_list]}
+    for name, values in axes.items():
+        if not values:
+            raise ConfigError(f"invalid {name}: empty; give at least one value")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"invalid {name}={values!r}: values repeat (a sweep would train the same "
+                              f"run twice)")
+    return [Member(seed, lr, dropout, hidden)
+            for hidden in axes["hidden_sizes_list"] for lr in axes["learning_rates"]
+            for dropout in axes["dropout_rates"] for seed in axes["seeds"]]
+
+
+def group_members(members: Iterable[Member]) -> dict[tuple[int, ...], list[Member]]:
+    """Members by hidden sizes (equal shapes = one compiled program), in order of first appearance."""
+    groups: dict[tuple[int, ...], list[Member]] = {}
+    for member in members:
+        groups.setdefault(member.hidden_sizes, []).append(member)
+    return groups
+
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_int_ranges(text: str) -> list[int]:
+    """`"0-3,7"` -> [0, 1, 2, 3, 7]: comma-separated integers and inclusive ranges, in the given order.
+
+    Raises ConfigError for an empty string or item, a non-integer, a descending range, or a value given
+    twice.
+    """
+    values: list[int] = []
+    items = [item.strip() for item in str(text).split(",")]
+    for item in items:
+        match = _RANGE.match(item)
+        if not match:
+            raise ConfigError(f"invalid integer list {text!r}: {item!r} is not N or N-M "
+                              f"(write e.g. '0-3,7')")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"invalid integer list {text!r}: range {item!r} goes down; write {high}-{low}")
+        values.extend(range(low, high + 1))
+    if len(set(values)) != len(values):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        raise ConfigError(f"invalid integer list {text!r}: {repeated} given more than once")
+    return values
+
+
+def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) -> list[int]:
+    """How a group of `num_members` is cut into program calls of at most `members_per_program` (after
+    rounding it down to a multiple of `num_devices` when it is at least that), as evenly as possible.
+
+    Each chunk is then padded to a multiple of `num_devices` (`padded_size`).
+    """
+    if members_per_program < 1:
+        raise ConfigError(f"invalid members_per_program={members_per_program}: expected >= 1")
+    limit = members_per_program
+    if limit >= num_devices:
+        limit -= limit % num_devices
+    count = math.ceil(num_members / limit)
+    size = math.ceil(num_members / count)
+    if limit % num_devices == 0:
+        size = min(limit, math.ceil(size / num_devices) * num_devices)
+    sizes = []
+    remaining = num_members
+    while remaining > 0:
+        sizes.append(min(size, remaining))
+        remaining -= sizes[-1]
+    return sizes
+
+
+def padded_size(num_members: int, num_devices: int) -> int:
+    """The smallest multiple of `num_devices` holding `num_members` (the leading axis must divide evenly)."""
+    return math.ceil(num_members / num_devices) * num_devices

@@ -1,0 +1,70 @@
+"""Statistics over the seeds of a sweep: mean, sample standard deviation and a Student-t 95% interval.
+
+Values that are undefined (the standard deviation and interval of fewer than two values) are None, so
+the dicts are valid JSON as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import scipy.stats
+
+from mnist_jax.sweep.members import ConfigKey
+
+
+def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
+    """`{"mean", "std", "ci95_low", "ci95_high", "min", "max", "n"}` of `values`.
+
+    `std` is the sample standard deviation (ddof=1); the interval is mean +- t(0.975, n-1) * std / sqrt(n),
+    the t interval for the mean of normally distributed values (wide for few seeds, as it should be).
+    """
+    x = np.asarray(list(values), np.float64)
+    n = int(x.size)
+    out = {"mean": None, "std": None, "ci95_low": None, "ci95_high": None, "min": None, "max": None,
+           "n": n}
+    if n == 0:
+        return out
+    out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
+    if n >= 2:
+        std = float(np.std(x, ddof=1))
+        half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+        out.update(std=std, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
+    return out
+
+
+SUMMARY_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
+
+
+def summarize_by_config(member_results: Sequence, ensembles: Mapping[ConfigKey, dict] | None = None,
+                        metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict]:
+    """One row per configuration (learning rate, dropout rate, hidden sizes), over its seeds.
+
+    `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and `.metrics()`).
+    Diverged members are counted in `diverged` and left out of the statistics. Each row holds
+    `summarize` of every metric in `metrics`, and the configuration's ensemble numbers when given.
+    """
+    rows: dict[ConfigKey, dict] = {}
+    for result in member_results:
+        key = result.member.config_key
+        row = rows.setdefault(key, {"learning_rate": key[0], "dropout_rate": key[1],
+                                    "hidden_sizes": list(key[2]), "seeds": [], "diverged": [],
+                                    "_values": {m: [] for m in metrics}})
+        row["seeds"].append(result.member.seed)
+        if result.diverged_epoch is not None:
+            row["diverged"].append(result.member.seed)
+            continue
+        values = result.metrics()
+        for m in metrics:
+            if values.get(m) is not None:
+                row["_values"][m].append(values[m])
+    out = []
+    for key, row in rows.items():
+        for m, values in row.pop("_values").items():
+            row[m] = summarize(values)
+        if ensembles is not None and key in ensembles:
+            row.update(ensembles[key])
+        out.append(row)
+    return out
