@@ -1,0 +1,26 @@
+"""Multi-seed and hyper-parameter sweeps: many members trained by one vmapped, sharded program.
+
+The sweep uses the single run's `train_epoch` under `jax.vmap` (no second copy of the training maths),
+with the members' leading axis sharded over all devices of all processes. See `run_sweep`.
+"""
+
+from mnist_jax.sweep.distributed import (gather_to_host, initialize_distributed_from_env,
+                                         is_main_process)
+from mnist_jax.sweep.members import (ConfigKey, Member, chunk_sizes, expand_members, group_members,
+                                     padded_size, parse_int_ranges)
+from mnist_jax.sweep.program import (MEMBER_AXIS, default_budget_bytes, epoch_program, init_members,
+                                     logits_program, member_bytes, member_mesh, member_sharding,
+                                     members_per_program, replicate_data, replicated,
+                                     validate_program)
+from mnist_jax.sweep.run import (MemberResult, SweepCallback, SweepProgram, SweepResult, ensembles,
+                                 plan_programs, run_sweep)
+from mnist_jax.sweep.stats import summarize, summarize_by_config
+
+__all__ = [
+    "ConfigKey", "MEMBER_AXIS", "Member", "MemberResult", "SweepCallback", "SweepProgram",
+    "SweepResult", "chunk_sizes", "default_budget_bytes", "ensembles", "epoch_program",
+    "expand_members", "gather_to_host", "group_members", "init_members", "initialize_distributed_from_env",
+    "is_main_process", "logits_program", "member_bytes", "member_mesh", "member_sharding",
+    "members_per_program", "padded_size", "parse_int_ranges", "plan_programs", "replicate_data",
+    "replicated", "run_sweep", "summarize", "summarize_by_config", "validate_program",
+]

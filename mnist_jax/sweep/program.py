@@ -1,0 +1,179 @@
+"""The compiled sweep programs and their sharding.
+
+A sweep is `train_epoch` (the single run's epoch, unchanged) under `jax.vmap` over a leading member axis
+of the train state, with the data shared (`in_axes=(0, None, None)`). The member axis is sharded over a
+one-axis mesh ("members") of all devices, of all processes; the data is replicated. Members are
+independent, so the program needs no communication between devices: each device trains its members.
+
+Shardings are stated where arrays are made: the stacked state by `init_members` (out_shardings), the
+data by `replicate_data`, and every program states in and out shardings, so nothing relies on
+propagation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits_many
+from mnist_jax.fit import DeviceData
+from mnist_jax.sweep.members import Member
+from mnist_jax.train import TrainSpec, TrainState, init_train_state, train_epoch
+
+MEMBER_AXIS = "members"
+CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30   # per device, when the device does not report its memory
+DEVICE_MEMORY_FRACTION = 0.5           # of `bytes_limit` where the device reports it
+
+
+def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named "members" over `devices` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (MEMBER_AXIS,))
+
+
+def member_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (member) axis split over the mesh, other axes whole: every leaf of a stacked state."""
+    return NamedSharding(mesh, P(MEMBER_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def _global_array(value, sharding: NamedSharding) -> jax.Array:
+    """`value` (the same on every process) as a global array with `sharding`.
+
+    One process: `device_put`. Several: each process fills its own devices' shards from its host copy
+    (`make_array_from_callback`), since no process can address the others' devices.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def replicate_data(data: DeviceData, mesh: Mesh) -> DeviceData:
+    """Every split replicated on every device of the mesh (each process must hold the same data)."""
+    sharding = replicated(mesh)
+    arrays = [_global_array(x, sharding) for x in data[:-1]]
+    return DeviceData(*arrays, num_classes=data.num_classes)
+
+
+def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds (uint32, as `create_train_state` passes them), learning rates and dropout rates (float32)."""
+    return (np.asarray([m.seed for m in members], np.uint32),
+            np.asarray([m.learning_rate for m in members], np.float32),
+            np.asarray([m.dropout_rate for m in members], np.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def _init_program(spec: TrainSpec, input_size: int, sharding: NamedSharding | None):
+    init = jax.vmap(functools.partial(init_train_state, spec, input_size=input_size))
+    if sharding is None:
+        return jax.jit(init)
+    return jax.jit(init, in_shardings=sharding, out_shardings=sharding)
+
+
+def init_members(spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None,
+                 input_size: int = 784) -> TrainState:
+    """The stacked initial train state of `members` (leading axis = member).
+
+    `jax.vmap(init_train_state)` over the members' seeds and hyper-parameters: member k's state is
+    bitwise `init_train_state(spec, seed_k, lr_k, dropout_k)`, so it has the single run's parameters
+    and root key, hence its data order and dropout masks. With a `mesh`, the state is created sharded
+    over it (the member count must then be a multiple of the mesh size; `run_sweep` pads).
+    """
+    for m in members:
+        if m.hidden_sizes != tuple(spec.hidden_sizes):
+            raise ValueError(f"member {m} has hidden sizes other than the spec's {spec.hidden_sizes}")
+    sharding = None if mesh is None else member_sharding(mesh)
+    arrays = member_arrays(members)
+    if sharding is not None:
+        if len(members) % mesh.size:
+            raise ValueError(f"{len(members)} members do not divide over {mesh.size} devices; pad them")
+        arrays = tuple(_global_array(a, sharding) for a in arrays)
+    return _init_program(spec, input_size, sharding)(*arrays)
+
+
+@functools.lru_cache(maxsize=None)
+def epoch_program(spec: TrainSpec, mesh: Mesh):
+    """`jit(vmap(train_epoch))`: stacked states (donated, member-sharded), shared replicated data.
+
+    Returns (new stacked state, {"loss": (M,), "accuracy": (M,)}).
+    """
+    members, data = member_sharding(mesh), replicated(mesh)
+    return jax.jit(jax.vmap(functools.partial(train_epoch, spec), in_axes=(0, None, None)),
+                   in_shardings=(members, data, data), out_shardings=(members, members),
+                   donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def validate_program(spec: TrainSpec, mesh: Mesh, chunk_size: int):
+    """Per-member validation loss and accuracy: `vmap(evaluate_loss_accuracy)` over stacked params."""
+    members, data = member_sharding(mesh), replicated(mesh)
+    evaluate = functools.partial(evaluate_loss_accuracy, hidden_sizes=tuple(spec.hidden_sizes),
+                                 num_classes=spec.num_classes, chunk_size=chunk_size)
+    return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)), in_shardings=(members, data, data),
+                   out_shardings=members)
+
+
+@functools.lru_cache(maxsize=None)
+def logits_program(spec: TrainSpec, mesh: Mesh, chunk_size: int):
+    """Per-member logits (M, N, C) of stacked params (`predict_logits_many`), member-sharded."""
+    members, data = member_sharding(mesh), replicated(mesh)
+    predict = functools.partial(predict_logits_many, hidden_sizes=tuple(spec.hidden_sizes),
+                                num_classes=spec.num_classes, chunk_size=chunk_size)
+    return jax.jit(predict, in_shardings=(members, data), out_shardings=members)
+
+
+def member_bytes(spec: TrainSpec, num_examples: int, *, input_size: int = 784,
+                 eval_examples: int = 10_000, eval_chunk_size: int = 2_000) -> int:
+    """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
+
+    - state: parameters, Adam's two moments, plus the gradient and update alive during a step (x5);
+    - a step's activations: the gathered batch, pre-/post-activations and dropout mask of every layer,
+      doubled for the backward pass;
+    - the epoch's shuffle: random bits, argsort temporaries, order and weights (num_examples x 16 B);
+    - evaluation: one chunk's activations and the (padded) logits of the evaluated split, twice.
+    The data itself is shared by all members and not counted.
+    """
+    sizes = (input_size, *spec.hidden_sizes, spec.num_classes)
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    width = sum(spec.hidden_sizes) + spec.num_classes
+    state = 5 * params
+    step = 2 * spec.batch_size * (input_size + 3 * width)
+    shuffle = 4 * num_examples
+    evaluation = 2 * (eval_chunk_size * width + (eval_examples + eval_chunk_size) * spec.num_classes)
+    return 4 * (state + step + shuffle + evaluation)
+
+
+def default_budget_bytes(device: jax.Device | None = None) -> int:
+    """Per-device bytes a sweep may use: half the device's `bytes_limit` when it reports one (GPU/TPU),
+    else a conservative 2 GiB (CPU: `memory_stats()` is None there)."""
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - some backends raise instead of returning None
+        stats = None
+    limit = (stats or {}).get("bytes_limit")
+    return int(limit * DEVICE_MEMORY_FRACTION) if limit else CPU_DEFAULT_BUDGET_BYTES
+
+
+def members_per_program(spec: TrainSpec, num_examples: int, bytes_budget: int | None = None, *,
+                        num_devices: int | None = None, input_size: int = 784,
+                        eval_examples: int = 10_000, eval_chunk_size: int = 2_000) -> int:
+    """How many members one compiled program call may hold: per device `bytes_budget // member_bytes`
+    (at least 1), times the number of devices (so a multiple of it).
+
+    `bytes_budget` is per device (default `default_budget_bytes()`); `num_devices` defaults to all.
+    """
+    budget = default_budget_bytes() if bytes_budget is None else int(bytes_budget)
+    num_devices = jax.device_count() if num_devices is None else num_devices
+    per_member = member_bytes(spec, num_examples, input_size=input_size, eval_examples=eval_examples,
+                              eval_chunk_size=eval_chunk_size)
+    return max(1, budget // per_member) * num_devices
