@@ -1,0 +1,148 @@
+"""`python -m experiments.bench`: where the time of the notebook's training goes, in printed figures.
+
+Times data loading, compilation (init, epoch program, validation), steady epochs (examples/s),
+evaluation and a whole 10-epoch training, and compares the steady epoch with the FLOP floor: the
+model's exact matmul FLOPs divided by the matmul throughput measured here, on the same machine, with
+the model's own matrix shapes in one compiled scan (nothing but the matmuls). The persistent
+compilation cache is off unless --compile-cache is given, so compile times are cold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from experiments import cli
+from mnist_jax.config import TrainConfig
+from mnist_jax.data import load_dataset
+from mnist_jax.evaluate import evaluate_loss_accuracy
+from mnist_jax.fit import fit, to_device
+from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.train import TrainSpec, create_train_state, init_train_state_jit, train_epoch_jit
+
+
+def matmul_flops_per_example(layer_sizes: Sequence[int]) -> int:
+    """Exact matmul FLOPs of one training example: forward, weight gradients, and input gradients of
+    every layer but the first (nothing needs the gradient with respect to the images)."""
+    pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
+    forward = sum(2 * a * b for a, b in pairs)
+    return 2 * forward + sum(2 * a * b for a, b in pairs[1:])
+
+
+def measure_matmul_floor(layer_sizes: Sequence[int], batch_size: int, steps: int,
+                         repeats: int = 5) -> float:
+    """Seconds for one epoch's matmuls alone (the model's shapes, in one compiled scan)."""
+    keys = jax.random.split(jax.random.key(0), len(layer_sizes))
+    weights = [jax.random.normal(k, (a, b)) * 0.05
+               for k, a, b in zip(keys[1:], layer_sizes[:-1], layer_sizes[1:])]
+    inputs = jax.random.uniform(keys[0], (steps, batch_size, layer_sizes[0]))
+
+    def step(weights, x):
+        activations = [x]
+        for w in weights:
+            activations.append(activations[-1] @ w)
+        grad_out, new = activations[-1], []
+        for i in reversed(range(len(weights))):
+            new.append(weights[i] - 1e-9 * (activations[i].T @ grad_out))  # weight gradient
+            if i > 0:
+                grad_out = grad_out @ weights[i].T                         # input gradient
+        return new[::-1], None
+
+    program = jax.jit(lambda w, x: jax.lax.scan(step, w, x)[0])
+    jax.block_until_ready(program(weights, inputs))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(program(weights, inputs))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn())
+    return result, time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.Parser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
+    cli.add_data_flags(parser)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--compile-cache", action="store_true",
+                        help="use the persistent compilation cache (warm-start figures)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.compile_cache:
+        enable_compilation_cache()
+    config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                         batch_size=args.batch_size, validation=args.validation,
+                         validation_size=args.validation_size)
+    figures: dict[str, float] = {}
+
+    dataset, figures["load_seconds"] = timed(lambda: load_dataset(config.dataset, config.data_dir))
+    data, figures["to_device_seconds"] = timed(lambda: to_device(dataset, config))
+    spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
+    n = int(data.train_labels.shape[0])
+    steps = math.ceil(n / config.batch_size)
+
+    # Compilation, each program on its own.
+    figures["compile_init_seconds"] = timed(
+        lambda: init_train_state_jit.lower(spec, jnp.uint32(0), jnp.float32(1e-3), jnp.float32(0.25))
+        .compile())[1]
+    state = create_train_state(config, spec)
+    epoch_program, figures["compile_epoch_seconds"] = timed(
+        lambda: train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile())
+    evaluate = lambda: evaluate_loss_accuracy.lower(
+        state.params, data.test_images, data.test_labels, hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes, chunk_size=config.eval_batch_size).compile()
+    validate, figures["compile_eval_seconds"] = timed(evaluate)
+
+    # Steady epochs (the first call warms threads and allocations, so it is left out).
+    epoch_times = []
+    for _ in range(max(args.epochs, 2)):
+        (state, _), seconds = timed(lambda: epoch_program(state, data.train_images, data.train_labels))
+        epoch_times.append(seconds)
+    steady = statistics.median(epoch_times[1:])
+    figures["steady_epoch_seconds"] = steady
+    figures["examples_per_second"] = n / steady
+    figures["eval_seconds"] = min(timed(lambda: validate(state.params, data.test_images,
+                                                          data.test_labels))[1] for _ in range(5))
+
+    layer_sizes = [data.train_images.shape[1], *spec.hidden_sizes, spec.num_classes]
+    flops = matmul_flops_per_example(layer_sizes)
+    floor = measure_matmul_floor(layer_sizes, config.batch_size, steps)
+    figures["flops_per_example"] = flops
+    figures["matmul_gflops_per_second"] = flops * steps * config.batch_size / floor / 1e9
+    figures["floor_epoch_seconds"] = floor
+    figures["steady_over_floor"] = steady / floor
+
+    # The whole training as a user runs it: a fresh state, fit() with its compilation, all epochs.
+    jax.clear_caches()
+    start = time.perf_counter()
+    result = fit(config, data, spec=spec)
+    figures["fit_seconds_including_compile"] = time.perf_counter() - start
+    figures["fit_compile_seconds"] = result.compile_seconds
+    figures["final_val_accuracy"] = result.history[-1]["val_accuracy"]
+
+    devices = jax.devices()
+    print(f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
+          f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}")
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"  {name:<{width}}  {value:,.4f}" if isinstance(value, float) else
+              f"  {name:<{width}}  {value:,}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(figures, file, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
