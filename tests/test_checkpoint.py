@@ -1,0 +1,270 @@
+"""Checkpoints: bitwise round trips, safety under donation, retention, resume, damage and compatibility."""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from mnist_jax.checkpoint import (CHECKPOINT_FORMAT_VERSION, RunCheckpointer, checkpoints_dir,
+                                  latest_intact_epoch, list_checkpoints, load_run,
+                                  restore_checkpoint, state_digest)
+from mnist_jax.config import TrainConfig
+from mnist_jax.errors import CheckpointError
+from mnist_jax.fit import DeviceData, fit
+from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
+
+# A failed tensorstore read (a damaged checkpoint) can leave orbax's per-restore event loop closed before
+# tensorstore's last callbacks arrive; Python then reports "Event loop is closed" as unraisable. Harmless.
+tolerate_failed_reads = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+CONFIG = TrainConfig(hidden_sizes=(16, 16), batch_size=32, epochs=3, eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def data() -> DeviceData:
+    """Tiny learnable data: labels from a fixed random linear teacher."""
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(784, 10))
+    images = rng.uniform(size=(192, 784)).astype(np.float32)
+    labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
+    train, test = (images[:128], labels[:128]), (images[128:], labels[128:])
+    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+
+
+def template(config=CONFIG):
+    return create_train_state(config, TrainSpec.from_config(config))
+
+
+def host_copy(tree):
+    return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
+def assert_bitwise_equal(a, b):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert x.tobytes() == y.tobytes()
+
+
+def record(epoch, val_accuracy=0.5):
+    return {"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0,
+            "val_accuracy": val_accuracy, "seconds": 0.0}
+
+
+def save_states(run_dir, states_and_accuracies, **kwargs):
+    """Saves each (state, val_accuracy) as the next epoch, with a matching history."""
+    history = []
+    with RunCheckpointer(run_dir, CONFIG.replace(epochs=len(states_and_accuracies)),
+                         **kwargs) as checkpointer:
+        for epoch, (state, accuracy) in enumerate(states_and_accuracies, start=1):
+            history.append(record(epoch, accuracy))
+            checkpointer(state.replace(epoch=np.int32(epoch)), history[-1], history)
+    return history
+
+
+def snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*"))}
+
+
+def array_files(run_dir, epoch):
+    return sorted(p for p in (checkpoints_dir(run_dir) / str(epoch) / "state").rglob("d/*")
+                  if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """Three epochs with the checkpointer (async), and the uninterrupted result."""
+    run_dir = tmp_path_factory.mktemp("run")
+    with RunCheckpointer(run_dir, CONFIG, keep_latest=3) as checkpointer:
+        result = fit(CONFIG, data, callbacks=[checkpointer])
+    return run_dir, result
+
+
+def test_round_trip_restores_every_leaf_bitwise(trained):
+    run_dir, result = trained
+    state, info = restore_checkpoint(run_dir, template(), "latest", config=CONFIG)
+    assert_bitwise_equal(state, result.state)
+    assert info["epoch"] == 3 and info["format_version"] == CHECKPOINT_FORMAT_VERSION
+    assert info["history"] == result.history
+    assert TrainConfig.from_dict(info["config"]) == CONFIG
+
+
+def test_save_then_donate_restores_the_values_at_save_time(data, tmp_path):
+    spec = TrainSpec.from_config(CONFIG)
+    state = create_train_state(CONFIG, spec)
+    state, _ = train_epoch_jit(spec, state, data.train_images, data.train_labels)
+    at_save = host_copy(state)
+    old_leaves = jax.tree_util.tree_leaves(state)
+    with RunCheckpointer(tmp_path, CONFIG, async_save=True) as checkpointer:
+        checkpointer(state, record(1), [record(1)])
+        # What fit does next: donate the saved buffers to the next epoch, while the save is pending.
+        state, _ = train_epoch_jit(spec, state, data.train_images, data.train_labels)
+        assert all(leaf.is_deleted() for leaf in old_leaves)  # donated, not silently copied
+    restored, _ = restore_checkpoint(tmp_path, template(), 1)
+    assert_bitwise_equal(restored, at_save)
+    assert state_digest(restored) != state_digest(state)
+
+
+def test_retention_keeps_the_latest_k_and_the_best(tmp_path):
+    base = template()
+    accuracies = [0.5, 0.9, 0.6, 0.7, 0.65, 0.66]  # epoch 2 is the best and old
+    save_states(tmp_path, [(base, a) for a in accuracies], keep_latest=2, keep_best=1)
+    assert list_checkpoints(tmp_path) == [2, 5, 6]
+    _, best = restore_checkpoint(tmp_path, template(), "best")
+    assert best["epoch"] == 2 and best["val_accuracy"] == 0.9
+
+
+def test_save_every_saves_multiples_and_the_final_epoch(tmp_path):
+    config = CONFIG.replace(epochs=5)
+    with RunCheckpointer(tmp_path, config, save_every=2, keep_latest=10) as checkpointer:
+        history = []
+        for epoch in range(1, 6):
+            history.append(record(epoch))
+            checkpointer(template().replace(epoch=np.int32(epoch)), history[-1], history)
+    assert list_checkpoints(tmp_path) == [2, 4, 5]
+
+
+def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(trained, data, tmp_path):
+    run_dir, uninterrupted = trained
+    restored, info = restore_checkpoint(run_dir, template(), 2, config=CONFIG)
+    assert int(restored.epoch) == 2 and len(info["history"]) == 2
+    # Resume into a copy of the run, so the shared run stays as it is.
+    with RunCheckpointer(tmp_path, CONFIG) as checkpointer:
+        resumed = fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
+    assert_bitwise_equal(resumed.state, uninterrupted.state)
+    assert [r["val_accuracy"] for r in resumed.history] == \
+        [r["val_accuracy"] for r in uninterrupted.history]
+
+
+def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(trained, data, tmp_path):
+    run_dir, uninterrupted = trained
+    import shutil
+    shutil.copytree(run_dir, tmp_path / "run")
+    run = tmp_path / "run"
+    restored, info = restore_checkpoint(run, template(), 2)
+    with pytest.warns(UserWarning, match="moved to"):
+        with RunCheckpointer(run, CONFIG) as checkpointer:
+            fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
+    assert list_checkpoints(run) == [1, 2, 3]
+    assert (run / "checkpoints_superseded" / "3" / "state").is_dir()
+    state, _ = restore_checkpoint(run, template())
+    assert_bitwise_equal(state, uninterrupted.state)
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path, data):
+    history = save_states(tmp_path, [(template(), 0.5), (template(CONFIG.replace(seed=1)), 0.6)])
+    return tmp_path, history
+
+
+@pytest.mark.parametrize("damage", ["truncate_array", "delete_array", "delete_info", "delete_item"])
+@tolerate_failed_reads
+def test_damaged_newest_checkpoint_falls_back_to_previous_and_leaves_files(two_checkpoints, damage):
+    run_dir, _ = two_checkpoints
+    newest = checkpoints_dir(run_dir) / "2"
+    if damage == "truncate_array":
+        victim = max(array_files(run_dir, 2), key=lambda p: p.stat().st_size)
+        with open(victim, "r+b") as f:
+            f.truncate(victim.stat().st_size // 2)
+    elif damage == "delete_array":
+        max(array_files(run_dir, 2), key=lambda p: p.stat().st_size).unlink()
+    elif damage == "delete_info":
+        (newest / "info" / "metadata").unlink()
+    else:
+        import shutil
+        shutil.rmtree(newest / "state")
+    before = snapshot(run_dir)
+    with pytest.warns(UserWarning, match=r"damaged checkpoint of epoch 2"):
+        state, info = restore_checkpoint(run_dir, template(), "latest")
+    assert info["epoch"] == 1
+    assert_bitwise_equal(state, template().replace(epoch=np.int32(1)))
+    assert snapshot(run_dir) == before  # nothing deleted, moved or rewritten
+    with pytest.warns(UserWarning):
+        assert latest_intact_epoch(run_dir) == 1
+
+
+@tolerate_failed_reads
+def test_no_intact_checkpoint_is_a_checkpoint_error(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    for epoch in (1, 2):
+        for f in array_files(run_dir, epoch):
+            f.unlink()
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no intact checkpoint"):
+        restore_checkpoint(run_dir, template())
+
+
+@tolerate_failed_reads
+def test_damaged_requested_epoch_is_a_checkpoint_error(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    for f in array_files(run_dir, 1):
+        f.unlink()
+    with pytest.raises(CheckpointError, match="epoch 1 .* is damaged"):
+        restore_checkpoint(run_dir, template(), 1)
+
+
+def test_missing_run_has_no_checkpoints(tmp_path):
+    assert list_checkpoints(tmp_path) == [] and latest_intact_epoch(tmp_path) is None
+    with pytest.raises(CheckpointError, match="does not exist"):
+        restore_checkpoint(tmp_path, template())
+
+
+def test_architecture_mismatch_names_both_hidden_sizes(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    other = CONFIG.replace(hidden_sizes=(32, 32))
+    with pytest.raises(CheckpointError, match=r"hidden_sizes \(16, 16\), this run uses \(32, 32\)"):
+        restore_checkpoint(run_dir, template(other), config=other)
+    # Without the config, the array shapes give it away, still before reading any array.
+    with pytest.raises(CheckpointError, match=r"hidden_sizes \(16, 16\).*params/Dense_0/bias of shape \(16,\).*\(32,\)"):
+        restore_checkpoint(run_dir, template(other))
+
+
+def test_unknown_format_version_is_refused(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    for epoch in (1, 2):
+        info_file = checkpoints_dir(run_dir) / str(epoch) / "info" / "metadata"
+        info = json.loads(info_file.read_text())
+        info["format_version"] = 7
+        info_file.write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=r"checkpoint format version 7 is not supported "
+                                              r"\(this mnist-jax reads version 1\)"):
+        restore_checkpoint(run_dir, template())
+
+
+def test_load_run_returns_config_params_and_history(trained):
+    run_dir, result = trained
+    loaded = load_run(run_dir, "best")
+    assert loaded.config == CONFIG
+    best = max(result.history, key=lambda r: (r["val_accuracy"], r["epoch"]))
+    assert loaded.epoch == best["epoch"]
+    assert loaded.history == result.history[:best["epoch"]]
+    assert jax.tree_util.tree_structure(loaded.params) == \
+        jax.tree_util.tree_structure(result.state.params)
+    latest = load_run(run_dir, "latest")
+    assert_bitwise_equal(latest.params, result.state.params)
+
+
+def test_load_run_prefers_the_run_config_json(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    config = CONFIG.replace(learning_rate=0.5, epochs=2)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    assert load_run(run_dir, "latest").config == config
+
+
+def test_checkpoints_contain_no_pickle(trained):
+    run_dir, _ = trained
+    for path in checkpoints_dir(run_dir).rglob("*"):
+        assert path.suffix not in (".pkl", ".pickle")
+        if path.is_file():
+            content = path.read_bytes()
+            assert b"pickle" not in content.lower()
+            assert not content.startswith(b"\x80")  # the pickle protocol-2+ opcode
+    info = json.loads((checkpoints_dir(run_dir) / "3" / "info" / "metadata").read_text())
+    assert info["val_accuracy"] == info["history"][-1]["val_accuracy"]
