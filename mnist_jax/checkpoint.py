@@ -45,8 +45,9 @@ from mnist_jax.train import TrainSpec, TrainState, create_train_state
 
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINTS_DIRNAME = "checkpoints"
-# Where a resumed run moves checkpoints of epochs it is about to redo (never deleted).
-SUPERSEDED_DIRNAME = "checkpoints_superseded"
+# Where a writer moves checkpoints it must not keep in the managed directory (never deleted): those of
+# epochs a resumed run is about to redo, and those whose orbax metrics file is unreadable.
+SET_ASIDE_DIRNAME = "checkpoints_set_aside"
 CONFIG_FILENAME = "config.json"
 STATE_ITEM, INFO_ITEM = "state", "info"  # orbax reserves "metrics" for its own item
 BEST_METRIC = "val_accuracy"
@@ -76,8 +77,9 @@ class RunCheckpointer:
 
     A run resumed from epoch E (after falling back past a damaged checkpoint, or on request)
     re-trains epochs after E; their old checkpoints belong to the abandoned continuation, so the first
-    save of an epoch at or before them moves them into `RUN/checkpoints_superseded/` (with a warning)
-    rather than deleting them.
+    save of an epoch at or before them moves them into `RUN/checkpoints_set_aside/` (with a warning)
+    rather than deleting them. So does opening a run where a checkpoint's orbax metrics file is
+    unreadable (orbax 0.12.8 cannot open such a directory for writing at all).
     """
 
     def __init__(self, run_dir: str | Path, config: TrainConfig, *, num_classes: int | None = None,
@@ -113,8 +115,13 @@ class RunCheckpointer:
             enable_async_checkpointing=async_save,
             create=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=(STATE_ITEM, INFO_ITEM))
+        self._set_aside_steps_with_unreadable_metrics()
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  item_names=(STATE_ITEM, INFO_ITEM))
+        except Exception as error:  # orbax reads every step's metrics here
+            raise CheckpointError(f"cannot open {self.directory} for writing: {_short(error)}") \
+                from error
         self._closed = False
 
     # A fit callback.
@@ -160,19 +167,38 @@ class RunCheckpointer:
         if not later:
             return
         self._manager.wait_until_finished()
-        target_root = self.run_dir / SUPERSEDED_DIRNAME
+        moved = self._move_aside(later)
+        self._manager.reload()
+        warnings.warn(f"run {self.run_dir} continues from before epoch(s) {sorted(later)}; their "
+                      f"checkpoints were moved to {moved}", stacklevel=4)
+
+    def _set_aside_steps_with_unreadable_metrics(self) -> None:
+        if not self.directory.is_dir():
+            return
+        unreadable = []
+        for step_dir in self.directory.iterdir():
+            metrics_file = step_dir / "metrics" / "metrics"
+            if step_dir.name.isdigit() and metrics_file.is_file():
+                try:
+                    _metric_of(json.loads(metrics_file.read_text()))
+                except (ValueError, KeyError, TypeError):
+                    unreadable.append(int(step_dir.name))
+        if unreadable:
+            moved = self._move_aside(unreadable)
+            warnings.warn(f"checkpoint(s) of epoch(s) {sorted(unreadable)} in {self.directory} have "
+                          f"an unreadable metrics file; moved to {moved}", stacklevel=3)
+
+    def _move_aside(self, steps: Iterable[int]) -> str:
+        target_root = self.run_dir / SET_ASIDE_DIRNAME
         target_root.mkdir(exist_ok=True)
         moved = []
-        for step in sorted(later):
-            source = self.directory / str(step)
+        for step in sorted(steps):
             target, n = target_root / str(step), 1
             while target.exists():
                 target, n = target_root / f"{step}-{n}", n + 1
-            source.rename(target)
+            (self.directory / str(step)).rename(target)
             moved.append(f"{step} -> {target.name}")
-        self._manager.reload()
-        warnings.warn(f"run {self.run_dir} continues from before epoch(s) {sorted(later)}; their "
-                      f"checkpoints were moved to {target_root} ({', '.join(moved)})", stacklevel=3)
+        return f"{target_root} ({', '.join(moved)})"
 
     @property
     def manager(self) -> ocp.CheckpointManager:
@@ -320,7 +346,7 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, template: TrainStat
         metadata = manager.item_metadata(step)[STATE_ITEM]
         stored = {path: (tuple(m.shape), np.dtype(m.dtype)) for path, m in _flat(metadata).items()}
     except Exception as error:
-        raise _Damaged(f"its {STATE_ITEM} metadata cannot be read ({_short(error)})") from error
+        raise _Damaged(f"its item metadata cannot be read ({_short(error)})") from error
     expected = {path: (tuple(np.shape(x)), np.dtype(x.dtype)) for path, x in _flat(template).items()}
     made_with = (f" (made with hidden_sizes {_stored_hidden_sizes(info)}, "
                  f"num_classes {info.get('num_classes')})")

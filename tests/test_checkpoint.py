@@ -154,7 +154,7 @@ def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(trai
         with RunCheckpointer(run, CONFIG) as checkpointer:
             fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
     assert list_checkpoints(run) == [1, 2, 3]
-    assert (run / "checkpoints_superseded" / "3" / "state").is_dir()
+    assert (run / "checkpoints_set_aside" / "3" / "state").is_dir()
     state, _ = restore_checkpoint(run, template())
     assert_bitwise_equal(state, uninterrupted.state)
 
@@ -189,6 +189,15 @@ def test_damaged_newest_checkpoint_falls_back_to_previous_and_leaves_files(two_c
     assert snapshot(run_dir) == before  # nothing deleted, moved or rewritten
     with pytest.warns(UserWarning):
         assert latest_intact_epoch(run_dir) == 1
+
+
+def test_writer_sets_aside_a_checkpoint_with_unreadable_metrics(two_checkpoints):
+    run_dir, _ = two_checkpoints
+    (checkpoints_dir(run_dir) / "2" / "metrics" / "metrics").write_text('{"val_acc')
+    with pytest.warns(UserWarning, match="unreadable metrics file"):
+        RunCheckpointer(run_dir, CONFIG).close()
+    assert list_checkpoints(run_dir) == [1]
+    assert (run_dir / "checkpoints_set_aside" / "2" / "state").is_dir()
 
 
 @tolerate_failed_reads
