@@ -1,8 +1,7 @@
 """Checkpoints: bitwise round trips, safety under donation, retention, resume, damage and compatibility."""
 
 import json
-import os
-import warnings
+import shutil
 from pathlib import Path
 
 import jax
@@ -146,7 +145,6 @@ def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(traine
 
 def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(trained, data, tmp_path):
     run_dir, uninterrupted = trained
-    import shutil
     shutil.copytree(run_dir, tmp_path / "run")
     run = tmp_path / "run"
     restored, info = restore_checkpoint(run, template(), 2)
@@ -179,8 +177,7 @@ def test_damaged_newest_checkpoint_falls_back_to_previous_and_leaves_files(two_c
     elif damage == "delete_info":
         (newest / "info" / "metadata").unlink()
     else:
-        import shutil
-        shutil.rmtree(newest / "state")
+            shutil.rmtree(newest / "state")
     before = snapshot(run_dir)
     with pytest.warns(UserWarning, match=r"damaged checkpoint of epoch 2"):
         state, info = restore_checkpoint(run_dir, template(), "latest")
@@ -231,7 +228,8 @@ def test_architecture_mismatch_names_both_hidden_sizes(two_checkpoints):
     with pytest.raises(CheckpointError, match=r"hidden_sizes \(16, 16\), this run uses \(32, 32\)"):
         restore_checkpoint(run_dir, template(other), config=other)
     # Without the config, the array shapes give it away, still before reading any array.
-    with pytest.raises(CheckpointError, match=r"hidden_sizes \(16, 16\).*params/Dense_0/bias of shape \(16,\).*\(32,\)"):
+    shapes = r"hidden_sizes \(16, 16\).*params/Dense_0/bias of shape \(16,\).*\(32,\)"
+    with pytest.raises(CheckpointError, match=shapes):
         restore_checkpoint(run_dir, template(other))
 
 
