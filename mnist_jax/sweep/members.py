@@ -127,6 +127,15 @@ def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) ->
     return sizes
 
 
+# XLA simplifies a batched matmul with batch size 1 to a plain matmul, whose rounding differs from the
+# batched kernel's (measured on CPU: a 1-member program's parameters differ in the last bits from the
+# same member's in a 2- or 3-member program, while 2 and 3 agree bitwise). Padding every device to at
+# least 2 members keeps each member's result bitwise independent of the device count and of how a sweep
+# is cut into programs, at the cost of one dummy member per device in the smallest sweeps.
+MIN_MEMBERS_PER_DEVICE = 2
+
+
 def padded_size(num_members: int, num_devices: int) -> int:
-    """The smallest multiple of `num_devices` holding `num_members` (the leading axis must divide evenly)."""
-    return math.ceil(num_members / num_devices) * num_devices
+    """The members a program call computes: a multiple of `num_devices` (the leading axis must divide
+    evenly) holding `num_members`, with at least `MIN_MEMBERS_PER_DEVICE` on each device."""
+    return max(MIN_MEMBERS_PER_DEVICE, math.ceil(num_members / num_devices)) * num_devices

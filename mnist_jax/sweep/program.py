@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits_many
 from mnist_jax.fit import DeviceData
-from mnist_jax.sweep.members import Member
+from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
 from mnist_jax.train import TrainSpec, TrainState, init_train_state, train_epoch
 
 MEMBER_AXIS = "members"
@@ -168,7 +168,8 @@ def members_per_program(spec: TrainSpec, num_examples: int, bytes_budget: int | 
                         num_devices: int | None = None, input_size: int = 784,
                         eval_examples: int = 10_000, eval_chunk_size: int = 2_000) -> int:
     """How many members one compiled program call may hold: per device `bytes_budget // member_bytes`
-    (at least 1), times the number of devices (so a multiple of it).
+    (at least `MIN_MEMBERS_PER_DEVICE`, which every call computes anyway), times the number of devices
+    (so a multiple of it).
 
     `bytes_budget` is per device (default `default_budget_bytes()`); `num_devices` defaults to all.
     """
@@ -176,4 +177,4 @@ def members_per_program(spec: TrainSpec, num_examples: int, bytes_budget: int | 
     num_devices = jax.device_count() if num_devices is None else num_devices
     per_member = member_bytes(spec, num_examples, input_size=input_size, eval_examples=eval_examples,
                               eval_chunk_size=eval_chunk_size)
-    return max(1, budget // per_member) * num_devices
+    return max(MIN_MEMBERS_PER_DEVICE, budget // per_member) * num_devices
