@@ -2,26 +2,30 @@
 
 Loads the data, trains the notebook's MLP (10 epochs, batch 512, Adam 1e-3, dropout 0.25), evaluates
 on the test set and writes a run directory: config.json, metrics.json, the five plots, report.md and
-orbax checkpoints. All the maths is in `mnist_jax`; this file parses flags, prints and writes files.
+orbax checkpoints. `--resume RUN_DIR` continues a killed run from its newest intact checkpoint and
+ends bitwise where the uninterrupted run would have. All the maths is in `mnist_jax`; this file
+parses flags, prints and writes files.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
-
-import jax
 
 from experiments import cli
 from experiments.console import Console
+from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
+from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
+from mnist_jax.errors import ConfigError, DataError
 from mnist_jax.fit import fit, to_device
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (CONFIG_FILE, create_run_dir, default_run_name, device_summary,
-                              run_record, write_json_atomic)
+                              read_json, run_record, write_json_atomic)
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.train import TrainSpec
+from mnist_jax.train import TrainSpec, create_train_state
 
 RUNS_ROOT = "runs"
 
@@ -33,6 +37,10 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--seed", type=int, default=cli.DEFAULTS.seed,
                         help="root of every random stream: init, shuffling, dropout (default 0)")
     cli.add_output_flags(parser, RUNS_ROOT)
+    cli.add_checkpoint_flags(parser)
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue the run in RUN_DIR from its newest intact checkpoint, with the "
+                             "configuration in RUN_DIR/config.json (training flags are not accepted)")
     return parser
 
 
@@ -43,17 +51,29 @@ def steady_examples_per_second(history: Sequence[dict], train_examples: int) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    config = cli.config_from_args(args, seed=args.seed)
     console = Console(quiet=args.quiet)
     enable_compilation_cache()
 
-    dataset = load_dataset(config.dataset, config.data_dir)
-    run_dir = create_run_dir(args.out, root=RUNS_ROOT,
-                             name=default_run_name(config.dataset, config.seed))
-    write_json_atomic(run_dir / CONFIG_FILE,
-                      run_record(config, dataset, command=" ".join(["python -m experiments.baseline",
-                                                                    *sys.argv[1:]])))
+    if args.resume:
+        cli.refuse_flags_with_resume(argv)
+        run_dir = Path(args.resume)
+        record = read_json(run_dir / CONFIG_FILE)
+        config = TrainConfig.from_dict(record["config"])
+        dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
+        if dataset.fingerprint != record["dataset"]["fingerprint"]:
+            raise DataError(f"the {config.dataset} files found ({dataset.source}) differ from those "
+                            f"the run in {run_dir} was trained on (fingerprint mismatch); pass "
+                            "--data-dir with the original files")
+    else:
+        config = cli.config_from_args(args, seed=args.seed)
+        dataset = load_dataset(config.dataset, config.data_dir)
+        run_dir = create_run_dir(args.out, root=RUNS_ROOT,
+                                 name=default_run_name(config.dataset, config.seed))
+        write_json_atomic(run_dir / CONFIG_FILE, run_record(
+            config, dataset, command=" ".join(["python -m experiments.baseline", *argv])))
+
     devices = device_summary()
     console.info(f"configuration: {console.describe(config)}")
     console.info(f"dataset: {dataset!r}")
@@ -62,27 +82,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data = to_device(dataset, config)
     spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
+    state, history = None, []
+    if args.resume and list_checkpoints(run_dir):
+        template = create_train_state(config, spec, input_size=int(data.train_images.shape[1]))
+        state, info = restore_checkpoint(run_dir, template, "latest", config=config)
+        history = info["history"]
+        console.info(f"resuming after epoch {info['epoch']} of {config.epochs}")
+
     start = time.perf_counter()
-    with console.epoch_progress(config.epochs) as progress:
-        result = fit(config, data, spec=spec, callbacks=[progress])
+    with RunCheckpointer(run_dir, config, num_classes=spec.num_classes, save_every=args.save_every,
+                         keep_latest=args.keep) as checkpointer, \
+            console.epoch_progress(config.epochs, first_epoch=len(history) + 1) as progress:
+        result = fit(config, data, spec=spec, state=state, history=history,
+                     callbacks=[progress, checkpointer])
     train_seconds = time.perf_counter() - start
 
     metrics, probabilities = evaluate_test_set(
         result.state.params, data.test_images, data.test_labels, hidden_sizes=spec.hidden_sizes,
         num_classes=spec.num_classes, chunk_size=config.eval_batch_size)
+    trained_now = result.history[len(history):]
     metrics.update(
         history=result.history, train_seconds=train_seconds, compile_seconds=result.compile_seconds,
-        examples_per_second=steady_examples_per_second(result.history, int(data.train_labels.shape[0])),
-        seed=config.seed, epochs=len(result.history), dataset=dataset.name)
+        examples_per_second=(steady_examples_per_second(trained_now, int(data.train_labels.shape[0]))
+                             if trained_now else None),
+        seed=config.seed, epochs=len(result.history), dataset=dataset.name,
+        resumed_from_epoch=len(history) if args.resume else None)
     written = write_run_outputs(run_dir, dataset, result.history, metrics, probabilities)
 
     console.result(f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}")
-    console.info(f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
-                 f"steady epochs {metrics['examples_per_second']:,.0f} examples/s")
-    console.info("wrote: " + ", ".join(str(path) for path in [run_dir / CONFIG_FILE, *written]))
+    if trained_now:
+        console.info(f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
+                     f"steady epochs {metrics['examples_per_second']:,.0f} examples/s")
+    console.info("wrote: " + ", ".join(str(path) for path in [run_dir / CONFIG_FILE, *written])
+                 + f", {run_dir / 'checkpoints'}")
     console.result(f"run directory: {run_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run_main(main, "python -m experiments.baseline")

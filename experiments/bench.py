@@ -145,4 +145,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run_main(main)
+    cli.run_main(main, "python -m experiments.bench")

@@ -88,6 +88,28 @@ def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None
     group.add_argument("--quiet", action="store_true", help="print only the final results and errors")
 
 
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument("--save-every", type=int, default=1,
+                       help="save a checkpoint every N epochs, and always after the last (default 1)")
+    group.add_argument("--keep", type=int, default=3,
+                       help="keep the latest N checkpoints, plus the best by validation accuracy "
+                            "(default 3)")
+
+
+# Flags that decide what a run computes: a resumed run takes them from its config.json instead.
+RUN_DEFINING_FLAGS = ("--dataset", "--validation", "--validation-size", "--epochs", "--batch-size",
+                      "--learning-rate", "--dropout", "--hidden", "--adam-epsilon", "--seed", "--out")
+
+
+def refuse_flags_with_resume(argv: Sequence[str]) -> None:
+    given = sorted({flag for arg in argv for flag in RUN_DEFINING_FLAGS
+                    if arg == flag or arg.startswith(flag + "=")})
+    if given:
+        raise ConfigError(f"--resume continues a run with the configuration in its config.json; "
+                          f"drop {', '.join(given)}")
+
+
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     """The validated TrainConfig of parsed flags (ConfigError names a bad value)."""
     values = dict(
@@ -99,18 +121,30 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
+def run_main(main: Callable[[Sequence[str] | None], int], prog: str,
+             argv: Sequence[str] | None = None) -> NoReturn:
     """Run a command's `main`; a user error becomes one line on stderr and exit status 2."""
+    quiet_library_logs()
     try:
         status = main(argv)
     except MnistJaxError as error:
-        prog = "python -m " + (main.__module__ if main.__module__ != "__main__" else "experiments")
         print(f"{prog}: error: {error}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         status = 130
     sys.exit(status)
+
+
+def quiet_library_logs() -> None:
+    """Orbax logs routine events (e.g. opening checkpoints read-only) as absl warnings; the commands
+    report what matters themselves, so only errors from libraries reach the terminal."""
+    import logging
+    import warnings
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    # Our warnings (e.g. a damaged checkpoint skipped on resume) as one line each, without source.
+    warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
 
 __all__ = ["Parser", "add_data_flags", "add_training_flags", "add_output_flags", "config_from_args",

@@ -488,7 +488,8 @@ class LoadedRun:
 def load_run(run_dir: str | Path, which: str | int = "best") -> LoadedRun:
     """Loads a run's best (or latest, or given-epoch) checkpoint, building the template itself.
 
-    The configuration is RUN/config.json if present (a `TrainConfig.to_dict()`), else the one stored
+    The configuration is RUN/config.json if present (a run record whose "config" entry is a
+    `TrainConfig.to_dict()`, or that dict itself), else the one stored
     in the checkpoint; num_classes and input size come from the checkpoint.
     """
     run_dir = Path(run_dir).resolve()
@@ -507,10 +508,12 @@ def load_run(run_dir: str | Path, which: str | int = "best") -> LoadedRun:
     config_file = run_dir / CONFIG_FILENAME
     try:
         if config_file.is_file():
-            config = TrainConfig.from_dict(json.loads(config_file.read_text()))
+            record = json.loads(config_file.read_text())
+            # The experiments write a run record with the configuration under "config".
+            config = TrainConfig.from_dict(record["config"] if "config" in record else record)
         else:
             config = TrainConfig.from_dict(info["config"])
-    except (ConfigError, ValueError, TypeError) as error:
+    except (ConfigError, ValueError, TypeError, KeyError) as error:
         source = config_file if config_file.is_file() else f"the checkpoint info in {where}"
         raise CheckpointError(f"cannot read the run configuration from {source}: {error}") from error
     spec = TrainSpec.from_config(config, num_classes=int(info.get("num_classes") or 10))

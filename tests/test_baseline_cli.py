@@ -20,7 +20,7 @@ PLOTS = ["samples_per_class.png", "training_curves.png", "confusion_matrix.png",
 
 def run_cli(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_main(baseline.main, argv)
+        run_main(baseline.main, "python -m experiments.baseline", argv)
     return exit_info.value.code, capsys.readouterr()
 
 

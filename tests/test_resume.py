@@ -1,0 +1,127 @@
+"""Killed runs resume bitwise: `experiments.baseline` killed with SIGKILL at several points, then
+`--resume`, ends with the parameters and history of the uninterrupted run; `experiments.evaluate`
+re-computes what the run wrote."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from mnist_jax.checkpoint import list_checkpoints, load_run
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = "3"
+pytestmark = pytest.mark.slow
+
+
+def command(*args):
+    return [sys.executable, "-m", *args]
+
+
+def environment(mnist_dir):
+    return dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+
+
+def run(args, mnist_dir):
+    proc = subprocess.run(command(*args), cwd=REPO, env=environment(mnist_dir), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
+    """Start a training run and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
+    proc = subprocess.Popen(command("experiments.baseline", "--epochs", EPOCHS, "--out", str(out)),
+                            cwd=REPO, env=environment(mnist_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:
+            if trigger in line:
+                break
+            assert time.monotonic() < deadline, "trigger line never came"
+        else:
+            pytest.fail(f"run ended before printing {trigger!r}")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def without_seconds(history):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    run_a, run_b = load_run(a, "latest"), load_run(b, "latest")
+    assert run_a.epoch == run_b.epoch == int(EPOCHS)
+    for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(run_a.state)),
+                    jax.tree_util.tree_leaves(jax.device_get(run_b.state))):
+        assert np.array_equal(x, y)
+    metrics_a = json.loads((a / "metrics.json").read_text())
+    metrics_b = json.loads((b / "metrics.json").read_text())
+    assert without_seconds(metrics_a["history"]) == without_seconds(metrics_b["history"])
+    for key in ("test_loss", "test_accuracy", "confusion_matrix", "top_errors"):
+        assert metrics_a[key] == metrics_b[key], key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run(["experiments.baseline", "--epochs", EPOCHS, "--out", str(out)], mnist_dir)
+    return out
+
+
+@pytest.mark.parametrize("trigger, delay", [
+    ("run directory:", 0.0),   # before the first checkpoint: resume starts from scratch
+    ("epoch   1:", 0.0),        # right after epoch 1's line: its save is just starting
+    ("epoch   1:", 0.25),       # during epoch 2's training, epoch 1 saved in the background
+    ("epoch   2:", 0.05),       # during the save of epoch 2
+])
+def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(
+        trigger, delay, reference, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    kill_when(out, trigger, delay, mnist_dir)
+    assert (out / "config.json").is_file()
+    assert not (out / "metrics.json").exists()
+    run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    assert_same_run(reference, out)
+
+
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    kill_when(out, "epoch   3:", 2.0, mnist_dir)  # let epoch 3's checkpoint land before the kill
+    assert list_checkpoints(out)[-1] == 3
+    damaged = max((p for p in (out / "checkpoints" / "3" / "state").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    proc = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    assert "warning:" in proc.stderr and "epoch 3" in proc.stderr
+    assert_same_run(reference, out)
+
+
+def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
+    proc = run(["experiments.evaluate", str(reference), "--checkpoint", "latest"], mnist_dir)
+    written = json.loads((reference / "metrics.json").read_text())
+    assert f"test loss {written['test_loss']:.4f}" in proc.stdout
+    assert f"test accuracy {written['test_accuracy']:.4f}" in proc.stdout
+    evaluated = json.loads((reference / "evaluation" / "latest" / "metrics.json").read_text())
+    for key in ("test_loss", "test_accuracy", "per_class_accuracy", "confusion_matrix", "top_errors"):
+        assert evaluated[key] == written[key], key
+    assert (reference / "evaluation" / "latest" / "confusion_matrix.png").is_file()
+
+
+def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir):
+    proc = subprocess.run(command("experiments.baseline", "--resume", str(reference), "--epochs", "5"),
+                          cwd=REPO, env=environment(mnist_dir), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "drop --epochs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
