@@ -54,7 +54,8 @@ BEST_METRIC = "val_accuracy"
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION", "LoadedRun", "RunCheckpointer", "checkpoints_dir",
-    "latest_intact_epoch", "list_checkpoints", "load_run", "restore_checkpoint", "state_digest",
+    "latest_intact_epoch", "list_checkpoints", "load_run", "restore_checkpoint",
+    "restore_checkpoint_in", "state_digest",
 ]
 
 
@@ -80,11 +81,15 @@ class RunCheckpointer:
     save of an epoch at or before them moves them into `RUN/checkpoints_set_aside/` (with a warning)
     rather than deleting them. So does opening a run where a checkpoint's orbax metrics file is
     unreadable (orbax 0.12.8 cannot open such a directory for writing at all).
+
+    `directory` puts the checkpoints somewhere other than RUN/checkpoints (a sweep keeps one folder
+    per program); set-aside checkpoints then go to `<directory>_set_aside` next to it. Subclasses
+    that store another kind of state build their own info and call `_write`.
     """
 
     def __init__(self, run_dir: str | Path, config: TrainConfig, *, num_classes: int | None = None,
                  save_every: int = 1, keep_latest: int = 3, keep_best: int = 1,
-                 async_save: bool = True) -> None:
+                 async_save: bool = True, directory: str | Path | None = None) -> None:
         if not (isinstance(save_every, int) and save_every >= 1):
             raise ConfigError(f"invalid save_every={save_every!r}: expected a positive integer")
         if not (isinstance(keep_latest, int) and keep_latest >= 1):
@@ -93,7 +98,10 @@ class RunCheckpointer:
         if not (isinstance(keep_best, int) and keep_best >= 0):
             raise ConfigError(f"invalid keep_best={keep_best!r}: expected a non-negative integer")
         self.run_dir = Path(run_dir).resolve()
-        self.directory = checkpoints_dir(self.run_dir)
+        self.directory = checkpoints_dir(self.run_dir) if directory is None \
+            else Path(directory).resolve()
+        # RUN/checkpoints_set_aside for the default directory.
+        self.set_aside_root = self.directory.with_name(self.directory.name + "_set_aside")
         self.config = config
         self.num_classes = num_classes
         self.save_every = save_every
@@ -141,7 +149,7 @@ class RunCheckpointer:
         if not (force or self.should_save(epoch)):
             return False
         # Owned host copies, made now: the caller donates the device buffers when we return.
-        host_state = jax.tree.map(lambda x: np.array(x, copy=True), state)
+        host_state = host_copy(state)
         val_accuracy = float(history[-1][BEST_METRIC]) if history and BEST_METRIC in history[-1] \
             else None
         info = {
@@ -155,6 +163,10 @@ class RunCheckpointer:
             BEST_METRIC: val_accuracy,
             "state_sha256": state_digest(host_state),
         }
+        return self._write(epoch, host_state, info, val_accuracy)
+
+    def _write(self, epoch: int, host_state: Any, info: dict, val_accuracy: float | None) -> bool:
+        """Saves owned host arrays `host_state` and the JSON `info` as step `epoch` (always)."""
         self._set_aside_steps_from(epoch)
         metrics = None if val_accuracy is None else {BEST_METRIC: val_accuracy}
         return self._manager.save(
@@ -189,7 +201,7 @@ class RunCheckpointer:
                           f"an unreadable metrics file; moved to {moved}", stacklevel=3)
 
     def _move_aside(self, steps: Iterable[int]) -> str:
-        target_root = self.run_dir / SET_ASIDE_DIRNAME
+        target_root = self.set_aside_root
         target_root.mkdir(exist_ok=True)
         moved = []
         for step in sorted(steps):
@@ -219,6 +231,11 @@ class RunCheckpointer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def host_copy(tree: Any) -> Any:
+    """Owned numpy copies of every array (safe to keep while the device buffers are donated)."""
+    return jax.tree.map(lambda x: np.array(x, copy=True), tree)
 
 
 def _metric_of(metrics: dict) -> float:
@@ -282,9 +299,19 @@ class _Damaged(Exception):
 
 
 def _reader(run_dir: str | Path) -> ocp.CheckpointManager:
+    return _reader_at(_existing_checkpoints_dir(run_dir))
+
+
+def _existing_checkpoints_dir(run_dir: str | Path) -> Path:
     directory = checkpoints_dir(run_dir)
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoints in {Path(run_dir)}: {directory} does not exist")
+    return directory
+
+
+def _reader_at(directory: Path) -> ocp.CheckpointManager:
+    if not directory.is_dir():
+        raise CheckpointError(f"no checkpoints: {directory} does not exist")
     # read_only: no saves, deletions, tmp-dir cleanup or root metadata; lightweight: no per-step
     # reads at construction, so one damaged step cannot make the whole directory unreadable.
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, lightweight_initialize=True,
@@ -423,9 +450,14 @@ def _warn_damaged(where: str, step: int, damage: _Damaged, skipped: list[str]) -
 
 def _find(run_dir: str | Path, which: str | int, template: TrainState | None,
           config: TrainConfig | None) -> tuple[Any, dict]:
-    where = str(checkpoints_dir(run_dir))
+    return _find_in(_existing_checkpoints_dir(run_dir), which, template, config)
+
+
+def _find_in(directory: Path, which: str | int, template: Any, config: TrainConfig | None
+             ) -> tuple[Any, dict]:
+    where = str(directory)
     skipped: list[str] = []
-    with contextlib.closing(_reader(run_dir)) as manager:
+    with contextlib.closing(_reader_at(directory)) as manager:
         for step in _candidates(manager, which, where, skipped):
             label = f"checkpoint epoch {step} in {where}"
             try:
@@ -453,6 +485,26 @@ def restore_checkpoint(run_dir: str | Path, template_state: TrainState, which: s
     """
     state, info = _find(run_dir, which, template_state, config)
     return state, info
+
+
+def restore_checkpoint_in(directory: str | Path, template_state: Any, which: str | int = "latest",
+                          *, config: TrainConfig | None = None) -> tuple[Any, dict]:
+    """`restore_checkpoint` for a checkpoint folder other than RUN/checkpoints (e.g. a sweep
+    program's): the same damaged-checkpoint fallback, digest check and compatibility errors.
+
+    `template_state` may be any pytree of arrays or `jax.ShapeDtypeStruct`s (with shardings, to
+    restore sharded arrays). `info` must have the format version, epoch, config and history.
+    """
+    return _find_in(Path(directory).resolve(), which, template_state, config)
+
+
+def list_checkpoints_in(directory: str | Path) -> list[int]:
+    """Steps with a complete checkpoint in a checkpoint folder, ascending; [] if there is none."""
+    directory = Path(directory).resolve()
+    if not directory.is_dir():
+        return []
+    with contextlib.closing(_reader_at(directory)) as manager:
+        return sorted(manager.all_steps())
 
 
 def latest_intact_epoch(run_dir: str | Path, template_state: TrainState | None = None,
