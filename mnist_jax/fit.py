@@ -7,18 +7,21 @@ done ahead of time (`lower().compile()`) so that its cost is measured and report
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from typing import Callable, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, flatten_and_scale, holdout_split
 from mnist_jax.errors import TrainingError
 from mnist_jax.evaluate import evaluate_loss_accuracy
-from mnist_jax.train import TrainSpec, TrainState, create_train_state, train_epoch_jit
+from mnist_jax.train import (TrainSpec, TrainState, init_train_state, init_train_state_jit,
+                             train_epoch_jit)
 
 
 class DeviceData(NamedTuple):
@@ -62,6 +65,39 @@ class FitResult:
 EpochCallback = Callable[[TrainState, dict, list], None]
 
 
+class Programs(NamedTuple):
+    """The compiled programs of a run: init (None when resuming), epoch, validation."""
+
+    init: Callable | None
+    epoch: Callable
+    validate: Callable
+
+
+def compile_programs(config: TrainConfig, spec: TrainSpec, data: DeviceData,
+                     state: TrainState | None = None) -> Programs:
+    """Compile init, the epoch and validation ahead of time, the three at once.
+
+    Tracing happens here, in this thread; XLA's compilation, the larger part (about 1 s each for
+    init and epoch on a CPU), releases the GIL, so the three compile in parallel threads. The epoch
+    is lowered against the state's abstract shapes, so it need not wait for init to run.
+    """
+    hyper = (jnp.uint32(config.seed), jnp.float32(config.learning_rate),
+             jnp.float32(config.dropout_rate))
+    input_size = int(data.train_images.shape[1])
+    init = None if state is not None else init_train_state_jit.lower(spec, *hyper,
+                                                                        input_size=input_size)
+    abstract = state if state is not None else jax.eval_shape(
+        lambda *h: init_train_state(spec, *h, input_size=input_size), *hyper)
+    epoch = train_epoch_jit.lower(spec, abstract, data.train_images, data.train_labels)
+    validate = evaluate_loss_accuracy.lower(
+        abstract.params, data.val_images, data.val_labels, hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes, chunk_size=config.eval_batch_size)
+    lowered = [init, epoch, validate]
+    with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+        compiled = list(pool.map(lambda low: None if low is None else low.compile(), lowered))
+    return Programs(*compiled)
+
+
 def fit(config: TrainConfig, data: DeviceData, *, spec: TrainSpec | None = None,
         state: TrainState | None = None, history: Sequence[dict] = (),
         callbacks: Sequence[EpochCallback] = ()) -> FitResult:
@@ -76,15 +112,14 @@ def fit(config: TrainConfig, data: DeviceData, *, spec: TrainSpec | None = None,
     not finite, so that a diverged state is never checkpointed.
     """
     spec = spec or TrainSpec.from_config(config, num_classes=data.num_classes)
-    state = state if state is not None else create_train_state(config, spec,
-                                                               data.train_images.shape[1])
-    history = list(history)
     start = time.perf_counter()
-    epoch_program = train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
-    validate = evaluate_loss_accuracy.lower(
-        state.params, data.val_images, data.val_labels, hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes, chunk_size=config.eval_batch_size).compile()
+    programs = compile_programs(config, spec, data, state)
     compile_seconds = time.perf_counter() - start
+    if state is None:
+        state = programs.init(jnp.uint32(config.seed), jnp.float32(config.learning_rate),
+                              jnp.float32(config.dropout_rate))
+    epoch_program, validate = programs.epoch, programs.validate
+    history = list(history)
 
     for epoch in range(int(state.epoch) + 1, config.epochs + 1):
         start = time.perf_counter()
