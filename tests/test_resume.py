@@ -125,3 +125,21 @@ def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir):
                           timeout=300)
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files(
+        reference, tmp_path, mnist_dir):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    record = json.loads((copy / "config.json").read_text())
+    record["config"]["hidden_sizes"] = [64, 64]
+    (copy / "config.json").write_text(json.dumps(record))
+    before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
+    proc = subprocess.run(command("experiments.evaluate", str(copy)), cwd=REPO,
+                          env=environment(mnist_dir), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "hidden_sizes (128, 128)" in proc.stderr and "(64, 64)" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == before

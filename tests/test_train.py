@@ -169,3 +169,18 @@ def test_two_epochs_on_real_mnist_reach_95_percent_test_accuracy(mnist):
     test = evaluate_loss_accuracy(result.state.params, data.test_images, data.test_labels)
     assert float(test["accuracy"]) >= 0.95
     assert result.history[-1]["val_accuracy"] == pytest.approx(float(test["accuracy"]))
+
+
+def test_holdout_validation_trains_on_the_rest_and_validates_on_the_last_examples():
+    from mnist_jax.data import Dataset
+    from mnist_jax.fit import to_device
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (100, 4, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, 100).astype(np.uint8)
+    dataset = Dataset("toy", images, labels, images[:20], labels[:20], 10, "f", "mem", tuple("0123456789"))
+    data = to_device(dataset, TrainConfig(validation="holdout", validation_size=30))
+    assert data.train_images.shape == (70, 16) and data.val_images.shape == (30, 16)
+    np.testing.assert_array_equal(data.val_labels, labels[70:])
+    np.testing.assert_allclose(data.val_images, images[70:].reshape(30, 16) / np.float32(255))
+    assert data.test_images.shape == (20, 16)
