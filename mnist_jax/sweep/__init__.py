@@ -12,15 +12,15 @@ from mnist_jax.sweep.program import (MEMBER_AXIS, default_budget_bytes, epoch_pr
                                      logits_program, member_bytes, member_mesh, member_sharding,
                                      members_per_program, replicate_data, replicated,
                                      validate_program)
-from mnist_jax.sweep.run import (MemberResult, SweepCallback, SweepProgram, SweepResult, ensembles,
-                                 plan_programs, run_sweep)
+from mnist_jax.sweep.run import (MemberResult, SweepCallback, SweepProgram, SweepResult, SweepStart,
+                                 ensembles, plan_programs, resolve_members_per_program, run_sweep)
 from mnist_jax.sweep.stats import summarize, summarize_by_config
 
 __all__ = [
     "ConfigKey", "MEMBER_AXIS", "MIN_MEMBERS_PER_DEVICE", "Member", "MemberResult", "SweepCallback", "SweepProgram",
-    "SweepResult", "chunk_sizes", "default_budget_bytes", "ensembles", "epoch_program",
+    "SweepResult", "SweepStart", "chunk_sizes", "default_budget_bytes", "ensembles", "epoch_program",
     "expand_members", "gather_to_host", "group_members", "init_members", "initialize_distributed_from_env",
     "is_main_process", "logits_program", "member_bytes", "member_mesh", "member_sharding",
     "members_per_program", "padded_size", "parse_int_ranges", "plan_programs", "replicate_data",
-    "replicated", "run_sweep", "summarize", "summarize_by_config", "validate_program",
+    "replicated", "resolve_members_per_program", "run_sweep", "summarize", "summarize_by_config", "validate_program",
 ]

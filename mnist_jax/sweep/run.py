@@ -12,6 +12,11 @@ sweep. Its history ends with the non-finite record, it gets no test metrics, and
 statistics and ensembles. With `raise_on_divergence=True` it is a TrainingError naming the member, as
 in `fit`. Callbacks see `None` as the record of a member that diverged in an earlier epoch; a
 checkpointing callback should check `record["train_loss"]` is finite before saving a member.
+
+Resuming: `start(program)` may return a program's saved `(stacked_state, histories)` (e.g. restored
+from a checkpoint); training then continues after the epochs in the histories, with the same compiled
+programs and loop, so the result is bitwise the uninterrupted sweep's. A program whose histories are
+complete is only evaluated, not trained.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ class SweepResult:
 
 
 SweepCallback = Callable[[SweepProgram, TrainState, list, list], None]
+# program -> (stacked state with `program.num_padded` rows, one history per real member) or None.
+SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | None"]
 
 
 def plan_programs(members: Sequence[Member], members_per_program: int, num_devices: int
@@ -97,10 +104,22 @@ def plan_programs(members: Sequence[Member], members_per_program: int, num_devic
     return programs
 
 
+def resolve_members_per_program(config: TrainConfig, members: Sequence[Member], data: DeviceData,
+                                num_devices: int) -> int:
+    """`run_sweep`'s default program size: the memory estimate for the widest group of `members`."""
+    largest = max(group_members(members), key=lambda h: sum(h))
+    return prog.members_per_program(
+        TrainSpec.from_config(config.replace(hidden_sizes=largest), data.num_classes),
+        int(data.train_images.shape[0]), num_devices=num_devices,
+        input_size=int(data.train_images.shape[1]),
+        eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
+        eval_chunk_size=config.eval_batch_size)
+
+
 def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, *,
               members_per_program: int | None = None, callbacks: Sequence[SweepCallback] = (),
               mesh: jax.sharding.Mesh | None = None, keep_states: bool = True,
-              raise_on_divergence: bool = False) -> SweepResult:
+              raise_on_divergence: bool = False, start: SweepStart | None = None) -> SweepResult:
     """Train every member for `config.epochs` epochs; return per-member histories, test metrics and states.
 
     `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each member
@@ -110,6 +129,10 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
     memory estimate). `mesh` defaults to all devices of all processes. After each epoch of each program,
     `callback(program, stacked_state, records, histories)` runs (records/histories per real member of
     `program.members`; padded rows are in the state, beyond them).
+    `start(program)`, if given, is asked for each program's starting point: None trains it from
+    the initial state; `(stacked_state, histories)` continues after `len(history)` epochs (the
+    state: numpy or jax arrays with `program.num_padded` rows, as a callback saw it; histories: one
+    list of records per real member, diverged members' ending at their non-finite record).
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     members = list(members)
@@ -120,14 +143,8 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
     mesh = mesh or prog.member_mesh()
     num_devices = mesh.size
     input_size = int(data.train_images.shape[1])
-    num_train = int(data.train_images.shape[0])
-    eval_examples = max(int(data.val_images.shape[0]), int(data.test_images.shape[0]))
     if members_per_program is None:
-        largest = max(group_members(members), key=lambda h: sum(h))
-        members_per_program = prog.members_per_program(
-            TrainSpec.from_config(config.replace(hidden_sizes=largest), data.num_classes), num_train,
-            num_devices=num_devices, input_size=input_size, eval_examples=eval_examples,
-            eval_chunk_size=config.eval_batch_size)
+        members_per_program = resolve_members_per_program(config, members, data, num_devices)
     programs = plan_programs(members, members_per_program, num_devices)
     shared = prog.replicate_data(data, mesh)
     test_labels = np.asarray(gather_to_host(shared.test_labels))
@@ -135,31 +152,70 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
     results: dict[Member, MemberResult] = {}
     compile_seconds = 0.0
     for program in programs:
+        started = start(program) if start is not None else None
         outcome, seconds = _run_program(config, program, shared, mesh, input_size, callbacks,
-                                        keep_states, raise_on_divergence, test_labels)
+                                        keep_states, raise_on_divergence, test_labels, started)
         compile_seconds += seconds
         results.update({r.member: r for r in outcome})
     ordered = [results[m] for m in members]
     return SweepResult(ordered, ensembles(ordered, test_labels), programs, compile_seconds, num_devices)
 
 
+def _diverged_epoch(history: Sequence[dict]) -> int | None:
+    """The epoch of a history's non-finite record (always its last), else None."""
+    if history and not (np.isfinite(history[-1]["train_loss"]) and np.isfinite(history[-1]["val_loss"])):
+        return int(history[-1]["epoch"])
+    return None
+
+
+def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, list[list[dict]]]:
+    """Check a `start` answer against the program and place its state sharded over the mesh."""
+    state, histories = started
+    histories = [list(h) for h in histories]
+    if len(histories) != len(program.members):
+        raise ConfigError(f"program {program.index}: start gave {len(histories)} histories for "
+                          f"{len(program.members)} members")
+    sharding = prog.member_sharding(mesh)
+    rows = {int(np.shape(x)[0]) for x in jax.tree_util.tree_leaves(state)}
+    if rows != {program.num_padded}:
+        raise ConfigError(f"program {program.index}: start gave a state with {sorted(rows)} rows, the "
+                          f"program has {program.num_padded}")
+
+    def place(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        return prog._global_array(np.asarray(x), sharding)
+
+    return jax.tree_util.tree_map(place, state), histories
+
+
 def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, mesh, input_size: int,
-                 callbacks, keep_states: bool, raise_on_divergence: bool, test_labels: np.ndarray
-                 ) -> tuple[list[MemberResult], float]:
+                 callbacks, keep_states: bool, raise_on_divergence: bool, test_labels: np.ndarray,
+                 started=None) -> tuple[list[MemberResult], float]:
     spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), data.num_classes)
     real = len(program.members)
-    padded = program.members + (program.members[0],) * (program.num_padded - real)
-    state = prog.init_members(spec, padded, mesh=mesh, input_size=input_size)
+    if started is None:
+        padded = program.members + (program.members[0],) * (program.num_padded - real)
+        state = prog.init_members(spec, padded, mesh=mesh, input_size=input_size)
+        histories = [[] for _ in program.members]
+    else:
+        state, histories = _started_state(program, started, mesh)
+    results = [MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
+               for m, h in zip(program.members, histories)]
+    first_epoch = 1 + max(len(h) for h in histories)
 
-    start = time.perf_counter()
-    epoch_call = prog.epoch_program(spec, mesh).lower(
-        state, data.train_images, data.train_labels).compile()
-    validate = prog.validate_program(spec, mesh, config.eval_batch_size).lower(
-        state.params, data.val_images, data.val_labels).compile()
-    compile_seconds = time.perf_counter() - start
+    compile_seconds = 0.0
+    if first_epoch <= config.epochs:
+        start = time.perf_counter()
+        epoch_call = prog.epoch_program(spec, mesh).lower(
+            state, data.train_images, data.train_labels).compile()
+        validate = prog.validate_program(spec, mesh, config.eval_batch_size).lower(
+            state.params, data.val_images, data.val_labels).compile()
+        compile_seconds = time.perf_counter() - start
 
-    results = [MemberResult(m, [], program=program.index) for m in program.members]
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
+        if all(r.diverged_epoch is not None for r in results):
+            break
         start = time.perf_counter()
         state, train_metrics = epoch_call(state, data.train_images, data.train_labels)
         val_metrics = validate(state.params, data.val_images, data.val_labels)
@@ -188,8 +244,6 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
         histories = [r.history for r in results]
         for callback in callbacks:
             callback(program, state, records, histories)
-        if all(r.diverged_epoch is not None for r in results):
-            break
 
     logits = prog.logits_program(spec, mesh, config.eval_batch_size)(state.params, data.test_images)
     logits = np.asarray(gather_to_host(logits))[:real]
