@@ -2,8 +2,8 @@
 
 Nothing here trains, loads data or touches pyplot: every function builds a fresh
 `Figure` (no global state, no GUI backend, safe to call from scripts and threads),
-so a notebook can show the result (a Figure displays under Jupyter's inline backend)
-and an experiment can write it with `save_figure`.
+so a notebook can show the result (a Figure returned by a cell displays as a PNG once
+`%matplotlib inline` has run) and an experiment can write it with `save_figure`.
 
 Inputs are numpy-like (jax arrays work: everything goes through `np.asarray`).
 Images may be square, ``(N, 28, 28)``, or flattened, ``(N, 784)``; uint8 images are
