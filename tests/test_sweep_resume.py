@@ -1,0 +1,160 @@
+"""Killed sweeps resume bitwise: `run_sweep(start=...)` from saved program states, and
+`experiments.sweep` killed with SIGKILL at several points then `--resume`d, end with the members,
+histories and final stacked states of the uninterrupted sweep; a damaged newest checkpoint falls back
+to the previous one with a one-line warning."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from mnist_jax.checkpoint import restore_checkpoint_in
+from mnist_jax.config import TrainConfig
+from mnist_jax.sweep import expand_members, member_mesh, run_sweep
+from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_checkpoint_dir, sweep_start
+from test_sweep import synthetic_data
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_ARGS = ["--seeds", "0-1", "--learning-rate", "1e-3,3e-3", "--epochs", "2",
+              "--members-per-program", "2"]
+
+
+def without_seconds(history):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
+# Library: run_sweep(start=...) ------------------------------------------------------------------------
+
+def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_path):
+    data = synthetic_data()
+    config = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)
+    members = expand_members([0, 1, 2], [1e-3, 3e-3], [0.25], [(32,)])
+    with SweepCheckpointer(tmp_path / "a", config, num_classes=10, keep=2) as checkpointer:
+        reference = run_sweep(config, members, data, members_per_program=4,
+                              callbacks=[checkpointer])
+    assert checkpointer.saved == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert sorted(p.name for p in program_checkpoint_dir(tmp_path / "a", 0).iterdir()) == ["2", "3"]
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(program_checkpoint_dir(tmp_path / "b", 1) / "3")  # program 1 stopped after epoch 2
+    restored = []
+    mesh = member_mesh()
+    start = sweep_start(tmp_path / "b", config, num_classes=10, input_size=784, mesh=mesh,
+                        on_restore=lambda program, info: restored.append((program.index, info["epoch"])))
+    with SweepCheckpointer(tmp_path / "b", config, num_classes=10, keep=2) as checkpointer:
+        resumed = run_sweep(config, members, data, members_per_program=4, callbacks=[checkpointer],
+                            start=start, mesh=mesh)
+    assert restored == [(0, 3), (1, 2)]
+    assert checkpointer.saved == [(1, 3)]   # program 0 was complete: restored, not retrained
+    for a, b in zip(reference.members, resumed.members):
+        assert a.member == b.member and without_seconds(a.history) == without_seconds(b.history)
+        for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state)):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(a.test_logits, b.test_logits)
+
+
+# CLI: SIGKILL and --resume ----------------------------------------------------------------------------
+
+def environment(mnist_dir):
+    return dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+
+
+def run(args, mnist_dir):
+    proc = subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=REPO,
+                          env=environment(mnist_dir), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
+    """Start the sweep and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
+                            cwd=REPO, env=environment(mnist_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:
+            if trigger in line:
+                break
+            assert time.monotonic() < deadline, "trigger line never came"
+        else:
+            pytest.fail(f"sweep ended before printing {trigger!r}")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def final_states(sweep_dir: Path) -> list[tuple[str, list]]:
+    out = []
+    for index in range(2):
+        state, info = restore_checkpoint_in(program_checkpoint_dir(sweep_dir, index), None, "latest")
+        assert info["epoch"] == 2
+        out.append((info["state_sha256"], [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]))
+    return out
+
+
+def assert_same_sweep(a: Path, b: Path) -> None:
+    members_a = json.loads((a / "members.json").read_text())
+    members_b = json.loads((b / "members.json").read_text())
+    assert len(members_a) == len(members_b) == 4
+    for x, y in zip(members_a, members_b):
+        x, y = dict(x), dict(y)
+        assert without_seconds(x.pop("history")) == without_seconds(y.pop("history"))
+        assert x == y
+    for (digest_a, leaves_a), (digest_b, leaves_b) in zip(final_states(a), final_states(b)):
+        assert digest_a == digest_b
+        for x, y in zip(leaves_a, leaves_b):
+            np.testing.assert_array_equal(x, y)
+    summary_a = json.loads((a / "summary.json").read_text())["configurations"]
+    summary_b = json.loads((b / "summary.json").read_text())["configurations"]
+    assert summary_a == summary_b
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("reference") / "sweep"
+    run([*SWEEP_ARGS, "--out", str(out)], mnist_dir)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trigger, delay", [
+    ("program 0 epoch   1/2:", 0.0),    # program 0's first save just starting
+    ("program 1 epoch   1/2:", 0.3),    # during program 1's last epoch; program 0 complete
+])
+def test_a_sweep_killed_at_any_point_resumes_to_the_uninterrupted_result(
+        trigger, delay, reference, tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    kill_when(out, trigger, delay, mnist_dir)
+    assert (out / "sweep.json").is_file() and not (out / "members.json").exists()
+    proc = run(["--resume", str(out)], mnist_dir)
+    assert "resuming" in proc.stdout or "restored" in proc.stdout or "epoch   1/2" in proc.stdout
+    assert_same_sweep(reference, out)
+
+
+@pytest.mark.slow
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    shutil.copytree(reference, out)
+    for name in ("members.json", "summary.json"):
+        (out / name).unlink()
+    state_dir = program_checkpoint_dir(out, 1) / "2" / "state"
+    damaged = max((p for p in state_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    proc = run(["--resume", str(out)], mnist_dir)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert any("epoch 2" in line and "program-1" in line for line in warnings), proc.stderr
+    assert "program 0: complete, restored after epoch 2" in proc.stdout
+    assert "program 1: resuming after epoch 1" in proc.stdout
+    assert "program 0 epoch" not in proc.stdout and "program 1 epoch   2/2:" in proc.stdout
+    assert_same_sweep(reference, out)
