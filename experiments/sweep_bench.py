@@ -1,0 +1,106 @@
+"""`python -m experiments.sweep_bench`: is a sweep faster than training its members one by one?
+
+For each member count N (default 8 and 16; seeds 0..N-1, the notebook's configuration, 10 epochs)
+it times, on this machine, wall clock:
+  - sweep:     one `python -m experiments.sweep --seeds 0-(N-1) --quiet` process;
+  - processes: N `python -m experiments.baseline --seed k --quiet` processes, one after another;
+  - fit:       N `fit` calls one after another in this process (data loaded once, not timed).
+Commands run as users run them: temporary --out folders, the default persistent compilation cache
+(~/.cache/mnist_jax/jax unless MNIST_JAX_COMPILATION_CACHE says otherwise). Prints examples/s over all
+members and per member, and the ratio sweep / processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from experiments import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:1])} failed ({proc.returncode}): "
+                         f"{proc.stderr.strip().splitlines()[-1:]}")
+    return seconds
+
+
+def time_sweep(n: int, epochs: int, common: list[str], env: dict, root: Path) -> tuple[float, dict]:
+    out = root / f"sweep-{n}"
+    seconds = _run(["experiments.sweep", "--seeds", f"0-{n - 1}", "--epochs", str(epochs), "--quiet",
+                    "--out", str(out), *common], env)
+    return seconds, json.loads((out / "summary.json").read_text())["timing"]
+
+
+def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path) -> float:
+    return sum(_run(["experiments.baseline", "--seed", str(k), "--epochs", str(epochs), "--quiet",
+                     "--out", str(root / f"run-{n}-{k}"), *common], env) for k in range(n))
+
+
+def time_fits(n: int, epochs: int, args: argparse.Namespace) -> float:
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.data import load_dataset
+    from mnist_jax.fit import fit, to_device
+    from mnist_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
+    config = TrainConfig(epochs=epochs, batch_size=args.batch_size, dataset=args.dataset,
+                         data_dir=args.data_dir)
+    data = to_device(load_dataset(config.dataset, config.data_dir), config)
+    start = time.perf_counter()
+    for k in range(n):
+        result = fit(config.replace(seed=k), data)
+        result.state.params["Dense_0"]["kernel"].block_until_ready()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = cli.Parser(prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", default="8,16", help="member counts to time (default 8,16)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--skip-fit", action="store_true", help="do not time in-process fit calls")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.members.split(",")]
+    common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
+    if args.data_dir:
+        common += ["--data-dir", args.data_dir]
+    env = dict(os.environ)
+    train_examples = 60_000 if args.dataset == "mnist" else None
+    print(f"{'members':>7} {'mode':<10} {'wall s':>8} {'ex/s all':>10} {'ex/s/member':>11} note")
+    with tempfile.TemporaryDirectory(prefix="sweep-bench-") as folder:
+        root = Path(folder)
+        for n in counts:
+            sweep_s, timing = time_sweep(n, args.epochs, common, env, root)
+            process_s = time_processes(n, args.epochs, common, env, root)
+            fit_s = None if args.skip_fit else time_fits(n, args.epochs, args)
+            for mode, seconds, note in (
+                    ("sweep", sweep_s, f"compile {timing['compile_seconds']:.1f} s, in-sweep "
+                                       f"{timing['examples_per_second_per_member']:,.0f} ex/s/member"),
+                    ("processes", process_s, ""), ("fit", fit_s, "data loading not timed")):
+                if seconds is None:
+                    continue
+                rate = n * args.epochs * train_examples / seconds if train_examples else float("nan")
+                print(f"{n:>7} {mode:<10} {seconds:>8.1f} {rate:>10,.0f} {rate / n:>11,.0f} {note}",
+                      flush=True)
+            print(f"{n:>7} ratio sweep / processes = {sweep_s / process_s:.2f}"
+                  + (f", sweep / fit = {sweep_s / fit_s:.2f}" if fit_s else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
