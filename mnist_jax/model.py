@@ -53,9 +53,23 @@ class MLP(nn.Module):
 
 def init_params(key: jax.Array, hidden_sizes: Sequence[int] = (128, 128), num_classes: int = 10,
                 input_size: int = 784) -> Params:
-    """Fresh parameters from `key` (shapes only depend on the sizes, never on data)."""
-    model = MLP(hidden_sizes=tuple(hidden_sizes), num_classes=num_classes)
-    return model.init(key, jnp.zeros((input_size,), jnp.float32), train=False)["params"]
+    """Fresh parameters from `key`: Keras's initialisation, Glorot-uniform kernels and zero biases.
+
+    The same distribution as `MLP.init` (kernels uniform in +-sqrt(6 / (fan_in + fan_out))), in the
+    same tree, but drawn as ONE flat uniform sample cut into the kernels: threefry is compiled per
+    shape, and three kernel shapes cost about 1 s of XLA compilation on a CPU against 0.15 s for one
+    draw, which is a fifth of a whole 10-epoch run. (Tests check the tree matches `MLP.init`.)
+    """
+    sizes = [input_size, *hidden_sizes, num_classes]
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    draws = jax.random.uniform(key, (sum(a * b for a, b in shapes),), jnp.float32, -1.0, 1.0)
+    params, offset = {}, 0
+    for layer, (fan_in, fan_out) in enumerate(shapes):
+        limit = (6.0 / (fan_in + fan_out)) ** 0.5
+        kernel = draws[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out) * limit
+        params[f"Dense_{layer}"] = {"kernel": kernel, "bias": jnp.zeros((fan_out,), jnp.float32)}
+        offset += fan_in * fan_out
+    return params
 
 
 def apply_model(params: Params, x: jax.Array, *, hidden_sizes: Sequence[int] = (128, 128),

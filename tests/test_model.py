@@ -74,3 +74,20 @@ def test_dropout_rate_may_be_traced_so_sweeps_can_vmap_it():
 
 def test_module_is_plain_linen():
     assert isinstance(MLP(), nn.Module)
+
+
+def test_init_params_builds_the_tree_that_linen_init_builds():
+    ours = init_params(jax.random.key(0), hidden_sizes=(64, 32), num_classes=7, input_size=20)
+    linen = MLP(hidden_sizes=(64, 32), num_classes=7).init(jax.random.key(0), jnp.zeros(20),
+                                                          train=False)["params"]
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(linen)
+    assert jax.tree_util.tree_map(jnp.shape, ours) == jax.tree_util.tree_map(jnp.shape, linen)
+    assert jax.tree_util.tree_map(lambda a: a.dtype, ours) == jax.tree_util.tree_map(lambda a: a.dtype, linen)
+
+
+def test_every_layers_kernel_spans_its_own_glorot_limit():
+    params = init_params(jax.random.key(2))
+    for name, (fan_in, fan_out) in {"Dense_0": (784, 128), "Dense_1": (128, 128), "Dense_2": (128, 10)}.items():
+        kernel = np.asarray(params[name]["kernel"])
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
