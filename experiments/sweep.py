@@ -33,7 +33,8 @@ from mnist_jax.fit import to_device
 from mnist_jax.rundir import (create_run_dir, device_summary, holds_run, read_json, run_record,
                               write_json_atomic)
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.sweep import (Member, expand_members, initialize_distributed_from_env, is_main_process,
+from mnist_jax.sweep import (Member, default_members_per_step, expand_members,
+                             initialize_distributed_from_env, is_main_process,
                              member_mesh, parse_int_ranges, plan_programs,
                              resolve_members_per_program, run_sweep)
 
@@ -42,7 +43,7 @@ SWEEPS_ROOT = "sweeps"
 SWEEP_FILE, MEMBERS_FILE, SUMMARY_FILE = "sweep.json", "members.json", "summary.json"
 PLOT_FILES = ("accuracy_distribution.png", "learning_curves.png")
 # Flags that define the sweep: --resume takes them from sweep.json instead.
-SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program")
+SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step")
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
 PER_MEMBER_FIELDS = ("seed", "learning_rate", "dropout_rate", "hidden_sizes")
 
@@ -56,12 +57,28 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--members-per-program", type=int, default=None, metavar="N",
                         help="members trained by one program call (default: as many as the memory "
                              "estimate allows); smaller cuts a sweep into more calls")
+    parser.add_argument("--members-per-step", type=_members_per_step, default="auto", metavar="K|all|auto",
+                        help="members each device trains at once inside a program: all (one vmap; "
+                             "best on GPU/TPU), K, or auto (default: all on accelerators, 1 on CPU, "
+                             "where one at a time is faster and bitwise equal to single runs)")
     cli.add_output_flags(parser, SWEEPS_ROOT)
     cli.add_checkpoint_flags(parser)
     parser.add_argument("--resume", metavar="SWEEP_DIR", default=None,
                         help="continue the sweep in SWEEP_DIR from each program's newest intact "
                              "checkpoint, with the configuration in SWEEP_DIR/sweep.json")
     return parser
+
+
+def _members_per_step(text: str) -> int | str | None:
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"invalid --members-per-step {text!r}: expected a positive integer, all or auto")
+    return value
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
@@ -208,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         members = [Member(m["seed"], m["learning_rate"], m["dropout_rate"], tuple(m["hidden_sizes"]))
                    for m in record["members"]]
         members_per_program = int(record["members_per_program"])
+        members_per_step = record.get("members_per_step")
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         if dataset.fingerprint != record["dataset"]["fingerprint"]:
             raise DataError(f"the {config.dataset} files found ({dataset.source}) differ from those "
@@ -220,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = cli.config_from_args(args, seed=first.seed, learning_rate=first.learning_rate,
                                       dropout_rate=first.dropout_rate, hidden_sizes=first.hidden_sizes)
         members_per_program = args.members_per_program
+        members_per_step = args.members_per_step
         out = Path(args.out) if args.out else None
         if out is not None and out.is_dir() and any(out.iterdir()):
             what = "another run" if holds_run(out) else "other files"
@@ -237,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall_start = time.perf_counter()
     data = to_device(dataset, config)
     mesh = member_mesh()
+    if members_per_step == "auto":
+        members_per_step = default_members_per_step(mesh)
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
     programs = plan_programs(members, members_per_program, mesh.size)
@@ -250,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep_record.update(
             per_member_fields=list(PER_MEMBER_FIELDS), seeds=sorted({m.seed for m in members}),
             members=[m.to_dict() for m in members], members_per_program=members_per_program,
+            members_per_step=members_per_step,
             programs=_program_plan(programs),
             checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep})
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
@@ -260,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"rates {sorted({m.learning_rate for m in members})} x dropout "
                  f"{sorted({m.dropout_rate for m in members})} x hidden "
                  f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]}")
-    console.info(f"programs: {len(programs)} (at most {members_per_program} members each)")
+    console.info(f"programs: {len(programs)} (at most {members_per_program} members each, "
+                 f"{members_per_step or 'all'} per device at a time)")
     for p in programs:
         console.info(f"  program {p.index}: hidden {','.join(map(str, p.hidden_sizes))}, "
                      f"{len(p.members)} members padded to {p.num_padded}")
@@ -292,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 input_size=int(data.train_images.shape[1]), save_every=args.save_every,
                 keep=args.keep)))
         result = run_sweep(config, members, data, members_per_program=members_per_program,
-                           callbacks=callbacks, mesh=mesh, keep_states=False, start=start)
+                           callbacks=callbacks, mesh=mesh, keep_states=False, start=start,
+                           members_per_step=members_per_step)
     wall_seconds = time.perf_counter() - wall_start
     if not main_process:
         return 0

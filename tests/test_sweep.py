@@ -134,6 +134,31 @@ def test_two_member_sweep_matches_two_single_runs_within_a_fifth_of_a_point():
         np.testing.assert_array_equal(result.state.key, single.state.key)
 
 
+def test_members_trained_one_per_step_equal_their_single_runs_bitwise():
+    """One member per step (the CPU default) runs the single run's unbatched `train_epoch`."""
+    data = synthetic_data()
+    members = expand_members([0, 1, 2], [1e-3, 3e-3], [0.25], [(32,)])
+    sweep = run_sweep(CONFIG, members, data, members_per_step=1)
+    for result in sweep.members:
+        single = fit(result.member.config(CONFIG), data)
+        assert_bitwise_equal(jax.device_get(single.state), result.state)
+        strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+        assert strip(result.history) == strip(single.history)
+
+
+def test_members_per_step_does_not_change_which_members_train_together():
+    data = synthetic_data()
+    members = expand_members([0, 1, 2, 3], [1e-3], [0.25], [(32,)])
+    one = run_sweep(CONFIG, members, data, members_per_step=1)
+    two = run_sweep(CONFIG, members, data, members_per_step=2)
+    everything = run_sweep(CONFIG, members, data, members_per_step=None)
+    for a, b, c in zip(one.members, two.members, everything.members):
+        assert a.member == b.member == c.member
+        for x, y in ((a, b), (a, c)):
+            assert abs(x.history[-1]["val_accuracy"] - y.history[-1]["val_accuracy"]) <= 0.002
+            np.testing.assert_array_equal(x.state.key, y.state.key)
+
+
 @pytest.mark.slow
 def test_two_member_sweep_matches_two_single_runs_on_real_mnist(mnist):
     from mnist_jax.fit import to_device

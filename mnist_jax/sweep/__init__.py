@@ -8,7 +8,7 @@ from mnist_jax.sweep.distributed import (gather_to_host, initialize_distributed_
                                          is_main_process)
 from mnist_jax.sweep.members import (MIN_MEMBERS_PER_DEVICE, ConfigKey, Member, chunk_sizes, expand_members, group_members,
                                      padded_size, parse_int_ranges)
-from mnist_jax.sweep.program import (MEMBER_AXIS, default_budget_bytes, epoch_program, init_members,
+from mnist_jax.sweep.program import (MEMBER_AXIS, default_budget_bytes, default_members_per_step, epoch_program, init_members,
                                      logits_program, member_bytes, member_mesh, member_sharding,
                                      members_per_program, replicate_data, replicated,
                                      validate_program)
@@ -18,7 +18,7 @@ from mnist_jax.sweep.stats import summarize, summarize_by_config
 
 __all__ = [
     "ConfigKey", "MEMBER_AXIS", "MIN_MEMBERS_PER_DEVICE", "Member", "MemberResult", "SweepCallback", "SweepProgram",
-    "SweepResult", "SweepStart", "chunk_sizes", "default_budget_bytes", "ensembles", "epoch_program",
+    "SweepResult", "SweepStart", "chunk_sizes", "default_budget_bytes", "default_members_per_step", "ensembles", "epoch_program",
     "expand_members", "gather_to_host", "group_members", "init_members", "initialize_distributed_from_env",
     "is_main_process", "logits_program", "member_bytes", "member_mesh", "member_sharding",
     "members_per_program", "padded_size", "parse_int_ranges", "plan_programs", "replicate_data",

@@ -119,14 +119,18 @@ def resolve_members_per_program(config: TrainConfig, members: Sequence[Member], 
 def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, *,
               members_per_program: int | None = None, callbacks: Sequence[SweepCallback] = (),
               mesh: jax.sharding.Mesh | None = None, keep_states: bool = True,
-              raise_on_divergence: bool = False, start: SweepStart | None = None) -> SweepResult:
+              raise_on_divergence: bool = False, start: SweepStart | None = None,
+              members_per_step: int | None | str = "auto") -> SweepResult:
     """Train every member for `config.epochs` epochs; return per-member histories, test metrics and states.
 
     `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each member
     gives its seed, learning rate, dropout rate and hidden sizes. Member k trains exactly as
     `fit(member.config(config), data)` does (same init, keys, data order, maths), vmapped.
     `members_per_program` bounds the members of one program call (default: `members_per_program()`'s
-    memory estimate). `mesh` defaults to all devices of all processes. After each epoch of each program,
+    memory estimate). `members_per_step` bounds how many of a device's members one step of the program
+    trains at once (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one
+    at a time on CPUs), None all. `mesh` defaults to all devices of all processes. After each epoch of
+    each program,
     `callback(program, stacked_state, records, histories)` runs (records/histories per real member of
     `program.members`; padded rows are in the state, beyond them).
     `start(program)`, if given, is asked for each program's starting point: None trains it from
@@ -142,6 +146,8 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
         raise ConfigError("the sweep lists a member twice")
     mesh = mesh or prog.member_mesh()
     num_devices = mesh.size
+    if members_per_step == "auto":
+        members_per_step = prog.default_members_per_step(mesh)
     input_size = int(data.train_images.shape[1])
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, num_devices)
@@ -154,7 +160,8 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
     for program in programs:
         started = start(program) if start is not None else None
         outcome, seconds = _run_program(config, program, shared, mesh, input_size, callbacks,
-                                        keep_states, raise_on_divergence, test_labels, started)
+                                        keep_states, raise_on_divergence, test_labels, started,
+                                        members_per_step)
         compile_seconds += seconds
         results.update({r.member: r for r in outcome})
     ordered = [results[m] for m in members]
@@ -191,7 +198,8 @@ def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, li
 
 def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, mesh, input_size: int,
                  callbacks, keep_states: bool, raise_on_divergence: bool, test_labels: np.ndarray,
-                 started=None) -> tuple[list[MemberResult], float]:
+                 started=None, members_per_step: int | None = None
+                 ) -> tuple[list[MemberResult], float]:
     spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), data.num_classes)
     real = len(program.members)
     if started is None:
@@ -207,9 +215,9 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
     compile_seconds = 0.0
     if first_epoch <= config.epochs:
         start = time.perf_counter()
-        epoch_call = prog.epoch_program(spec, mesh).lower(
+        epoch_call = prog.epoch_program(spec, mesh, members_per_step).lower(
             state, data.train_images, data.train_labels).compile()
-        validate = prog.validate_program(spec, mesh, config.eval_batch_size).lower(
+        validate = prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
             state.params, data.val_images, data.val_labels).compile()
         compile_seconds = time.perf_counter() - start
 
@@ -245,7 +253,8 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
         for callback in callbacks:
             callback(program, state, records, histories)
 
-    logits = prog.logits_program(spec, mesh, config.eval_batch_size)(state.params, data.test_images)
+    logits = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)(
+        state.params, data.test_images)
     logits = np.asarray(gather_to_host(logits))[:real]
     host_state = gather_to_host(state) if keep_states else None
     for k, result in enumerate(results):
