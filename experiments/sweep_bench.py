@@ -4,15 +4,13 @@ For each member count N (default 8 and 16; seeds 0..N-1, the notebook's configur
 it times, on this machine, wall clock:
   - sweep:     one `python -m experiments.sweep --seeds 0-(N-1) --quiet` process;
   - processes: N `python -m experiments.baseline --seed k --quiet` processes, one after another;
-  - fit:       N `fit` calls one after another in this process (data loaded once, not timed).
+  - fit:       N `fit` calls one after another in this process (data loaded once, not timed);
+  - run_sweep: one `run_sweep` of the N members in this process (same data, not timed).
 Commands run as users run them: temporary --out folders, the default persistent compilation cache
 (~/.cache/mnist_jax/jax unless MNIST_JAX_COMPILATION_CACHE says otherwise). Prints examples/s over all
 members and per member, and the ratio sweep / processes.
 
-Measured on the 2-core development CPU (shared, 10 epochs, batch 512): 8 members: sweep 50.5 s,
-processes 119.8 s (ratio 0.42), fit 40.0 s; 16 members: sweep 96.6 s, processes 282.9 s (ratio
-0.34), fit 78.6 s. The sweep's gain is per-process start-up, data loading and compilation; vmap
-itself does not beat sequential fits on this compute-bound CPU (see NOTES).
+The figures measured here are in the README (Benchmarks).
 """
 
 from __future__ import annotations
@@ -54,11 +52,14 @@ def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path
                      "--out", str(root / f"run-{n}-{k}"), *common], env) for k in range(n))
 
 
-def time_fits(n: int, epochs: int, args: argparse.Namespace) -> float:
+def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds of N sequential `fit` calls and of one `run_sweep` of the same N members, in this
+    process, on data loaded once (not timed): the like-for-like comparison of the training itself."""
     from mnist_jax.config import TrainConfig
     from mnist_jax.data import load_dataset
     from mnist_jax.fit import fit, to_device
     from mnist_jax.runtime import enable_compilation_cache
+    from mnist_jax.sweep import expand_members, run_sweep
 
     enable_compilation_cache()
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, dataset=args.dataset,
@@ -68,7 +69,10 @@ def time_fits(n: int, epochs: int, args: argparse.Namespace) -> float:
     for k in range(n):
         result = fit(config.replace(seed=k), data)
         result.state.params["Dense_0"]["kernel"].block_until_ready()
-    return time.perf_counter() - start
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    run_sweep(config, expand_members(range(n)), data, keep_states=False)
+    return fit_seconds, time.perf_counter() - start
 
 
 def main() -> int:
@@ -78,7 +82,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--skip-fit", action="store_true", help="do not time in-process fit calls")
+    parser.add_argument("--skip-fit", action="store_true",
+                        help="do not time the in-process fit calls and run_sweep")
     args = parser.parse_args()
     counts = [int(x) for x in args.members.split(",")]
     common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
@@ -92,18 +97,20 @@ def main() -> int:
         for n in counts:
             sweep_s, timing = time_sweep(n, args.epochs, common, env, root)
             process_s = time_processes(n, args.epochs, common, env, root)
-            fit_s = None if args.skip_fit else time_fits(n, args.epochs, args)
+            fit_s, run_sweep_s = (None, None) if args.skip_fit else time_in_process(n, args.epochs, args)
             for mode, seconds, note in (
                     ("sweep", sweep_s, f"compile {timing['compile_seconds']:.1f} s, in-sweep "
                                        f"{timing['examples_per_second_per_member']:,.0f} ex/s/member"),
-                    ("processes", process_s, ""), ("fit", fit_s, "data loading not timed")):
+                    ("processes", process_s, ""), ("fit", fit_s, "in-process, data loaded once"),
+                    ("run_sweep", run_sweep_s, "in-process, data loaded once")):
                 if seconds is None:
                     continue
                 rate = n * args.epochs * train_examples / seconds if train_examples else float("nan")
                 print(f"{n:>7} {mode:<10} {seconds:>8.1f} {rate:>10,.0f} {rate / n:>11,.0f} {note}",
                       flush=True)
             print(f"{n:>7} ratio sweep / processes = {sweep_s / process_s:.2f}"
-                  + (f", sweep / fit = {sweep_s / fit_s:.2f}" if fit_s else ""), flush=True)
+                  + (f", in-process run_sweep / fit = {run_sweep_s / fit_s:.2f}" if fit_s else ""),
+                  flush=True)
     return 0
 
 
