@@ -4,7 +4,8 @@ For each member count N (default 8 and 16; seeds 0..N-1, the notebook's configur
 it times, on this machine, wall clock:
   - sweep:     one `python -m experiments.sweep --seeds 0-(N-1) --quiet` process;
   - processes: N `python -m experiments.baseline --seed k --quiet` processes, one after another;
-  - fit:       N `fit` calls one after another in this process (data loaded once, not timed);
+  - fit:       N `fit` calls, each with its test evaluation, one after another in this process
+               (data loaded once, not timed);
   - run_sweep: one `run_sweep` of the N members in this process (same data, not timed).
 Commands run as users run them: temporary --out folders, the default persistent compilation cache
 (~/.cache/mnist_jax/jax unless MNIST_JAX_COMPILATION_CACHE says otherwise). Prints examples/s over all
@@ -53,11 +54,13 @@ def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path
 
 
 def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[float, float]:
-    """Seconds of N sequential `fit` calls and of one `run_sweep` of the same N members, in this
+    """Seconds of N sequential `fit` calls, each followed by its test evaluation, and of one
+    `run_sweep` of the same N members (which evaluates every member on the test set too), in this
     process, on data loaded once (not timed): the like-for-like comparison of the training itself."""
     from mnist_jax.config import TrainConfig
     from mnist_jax.data import load_dataset
     from mnist_jax.fit import fit, to_device
+    from mnist_jax.report import evaluate_test_set
     from mnist_jax.runtime import enable_compilation_cache
     from mnist_jax.sweep import expand_members, run_sweep
 
@@ -68,7 +71,8 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
     start = time.perf_counter()
     for k in range(n):
         result = fit(config.replace(seed=k), data)
-        result.state.params["Dense_0"]["kernel"].block_until_ready()
+        evaluate_test_set(result.state.params, data.test_images, data.test_labels,
+                          hidden_sizes=config.hidden_sizes, num_classes=data.num_classes)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     run_sweep(config, expand_members(range(n)), data, keep_states=False)
