@@ -207,5 +207,6 @@ def train_epoch(spec: TrainSpec, state: TrainState, images: jax.Array,
     return state.replace(epoch=state.epoch + 1), metrics
 
 
-# The single-run program: the spec is compiled in, the state's buffers are donated (updated in place).
+# The single-run programs: the spec is compiled in, the state's buffers are donated (updated in place).
+train_step_jit = jax.jit(train_step, static_argnums=0, donate_argnums=1)
 train_epoch_jit = jax.jit(train_epoch, static_argnums=0, donate_argnums=1)

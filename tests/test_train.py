@@ -11,7 +11,7 @@ from mnist_jax.errors import TrainingError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.train import (Batch, TrainSpec, create_train_state, epoch_batches, epoch_plan,
                              init_train_state,
-                             train_epoch, train_epoch_jit, train_step)
+                             train_epoch, train_epoch_jit, train_step, train_step_jit)
 
 
 def synthetic_data(num_train=600, num_test=200, seed=0) -> DeviceData:
@@ -36,10 +36,9 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch():
     data = synthetic_data()
     state = init_train_state(SPEC, 0)
     batch = Batch(data.train_images[:64], data.train_labels[:64], jnp.ones(64))
-    step = jax.jit(train_step, static_argnums=0)
-    state, first = step(SPEC, state, batch)
+    state, first = train_step_jit(SPEC, state, batch)
     for _ in range(20):
-        state, last = step(SPEC, state, batch)
+        state, last = train_step_jit(SPEC, state, batch)
     assert float(last["loss_sum"]) < 0.5 * float(first["loss_sum"])
     assert int(state.step) == 21
 
