@@ -1,0 +1,83 @@
+"""Per-configuration views of a sweep's `MemberResult`s: labels, per-seed values, learning curves and
+paired differences between two configurations.
+
+Pure functions over the list `run_sweep` returns (`SweepResult.members`); the CLI and the notebooks
+call these rather than grouping results themselves. Diverged members are left out everywhere, as in
+`summarize_by_config`. Dicts keep the order in which configurations first appear in the results.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mnist_jax.sweep.members import ConfigKey
+from mnist_jax.sweep.stats import summarize
+
+# The metrics `MemberResult.metrics()` gives; `values_by_config` accepts these.
+MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
+# The per-epoch numbers of a member's history records; `curves_by_config` accepts these.
+HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def config_label(key: ConfigKey | Sequence) -> str:
+    """A configuration (learning rate, dropout rate, hidden sizes) as one line of text, e.g.
+    "lr=0.001 dropout=0.25 hidden=128,128"; the hidden sizes may be any sequence of ints."""
+    learning_rate, dropout_rate, hidden_sizes = key
+    return f"lr={learning_rate:g} dropout={dropout_rate:g} hidden={','.join(map(str, hidden_sizes))}"
+
+
+def _live(results: Sequence) -> list:
+    return [r for r in results if r.diverged_epoch is None]
+
+
+def values_by_config(results: Sequence, metric: str = "test_accuracy") -> dict[ConfigKey, dict[int, float]]:
+    """Per configuration: seed -> `metric` of that member, for the non-diverged members.
+
+    `metric` is one of `MemberResult.metrics()`'s names (`MEMBER_METRICS`: "test_accuracy",
+    "test_loss", "final_val_accuracy", "final_val_loss"). Members without the value (no test metrics)
+    are left out; a configuration with no values left is absent.
+    """
+    if metric not in MEMBER_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(MEMBER_METRICS)}")
+    out: dict[ConfigKey, dict[int, float]] = {}
+    for r in _live(results):
+        value = r.metrics()[metric]
+        if value is not None:
+            out.setdefault(r.member.config_key, {})[r.member.seed] = float(value)
+    return out
+
+
+def curves_by_config(results: Sequence, metric: str = "val_accuracy") -> dict[ConfigKey, np.ndarray]:
+    """Per configuration: the float64 array (members, epochs) of `metric` per epoch, one row per
+    non-diverged member in the order of `results` (the input of `plots.plot_learning_curves_band`).
+
+    `metric` is a key of the history records (`HISTORY_METRICS`: "train_loss", "train_accuracy",
+    "val_loss", "val_accuracy"). Members of one configuration must have trained equally many epochs.
+    """
+    if metric not in HISTORY_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(HISTORY_METRICS)}")
+    rows: dict[ConfigKey, list[list[float]]] = {}
+    for r in _live(results):
+        rows.setdefault(r.member.config_key, []).append([record[metric] for record in r.history])
+    out = {}
+    for key, curves in rows.items():
+        lengths = sorted({len(c) for c in curves})
+        if len(lengths) != 1:
+            raise ValueError(f"{config_label(key)}: members have histories of {lengths} epochs; "
+                             "curves need equally many")
+        out[key] = np.asarray(curves, np.float64).reshape(len(curves), lengths[0])
+    return out
+
+
+def paired_difference(values_a: Mapping[int, float], values_b: Mapping[int, float]) -> dict:
+    """`summarize` of b - a per seed, over the seeds both have (in sorted order), with those `seeds`.
+
+    The paired comparison of two configurations of a sweep (e.g. two entries of `values_by_config`):
+    seed s gives the same initial weights and batch order in both, so the differences remove the
+    seed's own share of the noise. `n` is the number of pairs; with fewer than two the standard
+    deviation and interval are None, as in `summarize`.
+    """
+    seeds = sorted(set(values_a) & set(values_b))
+    return {**summarize(values_b[s] - values_a[s] for s in seeds), "seeds": seeds}
