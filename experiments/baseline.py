@@ -19,7 +19,7 @@ from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
-from mnist_jax.errors import ConfigError, DataError
+from mnist_jax.errors import DataError
 from mnist_jax.fit import fit, to_device
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (CONFIG_FILE, create_run_dir, default_run_name, device_summary,

@@ -7,7 +7,6 @@ prints test loss and accuracy to 4 decimals, and re-draws the run's plots and re
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Sequence
 

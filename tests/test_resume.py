@@ -4,15 +4,15 @@ re-computes what the run wrote."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+
+import _processes
 
 from mnist_jax.checkpoint import list_checkpoints, load_run
 
@@ -38,22 +38,8 @@ def run(args, mnist_dir):
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
     """Start a training run and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
-    proc = subprocess.Popen(command("experiments.baseline", "--epochs", EPOCHS, "--out", str(out)),
-                            cwd=REPO, env=environment(mnist_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        for line in proc.stdout:
-            if trigger in line:
-                break
-            assert time.monotonic() < deadline, "trigger line never came"
-        else:
-            pytest.fail(f"run ended before printing {trigger!r}")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
+    _processes.kill_when(["experiments.baseline", "--epochs", EPOCHS, "--out", str(out)],
+                         environment(mnist_dir), trigger, delay)
 
 
 def without_seconds(history):

@@ -3,7 +3,6 @@
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,8 +13,7 @@ from mnist_jax.sweep import (Member, chunk_sizes, expand_members, group_members,
                              initialize_distributed_from_env, member_bytes, members_per_program,
                              padded_size, parse_int_ranges, plan_programs, run_sweep, summarize,
                              summarize_by_config)
-from mnist_jax.train import (TrainSpec, create_train_state, epoch_plan, init_train_state,
-                             init_train_state_jit)
+from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
 SPEC = TrainSpec(hidden_sizes=(32,), batch_size=64)
 CONFIG = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)

@@ -6,15 +6,15 @@ to the previous one with a one-line warning."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+
+import _processes
 
 from mnist_jax.checkpoint import restore_checkpoint_in
 from mnist_jax.config import TrainConfig
@@ -76,22 +76,8 @@ def run(args, mnist_dir):
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
     """Start the sweep and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
-                            cwd=REPO, env=environment(mnist_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        for line in proc.stdout:
-            if trigger in line:
-                break
-            assert time.monotonic() < deadline, "trigger line never came"
-        else:
-            pytest.fail(f"sweep ended before printing {trigger!r}")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
+    _processes.kill_when(["experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
+                         environment(mnist_dir), trigger, delay)
 
 
 def final_states(sweep_dir: Path) -> list[tuple[str, list]]:

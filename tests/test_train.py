@@ -11,7 +11,7 @@ from mnist_jax.errors import TrainingError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.train import (Batch, TrainSpec, create_train_state, epoch_batches, epoch_plan,
                              init_train_state,
-                             train_epoch, train_epoch_jit, train_step, train_step_jit)
+                             train_epoch_jit, train_step, train_step_jit)
 
 
 def synthetic_data(num_train=600, num_test=200, seed=0) -> DeviceData:
