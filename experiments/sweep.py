@@ -33,10 +33,10 @@ from mnist_jax.fit import to_device
 from mnist_jax.rundir import (create_run_dir, device_summary, holds_run, read_json, run_record,
                               write_json_atomic)
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.sweep import (Member, default_members_per_step, expand_members,
-                             initialize_distributed_from_env, is_main_process,
+from mnist_jax.sweep import (Member, config_label, curves_by_config, default_members_per_step,
+                             expand_members, initialize_distributed_from_env, is_main_process,
                              member_mesh, parse_int_ranges, plan_programs,
-                             resolve_members_per_program, run_sweep)
+                             resolve_members_per_program, run_sweep, values_by_config)
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
@@ -86,11 +86,6 @@ def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
         else f"{seeds[0]}-x{len(seeds)}"
     return f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}" \
            f"-seeds{seeds_text}"
-
-
-def config_label(key) -> str:
-    learning_rate, dropout_rate, hidden_sizes = key
-    return f"lr={learning_rate:g} dropout={dropout_rate:g} hidden={','.join(map(str, hidden_sizes))}"
 
 
 def json_safe(value):
@@ -183,14 +178,10 @@ def print_table(console: Console, rows: list[dict]) -> None:
 def write_plots(sweep_dir: Path, result) -> list[Path]:
     from mnist_jax.plots import plot_accuracy_distribution, plot_learning_curves_band, save_figure
 
-    accuracies: dict[str, list[float]] = {}
-    curves: dict[str, list[list[float]]] = {}
-    for r in result.members:
-        if r.diverged_epoch is not None or r.test is None:
-            continue
-        label = config_label(r.member.config_key)
-        accuracies.setdefault(label, []).append(r.test["test_accuracy"])
-        curves.setdefault(label, []).append([h["val_accuracy"] for h in r.history])
+    accuracies = {config_label(key): list(values.values())
+                  for key, values in values_by_config(result.members, "test_accuracy").items()}
+    curves = {config_label(key): values
+              for key, values in curves_by_config(result.members, "val_accuracy").items()}
     written = []
     if accuracies:
         written.append(save_figure(plot_accuracy_distribution(accuracies), sweep_dir / PLOT_FILES[0]))
