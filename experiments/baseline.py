@@ -37,10 +37,10 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--seed", type=int, default=cli.DEFAULTS.seed,
                         help="root of every random stream: init, shuffling, dropout (default 0)")
     cli.add_output_flags(parser, RUNS_ROOT)
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue the run in RUN_DIR from its newest intact checkpoint, with the "
-                             "configuration in RUN_DIR/config.json (training flags are not accepted)")
+    cli.add_checkpoint_flags(
+        parser, resume_metavar="RUN_DIR",
+        resume_help="continue the run in RUN_DIR from its newest intact checkpoint, with the "
+                    "configuration in RUN_DIR/config.json (training flags are not accepted)")
     return parser
 
 

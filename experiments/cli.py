@@ -88,13 +88,16 @@ def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None
     group.add_argument("--quiet", action="store_true", help="print only the final results and errors")
 
 
-def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+def add_checkpoint_flags(parser: argparse.ArgumentParser, *, resume_metavar: str,
+                         resume_help: str) -> None:
+    """--save-every, --keep and --resume (whose text names what the command resumes)."""
     group = parser.add_argument_group("checkpoints")
+    group.add_argument("--resume", metavar=resume_metavar, default=None, help=resume_help)
     group.add_argument("--save-every", type=int, default=1,
                        help="save a checkpoint every N epochs, and always after the last (default 1)")
     group.add_argument("--keep", type=int, default=3,
-                       help="keep the latest N checkpoints, plus the best by validation accuracy "
-                            "(default 3)")
+                       help="keep the latest N checkpoints (default 3); a run also keeps its best "
+                            "by validation accuracy")
 
 
 # Flags that decide what a run computes: a resumed run takes them from its config.json instead.

@@ -62,10 +62,10 @@ def build_parser() -> cli.Parser:
                              "best on GPU/TPU), K, or auto (default: all on accelerators, 1 on CPU, "
                              "where one at a time is faster and bitwise equal to single runs)")
     cli.add_output_flags(parser, SWEEPS_ROOT)
-    cli.add_checkpoint_flags(parser)
-    parser.add_argument("--resume", metavar="SWEEP_DIR", default=None,
-                        help="continue the sweep in SWEEP_DIR from each program's newest intact "
-                             "checkpoint, with the configuration in SWEEP_DIR/sweep.json")
+    cli.add_checkpoint_flags(
+        parser, resume_metavar="SWEEP_DIR",
+        resume_help="continue the sweep in SWEEP_DIR from each program's newest intact "
+                    "checkpoint, with the configuration in SWEEP_DIR/sweep.json")
     return parser
 
 
