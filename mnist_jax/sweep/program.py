@@ -1,9 +1,11 @@
 """The compiled sweep programs and their sharding.
 
-A sweep is `train_epoch` (the single run's epoch, unchanged) under `jax.vmap` over a leading member axis
-of the train state, with the data shared (`in_axes=(0, None, None)`). The member axis is sharded over a
-one-axis mesh ("members") of all devices, of all processes; the data is replicated. Members are
-independent, so the program needs no communication between devices: each device trains its members.
+A sweep is `train_epoch` (the single run's epoch, unchanged) applied over a leading member axis of the
+train state, with the data shared: `jax.vmap` over all members (the accelerator default), or, with
+`members_per_step`, each device's members a few at a time under `shard_map` + `lax.map` (the CPU
+default, see `over_members`). The member axis is sharded over a one-axis mesh ("members") of all
+devices, of all processes; the data is replicated. Members are independent, so the program needs no
+communication between devices: each device trains its members.
 
 Shardings are stated where arrays are made: the stacked state by `init_members` (out_shardings), the
 data by `replicate_data`, and every program states in and out shardings, so nothing relies on
