@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from experiments import cli
 from experiments.console import Console
@@ -22,8 +22,15 @@ from mnist_jax.data import load_dataset
 from mnist_jax.errors import DataError
 from mnist_jax.fit import fit, to_device
 from mnist_jax.report import evaluate_test_set, write_run_outputs
-from mnist_jax.rundir import (CONFIG_FILE, create_run_dir, default_run_name, device_summary,
-                              read_json, run_record, write_json_atomic)
+from mnist_jax.rundir import (
+    CONFIG_FILE,
+    create_run_dir,
+    default_run_name,
+    device_summary,
+    read_json,
+    run_record,
+    write_json_atomic,
+)
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.train import TrainSpec, create_train_state
 
@@ -34,13 +41,19 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="python -m experiments.baseline", description=__doc__.split("\n\n")[0])
     cli.add_data_flags(parser)
     cli.add_training_flags(parser)
-    parser.add_argument("--seed", type=int, default=cli.DEFAULTS.seed,
-                        help="root of every random stream: init, shuffling, dropout (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=cli.DEFAULTS.seed,
+        help="root of every random stream: init, shuffling, dropout (default 0)",
+    )
     cli.add_output_flags(parser, RUNS_ROOT)
     cli.add_checkpoint_flags(
-        parser, resume_metavar="RUN_DIR",
+        parser,
+        resume_metavar="RUN_DIR",
         resume_help="continue the run in RUN_DIR from its newest intact checkpoint, with the "
-                    "configuration in RUN_DIR/config.json (training flags are not accepted)")
+        "configuration in RUN_DIR/config.json (training flags are not accepted)",
+    )
     return parser
 
 
@@ -63,16 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig.from_dict(record["config"])
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         if dataset.fingerprint != record["dataset"]["fingerprint"]:
-            raise DataError(f"the {config.dataset} files found ({dataset.source}) differ from those "
-                            f"the run in {run_dir} was trained on (fingerprint mismatch); pass "
-                            "--data-dir with the original files")
+            raise DataError(
+                f"the {config.dataset} files found ({dataset.source}) differ from those "
+                f"the run in {run_dir} was trained on (fingerprint mismatch); pass "
+                "--data-dir with the original files"
+            )
     else:
         config = cli.config_from_args(args, seed=args.seed)
         dataset = load_dataset(config.dataset, config.data_dir)
-        run_dir = create_run_dir(args.out, root=RUNS_ROOT,
-                                 name=default_run_name(config.dataset, config.seed))
-        write_json_atomic(run_dir / CONFIG_FILE, run_record(
-            config, dataset, command=" ".join(["python -m experiments.baseline", *argv])))
+        run_dir = create_run_dir(
+            args.out, root=RUNS_ROOT, name=default_run_name(config.dataset, config.seed)
+        )
+        write_json_atomic(
+            run_dir / CONFIG_FILE,
+            run_record(
+                config, dataset, command=" ".join(["python -m experiments.baseline", *argv])
+            ),
+        )
 
     devices = device_summary()
     console.info(f"configuration: {console.describe(config)}")
@@ -90,31 +110,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.info(f"resuming after epoch {info['epoch']} of {config.epochs}")
 
     start = time.perf_counter()
-    with RunCheckpointer(run_dir, config, num_classes=spec.num_classes, save_every=args.save_every,
-                         keep_latest=args.keep) as checkpointer, \
-            console.epoch_progress(config.epochs, first_epoch=len(history) + 1) as progress:
-        result = fit(config, data, spec=spec, state=state, history=history,
-                     callbacks=[progress, checkpointer])
+    with (
+        RunCheckpointer(
+            run_dir,
+            config,
+            num_classes=spec.num_classes,
+            save_every=args.save_every,
+            keep_latest=args.keep,
+        ) as checkpointer,
+        console.epoch_progress(config.epochs, first_epoch=len(history) + 1) as progress,
+    ):
+        result = fit(
+            config,
+            data,
+            spec=spec,
+            state=state,
+            history=history,
+            callbacks=[progress, checkpointer],
+        )
     train_seconds = time.perf_counter() - start
 
     metrics, probabilities = evaluate_test_set(
-        result.state.params, data.test_images, data.test_labels, hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes, chunk_size=config.eval_batch_size)
-    trained_now = result.history[len(history):]
+        result.state.params,
+        data.test_images,
+        data.test_labels,
+        hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes,
+        chunk_size=config.eval_batch_size,
+    )
+    trained_now = result.history[len(history) :]
     metrics.update(
-        history=result.history, train_seconds=train_seconds, compile_seconds=result.compile_seconds,
-        examples_per_second=(steady_examples_per_second(trained_now, int(data.train_labels.shape[0]))
-                             if trained_now else None),
-        seed=config.seed, epochs=len(result.history), dataset=dataset.name,
-        resumed_from_epoch=len(history) if args.resume else None)
+        history=result.history,
+        train_seconds=train_seconds,
+        compile_seconds=result.compile_seconds,
+        examples_per_second=(
+            steady_examples_per_second(trained_now, int(data.train_labels.shape[0]))
+            if trained_now
+            else None
+        ),
+        seed=config.seed,
+        epochs=len(result.history),
+        dataset=dataset.name,
+        resumed_from_epoch=len(history) if args.resume else None,
+    )
     written = write_run_outputs(run_dir, dataset, result.history, metrics, probabilities)
 
-    console.result(f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}")
+    console.result(
+        f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
+    )
     if trained_now:
-        console.info(f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
-                     f"steady epochs {metrics['examples_per_second']:,.0f} examples/s")
-    console.info("wrote: " + ", ".join(str(path) for path in [run_dir / CONFIG_FILE, *written])
-                 + f", {run_dir / 'checkpoints'}")
+        console.info(
+            f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
+            f"steady epochs {metrics['examples_per_second']:,.0f} examples/s"
+        )
+    console.info(
+        "wrote: "
+        + ", ".join(str(path) for path in [run_dir / CONFIG_FILE, *written])
+        + f", {run_dir / 'checkpoints'}"
+    )
     console.result(f"run directory: {run_dir}")
     return 0
 

@@ -13,7 +13,7 @@ import json
 import math
 import statistics
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +35,15 @@ def matmul_flops_per_example(layer_sizes: Sequence[int]) -> int:
     return 2 * forward + sum(2 * a * b for a, b in pairs[1:])
 
 
-def measure_matmul_floor(layer_sizes: Sequence[int], batch_size: int, steps: int,
-                         repeats: int = 5) -> float:
+def measure_matmul_floor(
+    layer_sizes: Sequence[int], batch_size: int, steps: int, repeats: int = 5
+) -> float:
     """Seconds for one epoch's matmuls alone (the model's shapes, in one compiled scan)."""
     keys = jax.random.split(jax.random.key(0), len(layer_sizes))
-    weights = [jax.random.normal(k, (a, b)) * 0.05
-               for k, a, b in zip(keys[1:], layer_sizes[:-1], layer_sizes[1:])]
+    weights = [
+        jax.random.normal(k, (a, b)) * 0.05
+        for k, a, b in zip(keys[1:], layer_sizes[:-1], layer_sizes[1:])
+    ]
     inputs = jax.random.uniform(keys[0], (steps, batch_size, layer_sizes[0]))
 
     def step(weights, x):
@@ -51,7 +54,7 @@ def measure_matmul_floor(layer_sizes: Sequence[int], batch_size: int, steps: int
         for i in reversed(range(len(weights))):
             new.append(weights[i] - 1e-9 * (activations[i].T @ grad_out))  # weight gradient
             if i > 0:
-                grad_out = grad_out @ weights[i].T                         # input gradient
+                grad_out = grad_out @ weights[i].T  # input gradient
         return new[::-1], None
 
     program = jax.jit(lambda w, x: jax.lax.scan(step, w, x)[0])
@@ -75,15 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_data_flags(parser)
     parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--compile-cache", action="store_true",
-                        help="use the persistent compilation cache (warm-start figures)")
+    parser.add_argument(
+        "--compile-cache",
+        action="store_true",
+        help="use the persistent compilation cache (warm-start figures)",
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.compile_cache:
         enable_compilation_cache()
-    config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                         batch_size=args.batch_size, validation=args.validation,
-                         validation_size=args.validation_size)
+    config = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation=args.validation,
+        validation_size=args.validation_size,
+    )
     figures: dict[str, float] = {}
 
     dataset, figures["load_seconds"] = timed(lambda: load_dataset(config.dataset, config.data_dir))
@@ -94,26 +105,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Compilation, each program on its own.
     figures["compile_init_seconds"] = timed(
-        lambda: init_train_state_jit.lower(spec, jnp.uint32(0), jnp.float32(1e-3), jnp.float32(0.25))
-        .compile())[1]
+        lambda: init_train_state_jit.lower(
+            spec, jnp.uint32(0), jnp.float32(1e-3), jnp.float32(0.25)
+        ).compile()
+    )[1]
     state = create_train_state(config, spec)
     epoch_program, figures["compile_epoch_seconds"] = timed(
-        lambda: train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile())
+        lambda: train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
+    )
     evaluate = lambda: evaluate_loss_accuracy.lower(
-        state.params, data.test_images, data.test_labels, hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes, chunk_size=config.eval_batch_size).compile()
+        state.params,
+        data.test_images,
+        data.test_labels,
+        hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes,
+        chunk_size=config.eval_batch_size,
+    ).compile()
     validate, figures["compile_eval_seconds"] = timed(evaluate)
 
     # Steady epochs (the first call warms threads and allocations, so it is left out).
     epoch_times = []
     for _ in range(max(args.epochs, 2)):
-        (state, _), seconds = timed(lambda: epoch_program(state, data.train_images, data.train_labels))
+        (state, _), seconds = timed(
+            lambda: epoch_program(state, data.train_images, data.train_labels)
+        )
         epoch_times.append(seconds)
     steady = statistics.median(epoch_times[1:])
     figures["steady_epoch_seconds"] = steady
     figures["examples_per_second"] = n / steady
-    figures["eval_seconds"] = min(timed(lambda: validate(state.params, data.test_images,
-                                                          data.test_labels))[1] for _ in range(5))
+    figures["eval_seconds"] = min(
+        timed(lambda: validate(state.params, data.test_images, data.test_labels))[1]
+        for _ in range(5)
+    )
 
     layer_sizes = [data.train_images.shape[1], *spec.hidden_sizes, spec.num_classes]
     flops = matmul_flops_per_example(layer_sizes)
@@ -132,12 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures["final_val_accuracy"] = result.history[-1]["val_accuracy"]
 
     devices = jax.devices()
-    print(f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
-          f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}")
+    print(
+        f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
+        f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}"
+    )
     width = max(map(len, figures))
     for name, value in figures.items():
-        print(f"  {name:<{width}}  {value:,.4f}" if isinstance(value, float) else
-              f"  {name:<{width}}  {value:,}")
+        print(
+            f"  {name:<{width}}  {value:,.4f}"
+            if isinstance(value, float)
+            else f"  {name:<{width}}  {value:,}"
+        )
     if args.json:
         with open(args.json, "w") as file:
             json.dump(figures, file, indent=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -27,14 +27,22 @@ class Console:
 
     @staticmethod
     def describe(config) -> str:
-        return ", ".join(f"{field.name}={getattr(config, field.name)}"
-                         for field in dataclasses.fields(config))
+        return ", ".join(
+            f"{field.name}={getattr(config, field.name)}" for field in dataclasses.fields(config)
+        )
 
     @contextlib.contextmanager
-    def epoch_progress(self, epochs: int, first_epoch: int = 1) -> Iterator["EpochPrinter"]:
+    def epoch_progress(self, epochs: int, first_epoch: int = 1) -> Iterator[EpochPrinter]:
         show_bar = not self.quiet and sys.stderr.isatty()
-        with tqdm(total=epochs, initial=first_epoch - 1, unit="epoch", disable=not show_bar,
-                  file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=epochs,
+            initial=first_epoch - 1,
+            unit="epoch",
+            disable=not show_bar,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+        ) as bar:
             yield EpochPrinter(self, bar)
 
 
@@ -50,4 +58,5 @@ class EpochPrinter:
         self.console.info(
             f"epoch {record['epoch']:>3}: train loss {record['train_loss']:.4f} acc "
             f"{record['train_accuracy']:.4f} | val loss {record['val_loss']:.4f} acc "
-            f"{record['val_accuracy']:.4f} | {record['seconds']:.2f} s")
+            f"{record['val_accuracy']:.4f} | {record['seconds']:.2f} s"
+        )

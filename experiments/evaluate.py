@@ -7,8 +7,8 @@ prints test loss and accuracy to 4 decimals, and re-draws the run's plots and re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from experiments import cli
 from experiments.console import Console
@@ -27,19 +27,34 @@ def parse_checkpoint(text: str) -> str | int:
     try:
         return int(text)
     except ValueError:
-        raise ConfigError(f"invalid --checkpoint {text!r}: expected latest, best or an epoch number")
+        raise ConfigError(
+            f"invalid --checkpoint {text!r}: expected latest, best or an epoch number"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by experiments.baseline")
-    parser.add_argument("--checkpoint", default="latest",
-                        help="latest (default), best (by validation accuracy) or an epoch number")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the dataset's IDX files, if not where the run found them")
-    parser.add_argument("--out", default=None,
-                        help="where to write metrics and plots (default RUN_DIR/evaluation/CHECKPOINT)")
-    parser.add_argument("--quiet", action="store_true", help="print only the test loss and accuracy")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory written by experiments.baseline"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        help="latest (default), best (by validation accuracy) or an epoch number",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the dataset's IDX files, if not where the run found them",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to write metrics and plots (default RUN_DIR/evaluation/CHECKPOINT)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only the test loss and accuracy"
+    )
     args = parser.parse_args(argv)
     which = parse_checkpoint(args.checkpoint)
     console = Console(quiet=args.quiet)
@@ -50,15 +65,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = load_run(run_dir, which)
     dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
     if dataset.fingerprint != record["dataset"]["fingerprint"]:
-        raise DataError(f"the {run.config.dataset} files found ({dataset.source}) differ from those the "
-                        f"run in {run_dir} was trained on (fingerprint mismatch); pass --data-dir")
+        raise DataError(
+            f"the {run.config.dataset} files found ({dataset.source}) differ from those the "
+            f"run in {run_dir} was trained on (fingerprint mismatch); pass --data-dir"
+        )
     data = to_device(dataset, run.config)
     spec = run.spec
     metrics, probabilities = evaluate_test_set(
-        run.params, data.test_images, data.test_labels, hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes, chunk_size=run.config.eval_batch_size)
-    metrics.update(history=run.history, seed=run.config.seed, epochs=run.epoch, dataset=dataset.name,
-                   checkpoint=args.checkpoint, checkpoint_epoch=run.epoch)
+        run.params,
+        data.test_images,
+        data.test_labels,
+        hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes,
+        chunk_size=run.config.eval_batch_size,
+    )
+    metrics.update(
+        history=run.history,
+        seed=run.config.seed,
+        epochs=run.epoch,
+        dataset=dataset.name,
+        checkpoint=args.checkpoint,
+        checkpoint_epoch=run.epoch,
+    )
     out = Path(args.out) if args.out else run_dir / "evaluation" / str(args.checkpoint)
     written = write_run_outputs(out, dataset, run.history, metrics, probabilities)
 

@@ -18,8 +18,8 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import numpy as np
@@ -30,13 +30,30 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError, DataError
 from mnist_jax.fit import to_device
-from mnist_jax.rundir import (create_run_dir, device_summary, holds_run, read_json, run_record,
-                              write_json_atomic)
+from mnist_jax.rundir import (
+    create_run_dir,
+    device_summary,
+    holds_run,
+    read_json,
+    run_record,
+    write_json_atomic,
+)
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.sweep import (Member, config_label, curves_by_config, default_members_per_step,
-                             expand_members, initialize_distributed_from_env, is_main_process,
-                             member_mesh, parse_int_ranges, plan_programs,
-                             resolve_members_per_program, run_sweep, values_by_config)
+from mnist_jax.sweep import (
+    Member,
+    config_label,
+    curves_by_config,
+    default_members_per_step,
+    expand_members,
+    initialize_distributed_from_env,
+    is_main_process,
+    member_mesh,
+    parse_int_ranges,
+    plan_programs,
+    resolve_members_per_program,
+    run_sweep,
+    values_by_config,
+)
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
@@ -52,20 +69,35 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     cli.add_data_flags(parser)
     cli.add_training_flags(parser, multi=True)
-    parser.add_argument("--seeds", default="0",
-                        help="seeds, as integers and inclusive ranges, e.g. 0-15 or 0-3,7 (default 0)")
-    parser.add_argument("--members-per-program", type=int, default=None, metavar="N",
-                        help="members trained by one program call (default: as many as the memory "
-                             "estimate allows); smaller cuts a sweep into more calls")
-    parser.add_argument("--members-per-step", type=_members_per_step, default="auto", metavar="K|all|auto",
-                        help="members each device trains at once inside a program: all (one vmap; "
-                             "best on GPU/TPU), K, or auto (default: all on accelerators, 1 on CPU, "
-                             "where one at a time is faster and bitwise equal to single runs)")
+    parser.add_argument(
+        "--seeds",
+        default="0",
+        help="seeds, as integers and inclusive ranges, e.g. 0-15 or 0-3,7 (default 0)",
+    )
+    parser.add_argument(
+        "--members-per-program",
+        type=int,
+        default=None,
+        metavar="N",
+        help="members trained by one program call (default: as many as the memory "
+        "estimate allows); smaller cuts a sweep into more calls",
+    )
+    parser.add_argument(
+        "--members-per-step",
+        type=_members_per_step,
+        default="auto",
+        metavar="K|all|auto",
+        help="members each device trains at once inside a program: all (one vmap; "
+        "best on GPU/TPU), K, or auto (default: all on accelerators, 1 on CPU, "
+        "where one at a time is faster and bitwise equal to single runs)",
+    )
     cli.add_output_flags(parser, SWEEPS_ROOT)
     cli.add_checkpoint_flags(
-        parser, resume_metavar="SWEEP_DIR",
+        parser,
+        resume_metavar="SWEEP_DIR",
         resume_help="continue the sweep in SWEEP_DIR from each program's newest intact "
-                    "checkpoint, with the configuration in SWEEP_DIR/sweep.json")
+        "checkpoint, with the configuration in SWEEP_DIR/sweep.json",
+    )
     return parser
 
 
@@ -77,15 +109,22 @@ def _members_per_step(text: str) -> int | str | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"invalid --members-per-step {text!r}: expected a positive integer, all or auto")
+        raise ConfigError(
+            f"invalid --members-per-step {text!r}: expected a positive integer, all or auto"
+        )
     return value
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
-    seeds_text = f"{seeds[0]}-{seeds[-1]}" if list(seeds) == list(range(seeds[0], seeds[-1] + 1)) \
+    seeds_text = (
+        f"{seeds[0]}-{seeds[-1]}"
+        if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
         else f"{seeds[0]}-x{len(seeds)}"
-    return f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}" \
-           f"-seeds{seeds_text}"
+    )
+    return (
+        f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        f"-seeds{seeds_text}"
+    )
 
 
 def json_safe(value):
@@ -100,7 +139,9 @@ def json_safe(value):
 
 
 def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    return sorted({flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")})
+    return sorted(
+        {flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")}
+    )
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -109,8 +150,15 @@ def _check_positive(name: str, value: int | None) -> None:
 
 
 def _program_plan(programs) -> list[dict]:
-    return [{"index": p.index, "hidden_sizes": list(p.hidden_sizes), "num_padded": p.num_padded,
-             "members": [m.to_dict() for m in p.members]} for p in programs]
+    return [
+        {
+            "index": p.index,
+            "hidden_sizes": list(p.hidden_sizes),
+            "num_padded": p.num_padded,
+            "members": [m.to_dict() for m in p.members],
+        }
+        for p in programs
+    ]
 
 
 class ProgressPrinter:
@@ -121,20 +169,28 @@ class ProgressPrinter:
         self.epoch_seconds: dict[int, list[float]] = {}
 
     def __call__(self, program, state, records, histories) -> None:
-        live = [r for r in records if r is not None and math.isfinite(r["val_loss"])
-                and math.isfinite(r["train_loss"])]
+        live = [
+            r
+            for r in records
+            if r is not None and math.isfinite(r["val_loss"]) and math.isfinite(r["train_loss"])
+        ]
         seconds = next(r["seconds"] for r in records if r is not None)
         epoch = next(r["epoch"] for r in records if r is not None)
         self.epoch_seconds.setdefault(program.index, []).append(seconds)
         if live:
             accuracy = [r["val_accuracy"] for r in live]
-            text = (f"val acc mean {np.mean(accuracy):.4f} min {min(accuracy):.4f} max "
-                    f"{max(accuracy):.4f} | train loss mean {np.mean([r['train_loss'] for r in live]):.4f}")
+            text = (
+                f"val acc mean {np.mean(accuracy):.4f} min {min(accuracy):.4f} max "
+                f"{max(accuracy):.4f} | train loss mean {np.mean([r['train_loss'] for r in live]):.4f}"
+            )
         else:
             text = "every member has diverged"
         diverged = sum(r is None or r not in live for r in records)
-        self.console.info(f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
-                          + (f" | {diverged} diverged" if diverged else "") + f" | {seconds:.2f} s")
+        self.console.info(
+            f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
+            + (f" | {diverged} diverged" if diverged else "")
+            + f" | {seconds:.2f} s"
+        )
 
 
 def throughput(programs, epoch_seconds: dict[int, list[float]], num_train: int) -> dict:
@@ -147,29 +203,42 @@ def throughput(programs, epoch_seconds: dict[int, list[float]], num_train: int) 
         examples += num_train * len(program.members) * len(steady)
         seconds += sum(steady)
     if not seconds:
-        return {"train_seconds": 0.0, "examples_per_second": None,
-                "examples_per_second_per_member": None}
+        return {
+            "train_seconds": 0.0,
+            "examples_per_second": None,
+            "examples_per_second_per_member": None,
+        }
     members = sum(len(p.members) for p in programs)
-    return {"train_seconds": sum(sum(t) for t in epoch_seconds.values()),
-            "examples_per_second": examples / seconds,
-            "examples_per_second_per_member": examples / seconds / members}
+    return {
+        "train_seconds": sum(sum(t) for t in epoch_seconds.values()),
+        "examples_per_second": examples / seconds,
+        "examples_per_second_per_member": examples / seconds / members,
+    }
 
 
 def print_table(console: Console, rows: list[dict]) -> None:
     def number(x):
         return "-" if x is None else f"{x:.4f}"
 
-    header = (f"{'configuration':<40} {'n':>3} {'mean':>7} {'std':>7} {'95% CI':>17} {'min':>7} "
-              f"{'max':>7} {'ensemble':>8}")
+    header = (
+        f"{'configuration':<40} {'n':>3} {'mean':>7} {'std':>7} {'95% CI':>17} {'min':>7} "
+        f"{'max':>7} {'ensemble':>8}"
+    )
     console.result("test accuracy over seeds:")
     console.result(header)
     for row in rows:
         stats = row["test_accuracy"]
         label = config_label((row["learning_rate"], row["dropout_rate"], row["hidden_sizes"]))
-        ci = "-" if stats["ci95_low"] is None else f"[{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
-        line = (f"{label:<40} {stats['n']:>3} {number(stats['mean']):>7} {number(stats['std']):>7} "
-                f"{ci:>17} {number(stats['min']):>7} {number(stats['max']):>7} "
-                f"{number(row.get('ensemble_accuracy')):>8}")
+        ci = (
+            "-"
+            if stats["ci95_low"] is None
+            else f"[{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
+        )
+        line = (
+            f"{label:<40} {stats['n']:>3} {number(stats['mean']):>7} {number(stats['std']):>7} "
+            f"{ci:>17} {number(stats['min']):>7} {number(stats['max']):>7} "
+            f"{number(row.get('ensemble_accuracy')):>8}"
+        )
         if row["diverged"]:
             line += f"  (diverged seeds: {row['diverged']})"
         console.result(line)
@@ -178,13 +247,19 @@ def print_table(console: Console, rows: list[dict]) -> None:
 def write_plots(sweep_dir: Path, result) -> list[Path]:
     from mnist_jax.plots import plot_accuracy_distribution, plot_learning_curves_band, save_figure
 
-    accuracies = {config_label(key): list(values.values())
-                  for key, values in values_by_config(result.members, "test_accuracy").items()}
-    curves = {config_label(key): values
-              for key, values in curves_by_config(result.members, "val_accuracy").items()}
+    accuracies = {
+        config_label(key): list(values.values())
+        for key, values in values_by_config(result.members, "test_accuracy").items()
+    }
+    curves = {
+        config_label(key): values
+        for key, values in curves_by_config(result.members, "val_accuracy").items()
+    }
     written = []
     if accuracies:
-        written.append(save_figure(plot_accuracy_distribution(accuracies), sweep_dir / PLOT_FILES[0]))
+        written.append(
+            save_figure(plot_accuracy_distribution(accuracies), sweep_dir / PLOT_FILES[0])
+        )
         written.append(save_figure(plot_learning_curves_band(curves), sweep_dir / PLOT_FILES[1]))
     return written
 
@@ -198,8 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
     several = jax.process_count() > 1
     if several and (args.resume or _given(argv, ("--save-every", "--keep"))):
-        raise ConfigError("sweep checkpoints (--save-every, --keep, --resume) need a single process: "
-                          "with several processes a sweep runs without checkpoints")
+        raise ConfigError(
+            "sweep checkpoints (--save-every, --keep, --resume) need a single process: "
+            "with several processes a sweep runs without checkpoints"
+        )
     _check_positive("--members-per-program", args.members_per_program)
     _check_positive("--save-every", args.save_every)
     _check_positive("--keep", args.keep)
@@ -208,41 +285,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.refuse_flags_with_resume(argv)
         given = _given(argv, SWEEP_DEFINING_FLAGS)
         if given:
-            raise ConfigError(f"--resume continues a sweep with the configuration in its "
-                              f"{SWEEP_FILE}; drop {', '.join(given)}")
+            raise ConfigError(
+                f"--resume continues a sweep with the configuration in its "
+                f"{SWEEP_FILE}; drop {', '.join(given)}"
+            )
         sweep_dir = Path(args.resume)
         record = read_json(sweep_dir / SWEEP_FILE)
         config = TrainConfig.from_dict(record["config"])
-        members = [Member(m["seed"], m["learning_rate"], m["dropout_rate"], tuple(m["hidden_sizes"]))
-                   for m in record["members"]]
+        members = [
+            Member(m["seed"], m["learning_rate"], m["dropout_rate"], tuple(m["hidden_sizes"]))
+            for m in record["members"]
+        ]
         members_per_program = int(record["members_per_program"])
         members_per_step = record.get("members_per_step")
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         if dataset.fingerprint != record["dataset"]["fingerprint"]:
-            raise DataError(f"the {config.dataset} files found ({dataset.source}) differ from those "
-                            f"the sweep in {sweep_dir} was trained on (fingerprint mismatch); pass "
-                            "--data-dir with the original files")
+            raise DataError(
+                f"the {config.dataset} files found ({dataset.source}) differ from those "
+                f"the sweep in {sweep_dir} was trained on (fingerprint mismatch); pass "
+                "--data-dir with the original files"
+            )
     else:
         seeds = parse_int_ranges(args.seeds)
         members = expand_members(seeds, args.learning_rate, args.dropout, args.hidden)
         first = members[0]
-        config = cli.config_from_args(args, seed=first.seed, learning_rate=first.learning_rate,
-                                      dropout_rate=first.dropout_rate, hidden_sizes=first.hidden_sizes)
+        config = cli.config_from_args(
+            args,
+            seed=first.seed,
+            learning_rate=first.learning_rate,
+            dropout_rate=first.dropout_rate,
+            hidden_sizes=first.hidden_sizes,
+        )
         members_per_program = args.members_per_program
         members_per_step = args.members_per_step
         out = Path(args.out) if args.out else None
         if out is not None and out.is_dir() and any(out.iterdir()):
             what = "another run" if holds_run(out) else "other files"
-            raise ConfigError(f"--out {out} already holds {what}; choose a new folder (or continue "
-                              f"that sweep with --resume {out})")
+            raise ConfigError(
+                f"--out {out} already holds {what}; choose a new folder (or continue "
+                f"that sweep with --resume {out})"
+            )
         dataset = load_dataset(config.dataset, config.data_dir)
         sweep_dir = None
         if several:  # every process has checked --out before process 0 creates it
             from jax.experimental import multihost_utils
+
             multihost_utils.sync_global_devices("mnist_jax sweep: --out checked")
         if main_process:
-            sweep_dir = create_run_dir(args.out, root=SWEEPS_ROOT,
-                                       name=default_sweep_name(config.dataset, seeds))
+            sweep_dir = create_run_dir(
+                args.out, root=SWEEPS_ROOT, name=default_sweep_name(config.dataset, seeds)
+            )
 
     wall_start = time.perf_counter()
     data = to_device(dataset, config)
@@ -253,33 +345,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
     programs = plan_programs(members, members_per_program, mesh.size)
     if args.resume and _program_plan(programs) != record["programs"]:
-        raise ConfigError(f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
-                          f"device(s) as {len(record['programs'])} program(s); here there are "
-                          f"{mesh.size} device(s): resume it on the machine layout it started on")
+        raise ConfigError(
+            f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
+            f"device(s) as {len(record['programs'])} program(s); here there are "
+            f"{mesh.size} device(s): resume it on the machine layout it started on"
+        )
     devices = device_summary()
     if main_process and not args.resume:
         sweep_record = run_record(config, dataset, command=" ".join([PROG, *argv]))
         sweep_record.update(
-            per_member_fields=list(PER_MEMBER_FIELDS), seeds=sorted({m.seed for m in members}),
-            members=[m.to_dict() for m in members], members_per_program=members_per_program,
+            per_member_fields=list(PER_MEMBER_FIELDS),
+            seeds=sorted({m.seed for m in members}),
+            members=[m.to_dict() for m in members],
+            members_per_program=members_per_program,
             members_per_step=members_per_step,
             programs=_program_plan(programs),
-            checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep})
+            checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep},
+        )
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
 
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
-    console.info(f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
-                 f"rates {sorted({m.learning_rate for m in members})} x dropout "
-                 f"{sorted({m.dropout_rate for m in members})} x hidden "
-                 f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]}")
-    console.info(f"programs: {len(programs)} (at most {members_per_program} members each, "
-                 f"{members_per_step or 'all'} per device at a time)")
+    console.info(
+        f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
+        f"rates {sorted({m.learning_rate for m in members})} x dropout "
+        f"{sorted({m.dropout_rate for m in members})} x hidden "
+        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]}"
+    )
+    console.info(
+        f"programs: {len(programs)} (at most {members_per_program} members each, "
+        f"{members_per_step or 'all'} per device at a time)"
+    )
     for p in programs:
-        console.info(f"  program {p.index}: hidden {','.join(map(str, p.hidden_sizes))}, "
-                     f"{len(p.members)} members padded to {p.num_padded}")
-    console.info(f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
-                 f"{devices['process_count']} process(es)")
+        console.info(
+            f"  program {p.index}: hidden {','.join(map(str, p.hidden_sizes))}, "
+            f"{len(p.members)} members padded to {p.num_padded}"
+        )
+    console.info(
+        f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
+        f"{devices['process_count']} process(es)"
+    )
     console.info(f"dataset: {dataset!r}")
     if main_process:
         console.info(f"sweep directory: {sweep_dir}")
@@ -291,48 +396,98 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def on_restore(program, info):
             done = "complete, restored" if info["epoch"] >= config.epochs else "resuming"
-            console.info(f"program {program.index}: {done} after epoch {info['epoch']} of "
-                         f"{config.epochs}")
+            console.info(
+                f"program {program.index}: {done} after epoch {info['epoch']} of {config.epochs}"
+            )
 
-        start = sweep_start(sweep_dir, config, num_classes=dataset.num_classes,
-                            input_size=int(data.train_images.shape[1]), mesh=mesh,
-                            on_restore=on_restore)
+        start = sweep_start(
+            sweep_dir,
+            config,
+            num_classes=dataset.num_classes,
+            input_size=int(data.train_images.shape[1]),
+            mesh=mesh,
+            on_restore=on_restore,
+        )
     with contextlib.ExitStack() as stack:
         callbacks = [progress]
         if not several:
             from mnist_jax.sweep.checkpoint import SweepCheckpointer
-            callbacks.append(stack.enter_context(SweepCheckpointer(
-                sweep_dir, config, num_classes=dataset.num_classes,
-                input_size=int(data.train_images.shape[1]), save_every=args.save_every,
-                keep=args.keep)))
-        result = run_sweep(config, members, data, members_per_program=members_per_program,
-                           callbacks=callbacks, mesh=mesh, keep_states=False, start=start,
-                           members_per_step=members_per_step)
+
+            callbacks.append(
+                stack.enter_context(
+                    SweepCheckpointer(
+                        sweep_dir,
+                        config,
+                        num_classes=dataset.num_classes,
+                        input_size=int(data.train_images.shape[1]),
+                        save_every=args.save_every,
+                        keep=args.keep,
+                    )
+                )
+            )
+        result = run_sweep(
+            config,
+            members,
+            data,
+            members_per_program=members_per_program,
+            callbacks=callbacks,
+            mesh=mesh,
+            keep_states=False,
+            start=start,
+            members_per_step=members_per_step,
+        )
     wall_seconds = time.perf_counter() - wall_start
     if not main_process:
         return 0
 
     rows = result.summary()
-    timing = {"wall_seconds": wall_seconds, "compile_seconds": result.compile_seconds,
-              **throughput(programs, progress.epoch_seconds, int(data.train_images.shape[0])),
-              "epochs_trained_now": {str(k): len(v) for k, v in progress.epoch_seconds.items()},
-              "resumed": bool(args.resume)}
-    member_entries = [json_safe({**r.member.to_dict(), "program": r.program,
-                                 "test_accuracy": (r.test or {}).get("test_accuracy"),
-                                 "test_loss": (r.test or {}).get("test_loss"),
-                                 "history": r.history, "diverged_epoch": r.diverged_epoch})
-                      for r in result.members]
+    timing = {
+        "wall_seconds": wall_seconds,
+        "compile_seconds": result.compile_seconds,
+        **throughput(programs, progress.epoch_seconds, int(data.train_images.shape[0])),
+        "epochs_trained_now": {str(k): len(v) for k, v in progress.epoch_seconds.items()},
+        "resumed": bool(args.resume),
+    }
+    member_entries = [
+        json_safe(
+            {
+                **r.member.to_dict(),
+                "program": r.program,
+                "test_accuracy": (r.test or {}).get("test_accuracy"),
+                "test_loss": (r.test or {}).get("test_loss"),
+                "history": r.history,
+                "diverged_epoch": r.diverged_epoch,
+            }
+        )
+        for r in result.members
+    ]
     write_json_atomic(sweep_dir / MEMBERS_FILE, member_entries)
-    write_json_atomic(sweep_dir / SUMMARY_FILE, json_safe({
-        "configurations": rows, "timing": timing, "num_members": len(members),
-        "num_programs": len(programs), "epochs": config.epochs, "devices": devices}))
+    write_json_atomic(
+        sweep_dir / SUMMARY_FILE,
+        json_safe(
+            {
+                "configurations": rows,
+                "timing": timing,
+                "num_members": len(members),
+                "num_programs": len(programs),
+                "epochs": config.epochs,
+                "devices": devices,
+            }
+        ),
+    )
     plots = write_plots(sweep_dir, result)
 
     print_table(console, rows)
     rate = timing["examples_per_second"]
-    console.info(f"wall {wall_seconds:.2f} s, compilation {result.compile_seconds:.2f} s"
-                 + (f", {rate:,.0f} examples/s over all members = "
-                    f"{timing['examples_per_second_per_member']:,.0f} per member" if rate else ""))
+    console.info(
+        f"wall {wall_seconds:.2f} s, compilation {result.compile_seconds:.2f} s"
+        + (
+            f", {rate:,.0f} examples/s over all members = "
+            f"{timing['examples_per_second_per_member']:,.0f} per member"
+            if rate
+            else ""
+        )
+    )
     written = [sweep_dir / SWEEP_FILE, sweep_dir / MEMBERS_FILE, sweep_dir / SUMMARY_FILE, *plots]
     if not several:
         written.append(sweep_dir / "checkpoints")

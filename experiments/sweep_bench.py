@@ -32,25 +32,55 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(args: list[str], env: dict) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:1])} failed ({proc.returncode}): "
-                         f"{proc.stderr.strip().splitlines()[-1:]}")
+        raise SystemExit(
+            f"{' '.join(args[:1])} failed ({proc.returncode}): "
+            f"{proc.stderr.strip().splitlines()[-1:]}"
+        )
     return seconds
 
 
 def time_sweep(n: int, epochs: int, common: list[str], env: dict, root: Path) -> tuple[float, dict]:
     out = root / f"sweep-{n}"
-    seconds = _run(["experiments.sweep", "--seeds", f"0-{n - 1}", "--epochs", str(epochs), "--quiet",
-                    "--out", str(out), *common], env)
+    seconds = _run(
+        [
+            "experiments.sweep",
+            "--seeds",
+            f"0-{n - 1}",
+            "--epochs",
+            str(epochs),
+            "--quiet",
+            "--out",
+            str(out),
+            *common,
+        ],
+        env,
+    )
     return seconds, json.loads((out / "summary.json").read_text())["timing"]
 
 
 def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path) -> float:
-    return sum(_run(["experiments.baseline", "--seed", str(k), "--epochs", str(epochs), "--quiet",
-                     "--out", str(root / f"run-{n}-{k}"), *common], env) for k in range(n))
+    return sum(
+        _run(
+            [
+                "experiments.baseline",
+                "--seed",
+                str(k),
+                "--epochs",
+                str(epochs),
+                "--quiet",
+                "--out",
+                str(root / f"run-{n}-{k}"),
+                *common,
+            ],
+            env,
+        )
+        for k in range(n)
+    )
 
 
 def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -65,14 +95,20 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
     from mnist_jax.sweep import expand_members, run_sweep
 
     enable_compilation_cache()
-    config = TrainConfig(epochs=epochs, batch_size=args.batch_size, dataset=args.dataset,
-                         data_dir=args.data_dir)
+    config = TrainConfig(
+        epochs=epochs, batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir
+    )
     data = to_device(load_dataset(config.dataset, config.data_dir), config)
     start = time.perf_counter()
     for k in range(n):
         result = fit(config.replace(seed=k), data)
-        evaluate_test_set(result.state.params, data.test_images, data.test_labels,
-                          hidden_sizes=config.hidden_sizes, num_classes=data.num_classes)
+        evaluate_test_set(
+            result.state.params,
+            data.test_images,
+            data.test_labels,
+            hidden_sizes=config.hidden_sizes,
+            num_classes=data.num_classes,
+        )
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     run_sweep(config, expand_members(range(n)), data, keep_states=False)
@@ -80,14 +116,17 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
 
 
 def main() -> int:
-    parser = cli.Parser(prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0])
+    parser = cli.Parser(
+        prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--members", default="8,16", help="member counts to time (default 8,16)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--skip-fit", action="store_true",
-                        help="do not time the in-process fit calls and run_sweep")
+    parser.add_argument(
+        "--skip-fit", action="store_true", help="do not time the in-process fit calls and run_sweep"
+    )
     args = parser.parse_args()
     counts = [int(x) for x in args.members.split(",")]
     common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
@@ -101,20 +140,34 @@ def main() -> int:
         for n in counts:
             sweep_s, timing = time_sweep(n, args.epochs, common, env, root)
             process_s = time_processes(n, args.epochs, common, env, root)
-            fit_s, run_sweep_s = (None, None) if args.skip_fit else time_in_process(n, args.epochs, args)
+            fit_s, run_sweep_s = (
+                (None, None) if args.skip_fit else time_in_process(n, args.epochs, args)
+            )
             for mode, seconds, note in (
-                    ("sweep", sweep_s, f"compile {timing['compile_seconds']:.1f} s, in-sweep "
-                                       f"{timing['examples_per_second_per_member']:,.0f} ex/s/member"),
-                    ("processes", process_s, ""), ("fit", fit_s, "in-process, data loaded once"),
-                    ("run_sweep", run_sweep_s, "in-process, data loaded once")):
+                (
+                    "sweep",
+                    sweep_s,
+                    f"compile {timing['compile_seconds']:.1f} s, in-sweep "
+                    f"{timing['examples_per_second_per_member']:,.0f} ex/s/member",
+                ),
+                ("processes", process_s, ""),
+                ("fit", fit_s, "in-process, data loaded once"),
+                ("run_sweep", run_sweep_s, "in-process, data loaded once"),
+            ):
                 if seconds is None:
                     continue
-                rate = n * args.epochs * train_examples / seconds if train_examples else float("nan")
-                print(f"{n:>7} {mode:<10} {seconds:>8.1f} {rate:>10,.0f} {rate / n:>11,.0f} {note}",
-                      flush=True)
-            print(f"{n:>7} ratio sweep / processes = {sweep_s / process_s:.2f}"
-                  + (f", in-process run_sweep / fit = {run_sweep_s / fit_s:.2f}" if fit_s else ""),
-                  flush=True)
+                rate = (
+                    n * args.epochs * train_examples / seconds if train_examples else float("nan")
+                )
+                print(
+                    f"{n:>7} {mode:<10} {seconds:>8.1f} {rate:>10,.0f} {rate / n:>11,.0f} {note}",
+                    flush=True,
+                )
+            print(
+                f"{n:>7} ratio sweep / processes = {sweep_s / process_s:.2f}"
+                + (f", in-process run_sweep / fit = {run_sweep_s / fit_s:.2f}" if fit_s else ""),
+                flush=True,
+            )
     return 0
 
 

@@ -52,25 +52,53 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Normalise containers first so that a config read back from JSON (lists) compares equal.
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        _check(bool(self.dataset) and isinstance(self.dataset, str), "dataset", self.dataset,
-               "a non-empty name")
-        _check(len(self.hidden_sizes) >= 1 and all(_is_int(h) and h > 0 for h in self.hidden_sizes),
-               "hidden_sizes", self.hidden_sizes, "one or more positive integers")
-        _check(_is_real(self.dropout_rate) and 0.0 <= self.dropout_rate < 1.0, "dropout_rate",
-               self.dropout_rate, "a number in [0, 1)")
-        _check(_is_real(self.learning_rate) and self.learning_rate > 0, "learning_rate",
-               self.learning_rate, "a positive number")
-        _check(_is_real(self.adam_epsilon) and self.adam_epsilon > 0, "adam_epsilon",
-               self.adam_epsilon, "a positive number")
+        _check(
+            bool(self.dataset) and isinstance(self.dataset, str),
+            "dataset",
+            self.dataset,
+            "a non-empty name",
+        )
+        _check(
+            len(self.hidden_sizes) >= 1 and all(_is_int(h) and h > 0 for h in self.hidden_sizes),
+            "hidden_sizes",
+            self.hidden_sizes,
+            "one or more positive integers",
+        )
+        _check(
+            _is_real(self.dropout_rate) and 0.0 <= self.dropout_rate < 1.0,
+            "dropout_rate",
+            self.dropout_rate,
+            "a number in [0, 1)",
+        )
+        _check(
+            _is_real(self.learning_rate) and self.learning_rate > 0,
+            "learning_rate",
+            self.learning_rate,
+            "a positive number",
+        )
+        _check(
+            _is_real(self.adam_epsilon) and self.adam_epsilon > 0,
+            "adam_epsilon",
+            self.adam_epsilon,
+            "a positive number",
+        )
         for name in ("batch_size", "epochs", "validation_size", "eval_batch_size"):
             value = getattr(self, name)
             _check(_is_int(value) and value > 0, name, value, "a positive integer")
-        _check(_is_int(self.seed) and 0 <= self.seed < 2**32, "seed", self.seed,
-               "an integer in [0, 2**32)")
-        _check(self.validation in VALIDATION_MODES, "validation", self.validation,
-               " or ".join(VALIDATION_MODES))
+        _check(
+            _is_int(self.seed) and 0 <= self.seed < 2**32,
+            "seed",
+            self.seed,
+            "an integer in [0, 2**32)",
+        )
+        _check(
+            self.validation in VALIDATION_MODES,
+            "validation",
+            self.validation,
+            " or ".join(VALIDATION_MODES),
+        )
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -81,13 +109,15 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys are an error, so a config from another version is noticed."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown configuration field(s) {', '.join(unknown)}; "
-                              f"known fields: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown configuration field(s) {', '.join(unknown)}; "
+                f"known fields: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +20,19 @@ from mnist_jax.model import Params, apply_model
 
 
 @functools.partial(jax.jit, static_argnames=("hidden_sizes", "num_classes", "chunk_size"))
-def predict_logits(params: Params, images: jax.Array, *, hidden_sizes: Sequence[int] = (128, 128),
-                   num_classes: int = 10, chunk_size: int = 2000) -> jax.Array:
+def predict_logits(
+    params: Params,
+    images: jax.Array,
+    *,
+    hidden_sizes: Sequence[int] = (128, 128),
+    num_classes: int = 10,
+    chunk_size: int = 2000,
+) -> jax.Array:
     """Logits (N, num_classes) of the model in eval mode (no dropout) for `images` (N, 784)."""
     hidden_sizes = tuple(hidden_sizes)
-    per_example = lambda x: apply_model(params, x, hidden_sizes=hidden_sizes, num_classes=num_classes)
+    per_example = lambda x: apply_model(
+        params, x, hidden_sizes=hidden_sizes, num_classes=num_classes
+    )
     num_examples = images.shape[0]
     chunk_size = min(chunk_size, num_examples)
     chunks = math.ceil(num_examples / chunk_size)
@@ -34,12 +42,21 @@ def predict_logits(params: Params, images: jax.Array, *, hidden_sizes: Sequence[
 
 
 @functools.partial(jax.jit, static_argnames=("hidden_sizes", "num_classes", "chunk_size"))
-def predict_logits_many(stacked_params: Params, images: jax.Array, *,
-                        hidden_sizes: Sequence[int] = (128, 128), num_classes: int = 10,
-                        chunk_size: int = 2000) -> jax.Array:
+def predict_logits_many(
+    stacked_params: Params,
+    images: jax.Array,
+    *,
+    hidden_sizes: Sequence[int] = (128, 128),
+    num_classes: int = 10,
+    chunk_size: int = 2000,
+) -> jax.Array:
     """Logits (M, N, num_classes) of M models whose parameters are stacked on a leading axis."""
-    predict = functools.partial(predict_logits, hidden_sizes=tuple(hidden_sizes),
-                                num_classes=num_classes, chunk_size=chunk_size)
+    predict = functools.partial(
+        predict_logits,
+        hidden_sizes=tuple(hidden_sizes),
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+    )
     return jax.vmap(predict, in_axes=(0, None))(stacked_params, images)
 
 
@@ -51,10 +68,21 @@ def loss_and_accuracy(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Arr
 
 
 @functools.partial(jax.jit, static_argnames=("hidden_sizes", "num_classes", "chunk_size"))
-def evaluate_loss_accuracy(params: Params, images: jax.Array, labels: jax.Array, *,
-                           hidden_sizes: Sequence[int] = (128, 128), num_classes: int = 10,
-                           chunk_size: int = 2000) -> dict[str, jax.Array]:
+def evaluate_loss_accuracy(
+    params: Params,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    hidden_sizes: Sequence[int] = (128, 128),
+    num_classes: int = 10,
+    chunk_size: int = 2000,
+) -> dict[str, jax.Array]:
     """Loss and accuracy of one model on a dataset, as one compiled call (used for per-epoch validation)."""
-    logits = predict_logits(params, images, hidden_sizes=tuple(hidden_sizes), num_classes=num_classes,
-                            chunk_size=chunk_size)
+    logits = predict_logits(
+        params,
+        images,
+        hidden_sizes=tuple(hidden_sizes),
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+    )
     return loss_and_accuracy(logits, labels)

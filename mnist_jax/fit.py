@@ -10,7 +10,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import time
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +21,13 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, flatten_and_scale, holdout_split
 from mnist_jax.errors import TrainingError
 from mnist_jax.evaluate import evaluate_loss_accuracy
-from mnist_jax.train import (TrainSpec, TrainState, init_train_state, init_train_state_jit,
-                             train_epoch_jit)
+from mnist_jax.train import (
+    TrainSpec,
+    TrainState,
+    init_train_state,
+    init_train_state_jit,
+    train_epoch_jit,
+)
 
 
 class DeviceData(NamedTuple):
@@ -45,12 +51,16 @@ def to_device(dataset: Dataset, config: TrainConfig) -> DeviceData:
     train_images, train_labels = dataset.train_images, dataset.train_labels
     if config.validation == "holdout":
         train_images, train_labels, val_images, val_labels = holdout_split(
-            train_images, train_labels, config.validation_size)
+            train_images, train_labels, config.validation_size
+        )
     else:
         val_images, val_labels = dataset.test_images, dataset.test_labels
     arrays = []
-    for images, labels in ((train_images, train_labels), (val_images, val_labels),
-                           (dataset.test_images, dataset.test_labels)):
+    for images, labels in (
+        (train_images, train_labels),
+        (val_images, val_labels),
+        (dataset.test_images, dataset.test_labels),
+    ):
         arrays += [flatten_and_scale(images), np.asarray(labels, np.int32)]
     return DeviceData(*jax.device_put(arrays), num_classes=dataset.num_classes)
 
@@ -73,34 +83,55 @@ class Programs(NamedTuple):
     validate: Callable
 
 
-def compile_programs(config: TrainConfig, spec: TrainSpec, data: DeviceData,
-                     state: TrainState | None = None) -> Programs:
+def compile_programs(
+    config: TrainConfig, spec: TrainSpec, data: DeviceData, state: TrainState | None = None
+) -> Programs:
     """Compile init, the epoch and validation ahead of time, the three at once.
 
     Tracing happens here, in this thread; XLA's compilation, the larger part (about 1 s each for
     init and epoch on a CPU), releases the GIL, so the three compile in parallel threads. The epoch
     is lowered against the state's abstract shapes, so it need not wait for init to run.
     """
-    hyper = (jnp.uint32(config.seed), jnp.float32(config.learning_rate),
-             jnp.float32(config.dropout_rate))
+    hyper = (
+        jnp.uint32(config.seed),
+        jnp.float32(config.learning_rate),
+        jnp.float32(config.dropout_rate),
+    )
     input_size = int(data.train_images.shape[1])
-    init = None if state is not None else init_train_state_jit.lower(spec, *hyper,
-                                                                        input_size=input_size)
-    abstract = state if state is not None else jax.eval_shape(
-        lambda *h: init_train_state(spec, *h, input_size=input_size), *hyper)
+    init = (
+        None
+        if state is not None
+        else init_train_state_jit.lower(spec, *hyper, input_size=input_size)
+    )
+    abstract = (
+        state
+        if state is not None
+        else jax.eval_shape(lambda *h: init_train_state(spec, *h, input_size=input_size), *hyper)
+    )
     epoch = train_epoch_jit.lower(spec, abstract, data.train_images, data.train_labels)
     validate = evaluate_loss_accuracy.lower(
-        abstract.params, data.val_images, data.val_labels, hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes, chunk_size=config.eval_batch_size)
+        abstract.params,
+        data.val_images,
+        data.val_labels,
+        hidden_sizes=spec.hidden_sizes,
+        num_classes=spec.num_classes,
+        chunk_size=config.eval_batch_size,
+    )
     lowered = [init, epoch, validate]
     with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
         compiled = list(pool.map(lambda low: None if low is None else low.compile(), lowered))
     return Programs(*compiled)
 
 
-def fit(config: TrainConfig, data: DeviceData, *, spec: TrainSpec | None = None,
-        state: TrainState | None = None, history: Sequence[dict] = (),
-        callbacks: Sequence[EpochCallback] = ()) -> FitResult:
+def fit(
+    config: TrainConfig,
+    data: DeviceData,
+    *,
+    spec: TrainSpec | None = None,
+    state: TrainState | None = None,
+    history: Sequence[dict] = (),
+    callbacks: Sequence[EpochCallback] = (),
+) -> FitResult:
     """Train from `state` (a fresh one from `config.seed` if None) until `config.epochs` epochs are done.
 
     The state passed in is consumed (its buffers are donated to the first epoch); use the returned
@@ -116,8 +147,11 @@ def fit(config: TrainConfig, data: DeviceData, *, spec: TrainSpec | None = None,
     programs = compile_programs(config, spec, data, state)
     compile_seconds = time.perf_counter() - start
     if state is None:
-        state = programs.init(jnp.uint32(config.seed), jnp.float32(config.learning_rate),
-                              jnp.float32(config.dropout_rate))
+        state = programs.init(
+            jnp.uint32(config.seed),
+            jnp.float32(config.learning_rate),
+            jnp.float32(config.dropout_rate),
+        )
     epoch_program, validate = programs.epoch, programs.validate
     history = list(history)
 
@@ -137,9 +171,9 @@ def fit(config: TrainConfig, data: DeviceData, *, spec: TrainSpec | None = None,
         if not (np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])):
             raise TrainingError(
                 f"training diverged at epoch {epoch}: train loss {record['train_loss']}, validation "
-                f"loss {record['val_loss']}; lower the learning rate (now {config.learning_rate})")
+                f"loss {record['val_loss']}; lower the learning rate (now {config.learning_rate})"
+            )
         history.append(record)
         for callback in callbacks:
             callback(state, record, history)
     return FitResult(state, history, compile_seconds)
-

@@ -46,12 +46,18 @@ def top_errors(probabilities: jax.Array, labels: jax.Array, k: int = 5) -> dict[
     confidence = jnp.max(probabilities, axis=-1)
     wrong = predicted != labels
     scores, index = jax.lax.top_k(jnp.where(wrong, confidence, -1.0), k)
-    return {"index": index, "true": labels[index], "predicted": predicted[index],
-            "confidence": confidence[index], "valid": scores >= 0.0}
+    return {
+        "index": index,
+        "true": labels[index],
+        "predicted": predicted[index],
+        "confidence": confidence[index],
+        "valid": scores >= 0.0,
+    }
 
 
-def classification_report(logits: jax.Array, labels: jax.Array, num_classes: int,
-                          k: int = 5) -> dict[str, Any]:
+def classification_report(
+    logits: jax.Array, labels: jax.Array, num_classes: int, k: int = 5
+) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy, confusion matrix and top-k errors as JSON-ready Python values."""
     probabilities = jax.nn.softmax(logits, axis=-1)
     confusion = confusion_matrix(jnp.argmax(logits, axis=-1), labels, num_classes)
@@ -64,7 +70,13 @@ def classification_report(logits: jax.Array, labels: jax.Array, num_classes: int
         "confusion_matrix": np.asarray(confusion).tolist(),
         "top_errors": [
             {"index": int(i), "true": int(t), "predicted": int(p), "confidence": float(c)}
-            for i, t, p, c, ok in zip(errors["index"], errors["true"], errors["predicted"],
-                                      errors["confidence"], errors["valid"]) if ok
+            for i, t, p, c, ok in zip(
+                errors["index"],
+                errors["true"],
+                errors["predicted"],
+                errors["confidence"],
+                errors["valid"],
+            )
+            if ok
         ],
     }

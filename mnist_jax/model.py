@@ -8,7 +8,8 @@ numerically stable (log-softmax), which is the same maths as Keras's softmax lay
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -41,8 +42,9 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        dense = lambda features: nn.Dense(features, kernel_init=nn.initializers.glorot_uniform(),
-                                          bias_init=nn.initializers.zeros)
+        dense = lambda features: nn.Dense(
+            features, kernel_init=nn.initializers.glorot_uniform(), bias_init=nn.initializers.zeros
+        )
         for width in self.hidden_sizes:
             x = nn.relu(dense(width)(x))
         if train:
@@ -51,8 +53,12 @@ class MLP(nn.Module):
         return dense(self.num_classes)(x)
 
 
-def init_params(key: jax.Array, hidden_sizes: Sequence[int] = (128, 128), num_classes: int = 10,
-                input_size: int = 784) -> Params:
+def init_params(
+    key: jax.Array,
+    hidden_sizes: Sequence[int] = (128, 128),
+    num_classes: int = 10,
+    input_size: int = 784,
+) -> Params:
     """Fresh parameters from `key`: Keras's initialisation, Glorot-uniform kernels and zero biases.
 
     The same distribution as `MLP.init` (kernels uniform in +-sqrt(6 / (fan_in + fan_out))), in the
@@ -66,17 +72,25 @@ def init_params(key: jax.Array, hidden_sizes: Sequence[int] = (128, 128), num_cl
     params, offset = {}, 0
     for layer, (fan_in, fan_out) in enumerate(shapes):
         limit = (6.0 / (fan_in + fan_out)) ** 0.5
-        kernel = draws[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out) * limit
+        kernel = draws[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out) * limit
         params[f"Dense_{layer}"] = {"kernel": kernel, "bias": jnp.zeros((fan_out,), jnp.float32)}
         offset += fan_in * fan_out
     return params
 
 
-def apply_model(params: Params, x: jax.Array, *, hidden_sizes: Sequence[int] = (128, 128),
-                num_classes: int = 10, dropout_rate: float | jax.Array = 0.25,
-                dropout_key: jax.Array | None = None) -> jax.Array:
+def apply_model(
+    params: Params,
+    x: jax.Array,
+    *,
+    hidden_sizes: Sequence[int] = (128, 128),
+    num_classes: int = 10,
+    dropout_rate: float | jax.Array = 0.25,
+    dropout_key: jax.Array | None = None,
+) -> jax.Array:
     """Logits for `x`. With a `dropout_key` the model runs in train mode (dropout on), else eval mode."""
-    model = MLP(hidden_sizes=tuple(hidden_sizes), num_classes=num_classes, dropout_rate=dropout_rate)
+    model = MLP(
+        hidden_sizes=tuple(hidden_sizes), num_classes=num_classes, dropout_rate=dropout_rate
+    )
     if dropout_key is None:
         return model.apply({"params": params}, x, train=False)
     return model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
@@ -90,4 +104,6 @@ def count_params(params: Params) -> int:
 def param_shapes(params: Params) -> dict[str, tuple[int, ...]]:
     """Layer path -> shape, e.g. {"Dense_0/kernel": (784, 128), ...}: a parameter summary for notebooks."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat}
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat
+    }

@@ -8,8 +8,9 @@ makes a run directory enough to re-evaluate a run and re-draw its plots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -19,7 +20,9 @@ from mnist_jax.evaluate import predict_logits
 from mnist_jax.metrics import classification_report
 from mnist_jax.rundir import METRICS_FILE, write_json_atomic, write_text_atomic
 
-SAMPLE_INDEX = 0  # the test image shown with its prediction: the first one, so every run shows the same
+SAMPLE_INDEX = (
+    0  # the test image shown with its prediction: the first one, so every run shows the same
+)
 TOP_ERRORS = 5
 
 PLOT_FILES = {
@@ -31,39 +34,68 @@ PLOT_FILES = {
 }
 
 
-def evaluate_test_set(params: Any, test_images: jax.Array, test_labels: jax.Array, *,
-                 hidden_sizes: Sequence[int], num_classes: int,
-                 chunk_size: int = 2000) -> tuple[dict[str, Any], np.ndarray]:
+def evaluate_test_set(
+    params: Any,
+    test_images: jax.Array,
+    test_labels: jax.Array,
+    *,
+    hidden_sizes: Sequence[int],
+    num_classes: int,
+    chunk_size: int = 2000,
+) -> tuple[dict[str, Any], np.ndarray]:
     """The notebook's final evaluation: (report dict, test probabilities (N, C) as numpy).
 
     The dict has `test_loss`, `test_accuracy`, `per_class_accuracy`, `confusion_matrix` and the
     `top_errors` (the 5 most confidently wrong test images).
     """
-    logits = predict_logits(params, test_images, hidden_sizes=tuple(hidden_sizes),
-                            num_classes=num_classes, chunk_size=chunk_size)
+    logits = predict_logits(
+        params,
+        test_images,
+        hidden_sizes=tuple(hidden_sizes),
+        num_classes=num_classes,
+        chunk_size=chunk_size,
+    )
     report = classification_report(logits, test_labels, num_classes, k=TOP_ERRORS)
     return report, np.asarray(jax.nn.softmax(logits, axis=-1))
 
 
-def write_plots(run_dir: Path, dataset, history: Sequence[dict], metrics: dict[str, Any],
-                probabilities: np.ndarray) -> dict[str, Path]:
+def write_plots(
+    run_dir: Path,
+    dataset,
+    history: Sequence[dict],
+    metrics: dict[str, Any],
+    probabilities: np.ndarray,
+) -> dict[str, Path]:
     """Draw the run's five figures from arrays and save them as PNGs in `run_dir`."""
     names = list(dataset.class_names)
     figures = {
-        "samples_per_class": plots.plot_samples_per_class(dataset.train_images, dataset.train_labels,
-                                                          names),
+        "samples_per_class": plots.plot_samples_per_class(
+            dataset.train_images, dataset.train_labels, names
+        ),
         "training_curves": plots.plot_training_curves(history),
-        "confusion_matrix": plots.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), names),
+        "confusion_matrix": plots.plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]), names
+        ),
         "top_errors": plots.plot_top_errors(dataset.test_images, metrics["top_errors"], names),
         "sample_prediction": plots.plot_sample_prediction(
-            dataset.test_images[SAMPLE_INDEX], probabilities[SAMPLE_INDEX],
-            int(dataset.test_labels[SAMPLE_INDEX]), names),
+            dataset.test_images[SAMPLE_INDEX],
+            probabilities[SAMPLE_INDEX],
+            int(dataset.test_labels[SAMPLE_INDEX]),
+            names,
+        ),
     }
-    return {key: plots.save_figure(figure, run_dir / PLOT_FILES[key]) for key, figure in figures.items()}
+    return {
+        key: plots.save_figure(figure, run_dir / PLOT_FILES[key]) for key, figure in figures.items()
+    }
 
 
-def write_run_outputs(run_dir: str | Path, dataset, history: Sequence[dict], metrics: dict[str, Any],
-                      probabilities: np.ndarray) -> list[Path]:
+def write_run_outputs(
+    run_dir: str | Path,
+    dataset,
+    history: Sequence[dict],
+    metrics: dict[str, Any],
+    probabilities: np.ndarray,
+) -> list[Path]:
     """Write `metrics.json`, the plots and `report.md`; return the paths written."""
     run_dir = Path(run_dir)
     written = [write_json_atomic(run_dir / METRICS_FILE, metrics)]
@@ -82,16 +114,27 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         f" after {len(history)} epochs (seed {metrics['seed']})",
     ]
     if metrics.get("train_seconds") is not None:
-        lines.append(f"- training took {metrics['train_seconds']:.1f} s, of which compilation "
-                     f"{metrics['compile_seconds']:.1f} s; steady epochs ran at "
-                     f"{metrics['examples_per_second']:,.0f} examples/s")
+        lines.append(
+            f"- training took {metrics['train_seconds']:.1f} s, of which compilation "
+            f"{metrics['compile_seconds']:.1f} s; steady epochs ran at "
+            f"{metrics['examples_per_second']:,.0f} examples/s"
+        )
     lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
-    lines += ["", "| epoch | train loss | train acc | val loss | val acc | seconds |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
-              f"| {r['val_accuracy']:.4f} | {r['seconds']:.2f} |" for r in history]
-    per_class = ", ".join(f"{name}: {acc:.3f}" for name, acc in
-                          zip(dataset.class_names, metrics["per_class_accuracy"]) if acc is not None)
+    lines += [
+        "",
+        "| epoch | train loss | train acc | val loss | val acc | seconds |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
+        f"| {r['val_accuracy']:.4f} | {r['seconds']:.2f} |"
+        for r in history
+    ]
+    per_class = ", ".join(
+        f"{name}: {acc:.3f}"
+        for name, acc in zip(dataset.class_names, metrics["per_class_accuracy"])
+        if acc is not None
+    )
     lines += ["", f"Per-class accuracy: {per_class}.", ""]
     captions = {
         "samples_per_class": "One training example per class",

@@ -82,8 +82,10 @@ def create_run_dir(out: str | os.PathLike | None, *, root: str | os.PathLike, na
             raise ConfigError(f"--out {folder} is a file, not a folder")
         if folder.is_dir() and any(folder.iterdir()):
             what = "another run" if holds_run(folder) else "other files"
-            raise ConfigError(f"--out {folder} already holds {what}; choose a new folder "
-                              f"(or continue that run with --resume {folder})")
+            raise ConfigError(
+                f"--out {folder} already holds {what}; choose a new folder "
+                f"(or continue that run with --resume {folder})"
+            )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -108,8 +110,12 @@ def library_versions() -> dict[str, str]:
 
 def device_summary() -> dict[str, Any]:
     devices = jax.devices()
-    return {"platform": devices[0].platform, "kind": devices[0].device_kind, "count": len(devices),
-            "process_count": jax.process_count()}
+    return {
+        "platform": devices[0].platform,
+        "kind": devices[0].device_kind,
+        "count": len(devices),
+        "process_count": jax.process_count(),
+    }
 
 
 def run_record(config: TrainConfig, dataset, *, command: str | None = None) -> dict[str, Any]:
@@ -117,10 +123,15 @@ def run_record(config: TrainConfig, dataset, *, command: str | None = None) -> d
     return {
         "config": config.to_dict(),
         "num_classes": dataset.num_classes,
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "source": dataset.source,
-                    "train_examples": int(dataset.train_images.shape[0]),
-                    "test_examples": int(dataset.test_images.shape[0]),
-                    "image_shape": list(dataset.image_shape), "class_names": list(dataset.class_names)},
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "source": dataset.source,
+            "train_examples": int(dataset.train_images.shape[0]),
+            "test_examples": int(dataset.test_images.shape[0]),
+            "image_shape": list(dataset.image_shape),
+            "class_names": list(dataset.class_names),
+        },
         "versions": library_versions(),
         "devices": device_summary(),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),

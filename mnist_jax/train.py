@@ -70,9 +70,15 @@ class TrainSpec:
     tx: optax.GradientTransformation | None = None
 
     @classmethod
-    def from_config(cls, config: TrainConfig, num_classes: int = 10,
-                    tx: optax.GradientTransformation | None = None) -> "TrainSpec":
-        return cls(tuple(config.hidden_sizes), num_classes, config.batch_size, config.adam_epsilon, tx)
+    def from_config(
+        cls,
+        config: TrainConfig,
+        num_classes: int = 10,
+        tx: optax.GradientTransformation | None = None,
+    ) -> TrainSpec:
+        return cls(
+            tuple(config.hidden_sizes), num_classes, config.batch_size, config.adam_epsilon, tx
+        )
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -80,12 +86,14 @@ class TrainSpec:
 
 
 class Batch(NamedTuple):
-    images: jax.Array   # float32 (B, 784)
-    labels: jax.Array   # int32 (B,)
+    images: jax.Array  # float32 (B, 784)
+    labels: jax.Array  # int32 (B,)
     weights: jax.Array  # float32 (B,): 1 for real examples, 0 for padding
 
 
-def make_optimizer(epsilon: float = 1e-7, learning_rate: float = 1e-3) -> optax.GradientTransformation:
+def make_optimizer(
+    epsilon: float = 1e-7, learning_rate: float = 1e-3
+) -> optax.GradientTransformation:
     """Adam as Keras configures it (epsilon 1e-7), with the learning rate kept in the optimizer state.
 
     `inject_hyperparams` stores the learning rate as an array in `opt_state.hyperparams`, so
@@ -100,35 +108,52 @@ def stream_key(state_or_key: TrainState | jax.Array, stream: int) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(raw), stream)
 
 
-def init_train_state(spec: TrainSpec, seed: int | jax.Array, learning_rate: float | jax.Array = 1e-3,
-                     dropout_rate: float | jax.Array = 0.25, input_size: int = 784) -> TrainState:
+def init_train_state(
+    spec: TrainSpec,
+    seed: int | jax.Array,
+    learning_rate: float | jax.Array = 1e-3,
+    dropout_rate: float | jax.Array = 0.25,
+    input_size: int = 784,
+) -> TrainState:
     """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters gives a sweep.
 
     `learning_rate` is written into the optimizer state when the optimizer keeps one there (as
     `make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps its own.
     """
     raw_key = jax.random.key_data(jax.random.key(seed))
-    params = init_params(stream_key(raw_key, INIT_STREAM), spec.hidden_sizes, spec.num_classes,
-                         input_size)
+    params = init_params(
+        stream_key(raw_key, INIT_STREAM), spec.hidden_sizes, spec.num_classes, input_size
+    )
     opt_state = spec.optimizer.init(params)
     hyperparams = getattr(opt_state, "hyperparams", None)
     if hyperparams is not None and "learning_rate" in hyperparams:
         hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-    return TrainState(params=params, opt_state=opt_state,
-                      dropout_rate=jnp.asarray(dropout_rate, jnp.float32), key=raw_key,
-                      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32))
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        dropout_rate=jnp.asarray(dropout_rate, jnp.float32),
+        key=raw_key,
+        step=jnp.zeros((), jnp.int32),
+        epoch=jnp.zeros((), jnp.int32),
+    )
 
 
 # Compiled once per spec: seed and hyper-parameters are traced, so every run of a shape shares it.
 init_train_state_jit = jax.jit(init_train_state, static_argnums=0, static_argnames="input_size")
 
 
-def create_train_state(config: TrainConfig, spec: TrainSpec | None = None,
-                       input_size: int = 784) -> TrainState:
+def create_train_state(
+    config: TrainConfig, spec: TrainSpec | None = None, input_size: int = 784
+) -> TrainState:
     """`init_train_state` with the seed and hyper-parameters of `config` (compiled)."""
     spec = spec or TrainSpec.from_config(config)
-    return init_train_state_jit(spec, jnp.uint32(config.seed), jnp.float32(config.learning_rate),
-                                jnp.float32(config.dropout_rate), input_size=input_size)
+    return init_train_state_jit(
+        spec,
+        jnp.uint32(config.seed),
+        jnp.float32(config.learning_rate),
+        jnp.float32(config.dropout_rate),
+        input_size=input_size,
+    )
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
@@ -149,9 +174,14 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     dropout_key = jax.random.fold_in(stream_key(state, DROPOUT_STREAM), state.step)
 
     def loss_fn(params):
-        logits = apply_model(params, batch.images, hidden_sizes=spec.hidden_sizes,
-                             num_classes=spec.num_classes, dropout_rate=state.dropout_rate,
-                             dropout_key=dropout_key)
+        logits = apply_model(
+            params,
+            batch.images,
+            hidden_sizes=spec.hidden_sizes,
+            num_classes=spec.num_classes,
+            dropout_rate=state.dropout_rate,
+            dropout_key=dropout_key,
+        )
         return weighted_cross_entropy(logits, batch.labels, batch.weights), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -163,13 +193,17 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     return new_state, {"loss_sum": loss * count, "correct": correct, "count": count}
 
 
-def epoch_plan(state: TrainState, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+def epoch_plan(
+    state: TrainState, num_examples: int, batch_size: int
+) -> tuple[jax.Array, jax.Array]:
     """The batches of the state's next epoch: `epoch_batches` keyed by (run key, shuffle stream, epoch)."""
     shuffle_key = jax.random.fold_in(stream_key(state, SHUFFLE_STREAM), state.epoch)
     return epoch_batches(shuffle_key, num_examples, batch_size)
 
 
-def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+def epoch_batches(
+    key: jax.Array, num_examples: int, batch_size: int
+) -> tuple[jax.Array, jax.Array]:
     """One epoch's shuffled example indices and weights, shaped (steps, batch_size).
 
     The order is `argsort` of random 32-bit keys: a uniform shuffle (up to astronomically rare ties,
@@ -186,8 +220,9 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[j
     return order.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def train_epoch(spec: TrainSpec, state: TrainState, images: jax.Array,
-                labels: jax.Array) -> tuple[TrainState, dict]:
+def train_epoch(
+    spec: TrainSpec, state: TrainState, images: jax.Array, labels: jax.Array
+) -> tuple[TrainState, dict]:
     """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
 
     `images` (N, 784) float32 and `labels` (N,) int32 are the whole training set, already on the
@@ -203,7 +238,10 @@ def train_epoch(spec: TrainSpec, state: TrainState, images: jax.Array,
 
     state, sums = jax.lax.scan(body, state, (order, weights))
     count = jnp.sum(sums["count"])
-    metrics = {"loss": jnp.sum(sums["loss_sum"]) / count, "accuracy": jnp.sum(sums["correct"]) / count}
+    metrics = {
+        "loss": jnp.sum(sums["loss_sum"]) / count,
+        "accuracy": jnp.sum(sums["correct"]) / count,
+    }
     return state.replace(epoch=state.epoch + 1), metrics
 
 

@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def kill_when(args: list[str], env: dict, trigger: str, delay: float) -> None:
     """Run `python -m ARGS` and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         for line in proc.stdout:

@@ -17,7 +17,9 @@ def mnist_dir() -> Path:
     folder = os.environ.get("MNIST_JAX_DATA")
     if not folder:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but MNIST_JAX_DATA is not set: point it at the folder with the MNIST files")
+            pytest.fail(
+                "CI=true but MNIST_JAX_DATA is not set: point it at the folder with the MNIST files"
+            )
         pytest.skip("set MNIST_JAX_DATA to the folder with the MNIST files to run these tests")
     return Path(folder)
 

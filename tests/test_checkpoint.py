@@ -8,9 +8,16 @@ import jax
 import numpy as np
 import pytest
 
-from mnist_jax.checkpoint import (CHECKPOINT_FORMAT_VERSION, RunCheckpointer, checkpoints_dir,
-                                  latest_intact_epoch, list_checkpoints, load_run,
-                                  restore_checkpoint, state_digest)
+from mnist_jax.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    RunCheckpointer,
+    checkpoints_dir,
+    latest_intact_epoch,
+    list_checkpoints,
+    load_run,
+    restore_checkpoint,
+    state_digest,
+)
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError
 from mnist_jax.fit import DeviceData, fit
@@ -18,7 +25,9 @@ from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
 
 # A failed tensorstore read (a damaged checkpoint) can leave orbax's per-restore event loop closed before
 # tensorstore's last callbacks arrive; Python then reports "Event loop is closed" as unraisable. Harmless.
-tolerate_failed_reads = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+tolerate_failed_reads = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"
+)
 
 CONFIG = TrainConfig(hidden_sizes=(16, 16), batch_size=32, epochs=3, eval_batch_size=64)
 
@@ -53,15 +62,22 @@ def assert_bitwise_equal(a, b):
 
 
 def record(epoch, val_accuracy=0.5):
-    return {"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0,
-            "val_accuracy": val_accuracy, "seconds": 0.0}
+    return {
+        "epoch": epoch,
+        "train_loss": 1.0,
+        "train_accuracy": 0.5,
+        "val_loss": 1.0,
+        "val_accuracy": val_accuracy,
+        "seconds": 0.0,
+    }
 
 
 def save_states(run_dir, states_and_accuracies, **kwargs):
     """Saves each (state, val_accuracy) as the next epoch, with a matching history."""
     history = []
-    with RunCheckpointer(run_dir, CONFIG.replace(epochs=len(states_and_accuracies)),
-                         **kwargs) as checkpointer:
+    with RunCheckpointer(
+        run_dir, CONFIG.replace(epochs=len(states_and_accuracies)), **kwargs
+    ) as checkpointer:
         for epoch, (state, accuracy) in enumerate(states_and_accuracies, start=1):
             history.append(record(epoch, accuracy))
             checkpointer(state.replace(epoch=np.int32(epoch)), history[-1], history)
@@ -69,13 +85,16 @@ def save_states(run_dir, states_and_accuracies, **kwargs):
 
 
 def snapshot(directory: Path) -> dict:
-    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*"))}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+    }
 
 
 def array_files(run_dir, epoch):
-    return sorted(p for p in (checkpoints_dir(run_dir) / str(epoch) / "state").rglob("d/*")
-                  if p.is_file())
+    return sorted(
+        p for p in (checkpoints_dir(run_dir) / str(epoch) / "state").rglob("d/*") if p.is_file()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +156,18 @@ def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(traine
     assert int(restored.epoch) == 2 and len(info["history"]) == 2
     # Resume into a copy of the run, so the shared run stays as it is.
     with RunCheckpointer(tmp_path, CONFIG) as checkpointer:
-        resumed = fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
+        resumed = fit(
+            CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer]
+        )
     assert_bitwise_equal(resumed.state, uninterrupted.state)
-    assert [r["val_accuracy"] for r in resumed.history] == \
-        [r["val_accuracy"] for r in uninterrupted.history]
+    assert [r["val_accuracy"] for r in resumed.history] == [
+        r["val_accuracy"] for r in uninterrupted.history
+    ]
 
 
-def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(trained, data, tmp_path):
+def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(
+    trained, data, tmp_path
+):
     run_dir, uninterrupted = trained
     shutil.copytree(run_dir, tmp_path / "run")
     run = tmp_path / "run"
@@ -177,7 +201,7 @@ def test_damaged_newest_checkpoint_falls_back_to_previous_and_leaves_files(two_c
     elif damage == "delete_info":
         (newest / "info" / "metadata").unlink()
     else:
-            shutil.rmtree(newest / "state")
+        shutil.rmtree(newest / "state")
     before = snapshot(run_dir)
     with pytest.warns(UserWarning, match=r"damaged checkpoint of epoch 2"):
         state, info = restore_checkpoint(run_dir, template(), "latest")
@@ -240,8 +264,11 @@ def test_unknown_format_version_is_refused(two_checkpoints):
         info = json.loads(info_file.read_text())
         info["format_version"] = 7
         info_file.write_text(json.dumps(info))
-    with pytest.raises(CheckpointError, match=r"checkpoint format version 7 is not supported "
-                                              r"\(this mnist-jax reads version 1\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint format version 7 is not supported "
+        r"\(this mnist-jax reads version 1\)",
+    ):
         restore_checkpoint(run_dir, template())
 
 
@@ -251,9 +278,10 @@ def test_load_run_returns_config_params_and_history(trained):
     assert loaded.config == CONFIG
     best = max(result.history, key=lambda r: (r["val_accuracy"], r["epoch"]))
     assert loaded.epoch == best["epoch"]
-    assert loaded.history == result.history[:best["epoch"]]
-    assert jax.tree_util.tree_structure(loaded.params) == \
-        jax.tree_util.tree_structure(result.state.params)
+    assert loaded.history == result.history[: best["epoch"]]
+    assert jax.tree_util.tree_structure(loaded.params) == jax.tree_util.tree_structure(
+        result.state.params
+    )
     latest = load_run(run_dir, "latest")
     assert_bitwise_equal(latest.params, result.state.params)
 

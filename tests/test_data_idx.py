@@ -57,6 +57,7 @@ def test_write_leaves_no_temporary_file(tmp_path):
 
 # --- corrupt files: each is a DataError whose message names the file ----------------------------
 
+
 def write_bytes(tmp_path, data, name="broken-idx1-ubyte"):
     path = tmp_path / name
     path.write_bytes(data)
@@ -125,6 +126,7 @@ def test_missing_file(tmp_path):
 
 
 # --- content of a dataset folder ----------------------------------------------------------------
+
 
 def test_label_out_of_range_names_the_labels_file(tmp_path):
     write_fake_dataset(tmp_path)

@@ -18,8 +18,30 @@ def test_counts_and_shapes(mnist):
 
 
 def test_class_counts(mnist):
-    assert np.bincount(mnist.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    assert np.bincount(mnist.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.bincount(mnist.train_labels).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
+    assert np.bincount(mnist.test_labels).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
 
 
 def test_first_labels(mnist):
@@ -40,7 +62,9 @@ def test_loading_takes_well_under_a_second(mnist):
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # apt package dataset-fashion-mnist
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION_MNIST), reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not os.path.isdir(DEBIAN_FASHION_MNIST), reason="Debian's dataset-fashion-mnist not installed"
+)
 def test_fashion_mnist_checksums_match_the_debian_package():
     ds = load_dataset("fashion_mnist", DEBIAN_FASHION_MNIST)
     assert ds.train_images.shape == (60000, 28, 28) and ds.test_images.shape == (10000, 28, 28)

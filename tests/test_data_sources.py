@@ -34,6 +34,7 @@ def make_folder(path, seed, **kwargs):
 
 # --- resolution order ---------------------------------------------------------------------------
 
+
 def test_explicit_data_dir_beats_env_and_cache(tmp_path, cache, monkeypatch):
     explicit = make_folder(tmp_path / "explicit", seed=1)
     monkeypatch.setenv("MNIST_JAX_DATA", str(make_folder(tmp_path / "env", seed=2)))
@@ -49,7 +50,9 @@ def test_env_folder_beats_cache(tmp_path, cache, monkeypatch):
     assert load_dataset("digits", cache_dir=cache).source == str(env)
 
 
-def test_env_subfolder_named_after_the_dataset_beats_files_in_the_env_folder(tmp_path, cache, monkeypatch):
+def test_env_subfolder_named_after_the_dataset_beats_files_in_the_env_folder(
+    tmp_path, cache, monkeypatch
+):
     env = make_folder(tmp_path / "env", seed=2)
     sub = make_folder(env / "digits", seed=4)
     monkeypatch.setenv("MNIST_JAX_DATA", str(env))
@@ -83,6 +86,7 @@ def test_raw_files_without_gz_suffix_are_found(tmp_path, cache):
 
 # --- explicit folder problems -------------------------------------------------------------------
 
+
 def test_missing_file_in_data_dir_names_the_folder_and_the_file(tmp_path, cache):
     folder = make_folder(tmp_path / "d", seed=1)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -109,6 +113,7 @@ def test_invalid_dataset_name(cache):
 
 
 # --- content check of known datasets ------------------------------------------------------------
+
 
 def test_known_name_with_other_content_is_rejected(tmp_path, cache):
     folder = make_folder(tmp_path / "d", seed=1, shape=(28, 28))
@@ -140,6 +145,7 @@ def test_known_name_gets_its_class_names(tmp_path, cache):
 
 # --- download -----------------------------------------------------------------------------------
 
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests: list
 
@@ -158,8 +164,12 @@ def mirror(tmp_path):
     hashes = write_fake_dataset(served / "files", seed=7)
     requests = []
     handler = type("Handler", (QuietHandler,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(served))
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/", hashes, requests
@@ -170,7 +180,9 @@ def mirror(tmp_path):
 
 def register(monkeypatch, name, sha256, mirrors):
     """Put a downloadable dataset into the catalog for one test."""
-    spec = DatasetSpec(name=name, class_names=tuple("0123456789"), sha256=sha256, mirrors=tuple(mirrors))
+    spec = DatasetSpec(
+        name=name, class_names=tuple("0123456789"), sha256=sha256, mirrors=tuple(mirrors)
+    )
     monkeypatch.setattr(catalog, "KNOWN_DATASETS", {**catalog.KNOWN_DATASETS, name: spec})
 
 
@@ -186,7 +198,9 @@ def test_download_fills_the_cache_and_loads(monkeypatch, cache, mirror):
     register(monkeypatch, "tiny", hashes, [url + "files/"])
     ds = load_dataset("tiny", cache_dir=cache)
     assert ds.source == str(cache / "tiny")
-    assert sorted(p.name for p in (cache / "tiny").iterdir()) == sorted(f"{s}.gz" for s in FILE_STEMS)
+    assert sorted(p.name for p in (cache / "tiny").iterdir()) == sorted(
+        f"{s}.gz" for s in FILE_STEMS
+    )
     assert len(requests) == 4
     again = load_dataset("tiny", cache_dir=cache)  # from the cache: no new request
     assert len(requests) == 4 and again.fingerprint == ds.fingerprint
@@ -219,13 +233,21 @@ def test_checksum_mismatch_keeps_no_file_in_the_cache(monkeypatch, cache, mirror
 
 
 def test_unreachable_mirror_fails_fast_with_how_to_use_local_files(monkeypatch, cache):
-    register(monkeypatch, "tiny", {s: "0" * 64 for s in FILE_STEMS}, [closed_port_url(), closed_port_url()])
+    register(
+        monkeypatch,
+        "tiny",
+        {s: "0" * 64 for s in FILE_STEMS},
+        [closed_port_url(), closed_port_url()],
+    )
     start = time.monotonic()
     with pytest.raises(DataError) as info:
         load_dataset("tiny", cache_dir=cache)
     assert time.monotonic() - start < 3
     message = str(info.value)
-    assert "tiny not found: put the four *-ubyte.gz files in a folder and pass --data-dir FOLDER" in message
+    assert (
+        "tiny not found: put the four *-ubyte.gz files in a folder and pass --data-dir FOLDER"
+        in message
+    )
     assert "MNIST_JAX_DATA=FOLDER" in message and "127.0.0.1" in message
     assert not any((cache / "tiny").iterdir())
 

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits, predict_logits_many
-from mnist_jax.metrics import (accuracy, classification_report, confusion_matrix, cross_entropy,
-                               per_class_accuracy, top_errors)
+from mnist_jax.metrics import (
+    accuracy,
+    classification_report,
+    confusion_matrix,
+    cross_entropy,
+    per_class_accuracy,
+    top_errors,
+)
 from mnist_jax.model import init_params
 
 
@@ -49,19 +55,23 @@ def test_loss_and_accuracy_equal_numpy(images):
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     expected_loss = -log_probs[np.arange(1003), np.asarray(labels)].mean()
     assert float(result["loss"]) == pytest.approx(expected_loss, rel=1e-5)
-    assert float(result["accuracy"]) == pytest.approx((logits.argmax(1) == np.asarray(labels)).mean())
+    assert float(result["accuracy"]) == pytest.approx(
+        (logits.argmax(1) == np.asarray(labels)).mean()
+    )
 
 
 # A hand-made case: 3 classes, 6 examples.
 LABELS = jnp.array([0, 0, 1, 1, 2, 2])
-PROBS = jnp.array([
-    [0.90, 0.05, 0.05],  # right
-    [0.20, 0.70, 0.10],  # wrong: predicted 1 with 0.70
-    [0.10, 0.80, 0.10],  # right
-    [0.05, 0.05, 0.90],  # wrong: predicted 2 with 0.90
-    [0.30, 0.30, 0.40],  # right
-    [0.60, 0.10, 0.30],  # wrong: predicted 0 with 0.60
-])
+PROBS = jnp.array(
+    [
+        [0.90, 0.05, 0.05],  # right
+        [0.20, 0.70, 0.10],  # wrong: predicted 1 with 0.70
+        [0.10, 0.80, 0.10],  # right
+        [0.05, 0.05, 0.90],  # wrong: predicted 2 with 0.90
+        [0.30, 0.30, 0.40],  # right
+        [0.60, 0.10, 0.30],  # wrong: predicted 0 with 0.60
+    ]
+)
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():

@@ -14,9 +14,14 @@ def test_default_model_has_the_notebooks_118282_parameters():
 
 def test_parameter_shapes_follow_the_hidden_sizes():
     shapes = param_shapes(init_params(jax.random.key(0), hidden_sizes=(64, 32), num_classes=7))
-    assert shapes == {"Dense_0/kernel": (784, 64), "Dense_0/bias": (64,),
-                      "Dense_1/kernel": (64, 32), "Dense_1/bias": (32,),
-                      "Dense_2/kernel": (32, 7), "Dense_2/bias": (7,)}
+    assert shapes == {
+        "Dense_0/kernel": (784, 64),
+        "Dense_0/bias": (64,),
+        "Dense_1/kernel": (64, 32),
+        "Dense_1/bias": (32,),
+        "Dense_2/kernel": (32, 7),
+        "Dense_2/bias": (7,),
+    }
 
 
 def test_biases_start_at_zero_and_kernels_are_glorot_uniform():
@@ -52,8 +57,11 @@ def test_eval_mode_is_deterministic_and_train_mode_drops_units():
 def test_zero_dropout_in_train_mode_equals_eval_mode():
     params = init_params(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (8, 784))
-    np.testing.assert_allclose(apply_model(params, x, dropout_rate=0.0, dropout_key=jax.random.key(2)),
-                               apply_model(params, x), rtol=1e-6)
+    np.testing.assert_allclose(
+        apply_model(params, x, dropout_rate=0.0, dropout_key=jax.random.key(2)),
+        apply_model(params, x),
+        rtol=1e-6,
+    )
 
 
 def test_dropout_matches_flax_linen_dropout_for_the_same_key():
@@ -78,16 +86,23 @@ def test_module_is_plain_linen():
 
 def test_init_params_builds_the_tree_that_linen_init_builds():
     ours = init_params(jax.random.key(0), hidden_sizes=(64, 32), num_classes=7, input_size=20)
-    linen = MLP(hidden_sizes=(64, 32), num_classes=7).init(jax.random.key(0), jnp.zeros(20),
-                                                          train=False)["params"]
+    linen = MLP(hidden_sizes=(64, 32), num_classes=7).init(
+        jax.random.key(0), jnp.zeros(20), train=False
+    )["params"]
     assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(linen)
     assert jax.tree_util.tree_map(jnp.shape, ours) == jax.tree_util.tree_map(jnp.shape, linen)
-    assert jax.tree_util.tree_map(lambda a: a.dtype, ours) == jax.tree_util.tree_map(lambda a: a.dtype, linen)
+    assert jax.tree_util.tree_map(lambda a: a.dtype, ours) == jax.tree_util.tree_map(
+        lambda a: a.dtype, linen
+    )
 
 
 def test_every_layers_kernel_spans_its_own_glorot_limit():
     params = init_params(jax.random.key(2))
-    for name, (fan_in, fan_out) in {"Dense_0": (784, 128), "Dense_1": (128, 128), "Dense_2": (128, 10)}.items():
+    for name, (fan_in, fan_out) in {
+        "Dense_0": (784, 128),
+        "Dense_1": (128, 128),
+        "Dense_2": (128, 10),
+    }.items():
         kernel = np.asarray(params[name]["kernel"])
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit

@@ -30,15 +30,23 @@ def read(path: Path) -> nbformat.NotebookNode:
 
 def parameters_cell(nb: nbformat.NotebookNode) -> int:
     """Index of the code cell tagged "parameters"."""
-    found = [i for i, cell in enumerate(nb.cells)
-             if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])]
+    found = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])
+    ]
     assert len(found) == 1, f"expected one code cell tagged 'parameters', found {len(found)}"
     return found[0]
 
 
 def assigned_names(source: str) -> set[str]:
-    return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def inject_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.NotebookNode:
@@ -46,7 +54,9 @@ def inject_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.Noteb
     (only the names the parameters cell defines, so a typo cannot go unnoticed: DATA_DIR is required)."""
     index = parameters_cell(nb)
     defined = assigned_names(nb.cells[index].source)
-    assert "DATA_DIR" in defined, "the parameters cell must define DATA_DIR so the tests can set the data"
+    assert "DATA_DIR" in defined, (
+        "the parameters cell must define DATA_DIR so the tests can set the data"
+    )
     lines = [f"{name} = {value!r}" for name, value in values.items() if name in defined]
     cell = nbformat.v4.new_code_cell("# injected by tests/test_notebooks.py\n" + "\n".join(lines))
     cell.metadata["tags"] = ["injected-parameters"]
@@ -55,9 +65,14 @@ def inject_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.Noteb
 
 
 def png_outputs(nb: nbformat.NotebookNode) -> list[bytes]:
-    return [base64.b64decode(output["data"]["image/png"])
-            for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
-            if output.output_type in ("display_data", "execute_result") and "image/png" in output.get("data", {})]
+    return [
+        base64.b64decode(output["data"]["image/png"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.output_type in ("display_data", "execute_result")
+        and "image/png" in output.get("data", {})
+    ]
 
 
 def execute(path: Path, values: dict, timeout: int = 600) -> nbformat.NotebookNode:
@@ -65,8 +80,12 @@ def execute(path: Path, values: dict, timeout: int = 600) -> nbformat.NotebookNo
     from nbclient import NotebookClient
 
     nb = inject_parameters(read(path), values)
-    NotebookClient(nb, kernel_name="python3", timeout=timeout,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=timeout,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     return nb
 
 
@@ -80,9 +99,15 @@ def test_notebook_is_committed_without_outputs(path):
     nbformat.validate(nb)
     assert nb.nbformat == 4
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
-    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-             and (cell.get("outputs") or cell.get("execution_count") is not None)]
-    assert not dirty, f"cells {dirty} carry outputs or execution counts; clear them before committing"
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, (
+        f"cells {dirty} carry outputs or execution counts; clear them before committing"
+    )
     parameters_cell(nb)
 
 

@@ -79,7 +79,9 @@ def test_flattened_and_square_images_give_the_same_image_data():
     square = plots.plot_samples_per_class(images, labels)
     flat = plots.plot_samples_per_class(images.reshape(5, 784), labels)
     for ax_square, ax_flat in zip(square.axes, flat.axes):
-        np.testing.assert_array_equal(ax_square.get_images()[0].get_array(), ax_flat.get_images()[0].get_array())
+        np.testing.assert_array_equal(
+            ax_square.get_images()[0].get_array(), ax_flat.get_images()[0].get_array()
+        )
         assert ax_flat.get_images()[0].get_array().shape == (28, 28)
 
 
@@ -101,7 +103,10 @@ def test_training_curves_have_loss_and_accuracy_panels_with_epoch_labels():
     assert _titles(fig) == ["loss", "accuracy"]
     for ax in fig.axes:
         assert ax.get_xlabel() == "epoch"
-        assert [text.get_text() for text in ax.get_legend().get_texts()] == ["training", "validation"]
+        assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+            "training",
+            "validation",
+        ]
 
 
 def test_training_curves_have_one_point_per_epoch_numbered_from_one():
@@ -116,7 +121,9 @@ def test_training_curves_plot_the_history_values():
     history = _history(epochs=3)
     loss_ax, accuracy_ax = plots.plot_training_curves(history).axes
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), [h["val_loss"] for h in history])
-    np.testing.assert_allclose(accuracy_ax.get_lines()[0].get_ydata(), [h["train_accuracy"] for h in history])
+    np.testing.assert_allclose(
+        accuracy_ax.get_lines()[0].get_ydata(), [h["train_accuracy"] for h in history]
+    )
 
 
 def test_training_curves_use_the_epoch_key_when_present():
@@ -126,7 +133,10 @@ def test_training_curves_use_the_epoch_key_when_present():
 
 
 def test_training_curves_without_validation_draw_only_training():
-    history = [{"train_loss": 0.5, "train_accuracy": 0.9}, {"train_loss": 0.3, "train_accuracy": 0.95}]
+    history = [
+        {"train_loss": 0.5, "train_accuracy": 0.9},
+        {"train_loss": 0.3, "train_accuracy": 0.95},
+    ]
     fig = plots.plot_training_curves(history)
     assert [len(ax.get_lines()) for ax in fig.axes] == [1, 1]
 
@@ -141,7 +151,10 @@ def test_training_curves_reject_an_empty_history():
 
 def _cell_texts(ax) -> dict[tuple[int, int], str]:
     """Heatmap annotations keyed by (row, column), read from their positions (cell centres)."""
-    return {(int(text.get_position()[1]), int(text.get_position()[0])): text.get_text() for text in ax.texts}
+    return {
+        (int(text.get_position()[1]), int(text.get_position()[0])): text.get_text()
+        for text in ax.texts
+    }
 
 
 def test_confusion_matrix_annotates_every_cell_with_its_count():
@@ -295,8 +308,12 @@ def test_accuracy_distribution_has_a_column_per_configuration_in_order():
 def test_accuracy_distribution_plots_every_seed():
     results = {"mlp": [0.980, 0.982, 0.981], "cnn": [0.990, 0.991, 0.989, 0.992]}
     ax = plots.plot_accuracy_distribution(results).axes[0]
-    points = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
-    np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(np.concatenate(list(results.values()))))
+    points = np.concatenate(
+        [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    )
+    np.testing.assert_allclose(
+        np.sort(points[:, 1]), np.sort(np.concatenate(list(results.values())))
+    )
 
 
 def test_accuracy_distribution_marks_mean_and_t_confidence_interval():
@@ -337,7 +354,9 @@ def test_learning_curves_band_single_member_has_no_band():
 
 
 def test_learning_curves_band_labels_the_metric():
-    ax = plots.plot_learning_curves_band({"a": np.ones((2, 3))}, metric_name="validation loss").axes[0]
+    ax = plots.plot_learning_curves_band(
+        {"a": np.ones((2, 3))}, metric_name="validation loss"
+    ).axes[0]
     assert ax.get_ylabel() == "validation loss"
     assert ax.get_xlabel() == "epoch"
 

@@ -12,7 +12,7 @@ def python_blocks(section: str) -> list[str]:
     text = README.read_text()
     start = text.index(f"## {section}")
     end = text.find("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end if end != -1 else None], re.S)
+    return re.findall(r"```python\n(.*?)```", text[start : end if end != -1 else None], re.S)
 
 
 def test_the_library_guide_has_examples():

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _processes
 import jax
 import numpy as np
 import pytest
-
-import _processes
 
 from mnist_jax.checkpoint import list_checkpoints, load_run
 
@@ -30,16 +29,26 @@ def environment(mnist_dir):
 
 
 def run(args, mnist_dir):
-    proc = subprocess.run(command(*args), cwd=REPO, env=environment(mnist_dir), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        command(*args),
+        cwd=REPO,
+        env=environment(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
     """Start a training run and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
-    _processes.kill_when(["experiments.baseline", "--epochs", EPOCHS, "--out", str(out)],
-                         environment(mnist_dir), trigger, delay)
+    _processes.kill_when(
+        ["experiments.baseline", "--epochs", EPOCHS, "--out", str(out)],
+        environment(mnist_dir),
+        trigger,
+        delay,
+    )
 
 
 def without_seconds(history):
@@ -49,8 +58,10 @@ def without_seconds(history):
 def assert_same_run(a: Path, b: Path) -> None:
     run_a, run_b = load_run(a, "latest"), load_run(b, "latest")
     assert run_a.epoch == run_b.epoch == int(EPOCHS)
-    for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(run_a.state)),
-                    jax.tree_util.tree_leaves(jax.device_get(run_b.state))):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(jax.device_get(run_a.state)),
+        jax.tree_util.tree_leaves(jax.device_get(run_b.state)),
+    ):
         assert np.array_equal(x, y)
     metrics_a = json.loads((a / "metrics.json").read_text())
     metrics_b = json.loads((b / "metrics.json").read_text())
@@ -66,14 +77,18 @@ def reference(tmp_path_factory, mnist_dir):
     return out
 
 
-@pytest.mark.parametrize("trigger, delay", [
-    ("run directory:", 0.0),   # before the first checkpoint: resume starts from scratch
-    ("epoch   1:", 0.0),        # right after epoch 1's line: its save is just starting
-    ("epoch   1:", 0.25),       # during epoch 2's training, epoch 1 saved in the background
-    ("epoch   2:", 0.05),       # during the save of epoch 2
-])
+@pytest.mark.parametrize(
+    "trigger, delay",
+    [
+        ("run directory:", 0.0),  # before the first checkpoint: resume starts from scratch
+        ("epoch   1:", 0.0),  # right after epoch 1's line: its save is just starting
+        ("epoch   1:", 0.25),  # during epoch 2's training, epoch 1 saved in the background
+        ("epoch   2:", 0.05),  # during the save of epoch 2
+    ],
+)
 def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(
-        trigger, delay, reference, tmp_path, mnist_dir):
+    trigger, delay, reference, tmp_path, mnist_dir
+):
     out = tmp_path / "run"
     kill_when(out, trigger, delay, mnist_dir)
     assert (out / "config.json").is_file()
@@ -86,8 +101,10 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path,
     out = tmp_path / "run"
     kill_when(out, "epoch   3:", 2.0, mnist_dir)  # let epoch 3's checkpoint land before the kill
     assert list_checkpoints(out)[-1] == 3
-    damaged = max((p for p in (out / "checkpoints" / "3" / "state").rglob("*") if p.is_file()),
-                  key=lambda p: p.stat().st_size)
+    damaged = max(
+        (p for p in (out / "checkpoints" / "3" / "state").rglob("*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     proc = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
     assert "warning:" in proc.stderr and "epoch 3" in proc.stderr
@@ -100,21 +117,33 @@ def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
     assert f"test loss {written['test_loss']:.4f}" in proc.stdout
     assert f"test accuracy {written['test_accuracy']:.4f}" in proc.stdout
     evaluated = json.loads((reference / "evaluation" / "latest" / "metrics.json").read_text())
-    for key in ("test_loss", "test_accuracy", "per_class_accuracy", "confusion_matrix", "top_errors"):
+    for key in (
+        "test_loss",
+        "test_accuracy",
+        "per_class_accuracy",
+        "confusion_matrix",
+        "top_errors",
+    ):
         assert evaluated[key] == written[key], key
     assert (reference / "evaluation" / "latest" / "confusion_matrix.png").is_file()
 
 
 def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir):
-    proc = subprocess.run(command("experiments.baseline", "--resume", str(reference), "--epochs", "5"),
-                          cwd=REPO, env=environment(mnist_dir), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        command("experiments.baseline", "--resume", str(reference), "--epochs", "5"),
+        cwd=REPO,
+        env=environment(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files(
-        reference, tmp_path, mnist_dir):
+    reference, tmp_path, mnist_dir
+):
     import shutil
 
     copy = tmp_path / "copy"
@@ -123,8 +152,14 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     record["config"]["hidden_sizes"] = [64, 64]
     (copy / "config.json").write_text(json.dumps(record))
     before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
-    proc = subprocess.run(command("experiments.evaluate", str(copy)), cwd=REPO,
-                          env=environment(mnist_dir), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        command("experiments.evaluate", str(copy)),
+        cwd=REPO,
+        env=environment(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "hidden_sizes (128, 128)" in proc.stderr and "(64, 64)" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1

@@ -9,10 +9,22 @@ import pytest
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, TrainingError
 from mnist_jax.fit import DeviceData, fit
-from mnist_jax.sweep import (Member, chunk_sizes, expand_members, group_members, init_members,
-                             initialize_distributed_from_env, member_bytes, members_per_program,
-                             padded_size, parse_int_ranges, plan_programs, run_sweep, summarize,
-                             summarize_by_config)
+from mnist_jax.sweep import (
+    Member,
+    chunk_sizes,
+    expand_members,
+    group_members,
+    init_members,
+    initialize_distributed_from_env,
+    member_bytes,
+    members_per_program,
+    padded_size,
+    parse_int_ranges,
+    plan_programs,
+    run_sweep,
+    summarize,
+    summarize_by_config,
+)
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
 SPEC = TrainSpec(hidden_sizes=(32,), batch_size=64)
@@ -43,6 +55,7 @@ def assert_bitwise_equal(a, b):
 
 # Members, groups, ranges ------------------------------------------------------------------------------
 
+
 def test_expand_members_gives_the_grid_with_seeds_innermost():
     members = expand_members([0, 1], [1e-3, 3e-3], [0.25], [(32,), (64, 64)])
     assert len(members) == 8
@@ -58,17 +71,32 @@ def test_group_members_puts_equal_hidden_sizes_in_one_group():
     assert all(len(g) == 8 and {m.hidden_sizes for m in g} == {h} for h, g in groups.items())
 
 
-@pytest.mark.parametrize("bad", [dict(seeds=[]), dict(seeds=[1, 1]), dict(learning_rates=[-1.0]),
-                                 dict(dropout_rates=[1.0]), dict(hidden_sizes_list=[(0,)])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(seeds=[]),
+        dict(seeds=[1, 1]),
+        dict(learning_rates=[-1.0]),
+        dict(dropout_rates=[1.0]),
+        dict(hidden_sizes_list=[(0,)]),
+    ],
+)
 def test_expand_members_rejects_empty_repeated_or_invalid_values(bad):
     args = dict(seeds=[0], learning_rates=[1e-3], dropout_rates=[0.25], hidden_sizes_list=[(32,)])
     with pytest.raises(ConfigError):
         expand_members(**{**args, **bad})
 
 
-@pytest.mark.parametrize("text, expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]),
-                                            (" 2 - 2 , 9", None), ("10-12", [10, 11, 12]),
-                                            ("3,1", [3, 1])])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0-3,7", [0, 1, 2, 3, 7]),
+        ("5", [5]),
+        (" 2 - 2 , 9", None),
+        ("10-12", [10, 11, 12]),
+        ("3,1", [3, 1]),
+    ],
+)
 def test_parse_int_ranges_reads_integers_and_inclusive_ranges(text, expected):
     if expected is None:
         with pytest.raises(ConfigError):
@@ -83,8 +111,16 @@ def test_parse_int_ranges_rejects_bad_input_with_a_config_error(text):
         parse_int_ranges(text)
 
 
-@pytest.mark.parametrize("members, limit, devices, expected", [
-    (10, 8, 1, [5, 5]), (10, 8, 8, [8, 2]), (3, 100, 8, [3]), (5, 2, 1, [2, 2, 1]), (7, 3, 4, [3, 3, 1])])
+@pytest.mark.parametrize(
+    "members, limit, devices, expected",
+    [
+        (10, 8, 1, [5, 5]),
+        (10, 8, 8, [8, 2]),
+        (3, 100, 8, [3]),
+        (5, 2, 1, [2, 2, 1]),
+        (7, 3, 4, [3, 3, 1]),
+    ],
+)
 def test_chunk_sizes_cut_a_group_evenly_under_the_limit(members, limit, devices, expected):
     assert chunk_sizes(members, limit, devices) == expected
 
@@ -96,13 +132,20 @@ def test_padded_size_is_a_multiple_of_the_devices_with_two_members_each():
 
 # Init and training equal the single run ----------------------------------------------------------------
 
+
 def test_vmapped_init_equals_per_seed_init_bitwise():
-    members = [Member(0, 1e-3, 0.25, (32,)), Member(7, 3e-3, 0.0, (32,)), Member(123, 1e-2, 0.5, (32,))]
+    members = [
+        Member(0, 1e-3, 0.25, (32,)),
+        Member(7, 3e-3, 0.0, (32,)),
+        Member(123, 1e-2, 0.5, (32,)),
+    ]
     stacked = init_members(SPEC, members)
     for k, m in enumerate(members):
         single = init_train_state(SPEC, m.seed, m.learning_rate, m.dropout_rate)
         assert_bitwise_equal(member_state(stacked, k), single)
-        assert float(stacked.opt_state.hyperparams["learning_rate"][k]) == np.float32(m.learning_rate)
+        assert float(stacked.opt_state.hyperparams["learning_rate"][k]) == np.float32(
+            m.learning_rate
+        )
         assert float(stacked.dropout_rate[k]) == np.float32(m.dropout_rate)
 
 
@@ -111,7 +154,7 @@ def test_sweep_members_start_from_the_single_runs_state_and_epoch_order():
     stacked = init_members(SPEC, members)
     order, weights = jax.vmap(epoch_plan, in_axes=(0, None, None))(stacked, 600, 64)
     for k, m in enumerate(members):
-        single = create_train_state(m.config(CONFIG), SPEC)   # what `fit` starts from
+        single = create_train_state(m.config(CONFIG), SPEC)  # what `fit` starts from
         assert_bitwise_equal(member_state(stacked, k), single)
         single_order, single_weights = epoch_plan(single, 600, 64)
         np.testing.assert_array_equal(order[k], single_order)
@@ -127,7 +170,9 @@ def test_two_member_sweep_matches_two_single_runs_within_a_fifth_of_a_point():
         assert len(result.history) == len(single.history) == CONFIG.epochs
         # Same keys and data order; vmap only changes float rounding (batched matmuls).
         assert abs(result.history[-1]["val_accuracy"] - single.history[-1]["val_accuracy"]) <= 0.002
-        assert result.history[-1]["val_loss"] == pytest.approx(single.history[-1]["val_loss"], rel=1e-3)
+        assert result.history[-1]["val_loss"] == pytest.approx(
+            single.history[-1]["val_loss"], rel=1e-3
+        )
         assert int(result.state.step) == int(single.state.step)
         np.testing.assert_array_equal(result.state.key, single.state.key)
 
@@ -171,18 +216,28 @@ def test_two_member_sweep_matches_two_single_runs_on_real_mnist(mnist):
 
 
 def test_sweep_records_the_same_history_keys_as_fit():
-    sweep = run_sweep(CONFIG.replace(epochs=1), expand_members([0], [1e-3], [0.25], [(32,)]),
-                      synthetic_data(num_test=100))
-    assert list(sweep.members[0].history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss",
-                                                  "val_accuracy", "seconds"]
+    sweep = run_sweep(
+        CONFIG.replace(epochs=1),
+        expand_members([0], [1e-3], [0.25], [(32,)]),
+        synthetic_data(num_test=100),
+    )
+    assert list(sweep.members[0].history[0]) == [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    ]
 
 
 def test_a_small_memory_budget_splits_the_sweep_into_programs_with_unchanged_results():
     data = synthetic_data(num_test=200)
     members = expand_members([0, 1, 2], [1e-3], [0.0, 0.25], [(32,)])
     budget = int(2.5 * member_bytes(SPEC, 600, eval_examples=200, eval_chunk_size=250))
-    limit = members_per_program(SPEC, 600, budget, num_devices=1, eval_examples=200,
-                                eval_chunk_size=250)
+    limit = members_per_program(
+        SPEC, 600, budget, num_devices=1, eval_examples=200, eval_chunk_size=250
+    )
     assert limit == 2
     split = run_sweep(CONFIG.replace(epochs=2), members, data, members_per_program=limit)
     whole = run_sweep(CONFIG.replace(epochs=2), members, data)
@@ -197,22 +252,41 @@ def test_a_small_memory_budget_splits_the_sweep_into_programs_with_unchanged_res
 def test_each_hidden_size_gets_its_own_program():
     programs = plan_programs(expand_members([0, 1], [1e-3], [0.25], [(32,), (16, 16)]), 100, 1)
     assert [(p.hidden_sizes, len(p.members), p.num_padded) for p in programs] == [
-        ((32,), 2, 2), ((16, 16), 2, 2)]
+        ((32,), 2, 2),
+        ((16, 16), 2, 2),
+    ]
 
 
 def test_callbacks_see_each_epochs_stacked_state_and_records():
     seen = []
     members = expand_members([0, 1, 2], [1e-3], [0.25], [(32,)])
-    run_sweep(CONFIG.replace(epochs=2), members, synthetic_data(num_test=100),
-              callbacks=[lambda program, state, records, histories: seen.append(
-                  (program.members, state.epoch.tolist(), [r["epoch"] for r in records],
-                   [len(h) for h in histories]))])
-    assert seen == [(tuple(members), [1, 1, 1], [1, 1, 1], [1, 1, 1]),
-                    (tuple(members), [2, 2, 2], [2, 2, 2], [2, 2, 2])]
+    run_sweep(
+        CONFIG.replace(epochs=2),
+        members,
+        synthetic_data(num_test=100),
+        callbacks=[
+            lambda program, state, records, histories: seen.append(
+                (
+                    program.members,
+                    state.epoch.tolist(),
+                    [r["epoch"] for r in records],
+                    [len(h) for h in histories],
+                )
+            )
+        ],
+    )
+    assert seen == [
+        (tuple(members), [1, 1, 1], [1, 1, 1], [1, 1, 1]),
+        (tuple(members), [2, 2, 2], [2, 2, 2], [2, 2, 2]),
+    ]
 
 
 def test_a_diverged_member_is_marked_and_left_out_of_the_statistics():
-    members = [Member(0, 1e-3, 0.25, (32,)), Member(1, 1e-3, 0.25, (32,)), Member(0, 1e30, 0.25, (32,))]
+    members = [
+        Member(0, 1e-3, 0.25, (32,)),
+        Member(1, 1e-3, 0.25, (32,)),
+        Member(0, 1e30, 0.25, (32,)),
+    ]
     sweep = run_sweep(CONFIG.replace(epochs=2), members, synthetic_data(num_test=100))
     good, bad = sweep.members[:2], sweep.members[2]
     assert bad.diverged_epoch == 1 and len(bad.history) == 1 and bad.test is None
@@ -225,13 +299,19 @@ def test_a_diverged_member_is_marked_and_left_out_of_the_statistics():
 def test_raise_on_divergence_names_the_member():
     members = [Member(0, 1e-3, 0.25, (32,)), Member(3, 1e30, 0.25, (32,))]
     with pytest.raises(TrainingError, match=r"seed=3.*diverged at epoch 1"):
-        run_sweep(CONFIG.replace(epochs=1), members, synthetic_data(num_test=100),
-                  raise_on_divergence=True)
+        run_sweep(
+            CONFIG.replace(epochs=1),
+            members,
+            synthetic_data(num_test=100),
+            raise_on_divergence=True,
+        )
 
 
 def test_ensemble_accuracy_is_that_of_the_mean_softmax_probabilities():
     data = synthetic_data(num_test=300)
-    sweep = run_sweep(CONFIG.replace(epochs=1), expand_members([0, 1, 2], [1e-3], [0.25], [(32,)]), data)
+    sweep = run_sweep(
+        CONFIG.replace(epochs=1), expand_members([0, 1, 2], [1e-3], [0.25], [(32,)]), data
+    )
     probabilities = np.mean([jax.nn.softmax(r.test_logits) for r in sweep.members], axis=0)
     expected = float(np.mean(np.argmax(probabilities, -1) == np.asarray(data.test_labels)))
     (ensemble,) = sweep.ensembles.values()
@@ -241,6 +321,7 @@ def test_ensemble_accuracy_is_that_of_the_mean_softmax_probabilities():
 
 # Statistics ---------------------------------------------------------------------------------------------
 
+
 def test_summarize_matches_a_hand_computed_t_interval():
     s = summarize([0.97, 0.98, 0.99])
     # mean 0.98, sample std 0.01, t(0.975, df=2) = 4.302653, half-width = 4.302653 * 0.01 / sqrt(3).
@@ -248,13 +329,22 @@ def test_summarize_matches_a_hand_computed_t_interval():
     assert s["n"] == 3
     assert s["mean"] == pytest.approx(0.98)
     assert s["std"] == pytest.approx(0.01)
-    assert s["ci95_low"] == pytest.approx(0.98 - half) and s["ci95_high"] == pytest.approx(0.98 + half)
+    assert s["ci95_low"] == pytest.approx(0.98 - half) and s["ci95_high"] == pytest.approx(
+        0.98 + half
+    )
     assert (s["min"], s["max"]) == (pytest.approx(0.97), pytest.approx(0.99))
 
 
 def test_summarize_leaves_the_spread_of_one_value_undefined():
-    assert summarize([0.5]) == {"mean": 0.5, "std": None, "ci95_low": None, "ci95_high": None,
-                                "min": 0.5, "max": 0.5, "n": 1}
+    assert summarize([0.5]) == {
+        "mean": 0.5,
+        "std": None,
+        "ci95_low": None,
+        "ci95_high": None,
+        "min": 0.5,
+        "max": 0.5,
+        "n": 1,
+    }
 
 
 def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
@@ -265,9 +355,11 @@ def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
         def metrics(self):
             return {"test_accuracy": self.accuracy}
 
-    results = [Fake(Member(s, lr, 0.25, (32,)), acc) for lr, accs in ((1e-3, [0.97, 0.98, 0.99]),
-                                                                     (3e-3, [0.5, 0.7]))
-               for s, acc in enumerate(accs)]
+    results = [
+        Fake(Member(s, lr, 0.25, (32,)), acc)
+        for lr, accs in ((1e-3, [0.97, 0.98, 0.99]), (3e-3, [0.5, 0.7]))
+        for s, acc in enumerate(accs)
+    ]
     rows = summarize_by_config(results, metrics=("test_accuracy",))
     assert [(r["learning_rate"], r["seeds"]) for r in rows] == [(1e-3, [0, 1, 2]), (3e-3, [0, 1])]
     assert rows[0]["test_accuracy"] == summarize([0.97, 0.98, 0.99])
@@ -276,17 +368,37 @@ def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
 
 # Multi-process start-up -------------------------------------------------------------------------------
 
+
 def test_distributed_is_not_initialized_without_the_coordinator_variable():
     assert initialize_distributed_from_env({}) is False
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"MNIST_JAX_COORDINATOR": "localhost"}, "host:port"),
-    ({"MNIST_JAX_COORDINATOR": "localhost:1234", "MNIST_JAX_NUM_PROCESSES": "2"}, "MNIST_JAX_PROCESS_ID"),
-    ({"MNIST_JAX_COORDINATOR": "localhost:1234", "MNIST_JAX_NUM_PROCESSES": "two",
-      "MNIST_JAX_PROCESS_ID": "0"}, "expected an integer"),
-    ({"MNIST_JAX_COORDINATOR": "localhost:1234", "MNIST_JAX_NUM_PROCESSES": "2",
-      "MNIST_JAX_PROCESS_ID": "2"}, "expected below")])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MNIST_JAX_COORDINATOR": "localhost"}, "host:port"),
+        (
+            {"MNIST_JAX_COORDINATOR": "localhost:1234", "MNIST_JAX_NUM_PROCESSES": "2"},
+            "MNIST_JAX_PROCESS_ID",
+        ),
+        (
+            {
+                "MNIST_JAX_COORDINATOR": "localhost:1234",
+                "MNIST_JAX_NUM_PROCESSES": "two",
+                "MNIST_JAX_PROCESS_ID": "0",
+            },
+            "expected an integer",
+        ),
+        (
+            {
+                "MNIST_JAX_COORDINATOR": "localhost:1234",
+                "MNIST_JAX_NUM_PROCESSES": "2",
+                "MNIST_JAX_PROCESS_ID": "2",
+            },
+            "expected below",
+        ),
+    ],
+)
 def test_distributed_settings_are_checked_before_jax_is_touched(env, message):
     with pytest.raises(ConfigError, match=message):
         initialize_distributed_from_env(env)

@@ -30,12 +30,22 @@ def tiny_sweep_arrays() -> dict:
     teacher = rng.normal(size=(784, 10))
     images = rng.normal(size=(500, 784)).astype(np.float32)
     labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
-    data = DeviceData(*jax.device_put([images[:400], labels[:400], images[400:], labels[400:],
-                                       images[400:], labels[400:]]), num_classes=10)
-    members = [Member(0, 1e-3, 0.25, (32,)), Member(1, 3e-3, 0.0, (32,)), Member(2, 1e-3, 0.5, (32,))]
+    data = DeviceData(
+        *jax.device_put(
+            [images[:400], labels[:400], images[400:], labels[400:], images[400:], labels[400:]]
+        ),
+        num_classes=10,
+    )
+    members = [
+        Member(0, 1e-3, 0.25, (32,)),
+        Member(1, 3e-3, 0.0, (32,)),
+        Member(2, 1e-3, 0.5, (32,)),
+    ]
     result = run_sweep(TrainConfig(epochs=2, batch_size=64, eval_batch_size=50), members, data)
-    out = {"num_devices": np.asarray(result.num_devices),
-           "num_processes": np.asarray(jax.process_count())}
+    out = {
+        "num_devices": np.asarray(result.num_devices),
+        "num_processes": np.asarray(jax.process_count()),
+    }
     for k, r in enumerate(result.members):
         out[f"logits_{k}"] = r.test_logits
         out[f"val_loss_{k}"] = np.asarray([h["val_loss"] for h in r.history])
@@ -47,16 +57,25 @@ def tiny_sweep_arrays() -> dict:
 
 def worker_env(devices: int, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT), **extra)
+    env.update(
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
     return env
 
 
 def start_worker(out: Path, env: dict) -> tuple[subprocess.Popen, Path]:
     log = out.with_suffix(".log")
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, __file__, str(out)], cwd=ROOT, env=env,
-                                   stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, __file__, str(out)],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     return process, log
 
 
@@ -68,7 +87,9 @@ def wait_all(workers: list[tuple[subprocess.Popen, Path]]) -> None:
             if code != 0:
                 pytest.fail(f"worker exited with {code}:\n{log.read_text()[-4000:]}")
     except subprocess.TimeoutExpired:
-        pytest.fail("worker timed out:\n" + "\n".join(log.read_text()[-2000:] for _, log in workers))
+        pytest.fail(
+            "worker timed out:\n" + "\n".join(log.read_text()[-2000:] for _, log in workers)
+        )
     finally:
         for process, _ in workers:
             if process.poll() is None:
@@ -121,8 +142,12 @@ def test_two_processes_give_every_process_the_single_process_results_bitwise(tmp
     port = free_port()
     workers = []
     for process_id in range(2):
-        env = worker_env(2, MNIST_JAX_COORDINATOR=f"127.0.0.1:{port}", MNIST_JAX_NUM_PROCESSES="2",
-                         MNIST_JAX_PROCESS_ID=str(process_id))
+        env = worker_env(
+            2,
+            MNIST_JAX_COORDINATOR=f"127.0.0.1:{port}",
+            MNIST_JAX_NUM_PROCESSES="2",
+            MNIST_JAX_PROCESS_ID=str(process_id),
+        )
         workers.append(start_worker(tmp_path / f"process{process_id}.npz", env))
     wait_all(workers)
     single = run_worker(tmp_path, "single", devices=4)

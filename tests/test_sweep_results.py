@@ -6,27 +6,50 @@ import math
 import numpy as np
 import pytest
 
-from mnist_jax.sweep import (Member, MemberResult, config_label, curves_by_config, paired_difference,
-                             summarize, values_by_config)
+from mnist_jax.sweep import (
+    Member,
+    MemberResult,
+    config_label,
+    curves_by_config,
+    paired_difference,
+    summarize,
+    values_by_config,
+)
 
 BASE, FAST = (1e-3, 0.25, (128, 128)), (3e-3, 0.25, (128, 128))
 
 
 def result(seed, key, val_accuracy, test_accuracy=None, diverged=False):
     """A member with one history record per value of `val_accuracy` and, unless diverged, test metrics."""
-    history = [{"epoch": e, "train_loss": 0.5 / e, "train_accuracy": 0.9, "val_loss": 0.4 / e,
-                "val_accuracy": v, "seconds": 1.0} for e, v in enumerate(val_accuracy, start=1)]
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 0.5 / e,
+            "train_accuracy": 0.9,
+            "val_loss": 0.4 / e,
+            "val_accuracy": v,
+            "seconds": 1.0,
+        }
+        for e, v in enumerate(val_accuracy, start=1)
+    ]
     if diverged:
         history[-1]["train_loss"] = math.nan
         return MemberResult(Member(seed, *key), history, diverged_epoch=len(history))
-    return MemberResult(Member(seed, *key), history,
-                        test={"test_accuracy": test_accuracy, "test_loss": 1 - test_accuracy})
+    return MemberResult(
+        Member(seed, *key),
+        history,
+        test={"test_accuracy": test_accuracy, "test_loss": 1 - test_accuracy},
+    )
 
 
-RESULTS = [result(0, BASE, [0.90, 0.95], 0.970), result(1, BASE, [0.91, 0.96], 0.972),
-           result(2, BASE, [0.80, math.nan], diverged=True),
-           result(0, FAST, [0.92, 0.97], 0.975), result(1, FAST, [0.93, 0.96], 0.971),
-           result(2, FAST, [0.94, 0.98], 0.978)]
+RESULTS = [
+    result(0, BASE, [0.90, 0.95], 0.970),
+    result(1, BASE, [0.91, 0.96], 0.972),
+    result(2, BASE, [0.80, math.nan], diverged=True),
+    result(0, FAST, [0.92, 0.97], 0.975),
+    result(1, FAST, [0.93, 0.96], 0.971),
+    result(2, FAST, [0.94, 0.98], 0.978),
+]
 
 
 def test_config_label_is_the_cli_format():
@@ -56,7 +79,9 @@ def test_curves_by_config_stacks_members_by_epoch():
     assert list(curves) == [BASE, FAST]
     np.testing.assert_array_equal(curves[BASE], [[0.90, 0.95], [0.91, 0.96]])
     assert curves[FAST].shape == (3, 2) and curves[FAST].dtype == np.float64
-    np.testing.assert_allclose(curves_by_config(RESULTS, "val_loss")[BASE], [[0.4, 0.2], [0.4, 0.2]])
+    np.testing.assert_allclose(
+        curves_by_config(RESULTS, "val_loss")[BASE], [[0.4, 0.2], [0.4, 0.2]]
+    )
     with pytest.raises(ValueError, match="unknown metric"):
         curves_by_config(RESULTS, "test_accuracy")
 

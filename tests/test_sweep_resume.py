@@ -10,21 +10,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _processes
 import jax
 import numpy as np
 import pytest
-
-import _processes
+from test_sweep import synthetic_data
 
 from mnist_jax.checkpoint import restore_checkpoint_in
 from mnist_jax.config import TrainConfig
 from mnist_jax.sweep import expand_members, member_mesh, run_sweep
 from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_checkpoint_dir, sweep_start
-from test_sweep import synthetic_data
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP_ARGS = ["--seeds", "0-1", "--learning-rate", "1e-3,3e-3", "--epochs", "2",
-              "--members-per-program", "2"]
+SWEEP_ARGS = [
+    "--seeds",
+    "0-1",
+    "--learning-rate",
+    "1e-3,3e-3",
+    "--epochs",
+    "2",
+    "--members-per-program",
+    "2",
+]
 
 
 def without_seconds(history):
@@ -33,27 +40,44 @@ def without_seconds(history):
 
 # Library: run_sweep(start=...) ------------------------------------------------------------------------
 
+
 def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_path):
     data = synthetic_data()
     config = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)
     members = expand_members([0, 1, 2], [1e-3, 3e-3], [0.25], [(32,)])
     with SweepCheckpointer(tmp_path / "a", config, num_classes=10, keep=2) as checkpointer:
-        reference = run_sweep(config, members, data, members_per_program=4,
-                              callbacks=[checkpointer])
+        reference = run_sweep(
+            config, members, data, members_per_program=4, callbacks=[checkpointer]
+        )
     assert checkpointer.saved == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
     assert sorted(p.name for p in program_checkpoint_dir(tmp_path / "a", 0).iterdir()) == ["2", "3"]
 
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    shutil.rmtree(program_checkpoint_dir(tmp_path / "b", 1) / "3")  # program 1 stopped after epoch 2
+    shutil.rmtree(
+        program_checkpoint_dir(tmp_path / "b", 1) / "3"
+    )  # program 1 stopped after epoch 2
     restored = []
     mesh = member_mesh()
-    start = sweep_start(tmp_path / "b", config, num_classes=10, input_size=784, mesh=mesh,
-                        on_restore=lambda program, info: restored.append((program.index, info["epoch"])))
+    start = sweep_start(
+        tmp_path / "b",
+        config,
+        num_classes=10,
+        input_size=784,
+        mesh=mesh,
+        on_restore=lambda program, info: restored.append((program.index, info["epoch"])),
+    )
     with SweepCheckpointer(tmp_path / "b", config, num_classes=10, keep=2) as checkpointer:
-        resumed = run_sweep(config, members, data, members_per_program=4, callbacks=[checkpointer],
-                            start=start, mesh=mesh)
+        resumed = run_sweep(
+            config,
+            members,
+            data,
+            members_per_program=4,
+            callbacks=[checkpointer],
+            start=start,
+            mesh=mesh,
+        )
     assert restored == [(0, 3), (1, 2)]
-    assert checkpointer.saved == [(1, 3)]   # program 0 was complete: restored, not retrained
+    assert checkpointer.saved == [(1, 3)]  # program 0 was complete: restored, not retrained
     for a, b in zip(reference.members, resumed.members):
         assert a.member == b.member and without_seconds(a.history) == without_seconds(b.history)
         for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state)):
@@ -63,29 +87,44 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
 
 # CLI: SIGKILL and --resume ----------------------------------------------------------------------------
 
+
 def environment(mnist_dir):
     return dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
 
 
 def run(args, mnist_dir):
-    proc = subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=REPO,
-                          env=environment(mnist_dir), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", *args],
+        cwd=REPO,
+        env=environment(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
     """Start the sweep and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
-    _processes.kill_when(["experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
-                         environment(mnist_dir), trigger, delay)
+    _processes.kill_when(
+        ["experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
+        environment(mnist_dir),
+        trigger,
+        delay,
+    )
 
 
 def final_states(sweep_dir: Path) -> list[tuple[str, list]]:
     out = []
     for index in range(2):
-        state, info = restore_checkpoint_in(program_checkpoint_dir(sweep_dir, index), None, "latest")
+        state, info = restore_checkpoint_in(
+            program_checkpoint_dir(sweep_dir, index), None, "latest"
+        )
         assert info["epoch"] == 2
-        out.append((info["state_sha256"], [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]))
+        out.append(
+            (info["state_sha256"], [np.asarray(x) for x in jax.tree_util.tree_leaves(state)])
+        )
     return out
 
 
@@ -114,12 +153,16 @@ def reference(tmp_path_factory, mnist_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trigger, delay", [
-    ("program 0 epoch   1/2:", 0.0),    # program 0's first save just starting
-    ("program 1 epoch   1/2:", 0.3),    # during program 1's last epoch; program 0 complete
-])
+@pytest.mark.parametrize(
+    "trigger, delay",
+    [
+        ("program 0 epoch   1/2:", 0.0),  # program 0's first save just starting
+        ("program 1 epoch   1/2:", 0.3),  # during program 1's last epoch; program 0 complete
+    ],
+)
 def test_a_sweep_killed_at_any_point_resumes_to_the_uninterrupted_result(
-        trigger, delay, reference, tmp_path, mnist_dir):
+    trigger, delay, reference, tmp_path, mnist_dir
+):
     out = tmp_path / "sweep"
     kill_when(out, trigger, delay, mnist_dir)
     assert (out / "sweep.json").is_file() and not (out / "members.json").exists()

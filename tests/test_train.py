@@ -9,9 +9,17 @@ import pytest
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import TrainingError
 from mnist_jax.fit import DeviceData, fit
-from mnist_jax.train import (Batch, TrainSpec, create_train_state, epoch_batches, epoch_plan,
-                             init_train_state,
-                             train_epoch_jit, train_step, train_step_jit)
+from mnist_jax.train import (
+    Batch,
+    TrainSpec,
+    create_train_state,
+    epoch_batches,
+    epoch_plan,
+    init_train_state,
+    train_epoch_jit,
+    train_step,
+    train_step_jit,
+)
 
 
 def synthetic_data(num_train=600, num_test=200, seed=0) -> DeviceData:
@@ -25,8 +33,10 @@ def synthetic_data(num_train=600, num_test=200, seed=0) -> DeviceData:
 
 
 def leaves_equal(a, b) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                     jax.tree_util.tree_leaves(b)))
+    return all(
+        np.array_equal(x, y)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
 
 
 SPEC = TrainSpec(batch_size=64)
@@ -50,14 +60,18 @@ def test_padded_last_batch_takes_the_same_step_as_the_unpadded_batch():
     spec = TrainSpec(batch_size=64, tx=optax.sgd(1.0))
     state = init_train_state(spec, 0, dropout_rate=0.0)
     images, labels = data.train_images[:24], data.train_labels[:24]
-    padded = Batch(jnp.concatenate([images, jnp.zeros((40, 784))]),
-                   jnp.concatenate([labels, jnp.zeros(40, jnp.int32)]),
-                   jnp.concatenate([jnp.ones(24), jnp.zeros(40)]))
+    padded = Batch(
+        jnp.concatenate([images, jnp.zeros((40, 784))]),
+        jnp.concatenate([labels, jnp.zeros(40, jnp.int32)]),
+        jnp.concatenate([jnp.ones(24), jnp.zeros(40)]),
+    )
     after_padded, m_padded = train_step(spec, state, padded)
     after_plain, m_plain = train_step(spec, state, Batch(images, labels, jnp.ones(24)))
-    for before, x, y in zip(jax.tree_util.tree_leaves(state.params),
-                            jax.tree_util.tree_leaves(after_padded.params),
-                            jax.tree_util.tree_leaves(after_plain.params)):
+    for before, x, y in zip(
+        jax.tree_util.tree_leaves(state.params),
+        jax.tree_util.tree_leaves(after_padded.params),
+        jax.tree_util.tree_leaves(after_plain.params),
+    ):
         np.testing.assert_allclose(x - before, y - before, rtol=1e-5, atol=5e-8)
     np.testing.assert_allclose(m_padded["loss_sum"], m_plain["loss_sum"], rtol=1e-5)
     assert float(m_padded["count"]) == 24
@@ -68,7 +82,7 @@ def test_epoch_batches_visit_every_example_once_and_pad_the_last_batch():
     assert order.shape == weights.shape == (2, 512)
     real = np.asarray(order)[np.asarray(weights) == 1]
     assert sorted(real.tolist()) == list(range(1000))
-    assert np.asarray(weights)[1, 1000 - 512:].sum() == 0
+    assert np.asarray(weights)[1, 1000 - 512 :].sum() == 0
 
 
 def test_epoch_order_depends_on_the_key():
@@ -120,11 +134,19 @@ def test_a_custom_optax_transformation_can_be_passed():
 def test_fit_records_history_and_calls_callbacks_each_epoch():
     config = TrainConfig(epochs=3, batch_size=64)
     seen = []
-    result = fit(config, synthetic_data(), callbacks=[lambda s, r, h: seen.append((int(s.epoch), r))])
+    result = fit(
+        config, synthetic_data(), callbacks=[lambda s, r, h: seen.append((int(s.epoch), r))]
+    )
     assert [e for e, _ in seen] == [1, 2, 3]
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
-    assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss",
-                                      "val_accuracy", "seconds"}
+    assert set(result.history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    }
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.compile_seconds > 0
 
@@ -177,7 +199,9 @@ def test_holdout_validation_trains_on_the_rest_and_validates_on_the_last_example
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (100, 4, 4), dtype=np.uint8)
     labels = rng.integers(0, 10, 100).astype(np.uint8)
-    dataset = Dataset("toy", images, labels, images[:20], labels[:20], 10, "f", "mem", tuple("0123456789"))
+    dataset = Dataset(
+        "toy", images, labels, images[:20], labels[:20], 10, "f", "mem", tuple("0123456789")
+    )
     data = to_device(dataset, TrainConfig(validation="holdout", validation_size=30))
     assert data.train_images.shape == (70, 16) and data.val_images.shape == (30, 16)
     np.testing.assert_array_equal(data.val_labels, labels[70:])

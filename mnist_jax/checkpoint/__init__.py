@@ -29,16 +29,38 @@ restoring), `steps` (reading and checking one checkpoint), `digest` (`state_dige
 """
 
 from mnist_jax.checkpoint.digest import host_copy, state_digest
-from mnist_jax.checkpoint.layout import (BEST_METRIC, CHECKPOINT_FORMAT_VERSION, CHECKPOINTS_DIRNAME,
-                                         CONFIG_FILENAME, INFO_ITEM, SET_ASIDE_DIRNAME, STATE_ITEM,
-                                         checkpoints_dir)
-from mnist_jax.checkpoint.reader import (latest_intact_epoch, list_checkpoints, list_checkpoints_in,
-                                         restore_checkpoint, restore_checkpoint_in)
+from mnist_jax.checkpoint.layout import (
+    BEST_METRIC,
+    CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINTS_DIRNAME,
+    CONFIG_FILENAME,
+    INFO_ITEM,
+    SET_ASIDE_DIRNAME,
+    STATE_ITEM,
+    checkpoints_dir,
+)
+from mnist_jax.checkpoint.reader import (
+    latest_intact_epoch,
+    list_checkpoints,
+    list_checkpoints_in,
+    restore_checkpoint,
+    restore_checkpoint_in,
+)
 from mnist_jax.checkpoint.run import LoadedRun, load_run
 from mnist_jax.checkpoint.writer import RunCheckpointer
 
 __all__ = [
-    "CHECKPOINT_FORMAT_VERSION", "CHECKPOINTS_DIRNAME", "LoadedRun", "RunCheckpointer",
-    "checkpoints_dir", "host_copy", "latest_intact_epoch", "list_checkpoints", "list_checkpoints_in",
-    "load_run", "restore_checkpoint", "restore_checkpoint_in", "state_digest",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CHECKPOINTS_DIRNAME",
+    "LoadedRun",
+    "RunCheckpointer",
+    "checkpoints_dir",
+    "host_copy",
+    "latest_intact_epoch",
+    "list_checkpoints",
+    "list_checkpoints_in",
+    "load_run",
+    "restore_checkpoint",
+    "restore_checkpoint_in",
+    "state_digest",
 ]

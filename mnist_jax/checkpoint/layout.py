@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BEST_METRIC", "CHECKPOINT_FORMAT_VERSION", "CHECKPOINTS_DIRNAME", "CONFIG_FILENAME",
-           "INFO_ITEM", "SET_ASIDE_DIRNAME", "STATE_ITEM", "checkpoints_dir"]
+__all__ = [
+    "BEST_METRIC",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CHECKPOINTS_DIRNAME",
+    "CONFIG_FILENAME",
+    "INFO_ITEM",
+    "SET_ASIDE_DIRNAME",
+    "STATE_ITEM",
+    "checkpoints_dir",
+]
 
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -29,5 +37,7 @@ def _metric_of(metrics: dict) -> float:
 
 
 def _short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    text = (
+        f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    )
     return text if len(text) <= 200 else text[:197] + "..."

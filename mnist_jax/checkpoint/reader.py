@@ -19,8 +19,13 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError
 from mnist_jax.train import TrainState
 
-__all__ = ["latest_intact_epoch", "list_checkpoints", "list_checkpoints_in", "restore_checkpoint",
-           "restore_checkpoint_in"]
+__all__ = [
+    "latest_intact_epoch",
+    "list_checkpoints",
+    "list_checkpoints_in",
+    "restore_checkpoint",
+    "restore_checkpoint_in",
+]
 
 
 def _reader(run_dir: str | Path) -> ocp.CheckpointManager:
@@ -39,12 +44,17 @@ def _reader_at(directory: Path) -> ocp.CheckpointManager:
         raise CheckpointError(f"no checkpoints: {directory} does not exist")
     # read_only: no saves, deletions, tmp-dir cleanup or root metadata; lightweight: no per-step
     # reads at construction, so one damaged step cannot make the whole directory unreadable.
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, lightweight_initialize=True,
-                                           enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(
+        read_only=True, create=False, lightweight_initialize=True, enable_async_checkpointing=False
+    )
     return ocp.CheckpointManager(
-        directory, options=options,
-        item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(),
-                       INFO_ITEM: ocp.JsonCheckpointHandler()})
+        directory,
+        options=options,
+        item_handlers={
+            STATE_ITEM: ocp.StandardCheckpointHandler(),
+            INFO_ITEM: ocp.JsonCheckpointHandler(),
+        },
+    )
 
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:
@@ -55,8 +65,9 @@ def list_checkpoints(run_dir: str | Path) -> list[int]:
         return sorted(manager.all_steps())
 
 
-def _candidates(manager: ocp.CheckpointManager, which: str | int, where: str,
-                skipped: list[str]) -> list[int]:
+def _candidates(
+    manager: ocp.CheckpointManager, which: str | int, where: str, skipped: list[str]
+) -> list[int]:
     steps = sorted(manager.all_steps())
     if not steps:
         raise CheckpointError(f"no checkpoints in {where}")
@@ -75,9 +86,13 @@ def _candidates(manager: ocp.CheckpointManager, which: str | int, where: str,
         return [step for _, step in sorted(scored, reverse=True)]  # ties: the later epoch
     if isinstance(which, (int, np.integer)) and not isinstance(which, bool):
         if int(which) not in steps:
-            raise CheckpointError(f"no checkpoint of epoch {int(which)} in {where}; available: {steps}")
+            raise CheckpointError(
+                f"no checkpoint of epoch {int(which)} in {where}; available: {steps}"
+            )
         return [int(which)]
-    raise CheckpointError(f"invalid checkpoint choice {which!r}: expected 'latest', 'best' or an epoch")
+    raise CheckpointError(
+        f"invalid checkpoint choice {which!r}: expected 'latest', 'best' or an epoch"
+    )
 
 
 def _warn_damaged(where: str, step: int, damage: _Damaged, skipped: list[str]) -> None:
@@ -85,13 +100,15 @@ def _warn_damaged(where: str, step: int, damage: _Damaged, skipped: list[str]) -
     warnings.warn(f"skipping damaged checkpoint of epoch {step} in {where}: {damage}", stacklevel=4)
 
 
-def _find(run_dir: str | Path, which: str | int, template: TrainState | None,
-          config: TrainConfig | None) -> tuple[Any, dict]:
+def _find(
+    run_dir: str | Path, which: str | int, template: TrainState | None, config: TrainConfig | None
+) -> tuple[Any, dict]:
     return _find_in(_existing_checkpoints_dir(run_dir), which, template, config)
 
 
-def _find_in(directory: Path, which: str | int, template: Any, config: TrainConfig | None
-             ) -> tuple[Any, dict]:
+def _find_in(
+    directory: Path, which: str | int, template: Any, config: TrainConfig | None
+) -> tuple[Any, dict]:
     where = str(directory)
     skipped: list[str] = []
     with contextlib.closing(_reader_at(directory)) as manager:
@@ -106,8 +123,13 @@ def _find_in(directory: Path, which: str | int, template: Any, config: TrainConf
     raise CheckpointError(f"no intact checkpoint in {where}: " + "; ".join(skipped))
 
 
-def restore_checkpoint(run_dir: str | Path, template_state: TrainState, which: str | int = "latest",
-                       *, config: TrainConfig | None = None) -> tuple[TrainState, dict]:
+def restore_checkpoint(
+    run_dir: str | Path,
+    template_state: TrainState,
+    which: str | int = "latest",
+    *,
+    config: TrainConfig | None = None,
+) -> tuple[TrainState, dict]:
     """Restores a checkpoint into `template_state`'s structure, bitwise; returns (state, info).
 
     `which`: "latest" (what resume uses), "best" (highest val_accuracy among the kept checkpoints) or
@@ -124,8 +146,13 @@ def restore_checkpoint(run_dir: str | Path, template_state: TrainState, which: s
     return state, info
 
 
-def restore_checkpoint_in(directory: str | Path, template_state: Any, which: str | int = "latest",
-                          *, config: TrainConfig | None = None) -> tuple[Any, dict]:
+def restore_checkpoint_in(
+    directory: str | Path,
+    template_state: Any,
+    which: str | int = "latest",
+    *,
+    config: TrainConfig | None = None,
+) -> tuple[Any, dict]:
     """`restore_checkpoint` for a checkpoint folder other than RUN/checkpoints (e.g. a sweep
     program's): the same damaged-checkpoint fallback, digest check and compatibility errors.
 
@@ -144,8 +171,12 @@ def list_checkpoints_in(directory: str | Path) -> list[int]:
         return sorted(manager.all_steps())
 
 
-def latest_intact_epoch(run_dir: str | Path, template_state: TrainState | None = None,
-                        *, config: TrainConfig | None = None) -> int | None:
+def latest_intact_epoch(
+    run_dir: str | Path,
+    template_state: TrainState | None = None,
+    *,
+    config: TrainConfig | None = None,
+) -> int | None:
     """The epoch of the newest checkpoint that reads back intact (warning about newer damaged ones).
 
     None if the run has no checkpoints at all (a fresh run); CheckpointError if there are some but none

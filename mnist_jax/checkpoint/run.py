@@ -32,7 +32,9 @@ class LoadedRun:
 
     @property
     def spec(self) -> TrainSpec:
-        return TrainSpec.from_config(self.config, num_classes=int(self.info.get("num_classes") or 10))
+        return TrainSpec.from_config(
+            self.config, num_classes=int(self.info.get("num_classes") or 10)
+        )
 
 
 def load_run(run_dir: str | Path, which: str | int = "best") -> LoadedRun:
@@ -65,9 +67,18 @@ def load_run(run_dir: str | Path, which: str | int = "best") -> LoadedRun:
             config = TrainConfig.from_dict(info["config"])
     except (ConfigError, ValueError, TypeError, KeyError) as error:
         source = config_file if config_file.is_file() else f"the checkpoint info in {where}"
-        raise CheckpointError(f"cannot read the run configuration from {source}: {error}") from error
+        raise CheckpointError(
+            f"cannot read the run configuration from {source}: {error}"
+        ) from error
     spec = TrainSpec.from_config(config, num_classes=int(info.get("num_classes") or 10))
     template = create_train_state(config, spec, input_size=int(info.get("input_size") or 784))
     state, info = restore_checkpoint(run_dir, template, which, config=config)
-    return LoadedRun(run_dir=run_dir, config=config, params=state.params, state=state,
-                     history=list(info["history"]), epoch=int(info["epoch"]), info=info)
+    return LoadedRun(
+        run_dir=run_dir,
+        config=config,
+        params=state.params,
+        state=state,
+        history=list(info["history"]),
+        epoch=int(info["epoch"]),
+        info=info,
+    )

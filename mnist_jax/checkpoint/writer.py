@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from mnist_jax.checkpoint.digest import host_copy, state_digest
-from mnist_jax.checkpoint.layout import (BEST_METRIC, CHECKPOINT_FORMAT_VERSION, INFO_ITEM, STATE_ITEM,
-                                         _metric_of, _short, checkpoints_dir)
+from mnist_jax.checkpoint.layout import (
+    BEST_METRIC,
+    CHECKPOINT_FORMAT_VERSION,
+    INFO_ITEM,
+    STATE_ITEM,
+    _metric_of,
+    _short,
+    checkpoints_dir,
+)
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.train import TrainState
@@ -42,19 +50,31 @@ class RunCheckpointer:
     that store another kind of state build their own info and call `_write`.
     """
 
-    def __init__(self, run_dir: str | Path, config: TrainConfig, *, num_classes: int | None = None,
-                 save_every: int = 1, keep_latest: int = 3, keep_best: int = 1,
-                 async_save: bool = True, directory: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: TrainConfig,
+        *,
+        num_classes: int | None = None,
+        save_every: int = 1,
+        keep_latest: int = 3,
+        keep_best: int = 1,
+        async_save: bool = True,
+        directory: str | Path | None = None,
+    ) -> None:
         if not (isinstance(save_every, int) and save_every >= 1):
             raise ConfigError(f"invalid save_every={save_every!r}: expected a positive integer")
         if not (isinstance(keep_latest, int) and keep_latest >= 1):
-            raise ConfigError(f"invalid keep_latest={keep_latest!r}: expected a positive integer "
-                              "(resuming needs the latest checkpoint)")
+            raise ConfigError(
+                f"invalid keep_latest={keep_latest!r}: expected a positive integer "
+                "(resuming needs the latest checkpoint)"
+            )
         if not (isinstance(keep_best, int) and keep_best >= 0):
             raise ConfigError(f"invalid keep_best={keep_best!r}: expected a non-negative integer")
         self.run_dir = Path(run_dir).resolve()
-        self.directory = checkpoints_dir(self.run_dir) if directory is None \
-            else Path(directory).resolve()
+        self.directory = (
+            checkpoints_dir(self.run_dir) if directory is None else Path(directory).resolve()
+        )
         # RUN/checkpoints_set_aside for the default directory.
         self.set_aside_root = self.directory.with_name(self.directory.name + "_set_aside")
         self.config = config
@@ -62,15 +82,23 @@ class RunCheckpointer:
         self.save_every = save_every
         metric = _metric_of
         options = ocp.CheckpointManagerOptions(
-            save_decision_policy=ocp_policies.AnySavePolicy([
-                ocp_policies.FixedIntervalPolicy(save_every),
-                ocp_policies.SpecificStepsPolicy((config.epochs,)),
-            ]),
-            preservation_policy=ocp_policies.AnyPreservationPolicy([
-                ocp_policies.LatestN(n=keep_latest),
-                ocp_policies.BestN(get_metric_fn=metric, reverse=False, n=keep_best,
-                                   keep_checkpoints_without_metrics=False),
-            ]),
+            save_decision_policy=ocp_policies.AnySavePolicy(
+                [
+                    ocp_policies.FixedIntervalPolicy(save_every),
+                    ocp_policies.SpecificStepsPolicy((config.epochs,)),
+                ]
+            ),
+            preservation_policy=ocp_policies.AnyPreservationPolicy(
+                [
+                    ocp_policies.LatestN(n=keep_latest),
+                    ocp_policies.BestN(
+                        get_metric_fn=metric,
+                        reverse=False,
+                        n=keep_best,
+                        keep_checkpoints_without_metrics=False,
+                    ),
+                ]
+            ),
             # Not a retention option here (preservation_policy decides): without best_fn orbax 0.12.8
             # keeps the metrics in memory only, and a resumed run would not know the best epoch.
             best_fn=metric,
@@ -80,11 +108,13 @@ class RunCheckpointer:
         )
         self._set_aside_steps_with_unreadable_metrics()
         try:
-            self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                                  item_names=(STATE_ITEM, INFO_ITEM))
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=(STATE_ITEM, INFO_ITEM)
+            )
         except Exception as error:  # orbax reads every step's metrics here
-            raise CheckpointError(f"cannot open {self.directory} for writing: {_short(error)}") \
-                from error
+            raise CheckpointError(
+                f"cannot open {self.directory} for writing: {_short(error)}"
+            ) from error
         self._closed = False
 
     # A fit callback.
@@ -94,19 +124,28 @@ class RunCheckpointer:
     def should_save(self, epoch: int) -> bool:
         return epoch % self.save_every == 0 or epoch == self.config.epochs
 
-    def save(self, state: TrainState, history: Iterable[dict], *, epoch: int | None = None,
-             force: bool = False) -> bool:
+    def save(
+        self,
+        state: TrainState,
+        history: Iterable[dict],
+        *,
+        epoch: int | None = None,
+        force: bool = False,
+    ) -> bool:
         """Saves `state` as the checkpoint of `epoch` (default: `state.epoch`); False if not due."""
         if self._closed:
-            raise CheckpointError(f"checkpointer of {self.run_dir} is closed; make a new one to save")
+            raise CheckpointError(
+                f"checkpointer of {self.run_dir} is closed; make a new one to save"
+            )
         history = [dict(r) for r in history]
         epoch = int(state.epoch) if epoch is None else int(epoch)
         if not (force or self.should_save(epoch)):
             return False
         # Owned host copies, made now: the caller donates the device buffers when we return.
         host_state = host_copy(state)
-        val_accuracy = float(history[-1][BEST_METRIC]) if history and BEST_METRIC in history[-1] \
-            else None
+        val_accuracy = (
+            float(history[-1][BEST_METRIC]) if history and BEST_METRIC in history[-1] else None
+        )
         info = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "epoch": epoch,
@@ -125,9 +164,16 @@ class RunCheckpointer:
         self._set_aside_steps_from(epoch)
         metrics = None if val_accuracy is None else {BEST_METRIC: val_accuracy}
         return self._manager.save(
-            epoch, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(host_state),
-                                              INFO_ITEM: ocp.args.JsonSave(info)}),
-            metrics=metrics, force=True)
+            epoch,
+            args=ocp.args.Composite(
+                **{
+                    STATE_ITEM: ocp.args.StandardSave(host_state),
+                    INFO_ITEM: ocp.args.JsonSave(info),
+                }
+            ),
+            metrics=metrics,
+            force=True,
+        )
 
     def _set_aside_steps_from(self, epoch: int) -> None:
         later = [s for s in self._manager.all_steps() if s >= epoch]
@@ -136,8 +182,11 @@ class RunCheckpointer:
         self._manager.wait_until_finished()
         moved = self._move_aside(later)
         self._manager.reload()
-        warnings.warn(f"run {self.run_dir} continues from before epoch(s) {sorted(later)}; their "
-                      f"checkpoints were moved to {moved}", stacklevel=4)
+        warnings.warn(
+            f"run {self.run_dir} continues from before epoch(s) {sorted(later)}; their "
+            f"checkpoints were moved to {moved}",
+            stacklevel=4,
+        )
 
     def _set_aside_steps_with_unreadable_metrics(self) -> None:
         if not self.directory.is_dir():
@@ -152,8 +201,11 @@ class RunCheckpointer:
                     unreadable.append(int(step_dir.name))
         if unreadable:
             moved = self._move_aside(unreadable)
-            warnings.warn(f"checkpoint(s) of epoch(s) {sorted(unreadable)} in {self.directory} have "
-                          f"an unreadable metrics file; moved to {moved}", stacklevel=3)
+            warnings.warn(
+                f"checkpoint(s) of epoch(s) {sorted(unreadable)} in {self.directory} have "
+                f"an unreadable metrics file; moved to {moved}",
+                stacklevel=3,
+            )
 
     def _move_aside(self, steps: Iterable[int]) -> str:
         target_root = self.set_aside_root
@@ -181,7 +233,7 @@ class RunCheckpointer:
             self._manager.wait_until_finished()
             self._manager.close()
 
-    def __enter__(self) -> "RunCheckpointer":
+    def __enter__(self) -> RunCheckpointer:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -101,7 +101,12 @@ def make_dataset(
     an unknown dataset: num_classes is then max label + 1 and the classes are named '0', '1', ...
     """
     for split in ("train", "test"):
-        check_split(arrays[f"{split}_images"], arrays[f"{split}_labels"], names[f"{split}_images"], names[f"{split}_labels"])
+        check_split(
+            arrays[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            names[f"{split}_images"],
+            names[f"{split}_labels"],
+        )
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise DataError(
             f"{names['train_images']} holds images of shape {arrays['train_images'].shape[1:]} but "
@@ -115,7 +120,8 @@ def make_dataset(
         class_names = tuple(str(i) for i in range(num_classes))
     num_classes = len(class_names)
     labels = {
-        s: check_labels(arrays[f"{s}_labels"], num_classes, names[f"{s}_labels"]) for s in ("train", "test")
+        s: check_labels(arrays[f"{s}_labels"], num_classes, names[f"{s}_labels"])
+        for s in ("train", "test")
     }
     return Dataset(
         name=name,
@@ -147,7 +153,9 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Integer labels (N,) -> float32 one-hot (N, num_classes); ValueError for labels out of range."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
+        )
     out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
     out[np.arange(labels.shape[0]), labels] = 1.0
     return out
@@ -167,6 +175,8 @@ def holdout_split(
     if len(labels) != n:
         raise ValueError(f"images and labels differ in length: {n} vs {len(labels)}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= n - 1:
-        raise ConfigError(f"holdout size must be an integer in 1..{n - 1} for {n} examples, got {size!r}")
+        raise ConfigError(
+            f"holdout size must be an integer in 1..{n - 1} for {n} examples, got {size!r}"
+        )
     cut = n - int(size)
     return images[:cut], labels[:cut], images[cut:], labels[cut:]

@@ -59,7 +59,10 @@ def _download_one(spec: DatasetSpec, stem: str, dest: Path, timeout: float) -> N
         fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{stem}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with (
+                os.fdopen(fd, "wb") as out,
+                urllib.request.urlopen(url, timeout=timeout) as response,
+            ):
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
             problem = _verify(tmp, spec.sha256[stem])

@@ -17,7 +17,11 @@ from mnist_jax.data.idx import idx_bytes, write_idx
 
 
 def fake_arrays(
-    num_train: int = 20, num_test: int = 10, shape: tuple[int, int] = (4, 4), num_classes: int = 10, seed: int = 0
+    num_train: int = 20,
+    num_test: int = 10,
+    shape: tuple[int, int] = (4, 4),
+    num_classes: int = 10,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Random uint8 images and labels, keyed by file stem; every class appears if the split is large enough."""
     rng = np.random.default_rng(seed)
@@ -29,7 +33,9 @@ def fake_arrays(
     return arrays
 
 
-def write_fake_dataset(folder: str | os.PathLike, *, compress: bool = True, **kwargs) -> dict[str, str]:
+def write_fake_dataset(
+    folder: str | os.PathLike, *, compress: bool = True, **kwargs
+) -> dict[str, str]:
     """Write a random dataset's four IDX files into `folder` (created if needed).
 
     kwargs go to `fake_arrays`. Returns the SHA-256 of each decompressed file, keyed by file stem,

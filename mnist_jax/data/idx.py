@@ -55,7 +55,9 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the path or the dataset folder.") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e}); check its permissions.") from None
+        raise DataError(
+            f"{path}: cannot be read ({e.strerror or e}); check its permissions."
+        ) from None
     if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
@@ -75,7 +77,9 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     `path` is only used in error messages.
     """
     if len(data) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(data)} bytes); replace it with a complete copy.")
+        raise DataError(
+            f"{path}: not an IDX file (only {len(data)} bytes); replace it with a complete copy."
+        )
     if data[0] != 0 or data[1] != 0:
         raise DataError(
             f"{path}: not an IDX file (bad magic number, starts with {data[:4]!r}, expected 00 00 then "
@@ -88,7 +92,9 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
             f"{', '.join(f'0x{c:02x}' for c in IDX_DTYPES)}); the file is damaged or not IDX."
         )
     if ndim == 0:
-        raise DataError(f"{path}: IDX header declares 0 dimensions; the file is damaged or not IDX.")
+        raise DataError(
+            f"{path}: IDX header declares 0 dimensions; the file is damaged or not IDX."
+        )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise DataError(
@@ -129,7 +135,9 @@ def idx_bytes(array: np.ndarray) -> bytes:
     array = np.asarray(array)
     code = _CODE_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64")
+        raise ValueError(
+            f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64"
+        )
     if not 1 <= array.ndim <= 255:
         raise ValueError(f"IDX stores 1 to 255 dimensions, got an array of shape {array.shape}")
     if any(d >= 2**32 for d in array.shape):

@@ -55,14 +55,18 @@ def load_dataset(
     if name.startswith(TFDS_PREFIX):
         from mnist_jax.data.tfds_source import load_tfds  # lazy: TFDS is an optional extra
 
-        return load_tfds(name[len(TFDS_PREFIX):], data_dir=data_dir)
+        return load_tfds(name[len(TFDS_PREFIX) :], data_dir=data_dir)
     if not name or os.sep in name or name in (".", ".."):
-        raise DataError(f"invalid dataset name {name!r}; use e.g. mnist, fashion_mnist, kmnist or tfds:mnist.")
+        raise DataError(
+            f"invalid dataset name {name!r}; use e.g. mnist, fashion_mnist, kmnist or tfds:mnist."
+        )
 
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise DataError(f"--data-dir {data_dir} is not a directory; pass the folder holding the four *-ubyte(.gz) files.")
+            raise DataError(
+                f"--data-dir {data_dir} is not a directory; pass the folder holding the four *-ubyte(.gz) files."
+            )
         missing = [stem for stem in FILE_STEMS if find_file(data_dir, stem) is None]
         if missing:
             raise DataError(
@@ -74,7 +78,9 @@ def load_dataset(
     tried: list[str] = []
     for folder in _local_candidates(name, cache_dir):
         if all(find_file(folder, stem) is not None for stem in FILE_STEMS):
-            return read_dataset_dir(folder, name, from_cache=folder == cache_folder(name, cache_dir))
+            return read_dataset_dir(
+                folder, name, from_cache=folder == cache_folder(name, cache_dir)
+            )
         tried.append(str(folder))
 
     spec = catalog.lookup(name)
@@ -138,12 +144,18 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
     for stem in FILE_STEMS:
         path = find_file(folder, stem)
         if path is None:
-            raise DataError(f"{folder} lacks {stem}[.gz]; put the four files {', '.join(FILE_STEMS)} there.")
+            raise DataError(
+                f"{folder} lacks {stem}[.gz]; put the four files {', '.join(FILE_STEMS)} there."
+            )
         data = read_idx_bytes(path)
         array = parse_idx(data, path)  # first, so a damaged file is reported as damaged
         digest = hashlib.sha256(data).hexdigest()
         if spec is not None and spec.sha256 is not None and digest != spec.sha256[stem]:
-            hint = f" If this is the download cache, delete {folder} to download again." if from_cache else ""
+            hint = (
+                f" If this is the download cache, delete {folder} to download again."
+                if from_cache
+                else ""
+            )
             raise DataError(
                 f"files in {folder} are not {name} (checksum of {stem} differs); pass the right --dataset "
                 f"or --data-dir.{hint}"

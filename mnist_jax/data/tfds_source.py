@@ -40,13 +40,17 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise DataError(f"tfds:{name}: tensorflow-datasets knows no dataset {name!r}; check the name.") from None
+        raise DataError(
+            f"tfds:{name}: tensorflow-datasets knows no dataset {name!r}; check the name."
+        ) from None
     where = f"tfds:{name}@{builder.data_dir}"
 
     try:
         # download=False: never download or prepare here (no TensorFlow, and no long retry loop).
         sources = tfds.data_source(name, split=list(SPLITS), data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises assorted types (NotImplementedError, FileNotFoundError, ...)
+    except (
+        Exception
+    ) as e:  # TFDS raises assorted types (NotImplementedError, FileNotFoundError, ...)
         if not builder.is_prepared():
             raise DataError(
                 f"{where}: dataset not prepared; prepare it once in array_record format on a machine with "
@@ -69,12 +73,19 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     label_feature = builder.info.features["label"]
     if getattr(label_feature, "names", None):
         class_names = tuple(label_feature.names)
-    dataset = make_dataset(name, arrays, names, fingerprint="", source=where, class_names=class_names)
+    dataset = make_dataset(
+        name, arrays, names, fingerprint="", source=where, class_names=class_names
+    )
     # Fingerprint over the canonical IDX encoding of the validated (uint8) arrays: the same scheme
     # as for files, so identical content in identical order gives an identical fingerprint.
     hashes = [
         hashlib.sha256(idx_bytes(array)).hexdigest()
-        for array in (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
+        for array in (
+            dataset.train_images,
+            dataset.train_labels,
+            dataset.test_images,
+            dataset.test_labels,
+        )
     ]
     return dataclasses.replace(dataset, fingerprint=fingerprint_of(hashes))
 
@@ -90,12 +101,16 @@ def _read_split(src, what: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{what}: the split is empty.")
     first = src[0]
     if "image" not in first or "label" not in first:
-        raise DataError(f"{what}: examples have features {sorted(first)}, expected 'image' and 'label'.")
+        raise DataError(
+            f"{what}: examples have features {sorted(first)}, expected 'image' and 'label'."
+        )
     image = np.asarray(first["image"])
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]  # grayscale stored with a channel axis
     if image.ndim != 2 or image.dtype != np.uint8:
-        raise DataError(f"{what}: images are {image.dtype} of shape {image.shape}, expected uint8 grayscale.")
+        raise DataError(
+            f"{what}: images are {image.dtype} of shape {image.shape}, expected uint8 grayscale."
+        )
     images = np.empty((n, *image.shape), dtype=np.uint8)
     labels = np.empty(n, dtype=np.int64)
     for i in range(n):

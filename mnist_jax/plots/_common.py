@@ -23,7 +23,9 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[st
         return [str(i) for i in range(num_classes)]
     names = [str(name) for name in class_names]
     if len(names) < num_classes:
-        raise ValueError(f"class_names has {len(names)} names but the data has {num_classes} classes")
+        raise ValueError(
+            f"class_names has {len(names)} names but the data has {num_classes} classes"
+        )
     return names
 
 
@@ -71,7 +73,9 @@ def _grey_range(images: np.ndarray) -> tuple[float | None, float | None]:
     return None, None  # auto-scale each image
 
 
-def _show_image(ax: Axes, image: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> None:
+def _show_image(
+    ax: Axes, image: np.ndarray, vmin: float | None = None, vmax: float | None = None
+) -> None:
     ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -95,5 +99,7 @@ def _labels(labels: Any) -> np.ndarray:
     if array.ndim == 2:
         array = array.argmax(axis=1)
     if array.ndim != 1:
-        raise ValueError(f"expected labels of shape (N,) or one-hot (N, C), got {np.asarray(labels).shape}")
+        raise ValueError(
+            f"expected labels of shape (N,) or one-hot (N, C), got {np.asarray(labels).shape}"
+        )
     return array.astype(np.int64)

@@ -24,7 +24,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Pa
     fmt = target.suffix[1:].lower() or "png"
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(temporary, "xb") as handle:  # a normal open, so the file gets the usual umask permissions
+        with open(
+            temporary, "xb"
+        ) as handle:  # a normal open, so the file gets the usual umask permissions
             fig.savefig(handle, format=fmt, dpi=dpi)
             handle.flush()
             os.fsync(handle.fileno())

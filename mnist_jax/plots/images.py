@@ -10,13 +10,27 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from mnist_jax.plots._common import (_OTHER, _RIGHT, _TRUE, _WRONG, _class_names, _grey_range, _grid,
-                                     _images, _labels, _name, _show_image, _square)
+from mnist_jax.plots._common import (
+    _OTHER,
+    _RIGHT,
+    _TRUE,
+    _WRONG,
+    _class_names,
+    _grey_range,
+    _grid,
+    _images,
+    _labels,
+    _name,
+    _show_image,
+    _square,
+)
 
 __all__ = ["plot_samples_per_class", "plot_top_errors", "plot_sample_prediction"]
 
 
-def plot_samples_per_class(images: Any, labels: Any, class_names: Sequence[str] | None = None) -> Figure:
+def plot_samples_per_class(
+    images: Any, labels: Any, class_names: Sequence[str] | None = None
+) -> Figure:
     """One example of each class: the first image with that label, titled with the class name.
 
     Classes are shown in order, wrapping after 10 per row. A class with no image in the
@@ -51,7 +65,15 @@ def plot_samples_per_class(images: Any, labels: Any, class_names: Sequence[str] 
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{names[cls]} (none)", color=_WRONG)
-            ax.text(0.5, 0.5, "no\nexample", ha="center", va="center", color="0.5", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no\nexample",
+                ha="center",
+                va="center",
+                color="0.5",
+                transform=ax.transAxes,
+            )
     fig.suptitle("one example per class")
     return fig
 
@@ -75,12 +97,18 @@ def plot_top_errors(
         fig = Figure(figsize=(4, 1.5), layout="constrained")
         ax = fig.add_subplot()
         ax.set_axis_off()
-        ax.text(0.5, 0.5, "no misclassified examples", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no misclassified examples", ha="center", va="center", transform=ax.transAxes
+        )
         return fig
 
     batch = _images(images)
     largest = max(max(int(e["true"]), int(e["predicted"])) for e in entries)
-    names = _class_names(class_names, 0) if class_names is not None else [str(i) for i in range(largest + 1)]
+    names = (
+        _class_names(class_names, 0)
+        if class_names is not None
+        else [str(i) for i in range(largest + 1)]
+    )
     vmin, vmax = _grey_range(batch)
     fig, axes = _grid(len(entries), panel_size=1.5, title_lines=2)
     for entry, ax in zip(entries, axes):
@@ -142,8 +170,13 @@ def plot_sample_prediction(
     positions = np.arange(num_classes)
     bar_ax.bar(positions, probs, color=colours)
     long_names = max(len(name) for name in names) > 3
-    bar_ax.set_xticks(positions, names, rotation=45 if long_names else 0, ha="right" if long_names else "center",
-                      rotation_mode="anchor")
+    bar_ax.set_xticks(
+        positions,
+        names,
+        rotation=45 if long_names else 0,
+        ha="right" if long_names else "center",
+        rotation_mode="anchor",
+    )
     bar_ax.set_xlabel("class")
     bar_ax.set_ylabel("probability")
     bar_ax.set_ylim(0, 1.12)
@@ -161,6 +194,8 @@ def plot_sample_prediction(
         handles = [Patch(color=_RIGHT, label="predicted = true")]
     else:
         handles = [Patch(color=_WRONG, label="predicted (wrong)"), Patch(color=_TRUE, label="true")]
-    bar_ax.legend(handles=handles, loc="upper right" if predicted < num_classes / 2 else "upper left")
+    bar_ax.legend(
+        handles=handles, loc="upper right" if predicted < num_classes / 2 else "upper left"
+    )
     bar_ax.grid(True, axis="y", alpha=0.3)
     return fig

@@ -56,7 +56,17 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
         capprops={"color": "0.5"},
         zorder=1,
     )
-    sns.stripplot(x=xs, y=ys, ax=ax, order=positions, color="tab:blue", size=5, alpha=0.7, jitter=0.12, zorder=3)
+    sns.stripplot(
+        x=xs,
+        y=ys,
+        ax=ax,
+        order=positions,
+        color="tab:blue",
+        size=5,
+        alpha=0.7,
+        jitter=0.12,
+        zorder=3,
+    )
 
     tick_labels = []
     for i, values in enumerate(samples):
@@ -64,12 +74,27 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
         if values.size > 1:
             half = _t_critical(values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
             ax.errorbar(
-                i + 0.3, mean, yerr=half, fmt="D", color="black", markersize=5, capsize=4, zorder=4,
+                i + 0.3,
+                mean,
+                yerr=half,
+                fmt="D",
+                color="black",
+                markersize=5,
+                capsize=4,
+                zorder=4,
                 label="mean ± 95% CI" if i == 0 else None,
             )
             tick_labels.append(f"{labels[i]}\nn={values.size}, {mean:.2%} ± {half:.2%}")
         else:
-            ax.plot(i + 0.3, mean, "D", color="black", markersize=5, zorder=4, label="mean" if i == 0 else None)
+            ax.plot(
+                i + 0.3,
+                mean,
+                "D",
+                color="black",
+                markersize=5,
+                zorder=4,
+                label="mean" if i == 0 else None,
+            )
             tick_labels.append(f"{labels[i]}\nn=1, {mean:.2%}")
     ax.set_xticks(positions, tick_labels)
     ax.set_xlim(-0.6, len(labels) - 0.4)
@@ -78,13 +103,17 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("test accuracy across seeds")
-    seed_marker = Line2D([], [], linestyle="", marker="o", color="tab:blue", alpha=0.7, label="per seed")
+    seed_marker = Line2D(
+        [], [], linestyle="", marker="o", color="tab:blue", alpha=0.7, label="per seed"
+    )
     handles = [seed_marker, *ax.get_legend_handles_labels()[0]]
     ax.legend(handles=handles, loc="best", fontsize=9)
     return fig
 
 
-def plot_learning_curves_band(curves: Mapping[str, Any], metric_name: str = "validation accuracy") -> Figure:
+def plot_learning_curves_band(
+    curves: Mapping[str, Any], metric_name: str = "validation accuracy"
+) -> Figure:
     """A metric per epoch across ensemble members or seeds, one line and band per configuration.
 
     Each value is an array ``(members, epochs)`` (a 1-D array counts as one member);
@@ -103,10 +132,19 @@ def plot_learning_curves_band(curves: Mapping[str, Any], metric_name: str = "val
         if runs.ndim == 1:
             runs = runs[None, :]
         if runs.ndim != 2 or runs.shape[1] == 0:
-            raise ValueError(f"curves[{label!r}] must have shape (members, epochs), got {runs.shape}")
+            raise ValueError(
+                f"curves[{label!r}] must have shape (members, epochs), got {runs.shape}"
+            )
         epochs = np.arange(1, runs.shape[1] + 1)
         mean = runs.mean(axis=0)
-        ax.plot(epochs, mean, marker="o", markersize=3, color=colour, label=f"{label} (n={runs.shape[0]})")
+        ax.plot(
+            epochs,
+            mean,
+            marker="o",
+            markersize=3,
+            color=colour,
+            label=f"{label} (n={runs.shape[0]})",
+        )
         if runs.shape[0] > 1:
             std = runs.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)

@@ -35,7 +35,10 @@ def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         drawn = 0
-        for split, label, colour in (("train", "training", "tab:blue"), ("val", "validation", "tab:orange")):
+        for split, label, colour in (
+            ("train", "training", "tab:blue"),
+            ("val", "validation", "tab:orange"),
+        ):
             key = f"{split}_{metric}"
             if not any(key in record for record in records):
                 continue

@@ -4,27 +4,93 @@ The sweep uses the single run's `train_epoch` under `jax.vmap` (no second copy o
 with the members' leading axis sharded over all devices of all processes. See `run_sweep`.
 """
 
-from mnist_jax.sweep.distributed import (gather_to_host, initialize_distributed_from_env,
-                                         is_main_process)
-from mnist_jax.sweep.members import (MIN_MEMBERS_PER_DEVICE, ConfigKey, Member, chunk_sizes, expand_members, group_members,
-                                     padded_size, parse_int_ranges)
-from mnist_jax.sweep.program import (MEMBER_AXIS, default_budget_bytes, default_members_per_step, epoch_program, init_members,
-                                     logits_program, member_bytes, member_mesh, member_sharding,
-                                     members_per_program, replicate_data, replicated,
-                                     validate_program)
-from mnist_jax.sweep.run import (MemberResult, SweepCallback, SweepProgram, SweepResult, SweepStart,
-                                 ensembles, plan_programs, resolve_members_per_program, run_sweep)
-from mnist_jax.sweep.results import config_label, curves_by_config, paired_difference, values_by_config
+from mnist_jax.sweep.distributed import (
+    gather_to_host,
+    initialize_distributed_from_env,
+    is_main_process,
+)
+from mnist_jax.sweep.members import (
+    MIN_MEMBERS_PER_DEVICE,
+    ConfigKey,
+    Member,
+    chunk_sizes,
+    expand_members,
+    group_members,
+    padded_size,
+    parse_int_ranges,
+)
+from mnist_jax.sweep.program import (
+    MEMBER_AXIS,
+    default_budget_bytes,
+    default_members_per_step,
+    epoch_program,
+    init_members,
+    logits_program,
+    member_bytes,
+    member_mesh,
+    member_sharding,
+    members_per_program,
+    replicate_data,
+    replicated,
+    validate_program,
+)
+from mnist_jax.sweep.results import (
+    config_label,
+    curves_by_config,
+    paired_difference,
+    values_by_config,
+)
+from mnist_jax.sweep.run import (
+    MemberResult,
+    SweepCallback,
+    SweepProgram,
+    SweepResult,
+    SweepStart,
+    ensembles,
+    plan_programs,
+    resolve_members_per_program,
+    run_sweep,
+)
 from mnist_jax.sweep.stats import summarize, summarize_by_config
 
 __all__ = [
-    "ConfigKey", "MEMBER_AXIS", "MIN_MEMBERS_PER_DEVICE", "Member", "MemberResult", "SweepCallback", "SweepProgram",
-    "SweepResult", "SweepStart", "chunk_sizes", "config_label", "curves_by_config", "default_budget_bytes",
-    "default_members_per_step", "ensembles", "epoch_program",
-    "expand_members", "gather_to_host", "group_members", "init_members", "initialize_distributed_from_env",
-    "is_main_process", "logits_program", "member_bytes", "member_mesh", "member_sharding",
-    "members_per_program", "padded_size", "paired_difference", "parse_int_ranges", "plan_programs",
+    "ConfigKey",
+    "MEMBER_AXIS",
+    "MIN_MEMBERS_PER_DEVICE",
+    "Member",
+    "MemberResult",
+    "SweepCallback",
+    "SweepProgram",
+    "SweepResult",
+    "SweepStart",
+    "chunk_sizes",
+    "config_label",
+    "curves_by_config",
+    "default_budget_bytes",
+    "default_members_per_step",
+    "ensembles",
+    "epoch_program",
+    "expand_members",
+    "gather_to_host",
+    "group_members",
+    "init_members",
+    "initialize_distributed_from_env",
+    "is_main_process",
+    "logits_program",
+    "member_bytes",
+    "member_mesh",
+    "member_sharding",
+    "members_per_program",
+    "padded_size",
+    "paired_difference",
+    "parse_int_ranges",
+    "plan_programs",
     "replicate_data",
-    "replicated", "resolve_members_per_program", "run_sweep", "summarize", "summarize_by_config", "validate_program",
+    "replicated",
+    "resolve_members_per_program",
+    "run_sweep",
+    "summarize",
+    "summarize_by_config",
+    "validate_program",
     "values_by_config",
 ]

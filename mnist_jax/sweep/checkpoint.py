@@ -16,15 +16,22 @@ Single process only: with several processes the CLI does not checkpoint (see exp
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
 
-from mnist_jax.checkpoint import (CHECKPOINT_FORMAT_VERSION, CHECKPOINTS_DIRNAME, RunCheckpointer,
-                                  host_copy, list_checkpoints_in, restore_checkpoint_in,
-                                  state_digest)
+from mnist_jax.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINTS_DIRNAME,
+    RunCheckpointer,
+    host_copy,
+    list_checkpoints_in,
+    restore_checkpoint_in,
+    state_digest,
+)
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError
 from mnist_jax.sweep import program as prog
@@ -41,26 +48,48 @@ def program_checkpoint_dir(sweep_dir: str | Path, index: int) -> Path:
 
 def program_config(config: TrainConfig, program: SweepProgram) -> TrainConfig:
     """The shared configuration with the program's hidden sizes (what its checkpoints must match)."""
-    return config.replace(hidden_sizes=program.hidden_sizes, seed=program.members[0].seed,
-                          learning_rate=program.members[0].learning_rate,
-                          dropout_rate=program.members[0].dropout_rate)
+    return config.replace(
+        hidden_sizes=program.hidden_sizes,
+        seed=program.members[0].seed,
+        learning_rate=program.members[0].learning_rate,
+        dropout_rate=program.members[0].dropout_rate,
+    )
 
 
 def _mean_val_accuracy(histories: list[list[dict]]) -> float | None:
-    values = [h[-1]["val_accuracy"] for h in histories if h and np.isfinite(h[-1]["val_accuracy"])
-              and np.isfinite(h[-1]["val_loss"])]
+    values = [
+        h[-1]["val_accuracy"]
+        for h in histories
+        if h and np.isfinite(h[-1]["val_accuracy"]) and np.isfinite(h[-1]["val_loss"])
+    ]
     return float(np.mean(values)) if values else None
 
 
 class _ProgramCheckpointer(RunCheckpointer):
     """A `RunCheckpointer` on one program's folder whose state is the program's stacked state."""
 
-    def __init__(self, sweep_dir: Path, config: TrainConfig, program: SweepProgram, *,
-                 num_classes: int, input_size: int, save_every: int, keep: int, async_save: bool):
-        super().__init__(sweep_dir, program_config(config, program), num_classes=num_classes,
-                         save_every=save_every, keep_latest=keep, keep_best=0,
-                         async_save=async_save,
-                         directory=program_checkpoint_dir(sweep_dir, program.index))
+    def __init__(
+        self,
+        sweep_dir: Path,
+        config: TrainConfig,
+        program: SweepProgram,
+        *,
+        num_classes: int,
+        input_size: int,
+        save_every: int,
+        keep: int,
+        async_save: bool,
+    ):
+        super().__init__(
+            sweep_dir,
+            program_config(config, program),
+            num_classes=num_classes,
+            save_every=save_every,
+            keep_latest=keep,
+            keep_best=0,
+            async_save=async_save,
+            directory=program_checkpoint_dir(sweep_dir, program.index),
+        )
         self.program = program
         self.input_size = input_size
 
@@ -76,7 +105,7 @@ class _ProgramCheckpointer(RunCheckpointer):
             "program": self.program.index,
             "num_padded": self.program.num_padded,
             "members": [m.to_dict() for m in self.program.members],
-            "history": [[dict(r) for r in h] for h in histories],   # one history per member
+            "history": [[dict(r) for r in h] for h in histories],  # one history per member
             "val_accuracy": val_accuracy,
             "state_sha256": state_digest(host_state),
         }
@@ -88,19 +117,39 @@ class SweepCheckpointer:
     the last, keeping the latest `keep` per program. Use it as a context manager (`close` waits for
     the background writes)."""
 
-    def __init__(self, sweep_dir: str | Path, config: TrainConfig, *, num_classes: int,
-                 input_size: int = 784, save_every: int = 1, keep: int = 3, async_save: bool = True):
+    def __init__(
+        self,
+        sweep_dir: str | Path,
+        config: TrainConfig,
+        *,
+        num_classes: int,
+        input_size: int = 784,
+        save_every: int = 1,
+        keep: int = 3,
+        async_save: bool = True,
+    ):
         if jax.process_count() > 1:
-            raise CheckpointError("sweep checkpoints are written by a single process; run without "
-                                  "checkpoints when using several processes")
+            raise CheckpointError(
+                "sweep checkpoints are written by a single process; run without "
+                "checkpoints when using several processes"
+            )
         self.sweep_dir = Path(sweep_dir).resolve()
-        self._make = functools.partial(_ProgramCheckpointer, self.sweep_dir, config,
-                                       num_classes=num_classes, input_size=input_size,
-                                       save_every=save_every, keep=keep, async_save=async_save)
+        self._make = functools.partial(
+            _ProgramCheckpointer,
+            self.sweep_dir,
+            config,
+            num_classes=num_classes,
+            input_size=input_size,
+            save_every=save_every,
+            keep=keep,
+            async_save=async_save,
+        )
         self._current: _ProgramCheckpointer | None = None
-        self.saved: list[tuple[int, int]] = []   # (program, epoch) of each save
+        self.saved: list[tuple[int, int]] = []  # (program, epoch) of each save
 
-    def __call__(self, program: SweepProgram, state: TrainState, records: list, histories: list) -> None:
+    def __call__(
+        self, program: SweepProgram, state: TrainState, records: list, histories: list
+    ) -> None:
         if self._current is None or self._current.program != program:
             self._close_current()
             self._current = self._make(program)
@@ -120,26 +169,36 @@ class SweepCheckpointer:
     def close(self) -> None:
         self._close_current()
 
-    def __enter__(self) -> "SweepCheckpointer":
+    def __enter__(self) -> SweepCheckpointer:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
 
 
-def _abstract_state(spec: TrainSpec, program: SweepProgram, input_size: int,
-                    mesh: jax.sharding.Mesh) -> Any:
+def _abstract_state(
+    spec: TrainSpec, program: SweepProgram, input_size: int, mesh: jax.sharding.Mesh
+) -> Any:
     """Shapes, dtypes and member sharding of the program's stacked state, computing nothing."""
     padded = program.members + (program.members[0],) * (program.num_padded - len(program.members))
-    shapes = jax.eval_shape(functools.partial(prog.init_members, spec, padded, input_size=input_size))
+    shapes = jax.eval_shape(
+        functools.partial(prog.init_members, spec, padded, input_size=input_size)
+    )
     sharding = prog.member_sharding(mesh)
-    return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                                  shapes)
+    return jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
+    )
 
 
-def restore_program(sweep_dir: str | Path, config: TrainConfig, program: SweepProgram, *,
-                    num_classes: int, input_size: int, mesh: jax.sharding.Mesh
-                    ) -> tuple[TrainState, list[list[dict]], dict] | None:
+def restore_program(
+    sweep_dir: str | Path,
+    config: TrainConfig,
+    program: SweepProgram,
+    *,
+    num_classes: int,
+    input_size: int,
+    mesh: jax.sharding.Mesh,
+) -> tuple[TrainState, list[list[dict]], dict] | None:
     """The newest intact checkpoint of `program`: (stacked state sharded over `mesh`, histories,
     info), or None when the program has no checkpoint. A damaged newest checkpoint falls back to the
     previous one with a warning; a checkpoint of other members or shapes is a CheckpointError."""
@@ -148,30 +207,42 @@ def restore_program(sweep_dir: str | Path, config: TrainConfig, program: SweepPr
         return None
     expected = program_config(config, program)
     spec = TrainSpec.from_config(expected, num_classes)
-    state, info = restore_checkpoint_in(directory, _abstract_state(spec, program, input_size, mesh),
-                                        "latest", config=expected)
+    state, info = restore_checkpoint_in(
+        directory, _abstract_state(spec, program, input_size, mesh), "latest", config=expected
+    )
     members = [m.to_dict() for m in program.members]
     if info.get("members") != members or info.get("num_padded") != program.num_padded:
-        raise CheckpointError(f"{directory} holds the checkpoint of other members (or another device "
-                              f"count): {len(info.get('members') or [])} members padded to "
-                              f"{info.get('num_padded')}, this program has {len(members)} padded to "
-                              f"{program.num_padded}")
+        raise CheckpointError(
+            f"{directory} holds the checkpoint of other members (or another device "
+            f"count): {len(info.get('members') or [])} members padded to "
+            f"{info.get('num_padded')}, this program has {len(members)} padded to "
+            f"{program.num_padded}"
+        )
     histories = info["history"]
     if max(len(h) for h in histories) != int(info["epoch"]):
-        raise CheckpointError(f"{directory}: checkpoint of epoch {info['epoch']} has histories of "
-                              f"{max(len(h) for h in histories)} epochs")
+        raise CheckpointError(
+            f"{directory}: checkpoint of epoch {info['epoch']} has histories of "
+            f"{max(len(h) for h in histories)} epochs"
+        )
     return state, histories, info
 
 
-def sweep_start(sweep_dir: str | Path, config: TrainConfig, *, num_classes: int, input_size: int,
-                mesh: jax.sharding.Mesh,
-                on_restore: Callable[[SweepProgram, dict], None] | None = None):
+def sweep_start(
+    sweep_dir: str | Path,
+    config: TrainConfig,
+    *,
+    num_classes: int,
+    input_size: int,
+    mesh: jax.sharding.Mesh,
+    on_restore: Callable[[SweepProgram, dict], None] | None = None,
+):
     """A `run_sweep(start=...)` callable that resumes every program from its newest intact checkpoint
     (a program without one starts fresh). `on_restore(program, info)` is told of each restore."""
 
     def start(program: SweepProgram):
-        restored = restore_program(sweep_dir, config, program, num_classes=num_classes,
-                                   input_size=input_size, mesh=mesh)
+        restored = restore_program(
+            sweep_dir, config, program, num_classes=num_classes, input_size=input_size, mesh=mesh
+        )
         if restored is None:
             return None
         state, histories, info = restored

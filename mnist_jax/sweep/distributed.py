@@ -9,7 +9,8 @@ the files.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,15 +18,16 @@ from jax.experimental import multihost_utils
 
 from mnist_jax.errors import ConfigError
 
-ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"        # host:port of process 0's coordinator service
+ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"  # host:port of process 0's coordinator service
 ENV_NUM_PROCESSES = "MNIST_JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
 
 _initialized = False
 
 
-def initialize_distributed_from_env(environ: Mapping[str, str] | None = None, *,
-                                    timeout_s: int = 300) -> bool:
+def initialize_distributed_from_env(
+    environ: Mapping[str, str] | None = None, *, timeout_s: int = 300
+) -> bool:
     """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set; return whether it did.
 
     Must run before anything else touches JAX devices. MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID
@@ -41,15 +43,23 @@ def initialize_distributed_from_env(environ: Mapping[str, str] | None = None, *,
     if _initialized:
         return True
     if ":" not in coordinator:
-        raise ConfigError(f"invalid {ENV_COORDINATOR}={coordinator!r}: expected host:port of process 0")
+        raise ConfigError(
+            f"invalid {ENV_COORDINATOR}={coordinator!r}: expected host:port of process 0"
+        )
     num_processes = _env_int(env, ENV_NUM_PROCESSES, minimum=1)
     process_id = _env_int(env, ENV_PROCESS_ID, minimum=0)
     if process_id >= num_processes:
-        raise ConfigError(f"invalid {ENV_PROCESS_ID}={process_id}: expected below "
-                          f"{ENV_NUM_PROCESSES}={num_processes}")
+        raise ConfigError(
+            f"invalid {ENV_PROCESS_ID}={process_id}: expected below "
+            f"{ENV_NUM_PROCESSES}={num_processes}"
+        )
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id, initialization_timeout=timeout_s)
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=timeout_s,
+    )
     _initialized = True
     return True
 
@@ -57,8 +67,10 @@ def initialize_distributed_from_env(environ: Mapping[str, str] | None = None, *,
 def _env_int(env: Mapping[str, str], name: str, minimum: int) -> int:
     text = env.get(name)
     if text is None:
-        raise ConfigError(f"{ENV_COORDINATOR} is set but {name} is not; set both "
-                          f"{ENV_NUM_PROCESSES} and {ENV_PROCESS_ID}")
+        raise ConfigError(
+            f"{ENV_COORDINATOR} is set but {name} is not; set both "
+            f"{ENV_NUM_PROCESSES} and {ENV_PROCESS_ID}"
+        )
     try:
         value = int(text)
     except ValueError:

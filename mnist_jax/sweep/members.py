@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
@@ -31,8 +31,12 @@ class Member:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         # One place validates run values: TrainConfig raises ConfigError naming the field and value.
-        TrainConfig(seed=self.seed, learning_rate=self.learning_rate, dropout_rate=self.dropout_rate,
-                    hidden_sizes=self.hidden_sizes)
+        TrainConfig(
+            seed=self.seed,
+            learning_rate=self.learning_rate,
+            dropout_rate=self.dropout_rate,
+            hidden_sizes=self.hidden_sizes,
+        )
 
     @property
     def config_key(self) -> ConfigKey:
@@ -41,32 +45,51 @@ class Member:
 
     def config(self, base: TrainConfig) -> TrainConfig:
         """`base` with this member's values: the single-run configuration this member reproduces."""
-        return base.replace(seed=self.seed, learning_rate=self.learning_rate,
-                            dropout_rate=self.dropout_rate, hidden_sizes=self.hidden_sizes)
+        return base.replace(
+            seed=self.seed,
+            learning_rate=self.learning_rate,
+            dropout_rate=self.dropout_rate,
+            hidden_sizes=self.hidden_sizes,
+        )
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "learning_rate": self.learning_rate,
-                "dropout_rate": self.dropout_rate, "hidden_sizes": list(self.hidden_sizes)}
+        return {
+            "seed": self.seed,
+            "learning_rate": self.learning_rate,
+            "dropout_rate": self.dropout_rate,
+            "hidden_sizes": list(self.hidden_sizes),
+        }
 
 
-def expand_members(seeds: Iterable[int], learning_rates: Iterable[float] = (1e-3,),
-                   dropout_rates: Iterable[float] = (0.25,),
-                   hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),)) -> list[Member]:
+def expand_members(
+    seeds: Iterable[int],
+    learning_rates: Iterable[float] = (1e-3,),
+    dropout_rates: Iterable[float] = (0.25,),
+    hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),),
+) -> list[Member]:
     """The grid of every combination, in a fixed order: hidden sizes, then learning rate, then dropout
     rate, then seed (innermost, so the seeds of one configuration are neighbours and usually share a
     program chunk). Raises ConfigError for an empty list, an invalid value or a repeated value."""
-    axes = {"seeds": list(seeds), "learning_rates": list(learning_rates),
-            "dropout_rates": list(dropout_rates),
-            "hidden_sizes_list": [tuple(h) for h in hidden_sizes_list]}
+    axes = {
+        "seeds": list(seeds),
+        "learning_rates": list(learning_rates),
+        "dropout_rates": list(dropout_rates),
+        "hidden_sizes_list": [tuple(h) for h in hidden_sizes_list],
+    }
     for name, values in axes.items():
         if not values:
             raise ConfigError(f"invalid {name}: empty; give at least one value")
         if len(set(values)) != len(values):
-            raise ConfigError(f"invalid {name}={values!r}: values repeat (a sweep would train the same "
-                              f"run twice)")
-    return [Member(seed, lr, dropout, hidden)
-            for hidden in axes["hidden_sizes_list"] for lr in axes["learning_rates"]
-            for dropout in axes["dropout_rates"] for seed in axes["seeds"]]
+            raise ConfigError(
+                f"invalid {name}={values!r}: values repeat (a sweep would train the same run twice)"
+            )
+    return [
+        Member(seed, lr, dropout, hidden)
+        for hidden in axes["hidden_sizes_list"]
+        for lr in axes["learning_rates"]
+        for dropout in axes["dropout_rates"]
+        for seed in axes["seeds"]
+    ]
 
 
 def group_members(members: Iterable[Member]) -> dict[tuple[int, ...], list[Member]]:
@@ -91,12 +114,15 @@ def parse_int_ranges(text: str) -> list[int]:
     for item in items:
         match = _RANGE.match(item)
         if not match:
-            raise ConfigError(f"invalid integer list {text!r}: {item!r} is not N or N-M "
-                              f"(write e.g. '0-3,7')")
+            raise ConfigError(
+                f"invalid integer list {text!r}: {item!r} is not N or N-M (write e.g. '0-3,7')"
+            )
         low = int(match.group(1))
         high = int(match.group(2)) if match.group(2) is not None else low
         if high < low:
-            raise ConfigError(f"invalid integer list {text!r}: range {item!r} goes down; write {high}-{low}")
+            raise ConfigError(
+                f"invalid integer list {text!r}: range {item!r} goes down; write {high}-{low}"
+            )
         values.extend(range(low, high + 1))
     if len(set(values)) != len(values):
         repeated = sorted({v for v in values if values.count(v) > 1})

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits
 from mnist_jax.fit import DeviceData
@@ -28,8 +29,8 @@ from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
 from mnist_jax.train import TrainSpec, TrainState, init_train_state, train_epoch
 
 MEMBER_AXIS = "members"
-CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30   # per device, when the device does not report its memory
-DEVICE_MEMORY_FRACTION = 0.5           # of `bytes_limit` where the device reports it
+CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30  # per device, when the device does not report its memory
+DEVICE_MEMORY_FRACTION = 0.5  # of `bytes_limit` where the device reports it
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -68,12 +69,14 @@ def replicate_data(data: DeviceData, mesh: Mesh) -> DeviceData:
 
 def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeds (uint32, as `create_train_state` passes them), learning rates and dropout rates (float32)."""
-    return (np.asarray([m.seed for m in members], np.uint32),
-            np.asarray([m.learning_rate for m in members], np.float32),
-            np.asarray([m.dropout_rate for m in members], np.float32))
+    return (
+        np.asarray([m.seed for m in members], np.uint32),
+        np.asarray([m.learning_rate for m in members], np.float32),
+        np.asarray([m.dropout_rate for m in members], np.float32),
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_program(spec: TrainSpec, input_size: int, sharding: NamedSharding | None):
     init = jax.vmap(functools.partial(init_train_state, spec, input_size=input_size))
     if sharding is None:
@@ -81,8 +84,9 @@ def _init_program(spec: TrainSpec, input_size: int, sharding: NamedSharding | No
     return jax.jit(init, in_shardings=sharding, out_shardings=sharding)
 
 
-def init_members(spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None,
-                 input_size: int = 784) -> TrainState:
+def init_members(
+    spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None, input_size: int = 784
+) -> TrainState:
     """The stacked initial train state of `members` (leading axis = member).
 
     `jax.vmap(init_train_state)` over the members' seeds and hyper-parameters: member k's state is
@@ -92,12 +96,16 @@ def init_members(spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | Non
     """
     for m in members:
         if m.hidden_sizes != tuple(spec.hidden_sizes):
-            raise ValueError(f"member {m} has hidden sizes other than the spec's {spec.hidden_sizes}")
+            raise ValueError(
+                f"member {m} has hidden sizes other than the spec's {spec.hidden_sizes}"
+            )
     sharding = None if mesh is None else member_sharding(mesh)
     arrays = member_arrays(members)
     if sharding is not None:
         if len(members) % mesh.size:
-            raise ValueError(f"{len(members)} members do not divide over {mesh.size} devices; pad them")
+            raise ValueError(
+                f"{len(members)} members do not divide over {mesh.size} devices; pad them"
+            )
         arrays = tuple(_global_array(a, sharding) for a in arrays)
     return _init_program(spec, input_size, sharding)(*arrays)
 
@@ -120,6 +128,7 @@ def over_members(fn, mesh: Mesh, members_per_step: int | None):
     k at a time under `lax.map`; a group of one calls `fn` unbatched, exactly as a single run does
     (so results equal the single run's bitwise), a larger group vmaps it.
     """
+
     def vmapped(stacked, *shared):
         return jax.vmap(fn, in_axes=(0,) + (None,) * len(shared))(stacked, *shared)
 
@@ -129,17 +138,22 @@ def over_members(fn, mesh: Mesh, members_per_step: int | None):
     def local(stacked, *shared):
         count = jax.tree_util.tree_leaves(stacked)[0].shape[0]
         width = math.gcd(count, members_per_step)
-        return jax.lax.map(lambda one: fn(one, *shared), stacked,
-                           batch_size=width if width > 1 else None)
+        return jax.lax.map(
+            lambda one: fn(one, *shared), stacked, batch_size=width if width > 1 else None
+        )
 
     def program(stacked, *shared):
-        return jax.shard_map(local, mesh=mesh, in_specs=(P(MEMBER_AXIS),) + (P(),) * len(shared),
-                             out_specs=P(MEMBER_AXIS))(stacked, *shared)
+        return jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(MEMBER_AXIS),) + (P(),) * len(shared),
+            out_specs=P(MEMBER_AXIS),
+        )(stacked, *shared)
 
     return program
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = None):
     """`jit(vmap(train_epoch))`: stacked states (donated, member-sharded), shared replicated data.
 
@@ -150,33 +164,60 @@ def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = No
     """
     members, data = member_sharding(mesh), replicated(mesh)
     program = over_members(functools.partial(train_epoch, spec), mesh, members_per_step)
-    return jax.jit(program, in_shardings=(members, data, data), out_shardings=(members, members),
-                   donate_argnums=0)
+    return jax.jit(
+        program,
+        in_shardings=(members, data, data),
+        out_shardings=(members, members),
+        donate_argnums=0,
+    )
 
 
-@functools.lru_cache(maxsize=None)
-def validate_program(spec: TrainSpec, mesh: Mesh, chunk_size: int,
-                     members_per_step: int | None = None):
+@functools.cache
+def validate_program(
+    spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None
+):
     """Per-member validation loss and accuracy of stacked params (`evaluate_loss_accuracy`)."""
     members, data = member_sharding(mesh), replicated(mesh)
-    evaluate = functools.partial(evaluate_loss_accuracy, hidden_sizes=tuple(spec.hidden_sizes),
-                                 num_classes=spec.num_classes, chunk_size=chunk_size)
-    return jax.jit(over_members(evaluate, mesh, members_per_step), in_shardings=(members, data, data),
-                   out_shardings=members)
+    evaluate = functools.partial(
+        evaluate_loss_accuracy,
+        hidden_sizes=tuple(spec.hidden_sizes),
+        num_classes=spec.num_classes,
+        chunk_size=chunk_size,
+    )
+    return jax.jit(
+        over_members(evaluate, mesh, members_per_step),
+        in_shardings=(members, data, data),
+        out_shardings=members,
+    )
 
 
-@functools.lru_cache(maxsize=None)
-def logits_program(spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None):
+@functools.cache
+def logits_program(
+    spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None
+):
     """Per-member logits (M, N, C) of stacked params (`predict_logits`), member-sharded."""
     members, data = member_sharding(mesh), replicated(mesh)
-    predict = functools.partial(predict_logits, hidden_sizes=tuple(spec.hidden_sizes),
-                                num_classes=spec.num_classes, chunk_size=chunk_size)
-    return jax.jit(over_members(predict, mesh, members_per_step), in_shardings=(members, data),
-                   out_shardings=members)
+    predict = functools.partial(
+        predict_logits,
+        hidden_sizes=tuple(spec.hidden_sizes),
+        num_classes=spec.num_classes,
+        chunk_size=chunk_size,
+    )
+    return jax.jit(
+        over_members(predict, mesh, members_per_step),
+        in_shardings=(members, data),
+        out_shardings=members,
+    )
 
 
-def member_bytes(spec: TrainSpec, num_examples: int, *, input_size: int = 784,
-                 eval_examples: int = 10_000, eval_chunk_size: int = 2_000) -> int:
+def member_bytes(
+    spec: TrainSpec,
+    num_examples: int,
+    *,
+    input_size: int = 784,
+    eval_examples: int = 10_000,
+    eval_chunk_size: int = 2_000,
+) -> int:
     """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
 
     - state: parameters, Adam's two moments, plus the gradient and update alive during a step (x5);
@@ -192,7 +233,9 @@ def member_bytes(spec: TrainSpec, num_examples: int, *, input_size: int = 784,
     state = 5 * params
     step = 2 * spec.batch_size * (input_size + 3 * width)
     shuffle = 4 * num_examples
-    evaluation = 2 * (eval_chunk_size * width + (eval_examples + eval_chunk_size) * spec.num_classes)
+    evaluation = 2 * (
+        eval_chunk_size * width + (eval_examples + eval_chunk_size) * spec.num_classes
+    )
     return 4 * (state + step + shuffle + evaluation)
 
 
@@ -202,15 +245,22 @@ def default_budget_bytes(device: jax.Device | None = None) -> int:
     device = device or jax.local_devices()[0]
     try:
         stats = device.memory_stats()
-    except Exception:  # noqa: BLE001 - some backends raise instead of returning None
+    except Exception:
         stats = None
     limit = (stats or {}).get("bytes_limit")
     return int(limit * DEVICE_MEMORY_FRACTION) if limit else CPU_DEFAULT_BUDGET_BYTES
 
 
-def members_per_program(spec: TrainSpec, num_examples: int, bytes_budget: int | None = None, *,
-                        num_devices: int | None = None, input_size: int = 784,
-                        eval_examples: int = 10_000, eval_chunk_size: int = 2_000) -> int:
+def members_per_program(
+    spec: TrainSpec,
+    num_examples: int,
+    bytes_budget: int | None = None,
+    *,
+    num_devices: int | None = None,
+    input_size: int = 784,
+    eval_examples: int = 10_000,
+    eval_chunk_size: int = 2_000,
+) -> int:
     """How many members one compiled program call may hold: per device `bytes_budget // member_bytes`
     (at least `MIN_MEMBERS_PER_DEVICE`, which every call computes anyway), times the number of devices
     (so a multiple of it).
@@ -219,6 +269,11 @@ def members_per_program(spec: TrainSpec, num_examples: int, bytes_budget: int | 
     """
     budget = default_budget_bytes() if bytes_budget is None else int(bytes_budget)
     num_devices = jax.device_count() if num_devices is None else num_devices
-    per_member = member_bytes(spec, num_examples, input_size=input_size, eval_examples=eval_examples,
-                              eval_chunk_size=eval_chunk_size)
+    per_member = member_bytes(
+        spec,
+        num_examples,
+        input_size=input_size,
+        eval_examples=eval_examples,
+        eval_chunk_size=eval_chunk_size,
+    )
     return max(MIN_MEMBERS_PER_DEVICE, budget // per_member) * num_devices

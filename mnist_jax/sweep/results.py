@@ -8,7 +8,7 @@ call these rather than grouping results themselves. Diverged members are left ou
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -25,14 +25,18 @@ def config_label(key: ConfigKey | Sequence) -> str:
     """A configuration (learning rate, dropout rate, hidden sizes) as one line of text, e.g.
     "lr=0.001 dropout=0.25 hidden=128,128"; the hidden sizes may be any sequence of ints."""
     learning_rate, dropout_rate, hidden_sizes = key
-    return f"lr={learning_rate:g} dropout={dropout_rate:g} hidden={','.join(map(str, hidden_sizes))}"
+    return (
+        f"lr={learning_rate:g} dropout={dropout_rate:g} hidden={','.join(map(str, hidden_sizes))}"
+    )
 
 
 def _live(results: Sequence) -> list:
     return [r for r in results if r.diverged_epoch is None]
 
 
-def values_by_config(results: Sequence, metric: str = "test_accuracy") -> dict[ConfigKey, dict[int, float]]:
+def values_by_config(
+    results: Sequence, metric: str = "test_accuracy"
+) -> dict[ConfigKey, dict[int, float]]:
     """Per configuration: seed -> `metric` of that member, for the non-diverged members.
 
     `metric` is one of `MemberResult.metrics()`'s names (`MEMBER_METRICS`: "test_accuracy",
@@ -49,7 +53,9 @@ def values_by_config(results: Sequence, metric: str = "test_accuracy") -> dict[C
     return out
 
 
-def curves_by_config(results: Sequence, metric: str = "val_accuracy") -> dict[ConfigKey, np.ndarray]:
+def curves_by_config(
+    results: Sequence, metric: str = "val_accuracy"
+) -> dict[ConfigKey, np.ndarray]:
     """Per configuration: the float64 array (members, epochs) of `metric` per epoch, one row per
     non-diverged member in the order of `results` (the input of `plots.plot_learning_curves_band`).
 
@@ -65,8 +71,10 @@ def curves_by_config(results: Sequence, metric: str = "val_accuracy") -> dict[Co
     for key, curves in rows.items():
         lengths = sorted({len(c) for c in curves})
         if len(lengths) != 1:
-            raise ValueError(f"{config_label(key)}: members have histories of {lengths} epochs; "
-                             "curves need equally many")
+            raise ValueError(
+                f"{config_label(key)}: members have histories of {lengths} epochs; "
+                "curves need equally many"
+            )
         out[key] = np.asarray(curves, np.float64).reshape(len(curves), lengths[0])
     return out
 

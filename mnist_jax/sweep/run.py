@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -47,7 +47,7 @@ class SweepProgram:
     """
 
     hidden_sizes: tuple[int, ...]
-    index: int                   # position of this chunk in the sweep (0, 1, ...)
+    index: int  # position of this chunk in the sweep (0, 1, ...)
     members: tuple[Member, ...]
     num_padded: int
 
@@ -57,24 +57,28 @@ class MemberResult:
     member: Member
     history: list[dict]
     diverged_epoch: int | None = None
-    test: dict | None = None                 # `metrics.classification_report` of the final params
-    test_logits: np.ndarray | None = None    # (N_test, C) float32, for ensembles and further analysis
-    state: TrainState | None = None          # final state (numpy leaves), when `keep_states`
-    program: int = 0                         # SweepProgram.index that trained it
+    test: dict | None = None  # `metrics.classification_report` of the final params
+    test_logits: np.ndarray | None = None  # (N_test, C) float32, for ensembles and further analysis
+    state: TrainState | None = None  # final state (numpy leaves), when `keep_states`
+    program: int = 0  # SweepProgram.index that trained it
 
     def metrics(self) -> dict[str, float | None]:
         """Final numbers: test loss/accuracy and the last epoch's validation loss/accuracy."""
         last = self.history[-1] if self.history else {}
-        return {"test_accuracy": (self.test or {}).get("test_accuracy"),
-                "test_loss": (self.test or {}).get("test_loss"),
-                "final_val_accuracy": last.get("val_accuracy"),
-                "final_val_loss": last.get("val_loss")}
+        return {
+            "test_accuracy": (self.test or {}).get("test_accuracy"),
+            "test_loss": (self.test or {}).get("test_loss"),
+            "final_val_accuracy": last.get("val_accuracy"),
+            "final_val_loss": last.get("val_loss"),
+        }
 
 
 @dataclasses.dataclass
 class SweepResult:
     members: list[MemberResult]
-    ensembles: dict[ConfigKey, dict]    # config key -> {"ensemble_accuracy", "ensemble_loss", "ensemble_size"}
+    ensembles: dict[
+        ConfigKey, dict
+    ]  # config key -> {"ensemble_accuracy", "ensemble_loss", "ensemble_size"}
     programs: list[SweepProgram]
     compile_seconds: float
     num_devices: int
@@ -82,6 +86,7 @@ class SweepResult:
     def summary(self) -> list[dict]:
         """`summarize_by_config` of the members, with the ensembles."""
         from mnist_jax.sweep.stats import summarize_by_config
+
         return summarize_by_config(self.members, self.ensembles)
 
 
@@ -90,37 +95,50 @@ SweepCallback = Callable[[SweepProgram, TrainState, list, list], None]
 SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | None"]
 
 
-def plan_programs(members: Sequence[Member], members_per_program: int, num_devices: int
-                  ) -> list[SweepProgram]:
+def plan_programs(
+    members: Sequence[Member], members_per_program: int, num_devices: int
+) -> list[SweepProgram]:
     """The program calls of a sweep: groups by hidden sizes, cut into chunks, padded for the devices."""
     programs = []
     for hidden_sizes, group in group_members(members).items():
         start = 0
         for size in chunk_sizes(len(group), members_per_program, num_devices):
-            chunk = tuple(group[start:start + size])
-            programs.append(SweepProgram(hidden_sizes, len(programs), chunk,
-                                         padded_size(size, num_devices)))
+            chunk = tuple(group[start : start + size])
+            programs.append(
+                SweepProgram(hidden_sizes, len(programs), chunk, padded_size(size, num_devices))
+            )
             start += size
     return programs
 
 
-def resolve_members_per_program(config: TrainConfig, members: Sequence[Member], data: DeviceData,
-                                num_devices: int) -> int:
+def resolve_members_per_program(
+    config: TrainConfig, members: Sequence[Member], data: DeviceData, num_devices: int
+) -> int:
     """`run_sweep`'s default program size: the memory estimate for the widest group of `members`."""
     largest = max(group_members(members), key=lambda h: sum(h))
     return prog.members_per_program(
         TrainSpec.from_config(config.replace(hidden_sizes=largest), data.num_classes),
-        int(data.train_images.shape[0]), num_devices=num_devices,
+        int(data.train_images.shape[0]),
+        num_devices=num_devices,
         input_size=int(data.train_images.shape[1]),
         eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
-        eval_chunk_size=config.eval_batch_size)
+        eval_chunk_size=config.eval_batch_size,
+    )
 
 
-def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, *,
-              members_per_program: int | None = None, callbacks: Sequence[SweepCallback] = (),
-              mesh: jax.sharding.Mesh | None = None, keep_states: bool = True,
-              raise_on_divergence: bool = False, start: SweepStart | None = None,
-              members_per_step: int | None | str = "auto") -> SweepResult:
+def run_sweep(
+    config: TrainConfig,
+    members: Sequence[Member],
+    data: DeviceData,
+    *,
+    members_per_program: int | None = None,
+    callbacks: Sequence[SweepCallback] = (),
+    mesh: jax.sharding.Mesh | None = None,
+    keep_states: bool = True,
+    raise_on_divergence: bool = False,
+    start: SweepStart | None = None,
+    members_per_step: int | None | str = "auto",
+) -> SweepResult:
     """Train every member for `config.epochs` epochs; return per-member histories, test metrics and states.
 
     `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each member
@@ -159,18 +177,32 @@ def run_sweep(config: TrainConfig, members: Sequence[Member], data: DeviceData, 
     compile_seconds = 0.0
     for program in programs:
         started = start(program) if start is not None else None
-        outcome, seconds = _run_program(config, program, shared, mesh, input_size, callbacks,
-                                        keep_states, raise_on_divergence, test_labels, started,
-                                        members_per_step)
+        outcome, seconds = _run_program(
+            config,
+            program,
+            shared,
+            mesh,
+            input_size,
+            callbacks,
+            keep_states,
+            raise_on_divergence,
+            test_labels,
+            started,
+            members_per_step,
+        )
         compile_seconds += seconds
         results.update({r.member: r for r in outcome})
     ordered = [results[m] for m in members]
-    return SweepResult(ordered, ensembles(ordered, test_labels), programs, compile_seconds, num_devices)
+    return SweepResult(
+        ordered, ensembles(ordered, test_labels), programs, compile_seconds, num_devices
+    )
 
 
 def _diverged_epoch(history: Sequence[dict]) -> int | None:
     """The epoch of a history's non-finite record (always its last), else None."""
-    if history and not (np.isfinite(history[-1]["train_loss"]) and np.isfinite(history[-1]["val_loss"])):
+    if history and not (
+        np.isfinite(history[-1]["train_loss"]) and np.isfinite(history[-1]["val_loss"])
+    ):
         return int(history[-1]["epoch"])
     return None
 
@@ -180,13 +212,17 @@ def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, li
     state, histories = started
     histories = [list(h) for h in histories]
     if len(histories) != len(program.members):
-        raise ConfigError(f"program {program.index}: start gave {len(histories)} histories for "
-                          f"{len(program.members)} members")
+        raise ConfigError(
+            f"program {program.index}: start gave {len(histories)} histories for "
+            f"{len(program.members)} members"
+        )
     sharding = prog.member_sharding(mesh)
     rows = {int(np.shape(x)[0]) for x in jax.tree_util.tree_leaves(state)}
     if rows != {program.num_padded}:
-        raise ConfigError(f"program {program.index}: start gave a state with {sorted(rows)} rows, the "
-                          f"program has {program.num_padded}")
+        raise ConfigError(
+            f"program {program.index}: start gave a state with {sorted(rows)} rows, the "
+            f"program has {program.num_padded}"
+        )
 
     def place(x):
         if isinstance(x, jax.Array) and x.sharding == sharding:
@@ -196,11 +232,22 @@ def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, li
     return jax.tree_util.tree_map(place, state), histories
 
 
-def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, mesh, input_size: int,
-                 callbacks, keep_states: bool, raise_on_divergence: bool, test_labels: np.ndarray,
-                 started=None, members_per_step: int | None = None
-                 ) -> tuple[list[MemberResult], float]:
-    spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), data.num_classes)
+def _run_program(
+    config: TrainConfig,
+    program: SweepProgram,
+    data: DeviceData,
+    mesh,
+    input_size: int,
+    callbacks,
+    keep_states: bool,
+    raise_on_divergence: bool,
+    test_labels: np.ndarray,
+    started=None,
+    members_per_step: int | None = None,
+) -> tuple[list[MemberResult], float]:
+    spec = TrainSpec.from_config(
+        config.replace(hidden_sizes=program.hidden_sizes), data.num_classes
+    )
     real = len(program.members)
     if started is None:
         padded = program.members + (program.members[0],) * (program.num_padded - real)
@@ -208,17 +255,25 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
         histories = [[] for _ in program.members]
     else:
         state, histories = _started_state(program, started, mesh)
-    results = [MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
-               for m, h in zip(program.members, histories)]
+    results = [
+        MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
+        for m, h in zip(program.members, histories)
+    ]
     first_epoch = 1 + max(len(h) for h in histories)
 
     compile_seconds = 0.0
     if first_epoch <= config.epochs:
         start = time.perf_counter()
-        epoch_call = prog.epoch_program(spec, mesh, members_per_step).lower(
-            state, data.train_images, data.train_labels).compile()
-        validate = prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
-            state.params, data.val_images, data.val_labels).compile()
+        epoch_call = (
+            prog.epoch_program(spec, mesh, members_per_step)
+            .lower(state, data.train_images, data.train_labels)
+            .compile()
+        )
+        validate = (
+            prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step)
+            .lower(state.params, data.val_images, data.val_labels)
+            .compile()
+        )
         compile_seconds = time.perf_counter() - start
 
     for epoch in range(first_epoch, config.epochs + 1):
@@ -234,12 +289,14 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
             if result.diverged_epoch is not None:
                 records.append(None)
                 continue
-            record = {"epoch": epoch,
-                      "train_loss": float(train_metrics["loss"][k]),
-                      "train_accuracy": float(train_metrics["accuracy"][k]),
-                      "val_loss": float(val_metrics["loss"][k]),
-                      "val_accuracy": float(val_metrics["accuracy"][k]),
-                      "seconds": seconds}   # the whole program's epoch: members train together
+            record = {
+                "epoch": epoch,
+                "train_loss": float(train_metrics["loss"][k]),
+                "train_accuracy": float(train_metrics["accuracy"][k]),
+                "val_loss": float(val_metrics["loss"][k]),
+                "val_accuracy": float(val_metrics["accuracy"][k]),
+                "seconds": seconds,
+            }  # the whole program's epoch: members train together
             result.history.append(record)
             records.append(record)
             if not (np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])):
@@ -248,13 +305,15 @@ def _run_program(config: TrainConfig, program: SweepProgram, data: DeviceData, m
                     raise TrainingError(
                         f"sweep member {result.member} diverged at epoch {epoch}: train loss "
                         f"{record['train_loss']}, validation loss {record['val_loss']}; lower its "
-                        f"learning rate")
+                        f"learning rate"
+                    )
         histories = [r.history for r in results]
         for callback in callbacks:
             callback(program, state, records, histories)
 
     logits = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)(
-        state.params, data.test_images)
+        state.params, data.test_images
+    )
     logits = np.asarray(gather_to_host(logits))[:real]
     host_state = gather_to_host(state) if keep_states else None
     for k, result in enumerate(results):
@@ -277,9 +336,11 @@ def ensembles(results: Sequence[MemberResult], test_labels: np.ndarray) -> dict[
     for key, logits in by_config.items():
         probabilities = np.mean([_softmax(x) for x in logits], axis=0)
         picked = probabilities[np.arange(len(test_labels)), test_labels]
-        out[key] = {"ensemble_accuracy": float(np.mean(np.argmax(probabilities, -1) == test_labels)),
-                    "ensemble_loss": float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
-                    "ensemble_size": len(logits)}
+        out[key] = {
+            "ensemble_accuracy": float(np.mean(np.argmax(probabilities, -1) == test_labels)),
+            "ensemble_loss": float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
+            "ensemble_size": len(logits),
+        }
     return out
 
 

@@ -7,7 +7,7 @@ the dicts are valid JSON as they are.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.stats
@@ -23,8 +23,15 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
     """
     x = np.asarray(list(values), np.float64)
     n = int(x.size)
-    out = {"mean": None, "std": None, "ci95_low": None, "ci95_high": None, "min": None, "max": None,
-           "n": n}
+    out = {
+        "mean": None,
+        "std": None,
+        "ci95_low": None,
+        "ci95_high": None,
+        "min": None,
+        "max": None,
+        "n": n,
+    }
     if n == 0:
         return out
     out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
@@ -38,8 +45,11 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
 
 
-def summarize_by_config(member_results: Sequence, ensembles: Mapping[ConfigKey, dict] | None = None,
-                        metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict]:
+def summarize_by_config(
+    member_results: Sequence,
+    ensembles: Mapping[ConfigKey, dict] | None = None,
+    metrics: Sequence[str] = SUMMARY_METRICS,
+) -> list[dict]:
     """One row per configuration (learning rate, dropout rate, hidden sizes), over its seeds.
 
     `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and `.metrics()`).
@@ -49,9 +59,17 @@ def summarize_by_config(member_results: Sequence, ensembles: Mapping[ConfigKey, 
     rows: dict[ConfigKey, dict] = {}
     for result in member_results:
         key = result.member.config_key
-        row = rows.setdefault(key, {"learning_rate": key[0], "dropout_rate": key[1],
-                                    "hidden_sizes": list(key[2]), "seeds": [], "diverged": [],
-                                    "_values": {m: [] for m in metrics}})
+        row = rows.setdefault(
+            key,
+            {
+                "learning_rate": key[0],
+                "dropout_rate": key[1],
+                "hidden_sizes": list(key[2]),
+                "seeds": [],
+                "diverged": [],
+                "_values": {m: [] for m in metrics},
+            },
+        )
         row["seeds"].append(result.member.seed)
         if result.diverged_epoch is not None:
             row["diverged"].append(result.member.seed)
