@@ -24,3 +24,7 @@ class TrainingError(MnistJaxError):
 
 class CheckpointError(MnistJaxError):
     """A checkpoint or run directory that is missing, damaged or incompatible."""
+
+
+class OutputError(MnistJaxError):
+    """A file or folder that cannot be written (disk full, read-only, removed)."""
