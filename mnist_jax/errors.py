@@ -15,7 +15,7 @@ class ConfigError(MnistJaxError, ValueError):
 
 
 class DataError(MnistJaxError):
-    """Missing, truncated, corrupt or mismatched dataset files, or a dataset that cannot be fetched."""
+    """Dataset files that are missing, truncated, corrupt or mismatched, or cannot be fetched."""
 
 
 class TrainingError(MnistJaxError):
@@ -27,4 +27,13 @@ class CheckpointError(MnistJaxError):
 
 
 class OutputError(MnistJaxError):
-    """A file or folder that cannot be written (disk full, read-only, removed)."""
+    """A file or folder that cannot be written (disk full, read-only, removed).
+
+    `path` is what was being written and `errno` the operating system's error number, when the
+    raiser knows them (`mnist_jax.fileio` always sets both); otherwise None.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.errno = errno

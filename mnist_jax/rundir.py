@@ -13,7 +13,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +21,14 @@ import jax
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, MnistJaxError
 
+# Re-exported: the atomic writers live in `mnist_jax.fileio`; run code imports them from here.
+from mnist_jax.fileio import write_json_atomic as write_json_atomic
+from mnist_jax.fileio import write_text_atomic as write_text_atomic
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 # Files whose presence means a folder already holds a run.
 RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, "checkpoints", "summary.json")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: str | os.PathLike, value: Any) -> Path:
-    return write_text_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
