@@ -17,8 +17,9 @@ import numpy as np
 
 from mnist_jax import plots
 from mnist_jax.evaluate import predict_logits
+from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.metrics import classification_report
-from mnist_jax.rundir import METRICS_FILE, write_json_atomic, write_text_atomic
+from mnist_jax.rundir import METRICS_FILE
 
 SAMPLE_INDEX = (
     0  # the test image shown with its prediction: the first one, so every run shows the same

@@ -1,13 +1,16 @@
 """IDX reading and writing, and the validation of a dataset folder's content."""
 
+import errno
 import gzip
+import os
 
 import numpy as np
 import pytest
 
+from mnist_jax import fileio
 from mnist_jax.data import read_dataset_dir, read_idx, write_idx
 from mnist_jax.data.fake import write_fake_dataset
-from mnist_jax.errors import DataError
+from mnist_jax.errors import DataError, OutputError
 
 
 def header(code, *dims):
@@ -52,6 +55,19 @@ def test_write_rejects_a_dtype_idx_cannot_store(tmp_path):
 
 def test_write_leaves_no_temporary_file(tmp_path):
     write_idx(tmp_path / "x.gz", np.zeros(3, np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.gz"]
+
+
+def test_a_failed_write_is_an_output_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    old = write_idx(tmp_path / "x.gz", np.zeros(3, np.uint8)).read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(OutputError, match="x.gz: No space left on device"):
+        write_idx(tmp_path / "x.gz", np.ones(3, np.uint8))
+    assert (tmp_path / "x.gz").read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["x.gz"]
 
 

@@ -1,17 +1,20 @@
 """Where `load_dataset` finds files: explicit folder, $MNIST_JAX_DATA, cache, verified download."""
 
+import errno
 import functools
 import http.server
+import os
 import socket
 import threading
 import time
 
 import pytest
 
+from mnist_jax import fileio
 from mnist_jax.data import KNOWN_DATASETS, cache_folder, catalog, load_dataset
 from mnist_jax.data.catalog import FILE_STEMS, DatasetSpec
 from mnist_jax.data.fake import write_fake_dataset
-from mnist_jax.errors import DataError
+from mnist_jax.errors import DataError, OutputError
 
 
 @pytest.fixture(autouse=True)
@@ -230,6 +233,25 @@ def test_checksum_mismatch_keeps_no_file_in_the_cache(monkeypatch, cache, mirror
         load_dataset("tiny", cache_dir=cache)
     left = sorted(p.name for p in (cache / "tiny").iterdir())
     assert left == ["train-images-idx3-ubyte.gz"]  # verified before it; no partial or bad file
+
+
+def test_a_cache_that_cannot_be_written_is_an_output_error_not_a_network_failure(
+    monkeypatch, cache, mirror
+):
+    url, hashes, requests = mirror
+    register(monkeypatch, "tiny", hashes, [url + "files/", url + "files/"])
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(OutputError) as info:
+        load_dataset("tiny", cache_dir=cache)
+    assert str(info.value) == (
+        f"cannot write {cache / 'tiny' / FILE_STEMS[0]}.gz: No space left on device"
+    )
+    assert len(requests) == 1  # not retried on the next mirror: the network was fine
+    assert list((cache / "tiny").iterdir()) == []
 
 
 def test_unreachable_mirror_fails_fast_with_how_to_use_local_files(monkeypatch, cache):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from mnist_jax import plots
+from mnist_jax import fileio, plots
+from mnist_jax.errors import OutputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -402,6 +407,25 @@ def test_save_figure_failure_keeps_the_old_file_and_removes_the_temp_file(tmp_pa
 
     monkeypatch.setattr(fig, "savefig", broken_savefig)
     with pytest.raises(RuntimeError, match="disk full"):
+        plots.save_figure(fig, target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+def test_save_figure_on_a_full_disk_is_an_output_error_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"old")
+    fig = plots.plot_top_errors(_images(2), [])
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(
+        OutputError, match=re.escape(f"cannot write {target}: No space left on device")
+    ):
         plots.save_figure(fig, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from mnist_jax.data.catalog import FILE_STEMS, DatasetSpec
 from mnist_jax.errors import DataError
+from mnist_jax.fileio import make_folder, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def download_dataset(spec: DatasetSpec, dest: Path, *, timeout: float = TIMEOUT_
     """
     if not spec.downloadable:
         raise DownloadFailed([f"{spec.name} has no verified download"])
-    dest.mkdir(parents=True, exist_ok=True)
+    make_folder(dest)
     for stem in FILE_STEMS:
         if (dest / stem).is_file() or (dest / f"{stem}.gz").is_file():
             continue  # kept from an earlier, interrupted download; verified when read
@@ -51,43 +50,46 @@ def download_dataset(spec: DatasetSpec, dest: Path, *, timeout: float = TIMEOUT_
 
 
 def _download_one(spec: DatasetSpec, stem: str, dest: Path, timeout: float) -> None:
+    """Fetch `stem.gz` from the first mirror that delivers it; keep it only if its checksum holds.
+
+    The file is read into memory (MNIST's largest is 9.9 MB) and verified there, so a bad or
+    partial download never reaches `dest`; `fileio` then writes it atomically, and a write that
+    fails (disk full, read-only cache) is an `OutputError`, not a network failure to retry.
+    """
     attempts: list[str] = []
     bad_content: list[str] = []
     for mirror in spec.mirrors:
         url = f"{mirror}{stem}.gz"
         log.info("downloading %s", url)
-        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{stem}.", suffix=".part")
-        tmp = Path(tmp_name)
         try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                urllib.request.urlopen(url, timeout=timeout) as response,
-            ):
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                chunks = []
                 while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-            problem = _verify(tmp, spec.sha256[stem])
-            if problem is None:
-                os.replace(tmp, dest / f"{stem}.gz")  # atomic: readers never see a partial file
-                return
-            bad_content.append(f"{url}: {problem}")
+                    chunks.append(chunk)
         except (urllib.error.URLError, OSError, ValueError) as e:
             # URLError covers DNS failures and refused connections; socket timeouts are OSErrors.
             reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
             attempts.append(f"{url} ({reason})")
-        finally:
-            tmp.unlink(missing_ok=True)
+            continue
+        data = b"".join(chunks)
+        problem = _verify(data, spec.sha256[stem])
+        if problem is None:
+            write_bytes_atomic(dest / f"{stem}.gz", data)  # readers never see a partial file
+            return
+        bad_content.append(f"{url}: {problem}")
     if bad_content:
         raise DataError(
-            f"downloaded {stem}.gz for {spec.name} but its content is wrong ({'; '.join(bad_content)}); "
-            f"nothing was kept in {dest}. Download the files by hand and pass --data-dir FOLDER."
+            f"downloaded {stem}.gz for {spec.name} but its content is wrong "
+            f"({'; '.join(bad_content)}); nothing was kept in {dest}. Download the files by hand "
+            "and pass --data-dir FOLDER."
         )
     raise DownloadFailed(attempts)
 
 
-def _verify(path: Path, expected_sha256: str) -> str | None:
-    """None if the gzip file decompresses to content with the expected SHA-256, else what is wrong."""
+def _verify(gz_data: bytes, expected_sha256: str) -> str | None:
+    """None if `gz_data` decompresses to content with the expected SHA-256, else what is wrong."""
     try:
-        data = gzip.decompress(path.read_bytes())
+        data = gzip.decompress(gz_data)
     except (OSError, EOFError, zlib.error) as e:
         return f"not a valid gzip file ({e})"
     actual = hashlib.sha256(data).hexdigest()

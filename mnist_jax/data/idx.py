@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mnist_jax.errors import DataError
+from mnist_jax.fileio import write_bytes_atomic
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -149,7 +149,8 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:
     """Write `array` as an IDX file; gzip it if `compress`, or (when None) if the name ends in '.gz'.
 
-    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    The file is written atomically (`mnist_jax.fileio`): a reader never sees half a file, and a
+    failed write is an `OutputError` that leaves an existing file as it was.
     """
     path = Path(path)
     if compress is None:
@@ -158,17 +159,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     if compress:
         # mtime=0 makes the output byte-for-byte reproducible.
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    atomic_write_bytes(path, data)
-    return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return write_bytes_atomic(path, data)
