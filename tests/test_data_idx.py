@@ -148,7 +148,7 @@ def test_label_out_of_range_names_the_labels_file(tmp_path):
     write_fake_dataset(tmp_path)
     labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
     write_idx(labels, np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], np.uint8))
-    with pytest.raises(DataError, match="label 10 is outside 0..9") as info:
+    with pytest.raises(DataError, match=r"label 10 \(1 of 10 examples\) is outside 0..9") as info:
         read_dataset_dir(tmp_path, "kmnist")  # a known name: 10 classes
     assert str(labels) in str(info.value)
 
@@ -157,6 +157,89 @@ def test_unknown_dataset_takes_its_class_count_from_the_labels(tmp_path):
     write_fake_dataset(tmp_path, num_classes=3)
     ds = read_dataset_dir(tmp_path, "my_digits")
     assert ds.num_classes == 3 and ds.class_names == ("0", "1", "2")
+
+
+def replace_labels(folder, stem, labels, dtype=np.uint8):
+    """Overwrite one labels file of a fake dataset folder; return its path."""
+    return write_idx(folder / f"{stem}.gz", np.asarray(labels, dtype))
+
+
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+
+
+def test_one_stray_label_is_refused_instead_of_making_a_201_class_problem(tmp_path):
+    """The issue: the digits 0..9 and one label 200 silently became 201 classes."""
+    write_fake_dataset(tmp_path, num_train=20)
+    labels = replace_labels(tmp_path, TRAIN_LABELS, [*range(10), *range(9), 200])
+    with pytest.raises(DataError) as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    message = str(info.value)
+    assert message.startswith(f"{labels}: the labels must number the classes 0..K-1")
+    assert "label 200 (1 of 20 examples) lies beyond 190 classes without any (10..199)" in message
+    assert "201 classes" in message and "\n" not in message
+
+
+def test_a_stray_label_is_refused_through_load_dataset_too(tmp_path):
+    from mnist_jax.data import load_dataset
+
+    write_fake_dataset(tmp_path, num_train=20)
+    replace_labels(tmp_path, TRAIN_LABELS, [*range(10), *range(9), 200])
+    with pytest.raises(DataError, match="label 200"):
+        load_dataset("my_digits", tmp_path, download=False)
+
+
+def test_labels_counted_from_one_get_a_hint(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20)
+    replace_labels(tmp_path, TRAIN_LABELS, [i % 10 + 1 for i in range(20)])
+    with pytest.raises(DataError) as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    message = str(info.value)
+    assert "labels 1, 2, 3, 4, 5 and 5 more (20 of 20 examples) lie beyond 1 class" in message
+    assert "counted from 1" in message
+
+
+def test_several_gaps_are_listed_as_ranges(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20)
+    replace_labels(tmp_path, TRAIN_LABELS, [*[0, 1, 2] * 5, 5, 5, 9, 9, 9])
+    with pytest.raises(
+        DataError,
+        match=r"labels 5, 9 \(5 of 20 examples\) lie beyond 5 classes "
+        r"without any \(3\.\.4, 6\.\.8\), which would make 10 classes",
+    ):
+        read_dataset_dir(tmp_path, "my_digits")
+
+
+def test_labels_beyond_256_classes_are_refused(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20)
+    labels = replace_labels(tmp_path, TRAIN_LABELS, [*range(18), 300, 300], np.int16)
+    with pytest.raises(DataError) as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert str(info.value).startswith(f"{labels}: label 300 (2 of 20 examples) is above 255")
+
+
+def test_negative_labels_are_refused(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20)
+    labels = replace_labels(tmp_path, TRAIN_LABELS, [*range(19), -1], np.int8)
+    with pytest.raises(DataError) as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert str(info.value).startswith(f"{labels}: label -1 (1 of 20 examples) is negative")
+
+
+def test_all_256_classes_present_is_the_largest_accepted_dataset(tmp_path):
+    write_fake_dataset(tmp_path, num_train=256, num_classes=256)
+    ds = read_dataset_dir(tmp_path, "my_bytes")
+    assert ds.num_classes == 256 and ds.class_names[-1] == "255"
+
+
+def test_a_test_label_of_a_class_never_seen_in_training_is_refused(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20, num_classes=5)
+    labels = replace_labels(tmp_path, TEST_LABELS, [*range(5), 0, 1, 2, 3, 7])
+    with pytest.raises(DataError) as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert str(info.value).startswith(
+        f"{labels}: label 7 (1 of 10 examples) is outside 0..4 for 5 classes"
+    )
 
 
 def test_image_and_label_count_mismatch_names_both_files(tmp_path):

@@ -72,17 +72,99 @@ def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels
         )
 
 
+# At most this many classes: the `Dataset` keeps labels as uint8, the type of IDX label files.
+MAX_CLASSES = 256
+
+
+def _some_labels(
+    values: np.ndarray, counts: np.ndarray, total: int, verbs: tuple[str, str], limit: int = 5
+) -> str:
+    """'label 200 (1 of 60000 examples) is' or 'labels 1, 2, 3 (18000 of 60000 examples) are'.
+
+    `values` are the distinct labels at fault, `counts` how many examples carry each, `verbs` the
+    verb in the singular and in the plural, e.g. ("is", "are").
+    """
+    shown = ", ".join(str(int(v)) for v in values[:limit])
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    plural = len(values) > 1
+    return (
+        f"label{'s' if plural else ''} {shown}{more} ({int(np.sum(counts))} of {total} examples) "
+        f"{verbs[plural]}"
+    )
+
+
+def _ranges(classes: np.ndarray, limit: int = 5) -> str:
+    """Sorted integers as runs: [11, 12, 13, 40] -> '11..13, 40'; at most `limit` runs shown."""
+    runs, start = [], 0
+    for i in range(1, len(classes) + 1):
+        if i == len(classes) or classes[i] != classes[i - 1] + 1:
+            first, last = int(classes[start]), int(classes[i - 1])
+            runs.append(str(first) if first == last else f"{first}..{last}")
+            start = i
+    return ", ".join(runs[:limit]) + (", ..." if len(runs) > limit else "")
+
+
 def check_labels(labels: np.ndarray, num_classes: int, labels_name: str) -> np.ndarray:
     """Check labels lie in [0, num_classes) and return them as uint8."""
-    if labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            bad = low if low < 0 else high
-            raise DataError(
-                f"{labels_name}: label {bad} is outside 0..{num_classes - 1} for {num_classes} classes; "
-                "the file is damaged or belongs to another dataset."
-            )
+    labels = np.asarray(labels)
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        values, counts = np.unique(labels[outside], return_counts=True)
+        raise DataError(
+            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} outside "
+            f"0..{num_classes - 1} for {num_classes} classes; the file is damaged or belongs to "
+            "another dataset."
+        )
     return labels.astype(np.uint8, copy=False)
+
+
+def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
+    """The class count of a dataset that names no classes, from its training labels.
+
+    The rule: the classes are 0..K-1 with K = the largest training label + 1, every one of them
+    has at least one training example, and K <= MAX_CLASSES (256). Anything else is a `DataError`
+    naming the file, the labels at fault and how many examples carry them:
+
+    - a gap means the labels do not number the classes: a stray or damaged label (one 200 among
+      the digits 0..9 would otherwise make a 201-class problem, 190 classes of which never occur,
+      and a model and confusion matrix sized for them), or labels counted from 1. A class without
+      a training example cannot be learned, so no legitimate dataset needs one;
+    - more than 256 classes cannot be stored in the uint8 labels every consumer expects;
+    - test labels are then checked against 0..K-1 by `check_labels`: a class that never occurs
+      in training cannot be predicted.
+
+    Datasets with names for their classes (the catalog's, a TFDS label feature) take K from
+    those names instead, and only the range check applies.
+    """
+    labels = np.asarray(train_labels)
+    if labels.size and int(labels.min()) < 0:
+        values, counts = np.unique(labels[labels < 0], return_counts=True)
+        raise DataError(
+            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} negative; "
+            "class labels are 0, 1, 2, ...; the file is damaged or is not a labels file."
+        )
+    if labels.size and int(labels.max()) >= MAX_CLASSES:
+        values, counts = np.unique(labels[labels >= MAX_CLASSES], return_counts=True)
+        raise DataError(
+            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} above "
+            f"{MAX_CLASSES - 1}: at most {MAX_CLASSES} classes are supported (labels are uint8); "
+            "the file is damaged or is not a labels file."
+        )
+    counts = np.bincount(labels.astype(np.int64), minlength=1)
+    missing = np.flatnonzero(counts == 0)
+    if missing.size:
+        num_classes = len(counts)
+        beyond = np.arange(missing[0] + 1, num_classes)
+        beyond = beyond[counts[beyond] > 0]
+        stray = _some_labels(beyond, counts[beyond], labels.size, ("lies", "lie"))
+        gap = f"{missing.size} class{'es' if missing.size > 1 else ''} without any"
+        hint = ": are the labels counted from 1?" if missing.tolist() == [0] else ""
+        raise DataError(
+            f"{labels_name}: the labels must number the classes 0..K-1, each with training "
+            f"examples, but {stray} beyond {gap} ({_ranges(missing)}{hint}), which would make "
+            f"{num_classes} classes; the file is damaged or holds stray labels."
+        )
+    return len(counts)
 
 
 def make_dataset(
@@ -98,7 +180,8 @@ def make_dataset(
 
     arrays/names: keyed 'train_images', 'train_labels', 'test_images', 'test_labels'; `names`
     holds what to call each array in error messages (its file path). `class_names` None means
-    an unknown dataset: num_classes is then max label + 1 and the classes are named '0', '1', ...
+    an unknown dataset: the class count then comes from the training labels (see
+    `infer_num_classes` for the rule) and the classes are named '0', '1', ...
     """
     for split in ("train", "test"):
         check_split(
@@ -115,8 +198,7 @@ def make_dataset(
     if len(arrays["train_images"]) == 0:
         raise DataError(f"{names['train_images']}: holds no images; replace it with the real file.")
     if class_names is None:
-        num_classes = 1 + max(int(arrays[f"{s}_labels"].max(initial=0)) for s in ("train", "test"))
-        num_classes = min(num_classes, 256)  # larger labels fail the uint8 check below
+        num_classes = infer_num_classes(arrays["train_labels"], names["train_labels"])
         class_names = tuple(str(i) for i in range(num_classes))
     num_classes = len(class_names)
     labels = {
