@@ -47,7 +47,9 @@ def test_explicit_data_dir_beats_env_and_cache(tmp_path, cache, monkeypatch):
 
 
 def test_env_folder_beats_cache(tmp_path, cache, monkeypatch):
-    env = make_folder(tmp_path / "env", seed=2)
+    env = tmp_path / "env"
+    # The files directly in the env folder are read only for a dataset with checksums.
+    register(monkeypatch, "digits", write_fake_dataset(env, seed=2), [])
     monkeypatch.setenv("MNIST_JAX_DATA", str(env))
     make_folder(cache / "digits", seed=3)
     assert load_dataset("digits", cache_dir=cache).source == str(env)
@@ -131,6 +133,71 @@ def test_env_files_of_another_dataset_are_rejected_not_trained_on(tmp_path, cach
     monkeypatch.setenv("MNIST_JAX_DATA", str(make_folder(tmp_path / "env", seed=1)))
     with pytest.raises(DataError, match="are not mnist"):
         load_dataset("mnist", cache_dir=cache)
+
+
+# --- names without checksums: a typo must not train on whatever $MNIST_JAX_DATA holds ------------
+
+
+def test_a_typo_with_files_in_the_env_folder_is_refused_listing_the_known_names(
+    tmp_path, cache, monkeypatch
+):
+    """The issue: `--dataset fashion_mnst` trained on the MNIST files in $MNIST_JAX_DATA."""
+    env = make_folder(tmp_path / "env", seed=1)
+    monkeypatch.setenv("MNIST_JAX_DATA", str(env))
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion_mnst", cache_dir=cache)
+    message = str(info.value)
+    assert message.startswith(
+        "unknown dataset 'fashion_mnst': the known names are mnist, fashion_mnist, kmnist and "
+        "tfds:NAME; a dataset of your own needs --data-dir FOLDER or its four files in "
+        "$MNIST_JAX_DATA/fashion_mnst/"
+    )
+    assert f"{env} itself (not for fashion_mnst" in message and "\n" not in message
+
+
+def test_an_unknown_name_without_any_files_lists_the_known_names(cache):
+    with pytest.raises(DataError, match="unknown dataset 'no_such_set': the known names are"):
+        load_dataset("no_such_set", cache_dir=cache)
+
+
+def test_an_unknown_name_is_read_from_a_folder_that_names_it(tmp_path, cache, monkeypatch):
+    env = make_folder(tmp_path / "env", seed=1)
+    own = make_folder(env / "my_digits", seed=2)
+    monkeypatch.setenv("MNIST_JAX_DATA", str(env))
+    assert load_dataset("my_digits", cache_dir=cache).source == str(own)
+    assert load_dataset("other", tmp_path / "env", cache_dir=cache).source == str(env)
+
+
+def test_kmnist_has_no_checksums_so_the_env_folder_itself_is_not_read_for_it(
+    tmp_path, cache, monkeypatch
+):
+    env = make_folder(tmp_path / "env", seed=1)
+    monkeypatch.setenv("MNIST_JAX_DATA", str(env))
+    with pytest.raises(DataError) as info:
+        load_dataset("kmnist", cache_dir=cache)
+    assert "kmnist not found" in str(info.value) and "$MNIST_JAX_DATA/kmnist/" in str(info.value)
+    own = make_folder(env / "kmnist", seed=2)
+    assert load_dataset("kmnist", cache_dir=cache).source == str(own)
+
+
+def test_mnist_in_the_env_folder_is_not_loaded_as_fashion_mnist(mnist_dir, cache, monkeypatch):
+    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion_mnist", download=False, cache_dir=cache)
+    assert str(info.value).startswith(
+        f"files in {mnist_dir} are not fashion_mnist (checksum of train-images-idx3-ubyte "
+        "differs: it is mnist's)"
+    )
+
+
+@pytest.mark.parametrize("name", ["kmnist", "fashion_mnst"])
+def test_mnist_files_are_refused_under_a_name_without_checksums(mnist_dir, cache, name):
+    with pytest.raises(DataError) as info:
+        load_dataset(name, mnist_dir, cache_dir=cache)
+    assert str(info.value) == (
+        f"files in {mnist_dir} are mnist (all four checksums match), not {name}; "
+        "pass --dataset mnist."
+    )
 
 
 def test_known_datasets_and_their_class_names():

@@ -93,8 +93,8 @@ FASHION_MNIST = DatasetSpec(
 
 # KMNIST (Kuzushiji-MNIST, Clanuwat et al. 2018), class names as in its classmap and in TFDS.
 # No checksums and so no download: no trusted copy of the files could be reached from these
-# machines to compute them. It loads from --data-dir, MNIST_JAX_DATA, the cache folder or
-# 'tfds:kmnist'.
+# machines to compute them. Unverifiable, it loads only from folders that name it (--data-dir,
+# $MNIST_JAX_DATA/kmnist/, the cache folder kmnist; see `sources`) or from 'tfds:kmnist'.
 KMNIST = DatasetSpec(
     name="kmnist",
     class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),

@@ -10,7 +10,13 @@
 `tfds:NAME` is read through tensorflow-datasets instead (see `tfds_source`).
 
 A known dataset read from a folder is checked against its checksums, so files of one dataset
-cannot silently be trained on under another's name.
+cannot silently be trained on under another's name. A dataset WITHOUT checksums (kmnist, or any
+name the catalog does not know) cannot be checked that way, so it is only read from a folder that
+names it: `data_dir`, `$MNIST_JAX_DATA/<name>/` or the cache folder `<name>`, never from the files
+directly in `$MNIST_JAX_DATA`, which are usually MNIST. Otherwise a typo (`--dataset fashion_mnst`)
+would train on those files and record the typo as the dataset; it is a `DataError` listing the
+known names instead. Files whose checksums are exactly those of another known dataset are refused
+under any other name, wherever they are.
 """
 
 from __future__ import annotations
@@ -46,9 +52,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by name, from the first place that has it (see the module docstring).
 
-    name: 'mnist', 'fashion_mnist', 'kmnist', any other name of an IDX dataset provided as files,
-        or 'tfds:NAME' for a prepared tensorflow-datasets dataset (then `data_dir` is the TFDS
-        data dir).
+    name: 'mnist', 'fashion_mnist', 'kmnist', any other name of an IDX dataset provided as files
+        (in `data_dir` or a folder named after it), or 'tfds:NAME' for a prepared
+        tensorflow-datasets dataset (then `data_dir` is the TFDS data dir).
     cache_dir: root of the cache instead of ~/.cache/mnist_jax (the dataset goes in a subfolder).
     Raises `DataError` with a message that says how to provide the files.
     """
@@ -75,15 +81,17 @@ def load_dataset(
             )
         return read_dataset_dir(data_dir, name)
 
+    spec = catalog.lookup(name)
     tried: list[str] = []
     for folder in _local_candidates(name, cache_dir):
-        if all(find_file(folder, stem) is not None for stem in FILE_STEMS):
+        if isinstance(folder, Path) and all(
+            find_file(folder, stem) is not None for stem in FILE_STEMS
+        ):
             return read_dataset_dir(
                 folder, name, from_cache=folder == cache_folder(name, cache_dir)
             )
         tried.append(str(folder))
 
-    spec = catalog.lookup(name)
     if download and spec is not None and spec.downloadable:
         dest = cache_folder(name, cache_dir)
         try:
@@ -94,13 +102,25 @@ def load_dataset(
             return read_dataset_dir(dest, name, from_cache=True)
     elif spec is not None and spec.downloadable:
         tried.append("download (disabled)")
-    else:
+    elif spec is not None:
         tried.append(f"download (none: no verified checksums for {name!r})")
 
+    if spec is None:
+        raise DataError(
+            f"unknown dataset {name!r}: the known names are {', '.join(catalog.KNOWN_DATASETS)} "
+            f"and tfds:NAME; a dataset of your own needs --data-dir FOLDER or its four files in "
+            f"${ENV_VAR}/{name}/ (tried: {'; '.join(tried)})."
+        )
+    where = f"set {ENV_VAR}=FOLDER" if _verifiable(spec) else f"put them in ${ENV_VAR}/{name}/"
     raise DataError(
-        f"{name} not found: put the four *-ubyte.gz files in a folder and pass --data-dir FOLDER or set "
-        f"{ENV_VAR}=FOLDER (tried: {'; '.join(tried)})."
+        f"{name} not found: put the four *-ubyte.gz files in a folder and pass --data-dir FOLDER "
+        f"or {where} (tried: {'; '.join(tried)})."
     )
+
+
+def _verifiable(spec: catalog.DatasetSpec | None) -> bool:
+    """Whether files claimed to be this dataset can be checked (it has checksums)."""
+    return spec is not None and spec.sha256 is not None
 
 
 def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -113,13 +133,24 @@ def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     return root / name
 
 
-def _local_candidates(name: str, cache_dir) -> list[Path]:
-    """Folders to look in, in order: env subfolder, env folder, cache folder."""
-    folders = []
+def _local_candidates(name: str, cache_dir) -> list[Path | str]:
+    """Folders to look in, in order: env subfolder, env folder, cache folder.
+
+    The env folder itself only for a dataset with checksums (see the module docstring); in its
+    place, for the others, a note of why it was skipped (a string, for the error message).
+    """
+    folders: list[Path | str] = []
     env = os.environ.get(ENV_VAR)
     if env:
         env_dir = Path(env).expanduser()
-        folders += [env_dir / name, env_dir]
+        folders.append(env_dir / name)
+        if _verifiable(catalog.lookup(name)):
+            folders.append(env_dir)
+        else:
+            folders.append(
+                f"{env_dir} itself (not for {name}: without checksums, only a folder named "
+                f"{name} is read)"
+            )
     folders.append(cache_folder(name, cache_dir))
     return folders
 
@@ -150,20 +181,33 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
         data = read_idx_bytes(path)
         array = parse_idx(data, path)  # first, so a damaged file is reported as damaged
         digest = hashlib.sha256(data).hexdigest()
-        if spec is not None and spec.sha256 is not None and digest != spec.sha256[stem]:
+        if _verifiable(spec) and digest != spec.sha256[stem]:
+            owners = [
+                other.name
+                for other in catalog.KNOWN_DATASETS.values()
+                if _verifiable(other) and other.sha256[stem] == digest
+            ]
+            owner = f": it is {owners[0]}'s" if owners else ""
             hint = (
                 f" If this is the download cache, delete {folder} to download again."
                 if from_cache
                 else ""
             )
             raise DataError(
-                f"files in {folder} are not {name} (checksum of {stem} differs); pass the right --dataset "
-                f"or --data-dir.{hint}"
+                f"files in {folder} are not {name} (checksum of {stem} differs{owner}); pass the "
+                f"right --dataset or --data-dir.{hint}"
             )
         role = _ROLE_BY_STEM[stem]
         arrays[role] = array
         names[role] = str(path)
         hashes.append(digest)
+    if not _verifiable(spec):
+        for other in catalog.KNOWN_DATASETS.values():
+            if _verifiable(other) and [other.sha256[stem] for stem in FILE_STEMS] == hashes:
+                raise DataError(
+                    f"files in {folder} are {other.name} (all four checksums match), not {name}; "
+                    f"pass --dataset {other.name}."
+                )
     return make_dataset(
         name,
         arrays,
