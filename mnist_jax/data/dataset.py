@@ -38,8 +38,9 @@ class Dataset:
 
     def __repr__(self) -> str:  # the default repr would print four large arrays
         return (
-            f"Dataset(name={self.name!r}, train={self.train_images.shape}, test={self.test_images.shape}, "
-            f"num_classes={self.num_classes}, fingerprint={self.fingerprint[:12]}..., source={self.source!r})"
+            f"Dataset(name={self.name!r}, train={self.train_images.shape}, "
+            f"test={self.test_images.shape}, num_classes={self.num_classes}, "
+            f"fingerprint={self.fingerprint[:12]}..., source={self.source!r})"
         )
 
 
@@ -67,8 +68,8 @@ def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels
         )
     if len(images) != len(labels):
         raise DataError(
-            f"{images_name} holds {len(images)} images but {labels_name} holds {len(labels)} labels; "
-            "the two files belong to different datasets or one is damaged."
+            f"{images_name} holds {len(images)} images but {labels_name} holds {len(labels)} "
+            "labels; the two files belong to different datasets or one is damaged."
         )
 
 
@@ -193,7 +194,8 @@ def make_dataset(
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise DataError(
             f"{names['train_images']} holds images of shape {arrays['train_images'].shape[1:]} but "
-            f"{names['test_images']} of shape {arrays['test_images'].shape[1:]}; both must come from one dataset."
+            f"{names['test_images']} of shape {arrays['test_images'].shape[1:]}; both must come "
+            "from one dataset."
         )
     if len(arrays["train_images"]) == 0:
         raise DataError(f"{names['train_images']}: holds no images; replace it with the real file.")
@@ -224,7 +226,8 @@ def make_dataset(
 
 
 def flatten_and_scale(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, H, W) -> float32 (N, H*W) in [0, 1], dividing by 255 as the Keras notebook does."""
+    """uint8 images (N, H, W) -> float32 (N, H*W) in [0, 1], dividing by 255 as the Keras notebook
+    does."""
     images = np.asarray(images)
     flat = images.reshape(len(images), -1).astype(np.float32)
     flat /= np.float32(255.0)  # in place: one float32 buffer, not two
@@ -232,7 +235,8 @@ def flatten_and_scale(images: np.ndarray) -> np.ndarray:
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Integer labels (N,) -> float32 one-hot (N, num_classes); ValueError for labels out of range."""
+    """Integer labels (N,) -> float32 one-hot (N, num_classes); ValueError for labels out of
+    range."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
@@ -246,7 +250,9 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def holdout_split(
     images: np.ndarray, labels: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out the LAST `size` examples for validation: (train_images, train_labels, val_images, val_labels).
+    """Hold out the LAST `size` examples for validation.
+
+    Returns (train_images, train_labels, val_images, val_labels).
 
     This is Keras's `validation_split` convention (it takes the last fraction of the data, before
     any shuffling), so a run here validates on the same examples as the notebook. The returned

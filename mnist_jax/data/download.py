@@ -1,7 +1,7 @@
 """Fetching the four dataset files from mirrors into a local folder, verified by checksum.
 
 Designed to fail fast: a machine without internet must get the "use local files" message within
-seconds, not after minutes of retries (TFDS retries for about 205 s). So every request has a short
+seconds, not after minutes of retries (as TFDS's downloader does). So every request has a short
 timeout, each mirror is tried once, and the first file that no mirror can deliver ends the attempt.
 """
 

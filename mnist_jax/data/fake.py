@@ -23,7 +23,11 @@ def fake_arrays(
     num_classes: int = 10,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Random uint8 images and labels, keyed by file stem; every class appears if the split is large enough."""
+    """Random uint8 images and labels, keyed by file stem.
+
+    Labels cycle through 0..num_classes-1, so every class appears in a split of at least
+    `num_classes` examples.
+    """
     rng = np.random.default_rng(seed)
     arrays = {}
     for stem, n in zip(FILE_STEMS[::2], (num_train, num_test)):

@@ -13,7 +13,7 @@ Files are usually gzip-compressed. Whether a file is gzip is decided by its firs
 (1f 8b), never by its name: mirrors and package managers rename and recompress these files.
 
 Everything here works on whole buffers (np.frombuffer), because MNIST is 47 MB decompressed and
-a per-element Python loop would take seconds. Every problem a user can fix (a truncated
+a per-element Python loop over it would be slow. Every problem a user can fix (a truncated
 download, the wrong file, a corrupt archive) is a `DataError` naming the file.
 """
 
@@ -64,7 +64,8 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
         except (OSError, EOFError, zlib.error) as e:
             # BadGzipFile is an OSError; a cut-off download ends in EOFError.
             raise DataError(
-                f"{path}: corrupt or truncated gzip file ({e}); delete it and download or copy it again."
+                f"{path}: corrupt or truncated gzip file ({e}); delete it and download or copy it "
+                "again."
             ) from None
     return data
 
@@ -82,8 +83,9 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
         )
     if data[0] != 0 or data[1] != 0:
         raise DataError(
-            f"{path}: not an IDX file (bad magic number, starts with {data[:4]!r}, expected 00 00 then "
-            "dtype and ndim bytes); check that this is a *-ubyte file and not, e.g., an HTML error page."
+            f"{path}: not an IDX file (bad magic number, starts with {data[:4]!r}, expected 00 00 "
+            "then dtype and ndim bytes); check that this is a *-ubyte file and not, e.g., an HTML "
+            "error page."
         )
     code, ndim = data[2], data[3]
     if code not in IDX_DTYPES:
@@ -98,8 +100,8 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise DataError(
-            f"{path}: truncated IDX header ({len(data)} bytes, {header_len} needed for {ndim} dimensions); "
-            "replace it with a complete copy."
+            f"{path}: truncated IDX header ({len(data)} bytes, {header_len} needed for {ndim} "
+            "dimensions); replace it with a complete copy."
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
@@ -107,13 +109,13 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     actual = len(data) - header_len
     if actual < expected:
         raise DataError(
-            f"{path}: truncated IDX file: header promises shape {shape} ({expected} data bytes) but only "
-            f"{actual} follow; download or copy the file again."
+            f"{path}: truncated IDX file: header promises shape {shape} ({expected} data bytes) "
+            f"but only {actual} follow; download or copy the file again."
         )
     if actual > expected:
         raise DataError(
-            f"{path}: {actual - expected} unexpected trailing bytes after the IDX data of shape {shape}; "
-            "the file is damaged or was concatenated with another; replace it."
+            f"{path}: {actual - expected} unexpected trailing bytes after the IDX data of shape "
+            f"{shape}; the file is damaged or was concatenated with another; replace it."
         )
     array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)
     if dtype.itemsize > 1:
@@ -122,7 +124,7 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip or raw) into a numpy array; `DataError` naming the file if it is bad."""
+    """Read an IDX file (gzip or raw) into a numpy array; `DataError` naming the file if bad."""
     return parse_idx(read_idx_bytes(path), path)
 
 
@@ -136,7 +138,8 @@ def idx_bytes(array: np.ndarray) -> bytes:
     code = _CODE_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
         raise ValueError(
-            f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64"
+            f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or "
+            "float64"
         )
     if not 1 <= array.ndim <= 255:
         raise ValueError(f"IDX stores 1 to 255 dimensions, got an array of shape {array.shape}")
@@ -147,7 +150,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:
-    """Write `array` as an IDX file; gzip it if `compress`, or (when None) if the name ends in '.gz'.
+    """Write `array` as an IDX file; gzip it if `compress`, or (if None) if the name ends in '.gz'.
 
     The file is written atomically (`mnist_jax.fileio`): a reader never sees half a file, and a
     failed write is an `OutputError` that leaves an existing file as it was.

@@ -71,7 +71,8 @@ def load_dataset(
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
             raise DataError(
-                f"--data-dir {data_dir} is not a directory; pass the folder holding the four *-ubyte(.gz) files."
+                f"--data-dir {data_dir} is not a directory; pass the folder holding the four "
+                "*-ubyte(.gz) files."
             )
         missing = [stem for stem in FILE_STEMS if find_file(data_dir, stem) is None]
         if missing:
@@ -124,7 +125,10 @@ def _verifiable(spec: catalog.DatasetSpec | None) -> bool:
 
 
 def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder of one dataset: <cache_dir or $XDG_CACHE_HOME/mnist_jax or ~/.cache/mnist_jax>/<name>."""
+    """The cache folder of one dataset: `<root>/<name>`.
+
+    The root is `cache_dir`, else `$XDG_CACHE_HOME/mnist_jax`, else `~/.cache/mnist_jax`.
+    """
     if cache_dir is not None:
         root = Path(cache_dir).expanduser()
     else:

@@ -3,8 +3,8 @@
 Only `tfds.data_source` on an array_record dataset works without TensorFlow (`tfds.load`,
 `as_dataset` and preparing the official mnist builder need it), so this module only reads, never
 downloads or prepares: an offline download attempt in TFDS retries for minutes. Decoding goes
-through PIL image by image (10-23 s for 60,000 images against 0.2 s for IDX files), so callers
-should load once and keep the arrays.
+through PIL image by image, far slower than reading the IDX files, so callers should load once
+and keep the arrays.
 """
 
 from __future__ import annotations
@@ -48,18 +48,17 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     try:
         # download=False: never download or prepare here (no TensorFlow, and no long retry loop).
         sources = tfds.data_source(name, split=list(SPLITS), data_dir=data_dir, download=False)
-    except (
-        Exception
-    ) as e:  # TFDS raises assorted types (NotImplementedError, FileNotFoundError, ...)
+    # TFDS raises assorted types here (NotImplementedError, FileNotFoundError, ...).
+    except Exception as e:
         if not builder.is_prepared():
             raise DataError(
-                f"{where}: dataset not prepared; prepare it once in array_record format on a machine with "
-                f"TensorFlow (tfds build {name} --file_format=array_record --data_dir DIR) or use the IDX files "
-                "with --data-dir."
+                f"{where}: dataset not prepared; prepare it once in array_record format on a "
+                f"machine with TensorFlow (tfds build {name} --file_format=array_record "
+                "--data_dir DIR) or use the IDX files with --data-dir."
             ) from None
         raise DataError(
-            f"{where}: cannot be read as a data source ({type(e).__name__}: {e}); it must be prepared in "
-            "array_record format."
+            f"{where}: cannot be read as a data source ({type(e).__name__}: {e}); it must be "
+            "prepared in array_record format."
         ) from None
 
     arrays, names = {}, {}
