@@ -1,5 +1,5 @@
-"""Batched prediction with `vmap`: over the examples of a dataset (in memory-bounded chunks) and over
-the members of a sweep (stacked parameters), in one compiled program each.
+"""Batched prediction with `vmap`: over the examples of a dataset (in memory-bounded chunks) and
+over the members of a sweep (stacked parameters), in one compiled program each.
 
 The model is written for one example; `vmap` makes it a batch computation. Chunking bounds the
 activations held at once (`chunk_size` examples), not the result: the output is the same for any
@@ -77,7 +77,10 @@ def evaluate_loss_accuracy(
     num_classes: int = 10,
     chunk_size: int = 2000,
 ) -> dict[str, jax.Array]:
-    """Loss and accuracy of one model on a dataset, as one compiled call (used for per-epoch validation)."""
+    """Loss and accuracy of one model on a dataset, as one compiled call.
+
+    Used for the per-epoch validation.
+    """
     logits = predict_logits(
         params,
         images,

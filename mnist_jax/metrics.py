@@ -38,8 +38,8 @@ def per_class_accuracy(confusion: jax.Array) -> jax.Array:
 def top_errors(probabilities: jax.Array, labels: jax.Array, k: int = 5) -> dict[str, jax.Array]:
     """The k most confidently wrong examples, most confident first.
 
-    Returns arrays of length k: `index`, `true`, `predicted`, `confidence` (the probability given to the
-    wrong prediction) and `valid` (False for padding when fewer than k examples are wrong).
+    Returns arrays of length k: `index`, `true`, `predicted`, `confidence` (the probability given to
+    the wrong prediction) and `valid` (False for padding when fewer than k examples are wrong).
     Ties are broken by the lower index (`lax.top_k` is stable), so the result is deterministic.
     """
     predicted = jnp.argmax(probabilities, axis=-1)
@@ -58,7 +58,8 @@ def top_errors(probabilities: jax.Array, labels: jax.Array, k: int = 5) -> dict[
 def classification_report(
     logits: jax.Array, labels: jax.Array, num_classes: int, k: int = 5
 ) -> dict[str, Any]:
-    """Loss, accuracy, per-class accuracy, confusion matrix and top-k errors as JSON-ready Python values."""
+    """Loss, accuracy, per-class accuracy, confusion matrix and top-k errors as JSON-ready Python
+    values."""
     probabilities = jax.nn.softmax(logits, axis=-1)
     confusion = confusion_matrix(jnp.argmax(logits, axis=-1), labels, num_classes)
     errors = jax.device_get(top_errors(probabilities, labels, min(k, labels.shape[0])))

@@ -21,9 +21,9 @@ Params = Any  # a pytree of arrays: {"Dense_0": {"kernel", "bias"}, ...}
 def dropout(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> jax.Array:
     """Inverted dropout whose `rate` may be a traced value.
 
-    The same maths as `flax.linen.Dropout` (Bernoulli keep mask with p = 1 - rate, survivors scaled by
-    1 / (1 - rate)), written without Python branches on `rate`, so a sweep can `vmap` over members
-    that have different dropout rates in one compiled program. `rate` must be in [0, 1).
+    The same maths as `flax.linen.Dropout` (Bernoulli keep mask with p = 1 - rate, survivors scaled
+    by 1 / (1 - rate)), written without Python branches on `rate`, so a sweep can `vmap` over
+    members that have different dropout rates in one compiled program. `rate` must be in [0, 1).
     """
     keep_prob = 1.0 - rate
     mask = jax.random.bernoulli(key, p=keep_prob, shape=x.shape)
@@ -63,8 +63,8 @@ def init_params(
 
     The same distribution as `MLP.init` (kernels uniform in +-sqrt(6 / (fan_in + fan_out))), in the
     same tree, but drawn as ONE flat uniform sample cut into the kernels: threefry is compiled per
-    shape, and three kernel shapes cost about 1 s of XLA compilation on a CPU against 0.15 s for one
-    draw, which is a fifth of a whole 10-epoch run. (Tests check the tree matches `MLP.init`.)
+    shape, so three kernel shapes cost several times the XLA compilation of one draw, a noticeable
+    share of a whole 10-epoch run on a CPU. (Tests check the tree matches `MLP.init`.)
     """
     sizes = [input_size, *hidden_sizes, num_classes]
     shapes = list(zip(sizes[:-1], sizes[1:]))
@@ -87,7 +87,8 @@ def apply_model(
     dropout_rate: float | jax.Array = 0.25,
     dropout_key: jax.Array | None = None,
 ) -> jax.Array:
-    """Logits for `x`. With a `dropout_key` the model runs in train mode (dropout on), else eval mode."""
+    """Logits for `x`. With a `dropout_key` the model runs in train mode (dropout on), else in eval
+    mode."""
     model = MLP(
         hidden_sizes=tuple(hidden_sizes), num_classes=num_classes, dropout_rate=dropout_rate
     )
@@ -102,7 +103,8 @@ def count_params(params: Params) -> int:
 
 
 def param_shapes(params: Params) -> dict[str, tuple[int, ...]]:
-    """Layer path -> shape, e.g. {"Dense_0/kernel": (784, 128), ...}: a parameter summary for notebooks."""
+    """Layer path -> shape, e.g. {"Dense_0/kernel": (784, 128), ...}: a parameter summary for
+    notebooks."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     return {
         "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat

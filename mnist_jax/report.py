@@ -1,9 +1,9 @@
 """What a finished run leaves behind: test metrics, plots and a readable report, from arrays alone.
 
-`evaluate_test_set` computes the notebook's final evaluation from parameters; `write_run_outputs` turns it
-into `metrics.json`, the PNG plots and `report.md`. The baseline calls both after training, and
-`experiments.evaluate` calls the same two on parameters restored from a checkpoint, which is what
-makes a run directory enough to re-evaluate a run and re-draw its plots.
+`evaluate_test_set` computes the notebook's final evaluation from parameters; `write_run_outputs`
+turns it into `metrics.json`, the PNG plots and `report.md`. The baseline calls both after
+training, and `experiments.evaluate` calls the same two on parameters restored from a checkpoint,
+which is what makes a run directory enough to re-evaluate a run and re-draw its plots.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.metrics import classification_report
 from mnist_jax.rundir import METRICS_FILE
 
-SAMPLE_INDEX = (
-    0  # the test image shown with its prediction: the first one, so every run shows the same
-)
+# The test image shown with its prediction: the first one, so every run shows the same.
+SAMPLE_INDEX = 0
 TOP_ERRORS = 5
 
 PLOT_FILES = {
@@ -111,7 +110,8 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
     lines = [
         f"# {dataset.name}: test accuracy {metrics['test_accuracy']:.2%}",
         "",
-        f"- test loss **{metrics['test_loss']:.4f}**, test accuracy **{metrics['test_accuracy']:.4f}**"
+        f"- test loss **{metrics['test_loss']:.4f}**, "
+        f"test accuracy **{metrics['test_accuracy']:.4f}**"
         f" after {len(history)} epochs (seed {metrics['seed']})",
     ]
     if metrics.get("train_seconds") is not None:

@@ -1,4 +1,7 @@
-"""Private helpers shared by the figure modules: class names, image shapes, grey scale, panel grids, colours."""
+"""Private helpers shared by the figure modules.
+
+Class names, image shapes, grey scale, panel grids, colours.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Figures of images: one example per class, the most confidently wrong predictions, one prediction."""
+"""Figures of images: one example per class, the most confidently wrong predictions, and one
+prediction."""
 
 from __future__ import annotations
 

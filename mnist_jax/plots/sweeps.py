@@ -1,4 +1,5 @@
-"""Figures across seeds or ensemble members: the test accuracy distribution and learning-curve bands."""
+"""Figures across seeds or ensemble members: the test accuracy distribution and learning-curve
+bands."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
     fig = Figure(figsize=(max(5.0, 1.8 * len(labels) + 1.0), 4.5), layout="constrained")
     ax = fig.add_subplot()
     positions = list(range(len(labels)))
-    # matplotlib's own box plot: seaborn 0.13's boxplot passes the `vert` argument matplotlib 3.11 deprecates
+    # matplotlib's own box plot: seaborn 0.13's boxplot passes the `vert` argument that
+    # matplotlib 3.11 deprecates
     ax.boxplot(
         samples,
         positions=positions,
