@@ -1,4 +1,4 @@
-"""`python -m experiments.bench`: where the time of the notebook's training goes, in printed figures.
+"""`python -m experiments.bench`: where the notebook's training spends its time, in figures.
 
 Times data loading, compilation (init, epoch program, validation), steady epochs (examples/s),
 evaluation and a whole 10-epoch training, and compares the steady epoch with the FLOP floor: the
@@ -9,6 +9,7 @@ compilation cache is off unless --compile-cache is given, so compile times are c
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     epoch_times = []
     for _ in range(max(args.epochs, 2)):
         (state, _), seconds = timed(
-            lambda: epoch_program(state, data.train_images, data.train_labels)
+            functools.partial(epoch_program, state, data.train_images, data.train_labels)
         )
         epoch_times.append(seconds)
     steady = statistics.median(epoch_times[1:])

@@ -8,8 +8,8 @@ it times, on this machine, wall clock:
                (data loaded once, not timed);
   - run_sweep: one `run_sweep` of the N members in this process (same data, not timed).
 Commands run as users run them: temporary --out folders, the default persistent compilation cache
-(~/.cache/mnist_jax/jax unless MNIST_JAX_COMPILATION_CACHE says otherwise). Prints examples/s over all
-members and per member, and the ratio sweep / processes.
+(~/.cache/mnist_jax/jax unless MNIST_JAX_COMPILATION_CACHE says otherwise). Prints examples/s over
+all members and per member, and the ratio sweep / processes.
 
 The figures measured here are in the README (Benchmarks).
 """
@@ -86,7 +86,8 @@ def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path
 def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[float, float]:
     """Seconds of N sequential `fit` calls, each followed by its test evaluation, and of one
     `run_sweep` of the same N members (which evaluates every member on the test set too), in this
-    process, on data loaded once (not timed): the like-for-like comparison of the training itself."""
+    process, on data loaded once (not timed): the like-for-like comparison of the training
+    itself."""
     from mnist_jax.config import TrainConfig
     from mnist_jax.data import load_dataset
     from mnist_jax.fit import fit, to_device

@@ -229,7 +229,10 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def mirror(tmp_path):
-    """A local HTTP server serving a fake dataset's .gz files; yields (base URL, sha256s, requests)."""
+    """A local HTTP server serving a fake dataset's .gz files.
+
+    Yields (base URL, sha256s, requests).
+    """
     served = tmp_path / "served"
     hashes = write_fake_dataset(served / "files", seed=7)
     requests = []

@@ -42,7 +42,7 @@ def test_prediction_over_stacked_models_equals_each_model_alone(images):
     many = predict_logits_many(stacked, images, chunk_size=500)
     assert many.shape == (3, 1003, 10)
     for k in range(3):
-        one = jax.tree_util.tree_map(lambda leaf: leaf[k], stacked)
+        one = jax.tree_util.tree_map(lambda leaf, k=k: leaf[k], stacked)
         np.testing.assert_allclose(many[k], numpy_logits(one, images), rtol=1e-4, atol=1e-5)
 
 

@@ -1,8 +1,8 @@
 """The notebooks in notebooks/: committed clean, and executable top to bottom on the real data.
 
-Execution runs each notebook with nbclient in the venv's `python3` kernel, with small settings injected
-after its "parameters" cell (papermill's convention, without the papermill dependency), and checks that
-no cell fails and that the plots came out as PNG images.
+Execution runs each notebook with nbclient in the venv's `python3` kernel, with small settings
+injected after its "parameters" cell (papermill's convention, without the papermill dependency), and
+checks that no cell fails and that the plots came out as PNG images.
 """
 
 import ast
@@ -15,10 +15,10 @@ import pytest
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
-# Small settings for the tests (seconds of training each on 2 CPU cores); only names a notebook's
-# parameters cell defines are overridden. DATA_DIR is always set, to the real MNIST.
+# Small settings for the tests (a short training each); only names a notebook's parameters cell
+# defines are overridden. DATA_DIR is always set, to the real MNIST.
 SMALL_SETTINGS = {"EPOCHS": 2, "SEEDS": 2}
-# The sweep: 2 learning rates x 2 seeds (4 runs) for 1 epoch keeps its training to seconds.
+# The sweep: 2 learning rates x 2 seeds (4 runs) for 1 epoch keeps its training short.
 SMALL_SETTINGS_FOR = {"seed_sweep.ipynb": {"EPOCHS": 1, "DROPOUT_RATES": (0.25,)}}
 # Plots each notebook must show as image/png outputs (at least); unlisted notebooks need none.
 MIN_IMAGES = {"mnist_walkthrough.ipynb": 5, "seed_sweep.ipynb": 2}
@@ -50,8 +50,10 @@ def assigned_names(source: str) -> set[str]:
 
 
 def inject_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.NotebookNode:
-    """Insert a cell tagged "injected-parameters" after the parameters cell, setting `values`
-    (only the names the parameters cell defines, so a typo cannot go unnoticed: DATA_DIR is required)."""
+    """Insert a cell tagged "injected-parameters" after the parameters cell, setting `values`.
+
+    Only the names the parameters cell defines, so a typo cannot go unnoticed: DATA_DIR is required.
+    """
     index = parameters_cell(nb)
     defined = assigned_names(nb.cells[index].source)
     assert "DATA_DIR" in defined, (
