@@ -10,7 +10,6 @@ compilation cache is off unless --compile-cache is given, so compile times are c
 from __future__ import annotations
 
 import functools
-import json
 import math
 import statistics
 import time
@@ -23,6 +22,7 @@ from experiments import cli
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.evaluate import evaluate_loss_accuracy
+from mnist_jax.fileio import write_json_atomic
 from mnist_jax.fit import fit, to_device
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.train import TrainSpec, create_train_state, init_train_state_jit, train_epoch_jit
@@ -168,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"  {name:<{width}}  {value:,}"
         )
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(figures, file, indent=2)
+        write_json_atomic(args.json, figures)
     return 0
 
 
