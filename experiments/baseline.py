@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir,
             config,
             num_classes=spec.num_classes,
+            input_size=int(data.train_images.shape[1]),
             save_every=args.save_every,
             keep_latest=args.keep,
         ) as checkpointer,

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from test_sweep import synthetic_data
 
-from mnist_jax.checkpoint import restore_checkpoint_in
 from mnist_jax.config import TrainConfig
 from mnist_jax.sweep import expand_members, member_mesh, run_sweep
-from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_checkpoint_dir, sweep_start
+from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_ARGS = [
@@ -50,11 +49,11 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
             config, members, data, members_per_program=4, callbacks=[checkpointer]
         )
     assert checkpointer.saved == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
-    assert sorted(p.name for p in program_checkpoint_dir(tmp_path / "a", 0).iterdir()) == ["2", "3"]
+    assert sorted(p.name for p in program_store(tmp_path / "a", 0).directory.iterdir()) == ["2", "3"]
 
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     shutil.rmtree(
-        program_checkpoint_dir(tmp_path / "b", 1) / "3"
+        program_store(tmp_path / "b", 1).directory / "3"
     )  # program 1 stopped after epoch 2
     restored = []
     mesh = member_mesh()
@@ -118,9 +117,7 @@ def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
 def final_states(sweep_dir: Path) -> list[tuple[str, list]]:
     out = []
     for index in range(2):
-        state, info = restore_checkpoint_in(
-            program_checkpoint_dir(sweep_dir, index), None, "latest"
-        )
+        state, info = program_store(sweep_dir, index).restore("latest")
         assert info["epoch"] == 2
         out.append(
             (info["state_sha256"], [np.asarray(x) for x in jax.tree_util.tree_leaves(state)])
@@ -177,7 +174,7 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path,
     shutil.copytree(reference, out)
     for name in ("members.json", "summary.json"):
         (out / name).unlink()
-    state_dir = program_checkpoint_dir(out, 1) / "2" / "state"
+    state_dir = program_store(out, 1).directory / "2" / "state"
     damaged = max((p for p in state_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     proc = run(["--resume", str(out)], mnist_dir)
