@@ -28,6 +28,7 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
+from mnist_jax.epochs import diverged
 from mnist_jax.errors import ConfigError, DataError
 from mnist_jax.fit import to_device
 from mnist_jax.rundir import (
@@ -49,7 +50,7 @@ from mnist_jax.sweep import (
     is_main_process,
     member_mesh,
     parse_int_ranges,
-    plan_programs,
+    plan_sweep,
     resolve_members_per_program,
     run_sweep,
     values_by_config,
@@ -169,11 +170,7 @@ class ProgressPrinter:
         self.epoch_seconds: dict[int, list[float]] = {}
 
     def __call__(self, program, state, records, histories) -> None:
-        live = [
-            r
-            for r in records
-            if r is not None and math.isfinite(r["val_loss"]) and math.isfinite(r["train_loss"])
-        ]
+        live = [r for r in records if r is not None and not diverged(r)]
         seconds = next(r["seconds"] for r in records if r is not None)
         epoch = next(r["epoch"] for r in records if r is not None)
         self.epoch_seconds.setdefault(program.index, []).append(seconds)
@@ -343,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         members_per_step = default_members_per_step(mesh)
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
-    programs = plan_programs(members, members_per_program, mesh.size)
+    programs = plan_sweep(config, members, data, mesh.size, members_per_program)
     if args.resume and _program_plan(programs) != record["programs"]:
         raise ConfigError(
             f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
@@ -429,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             members,
             data,
-            members_per_program=members_per_program,
+            programs=programs,
             callbacks=callbacks,
             mesh=mesh,
             keep_states=False,

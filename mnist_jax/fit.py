@@ -1,13 +1,11 @@
-"""The host-side training loop: epochs, history, callbacks and the NaN guard around `train_epoch`.
+"""A single run: data on the device once (`to_device`), then `fit`, the epochs of one member.
 
-Data goes to the device once (`to_device`); each epoch is then one call of the compiled epoch program
-plus one compiled validation call, and the host reads back four scalars per epoch. Compilation is
-done ahead of time (`lower().compile()`) so that its cost is measured and reported on its own.
+`fit` compiles init, the epoch and the validation ahead of time (so their cost is measured on its
+own), then hands them to `mnist_jax.epochs.run_epochs`, the host loop it shares with sweeps.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +17,7 @@ import numpy as np
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, flatten_and_scale, holdout_split
-from mnist_jax.errors import TrainingError
+from mnist_jax.epochs import compile_all, run_epochs
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.train import (
     TrainSpec,
@@ -31,7 +29,7 @@ from mnist_jax.train import (
 
 
 class DeviceData(NamedTuple):
-    """The arrays training reads, on the device: images float32 (N, 784) in [0, 1], labels int32 (N,)."""
+    """The arrays training reads, on the device: images float32 (N, 784) in [0, 1], labels int32."""
 
     train_images: jax.Array
     train_labels: jax.Array
@@ -117,10 +115,7 @@ def compile_programs(
         num_classes=spec.num_classes,
         chunk_size=config.eval_batch_size,
     )
-    lowered = [init, epoch, validate]
-    with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
-        compiled = list(pool.map(lambda low: None if low is None else low.compile(), lowered))
-    return Programs(*compiled)
+    return Programs(*compile_all([init, epoch, validate]))
 
 
 def fit(
@@ -132,7 +127,7 @@ def fit(
     history: Sequence[dict] = (),
     callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
-    """Train from `state` (a fresh one from `config.seed` if None) until `config.epochs` epochs are done.
+    """Trains from `state` (a fresh one from `config.seed` if None) to `config.epochs` epochs.
 
     The state passed in is consumed (its buffers are donated to the first epoch); use the returned
     one. `history` continues an earlier history when resuming. After each epoch, each callback is
@@ -152,28 +147,20 @@ def fit(
             jnp.float32(config.learning_rate),
             jnp.float32(config.dropout_rate),
         )
-    epoch_program, validate = programs.epoch, programs.validate
     history = list(history)
-
-    for epoch in range(int(state.epoch) + 1, config.epochs + 1):
-        start = time.perf_counter()
-        state, train_metrics = epoch_program(state, data.train_images, data.train_labels)
-        val_metrics = validate(state.params, data.val_images, data.val_labels)
-        train_metrics, val_metrics = jax.device_get((train_metrics, val_metrics))
-        record = {
-            "epoch": epoch,
-            "train_loss": float(train_metrics["loss"]),
-            "train_accuracy": float(train_metrics["accuracy"]),
-            "val_loss": float(val_metrics["loss"]),
-            "val_accuracy": float(val_metrics["accuracy"]),
-            "seconds": time.perf_counter() - start,
-        }
-        if not (np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])):
-            raise TrainingError(
-                f"training diverged at epoch {epoch}: train loss {record['train_loss']}, validation "
-                f"loss {record['val_loss']}; lower the learning rate (now {config.learning_rate})"
-            )
-        history.append(record)
+    epochs = range(int(state.epoch) + 1, config.epochs + 1)
+    name = f"training (learning rate {config.learning_rate})"
+    loop = run_epochs(
+        programs.epoch,
+        programs.validate,
+        state,
+        data,
+        epochs,
+        [history],
+        raise_on_divergence=True,
+        name=lambda _: name,
+    )
+    for state, (record,) in loop:
         for callback in callbacks:
             callback(state, record, history)
     return FitResult(state, history, compile_seconds)

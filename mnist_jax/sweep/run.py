@@ -1,22 +1,19 @@
-"""`run_sweep`: the host loop of a sweep, the counterpart of `fit` for many members at once.
+"""`run_sweep`: many members at once, through the same host loop as `fit` (`epochs.run_epochs`).
 
-For each group (equal hidden sizes) and each chunk of it (the memory bound): pad the members to a
-multiple of the device count, create the stacked state sharded over the member mesh, then per epoch
-call the compiled vmapped epoch and the vmapped validation, read back 4 numbers per member, record each
-member's history (the records of `fit`) and call the callbacks. At the end: per-member test metrics
-and each configuration's ensemble (mean of its members' softmax probabilities).
+Members are planned once into programs (`plan_sweep`: one group per hidden sizes, cut into chunks
+by the memory bound, padded to a multiple of the device count). Each program creates its stacked
+state sharded over the member mesh, compiles its epoch and validation, and runs the shared epoch
+loop; at the end come per-member test metrics and each configuration's ensemble.
 
-Divergence: a member whose training or validation loss is not finite is *marked* (its
-`diverged_epoch`), not fatal: one too-large learning rate must not throw away the other members of a
-sweep. Its history ends with the non-finite record, it gets no test metrics, and it is left out of the
-statistics and ensembles. With `raise_on_divergence=True` it is a TrainingError naming the member, as
-in `fit`. Callbacks see `None` as the record of a member that diverged in an earlier epoch; a
-checkpointing callback should check `record["train_loss"]` is finite before saving a member.
+Divergence: a member whose loss is not finite is *marked* (`diverged_epoch`), not fatal: one
+too-large learning rate must not throw away the other members. Its history ends with the
+non-finite record, it gets no test metrics and is left out of the statistics and ensembles; with
+`raise_on_divergence=True` it is a TrainingError naming the member, as in `fit`. Callbacks see
+`None` as the record of a member that diverged in an earlier epoch.
 
-Resuming: `start(program)` may return a program's saved `(stacked_state, histories)` (e.g. restored
-from a checkpoint); training then continues after the epochs in the histories, with the same compiled
-programs and loop, so the result is bitwise the uninterrupted sweep's. A program whose histories are
-complete is only evaluated, not trained.
+Resuming: `start(program)` may return a program's saved `(stacked_state, histories)`; training
+continues after the epochs in the histories with the same compiled programs and loop, so the
+result is bitwise the uninterrupted sweep's. A complete program is only evaluated.
 """
 
 from __future__ import annotations
@@ -29,7 +26,8 @@ import jax
 import numpy as np
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.errors import ConfigError, TrainingError
+from mnist_jax.epochs import compile_all, diverged, run_epochs
+from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
 from mnist_jax.sweep import program as prog
@@ -43,7 +41,7 @@ class SweepProgram:
     """One call of a compiled program: a chunk of one group's members, padded for the device count.
 
     `members` are the real members, in the order of the stacked state's leading axis; rows
-    `len(members)` to `num_padded - 1` are dummies (copies of `members[0]`) whose results are dropped.
+    `len(members)` to `num_padded - 1` are dummies (copies of `members[0]`), their results dropped.
     """
 
     hidden_sizes: tuple[int, ...]
@@ -98,7 +96,7 @@ SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | Non
 def plan_programs(
     members: Sequence[Member], members_per_program: int, num_devices: int
 ) -> list[SweepProgram]:
-    """The program calls of a sweep: groups by hidden sizes, cut into chunks, padded for the devices."""
+    """A sweep's program calls: groups by hidden sizes, cut into chunks, padded for the devices."""
     programs = []
     for hidden_sizes, group in group_members(members).items():
         start = 0
@@ -114,7 +112,7 @@ def plan_programs(
 def resolve_members_per_program(
     config: TrainConfig, members: Sequence[Member], data: DeviceData, num_devices: int
 ) -> int:
-    """`run_sweep`'s default program size: the memory estimate for the widest group of `members`."""
+    """The default program size: the memory estimate for the widest group of `members`."""
     largest = max(group_members(members), key=lambda h: sum(h))
     return prog.members_per_program(
         TrainSpec.from_config(config.replace(hidden_sizes=largest), data.num_classes),
@@ -124,6 +122,25 @@ def resolve_members_per_program(
         eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
         eval_chunk_size=config.eval_batch_size,
     )
+
+
+def plan_sweep(
+    config: TrainConfig,
+    members: Sequence[Member],
+    data: DeviceData,
+    num_devices: int,
+    members_per_program: int | None = None,
+) -> list[SweepProgram]:
+    """The sweep's program calls (`plan_programs`), by default as large as the memory estimate
+    for the widest group allows. Planned once: the command line records this plan and trains it."""
+    members = list(members)
+    if not members:
+        raise ConfigError("a sweep needs at least one member")
+    if len(set(members)) != len(members):
+        raise ConfigError("the sweep lists a member twice")
+    if members_per_program is None:
+        members_per_program = resolve_members_per_program(config, members, data, num_devices)
+    return plan_programs(members, members_per_program, num_devices)
 
 
 def run_sweep(
@@ -138,38 +155,36 @@ def run_sweep(
     raise_on_divergence: bool = False,
     start: SweepStart | None = None,
     members_per_step: int | None | str = "auto",
+    programs: Sequence[SweepProgram] | None = None,
 ) -> SweepResult:
-    """Train every member for `config.epochs` epochs; return per-member histories, test metrics and states.
+    """Trains every member for `config.epochs` epochs: per-member histories, test metrics, states.
 
-    `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each member
-    gives its seed, learning rate, dropout rate and hidden sizes. Member k trains exactly as
-    `fit(member.config(config), data)` does (same init, keys, data order, maths), vmapped.
-    `members_per_program` bounds the members of one program call (default: `members_per_program()`'s
-    memory estimate). `members_per_step` bounds how many of a device's members one step of the program
-    trains at once (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one
-    at a time on CPUs), None all. `mesh` defaults to all devices of all processes. After each epoch of
-    each program,
-    `callback(program, stacked_state, records, histories)` runs (records/histories per real member of
-    `program.members`; padded rows are in the state, beyond them).
+    `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each
+    member its seed, learning rate, dropout rate and hidden sizes. Member k trains exactly as
+    `fit(member.config(config), data)` does (same init, keys, data order, maths).
+    `members_per_program` bounds the members of one program call (default: the memory estimate).
+    `members_per_step` bounds how many of a device's members one step of the program trains at
+    once (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one at a
+    time on CPUs), None all. `mesh` defaults to all devices of all processes. After each epoch of
+    each program, `callback(program, stacked_state, records, histories)` runs (records and
+    histories per real member of `program.members`; padded rows are in the state, beyond them).
     `start(program)`, if given, is asked for each program's starting point: None trains it from
     the initial state; `(stacked_state, histories)` continues after `len(history)` epochs (the
     state: numpy or jax arrays with `program.num_padded` rows, as a callback saw it; histories: one
     list of records per real member, diverged members' ending at their non-finite record).
+    `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     members = list(members)
-    if not members:
-        raise ConfigError("a sweep needs at least one member")
-    if len(set(members)) != len(members):
-        raise ConfigError("the sweep lists a member twice")
     mesh = mesh or prog.member_mesh()
     num_devices = mesh.size
     if members_per_step == "auto":
         members_per_step = prog.default_members_per_step(mesh)
     input_size = int(data.train_images.shape[1])
-    if members_per_program is None:
-        members_per_program = resolve_members_per_program(config, members, data, num_devices)
-    programs = plan_programs(members, members_per_program, num_devices)
+    if programs is None:
+        programs = plan_sweep(config, members, data, num_devices, members_per_program)
+    elif sorted(map(repr, (m for p in programs for m in p.members))) != sorted(map(repr, members)):
+        raise ConfigError("the planned programs do not hold exactly the sweep's members")
     shared = prog.replicate_data(data, mesh)
     test_labels = np.asarray(gather_to_host(shared.test_labels))
 
@@ -200,11 +215,7 @@ def run_sweep(
 
 def _diverged_epoch(history: Sequence[dict]) -> int | None:
     """The epoch of a history's non-finite record (always its last), else None."""
-    if history and not (
-        np.isfinite(history[-1]["train_loss"]) and np.isfinite(history[-1]["val_loss"])
-    ):
-        return int(history[-1]["epoch"])
-    return None
+    return int(history[-1]["epoch"]) if history and diverged(history[-1]) else None
 
 
 def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, list[list[dict]]]:
@@ -259,57 +270,37 @@ def _run_program(
         MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
         for m, h in zip(program.members, histories)
     ]
-    first_epoch = 1 + max(len(h) for h in histories)
-
+    epochs = range(1 + max(len(h) for h in histories), config.epochs + 1)
     compile_seconds = 0.0
-    if first_epoch <= config.epochs:
+    if epochs:
         start = time.perf_counter()
-        epoch_call = (
-            prog.epoch_program(spec, mesh, members_per_step)
-            .lower(state, data.train_images, data.train_labels)
-            .compile()
-        )
-        validate = (
-            prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step)
-            .lower(state.params, data.val_images, data.val_labels)
-            .compile()
+        epoch_call, validate = compile_all(
+            [
+                prog.epoch_program(spec, mesh, members_per_step).lower(
+                    state, data.train_images, data.train_labels
+                ),
+                prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
+                    state.params, data.val_images, data.val_labels
+                ),
+            ]
         )
         compile_seconds = time.perf_counter() - start
-
-    for epoch in range(first_epoch, config.epochs + 1):
-        if all(r.diverged_epoch is not None for r in results):
-            break
-        start = time.perf_counter()
-        state, train_metrics = epoch_call(state, data.train_images, data.train_labels)
-        val_metrics = validate(state.params, data.val_images, data.val_labels)
-        train_metrics, val_metrics = gather_to_host((train_metrics, val_metrics))
-        seconds = time.perf_counter() - start
-        records = []
-        for k, result in enumerate(results):
-            if result.diverged_epoch is not None:
-                records.append(None)
-                continue
-            record = {
-                "epoch": epoch,
-                "train_loss": float(train_metrics["loss"][k]),
-                "train_accuracy": float(train_metrics["accuracy"][k]),
-                "val_loss": float(val_metrics["loss"][k]),
-                "val_accuracy": float(val_metrics["accuracy"][k]),
-                "seconds": seconds,
-            }  # the whole program's epoch: members train together
-            result.history.append(record)
-            records.append(record)
-            if not (np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])):
-                result.diverged_epoch = epoch
-                if raise_on_divergence:
-                    raise TrainingError(
-                        f"sweep member {result.member} diverged at epoch {epoch}: train loss "
-                        f"{record['train_loss']}, validation loss {record['val_loss']}; lower its "
-                        f"learning rate"
-                    )
-        histories = [r.history for r in results]
-        for callback in callbacks:
-            callback(program, state, records, histories)
+        loop = run_epochs(
+            epoch_call,
+            validate,
+            state,
+            data,
+            epochs,
+            [r.history for r in results],
+            raise_on_divergence=raise_on_divergence,
+            name=lambda k: f"sweep member {program.members[k]}",
+            gather=gather_to_host,
+        )
+        for state, records in loop:
+            for result in results:
+                result.diverged_epoch = _diverged_epoch(result.history)
+            for callback in callbacks:
+                callback(program, state, records, [r.history for r in results])
 
     logits = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)(
         state.params, data.test_images
@@ -318,7 +309,7 @@ def _run_program(
     host_state = gather_to_host(state) if keep_states else None
     for k, result in enumerate(results):
         if keep_states:
-            result.state = jax.tree_util.tree_map(lambda x: np.asarray(x[k]), host_state)
+            result.state = jax.tree.map(lambda x, k=k: np.asarray(x[k]), host_state)
         if result.diverged_epoch is None:
             result.test_logits = logits[k]
             result.test = classification_report(logits[k], test_labels, data.num_classes)

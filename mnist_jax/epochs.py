@@ -1,0 +1,86 @@
+"""The host side of training, shared by `fit` (one member) and `run_sweep` (many): epoch records,
+the divergence guard, and the one place the compiled programs are called.
+
+Each epoch is two compiled calls (the epoch and the validation), run under
+`jax.transfer_guard("disallow")`: every array they touch is already on the device, so an implicit
+host round trip inside an epoch is an error, not a slowdown. Then one explicit transfer brings four
+numbers per member to the host.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from mnist_jax.errors import TrainingError
+
+RECORD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def diverged(record: dict | None) -> bool:
+    """Whether an epoch record's training or validation loss is not finite (None counts as not)."""
+    return record is not None and not (
+        math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])
+    )
+
+
+def compile_all(lowered: Sequence[Any]) -> list[Any]:
+    """`lowered[i].compile()` for each (None stays None), in parallel threads: XLA compilation
+    releases the GIL, so the programs of a run compile side by side."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(lowered))) as pool:
+        return list(pool.map(lambda low: None if low is None else low.compile(), lowered))
+
+
+def run_epochs(
+    epoch_program: Callable,
+    validate_program: Callable,
+    state: Any,
+    data: Any,
+    epochs: range,
+    histories: Sequence[list[dict]],
+    *,
+    raise_on_divergence: bool,
+    name: Callable[[int], str] = lambda k: "training",
+    gather: Callable[[Any], Any] = jax.device_get,
+) -> Iterator[tuple[Any, list[dict | None]]]:
+    """Trains `epochs`, yielding `(state, records)` after each: one record per member (None for a
+    member that diverged in an earlier epoch), already appended to that member's history.
+
+    `histories` has one list per member (one for a single run, whose metrics are scalars). A member
+    whose loss is not finite raises TrainingError (`raise_on_divergence`, naming it by `name(k)`),
+    or is marked: its history ends with the non-finite record and it is not trained further (its
+    rows still compute, unused). Stops early when every member has diverged. `gather` brings the
+    metrics to the host (`sweep.gather_to_host` with several processes).
+    """
+    for epoch in epochs:
+        if all(history and diverged(history[-1]) for history in histories):
+            return
+        start = time.perf_counter()
+        with jax.transfer_guard("disallow"):
+            state, train = epoch_program(state, data.train_images, data.train_labels)
+            val = validate_program(state.params, data.val_images, data.val_labels)
+        train, val = gather((train, val))
+        seconds = time.perf_counter() - start
+        columns = [train["loss"], train["accuracy"], val["loss"], val["accuracy"]]
+        columns = [np.reshape(np.asarray(c, np.float64), -1) for c in columns]
+        records: list[dict | None] = []
+        for k, history in enumerate(histories):
+            if history and diverged(history[-1]):
+                records.append(None)
+                continue
+            record = {"epoch": epoch, **{m: float(c[k]) for m, c in zip(RECORD_METRICS, columns)}}
+            record["seconds"] = seconds  # of the whole program: its members train together
+            if diverged(record) and raise_on_divergence:
+                raise TrainingError(
+                    f"{name(k)} diverged at epoch {epoch}: train loss {record['train_loss']}, "
+                    f"validation loss {record['val_loss']}; lower the learning rate"
+                )
+            history.append(record)
+            records.append(record)
+        yield state, records
