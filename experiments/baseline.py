@@ -1,4 +1,4 @@
-"""`python -m experiments.baseline`: the Keras MNIST notebook, end to end, with the library's functions.
+"""`python -m experiments.baseline`: the Keras MNIST notebook end to end, through the library.
 
 Loads the data, trains the notebook's MLP (10 epochs, batch 512, Adam 1e-3, dropout 0.25), evaluates
 on the test set and writes a run directory: config.json, metrics.json, the five plots, report.md and
@@ -39,14 +39,7 @@ RUNS_ROOT = "runs"
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="python -m experiments.baseline", description=__doc__.split("\n\n")[0])
-    cli.add_data_flags(parser)
-    cli.add_training_flags(parser)
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=cli.DEFAULTS.seed,
-        help="root of every random stream: init, shuffling, dropout (default 0)",
-    )
+    cli.add_config_flags(parser)
     cli.add_output_flags(parser, RUNS_ROOT)
     cli.add_checkpoint_flags(
         parser,
@@ -82,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--data-dir with the original files"
             )
     else:
-        config = cli.config_from_args(args, seed=args.seed)
+        config = cli.config_from_args(args)
         dataset = load_dataset(config.dataset, config.data_dir)
         run_dir = create_run_dir(
             args.out, root=RUNS_ROOT, name=default_run_name(config.dataset, config.seed)

@@ -1,16 +1,20 @@
-"""Flags shared by every command, so the same thing has the same name everywhere.
+"""Flags shared by every command, generated from `TrainConfig`'s fields and their metadata.
 
-`experiments.baseline` takes one value per hyper-parameter; `experiments.sweep` takes lists of the
-same flags (`multi=True`). Values are validated by `TrainConfig`, in one place; this module only
-parses text. Every user error ends as one line on stderr and exit status 2 (`run_main`).
+A field's flag is its name (`--dropout-rate`, older spellings such as `--dropout` kept as aliases),
+its help text sits next to the field, and `experiments.sweep` takes lists of the fields marked
+`sweep` (`multi=True`). Values are validated by `TrainConfig`, in one place; this module only parses
+text. Abbreviated flags are refused (argparse would otherwise take `--lear` for
+`--learning-rate`, and slip past the flags a resume refuses). Every user error ends as one line on
+stderr and exit status 2 (`run_main`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mnist_jax.config import VALIDATION_MODES, TrainConfig
 from mnist_jax.errors import ConfigError, MnistJaxError
@@ -19,7 +23,11 @@ DEFAULTS = TrainConfig()
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (argparse prints the whole usage block first)."""
+    """argparse with one-line errors (argparse prints the whole usage block first) and without
+    prefix matching of long flags."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -30,7 +38,9 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid hidden sizes {text!r}: expected e.g. 128,128")
+        raise argparse.ArgumentTypeError(
+            f"invalid hidden sizes {text!r}: expected e.g. 128,128"
+        ) from None
     if not sizes or any(size <= 0 for size in sizes):
         raise argparse.ArgumentTypeError(f"invalid hidden sizes {text!r}: sizes must be positive")
     return sizes
@@ -43,71 +53,55 @@ def _list_of(parse: Callable, separator: str = ","):
     return parse_list
 
 
+def _parser_of(field: dataclasses.Field) -> Callable[[str], Any]:
+    if field.name == "hidden_sizes":
+        return parse_hidden
+    kind = type(field.default)
+    return str if field.default is None else {bool: str}.get(kind, kind)
+
+
+def flag_names(field: dataclasses.Field) -> tuple[str, ...]:
+    """A field's flag (`--learning-rate` for `learning_rate`) and its older spellings."""
+    flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+    return (flag, *field.metadata.get("aliases", ()))
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    groups: Sequence[str] = ("data", "training"),
+    multi: bool = False,
+    skip: Sequence[str] = (),
+) -> None:
+    """One flag per `TrainConfig` field of `groups` (but `skip`), from the field's metadata.
+
+    With `multi`, fields marked `sweep` take lists (comma-separated; hidden sizes ':'-separated)
+    and default to a one-element list.
+    """
+    sections = {name: parser.add_argument_group(name) for name in groups}
+    for field in dataclasses.fields(TrainConfig):
+        group = field.metadata.get("group")
+        if group not in sections or field.name in skip:
+            continue
+        parse, default = _parser_of(field), field.default
+        listed = multi and field.metadata.get("sweep")
+        if listed:
+            parse = _list_of(parse, ":" if field.name == "hidden_sizes" else ",")
+            default = [default]
+        shown = (
+            ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+        )
+        text = field.metadata["help"] + ("" if shown is None else f" (default {shown})")
+        if listed:
+            text += "; a list sweeps over it"
+        extra = {"choices": VALIDATION_MODES} if field.name == "validation" else {}
+        sections[group].add_argument(
+            *flag_names(field), dest=field.name, type=parse, default=default, help=text, **extra
+        )
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--dataset",
-        default=DEFAULTS.dataset,
-        help="mnist (default), fashion_mnist, kmnist, any dataset in IDX format given by "
-        "--data-dir, or tfds:NAME for a prepared tensorflow-datasets dataset",
-    )
-    group.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with the four *-ubyte(.gz) files (default: $MNIST_JAX_DATA, then "
-        "~/.cache/mnist_jax/DATASET, then a verified download)",
-    )
-    group.add_argument(
-        "--validation",
-        choices=VALIDATION_MODES,
-        default=DEFAULTS.validation,
-        help="validate each epoch on the test set (as the notebook did; default) or on a "
-        "held-out part of the training set",
-    )
-    group.add_argument(
-        "--validation-size",
-        type=int,
-        default=DEFAULTS.validation_size,
-        help="examples held out with --validation holdout (the last ones, as Keras's "
-        "validation_split; default %(default)s)",
-    )
-
-
-def add_training_flags(parser: argparse.ArgumentParser, *, multi: bool = False) -> None:
-    """The training hyper-parameters; with `multi`, the shape-keeping ones accept comma lists."""
-    group = parser.add_argument_group("training")
-    float_type = _list_of(float) if multi else float
-    hidden_type = _list_of(parse_hidden, ":") if multi else parse_hidden
-    lists = " (a comma-separated list sweeps over it)" if multi else ""
-    group.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="default %(default)s")
-    group.add_argument(
-        "--batch-size", type=int, default=DEFAULTS.batch_size, help="default %(default)s"
-    )
-    group.add_argument(
-        "--learning-rate",
-        type=float_type,
-        default=[DEFAULTS.learning_rate] if multi else DEFAULTS.learning_rate,
-        help=f"Adam's learning rate (default {DEFAULTS.learning_rate}){lists}",
-    )
-    group.add_argument(
-        "--dropout",
-        type=float_type,
-        default=[DEFAULTS.dropout_rate] if multi else DEFAULTS.dropout_rate,
-        help=f"dropout rate after the last hidden layer (default {DEFAULTS.dropout_rate}){lists}",
-    )
-    group.add_argument(
-        "--hidden",
-        type=hidden_type,
-        default=[DEFAULTS.hidden_sizes] if multi else DEFAULTS.hidden_sizes,
-        help="hidden layer widths, e.g. 128,128 (default)"
-        + (" ; several shapes separated by ':', e.g. 128,128:256,256" if multi else ""),
-    )
-    group.add_argument(
-        "--adam-epsilon",
-        type=float,
-        default=DEFAULTS.adam_epsilon,
-        help="Adam's epsilon (default %(default)s, Keras's value)",
-    )
+    add_config_flags(parser, groups=("data",))
 
 
 def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None:
@@ -146,16 +140,12 @@ def add_checkpoint_flags(
 
 # Flags that decide what a run computes: a resumed run takes them from its config.json instead.
 RUN_DEFINING_FLAGS = (
-    "--dataset",
-    "--validation",
-    "--validation-size",
-    "--epochs",
-    "--batch-size",
-    "--learning-rate",
-    "--dropout",
-    "--hidden",
-    "--adam-epsilon",
-    "--seed",
+    *(
+        name
+        for field in dataclasses.fields(TrainConfig)
+        if field.metadata["defines_run"]
+        for name in flag_names(field)
+    ),
     "--out",
 )
 
@@ -177,22 +167,13 @@ def refuse_flags_with_resume(argv: Sequence[str]) -> None:
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    """The validated TrainConfig of parsed flags (ConfigError names a bad value)."""
-    values = dict(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        hidden_sizes=args.hidden,
-        dropout_rate=args.dropout,
-        learning_rate=args.learning_rate,
-        adam_epsilon=args.adam_epsilon,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        seed=getattr(args, "seed", DEFAULTS.seed),
-        validation=args.validation,
-        validation_size=args.validation_size,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    """The validated TrainConfig of parsed flags (fields without a flag keep their defaults)."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    return TrainConfig(**{**values, **overrides})
 
 
 def run_main(
@@ -224,8 +205,8 @@ def quiet_library_logs() -> None:
 
 __all__ = [
     "Parser",
+    "add_config_flags",
     "add_data_flags",
-    "add_training_flags",
     "add_output_flags",
     "config_from_args",
     "run_main",

@@ -15,6 +15,7 @@ process runs the sweep, process 0 prints and writes; checkpoints are off (--save
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -63,13 +64,12 @@ PLOT_FILES = ("accuracy_distribution.png", "learning_curves.png")
 # Flags that define the sweep: --resume takes them from sweep.json instead.
 SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step")
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
-PER_MEMBER_FIELDS = ("seed", "learning_rate", "dropout_rate", "hidden_sizes")
+PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
 
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    cli.add_data_flags(parser)
-    cli.add_training_flags(parser, multi=True)
+    cli.add_config_flags(parser, multi=True, skip=("seed",))
     parser.add_argument(
         "--seeds",
         default="0",
@@ -176,16 +176,17 @@ class ProgressPrinter:
         self.epoch_seconds.setdefault(program.index, []).append(seconds)
         if live:
             accuracy = [r["val_accuracy"] for r in live]
+            loss = np.mean([r["train_loss"] for r in live])
             text = (
                 f"val acc mean {np.mean(accuracy):.4f} min {min(accuracy):.4f} max "
-                f"{max(accuracy):.4f} | train loss mean {np.mean([r['train_loss'] for r in live]):.4f}"
+                f"{max(accuracy):.4f} | train loss mean {loss:.4f}"
             )
         else:
             text = "every member has diverged"
-        diverged = sum(r is None or r not in live for r in records)
+        lost = sum(r is None or r not in live for r in records)
         self.console.info(
             f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
-            + (f" | {diverged} diverged" if diverged else "")
+            + (f" | {lost} diverged" if lost else "")
             + f" | {seconds:.2f} s"
         )
 
@@ -304,15 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     else:
         seeds = parse_int_ranges(args.seeds)
-        members = expand_members(seeds, args.learning_rate, args.dropout, args.hidden)
+        members = expand_members(seeds, args.learning_rate, args.dropout_rate, args.hidden_sizes)
         first = members[0]
-        config = cli.config_from_args(
-            args,
-            seed=first.seed,
-            learning_rate=first.learning_rate,
-            dropout_rate=first.dropout_rate,
-            hidden_sizes=first.hidden_sizes,
-        )
+        config = cli.config_from_args(args, **first.to_dict())
         members_per_program = args.members_per_program
         members_per_step = args.members_per_step
         out = Path(args.out) if args.out else None

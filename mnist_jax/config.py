@@ -1,8 +1,8 @@
 """The run configuration: one frozen, validated dataclass.
 
-Everything that decides what a run computes lives here, so a run directory's `config.json` is enough to
-re-create the run. Validation happens once, in `__post_init__`: an invalid value can never reach the
-training code, and the error names the field and the value.
+Everything that decides what a run computes lives here, so a run directory's `config.json` is
+enough to re-create the run. Validation happens once, in `__post_init__`: an invalid value can never
+reach the training code, and the error names the field and the value.
 """
 
 from __future__ import annotations
@@ -16,38 +16,85 @@ from mnist_jax.errors import ConfigError
 VALIDATION_MODES = ("test", "holdout")
 
 
+def _field(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    group: str = "training",
+    sweep: bool = False,
+    defines_run: bool = True,
+) -> Any:
+    """A configuration field with what its command-line flag needs, next to it.
+
+    `flag` defaults to the field name (`--learning-rate`); `aliases` keep older spellings working;
+    `sweep` marks a value the sweep command accepts as a list (members vmap over it);
+    `defines_run`: a resumed run takes it from its config.json and refuses the flag.
+    """
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "aliases": aliases,
+        "group": group,
+        "sweep": sweep,
+        "defines_run": defines_run,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Configuration of one training run. Defaults reproduce the Keras notebook.
 
-    Attributes:
-      dataset: dataset name (`mnist`, `fashion_mnist`, `kmnist`, any IDX dataset, or `tfds:NAME`).
-      data_dir: folder holding the IDX files; None resolves it (MNIST_JAX_DATA, cache, download).
-      hidden_sizes: widths of the ReLU hidden layers.
-      dropout_rate: dropout after the last hidden layer, in [0, 1).
-      learning_rate: Adam's step size.
-      adam_epsilon: Adam's epsilon; 1e-7 is Keras's default (optax's own default is 1e-8).
-      batch_size: examples per optimizer step; the epoch's last, smaller batch is kept.
-      epochs: passes over the training set.
-      seed: the one root of every random stream of the run (init, shuffling, dropout).
-      validation: `test` validates on the test set each epoch (what the notebook did); `holdout`
-        holds out the last `validation_size` training examples instead (Keras's validation_split).
-      validation_size: examples held out when `validation == "holdout"`.
-      eval_batch_size: examples per chunk in evaluation; bounds evaluation memory, not its result.
+    Each field's help text (its meaning) and flag metadata sit next to it; `experiments.cli`
+    builds every command's flags from them, so a new field is one edit here.
     """
 
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    hidden_sizes: tuple[int, ...] = (128, 128)
-    dropout_rate: float = 0.25
-    learning_rate: float = 1e-3
-    adam_epsilon: float = 1e-7
-    batch_size: int = 512
-    epochs: int = 10
-    seed: int = 0
-    validation: str = "test"
-    validation_size: int = 10_000
-    eval_batch_size: int = 2_000
+    dataset: str = _field(
+        "mnist",
+        "mnist, fashion_mnist, kmnist, any dataset in IDX format given by --data-dir, or "
+        "tfds:NAME for a prepared tensorflow-datasets dataset",
+        group="data",
+    )
+    data_dir: str | None = _field(
+        None,
+        "folder with the four *-ubyte(.gz) files (default: $MNIST_JAX_DATA, then "
+        "~/.cache/mnist_jax/DATASET, then a verified download)",
+        group="data",
+        defines_run=False,
+    )
+    hidden_sizes: tuple[int, ...] = _field(
+        (128, 128),
+        "widths of the ReLU hidden layers, e.g. 128,128",
+        aliases=("--hidden",),
+        sweep=True,
+    )
+    dropout_rate: float = _field(
+        0.25,
+        "dropout rate after the last hidden layer, in [0, 1)",
+        aliases=("--dropout",),
+        sweep=True,
+    )
+    learning_rate: float = _field(1e-3, "Adam's learning rate", sweep=True)
+    adam_epsilon: float = _field(1e-7, "Adam's epsilon (Keras's default; optax's is 1e-8)")
+    batch_size: int = _field(512, "examples per optimizer step; the last, smaller batch is kept")
+    epochs: int = _field(10, "passes over the training set")
+    seed: int = _field(0, "root of every random stream of the run: init, shuffling, dropout")
+    validation: str = _field(
+        "test",
+        "validate each epoch on the test set (as the notebook did) or on the last "
+        "--validation-size training examples (Keras's validation_split)",
+        group="data",
+    )
+    validation_size: int = _field(
+        10_000, "examples held out with --validation holdout", group="data"
+    )
+    eval_batch_size: int = _field(
+        2_000,
+        "examples per chunk in evaluation: bounds its memory, not its result",
+        defines_run=False,
+    )
 
     def __post_init__(self) -> None:
         # Normalise containers first so that a config read back from JSON (lists) compares equal.
@@ -110,7 +157,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys are an error, so a config from another version is noticed."""
+        """Inverse of `to_dict`; unknown keys are an error (a config from another version)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -48,6 +48,7 @@ from mnist_jax.sweep.run import (
     SweepStart,
     ensembles,
     plan_programs,
+    plan_sweep,
     resolve_members_per_program,
     run_sweep,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "paired_difference",
     "parse_int_ranges",
     "plan_programs",
+    "plan_sweep",
     "replicate_data",
     "replicated",
     "resolve_members_per_program",

@@ -1,0 +1,57 @@
+"""Flags come from TrainConfig's fields: one name per field, older spellings kept, no prefixes."""
+
+import dataclasses
+
+import pytest
+
+from experiments import baseline, cli, sweep
+from mnist_jax.config import TrainConfig
+
+
+def test_every_config_field_has_a_baseline_flag_named_after_it():
+    parser = baseline.build_parser()
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert flag in parser._option_string_actions, flag
+
+
+def test_new_and_old_spellings_give_the_same_config():
+    parser = baseline.build_parser()
+    old = cli.config_from_args(parser.parse_args(["--dropout", "0.1", "--hidden", "64,32"]))
+    new = cli.config_from_args(
+        parser.parse_args(["--dropout-rate", "0.1", "--hidden-sizes", "64,32"])
+    )
+    assert old == new == TrainConfig(dropout_rate=0.1, hidden_sizes=(64, 32))
+
+
+def test_defaults_are_the_config_defaults():
+    assert cli.config_from_args(baseline.build_parser().parse_args([])) == TrainConfig()
+
+
+@pytest.mark.parametrize("argv", [["--epoch", "20"], ["--lear", "0.5"], ["--drop", "0.1"]])
+def test_abbreviated_flags_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_sweep_takes_lists_of_the_swept_fields_only():
+    args = sweep.build_parser().parse_args(
+        ["--learning-rate", "1e-3,3e-3", "--dropout-rate", "0.1,0.2", "--hidden", "8:16,16"]
+    )
+    assert args.learning_rate == [1e-3, 3e-3] and args.dropout_rate == [0.1, 0.2]
+    assert args.hidden_sizes == [(8,), (16, 16)]
+    assert sweep.build_parser().parse_args(["--epochs", "3"]).epochs == 3
+    swept = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["sweep"]}
+    assert set(sweep.PER_MEMBER_FIELDS) == {"seed"} | swept
+
+
+def test_resume_refuses_every_run_defining_spelling_and_accepts_data_dir():
+    for flag in ("--dropout", "--dropout-rate", "--hidden", "--eval-batch-size=1"):
+        if flag.startswith("--eval"):
+            cli.refuse_flags_with_resume([flag])  # evaluation chunking changes no result
+            continue
+        with pytest.raises(cli.ConfigError, match=flag):
+            cli.refuse_flags_with_resume([flag, "1"])
+    cli.refuse_flags_with_resume(["--data-dir", "/x", "--quiet"])
