@@ -12,13 +12,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mnist_jax.epochs import RECORD_METRICS
 from mnist_jax.sweep.members import ConfigKey
-from mnist_jax.sweep.stats import summarize
+from mnist_jax.sweep.stats import MEMBER_METRICS, summarize
 
-# The metrics `MemberResult.metrics()` gives; `values_by_config` accepts these.
-MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
 # The per-epoch numbers of a member's history records; `curves_by_config` accepts these.
-HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+HISTORY_METRICS = RECORD_METRICS
 
 
 def config_label(key: ConfigKey | Sequence) -> str:

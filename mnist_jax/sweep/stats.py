@@ -14,6 +14,9 @@ import scipy.stats
 
 from mnist_jax.sweep.members import ConfigKey
 
+# The final numbers of a member (`MemberResult.metrics()`), summarised over seeds.
+MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
+
 
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
     """`{"mean", "std", "ci95_low", "ci95_high", "min", "max", "n"}` of `values`.
@@ -42,13 +45,10 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
     return out
 
 
-SUMMARY_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
-
-
 def summarize_by_config(
     member_results: Sequence,
     ensembles: Mapping[ConfigKey, dict] | None = None,
-    metrics: Sequence[str] = SUMMARY_METRICS,
+    metrics: Sequence[str] = MEMBER_METRICS,
 ) -> list[dict]:
     """One row per configuration (learning rate, dropout rate, hidden sizes), over its seeds.
 
