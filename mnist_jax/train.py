@@ -1,4 +1,5 @@
-"""Training as pure functions: a train-state pytree, a train step, and an epoch that is one compiled program.
+"""Training as pure functions: a train-state pytree, a train step, and an epoch that is one compiled
+program.
 
 Every path trains through `train_epoch`: a single run jits it, a sweep jits its `vmap` over stacked
 states, and a sharded sweep is the same call with sharded inputs. The Python loop in `fit` only
@@ -25,8 +26,9 @@ import optax
 from mnist_jax.config import TrainConfig
 from mnist_jax.model import Params, apply_model, init_params
 
-# Stream ids folded into a run's root key. Changing them changes every result: they are part of the
-# checkpoint format (see `STATE_FORMAT_VERSION` users).
+# Stream ids folded into a run's root key. Changing them changes every result: they are part of what
+# a checkpoint means, so changing them needs a new checkpoint format version
+# (`mnist_jax.checkpoint.store.FORMAT_VERSION`).
 INIT_STREAM, SHUFFLE_STREAM, DROPOUT_STREAM = 0, 1, 2
 
 
@@ -39,7 +41,8 @@ class TrainState:
       opt_state: the optimizer state; with `make_optimizer` it also holds the learning rate, as an
         array, so members of a sweep can differ in it.
       dropout_rate: float32 scalar; an array rather than a compiled-in constant for the same reason.
-      key: uint32[2], the raw data of the run's root PRNG key (raw, so any checkpoint library stores it).
+      key: uint32[2], the raw data of the run's root PRNG key (raw, so any checkpoint library
+        stores it).
       step: int32 scalar, optimizer steps taken so far.
       epoch: int32 scalar, epochs completed so far.
     """
@@ -54,19 +57,19 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
-    """The static part of training: what is compiled into the program (shapes and the optimizer's code).
+    """The static part of training, compiled into the program: shapes and the optimizer's code.
 
-    Hashable, so it is a static argument of the jitted functions; two runs with equal specs share one
-    compiled program. Per-run numbers that keep shapes (seed, learning rate, dropout rate) live in the
-    `TrainState` instead, which is what lets a sweep vmap over them.
+    Hashable, so it is a static argument of the jitted functions; two runs with equal specs share
+    one compiled program. Per-run numbers that keep shapes (seed, learning rate, dropout rate) live
+    in the `TrainState` instead, which is what lets a sweep vmap over them.
     """
 
     hidden_sizes: tuple[int, ...] = (128, 128)
     num_classes: int = 10
     batch_size: int = 512
     adam_epsilon: float = 1e-7
-    # Any optax transformation; None means `make_optimizer(adam_epsilon)`. Kept None by default so that
-    # equal configurations give equal (hash-equal) specs and so share one compiled program.
+    # Any optax transformation; None means `make_optimizer(adam_epsilon)`. Kept None by default so
+    # that equal configurations give equal (hash-equal) specs and so share one compiled program.
     tx: optax.GradientTransformation | None = None
 
     @classmethod
@@ -94,7 +97,7 @@ class Batch(NamedTuple):
 def make_optimizer(
     epsilon: float = 1e-7, learning_rate: float = 1e-3
 ) -> optax.GradientTransformation:
-    """Adam as Keras configures it (epsilon 1e-7), with the learning rate kept in the optimizer state.
+    """Adam as Keras configures it (epsilon 1e-7), keeping the learning rate in the optimizer state.
 
     `inject_hyperparams` stores the learning rate as an array in `opt_state.hyperparams`, so
     `init_train_state` can set it per run and a sweep can vmap over it without recompiling.
@@ -115,7 +118,7 @@ def init_train_state(
     dropout_rate: float | jax.Array = 0.25,
     input_size: int = 784,
 ) -> TrainState:
-    """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters gives a sweep.
+    """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters is a sweep.
 
     `learning_rate` is written into the optimizer state when the optimizer keeps one there (as
     `make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps its own.
@@ -196,7 +199,7 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
 def epoch_plan(
     state: TrainState, num_examples: int, batch_size: int
 ) -> tuple[jax.Array, jax.Array]:
-    """The batches of the state's next epoch: `epoch_batches` keyed by (run key, shuffle stream, epoch)."""
+    """The next epoch's batches: `epoch_batches` keyed by (run key, shuffle stream, epoch)."""
     shuffle_key = jax.random.fold_in(stream_key(state, SHUFFLE_STREAM), state.epoch)
     return epoch_batches(shuffle_key, num_examples, batch_size)
 
@@ -207,9 +210,9 @@ def epoch_batches(
     """One epoch's shuffled example indices and weights, shaped (steps, batch_size).
 
     The order is `argsort` of random 32-bit keys: a uniform shuffle (up to astronomically rare ties,
-    broken by index) that costs a sort, several times cheaper on CPU than `jax.random.permutation`.
-    The last batch is kept: when `num_examples` is not a multiple of `batch_size`, it is padded to full
-    size with index 0 and weight 0, so every step has one shape (one compiled step) while the loss and
+    broken by index) that costs a sort, cheaper on CPU than `jax.random.permutation`. The last batch
+    is kept: when `num_examples` is not a multiple of `batch_size`, it is padded to full size with
+    index 0 and weight 0, so every step has one shape (one compiled step) while the loss and
     gradient are exactly those of the smaller batch (the loss is a mean over weight-1 rows only).
     """
     steps = math.ceil(num_examples / batch_size)
@@ -226,8 +229,9 @@ def train_epoch(
     """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
 
     `images` (N, 784) float32 and `labels` (N,) int32 are the whole training set, already on the
-    device; each step gathers its batch from them. Returns the new state and the epoch's mean training
-    loss and accuracy (averaged over the epoch as it trains, with dropout on: what Keras reports).
+    device; each step gathers its batch from them. Returns the new state and the epoch's mean
+    training loss and accuracy (averaged over the epoch as it trains, with dropout on: what Keras
+    reports).
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
     order, weights = epoch_plan(state, images.shape[0], spec.batch_size)
@@ -245,6 +249,6 @@ def train_epoch(
     return state.replace(epoch=state.epoch + 1), metrics
 
 
-# The single-run programs: the spec is compiled in, the state's buffers are donated (updated in place).
+# The single-run programs: the spec compiled in, the state's buffers donated (updated in place).
 train_step_jit = jax.jit(train_step, static_argnums=0, donate_argnums=1)
 train_epoch_jit = jax.jit(train_epoch, static_argnums=0, donate_argnums=1)
