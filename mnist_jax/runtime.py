@@ -13,7 +13,7 @@ CACHE_ENV = "MNIST_JAX_COMPILATION_CACHE"
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Keep compiled programs on disk so the next run of the same shapes skips XLA compilation.
 
-    Compilation is about a third of a 10-epoch CPU run; the persistent cache turns it into a file
+    Compilation is a large share of a short CPU run; the persistent cache turns it into a file
     read. Location: `path`, else $MNIST_JAX_COMPILATION_CACHE, else ~/.cache/mnist_jax/jax; set the
     variable to `off` to disable. The cache changes no result: it stores the same executables.
     """
@@ -24,6 +24,6 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         setting = str(root / "mnist_jax" / "jax")
     jax.config.update("jax_compilation_cache_dir", setting)
-    # Our programs compile in ~0.2-1.5 s on CPU; the default threshold (1 s) would skip some of them.
+    # Some of our programs compile faster than the default threshold (1 s) and would not be cached.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return Path(setting)
