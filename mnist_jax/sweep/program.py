@@ -1,9 +1,9 @@
 """The compiled sweep programs and their sharding.
 
-A sweep is `train_epoch` (the single run's epoch, unchanged) applied over a leading member axis of the
-train state, with the data shared: `jax.vmap` over all members (the accelerator default), or, with
-`members_per_step`, each device's members a few at a time under `shard_map` + `lax.map` (the CPU
-default, see `over_members`). The member axis is sharded over a one-axis mesh ("members") of all
+A sweep is `train_epoch` (the single run's epoch, unchanged) applied over a leading member axis of
+the train state, with the data shared: `jax.vmap` over all members (the accelerator default), or,
+with `members_per_step`, each device's members a few at a time under `shard_map` + `lax.map` (the
+CPU default, see `over_members`). The member axis is sharded over a one-axis mesh ("members") of all
 devices, of all processes; the data is replicated. Members are independent, so the program needs no
 communication between devices: each device trains its members.
 
@@ -40,7 +40,7 @@ def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def member_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (member) axis split over the mesh, other axes whole: every leaf of a stacked state."""
+    """Leading (member) axis split over the mesh, other axes whole: each leaf of a stacked state."""
     return NamedSharding(mesh, P(MEMBER_AXIS))
 
 
@@ -51,8 +51,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def _global_array(value, sharding: NamedSharding) -> jax.Array:
     """`value` (the same on every process) as a global array with `sharding`.
 
-    One process: `device_put`. Several: each process fills its own devices' shards from its host copy
-    (`make_array_from_callback`), since no process can address the others' devices.
+    One process: `device_put`. Several: each process fills its own devices' shards from its host
+    copy (`make_array_from_callback`), since no process can address the others' devices.
     """
     if jax.process_count() == 1:
         return jax.device_put(value, sharding)
@@ -68,7 +68,7 @@ def replicate_data(data: DeviceData, mesh: Mesh) -> DeviceData:
 
 
 def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds (uint32, as `create_train_state` passes them), learning rates and dropout rates (float32)."""
+    """Seeds (uint32, as `create_train_state` passes them), learning and dropout rates (float32)."""
     return (
         np.asarray([m.seed for m in members], np.uint32),
         np.asarray([m.learning_rate for m in members], np.float32),
@@ -91,8 +91,8 @@ def init_members(
 
     `jax.vmap(init_train_state)` over the members' seeds and hyper-parameters: member k's state is
     bitwise `init_train_state(spec, seed_k, lr_k, dropout_k)`, so it has the single run's parameters
-    and root key, hence its data order and dropout masks. With a `mesh`, the state is created sharded
-    over it (the member count must then be a multiple of the mesh size; `run_sweep` pads).
+    and root key, hence its data order and dropout masks. With a `mesh`, the state is created
+    sharded over it (the member count must then be a multiple of the mesh size; `run_sweep` pads).
     """
     for m in members:
         if m.hidden_sizes != tuple(spec.hidden_sizes):
@@ -111,12 +111,12 @@ def init_members(
 
 
 def default_members_per_step(mesh: Mesh) -> int | None:
-    """How many members each device trains at once: all of them (None, a plain vmap) on accelerators,
-    one at a time on CPUs.
+    """How many members each device trains at once: all of them (None, a plain vmap) on
+    accelerators, one at a time on CPUs.
 
-    Measured on a 2-core CPU: the vmapped (batched-matmul) epoch costs 8-15% more per member than the
-    single run's epoch, while members taken one by one inside the same compiled program cost what a
-    single run costs. A CPU is compute-bound already; vmap's win is on GPUs and TPUs.
+    On a CPU the vmapped (batched-matmul) epoch costs more per member than the single run's epoch,
+    while members taken one by one inside the same compiled program cost what a single run costs. A
+    CPU is compute-bound already; vmap's win is on GPUs and TPUs.
     """
     return 1 if mesh.devices.flat[0].platform == "cpu" else None
 
@@ -221,9 +221,10 @@ def member_bytes(
     """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
 
     - state: parameters, Adam's two moments, plus the gradient and update alive during a step (x5);
-    - a step's activations: the gathered batch, pre-/post-activations and dropout mask of every layer,
-      doubled for the backward pass;
-    - the epoch's shuffle: random bits, argsort temporaries, order and weights (num_examples x 16 B);
+    - a step's activations: the gathered batch, pre-/post-activations and dropout mask of every
+      layer, doubled for the backward pass;
+    - the epoch's shuffle: random bits, argsort temporaries, order and weights
+      (num_examples x 16 B);
     - evaluation: one chunk's activations and the (padded) logits of the evaluated split, twice.
     The data itself is shared by all members and not counted.
     """
@@ -240,8 +241,8 @@ def member_bytes(
 
 
 def default_budget_bytes(device: jax.Device | None = None) -> int:
-    """Per-device bytes a sweep may use: half the device's `bytes_limit` when it reports one (GPU/TPU),
-    else a conservative 2 GiB (CPU: `memory_stats()` is None there)."""
+    """Per-device bytes a sweep may use: half the device's `bytes_limit` when it reports one
+    (GPU/TPU), else a conservative 2 GiB (CPU: `memory_stats()` is None there)."""
     device = device or jax.local_devices()[0]
     try:
         stats = device.memory_stats()
@@ -261,9 +262,9 @@ def members_per_program(
     eval_examples: int = 10_000,
     eval_chunk_size: int = 2_000,
 ) -> int:
-    """How many members one compiled program call may hold: per device `bytes_budget // member_bytes`
-    (at least `MIN_MEMBERS_PER_DEVICE`, which every call computes anyway), times the number of devices
-    (so a multiple of it).
+    """How many members one compiled program call may hold: per device
+    `bytes_budget // member_bytes` (at least `MIN_MEMBERS_PER_DEVICE`, which every call computes
+    anyway), times the number of devices (so a multiple of it).
 
     `bytes_budget` is per device (default `default_budget_bytes()`); `num_devices` defaults to all.
     """
