@@ -1,5 +1,5 @@
-"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes) each, and how they are
-grouped into compiled programs.
+"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes) each, and how they
+are grouped into compiled programs.
 
 Members whose hidden sizes agree have the same parameter shapes, so they share one compiled,
 vmapped program (a "group"); seed, learning rate and dropout rate are arrays in the train state and
@@ -21,7 +21,7 @@ ConfigKey = tuple[float, float, tuple[int, ...]]  # (learning_rate, dropout_rate
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One training run of a sweep. Its results equal (up to vmap rounding) `fit` with these values."""
+    """One run of a sweep. Its results equal (up to vmap rounding) `fit` with these values."""
 
     seed: int
     learning_rate: float
@@ -67,9 +67,12 @@ def expand_members(
     dropout_rates: Iterable[float] = (0.25,),
     hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),),
 ) -> list[Member]:
-    """The grid of every combination, in a fixed order: hidden sizes, then learning rate, then dropout
-    rate, then seed (innermost, so the seeds of one configuration are neighbours and usually share a
-    program chunk). Raises ConfigError for an empty list, an invalid value or a repeated value."""
+    """The grid of every combination, in a fixed order: hidden sizes, then learning rate, then
+    dropout rate, then seed (innermost, so the seeds of one configuration are neighbours and usually
+    share a program chunk).
+
+    Raises ConfigError for an empty list, an invalid value or a repeated value.
+    """
     axes = {
         "seeds": list(seeds),
         "learning_rates": list(learning_rates),
@@ -93,7 +96,7 @@ def expand_members(
 
 
 def group_members(members: Iterable[Member]) -> dict[tuple[int, ...], list[Member]]:
-    """Members by hidden sizes (equal shapes = one compiled program), in order of first appearance."""
+    """Members by hidden sizes (equal shapes = one compiled program), in first-appearance order."""
     groups: dict[tuple[int, ...], list[Member]] = {}
     for member in members:
         groups.setdefault(member.hidden_sizes, []).append(member)
@@ -104,10 +107,10 @@ _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def parse_int_ranges(text: str) -> list[int]:
-    """`"0-3,7"` -> [0, 1, 2, 3, 7]: comma-separated integers and inclusive ranges, in the given order.
+    """`"0-3,7"` -> [0, 1, 2, 3, 7]: comma-separated integers and inclusive ranges, kept in order.
 
-    Raises ConfigError for an empty string or item, a non-integer, a descending range, or a value given
-    twice.
+    Raises ConfigError for an empty string or item, a non-integer, a descending range, or a value
+    given twice.
     """
     values: list[int] = []
     items = [item.strip() for item in str(text).split(",")]
@@ -131,8 +134,9 @@ def parse_int_ranges(text: str) -> list[int]:
 
 
 def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) -> list[int]:
-    """How a group of `num_members` is cut into program calls of at most `members_per_program` (after
-    rounding it down to a multiple of `num_devices` when it is at least that), as evenly as possible.
+    """How a group of `num_members` is cut into program calls of at most `members_per_program`
+    (after rounding it down to a multiple of `num_devices` when it is at least that), as evenly as
+    possible.
 
     Each chunk is then padded to a multiple of `num_devices` (`padded_size`).
     """
@@ -153,15 +157,16 @@ def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) ->
     return sizes
 
 
-# XLA simplifies a batched matmul with batch size 1 to a plain matmul, whose rounding differs from the
-# batched kernel's (measured on CPU: a 1-member program's parameters differ in the last bits from the
-# same member's in a 2- or 3-member program, while 2 and 3 agree bitwise). Padding every device to at
-# least 2 members keeps each member's result bitwise independent of the device count and of how a sweep
-# is cut into programs, at the cost of one dummy member per device in the smallest sweeps.
+# XLA simplifies a batched matmul with batch size 1 to a plain matmul, whose rounding differs from
+# the batched kernel's (measured on CPU: a 1-member program's parameters differ in the last bits
+# from the same member's in a 2- or 3-member program, while 2 and 3 agree bitwise). Padding every
+# device to at least 2 members keeps each member's result bitwise independent of the device count
+# and of how a sweep is cut into programs, at the cost of one dummy member per device in the
+# smallest sweeps.
 MIN_MEMBERS_PER_DEVICE = 2
 
 
 def padded_size(num_members: int, num_devices: int) -> int:
-    """The members a program call computes: a multiple of `num_devices` (the leading axis must divide
-    evenly) holding `num_members`, with at least `MIN_MEMBERS_PER_DEVICE` on each device."""
+    """The members a program call computes: a multiple of `num_devices` (the leading axis must
+    divide evenly) holding `num_members`, with at least `MIN_MEMBERS_PER_DEVICE` on each device."""
     return max(MIN_MEMBERS_PER_DEVICE, math.ceil(num_members / num_devices)) * num_devices
