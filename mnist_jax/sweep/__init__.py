@@ -1,7 +1,7 @@
 """Multi-seed and hyper-parameter sweeps: many members trained by one vmapped, sharded program.
 
-The sweep uses the single run's `train_epoch` under `jax.vmap` (no second copy of the training maths),
-with the members' leading axis sharded over all devices of all processes. See `run_sweep`.
+The sweep uses the single run's `train_epoch` under `jax.vmap` (no second copy of the training
+maths), with the members' leading axis sharded over all devices of all processes. See `run_sweep`.
 """
 
 from mnist_jax.sweep.distributed import (

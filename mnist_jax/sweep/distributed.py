@@ -1,9 +1,9 @@
 """Multi-process JAX: start-up from environment variables and gathering results to every process.
 
-Every process runs the same sweep code; `jax.devices()` then lists the devices of all processes and the
-member mesh spans them. Each process holds the members of its own devices; `gather_to_host` brings every
-member's numbers to every process (a collective: all processes must call it), so process 0 can write
-the files.
+Every process runs the same sweep code; `jax.devices()` then lists the devices of all processes and
+the member mesh spans them. Each process holds the members of its own devices; `gather_to_host`
+brings every member's numbers to every process (a collective: all processes must call it), so
+process 0 can write the files.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def initialize_distributed_from_env(
 ) -> bool:
     """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set; return whether it did.
 
-    Must run before anything else touches JAX devices. MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID
-    are then required. CPU collectives use gloo (XLA's CPU backend has no other cross-process
-    implementation); the setting only concerns CPU devices, so it is harmless on GPU.
+    Must run before anything else touches JAX devices. MNIST_JAX_NUM_PROCESSES and
+    MNIST_JAX_PROCESS_ID are then required. CPU collectives use gloo (XLA's CPU backend has no other
+    cross-process implementation); the setting only concerns CPU devices, so it is harmless on GPU.
     Raises ConfigError for missing or invalid values. Calling it again after success does nothing.
     """
     global _initialized

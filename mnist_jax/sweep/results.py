@@ -1,5 +1,5 @@
-"""Per-configuration views of a sweep's `MemberResult`s: labels, per-seed values, learning curves and
-paired differences between two configurations.
+"""Per-configuration views of a sweep's `MemberResult`s: labels, per-seed values, learning curves
+and paired differences between two configurations.
 
 Pure functions over the list `run_sweep` returns (`SweepResult.members`); the CLI and the notebooks
 call these rather than grouping results themselves. Diverged members are left out everywhere, as in
@@ -39,8 +39,8 @@ def values_by_config(
     """Per configuration: seed -> `metric` of that member, for the non-diverged members.
 
     `metric` is one of `MemberResult.metrics()`'s names (`MEMBER_METRICS`: "test_accuracy",
-    "test_loss", "final_val_accuracy", "final_val_loss"). Members without the value (no test metrics)
-    are left out; a configuration with no values left is absent.
+    "test_loss", "final_val_accuracy", "final_val_loss"). Members without the value (no test
+    metrics) are left out; a configuration with no values left is absent.
     """
     if metric not in MEMBER_METRICS:
         raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(MEMBER_METRICS)}")
@@ -79,7 +79,7 @@ def curves_by_config(
 
 
 def paired_difference(values_a: Mapping[int, float], values_b: Mapping[int, float]) -> dict:
-    """`summarize` of b - a per seed, over the seeds both have (in sorted order), with those `seeds`.
+    """`summarize` of b - a per seed, over the seeds both have (sorted), with those `seeds`.
 
     The paired comparison of two configurations of a sweep (e.g. two entries of `values_by_config`):
     seed s gives the same initial weights and batch order in both, so the differences remove the

@@ -1,7 +1,7 @@
-"""Statistics over the seeds of a sweep: mean, sample standard deviation and a Student-t 95% interval.
+"""Statistics over a sweep's seeds: mean, sample standard deviation and a Student-t 95% interval.
 
-Values that are undefined (the standard deviation and interval of fewer than two values) are None, so
-the dicts are valid JSON as they are.
+Values that are undefined (the standard deviation and interval of fewer than two values) are None,
+so the dicts are valid JSON as they are.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
     """`{"mean", "std", "ci95_low", "ci95_high", "min", "max", "n"}` of `values`.
 
-    `std` is the sample standard deviation (ddof=1); the interval is mean +- t(0.975, n-1) * std / sqrt(n),
-    the t interval for the mean of normally distributed values (wide for few seeds, as it should be).
+    `std` is the sample standard deviation (ddof=1); the interval is
+    mean +- t(0.975, n-1) * std / sqrt(n), the t interval for the mean of normally distributed
+    values (wide for few seeds, as it should be).
     """
     x = np.asarray(list(values), np.float64)
     n = int(x.size)
@@ -52,9 +53,10 @@ def summarize_by_config(
 ) -> list[dict]:
     """One row per configuration (learning rate, dropout rate, hidden sizes), over its seeds.
 
-    `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and `.metrics()`).
-    Diverged members are counted in `diverged` and left out of the statistics. Each row holds
-    `summarize` of every metric in `metrics`, and the configuration's ensemble numbers when given.
+    `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and
+    `.metrics()`). Diverged members are counted in `diverged` and left out of the statistics. Each
+    row holds `summarize` of every metric in `metrics`, and the configuration's ensemble numbers
+    when given.
     """
     rows: dict[ConfigKey, dict] = {}
     for result in member_results:
