@@ -17,17 +17,19 @@ from pathlib import Path
 from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
-from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
-from mnist_jax.errors import DataError
-from mnist_jax.fit import fit, to_device
+from mnist_jax.fit import check_fits, fit, to_device
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
+    METRICS_FILE,
+    check_same_data,
     create_run_dir,
     default_run_name,
     device_summary,
+    lock_run_dir,
     read_json,
+    read_run_record,
     run_record,
     write_json_atomic,
 )
@@ -65,27 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         cli.refuse_flags_with_resume(argv)
         run_dir = Path(args.resume)
-        record = read_json(run_dir / CONFIG_FILE)
-        config = TrainConfig.from_dict(record["config"])
+        record, config = read_run_record(run_dir)
+        lock_run_dir(run_dir)
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
-        if dataset.fingerprint != record["dataset"]["fingerprint"]:
-            raise DataError(
-                f"the {config.dataset} files found ({dataset.source}) differ from those "
-                f"the run in {run_dir} was trained on (fingerprint mismatch); pass "
-                "--data-dir with the original files"
-            )
+        check_same_data(dataset, record, run_dir)
     else:
         config = cli.config_from_args(args)
         dataset = load_dataset(config.dataset, config.data_dir)
-        run_dir = create_run_dir(
-            args.out, root=RUNS_ROOT, name=default_run_name(config.dataset, config.seed)
-        )
-        write_json_atomic(
-            run_dir / CONFIG_FILE,
-            run_record(
-                config, dataset, command=" ".join(["python -m experiments.baseline", *argv])
-            ),
-        )
+        check_fits(config, dataset)
+        name = default_run_name(config.dataset, config.seed)
+        run_dir = create_run_dir(args.out, root=RUNS_ROOT, name=name)
+        command = " ".join(["python -m experiments.baseline", *argv])
+        write_json_atomic(run_dir / CONFIG_FILE, run_record(config, dataset, command=command))
 
     devices = device_summary()
     console.info(f"configuration: {console.describe(config)}")
@@ -95,25 +88,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data = to_device(dataset, config)
     spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
+    input_size = int(data.train_images.shape[1])
     state, history = None, []
     if args.resume and list_checkpoints(run_dir):
-        template = create_train_state(config, spec, input_size=int(data.train_images.shape[1]))
+        template = create_train_state(config, spec, input_size=input_size)
         state, info = restore_checkpoint(run_dir, template, "latest", config=config)
         history = info["history"]
-        console.info(f"resuming after epoch {info['epoch']} of {config.epochs}")
+        if info["epoch"] >= config.epochs:
+            console.info(f"the run is complete ({info['epoch']} epochs): writing what it lacks")
+        else:
+            console.info(f"resuming after epoch {info['epoch']} of {config.epochs}")
 
     start = time.perf_counter()
-    with (
-        RunCheckpointer(
-            run_dir,
-            config,
-            num_classes=spec.num_classes,
-            input_size=int(data.train_images.shape[1]),
-            save_every=args.save_every,
-            keep_latest=args.keep,
-        ) as checkpointer,
-        console.epoch_progress(config.epochs, first_epoch=len(history) + 1) as progress,
-    ):
+    checkpointer = RunCheckpointer(
+        run_dir,
+        config,
+        num_classes=spec.num_classes,
+        input_size=input_size,
+        save_every=args.save_every,
+        keep_latest=args.keep,
+    )
+    with checkpointer, console.epoch_progress(config.epochs, len(history) + 1) as progress:
         result = fit(
             config,
             data,
@@ -133,35 +128,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         chunk_size=config.eval_batch_size,
     )
     trained_now = result.history[len(history) :]
-    metrics.update(
-        history=result.history,
-        train_seconds=train_seconds,
-        compile_seconds=result.compile_seconds,
-        examples_per_second=(
-            steady_examples_per_second(trained_now, int(data.train_labels.shape[0]))
+    finished_before = args.resume and not trained_now
+    if finished_before and (run_dir / METRICS_FILE).is_file():
+        metrics = read_json(run_dir / METRICS_FILE)  # keeps the timings of the run that trained
+    else:
+        examples = int(data.train_labels.shape[0])
+        metrics.update(
+            history=result.history,
+            train_seconds=None if finished_before else train_seconds,
+            compile_seconds=None if finished_before else result.compile_seconds,
+            examples_per_second=steady_examples_per_second(trained_now, examples)
             if trained_now
-            else None
-        ),
-        seed=config.seed,
-        epochs=len(result.history),
-        dataset=dataset.name,
-        resumed_from_epoch=len(history) if args.resume else None,
+            else None,
+            seed=config.seed,
+            epochs=len(result.history),
+            dataset=dataset.name,
+            resumed_from_epoch=len(history) if args.resume else None,
+        )
+    written = write_run_outputs(
+        run_dir, dataset, result.history, metrics, probabilities, only_missing=finished_before
     )
-    written = write_run_outputs(run_dir, dataset, result.history, metrics, probabilities)
 
-    console.result(
-        f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
-    )
+    accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
+    console.result(accuracy)
     if trained_now:
         console.info(
             f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
             f"steady epochs {metrics['examples_per_second']:,.0f} examples/s"
         )
-    console.info(
-        "wrote: "
-        + ", ".join(str(path) for path in [run_dir / CONFIG_FILE, *written])
-        + f", {run_dir / 'checkpoints'}"
-    )
+    if not args.resume:
+        written = [run_dir / CONFIG_FILE, *written]
+    if trained_now:
+        written.append(run_dir / "checkpoints")
+    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
     console.result(f"run directory: {run_dir}")
     return 0
 

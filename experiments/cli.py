@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from mnist_jax.config import VALIDATION_MODES, TrainConfig
 from mnist_jax.errors import ConfigError, MnistJaxError
+from mnist_jax.rundir import unlock_run_dir
 
 DEFAULTS = TrainConfig()
 
@@ -44,6 +45,17 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     if not sizes or any(size <= 0 for size in sizes):
         raise argparse.ArgumentTypeError(f"invalid hidden sizes {text!r}: sizes must be positive")
     return sizes
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive integer")
+    return value
 
 
 def _list_of(parse: Callable, separator: str = ","):
@@ -125,13 +137,13 @@ def add_checkpoint_flags(
     group.add_argument("--resume", metavar=resume_metavar, default=None, help=resume_help)
     group.add_argument(
         "--save-every",
-        type=int,
+        type=positive_int,
         default=1,
         help="save a checkpoint every N epochs, and always after the last (default 1)",
     )
     group.add_argument(
         "--keep",
-        type=int,
+        type=positive_int,
         default=3,
         help="keep the latest N checkpoints (default 3); a run also keeps its best "
         "by validation accuracy",
@@ -189,6 +201,8 @@ def run_main(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         status = 130
+    finally:
+        unlock_run_dir()
     sys.exit(status)
 
 

@@ -1,4 +1,4 @@
-"""`python -m experiments.evaluate RUN_DIR`: re-evaluate a run from its directory alone, without training.
+"""`python -m experiments.evaluate RUN_DIR`: re-evaluate a run from its directory alone.
 
 Restores a checkpoint (latest, best, or an epoch) in a fresh process, recomputes the test metrics,
 prints test loss and accuracy to 4 decimals, and re-draws the run's plots and report into
@@ -14,10 +14,10 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import load_run
 from mnist_jax.data import load_dataset
-from mnist_jax.errors import ConfigError, DataError
+from mnist_jax.errors import ConfigError
 from mnist_jax.fit import to_device
 from mnist_jax.report import evaluate_test_set, write_run_outputs
-from mnist_jax.rundir import CONFIG_FILE, read_json
+from mnist_jax.rundir import check_same_data, create_run_dir, is_empty_folder, read_run_record
 from mnist_jax.runtime import enable_compilation_cache
 
 
@@ -29,7 +29,7 @@ def parse_checkpoint(text: str) -> str | int:
     except ValueError:
         raise ConfigError(
             f"invalid --checkpoint {text!r}: expected latest, best or an epoch number"
-        )
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         default=None,
-        help="where to write metrics and plots (default RUN_DIR/evaluation/CHECKPOINT)",
+        help="a new folder for the metrics and plots (default RUN_DIR/evaluation/CHECKPOINT, "
+        "or CHECKPOINT-2, -3... if that exists); a folder holding files is refused",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="print only the test loss and accuracy"
@@ -61,14 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
 
     run_dir = Path(args.run_dir)
-    record = read_json(run_dir / CONFIG_FILE)
+    if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
+        raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
+    record, _ = read_run_record(run_dir)
     run = load_run(run_dir, which)
     dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
-    if dataset.fingerprint != record["dataset"]["fingerprint"]:
-        raise DataError(
-            f"the {run.config.dataset} files found ({dataset.source}) differ from those the "
-            f"run in {run_dir} was trained on (fingerprint mismatch); pass --data-dir"
-        )
+    check_same_data(dataset, record, run_dir)
     data = to_device(dataset, run.config)
     spec = run.spec
     metrics, probabilities = evaluate_test_set(
@@ -87,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint=args.checkpoint,
         checkpoint_epoch=run.epoch,
     )
-    out = Path(args.out) if args.out else run_dir / "evaluation" / str(args.checkpoint)
+    out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(args.checkpoint))
     written = write_run_outputs(out, dataset, run.history, metrics, probabilities)
 
     console.info(f"checkpoint: {args.checkpoint} (epoch {run.epoch}) of {run_dir}")

@@ -27,16 +27,18 @@ import numpy as np
 
 from experiments import cli
 from experiments.console import Console
-from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.epochs import diverged
-from mnist_jax.errors import ConfigError, DataError
-from mnist_jax.fit import to_device
+from mnist_jax.errors import ConfigError
+from mnist_jax.fit import check_fits, to_device
 from mnist_jax.rundir import (
+    check_same_data,
     create_run_dir,
     device_summary,
     holds_run,
-    read_json,
+    is_empty_folder,
+    lock_run_dir,
+    read_run_record,
     run_record,
     write_json_atomic,
 )
@@ -77,7 +79,7 @@ def build_parser() -> cli.Parser:
     )
     parser.add_argument(
         "--members-per-program",
-        type=int,
+        type=cli.positive_int,
         default=None,
         metavar="N",
         help="members trained by one program call (default: as many as the memory "
@@ -143,11 +145,6 @@ def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
     return sorted(
         {flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")}
     )
-
-
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"invalid {name} {value}: expected a positive integer")
 
 
 def _program_plan(programs) -> list[dict]:
@@ -275,9 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sweep checkpoints (--save-every, --keep, --resume) need a single process: "
             "with several processes a sweep runs without checkpoints"
         )
-    _check_positive("--members-per-program", args.members_per_program)
-    _check_positive("--save-every", args.save_every)
-    _check_positive("--keep", args.keep)
 
     if args.resume:
         cli.refuse_flags_with_resume(argv)
@@ -288,21 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{SWEEP_FILE}; drop {', '.join(given)}"
             )
         sweep_dir = Path(args.resume)
-        record = read_json(sweep_dir / SWEEP_FILE)
-        config = TrainConfig.from_dict(record["config"])
-        members = [
-            Member(m["seed"], m["learning_rate"], m["dropout_rate"], tuple(m["hidden_sizes"]))
-            for m in record["members"]
-        ]
-        members_per_program = int(record["members_per_program"])
+        record, config = read_run_record(sweep_dir, SWEEP_FILE)
+        try:
+            members = [Member(**m) for m in record["members"]]
+            members_per_program = int(record["members_per_program"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{sweep_dir / SWEEP_FILE} is damaged ({error!r})") from None
         members_per_step = record.get("members_per_step")
+        lock_run_dir(sweep_dir)
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
-        if dataset.fingerprint != record["dataset"]["fingerprint"]:
-            raise DataError(
-                f"the {config.dataset} files found ({dataset.source}) differ from those "
-                f"the sweep in {sweep_dir} was trained on (fingerprint mismatch); pass "
-                "--data-dir with the original files"
-            )
+        check_same_data(dataset, record, sweep_dir)
     else:
         seeds = parse_int_ranges(args.seeds)
         members = expand_members(seeds, args.learning_rate, args.dropout_rate, args.hidden_sizes)
@@ -310,14 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = cli.config_from_args(args, **first.to_dict())
         members_per_program = args.members_per_program
         members_per_step = args.members_per_step
-        out = Path(args.out) if args.out else None
-        if out is not None and out.is_dir() and any(out.iterdir()):
-            what = "another run" if holds_run(out) else "other files"
+        if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
+            what = "another run" if holds_run(Path(args.out)) else "other files"
             raise ConfigError(
-                f"--out {out} already holds {what}; choose a new folder (or continue "
-                f"that sweep with --resume {out})"
+                f"--out {args.out} already holds {what}; choose a new folder (or continue "
+                f"that sweep with --resume {args.out})"
             )
         dataset = load_dataset(config.dataset, config.data_dir)
+        check_fits(config, dataset)
         sweep_dir = None
         if several:  # every process has checked --out before process 0 creates it
             from jax.experimental import multihost_utils

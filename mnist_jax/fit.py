@@ -18,6 +18,7 @@ import numpy as np
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, flatten_and_scale, holdout_split
 from mnist_jax.epochs import compile_all, run_epochs
+from mnist_jax.errors import ConfigError
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.train import (
     TrainSpec,
@@ -61,6 +62,25 @@ def to_device(dataset: Dataset, config: TrainConfig) -> DeviceData:
     ):
         arrays += [flatten_and_scale(images), np.asarray(labels, np.int32)]
     return DeviceData(*jax.device_put(arrays), num_classes=dataset.num_classes)
+
+
+def check_fits(config: TrainConfig, dataset: Dataset) -> None:
+    """Refuses, before anything is created, a configuration the dataset cannot serve: a held-out
+    split that leaves no training examples, or a batch larger than the training set (it would be
+    padded with weight-0 rows to its full size, at its full memory cost)."""
+    examples = int(dataset.train_images.shape[0])
+    if config.validation == "holdout":
+        if not 1 <= config.validation_size < examples:
+            raise ConfigError(
+                f"invalid validation_size={config.validation_size}: --validation holdout needs "
+                f"1 to {examples - 1} of the {examples} training examples of {dataset.name}"
+            )
+        examples -= config.validation_size
+    if config.batch_size > examples:
+        raise ConfigError(
+            f"invalid batch_size={config.batch_size}: larger than the {examples} training "
+            f"examples of {dataset.name}"
+        )
 
 
 @dataclasses.dataclass

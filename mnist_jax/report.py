@@ -24,6 +24,7 @@ from mnist_jax.rundir import METRICS_FILE
 # The test image shown with its prediction: the first one, so every run shows the same.
 SAMPLE_INDEX = 0
 TOP_ERRORS = 5
+REPORT_FILE = "report.md"
 
 PLOT_FILES = {
     "samples_per_class": "samples_per_class.png",
@@ -65,19 +66,23 @@ def write_plots(
     history: Sequence[dict],
     metrics: dict[str, Any],
     probabilities: np.ndarray,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Draw the run's five figures from arrays and save them as PNGs in `run_dir`."""
+    """Draws the run's figures (all five, or the keys of `PLOT_FILES` in `only`) from arrays and
+    saves them as PNGs in `run_dir`."""
     names = list(dataset.class_names)
-    figures = {
-        "samples_per_class": plots.plot_samples_per_class(
+    draw = {
+        "samples_per_class": lambda: plots.plot_samples_per_class(
             dataset.train_images, dataset.train_labels, names
         ),
-        "training_curves": plots.plot_training_curves(history),
-        "confusion_matrix": plots.plot_confusion_matrix(
+        "training_curves": lambda: plots.plot_training_curves(history),
+        "confusion_matrix": lambda: plots.plot_confusion_matrix(
             np.asarray(metrics["confusion_matrix"]), names
         ),
-        "top_errors": plots.plot_top_errors(dataset.test_images, metrics["top_errors"], names),
-        "sample_prediction": plots.plot_sample_prediction(
+        "top_errors": lambda: plots.plot_top_errors(
+            dataset.test_images, metrics["top_errors"], names
+        ),
+        "sample_prediction": lambda: plots.plot_sample_prediction(
             dataset.test_images[SAMPLE_INDEX],
             probabilities[SAMPLE_INDEX],
             int(dataset.test_labels[SAMPLE_INDEX]),
@@ -85,7 +90,9 @@ def write_plots(
         ),
     }
     return {
-        key: plots.save_figure(figure, run_dir / PLOT_FILES[key]) for key, figure in figures.items()
+        key: plots.save_figure(figure(), run_dir / PLOT_FILES[key])
+        for key, figure in draw.items()
+        if only is None or key in only
     }
 
 
@@ -95,12 +102,26 @@ def write_run_outputs(
     history: Sequence[dict],
     metrics: dict[str, Any],
     probabilities: np.ndarray,
+    *,
+    only_missing: bool = False,
 ) -> list[Path]:
-    """Write `metrics.json`, the plots and `report.md`; return the paths written."""
+    """Write `metrics.json`, the plots and `report.md`; return the paths written.
+
+    `only_missing` leaves every file that exists as it is (completing a run whose outputs were
+    interrupted, without replacing what it already wrote).
+    """
     run_dir = Path(run_dir)
-    written = [write_json_atomic(run_dir / METRICS_FILE, metrics)]
-    written += list(write_plots(run_dir, dataset, history, metrics, probabilities).values())
-    written.append(write_text_atomic(run_dir / "report.md", render_report(dataset, metrics)))
+
+    def wanted(name: str) -> bool:
+        return not (only_missing and (run_dir / name).exists())
+
+    written = []
+    if wanted(METRICS_FILE):
+        written.append(write_json_atomic(run_dir / METRICS_FILE, metrics))
+    missing = [key for key, name in PLOT_FILES.items() if wanted(name)]
+    written += write_plots(run_dir, dataset, history, metrics, probabilities, missing).values()
+    if wanted(REPORT_FILE):
+        written.append(write_text_atomic(run_dir / REPORT_FILE, render_report(dataset, metrics)))
     return written
 
 
@@ -115,11 +136,12 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         f" after {len(history)} epochs (seed {metrics['seed']})",
     ]
     if metrics.get("train_seconds") is not None:
-        lines.append(
-            f"- training took {metrics['train_seconds']:.1f} s, of which compilation "
-            f"{metrics['compile_seconds']:.1f} s; steady epochs ran at "
-            f"{metrics['examples_per_second']:,.0f} examples/s"
-        )
+        line = f"- training took {metrics['train_seconds']:.1f} s"
+        if metrics.get("compile_seconds") is not None:
+            line += f", of which compilation {metrics['compile_seconds']:.1f} s"
+        if metrics.get("examples_per_second") is not None:
+            line += f"; steady epochs ran at {metrics['examples_per_second']:,.0f} examples/s"
+        lines.append(line)
     lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
     lines += [
         "",

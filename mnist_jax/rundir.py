@@ -9,6 +9,7 @@ half-written file, and an earlier run's files are never replaced by another run.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import jax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.errors import ConfigError, MnistJaxError
+from mnist_jax.errors import ConfigError, DataError, MnistJaxError, OutputError
 
 # Re-exported: the atomic writers live in `mnist_jax.fileio`; run code imports them from here.
 from mnist_jax.fileio import write_json_atomic as write_json_atomic
@@ -28,7 +29,7 @@ from mnist_jax.fileio import write_text_atomic as write_text_atomic
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 # Files whose presence means a folder already holds a run.
-RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, "checkpoints", "summary.json")
+RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, "checkpoints", "summary.json", "sweep.json")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -41,37 +42,103 @@ def read_json(path: str | os.PathLike) -> Any:
         raise MnistJaxError(f"{path} is not valid JSON ({error}); the file is damaged") from None
 
 
+LOCK_FILE = ".lock"
+_held_locks: dict[Path, int] = {}  # folder -> descriptor, held until the process ends
+
+
 def holds_run(folder: Path) -> bool:
     return any((folder / marker).exists() for marker in RUN_MARKERS)
 
 
-def create_run_dir(out: str | os.PathLike | None, *, root: str | os.PathLike, name: str) -> Path:
-    """Create the run directory `out`, or a new `root/name[-N]` when `out` is None.
+def lock_run_dir(folder: str | os.PathLike) -> Path:
+    """Holds an exclusive lock on `folder` until this process ends (or `unlock_run_dir`).
+
+    Two processes writing one run directory (two runs given the same --out, two resumes of one
+    run) would silently mix their files: the second is refused at once. The kernel drops the lock
+    when its process dies, SIGKILL included, so a killed run can be resumed straight away.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held_locks:
+        return folder
+    try:
+        descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise OutputError(f"cannot write to {folder}: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "another"
+        os.close(descriptor)
+        raise ConfigError(
+            f"{folder} is in use by process {holder}: one process at a time may write a run"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[folder] = descriptor
+    return folder
+
+
+def unlock_run_dir(folder: str | os.PathLike | None = None) -> None:
+    """Releases the lock on `folder` (every lock this process holds when None)."""
+    for held in list(_held_locks) if folder is None else [Path(folder).resolve()]:
+        descriptor = _held_locks.pop(held, None)
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+def is_empty_folder(folder: str | os.PathLike) -> bool:
+    """A folder with nothing in it but, perhaps, a run lock."""
+    return Path(folder).is_dir() and all(e.name == LOCK_FILE for e in Path(folder).iterdir())
+
+
+def create_run_dir(
+    out: str | os.PathLike | None, *, root: str | os.PathLike, name: str, flag: str = "--out"
+) -> Path:
+    """Creates and locks (`lock_run_dir`) the run directory `out`, or a new `root/name[-N]`.
 
     An existing `out` is accepted only if it is an empty folder: one that holds files (a run or
-    anything else) is refused, so nothing already written is ever overwritten.
+    anything else) is refused, so nothing already written is ever overwritten. Creating the folder
+    and taking the lock are atomic, so of two commands given the same folder exactly one wins.
     """
     if out is None:
         base = Path(root) / name
         folder, suffix = base, 1
-        while folder.exists():
+        while True:
+            _make_folder(folder.parent, flag, parents=True)
+            if _make_folder(folder, flag):
+                break
             suffix += 1
             folder = base.with_name(f"{base.name}-{suffix}")
     else:
         folder = Path(out)
         if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"--out {folder} is a file, not a folder")
-        if folder.is_dir() and any(folder.iterdir()):
+            raise ConfigError(f"{flag} {folder} is a file, not a folder")
+        _make_folder(folder, flag, parents=True)
+    # Checked before locking (a refused folder is left exactly as it was) and again after (the
+    # lock decides between two commands that both found it empty).
+    for check in ("before", "after"):
+        if not is_empty_folder(folder):
+            if check == "after":
+                unlock_run_dir(folder)
             what = "another run" if holds_run(folder) else "other files"
             raise ConfigError(
-                f"--out {folder} already holds {what}; choose a new folder "
-                f"(or continue that run with --resume {folder})"
+                f"{flag} {folder} already holds {what}; choose a new folder"
+                + (f" (or continue that run with --resume {folder})" if flag == "--out" else "")
             )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"cannot create the run directory {folder}: {error.strerror}") from None
+        if check == "before":
+            lock_run_dir(folder)
     return folder
+
+
+def _make_folder(folder: Path, flag: str, parents: bool = False) -> bool:
+    """mkdir; False if it already existed. Any other failure is one line naming the folder."""
+    try:
+        folder.mkdir(parents=parents, exist_ok=parents)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise OutputError(f"cannot create {flag} {folder}: {error.strerror}") from None
 
 
 def default_run_name(dataset: str, seed: int | str, now: datetime.datetime | None = None) -> str:
@@ -97,6 +164,31 @@ def device_summary() -> dict[str, Any]:
         "count": len(devices),
         "process_count": jax.process_count(),
     }
+
+
+def read_run_record(folder: str | os.PathLike, name: str = CONFIG_FILE) -> tuple[dict, TrainConfig]:
+    """A run's (or sweep's) record and its configuration; a damaged record is one line."""
+    path = Path(folder) / name
+    record = read_json(path)
+    try:
+        return record, TrainConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ConfigError) as error:
+        raise MnistJaxError(f"{path} is not a run record ({short_error(error)})") from None
+
+
+def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
+    """Refuses to continue or evaluate a run on other files than it was trained on."""
+    fingerprint = (record.get("dataset") or {}).get("fingerprint")
+    if dataset.fingerprint != fingerprint:
+        raise DataError(
+            f"the {dataset.name} files found ({dataset.source}) differ from those the run in "
+            f"{folder} was trained on (fingerprint mismatch); pass --data-dir with the original "
+            "files"
+        )
+
+
+def short_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0][:200]
 
 
 def run_record(config: TrainConfig, dataset, *, command: str | None = None) -> dict[str, Any]:
