@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def kill_when(args: list[str], env: dict, trigger: str, delay: float) -> None:
-    """Run `python -m ARGS` and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
+    """Run `python -m ARGS`; SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
     proc = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO,

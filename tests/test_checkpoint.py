@@ -1,4 +1,4 @@
-"""Checkpoints: bitwise round trips, safety under donation, retention, resume, damage and compatibility."""
+"""Checkpoints: bitwise round trips, donation safety, retention, resume, damage, compatibility."""
 
 import json
 import shutil
@@ -22,8 +22,9 @@ from mnist_jax.errors import CheckpointError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
 
-# A failed tensorstore read (a damaged checkpoint) can leave orbax's per-restore event loop closed before
-# tensorstore's last callbacks arrive; Python then reports "Event loop is closed" as unraisable. Harmless.
+# A failed tensorstore read (a damaged checkpoint) can leave orbax's per-restore event loop closed
+# before tensorstore's last callbacks arrive; Python then reports "Event loop is closed" as
+# unraisable. Harmless.
 tolerate_failed_reads = pytest.mark.filterwarnings(
     "ignore::pytest.PytestUnraisableExceptionWarning"
 )
@@ -171,9 +172,11 @@ def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(
     shutil.copytree(run_dir, tmp_path / "run")
     run = tmp_path / "run"
     restored, info = restore_checkpoint(run, template(), 2)
-    with pytest.warns(UserWarning, match="moved to"):
-        with RunCheckpointer(run, CONFIG) as checkpointer:
-            fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
+    with (
+        pytest.warns(UserWarning, match="moved to"),
+        RunCheckpointer(run, CONFIG) as checkpointer,
+    ):
+        fit(CONFIG, data, state=restored, history=info["history"], callbacks=[checkpointer])
     assert list_checkpoints(run) == [1, 2, 3]
     assert (run / "checkpoints_set_aside" / "3" / "state").is_dir()
     state, _ = restore_checkpoint(run, template())

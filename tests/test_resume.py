@@ -42,7 +42,7 @@ def run(args, mnist_dir):
 
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
-    """Start a training run and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
+    """Start a training run; SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
     _processes.kill_when(
         ["experiments.baseline", "--epochs", EPOCHS, "--out", str(out)],
         environment(mnist_dir),

@@ -1,4 +1,4 @@
-"""Sweeps: members, grouping and chunking; vmapped init and training equal the single run's; statistics."""
+"""Sweeps: members, grouping, chunking; vmapped init/training equal the single run's; statistics."""
 
 import math
 
@@ -53,7 +53,7 @@ def assert_bitwise_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-# Members, groups, ranges ------------------------------------------------------------------------------
+# Members, groups, ranges --------------------------------------------------------------------------
 
 
 def test_expand_members_gives_the_grid_with_seeds_innermost():
@@ -130,7 +130,7 @@ def test_padded_size_is_a_multiple_of_the_devices_with_two_members_each():
     assert [padded_size(n, 8) for n in (1, 3, 16, 17)] == [16, 16, 16, 24]
 
 
-# Init and training equal the single run ----------------------------------------------------------------
+# Init and training equal the single run -----------------------------------------------------------
 
 
 def test_vmapped_init_equals_per_seed_init_bitwise():
@@ -319,7 +319,7 @@ def test_ensemble_accuracy_is_that_of_the_mean_softmax_probabilities():
     assert ensemble["ensemble_size"] == 3
 
 
-# Statistics ---------------------------------------------------------------------------------------------
+# Statistics ---------------------------------------------------------------------------------------
 
 
 def test_summarize_matches_a_hand_computed_t_interval():
@@ -366,7 +366,7 @@ def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
     assert rows[1]["test_accuracy"]["mean"] == pytest.approx(0.6)
 
 
-# Multi-process start-up -------------------------------------------------------------------------------
+# Multi-process start-up ---------------------------------------------------------------------------
 
 
 def test_distributed_is_not_initialized_without_the_coordinator_variable():

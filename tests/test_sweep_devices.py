@@ -1,8 +1,9 @@
 """A sweep's per-member results do not depend on how many devices or processes share the members.
 
-Each test starts fresh Python processes (the device count is fixed when JAX starts): this file is also
-the worker, run as `python tests/test_sweep_devices.py OUT.npz`. It trains 3 members (not a multiple of
-8 or 4 devices, so padding is exercised) that differ in seed, learning rate and dropout rate.
+Each test starts fresh Python processes (the device count is fixed when JAX starts): this file is
+also the worker, run as `python tests/test_sweep_devices.py OUT.npz`. It trains 3 members (not a
+multiple of 8 or 4 devices, so padding is exercised) that differ in seed, learning rate and dropout
+rate.
 """
 
 import os
@@ -19,7 +20,7 @@ TIMEOUT_S = 300
 
 
 def tiny_sweep_arrays() -> dict:
-    """Worker body: train the tiny sweep on this process's devices and return its results as arrays."""
+    """Worker body: train the tiny sweep on this process's devices; return its results as arrays."""
     import jax
 
     from mnist_jax.config import TrainConfig
@@ -111,7 +112,8 @@ def free_port() -> int:
 
 def assert_same_results(a: dict, b: dict, exact: bool = True) -> None:
     """Equal results per member: bitwise, or (exact=False) within float32 rounding of a different
-    compilation: identical keys, steps and predictions, losses/parameters/logits within 1e-5/1e-4."""
+    compilation: identical keys, steps and predictions, losses/parameters/logits within 1e-5/1e-4.
+    """
     result_keys = sorted(k for k in a if not k.startswith("num_"))
     assert result_keys == sorted(k for k in b if not k.startswith("num_"))
     for key in result_keys:
@@ -126,10 +128,10 @@ def assert_same_results(a: dict, b: dict, exact: bool = True) -> None:
 
 @pytest.mark.slow
 def test_members_get_the_same_results_on_one_and_on_eight_devices(tmp_path):
-    # Not bitwise: XLA fuses the partitioned (8-device) program differently from the unpartitioned one
-    # (dropout's division by the keep probability becomes a multiply by its reciprocal in one of them,
-    # seen in the optimized HLO), so float32 results differ in the last bits (measured: logits 2e-6).
-    # Keys, steps and test predictions are identical.
+    # Not bitwise: XLA fuses the partitioned (8-device) program differently from the unpartitioned
+    # one (dropout's division by the keep probability becomes a multiply by its reciprocal in one of
+    # them, seen in the optimized HLO), so float32 results differ in the last bits (measured:
+    # logits 2e-6). Keys, steps and test predictions are identical.
     one = run_worker(tmp_path, "one", devices=1)
     eight = run_worker(tmp_path, "eight", devices=8)
     assert (int(one["num_devices"]), int(eight["num_devices"])) == (1, 8)

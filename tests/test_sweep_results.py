@@ -20,7 +20,7 @@ BASE, FAST = (1e-3, 0.25, (128, 128)), (3e-3, 0.25, (128, 128))
 
 
 def result(seed, key, val_accuracy, test_accuracy=None, diverged=False):
-    """A member with one history record per value of `val_accuracy` and, unless diverged, test metrics."""
+    """A member: one history record per `val_accuracy` value and, unless diverged, test metrics."""
     history = [
         {
             "epoch": e,

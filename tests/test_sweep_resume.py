@@ -1,7 +1,7 @@
 """Killed sweeps resume bitwise: `run_sweep(start=...)` from saved program states, and
 `experiments.sweep` killed with SIGKILL at several points then `--resume`d, end with the members,
-histories and final stacked states of the uninterrupted sweep; a damaged newest checkpoint falls back
-to the previous one with a one-line warning."""
+histories and final stacked states of the uninterrupted sweep; a damaged newest checkpoint falls
+back to the previous one with a one-line warning."""
 
 import json
 import os
@@ -37,7 +37,7 @@ def without_seconds(history):
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
 
-# Library: run_sweep(start=...) ------------------------------------------------------------------------
+# Library: run_sweep(start=...) --------------------------------------------------------------------
 
 
 def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_path):
@@ -49,7 +49,8 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
             config, members, data, members_per_program=4, callbacks=[checkpointer]
         )
     assert checkpointer.saved == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
-    assert sorted(p.name for p in program_store(tmp_path / "a", 0).directory.iterdir()) == ["2", "3"]
+    kept = program_store(tmp_path / "a", 0).directory.iterdir()
+    assert sorted(p.name for p in kept) == ["2", "3"]
 
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     shutil.rmtree(
@@ -84,7 +85,7 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
         np.testing.assert_array_equal(a.test_logits, b.test_logits)
 
 
-# CLI: SIGKILL and --resume ----------------------------------------------------------------------------
+# CLI: SIGKILL and --resume ------------------------------------------------------------------------
 
 
 def environment(mnist_dir):
