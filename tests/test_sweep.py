@@ -11,20 +11,17 @@ from mnist_jax.errors import ConfigError, TrainingError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.sweep import (
     Member,
-    chunk_sizes,
     expand_members,
-    group_members,
     init_members,
     initialize_distributed_from_env,
-    member_bytes,
-    members_per_program,
-    padded_size,
     parse_int_ranges,
-    plan_programs,
     run_sweep,
     summarize,
     summarize_by_config,
 )
+from mnist_jax.sweep.members import chunk_sizes, group_members, padded_size
+from mnist_jax.sweep.program import member_bytes, members_per_program
+from mnist_jax.sweep.run import plan_programs
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
 SPEC = TrainSpec(hidden_sizes=(32,), batch_size=64)
