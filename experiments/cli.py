@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -193,6 +196,7 @@ def run_main(
 ) -> NoReturn:
     """Run a command's `main`; a user error becomes one line on stderr and exit status 2."""
     quiet_library_logs()
+    watcher = stop_promptly_on_interrupt()
     try:
         status = main(argv)
     except MnistJaxError as error:
@@ -203,16 +207,69 @@ def run_main(
         status = 130
     finally:
         unlock_run_dir()
+        signal.set_wakeup_fd(-1)
+        os.close(watcher)  # the watcher reads the end of file and exits
     sys.exit(status)
+
+
+INTERRUPT_GRACE_SECONDS = 2.0
+
+
+# The watcher: a separate process, so that it runs even while the command's threads cannot (a
+# compiled program or XLA's compiler may hold the interpreter for minutes). It reads the signal
+# numbers the command's wakeup descriptor receives; end of file means the command has ended.
+_WATCHER = """
+import os, signal, sys, time
+pid, grace = int(sys.argv[1]), float(sys.argv[2])
+while True:
+    received = os.read(0, 64)
+    if not received:
+        sys.exit(0)
+    if signal.SIGINT in received:
+        break
+time.sleep(grace)
+try:
+    os.kill(pid, 0)
+except ProcessLookupError:
+    sys.exit(0)
+print("interrupted: stopped without waiting for the running epoch; the newest checkpoint is kept "
+      "(continue with --resume)", file=sys.stderr, flush=True)
+os.kill(pid, signal.SIGKILL)
+"""
+
+
+def stop_promptly_on_interrupt(grace: float = INTERRUPT_GRACE_SECONDS) -> int:
+    """Makes Ctrl-C end the command within `grace` seconds, even inside a compiled epoch.
+
+    Python runs its SIGINT handler only when the main thread returns to the interpreter, which a
+    compiled epoch can delay for minutes. The signal reaches the wakeup file descriptor at once,
+    though; a watcher process gives the command `grace` seconds to stop the normal way, then ends
+    it. What is on disk stays consistent (files are renamed into place, checkpoints are committed
+    whole), so the run continues from its newest checkpoint with --resume. Returns the descriptor
+    to close when the command is over.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    # A session of its own: a Ctrl-C at the terminal reaches the command, not the watcher.
+    subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(os.getpid()), str(grace)],
+        stdin=read_end,
+        start_new_session=True,
+    )
+    os.close(read_end)
+    return write_end
 
 
 def quiet_library_logs() -> None:
     """Orbax logs routine events (e.g. opening checkpoints read-only) as absl warnings; the commands
-    report what matters themselves, so only errors from libraries reach the terminal."""
+    report what matters themselves."""
     import logging
     import warnings
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # Orbax also logs its failures (with tracebacks) before raising them; the commands report the
+    # raised error in one line, so its log stays quiet but for critical messages.
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     # Our warnings (e.g. a damaged checkpoint skipped on resume) as one line each, without source.
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 

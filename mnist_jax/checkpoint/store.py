@@ -23,6 +23,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import re
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -203,6 +206,7 @@ class CheckpointStore:
             tree = manager.restore(step, args=restore)[STATE_ITEM]
             digest = state_digest(tree)
         except Exception as error:  # orbax and tensorstore raise many types for damaged files
+            _silence_reads_outliving_their_loop()
             raise Damaged(f"its arrays cannot be read ({short(error)})") from error
         if info.get("state_sha256") not in (None, digest):
             raise Damaged("its arrays do not match the digest written with them")
@@ -316,13 +320,10 @@ class CheckpointStore:
         try:
             yield
         except Exception as error:
-            cause = error
-            while cause.__cause__ is not None and not isinstance(cause, OSError):
-                cause = cause.__cause__
-            reason = (
-                cause.strerror if isinstance(cause, OSError) and cause.strerror else short(error)
-            )
-            raise OutputError(f"cannot write a checkpoint to {self.directory}: {reason}") from error
+            _silence_reads_outliving_their_loop()
+            raise OutputError(
+                f"cannot write a checkpoint to {self.directory}: {_reason(error)}"
+            ) from error
 
     def wait(self) -> None:
         """Blocks until pending saves are on disk (at most `SAVE_TIMEOUT_SECONDS`)."""
@@ -343,6 +344,41 @@ class CheckpointStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _silence_reads_outliving_their_loop() -> None:
+    """Drops the "Event loop is closed" errors of reads that outlive a failed restore.
+
+    When one array of a step cannot be read, orbax stops waiting and closes its event loop while
+    tensorstore still reads the step's other arrays; each of those reads then reports back into
+    the closed loop, and Python prints every failed report as an unraisable traceback (hundreds of
+    lines for one skipped checkpoint). Nothing is lost: the step is already reported as damaged.
+    Installed once, on the first such failure, in front of the hook that was there.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop_reports", False):
+        return
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook._drops_closed_loop_reports = True
+    sys.unraisablehook = hook
+
+
+def _reason(error: BaseException) -> str:
+    """The operating system's reason for a failed write, wherever orbax or tensorstore put it."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        code = re.search(r"os_error_code='(\d+)'", str(cause))
+        if code:
+            return os.strerror(int(code.group(1)))
+        cause = cause.__cause__ or cause.__context__
+    return short(error)
 
 
 def _read_info(manager, step: int) -> dict:
