@@ -1,0 +1,257 @@
+"""The fault matrix: what a hostile user or a failing machine does to the commands, and what must
+hold afterwards. Every case runs the real commands as subprocesses on the real MNIST.
+
+Rules checked in every case: an error is one line on stderr with exit status 2 (no traceback);
+nothing that existed is overwritten or lost; no command waits without a bound; a run interrupted
+by a fault resumes to the result of an uninterrupted run. (SIGKILL at four points, including inside
+a checkpoint save, is in test_resume.py and test_sweep_resume.py; each kind of damaged checkpoint
+file in test_checkpoint.py.)
+"""
+
+import errno
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def start(args, mnist_dir, limit_bytes=None):
+    """`python -m ARGS` as a subprocess; with `limit_bytes`, no file it writes may grow past it."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit if limit_bytes else None,
+    )
+
+
+def run(args, mnist_dir, **kwargs) -> subprocess.CompletedProcess:
+    proc = start(args, mnist_dir, **kwargs)
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def baseline(*args):
+    return ["experiments.baseline", "--quiet", *map(str, args)]
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m experiments."), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bitwise the same final state, the same history and the same test metrics."""
+    import jax
+    import numpy as np
+
+    from mnist_jax.checkpoint import load_run
+
+    run_a, run_b = load_run(a, "latest"), load_run(b, "latest")
+    assert run_a.epoch == run_b.epoch
+    leaves = zip(*(jax.tree_util.tree_leaves(jax.device_get(r.state)) for r in (run_a, run_b)))
+    assert all(np.array_equal(x, y) for x, y in leaves)
+    metrics_a, metrics_b = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
+    for key in ("test_loss", "test_accuracy", "confusion_matrix"):
+        assert metrics_a[key] == metrics_b[key], key
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in metrics_a["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in metrics_b["history"]]
+
+
+def snapshot(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_dir):
+    """An uninterrupted 2-epoch run, the result every faulted run must reach."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert run(baseline("--epochs", 2, "--out", out), mnist_dir).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_runs_into_one_folder_at_once_one_wins_the_other_is_refused(
+    attempt, tmp_path, mnist_dir
+):
+    out = tmp_path / "run"
+    procs = [start(baseline("--epochs", 1, "--seed", s, "--out", out), mnist_dir) for s in (0, 1)]
+    results = [(p.returncode, *p.communicate(timeout=600)) for p in procs]
+    results = [(p.returncode, out_, err) for p, (_, out_, err) in zip(procs, results)]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    assert len(loser.splitlines()) == 1 and ("in use" in loser or "already holds" in loser)
+    winner_seed = [s for s, (code, _, _) in zip((0, 1), results) if code == 0][0]
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["config"]["seed"] == metrics["seed"] == winner_seed  # nothing mixed
+
+
+def test_two_resumes_of_one_run_at_once_one_wins(reference, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    killed = start(baseline("--epochs", 2, "--out", out, "--save-every", 1), mnist_dir)
+    for _ in range(600):  # until the first checkpoint is committed
+        if (out / "checkpoints" / "1").is_dir():
+            break
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    procs = [start(["experiments.baseline", "--resume", str(out)], mnist_dir) for _ in range(2)]
+    results = [(p, *p.communicate(timeout=600)) for p in procs]
+    assert sorted(p.returncode for p, _, _ in results) == [0, 2]
+    loser = next(err for p, _, err in results if p.returncode == 2)
+    assert len(loser.splitlines()) == 1 and "in use" in loser
+    assert_same_run(reference, out)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(
+    reference, tmp_path, mnist_dir
+):
+    out = tmp_path / "run"
+    # The first layer's arrays alone are larger than this: every checkpoint save fails.
+    result = run(baseline("--epochs", 2, "--out", out), mnist_dir, limit_bytes=300_000)
+    assert_one_line_error(result, "cannot write a checkpoint", os.strerror(errno.EFBIG))
+    assert run(["experiments.baseline", "--resume", str(out)], mnist_dir).returncode == 0
+    assert_same_run(reference, out)
+
+
+def test_a_full_disk_at_the_plots_is_one_line_and_resume_writes_what_is_missing(
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
+):
+    import matplotlib.figure
+
+    from experiments import baseline as command
+    from experiments.cli import run_main
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # In this process, so that only the figures fail (a file-size limit would stop the
+    # checkpoints, which are larger, first).
+    out = tmp_path / "run"
+    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", disk_full)
+    monkeypatch.setattr("warnings.showwarning", __import__("warnings").showwarning)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(
+            command.main,
+            "python -m experiments.baseline",
+            baseline("--epochs", 2, "--out", out)[1:],
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and os.strerror(errno.ENOSPC) in err[0], err
+    monkeypatch.undo()
+    assert run(["experiments.baseline", "--resume", str(out)], mnist_dir).returncode == 0
+    assert_same_run(reference, out)
+
+
+def test_resuming_a_finished_run_rewrites_nothing_and_restores_a_lost_plot(
+    reference, tmp_path, mnist_dir
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    (out / "top_errors.png").unlink()
+    before = snapshot(out)
+    result = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    assert result.returncode == 0, result.stderr
+    after = snapshot(out)
+    assert "top_errors.png" in after
+    assert {k: v for k, v in after.items() if k != "top_errors.png"} == before
+    assert json.loads((out / "metrics.json").read_text())["train_seconds"] is not None
+
+
+def test_an_unwritable_output_folder_is_one_line_and_creates_nothing(tmp_path, mnist_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run(baseline("--epochs", 1, "--out", blocker / "run"), mnist_dir)
+    assert_one_line_error(result, str(blocker / "run"))
+    assert blocker.read_text() == "not a folder"
+
+
+def test_an_unwritable_checkpoint_folder_fails_before_training(reference, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text((reference / "config.json").read_text())
+    (out / "checkpoints").write_text("a file where the checkpoints belong")
+    started = time.monotonic()
+    result = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    assert_one_line_error(result, "checkpoints")
+    assert time.monotonic() - started < 60  # not orbax's wait for a thread that died
+    assert not (out / "metrics.json").exists()
+
+
+def test_evaluate_into_an_occupied_folder_is_refused_and_leaves_it(reference, tmp_path, mnist_dir):
+    before = snapshot(reference)
+    result = run(["experiments.evaluate", str(reference), "--out", str(reference)], mnist_dir)
+    assert_one_line_error(result, "already holds")
+    assert snapshot(reference) == before
+
+
+def test_missing_array_metadata_of_the_newest_checkpoint_falls_back_in_one_warning(
+    reference, tmp_path, mnist_dir
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    (out / "checkpoints" / "2" / "state" / "_METADATA").unlink()
+    result = run(["experiments.evaluate", str(out), "--quiet"], mnist_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: skipping damaged checkpoint of epoch 2 in {out / 'checkpoints'}: its array "
+        "metadata is missing"
+    ]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-size", 10_000_000], "batch_size"),
+        (["--validation", "holdout", "--validation-size", 60_000], "validation_size"),
+        (["--save-every", 0], "--save-every"),
+        (["--keep", 0], "--keep"),
+        (["--epoch", 2], "unrecognized arguments"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_created(flags, message, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    result = run(baseline("--out", out, *flags), mnist_dir)
+    assert_one_line_error(result, message)
+    assert not out.exists()
+
+
+def test_ctrl_c_inside_a_long_epoch_ends_the_command_within_seconds(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    proc = start(["experiments.baseline", "--hidden-sizes", "8000", "--out", str(out)], mnist_dir)
+    for line in proc.stdout:  # the epochs start right after this line
+        if line.startswith("run directory:"):
+            break
+    time.sleep(3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 15, err
+    assert proc.returncode != 0 and "interrupted" in err and "Traceback" not in err
