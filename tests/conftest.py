@@ -7,6 +7,7 @@ because silently skipping would leave the real-data tests unrun. Locally they sk
 import os
 from pathlib import Path
 
+import jax
 import pytest
 
 from mnist_jax.data import load_dataset
@@ -27,3 +28,11 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     return load_dataset("mnist", data_dir=str(mnist_dir), download=False)
+
+
+@pytest.fixture(autouse=True)
+def strict_rank_promotion():
+    """Implicit broadcasting between arrays of different ranks is an error in every test: a
+    (B,) array meeting a (B, 1) one silently becomes (B, B), a classic silent wrong result."""
+    with jax.numpy_rank_promotion("raise"):
+        yield

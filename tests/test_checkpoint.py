@@ -22,13 +22,6 @@ from mnist_jax.errors import CheckpointError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
 
-# A failed tensorstore read (a damaged checkpoint) can leave orbax's per-restore event loop closed
-# before tensorstore's last callbacks arrive; Python then reports "Event loop is closed" as
-# unraisable. Harmless.
-tolerate_failed_reads = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning"
-)
-
 CONFIG = TrainConfig(hidden_sizes=(16, 16), batch_size=32, epochs=3, eval_batch_size=64)
 
 
@@ -190,7 +183,6 @@ def two_checkpoints(tmp_path, data):
 
 
 @pytest.mark.parametrize("damage", ["truncate_array", "delete_array", "delete_info", "delete_item"])
-@tolerate_failed_reads
 def test_damaged_newest_checkpoint_falls_back_to_previous_and_leaves_files(two_checkpoints, damage):
     run_dir, _ = two_checkpoints
     newest = checkpoints_dir(run_dir) / "2"
@@ -223,7 +215,6 @@ def test_writer_sets_aside_a_checkpoint_with_unreadable_metrics(two_checkpoints)
     assert (run_dir / "checkpoints_set_aside" / "2" / "state").is_dir()
 
 
-@tolerate_failed_reads
 def test_no_intact_checkpoint_is_a_checkpoint_error(two_checkpoints):
     run_dir, _ = two_checkpoints
     for epoch in (1, 2):
@@ -233,7 +224,6 @@ def test_no_intact_checkpoint_is_a_checkpoint_error(two_checkpoints):
         restore_checkpoint(run_dir, template())
 
 
-@tolerate_failed_reads
 def test_damaged_requested_epoch_is_a_checkpoint_error(two_checkpoints):
     run_dir, _ = two_checkpoints
     for f in array_files(run_dir, 1):

@@ -353,15 +353,21 @@ def _silence_reads_outliving_their_loop() -> None:
     tensorstore still reads the step's other arrays; each of those reads then reports back into
     the closed loop, and Python prints every failed report as an unraisable traceback (hundreds of
     lines for one skipped checkpoint). Nothing is lost: the step is already reported as damaged.
-    Installed once, on the first such failure, in front of the hook that was there.
+    The reads orbax abandoned also end as unraisable errors when their coroutines are collected,
+    and as "never awaited" warnings. Installed once, on the first such failure, in front of the
+    hook that was there.
     """
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '_read_array\w*' was never awaited", category=RuntimeWarning
+    )
     previous = sys.unraisablehook
     if getattr(previous, "_drops_closed_loop_reports", False):
         return
 
     def hook(unraisable) -> None:
-        error = unraisable.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        error, source = unraisable.exc_value, getattr(unraisable.object, "__name__", "")
+        closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+        if not (closed_loop or str(source).startswith("_read_array")):
             previous(unraisable)
 
     hook._drops_closed_loop_reports = True

@@ -1,0 +1,95 @@
+"""The host epoch loop shared by fit and run_sweep: records, the divergence guard, no transfers."""
+
+import jax
+import numpy as np
+import pytest
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.epochs import diverged, run_epochs
+from mnist_jax.errors import TrainingError
+from mnist_jax.fit import DeviceData, fit
+
+CONFIG = TrainConfig(hidden_sizes=(8,), batch_size=32, epochs=2, eval_batch_size=64)
+
+
+def tiny_data(device=True) -> DeviceData:
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(96, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, size=96).astype(np.int32)
+    arrays = [images[:64], labels[:64], images[64:], labels[64:], images[64:], labels[64:]]
+    return DeviceData(*(jax.device_put(arrays) if device else arrays), num_classes=10)
+
+
+def test_an_epoch_makes_no_implicit_host_transfer():
+    # The epoch loop runs the compiled calls under transfer_guard("disallow"): with the data on
+    # the device a run trains; data left on the host is a transfer inside the epoch, refused.
+    assert len(fit(CONFIG, tiny_data()).history) == 2
+    with pytest.raises(Exception, match="host-to-device transfer"):
+        fit(CONFIG, tiny_data(device=False))
+
+
+def fake_programs(losses):
+    """An epoch program whose per-member training losses are `losses[epoch]`."""
+    calls = []
+
+    def epoch_program(state, images, labels):
+        loss = np.asarray(losses[len(calls)], np.float32)  # host arrays: no transfer to guard
+        calls.append(1)
+        return state, {"loss": loss, "accuracy": np.zeros_like(loss)}
+
+    def validate(params, images, labels):
+        return {"loss": np.ones(len(losses[0])), "accuracy": np.full(len(losses[0]), 0.5)}
+
+    state = type("State", (), {"params": None})()
+    return epoch_program, validate, state
+
+
+def test_records_per_member_and_a_diverged_member_is_marked_not_trained_on():
+    epoch_program, validate, state = fake_programs([[0.5, np.nan], [0.4, 0.3]])
+    histories = [[], []]
+    loop = run_epochs(
+        epoch_program,
+        validate,
+        state,
+        tiny_data(),
+        range(1, 3),
+        histories,
+        raise_on_divergence=False,
+    )
+    records = [r for _, r in loop]
+    assert [h[-1]["epoch"] for h in histories] == [2, 1]
+    assert diverged(histories[1][-1]) and not diverged(histories[0][-1])
+    assert records[1][1] is None and records[1][0]["train_loss"] == pytest.approx(0.4)
+
+
+def test_raise_on_divergence_names_the_member():
+    epoch_program, validate, state = fake_programs([[0.5, np.inf]])
+    loop = run_epochs(
+        epoch_program,
+        validate,
+        state,
+        tiny_data(),
+        range(1, 2),
+        [[], []],
+        raise_on_divergence=True,
+        name=lambda k: f"member {k}",
+    )
+    with pytest.raises(TrainingError, match="member 1 diverged at epoch 1"):
+        list(loop)
+
+
+def test_every_member_diverged_stops_the_loop():
+    epoch_program, validate, state = fake_programs([[np.nan], [0.1], [0.1]])
+    histories = [[]]
+    list(
+        run_epochs(
+            epoch_program,
+            validate,
+            state,
+            tiny_data(),
+            range(1, 4),
+            histories,
+            raise_on_divergence=False,
+        )
+    )
+    assert len(histories[0]) == 1
