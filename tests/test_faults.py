@@ -11,7 +11,6 @@ file in test_checkpoint.py.)
 import errno
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -24,20 +23,24 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+# Sets a file-size limit, then becomes `python -m ARGS` (no fork from this multithreaded process).
+LIMITED = (
+    "import os, resource, sys; limit = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+    "os.execv(sys.executable, [sys.executable, '-m', *sys.argv[2:]])"
+)
+
+
 def start(args, mnist_dir, limit_bytes=None):
     """`python -m ARGS` as a subprocess; with `limit_bytes`, no file it writes may grow past it."""
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
+    prefix = ["-c", LIMITED, str(limit_bytes)] if limit_bytes else ["-m"]
     return subprocess.Popen(
-        [sys.executable, "-m", *args],
+        [sys.executable, *prefix, *args],
         cwd=REPO,
         env=dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=limit if limit_bytes else None,
     )
 
 

@@ -103,6 +103,7 @@ class CheckpointStore:
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[ocp.CheckpointManager]:
+        _silence_reports_into_closed_loops()
         if not self.directory.is_dir():
             raise CheckpointError(f"no checkpoints: {self.directory} does not exist")
         # Lightweight: no per-step reads when opening, so one damaged step cannot block the rest.
@@ -206,7 +207,6 @@ class CheckpointStore:
             tree = manager.restore(step, args=restore)[STATE_ITEM]
             digest = state_digest(tree)
         except Exception as error:  # orbax and tensorstore raise many types for damaged files
-            _silence_reads_outliving_their_loop()
             raise Damaged(f"its arrays cannot be read ({short(error)})") from error
         if info.get("state_sha256") not in (None, digest):
             raise Damaged("its arrays do not match the digest written with them")
@@ -244,6 +244,7 @@ class CheckpointStore:
         line, where orbax's background thread would fail and leave its caller waiting."""
         if self._writer is not None:
             return self._writer
+        _silence_reports_into_closed_loops()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             (self.directory / ".write-probe").write_bytes(b"")
@@ -320,7 +321,6 @@ class CheckpointStore:
         try:
             yield
         except Exception as error:
-            _silence_reads_outliving_their_loop()
             raise OutputError(
                 f"cannot write a checkpoint to {self.directory}: {_reason(error)}"
             ) from error
@@ -346,16 +346,17 @@ class CheckpointStore:
         self.close()
 
 
-def _silence_reads_outliving_their_loop() -> None:
-    """Drops the "Event loop is closed" errors of reads that outlive a failed restore.
+def _silence_reports_into_closed_loops() -> None:
+    """Drops the "Event loop is closed" errors of reads and writes that outlive a failed one.
 
     When one array of a step cannot be read, orbax stops waiting and closes its event loop while
     tensorstore still reads the step's other arrays; each of those reads then reports back into
     the closed loop, and Python prints every failed report as an unraisable traceback (hundreds of
-    lines for one skipped checkpoint). Nothing is lost: the step is already reported as damaged.
+    lines for one skipped checkpoint); a failed background save does the same. Nothing is lost:
+    the store reports the damaged step, or the failed save in one line.
     The reads orbax abandoned also end as unraisable errors when their coroutines are collected,
-    and as "never awaited" warnings. Installed once, on the first such failure, in front of the
-    hook that was there.
+    and as "never awaited" warnings. Installed once, when a store first reads or writes, in front
+    of the hook that was there.
     """
     warnings.filterwarnings(
         "ignore", message=r"coroutine '_read_array\w*' was never awaited", category=RuntimeWarning
