@@ -37,3 +37,12 @@ class OutputError(MnistJaxError):
         super().__init__(message)
         self.path = path
         self.errno = errno
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one short line ("Type: first line", at most 200 characters), for messages
+    that quote a library's error."""
+    text = (
+        f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    )
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -106,9 +106,9 @@ def compile_programs(
 ) -> Programs:
     """Compile init, the epoch and validation ahead of time, the three at once.
 
-    Tracing happens here, in this thread; XLA's compilation, the larger part (about 1 s each for
-    init and epoch on a CPU), releases the GIL, so the three compile in parallel threads. The epoch
-    is lowered against the state's abstract shapes, so it need not wait for init to run.
+    Tracing happens here, in this thread; XLA's compilation, the larger part, runs in parallel
+    threads (`epochs.compile_all`). The epoch is lowered against the state's abstract shapes, so
+    it need not wait for init to run.
     """
     hyper = (
         jnp.uint32(config.seed),

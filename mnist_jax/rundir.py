@@ -20,7 +20,7 @@ from typing import Any
 import jax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.errors import ConfigError, DataError, MnistJaxError, OutputError
+from mnist_jax.errors import ConfigError, DataError, MnistJaxError, OutputError, one_line
 
 # Re-exported: the atomic writers live in `mnist_jax.fileio`; run code imports them from here.
 from mnist_jax.fileio import write_json_atomic as write_json_atomic
@@ -173,7 +173,7 @@ def read_run_record(folder: str | os.PathLike, name: str = CONFIG_FILE) -> tuple
     try:
         return record, TrainConfig.from_dict(record["config"])
     except (KeyError, TypeError, ConfigError) as error:
-        raise MnistJaxError(f"{path} is not a run record ({short_error(error)})") from None
+        raise MnistJaxError(f"{path} is not a run record ({one_line(error)})") from None
 
 
 def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
@@ -185,10 +185,6 @@ def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
             f"{folder} was trained on (fingerprint mismatch); pass --data-dir with the original "
             "files"
         )
-
-
-def short_error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0][:200]
 
 
 def run_record(config: TrainConfig, dataset, *, command: str | None = None) -> dict[str, Any]:

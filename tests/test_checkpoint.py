@@ -295,3 +295,13 @@ def test_checkpoints_contain_no_pickle(trained):
             assert not content.startswith(b"\x80")  # the pickle protocol-2+ opcode
     info = json.loads((checkpoints_dir(run_dir) / "3" / "info" / "metadata").read_text())
     assert info["val_accuracy"] == info["history"][-1]["val_accuracy"]
+
+
+def test_the_state_digest_is_pinned_since_checkpoints_store_it():
+    # Checkpoints written by earlier versions carry this digest of their arrays; a change in how it
+    # is computed (e.g. scalars hashed as shape (1,)) would make every existing run look damaged.
+    tree = {"a": np.float32(1.5), "b": {"c": np.arange(6, dtype=np.int32).reshape(2, 3)}}
+    assert state_digest(tree) == "1f2370619c1f4e5240ee057e614036e49b0ed8be67425d3057d6830166690a55"
+    assert state_digest(template(TrainConfig(hidden_sizes=(4,)))) == (
+        "6f5ceacd8b94fc6a792e390b90396962eafa8d4d3c5d512ebc7523d5702827b1"
+    )

@@ -36,7 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mnist_jax.errors import CheckpointError, OutputError
+from mnist_jax.errors import CheckpointError, OutputError, one_line
 
 FORMAT_VERSION = 1
 STATE_ITEM, INFO_ITEM = "state", "info"  # orbax reserves "metrics" for its own item
@@ -67,18 +67,10 @@ def state_digest(tree: Any) -> str:
     """SHA-256 over every array's path, dtype, shape and bytes: equal iff bitwise equal."""
     digest = hashlib.sha256()
     for path, leaf in sorted(_flat(tree).items()):
-        array = np.ascontiguousarray(jax.device_get(leaf))
+        array = np.asarray(jax.device_get(leaf))  # not ascontiguousarray: it makes scalars (1,)
         digest.update(f"{path}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def short(error: BaseException) -> str:
-    """An exception's first line, at most 200 characters."""
-    text = (
-        f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-    )
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class CheckpointStore:
@@ -207,7 +199,7 @@ class CheckpointStore:
             tree = manager.restore(step, args=restore)[STATE_ITEM]
             digest = state_digest(tree)
         except Exception as error:  # orbax and tensorstore raise many types for damaged files
-            raise Damaged(f"its arrays cannot be read ({short(error)})") from error
+            raise Damaged(f"its arrays cannot be read ({one_line(error)})") from error
         if info.get("state_sha256") not in (None, digest):
             raise Damaged("its arrays do not match the digest written with them")
         return tree, info
@@ -282,7 +274,7 @@ class CheckpointStore:
             )
         except Exception as error:  # orbax reads every step's metrics here
             raise CheckpointError(
-                f"cannot open {self.directory} for writing: {short(error)}"
+                f"cannot open {self.directory} for writing: {one_line(error)}"
             ) from None
         return self._writer
 
@@ -385,7 +377,7 @@ def _reason(error: BaseException) -> str:
         if code:
             return os.strerror(int(code.group(1)))
         cause = cause.__cause__ or cause.__context__
-    return short(error)
+    return one_line(error)
 
 
 def _read_info(manager, step: int) -> dict:
@@ -393,7 +385,7 @@ def _read_info(manager, step: int) -> dict:
         args = ocp.args.Composite(**{INFO_ITEM: ocp.args.JsonRestore()})
         info = manager.restore(step, args=args)[INFO_ITEM]
     except Exception as error:  # orbax, tensorstore and json raise many types for a damaged item
-        raise Damaged(f"its {INFO_ITEM} item cannot be read ({short(error)})") from error
+        raise Damaged(f"its {INFO_ITEM} item cannot be read ({one_line(error)})") from error
     if not isinstance(info, dict):
         raise Damaged(f"its {INFO_ITEM} item is not a JSON object")
     return info
@@ -406,7 +398,7 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
         metadata = manager.item_metadata(step)[STATE_ITEM]
         stored = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flat(metadata).items()}
     except Exception as error:
-        raise Damaged(f"its array metadata cannot be read ({short(error)})") from error
+        raise Damaged(f"its array metadata cannot be read ({one_line(error)})") from error
     if not stored:
         raise Damaged("its array metadata is missing")
     expected = {p: (tuple(np.shape(x)), np.dtype(x.dtype)) for p, x in _flat(template).items()}
