@@ -25,7 +25,7 @@ from mnist_jax.sweep.distributed import gather_to_host
 from mnist_jax.sweep.run import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState
 
-__all__ = ["SweepCheckpointer", "program_store", "restore_program", "sweep_start"]
+__all__ = ["SweepCheckpointer", "program_store", "sweep_start"]
 
 
 def program_store(sweep_dir: str | Path, index: int, **options) -> CheckpointStore:
@@ -114,39 +114,6 @@ def _abstract_state(
     )
 
 
-def restore_program(
-    sweep_dir: str | Path,
-    config: TrainConfig,
-    program: SweepProgram,
-    *,
-    num_classes: int,
-    input_size: int,
-    mesh: jax.sharding.Mesh,
-) -> tuple[TrainState, list[list[dict]], dict] | None:
-    """The newest intact checkpoint of `program`: (stacked state sharded over `mesh`, histories,
-    info), or None when it has none. A damaged newest checkpoint falls back to the previous one
-    with a warning; one of other members, padding or epochs is a CheckpointError."""
-    store = program_store(sweep_dir, program.index)
-    if not store.steps():
-        return None
-    members = [m.to_dict() for m in program.members]
-
-    def check(info: dict, where: str) -> None:
-        if info.get("members") != members or info.get("num_padded") != program.num_padded:
-            raise CheckpointError(
-                f"{where} holds the checkpoint of other members (or another device count): "
-                f"{len(info.get('members') or [])} members padded to {info.get('num_padded')}, "
-                f"this program has {len(members)} padded to {program.num_padded}"
-            )
-        if max(len(h) for h in info["history"]) != int(info["epoch"]):
-            raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
-
-    spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), num_classes)
-    template = _abstract_state(spec, program, input_size, mesh)
-    state, info = store.restore("latest", template, check=check)
-    return state, info["history"], info
-
-
 def sweep_start(
     sweep_dir: str | Path,
     config: TrainConfig,
@@ -156,18 +123,33 @@ def sweep_start(
     mesh: jax.sharding.Mesh,
     on_restore: Callable[[SweepProgram, dict], None] | None = None,
 ):
-    """A `run_sweep(start=...)` callable resuming every program from its newest intact checkpoint
-    (a program without one starts fresh); `on_restore(program, info)` is told of each restore."""
+    """A `run_sweep(start=...)` callable resuming every program from its newest intact checkpoint,
+    its stacked state sharded over `mesh` (a program without one starts fresh). A damaged newest
+    checkpoint falls back to the previous one with a warning; one of other members, padding or
+    epochs is a CheckpointError. `on_restore(program, info)` is told of each restore."""
 
-    def start(program: SweepProgram):
-        restored = restore_program(
-            sweep_dir, config, program, num_classes=num_classes, input_size=input_size, mesh=mesh
-        )
-        if restored is None:
+    def start(program: SweepProgram) -> tuple[TrainState, list[list[dict]]] | None:
+        store = program_store(sweep_dir, program.index)
+        if not store.steps():
             return None
-        state, histories, info = restored
+        members = [m.to_dict() for m in program.members]
+
+        def check(info: dict, where: str) -> None:
+            if info.get("members") != members or info.get("num_padded") != program.num_padded:
+                raise CheckpointError(
+                    f"{where} holds the checkpoint of other members (or another device count): "
+                    f"{len(info.get('members') or [])} members padded to "
+                    f"{info.get('num_padded')}, this program has {len(members)} padded to "
+                    f"{program.num_padded}"
+                )
+            if max(len(h) for h in info["history"]) != int(info["epoch"]):
+                raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
+
+        spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), num_classes)
+        template = _abstract_state(spec, program, input_size, mesh)
+        state, info = store.restore("latest", template, check=check)
         if on_restore is not None:
             on_restore(program, info)
-        return state, histories
+        return state, info["history"]
 
     return start
