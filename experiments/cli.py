@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from mnist_jax.config import VALIDATION_MODES, TrainConfig
+from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, MnistJaxError
 from mnist_jax.rundir import unlock_run_dir
 
@@ -35,19 +35,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """`128,128` -> (128, 128)."""
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid hidden sizes {text!r}: expected e.g. 128,128"
-        ) from None
-    if not sizes or any(size <= 0 for size in sizes):
-        raise argparse.ArgumentTypeError(f"invalid hidden sizes {text!r}: sizes must be positive")
-    return sizes
 
 
 def positive_int(text: str) -> int:
@@ -69,16 +56,23 @@ def _list_of(parse: Callable, separator: str = ","):
 
 
 def _parser_of(field: dataclasses.Field) -> Callable[[str], Any]:
-    if field.name == "hidden_sizes":
-        return parse_hidden
-    kind = type(field.default)
-    return str if field.default is None else {bool: str}.get(kind, kind)
+    """The field's own `parse` (its ValueError as argparse's message), else the default's type."""
+    parse = field.metadata.get("parse")
+    if parse is None:
+        return str if field.default is None else type(field.default)
+
+    def parse_flag(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse_flag
 
 
 def flag_names(field: dataclasses.Field) -> tuple[str, ...]:
     """A field's flag (`--learning-rate` for `learning_rate`) and its older spellings."""
-    flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
-    return (flag, *field.metadata.get("aliases", ()))
+    return ("--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ()))
 
 
 def add_config_flags(
@@ -101,7 +95,7 @@ def add_config_flags(
         parse, default = _parser_of(field), field.default
         listed = multi and field.metadata.get("sweep")
         if listed:
-            parse = _list_of(parse, ":" if field.name == "hidden_sizes" else ",")
+            parse = _list_of(parse, field.metadata["list_separator"])
             default = [default]
         shown = (
             ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
@@ -109,9 +103,13 @@ def add_config_flags(
         text = field.metadata["help"] + ("" if shown is None else f" (default {shown})")
         if listed:
             text += "; a list sweeps over it"
-        extra = {"choices": VALIDATION_MODES} if field.name == "validation" else {}
         sections[group].add_argument(
-            *flag_names(field), dest=field.name, type=parse, default=default, help=text, **extra
+            *flag_names(field),
+            dest=field.name,
+            type=parse,
+            default=default,
+            help=text,
+            choices=field.metadata.get("choices"),
         )
 
 
@@ -281,6 +279,5 @@ __all__ = [
     "add_output_flags",
     "config_from_args",
     "run_main",
-    "parse_hidden",
     "ConfigError",
 ]

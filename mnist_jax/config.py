@@ -16,29 +16,45 @@ from mnist_jax.errors import ConfigError
 VALIDATION_MODES = ("test", "holdout")
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """`"128,128"` -> (128, 128): the command-line form of `hidden_sizes`."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"invalid hidden sizes {text!r}: expected e.g. 128,128") from None
+    if any(size <= 0 for size in sizes):
+        raise ValueError(f"invalid hidden sizes {text!r}: sizes must be positive")
+    return sizes
+
+
 def _field(
     default: Any,
     help: str,
     *,
-    flag: str | None = None,
     aliases: tuple[str, ...] = (),
     group: str = "training",
     sweep: bool = False,
     defines_run: bool = True,
+    parse: Any = None,
+    choices: tuple[str, ...] | None = None,
+    list_separator: str = ",",
 ) -> Any:
     """A configuration field with what its command-line flag needs, next to it.
 
-    `flag` defaults to the field name (`--learning-rate`); `aliases` keep older spellings working;
-    `sweep` marks a value the sweep command accepts as a list (members vmap over it);
-    `defines_run`: a resumed run takes it from its config.json and refuses the flag.
+    The flag is the field name (`--learning-rate`); `aliases` keep older spellings working;
+    `sweep` marks a value the sweep command takes as a list (`list_separator` between values),
+    members vmap over it; `defines_run`: a resumed run takes it from its config.json and refuses
+    the flag; `parse` turns the flag's text into the value (default: the default's type).
     """
     metadata = {
         "help": help,
-        "flag": flag,
         "aliases": aliases,
         "group": group,
         "sweep": sweep,
         "defines_run": defines_run,
+        "parse": parse,
+        "choices": choices,
+        "list_separator": list_separator,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -69,6 +85,8 @@ class TrainConfig:
         "widths of the ReLU hidden layers, e.g. 128,128",
         aliases=("--hidden",),
         sweep=True,
+        parse=parse_sizes,
+        list_separator=":",
     )
     dropout_rate: float = _field(
         0.25,
@@ -86,6 +104,7 @@ class TrainConfig:
         "validate each epoch on the test set (as the notebook did) or on the last "
         "--validation-size training examples (Keras's validation_split)",
         group="data",
+        choices=VALIDATION_MODES,
     )
     validation_size: int = _field(
         10_000, "examples held out with --validation holdout", group="data"
