@@ -9,6 +9,7 @@ parses flags, prints and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
 from mnist_jax.fit import check_fits, fit, to_device
+from mnist_jax.logs import ProfileSteadyEpoch, RunLog
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
@@ -37,12 +39,20 @@ from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.train import TrainSpec, create_train_state
 
 RUNS_ROOT = "runs"
+PROFILE_DIR = "profile"
 
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="python -m experiments.baseline", description=__doc__.split("\n\n")[0])
     cli.add_config_flags(parser)
     cli.add_output_flags(parser, RUNS_ROOT)
+    cli.add_logging_flags(parser)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=f"record a jax.profiler trace of one steady epoch into RUN/{PROFILE_DIR}/ (open it "
+        "in TensorBoard's profile plugin or Perfetto)",
+    )
     cli.add_checkpoint_flags(
         parser,
         resume_metavar="RUN_DIR",
@@ -78,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = default_run_name(config.dataset, config.seed)
         run_dir = create_run_dir(args.out, root=RUNS_ROOT, name=name)
         command = " ".join(["python -m experiments.baseline", *argv])
-        write_json_atomic(run_dir / CONFIG_FILE, run_record(config, dataset, command=command))
+        record = run_record(config, dataset, command=command)
+        write_json_atomic(run_dir / CONFIG_FILE, record)
 
     devices = device_summary()
     console.info(f"configuration: {console.describe(config)}")
@@ -100,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.info(f"resuming after epoch {info['epoch']} of {config.epochs}")
 
     start = time.perf_counter()
+    first_epoch = len(history) + 1
     checkpointer = RunCheckpointer(
         run_dir,
         config,
@@ -108,15 +120,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_every=args.save_every,
         keep_latest=args.keep,
     )
-    with checkpointer, console.epoch_progress(config.epochs, len(history) + 1) as progress:
-        result = fit(
-            config,
-            data,
-            spec=spec,
-            state=state,
-            history=history,
-            callbacks=[progress, checkpointer],
+    run_log = (
+        RunLog(
+            run_dir,
+            learning_rate=config.learning_rate,
+            train_examples=int(data.train_labels.shape[0]),
+            first_epoch=first_epoch,
+            tensorboard=not args.no_tensorboard,
         )
+        if first_epoch <= config.epochs
+        else None
+    )  # a finished run has nothing to log
+    profiler = ProfileSteadyEpoch(run_dir / PROFILE_DIR) if args.profile else None
+    with (
+        checkpointer,
+        console.epoch_progress(config.epochs, first_epoch) as progress,
+        contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
+    ):
+        # The log line of an epoch is on disk before its checkpoint is: a resume never lacks one.
+        callbacks = [c for c in (progress, run_log, checkpointer, profiler) if c is not None]
+        result = fit(config, data, spec=spec, state=state, history=history, callbacks=callbacks)
     train_seconds = time.perf_counter() - start
 
     metrics, probabilities = evaluate_test_set(
@@ -149,6 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir, dataset, result.history, metrics, probabilities, only_missing=finished_before
     )
 
+    if run_log is not None:
+        run_log.finish(record, [p for p in written if p.suffix == ".png"], len(result.history))
+    if profiler is not None:
+        console.info(
+            f"profile of a steady epoch: {run_dir / PROFILE_DIR}"
+            if profiler.traced
+            else "no profile: fewer than two epochs were trained"
+        )
     accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
     console.result(accuracy)
     if trained_now:

@@ -130,6 +130,15 @@ def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None
     )
 
 
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    """--no-tensorboard (metrics.jsonl is always written)."""
+    parser.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="write no TensorBoard events (the metrics.jsonl log is always written)",
+    )
+
+
 def add_checkpoint_flags(
     parser: argparse.ArgumentParser, *, resume_metavar: str, resume_help: str
 ) -> None:

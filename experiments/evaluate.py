@@ -1,8 +1,8 @@
 """`python -m experiments.evaluate RUN_DIR`: re-evaluate a run from its directory alone.
 
 Restores a checkpoint (latest, best, or an epoch) in a fresh process, recomputes the test metrics,
-prints test loss and accuracy to 4 decimals, and re-draws the run's plots and report into
-`RUN_DIR/evaluation/<checkpoint>/` (the run's own files are left as they are).
+prints test loss and accuracy to 4 decimals, and re-draws the run's plots and report (its epochs
+from metrics.jsonl) into `RUN_DIR/evaluation/<checkpoint>/`; the run's own files stay as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from mnist_jax.checkpoint import load_run
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import to_device
+from mnist_jax.logs import METRICS_LOG, history_from_log
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import check_same_data, create_run_dir, is_empty_folder, read_run_record
 from mnist_jax.runtime import enable_compilation_cache
@@ -78,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_classes=spec.num_classes,
         chunk_size=run.config.eval_batch_size,
     )
+    # The run's log is the canonical record of its epochs; the checkpoint's copy serves without it.
+    history = history_from_log(run_dir / METRICS_LOG, run.epoch) or run.history
     metrics.update(
-        history=run.history,
+        history=history,
         seed=run.config.seed,
         epochs=run.epoch,
         dataset=dataset.name,
@@ -87,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_epoch=run.epoch,
     )
     out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(args.checkpoint))
-    written = write_run_outputs(out, dataset, run.history, metrics, probabilities)
+    written = write_run_outputs(out, dataset, history, metrics, probabilities)
 
     console.info(f"checkpoint: {args.checkpoint} (epoch {run.epoch}) of {run_dir}")
     console.result(f"test loss {metrics['test_loss']:.4f}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from mnist_jax.data import load_dataset
 from mnist_jax.epochs import diverged
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import check_fits, to_device
+from mnist_jax.logs import SweepLog, json_safe
 from mnist_jax.rundir import (
     check_same_data,
     create_run_dir,
@@ -95,6 +95,7 @@ def build_parser() -> cli.Parser:
         "where one at a time is faster and bitwise equal to single runs)",
     )
     cli.add_output_flags(parser, SWEEPS_ROOT)
+    cli.add_logging_flags(parser)
     cli.add_checkpoint_flags(
         parser,
         resume_metavar="SWEEP_DIR",
@@ -128,17 +129,6 @@ def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
         f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
         f"-seeds{seeds_text}"
     )
-
-
-def json_safe(value):
-    """Non-finite floats (a diverged member's last record) as None: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
@@ -391,6 +381,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     with contextlib.ExitStack() as stack:
         callbacks = [progress]
+        if main_process:  # the log line of an epoch is on disk before its checkpoint is
+            # Closed by `finish`, after the final metrics are known.
+            sweep_log = SweepLog(
+                sweep_dir,
+                members,
+                train_examples=int(data.train_images.shape[0]),
+                tensorboard=not args.no_tensorboard,
+            )
+            callbacks.append(sweep_log)
         if not several:
             from mnist_jax.sweep.checkpoint import SweepCheckpointer
 
@@ -457,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     plots = write_plots(sweep_dir, result)
+    sweep_log.finish(result.members)
 
     print_table(console, rows)
     rate = timing["examples_per_second"]

@@ -1,0 +1,296 @@
+"""`metrics.jsonl`: the canonical, crash-safe log of a run's or a sweep's epochs.
+
+One JSON object per line, appended as training goes, each line flushed and fsynced before the next
+epoch starts: a killed process leaves whole lines, at most a half-written last one. Reading skips
+such a half line; `MetricsLog.open(..., keep=...)` repairs the file when a run resumes, dropping
+the half line and the lines of epochs the run is about to train again (those after its restored
+checkpoint), so every epoch appears exactly once. report.md, the plots and TensorBoard are views
+of what this file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from mnist_jax.errors import OutputError
+from mnist_jax.fileio import write_text_atomic
+
+METRICS_LOG = "metrics.jsonl"
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats (a diverged epoch) as null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def read_metrics_log(path: str | os.PathLike) -> list[dict]:
+    """The whole lines of a metrics log ([] if it does not exist); a damaged line is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = []
+    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if isinstance(line, dict):
+            lines.append(line)
+    return lines
+
+
+def _epoch(line: dict) -> int | float:
+    epoch = line.get("epoch")
+    return epoch if isinstance(epoch, int) else float("inf")
+
+
+class MetricsLog:
+    """Appends epoch lines to a metrics log, each one on disk before `append` returns."""
+
+    def __init__(self, path: str | os.PathLike, *, keep: Callable[[dict], bool] | None = None):
+        """Opens `path` for appending. With `keep`, the existing lines are first rewritten to those
+        it accepts (a resumed run keeps the epochs of its restored checkpoint), which also drops
+        a half-written last line; without it, a fresh log is expected."""
+        self.path = Path(path)
+        self._file = None
+        if keep is not None:
+            self.rewrite(keep)
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
+        except OSError as error:
+            raise OutputError(f"cannot write {self.path}: {error.strerror}") from None
+
+    def rewrite(self, keep: Callable[[dict], bool]) -> None:
+        """Keeps only the whole lines `keep` accepts (atomically), then appends after them."""
+        if self._file is not None:
+            self._file.close()
+        if self.path.exists():
+            kept = [line for line in read_metrics_log(self.path) if keep(line)]
+            text = "".join(json.dumps(line) + "\n" for line in kept)
+            if text != self.path.read_text(encoding="utf-8", errors="replace"):
+                write_text_atomic(self.path, text)
+        if self._file is not None:
+            self._open()
+
+    def append(self, lines: Iterable[dict]) -> None:
+        text = "".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines)
+        try:
+            self._file.write(text)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            raise OutputError(f"cannot write {self.path}: {error.strerror}") from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class RunLog:
+    """A `fit` callback: each epoch's record, with its learning rate and examples per second, to
+    RUN/metrics.jsonl and (unless `tensorboard` is False) RUN/tensorboard/.
+
+    `first_epoch` > 1 continues a resumed run's log: lines and events of that epoch and later (an
+    abandoned continuation) are dropped first. Use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        learning_rate: float,
+        train_examples: int,
+        first_epoch: int = 1,
+        tensorboard: bool = True,
+    ) -> None:
+        from mnist_jax import tensorboard as tb
+
+        run_dir = Path(run_dir)
+        self.learning_rate, self.train_examples = learning_rate, train_examples
+        self.log = MetricsLog(run_dir / METRICS_LOG, keep=lambda line: _epoch(line) < first_epoch)
+        self.writer = (
+            tb.open_writer(run_dir / "tensorboard", first_epoch=first_epoch)
+            if tensorboard
+            else None
+        )
+
+    def __call__(self, state: Any, record: dict, history: list) -> None:
+        from mnist_jax import tensorboard as tb
+
+        line = {
+            **record,
+            "learning_rate": self.learning_rate,
+            "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
+        }
+        self.log.append([line])
+        if self.writer is not None:
+            tb.log_epoch(self.writer, line)
+
+    def finish(self, run_record: dict, figures: Iterable[os.PathLike], epoch: int) -> None:
+        """Adds the run record (as text) and the PNG `figures` (at step `epoch`) to TensorBoard,
+        then closes the log."""
+        from mnist_jax import tensorboard as tb
+
+        if self.writer is not None:
+            tb.log_text(self.writer, "run", run_record)
+            tb.log_images(self.writer, figures, epoch)
+        self.close()
+
+    def close(self) -> None:
+        self.log.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class ProfileSteadyEpoch:
+    """A `fit` callback recording a `jax.profiler` trace of the second epoch it sees (the first
+    still compiles and warms caches) into `directory`; `traced` says whether it got one."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory, self.seen, self.traced = Path(directory), 0, False
+
+    def __call__(self, state: Any, record: dict, history: list) -> None:
+        import jax
+
+        self.seen += 1
+        if self.seen == 1:
+            jax.profiler.start_trace(str(self.directory))
+        elif self.seen == 2:
+            jax.profiler.stop_trace()
+            self.traced = True
+
+    def close(self) -> None:
+        import jax
+
+        if self.seen == 1:  # the run ended after one epoch: keep what was recorded
+            jax.profiler.stop_trace()
+
+
+def history_from_log(path: str | os.PathLike, last_epoch: int) -> list[dict] | None:
+    """A run's history of epochs 1..`last_epoch` as its metrics log holds it (the log's lines are
+    the epoch records), or None when the log lacks any of those epochs."""
+    by_epoch = {line.get("epoch"): line for line in read_metrics_log(path) if "member" not in line}
+    if not all(epoch in by_epoch for epoch in range(1, last_epoch + 1)):
+        return None
+    return [by_epoch[epoch] for epoch in range(1, last_epoch + 1)]
+
+
+class SweepLog:
+    """A `run_sweep` callback: one metrics.jsonl line per member per epoch (member index, program,
+    seed and hyper-parameters beside the epoch record) in SWEEP/metrics.jsonl, and one TensorBoard
+    run per member in SWEEP/tensorboard/<configuration>-seed<k>/; `finish` adds each member's
+    final metrics as an HParams session.
+
+    A resumed sweep continues both: when a program trains its first epoch here, the log lines and
+    events of that epoch and later of its members (an abandoned continuation) are dropped first.
+    """
+
+    def __init__(
+        self,
+        sweep_dir: str | os.PathLike,
+        members: list,
+        *,
+        train_examples: int,
+        tensorboard: bool = True,
+    ) -> None:
+        self.sweep_dir, self.train_examples, self.tensorboard = (
+            Path(sweep_dir),
+            train_examples,
+            tensorboard,
+        )
+        self.index = {member: k for k, member in enumerate(members)}
+        self.log = MetricsLog(self.sweep_dir / METRICS_LOG, keep=lambda line: True)
+        self.writers: dict[Any, Any] = {}
+        self._started: set[int] = set()
+
+    def _run_name(self, member) -> str:
+        from mnist_jax.sweep.results import config_label
+
+        return f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
+
+    def _writer(self, member, first_epoch: int):
+        from mnist_jax import tensorboard as tb
+
+        if self.tensorboard and member not in self.writers:
+            logdir = self.sweep_dir / "tensorboard" / self._run_name(member)
+            self.writers[member] = tb.open_writer(logdir, first_epoch=first_epoch)
+        return self.writers.get(member)
+
+    def __call__(self, program, state: Any, records: list, histories: list) -> None:
+        from mnist_jax import tensorboard as tb
+
+        epoch = max(len(h) for h in histories)
+        if program.index not in self._started:  # the first epoch this program trains here
+            self._started.add(program.index)
+            self.log.rewrite(
+                lambda line: line.get("program") != program.index or _epoch(line) < epoch
+            )
+        lines = []
+        for member, record in zip(program.members, records):
+            if record is None:
+                continue
+            line = {
+                "member": self.index[member],
+                "program": program.index,
+                **member.to_dict(),
+                **record,
+                "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
+            }
+            line["learning_rate"] = member.learning_rate
+            lines.append(line)
+            writer = self._writer(member, first_epoch=epoch)
+            if writer is not None:
+                tb.log_epoch(writer, line)
+        self.log.append(lines)
+
+    def finish(self, results: list) -> None:
+        """Each member's hyper-parameters and final metrics as an HParams session; closes."""
+        from mnist_jax import tensorboard as tb
+
+        for result in results:
+            writer = self._writer(result.member, first_epoch=1)
+            if writer is not None:
+                hparams = {
+                    k: v if not isinstance(v, list) else ",".join(map(str, v))
+                    for k, v in result.member.to_dict().items()
+                }
+                tb.log_hparams(writer, hparams, result.metrics())
+        self.close()
+
+    def close(self) -> None:
+        self.log.close()
+        for writer in self.writers.values():
+            if writer is not None:
+                writer.close()
+        self.writers = {}
+
+    def __enter__(self) -> SweepLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

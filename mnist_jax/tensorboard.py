@@ -1,0 +1,96 @@
+"""TensorBoard event files without TensorFlow, through tensorboardX.
+
+A view of the run's epochs (the same numbers as metrics.jsonl): per-epoch scalars, the figures at
+the end, the configuration as text, and for sweeps each member's hyper-parameters and final
+metrics as an HParams session. A resumed run opens its writer with `purge_step` = the first epoch
+it trains again, so TensorBoard drops the abandoned continuation's later events and no step
+appears twice. Without tensorboardX installed, `open_writer` warns once and returns None: the
+metrics log still has everything.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mnist_jax.errors import OutputError
+
+SCALARS = {  # record key -> TensorBoard tag
+    "train_loss": "loss/train",
+    "val_loss": "loss/validation",
+    "train_accuracy": "accuracy/train",
+    "val_accuracy": "accuracy/validation",
+    "learning_rate": "learning_rate",
+    "seconds": "epoch/seconds",
+    "examples_per_second": "epoch/examples_per_second",
+}
+
+
+def open_writer(logdir: str | Path, *, first_epoch: int = 1):
+    """A tensorboardX `SummaryWriter` on `logdir`, or None (with a warning) without tensorboardX.
+
+    `first_epoch` > 1 (a resume) purges the events of that epoch and later from earlier files.
+    """
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        warnings.warn(
+            "tensorboardX is not installed: no TensorBoard events, metrics.jsonl only", stacklevel=2
+        )
+        return None
+    try:
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        return SummaryWriter(
+            str(logdir), purge_step=first_epoch if first_epoch > 1 else None, flush_secs=10
+        )
+    except OSError as error:
+        raise OutputError(
+            f"cannot write TensorBoard events to {logdir}: {error.strerror}"
+        ) from None
+
+
+def log_epoch(writer, record: Mapping[str, Any]) -> None:
+    """The record's numbers as scalars at step = its epoch (non-finite values are skipped)."""
+    for key, tag in SCALARS.items():
+        value = record.get(key)
+        if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
+            writer.add_scalar(tag, value, int(record["epoch"]))
+    writer.flush()
+
+
+def log_text(writer, tag: str, value: Any) -> None:
+    """A value as pretty JSON text (TensorBoard renders it as Markdown code)."""
+    writer.add_text(tag, "```\n" + json.dumps(value, indent=2, default=str) + "\n```")
+
+
+def log_images(writer, paths: Iterable[str | Path], step: int) -> None:
+    """PNG files (the run's figures) as images named by their file names."""
+    import matplotlib.image
+
+    for path in paths:
+        pixels = matplotlib.image.imread(str(path))  # float HxWxC in [0, 1]
+        writer.add_image(Path(path).stem, pixels, step, dataformats="HWC")
+    writer.flush()
+
+
+def log_hparams(writer, hparams: Mapping[str, Any], metrics: Mapping[str, float | None]) -> None:
+    """One HParams session in the writer's own run: `hparams` (numbers, strings or booleans; lists
+    become strings) and the final `metrics` (None and non-finite values left out)."""
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    clean = {
+        k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in hparams.items()
+    }
+    values = {
+        f"hparams/{k}": float(v)
+        for k, v in metrics.items()
+        if v is not None and v == v and abs(v) != float("inf")
+    }
+    for summary in hparams_summaries(clean, values):
+        writer.file_writer.add_summary(summary)
+    for tag, value in values.items():
+        writer.add_scalar(tag, value, 0)
+    writer.flush()

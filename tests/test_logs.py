@@ -1,0 +1,210 @@
+"""Live metrics: metrics.jsonl as runs train (crash-safe, continued on resume), TensorBoard event
+files read back through a real TensorBoard server, and the profiler trace."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mnist_jax.logs import METRICS_LOG, MetricsLog, RunLog, read_metrics_log
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def record(epoch):
+    return {
+        "epoch": epoch,
+        "train_loss": 1.0 / epoch,
+        "train_accuracy": 0.5,
+        "val_loss": 0.5,
+        "val_accuracy": 0.9,
+        "seconds": 0.5,
+    }
+
+
+def test_each_epoch_is_one_whole_line_on_disk_when_the_callback_returns(tmp_path):
+    with RunLog(tmp_path, learning_rate=1e-3, train_examples=100, tensorboard=False) as log:
+        for epoch in (1, 2):
+            log(None, record(epoch), [])
+            lines = (tmp_path / METRICS_LOG).read_text().splitlines()
+            assert json.loads(lines[-1])["epoch"] == epoch and len(lines) == epoch
+    assert read_metrics_log(tmp_path / METRICS_LOG)[1] == {
+        **record(2),
+        "learning_rate": 1e-3,
+        "examples_per_second": 200.0,
+    }
+
+
+def test_a_resumed_log_drops_later_epochs_and_repairs_a_half_line(tmp_path):
+    path = tmp_path / METRICS_LOG
+    path.write_text("".join(json.dumps(record(e)) + "\n" for e in (1, 2, 3)) + '{"epoch": 4, "tr')
+    with RunLog(
+        tmp_path, learning_rate=1e-3, train_examples=100, first_epoch=3, tensorboard=False
+    ) as log:
+        log(None, record(3), [])
+    assert [line["epoch"] for line in read_metrics_log(path)] == [1, 2, 3]
+    assert path.read_text().endswith("}\n")
+
+
+def test_non_finite_values_are_written_as_null(tmp_path):
+    with MetricsLog(tmp_path / METRICS_LOG) as log:
+        log.append([{**record(1), "train_loss": float("nan")}])
+    assert read_metrics_log(tmp_path / METRICS_LOG)[0]["train_loss"] is None
+
+
+def run(args, mnist_dir, **kwargs):
+    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_then_resumed_logs_each_epoch_exactly_once(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "experiments.baseline", "--epochs", "3", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch   2:"):  # epoch 2 logged; its checkpoint may or may not be
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert run(["experiments.baseline", "--resume", out, "--quiet"], mnist_dir).returncode == 0
+    lines = read_metrics_log(out / METRICS_LOG)
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [line["val_loss"] for line in lines] == [r["val_loss"] for r in history]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TensorBoard:
+    """A real TensorBoard server on 127.0.0.1 over `logdir`, read through its HTTP API."""
+
+    def __init__(self, logdir: Path):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        binary = Path(sys.executable).with_name("tensorboard")
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--logdir",
+                str(logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.url.rsplit(":", 1)[1],
+                "--reload_interval",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/data/plugin/scalars/tags"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.close()
+        pytest.fail("TensorBoard did not answer within 90 s")
+
+    def get(self, path: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        with urllib.request.urlopen(
+            urllib.request.Request(self.url + path, data, headers), timeout=10
+        ) as response:
+            return json.loads(response.read())
+
+    def scalars(self, run: str, tag: str) -> list[tuple[int, float]]:
+        query = urllib.parse.urlencode({"run": run, "tag": tag})
+        return [
+            (step, value) for _, step, value in self.get(f"/data/plugin/scalars/scalars?{query}")
+        ]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_a_runs_scalars_equal_to_its_metrics_and_a_sweeps_hparams(
+    tmp_path, mnist_dir
+):
+    run_dir, sweep_dir = tmp_path / "runs" / "run", tmp_path / "runs" / "sweep"
+    assert run(["experiments.baseline", "--epochs", 2, "--out", run_dir], mnist_dir).returncode == 0
+    sweep = ["experiments.sweep", "--seeds", "0-1", "--epochs", 1, "--out", sweep_dir]
+    assert run(sweep, mnist_dir).returncode == 0
+    board = TensorBoard(tmp_path / "runs")
+    try:
+        history = json.loads((run_dir / "metrics.json").read_text())["history"]
+        for key, tag in (("train_loss", "loss/train"), ("val_accuracy", "accuracy/validation")):
+            expected = [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in history]
+            assert board.scalars("run/tensorboard", tag) == expected
+        images = board.get("/data/plugin/images/tags")["run/tensorboard"]
+        assert {"confusion_matrix", "top_errors", "training_curves"} <= set(images)
+        groups = board.get(
+            "/data/plugin/hparams/session_groups",
+            {
+                "startIndex": 0,
+                "sliceSize": 100,
+                "colParams": [],
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE"],
+            },
+        )["sessionGroups"]
+        members = json.loads((sweep_dir / "members.json").read_text())
+        sessions = {g["hparams"]["seed"]: g for g in groups}
+        assert sorted(sessions) == [0, 1]
+        for member in members:
+            values = {
+                m["name"]["tag"]: m["value"] for m in sessions[member["seed"]]["metricValues"]
+            }
+            assert values["hparams/test_accuracy"] == pytest.approx(member["test_accuracy"])
+    finally:
+        board.close()
+
+
+@pytest.mark.slow
+def test_profile_writes_a_trace_and_no_tensorboard_writes_no_events(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    args = ["experiments.baseline", "--epochs", 2, "--out", out, "--profile", "--no-tensorboard"]
+    result = run(args, mnist_dir)
+    assert result.returncode == 0, result.stderr
+    assert (
+        list((out / "profile").rglob("*.xplane.pb"))
+        and "profile of a steady epoch" in result.stdout
+    )
+    assert not (out / "tensorboard").exists() and (out / METRICS_LOG).is_file()
+    shutil.rmtree(out)
+
+
+def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
+    with pytest.warns(UserWarning, match="tensorboardX is not installed"):
+        log = RunLog(tmp_path, learning_rate=1e-3, train_examples=100)
+    with log:
+        log(None, record(1), [])
+    assert len(read_metrics_log(tmp_path / METRICS_LOG)) == 1
+    assert not (tmp_path / "tensorboard").exists()
