@@ -11,6 +11,7 @@ metrics log still has everything.
 from __future__ import annotations
 
 import json
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,8 +44,13 @@ def open_writer(logdir: str | Path, *, first_epoch: int = 1):
         return None
     try:
         Path(logdir).mkdir(parents=True, exist_ok=True)
+        # tensorboardX names a file by the second it was opened: a unique suffix keeps a resume
+        # within the same second from overwriting the earlier file.
         return SummaryWriter(
-            str(logdir), purge_step=first_epoch if first_epoch > 1 else None, flush_secs=10
+            str(logdir),
+            purge_step=first_epoch if first_epoch > 1 else None,
+            flush_secs=10,
+            filename_suffix=f".{uuid.uuid4().hex[:8]}",
         )
     except OSError as error:
         raise OutputError(

@@ -90,6 +90,44 @@ def test_a_run_killed_mid_training_then_resumed_logs_each_epoch_exactly_once(tmp
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [line["val_loss"] for line in lines] == [r["val_loss"] for r in history]
+    assert tensorboard_steps(out / "tensorboard", "loss/train") == [1, 2, 3]
+
+
+def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
+    """The steps TensorBoard shows for `tag` (its reader applies purge_step as the server does)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return [event.step for event in EventAccumulator(str(logdir)).Reload().Scalars(tag)]
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_then_resumed_logs_each_member_epoch_exactly_once(tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.sweep",
+        "--seeds",
+        "0-1",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "epoch   2/" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert run(["experiments.sweep", "--resume", out, "--quiet"], mnist_dir).returncode == 0
+    lines = read_metrics_log(out / METRICS_LOG)
+    assert sorted((line["member"], line["epoch"]) for line in lines) == [
+        (m, e) for m in (0, 1) for e in (1, 2, 3)
+    ]
+    for run_dir in (out / "tensorboard").iterdir():
+        assert tensorboard_steps(run_dir, "loss/train") == [1, 2, 3]
 
 
 def free_port() -> int:
@@ -208,3 +246,17 @@ def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, m
         log(None, record(1), [])
     assert len(read_metrics_log(tmp_path / METRICS_LOG)) == 1
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_a_resumed_writer_purges_the_abandoned_continuations_events(tmp_path):
+    # The first writer logged epochs 1-3; the run resumed from its epoch-1 checkpoint.
+    for first_epoch, epochs in ((1, (1, 2, 3)), (2, (2, 3))):
+        with RunLog(tmp_path, learning_rate=1e-3, train_examples=1, first_epoch=first_epoch) as log:
+            for epoch in epochs:
+                log(None, {**record(epoch), "train_loss": float(first_epoch)}, [])
+    logdir = tmp_path / "tensorboard"
+    assert tensorboard_steps(logdir, "loss/train") == [1, 2, 3]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = [e.value for e in EventAccumulator(str(logdir)).Reload().Scalars("loss/train")]
+    assert values == [1.0, 2.0, 2.0]  # epochs 2 and 3 from the resumed writer only
