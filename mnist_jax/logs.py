@@ -109,8 +109,9 @@ class RunLog:
     """A `fit` callback: each epoch's record, with its learning rate and examples per second, to
     RUN/metrics.jsonl and (unless `tensorboard` is False) RUN/tensorboard/.
 
-    `first_epoch` > 1 continues a resumed run's log: lines and events of that epoch and later (an
-    abandoned continuation) are dropped first. Use it as a context manager.
+    `first_epoch` > 1 continues a resumed run's log: its lines of that epoch and later (an
+    abandoned continuation) are dropped first, and TensorBoard is rewritten from what remains.
+    Use it as a context manager.
     """
 
     def __init__(
@@ -127,10 +128,9 @@ class RunLog:
         run_dir = Path(run_dir)
         self.learning_rate, self.train_examples = learning_rate, train_examples
         self.log = MetricsLog(run_dir / METRICS_LOG, keep=lambda line: _epoch(line) < first_epoch)
+        earlier = read_metrics_log(self.log.path) if first_epoch > 1 else []
         self.writer = (
-            tb.open_writer(run_dir / "tensorboard", first_epoch=first_epoch)
-            if tensorboard
-            else None
+            tb.open_writer(run_dir / "tensorboard", earlier=earlier) if tensorboard else None
         )
 
     def __call__(self, state: Any, record: dict, history: list) -> None:
@@ -233,12 +233,17 @@ class SweepLog:
 
         return f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
 
-    def _writer(self, member, first_epoch: int):
+    def _writer(self, member):
+        """The member's writer, opened on first use with its epochs already in the log."""
         from mnist_jax import tensorboard as tb
 
         if self.tensorboard and member not in self.writers:
             logdir = self.sweep_dir / "tensorboard" / self._run_name(member)
-            self.writers[member] = tb.open_writer(logdir, first_epoch=first_epoch)
+            index = self.index[member]
+            earlier = [
+                line for line in read_metrics_log(self.log.path) if line.get("member") == index
+            ]
+            self.writers[member] = tb.open_writer(logdir, earlier=earlier)
         return self.writers.get(member)
 
     def __call__(self, program, state: Any, records: list, histories: list) -> None:
@@ -263,7 +268,7 @@ class SweepLog:
             }
             line["learning_rate"] = member.learning_rate
             lines.append(line)
-            writer = self._writer(member, first_epoch=epoch)
+            writer = self._writer(member)
             if writer is not None:
                 tb.log_epoch(writer, line)
         self.log.append(lines)
@@ -273,7 +278,7 @@ class SweepLog:
         from mnist_jax import tensorboard as tb
 
         for result in results:
-            writer = self._writer(result.member, first_epoch=1)
+            writer = self._writer(result.member)
             if writer is not None:
                 hparams = {
                     k: v if not isinstance(v, list) else ",".join(map(str, v))

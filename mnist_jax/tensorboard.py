@@ -2,10 +2,9 @@
 
 A view of the run's epochs (the same numbers as metrics.jsonl): per-epoch scalars, the figures at
 the end, the configuration as text, and for sweeps each member's hyper-parameters and final
-metrics as an HParams session. A resumed run opens its writer with `purge_step` = the first epoch
-it trains again, so TensorBoard drops the abandoned continuation's later events and no step
-appears twice. Without tensorboardX installed, `open_writer` warns once and returns None: the
-metrics log still has everything.
+metrics as an HParams session. A resumed run's writer purges the earlier event files and writes
+again the epochs its metrics log keeps, so no step appears twice or goes missing. Without
+tensorboardX installed, `open_writer` warns once and returns None: the metrics log has everything.
 """
 
 from __future__ import annotations
@@ -30,10 +29,12 @@ SCALARS = {  # record key -> TensorBoard tag
 }
 
 
-def open_writer(logdir: str | Path, *, first_epoch: int = 1):
+def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()):
     """A tensorboardX `SummaryWriter` on `logdir`, or None (with a warning) without tensorboardX.
 
-    `first_epoch` > 1 (a resume) purges the events of that epoch and later from earlier files.
+    `earlier`: the epoch records a resumed run keeps (from its metrics log). The new writer then
+    purges every earlier event and writes these again, so TensorBoard shows exactly the log: no
+    step of an abandoned continuation, and none lost because a killed process had not flushed it.
     """
     try:
         from tensorboardX import SummaryWriter
@@ -46,9 +47,9 @@ def open_writer(logdir: str | Path, *, first_epoch: int = 1):
         Path(logdir).mkdir(parents=True, exist_ok=True)
         # tensorboardX names a file by the second it was opened: a unique suffix keeps a resume
         # within the same second from overwriting the earlier file.
-        return SummaryWriter(
+        writer = SummaryWriter(
             str(logdir),
-            purge_step=first_epoch if first_epoch > 1 else None,
+            purge_step=1 if any(Path(logdir).iterdir()) else None,
             flush_secs=10,
             filename_suffix=f".{uuid.uuid4().hex[:8]}",
         )
@@ -56,6 +57,9 @@ def open_writer(logdir: str | Path, *, first_epoch: int = 1):
         raise OutputError(
             f"cannot write TensorBoard events to {logdir}: {error.strerror}"
         ) from None
+    for record in earlier:
+        log_epoch(writer, record)
+    return writer
 
 
 def log_epoch(writer, record: Mapping[str, Any]) -> None:

@@ -259,4 +259,4 @@ def test_a_resumed_writer_purges_the_abandoned_continuations_events(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     values = [e.value for e in EventAccumulator(str(logdir)).Reload().Scalars("loss/train")]
-    assert values == [1.0, 2.0, 2.0]  # epochs 2 and 3 from the resumed writer only
+    assert values == [1.0, 2.0, 2.0]  # epoch 1 as the log kept it, 2 and 3 from the resumed run
