@@ -17,8 +17,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import jax
+
+from mnist_jax import tensorboard as tb
 from mnist_jax.errors import OutputError
 from mnist_jax.fileio import write_text_atomic
+from mnist_jax.sweep.results import config_label
 
 METRICS_LOG = "metrics.jsonl"
 
@@ -123,8 +127,6 @@ class RunLog:
         first_epoch: int = 1,
         tensorboard: bool = True,
     ) -> None:
-        from mnist_jax import tensorboard as tb
-
         run_dir = Path(run_dir)
         self.learning_rate, self.train_examples = learning_rate, train_examples
         self.log = MetricsLog(run_dir / METRICS_LOG, keep=lambda line: _epoch(line) < first_epoch)
@@ -134,8 +136,6 @@ class RunLog:
         )
 
     def __call__(self, state: Any, record: dict, history: list) -> None:
-        from mnist_jax import tensorboard as tb
-
         line = {
             **record,
             "learning_rate": self.learning_rate,
@@ -148,8 +148,6 @@ class RunLog:
     def finish(self, run_record: dict, figures: Iterable[os.PathLike], epoch: int) -> None:
         """Adds the run record (as text) and the PNG `figures` (at step `epoch`) to TensorBoard,
         then closes the log."""
-        from mnist_jax import tensorboard as tb
-
         if self.writer is not None:
             tb.log_text(self.writer, "run", run_record)
             tb.log_images(self.writer, figures, epoch)
@@ -175,8 +173,6 @@ class ProfileSteadyEpoch:
         self.directory, self.seen, self.traced = Path(directory), 0, False
 
     def __call__(self, state: Any, record: dict, history: list) -> None:
-        import jax
-
         self.seen += 1
         if self.seen == 1:
             jax.profiler.start_trace(str(self.directory))
@@ -185,8 +181,6 @@ class ProfileSteadyEpoch:
             self.traced = True
 
     def close(self) -> None:
-        import jax
-
         if self.seen == 1:  # the run ended after one epoch: keep what was recorded
             jax.profiler.stop_trace()
 
@@ -229,14 +223,10 @@ class SweepLog:
         self._started: set[int] = set()
 
     def _run_name(self, member) -> str:
-        from mnist_jax.sweep.results import config_label
-
         return f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
 
     def _writer(self, member):
         """The member's writer, opened on first use with its epochs already in the log."""
-        from mnist_jax import tensorboard as tb
-
         if self.tensorboard and member not in self.writers:
             logdir = self.sweep_dir / "tensorboard" / self._run_name(member)
             index = self.index[member]
@@ -247,8 +237,6 @@ class SweepLog:
         return self.writers.get(member)
 
     def __call__(self, program, state: Any, records: list, histories: list) -> None:
-        from mnist_jax import tensorboard as tb
-
         epoch = max(len(h) for h in histories)
         if program.index not in self._started:  # the first epoch this program trains here
             self._started.add(program.index)
@@ -275,8 +263,6 @@ class SweepLog:
 
     def finish(self, results: list) -> None:
         """Each member's hyper-parameters and final metrics as an HParams session; closes."""
-        from mnist_jax import tensorboard as tb
-
         for result in results:
             writer = self._writer(result.member)
             if writer is not None:
