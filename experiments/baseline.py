@@ -19,6 +19,7 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
+from mnist_jax.errors import CheckpointError, MnistJaxError
 from mnist_jax.fit import check_fits, fit, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
 from mnist_jax.report import evaluate_test_set, write_run_outputs
@@ -101,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
     input_size = int(data.train_images.shape[1])
     state, history = None, []
+    if args.resume and not list_checkpoints(run_dir) and (run_dir / METRICS_FILE).exists():
+        raise CheckpointError(
+            f"{run_dir} holds a finished run's results but no checkpoints: nothing to resume "
+            "from, and training again would replace its files"
+        )
     if args.resume and list_checkpoints(run_dir):
         template = create_train_state(config, spec, input_size=input_size)
         state, info = restore_checkpoint(run_dir, template, "latest", config=config)
@@ -154,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished_before = args.resume and not trained_now
     if finished_before and (run_dir / METRICS_FILE).is_file():
         metrics = read_json(run_dir / METRICS_FILE)  # keeps the timings of the run that trained
+        if not (isinstance(metrics, dict) and {"test_loss", "test_accuracy"} <= set(metrics)):
+            raise MnistJaxError(
+                f"{run_dir / METRICS_FILE} is damaged; move it away and resume again to rewrite it"
+            )
     else:
         examples = int(data.train_labels.shape[0])
         metrics.update(

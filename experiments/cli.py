@@ -37,6 +37,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def folder_path(text: str) -> str:
+    """An argparse type: a non-empty path (an empty one would silently mean "not given")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, not an empty path")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:
@@ -50,7 +57,10 @@ def positive_int(text: str) -> int:
 
 def _list_of(parse: Callable, separator: str = ","):
     def parse_list(text: str):
-        return [parse(part) for part in text.split(separator) if part]
+        parts = text.split(separator)
+        if not all(part.strip() for part in parts):
+            raise argparse.ArgumentTypeError(f"invalid list {text!r}: an empty item")
+        return [parse(part) for part in parts]
 
     return parse_list
 
@@ -144,7 +154,9 @@ def add_checkpoint_flags(
 ) -> None:
     """--save-every, --keep and --resume (whose text names what the command resumes)."""
     group = parser.add_argument_group("checkpoints")
-    group.add_argument("--resume", metavar=resume_metavar, default=None, help=resume_help)
+    group.add_argument(
+        "--resume", metavar=resume_metavar, type=folder_path, default=None, help=resume_help
+    )
     group.add_argument(
         "--save-every",
         type=positive_int,
@@ -208,6 +220,12 @@ def run_main(
         status = main(argv)
     except MnistJaxError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
+        status = 2
+    except (
+        OSError
+    ) as error:  # a path the user gave that the system refuses (too long, not a folder)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -86,13 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=run.config.seed,
         epochs=run.epoch,
         dataset=dataset.name,
-        checkpoint=args.checkpoint,
+        checkpoint=str(which),
         checkpoint_epoch=run.epoch,
     )
-    out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(args.checkpoint))
+    out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(which))
     written = write_run_outputs(out, dataset, history, metrics, probabilities)
 
-    console.info(f"checkpoint: {args.checkpoint} (epoch {run.epoch}) of {run_dir}")
+    console.info(f"checkpoint: {which} (epoch {run.epoch}) of {run_dir}")
     console.result(f"test loss {metrics['test_loss']:.4f}")
     console.result(f"test accuracy {metrics['test_accuracy']:.4f}")
     console.info("wrote: " + ", ".join(str(path) for path in written))

@@ -14,6 +14,7 @@ process runs the sweep, process 0 prints and writes; checkpoints are off (--save
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import sys
@@ -109,14 +110,11 @@ def _members_per_step(text: str) -> int | str | None:
     if text in ("auto", "all"):
         return None if text == "all" else text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(
-            f"invalid --members-per-step {text!r}: expected a positive integer, all or auto"
-        )
-    return value
+        return cli.positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: expected a positive integer, all or auto"
+        ) from None
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
@@ -229,7 +227,8 @@ def print_table(console: Console, rows: list[dict]) -> None:
         console.result(line)
 
 
-def write_plots(sweep_dir: Path, result) -> list[Path]:
+def write_plots(sweep_dir: Path, result, only_missing: bool = False) -> list[Path]:
+    """The sweep's two figures (`only_missing`: those not in `sweep_dir` already)."""
     from mnist_jax.plots import plot_accuracy_distribution, plot_learning_curves_band, save_figure
 
     accuracies = {
@@ -240,13 +239,15 @@ def write_plots(sweep_dir: Path, result) -> list[Path]:
         config_label(key): values
         for key, values in curves_by_config(result.members, "val_accuracy").items()
     }
-    written = []
-    if accuracies:
-        written.append(
-            save_figure(plot_accuracy_distribution(accuracies), sweep_dir / PLOT_FILES[0])
-        )
-        written.append(save_figure(plot_learning_curves_band(curves), sweep_dir / PLOT_FILES[1]))
-    return written
+    draw = {
+        PLOT_FILES[0]: lambda: plot_accuracy_distribution(accuracies),
+        PLOT_FILES[1]: lambda: plot_learning_curves_band(curves),
+    }
+    return [
+        save_figure(figure(), sweep_dir / name)
+        for name, figure in draw.items()
+        if accuracies and not (only_missing and (sweep_dir / name).exists())
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,9 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             members = [Member(**m) for m in record["members"]]
             members_per_program = int(record["members_per_program"])
-        except (KeyError, TypeError, ValueError) as error:
+            members_per_step = record.get("members_per_step")
+            if not isinstance(record["programs"], list) or not (
+                members_per_step is None or cli.positive_int(str(members_per_step))
+            ):
+                raise ValueError("programs or members_per_step")
+        except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError) as error:
             raise ConfigError(f"{sweep_dir / SWEEP_FILE} is damaged ({error!r})") from None
-        members_per_step = record.get("members_per_step")
         lock_run_dir(sweep_dir)
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         check_same_data(dataset, record, sweep_dir)
@@ -296,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"that sweep with --resume {args.out})"
             )
         dataset = load_dataset(config.dataset, config.data_dir)
-        check_fits(config, dataset)
+        for sizes in dict.fromkeys(m.hidden_sizes for m in members):
+            check_fits(config.replace(hidden_sizes=sizes), dataset)
         sweep_dir = None
         if several:  # every process has checked --out before process 0 creates it
             from jax.experimental import multihost_utils
@@ -361,11 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.info(f"sweep directory: {sweep_dir}")
 
     progress = ProgressPrinter(console, config.epochs)
-    start = None
+    start, complete = None, set()  # complete: programs restored after their last epoch
     if args.resume:
         from mnist_jax.sweep.checkpoint import sweep_start
 
         def on_restore(program, info):
+            if info["epoch"] >= config.epochs:
+                complete.add(program.index)
             done = "complete, restored" if info["epoch"] >= config.epochs else "resuming"
             console.info(
                 f"program {program.index}: {done} after epoch {info['epoch']} of {config.epochs}"
@@ -428,35 +436,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         "epochs_trained_now": {str(k): len(v) for k, v in progress.epoch_seconds.items()},
         "resumed": bool(args.resume),
     }
-    member_entries = [
-        json_safe(
-            {
-                **r.member.to_dict(),
-                "program": r.program,
-                "test_accuracy": (r.test or {}).get("test_accuracy"),
-                "test_loss": (r.test or {}).get("test_loss"),
-                "history": r.history,
-                "diverged_epoch": r.diverged_epoch,
-            }
-        )
-        for r in result.members
-    ]
-    write_json_atomic(sweep_dir / MEMBERS_FILE, member_entries)
-    write_json_atomic(
-        sweep_dir / SUMMARY_FILE,
-        json_safe(
-            {
-                "configurations": rows,
-                "timing": timing,
-                "num_members": len(members),
-                "num_programs": len(programs),
-                "epochs": config.epochs,
-                "devices": devices,
-            }
-        ),
-    )
-    plots = write_plots(sweep_dir, result)
-    sweep_log.finish(result.members)
+    # A sweep that was complete already writes only the outputs it lacks: its members.json and
+    # summary.json (with the timings of the process that trained) stay as they are.
+    finished_before = bool(args.resume) and len(complete) == len(programs)
+
+    def wanted(name: str) -> bool:
+        return not (finished_before and (sweep_dir / name).exists())
+
+    written = [] if args.resume else [sweep_dir / SWEEP_FILE]
+    if wanted(MEMBERS_FILE):
+        member_entries = [
+            json_safe(
+                {
+                    **r.member.to_dict(),
+                    "program": r.program,
+                    "test_accuracy": (r.test or {}).get("test_accuracy"),
+                    "test_loss": (r.test or {}).get("test_loss"),
+                    "history": r.history,
+                    "diverged_epoch": r.diverged_epoch,
+                }
+            )
+            for r in result.members
+        ]
+        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, member_entries))
+    if wanted(SUMMARY_FILE):
+        summary = {
+            "configurations": rows,
+            "timing": timing,
+            "num_members": len(members),
+            "num_programs": len(programs),
+            "epochs": config.epochs,
+            "devices": devices,
+        }
+        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, json_safe(summary)))
+    written += write_plots(sweep_dir, result, only_missing=finished_before)
+    if finished_before:
+        sweep_log.close()
+    else:
+        sweep_log.finish(result.members)
+        if not several:
+            written.append(sweep_dir / "checkpoints")
 
     print_table(console, rows)
     rate = timing["examples_per_second"]
@@ -469,10 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else ""
         )
     )
-    written = [sweep_dir / SWEEP_FILE, sweep_dir / MEMBERS_FILE, sweep_dir / SUMMARY_FILE, *plots]
-    if not several:
-        written.append(sweep_dir / "checkpoints")
-    console.info("wrote: " + ", ".join(str(p) for p in written))
+    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
     console.result(f"sweep directory: {sweep_dir}")
     return 0
 

@@ -11,6 +11,8 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
+
 from mnist_jax.errors import ConfigError
 
 VALIDATION_MODES = ("test", "holdout")
@@ -130,23 +132,27 @@ class TrainConfig:
             self.hidden_sizes,
             "one or more positive integers",
         )
+        # Training computes in float32: a value that rounds to 0, 1 or infinity there would
+        # silently train something else (a learning rate of 1e-50 trains nothing).
         _check(
-            _is_real(self.dropout_rate) and 0.0 <= self.dropout_rate < 1.0,
+            _is_real(self.dropout_rate) and 0.0 <= _float32(self.dropout_rate) < 1.0,
             "dropout_rate",
             self.dropout_rate,
-            "a number in [0, 1)",
+            "a number in [0, 1) (and below 1 in float32)",
         )
+        for name in ("learning_rate", "adam_epsilon"):
+            value = getattr(self, name)
+            _check(
+                _is_real(value) and FLOAT32_TINY <= _float32(value) <= FLOAT32_MAX,
+                name,
+                value,
+                f"a positive number from {FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g} (float32's range)",
+            )
         _check(
-            _is_real(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate",
-            self.learning_rate,
-            "a positive number",
-        )
-        _check(
-            _is_real(self.adam_epsilon) and self.adam_epsilon > 0,
-            "adam_epsilon",
-            self.adam_epsilon,
-            "a positive number",
+            all(h < 2**31 for h in self.hidden_sizes),
+            "hidden_sizes",
+            self.hidden_sizes,
+            "widths below 2**31",
         )
         for name in ("batch_size", "epochs", "validation_size", "eval_batch_size"):
             value = getattr(self, name)
@@ -193,6 +199,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+FLOAT32_TINY, FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def _float32(value: float) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:

@@ -7,6 +7,8 @@ own), then hands them to `mnist_jax.epochs.run_epochs`, the host loop it shares 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -81,6 +83,37 @@ def check_fits(config: TrainConfig, dataset: Dataset) -> None:
             f"invalid batch_size={config.batch_size}: larger than the {examples} training "
             f"examples of {dataset.name}"
         )
+    if int(dataset.test_images.shape[0]) == 0:
+        raise ConfigError(f"{dataset.name} has no test examples to evaluate on")
+    needed, available = training_bytes(config, dataset), memory_bytes()
+    if needed > available:
+        raise ConfigError(
+            f"hidden_sizes={config.hidden_sizes} need about {needed / 2**30:,.1f} GiB to train "
+            f"(parameters, Adam's moments, gradients and a batch's activations); this device has "
+            f"{available / 2**30:,.1f} GiB"
+        )
+
+
+def training_bytes(config: TrainConfig, dataset: Dataset) -> int:
+    """A lower estimate of the memory one run needs (float32): parameters, Adam's two moments, the
+    gradient and the update (5 copies), and a training and an evaluation batch's activations."""
+    input_size = math.prod(dataset.image_shape)
+    sizes = (input_size, *config.hidden_sizes, dataset.num_classes)
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    width = sum(sizes[1:])
+    batches = 2 * config.batch_size * (input_size + 3 * width) + config.eval_batch_size * width
+    return 4 * (5 * params + batches)
+
+
+def memory_bytes(device: jax.Device | None = None) -> int:
+    """The memory a device offers: its `bytes_limit` where it reports one (GPU, TPU), else the
+    machine's physical memory (a CPU device shares it)."""
+    device = device or jax.local_devices()[0]
+    try:
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:
+        limit = None
+    return int(limit) if limit else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ tensorboardX installed, `open_writer` warns once and returns None: the metrics l
 from __future__ import annotations
 
 import json
-import uuid
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -45,13 +45,14 @@ def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()
         return None
     try:
         Path(logdir).mkdir(parents=True, exist_ok=True)
-        # tensorboardX names a file by the second it was opened: a unique suffix keeps a resume
-        # within the same second from overwriting the earlier file.
+        # tensorboardX names a file by the second it was opened, and readers take files in name
+        # order: a nanosecond suffix keeps a resume within the same second from overwriting the
+        # earlier file, and sorts it after that file (so its purge applies).
         writer = SummaryWriter(
             str(logdir),
             purge_step=1 if any(Path(logdir).iterdir()) else None,
             flush_secs=10,
-            filename_suffix=f".{uuid.uuid4().hex[:8]}",
+            filename_suffix=f".{time.time_ns()}",
         )
     except OSError as error:
         raise OutputError(

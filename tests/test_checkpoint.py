@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import jax
@@ -220,8 +221,11 @@ def test_no_intact_checkpoint_is_a_checkpoint_error(two_checkpoints):
     for epoch in (1, 2):
         for f in array_files(run_dir, epoch):
             f.unlink()
-    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no intact checkpoint"):
-        restore_checkpoint(run_dir, template())
+    # One line: the error names every damaged checkpoint, with no warning per checkpoint before it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError, match="no intact checkpoint.*epoch 2: .*epoch 1: "):
+            restore_checkpoint(run_dir, template())
 
 
 def test_damaged_requested_epoch_is_a_checkpoint_error(two_checkpoints):

@@ -237,6 +237,10 @@ def test_missing_array_metadata_of_the_newest_checkpoint_falls_back_in_one_warni
         (["--save-every", 0], "--save-every"),
         (["--keep", 0], "--keep"),
         (["--epoch", 2], "unrecognized arguments"),
+        (["--learning-rate", "1e-50"], "float32"),  # rounds to 0 on the device: trains nothing
+        (["--hidden-sizes", 10_000_000], "GiB"),  # more memory than the machine has
+        (["--resume", ""], "empty path"),  # not a silent fresh run
+        (["--data-dir", "/tmp/" + "z" * 300], "File name too long"),
     ],
 )
 def test_bad_values_are_refused_before_anything_is_created(flags, message, tmp_path, mnist_dir):
@@ -258,3 +262,28 @@ def test_ctrl_c_inside_a_long_epoch_ends_the_command_within_seconds(tmp_path, mn
     _, err = proc.communicate(timeout=120)
     assert time.monotonic() - sent < 15, err
     assert proc.returncode != 0 and "interrupted" in err and "Traceback" not in err
+
+
+def test_a_finished_run_without_checkpoints_is_not_trained_again_over_its_files(
+    reference, tmp_path, mnist_dir
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    subprocess.run(["rm", "-r", str(out / "checkpoints")], check=True)
+    before = snapshot(out)
+    result = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    assert_one_line_error(result, "no checkpoints")
+    assert snapshot(out) == before
+
+
+def test_resuming_a_finished_sweep_rewrites_nothing(tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    sweep = ["experiments.sweep", "--quiet", "--seeds", "0-1", "--epochs", "1", "--out", str(out)]
+    assert run(sweep, mnist_dir).returncode == 0
+    (out / "learning_curves.png").unlink()
+    before = snapshot(out)
+    result = run(["experiments.sweep", "--resume", str(out)], mnist_dir)
+    assert result.returncode == 0, result.stderr
+    after = snapshot(out)
+    assert "learning_curves.png" in after
+    assert {k: v for k, v in after.items() if k != "learning_curves.png"} == before

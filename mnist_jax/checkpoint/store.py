@@ -133,19 +133,30 @@ class CheckpointStore:
         structure, shapes and dtypes; a callable builds it from the step's info; None restores
         nested dicts. `check(info, where)` may refuse a step before any array is read.
         """
-        skipped: list[str] = []
+        skipped: list[
+            tuple[int, Damaged]
+        ] = []  # warned of once a fallback succeeds, else in the error
         with self._reader() as manager:
             for step in self._candidates(manager, which, skipped):
                 where = f"checkpoint epoch {step} in {self.directory}"
                 try:
-                    return self._load(manager, step, template, check, where)
+                    restored = self._load(manager, step, template, check, where)
                 except Damaged as damage:
                     if not isinstance(which, str):
                         raise CheckpointError(f"{where} is damaged: {damage}") from None
-                    self._skip(step, damage, skipped)
-        raise CheckpointError(f"no intact checkpoint in {self.directory}: " + "; ".join(skipped))
+                    skipped.append((step, damage))
+                    continue
+                for damaged, damage in skipped:
+                    warnings.warn(
+                        f"skipping damaged checkpoint of epoch {damaged} in {self.directory}: "
+                        f"{damage}",
+                        stacklevel=2,
+                    )
+                return restored
+        found = "; ".join(f"epoch {damaged}: {damage}" for damaged, damage in skipped)
+        raise CheckpointError(f"no intact checkpoint in {self.directory}: {found}")
 
-    def _candidates(self, manager, which: str | int, skipped: list[str]) -> list[int]:
+    def _candidates(self, manager, which: str | int, skipped: list) -> list[int]:
         steps = sorted(manager.all_steps())
         if not steps:
             raise CheckpointError(f"no checkpoints in {self.directory}")
@@ -157,7 +168,7 @@ class CheckpointStore:
                 try:
                     value = _read_info(manager, step).get(BEST_METRIC)
                 except Damaged as damage:
-                    self._skip(step, damage, skipped)
+                    skipped.append((step, damage))
                     continue
                 scored.append((float("-inf") if value is None else float(value), step))
             return [step for _, step in sorted(scored, reverse=True)]  # ties: the later step
@@ -168,13 +179,6 @@ class CheckpointStore:
                 )
             return [int(which)]
         raise CheckpointError(f"invalid checkpoint {which!r}: expected latest, best or an epoch")
-
-    def _skip(self, step: int, damage: Damaged, skipped: list[str]) -> None:
-        skipped.append(f"epoch {step}: {damage}")
-        warnings.warn(
-            f"skipping damaged checkpoint of epoch {step} in {self.directory}: {damage}",
-            stacklevel=4,
-        )
 
     def _load(self, manager, step: int, template, check, where: str) -> tuple[Any, dict]:
         info = _read_info(manager, step)

@@ -20,6 +20,7 @@ download, the wrong file, a corrupt archive) is a `DataError` naming the file.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -105,7 +106,7 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a crafted header cannot wrap
     actual = len(data) - header_len
     if actual < expected:
         raise DataError(

@@ -43,6 +43,10 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
         raise DataError(
             f"tfds:{name}: tensorflow-datasets knows no dataset {name!r}; check the name."
         ) from None
+    except Exception as error:  # TFDS raises ValueError, AssertionError... for malformed names
+        raise DataError(
+            f"tfds:{name}: not a dataset name tensorflow-datasets accepts ({error})"
+        ) from None
     where = f"tfds:{name}@{builder.data_dir}"
 
     try:

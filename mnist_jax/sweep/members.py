@@ -8,6 +8,7 @@ are vmapped over. A group larger than the memory bound is cut into chunks, each 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 
+MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
 ConfigKey = tuple[float, float, tuple[int, ...]]  # (learning_rate, dropout_rate, hidden_sizes)
 
 
@@ -86,6 +88,8 @@ def expand_members(
             raise ConfigError(
                 f"invalid {name}={values!r}: values repeat (a sweep would train the same run twice)"
             )
+    if math.prod(len(values) for values in axes.values()) > MAX_MEMBERS:
+        raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
     return [
         Member(seed, lr, dropout, hidden)
         for hidden in axes["hidden_sizes_list"]
@@ -122,13 +126,20 @@ def parse_int_ranges(text: str) -> list[int]:
             )
         low = int(match.group(1))
         high = int(match.group(2)) if match.group(2) is not None else low
+        if high >= 2**32:
+            raise ConfigError(f"invalid integer list {text!r}: seeds are below 2**32")
+        if high - low + len(values) >= MAX_MEMBERS:
+            raise ConfigError(
+                f"invalid integer list {text!r}: more than {MAX_MEMBERS:,} values; a sweep that "
+                "large is several sweeps"
+            )
         if high < low:
             raise ConfigError(
                 f"invalid integer list {text!r}: range {item!r} goes down; write {high}-{low}"
             )
         values.extend(range(low, high + 1))
     if len(set(values)) != len(values):
-        repeated = sorted({v for v in values if values.count(v) > 1})
+        repeated = sorted(v for v, n in collections.Counter(values).items() if n > 1)
         raise ConfigError(f"invalid integer list {text!r}: {repeated} given more than once")
     return values
 
