@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = load_dataset(config.dataset, config.data_dir)
         check_fits(config, dataset)
         name = default_run_name(config.dataset, config.seed)
-        run_dir = create_run_dir(args.out, root=RUNS_ROOT, name=name)
+        run_dir = create_run_dir(args.out, root=RUNS_ROOT, name=name, resume_hint=True)
         command = " ".join(["python -m experiments.baseline", *argv])
         record = run_record(config, dataset, command=command)
         write_json_atomic(run_dir / CONFIG_FILE, record)

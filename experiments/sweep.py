@@ -27,6 +27,7 @@ import numpy as np
 
 from experiments import cli
 from experiments.console import Console
+from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
 from mnist_jax.epochs import diverged
 from mnist_jax.errors import ConfigError
@@ -285,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError) as error:
             raise ConfigError(f"{sweep_dir / SWEEP_FILE} is damaged ({error!r})") from None
         lock_run_dir(sweep_dir)
+        if (sweep_dir / SUMMARY_FILE).exists() and not (sweep_dir / CHECKPOINTS_DIRNAME).is_dir():
+            raise ConfigError(
+                f"{sweep_dir} holds a finished sweep's results but no checkpoints: nothing to "
+                "resume from, and training again would replace its files"
+            )
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         check_same_data(dataset, record, sweep_dir)
     else:
@@ -310,7 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             multihost_utils.sync_global_devices("mnist_jax sweep: --out checked")
         if main_process:
             sweep_dir = create_run_dir(
-                args.out, root=SWEEPS_ROOT, name=default_sweep_name(config.dataset, seeds)
+                args.out,
+                root=SWEEPS_ROOT,
+                name=default_sweep_name(config.dataset, seeds),
+                resume_hint=True,
             )
 
     wall_start = time.perf_counter()

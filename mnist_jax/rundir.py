@@ -92,13 +92,19 @@ def is_empty_folder(folder: str | os.PathLike) -> bool:
 
 
 def create_run_dir(
-    out: str | os.PathLike | None, *, root: str | os.PathLike, name: str, flag: str = "--out"
+    out: str | os.PathLike | None,
+    *,
+    root: str | os.PathLike,
+    name: str,
+    flag: str = "--out",
+    resume_hint: bool = False,
 ) -> Path:
     """Creates and locks (`lock_run_dir`) the run directory `out`, or a new `root/name[-N]`.
 
     An existing `out` is accepted only if it is an empty folder: one that holds files (a run or
     anything else) is refused, so nothing already written is ever overwritten. Creating the folder
     and taking the lock are atomic, so of two commands given the same folder exactly one wins.
+    `resume_hint`: the error for a folder holding a run suggests --resume (the commands that can).
     """
     if out is None:
         base = Path(root) / name
@@ -123,7 +129,11 @@ def create_run_dir(
             what = "another run" if holds_run(folder) else "other files"
             raise ConfigError(
                 f"{flag} {folder} already holds {what}; choose a new folder"
-                + (f" (or continue that run with --resume {folder})" if flag == "--out" else "")
+                + (
+                    f" (or continue that run with --resume {folder})"
+                    if resume_hint and what == "another run"
+                    else ""
+                )
             )
         if check == "before":
             lock_run_dir(folder)
