@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from experiments import sweep
+from experiments import sweep, sweep_output
 from experiments.cli import run_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,9 +63,9 @@ def small_sweep(tmp_path_factory, mnist_dir):
 @pytest.mark.slow
 def test_small_sweep_writes_every_file_and_prints_the_table(small_sweep):
     proc, out = small_sweep
-    for name in ["sweep.json", "members.json", "summary.json", *sweep.PLOT_FILES]:
+    for name in ["sweep.json", "members.json", "summary.json", *sweep_output.PLOT_FILES]:
         assert (out / name).is_file(), name
-    for name in sweep.PLOT_FILES:
+    for name in sweep_output.PLOT_FILES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["program-0", "program-1"]
     assert "programs: 2" in proc.stdout

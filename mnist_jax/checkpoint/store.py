@@ -23,9 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import re
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +33,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from mnist_jax.checkpoint.orbax_quirks import (
+    silence_reports_into_closed_loops,
+    write_failure_reason,
+)
 from mnist_jax.errors import CheckpointError, OutputError, one_line
 
 FORMAT_VERSION = 1
@@ -95,7 +96,7 @@ class CheckpointStore:
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[ocp.CheckpointManager]:
-        _silence_reports_into_closed_loops()
+        silence_reports_into_closed_loops()
         if not self.directory.is_dir():
             raise CheckpointError(f"no checkpoints: {self.directory} does not exist")
         # Lightweight: no per-step reads when opening, so one damaged step cannot block the rest.
@@ -240,7 +241,7 @@ class CheckpointStore:
         line, where orbax's background thread would fail and leave its caller waiting."""
         if self._writer is not None:
             return self._writer
-        _silence_reports_into_closed_loops()
+        silence_reports_into_closed_loops()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             (self.directory / ".write-probe").write_bytes(b"")
@@ -318,7 +319,7 @@ class CheckpointStore:
             yield
         except Exception as error:
             raise OutputError(
-                f"cannot write a checkpoint to {self.directory}: {_reason(error)}"
+                f"cannot write a checkpoint to {self.directory}: {write_failure_reason(error)}"
             ) from error
 
     def wait(self) -> None:
@@ -340,48 +341,6 @@ class CheckpointStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def _silence_reports_into_closed_loops() -> None:
-    """Drops the "Event loop is closed" errors of reads and writes that outlive a failed one.
-
-    When one array of a step cannot be read, orbax stops waiting and closes its event loop while
-    tensorstore still reads the step's other arrays; each of those reads then reports back into
-    the closed loop, and Python prints every failed report as an unraisable traceback (hundreds of
-    lines for one skipped checkpoint); a failed background save does the same. Nothing is lost:
-    the store reports the damaged step, or the failed save in one line.
-    The reads orbax abandoned also end as unraisable errors when their coroutines are collected,
-    and as "never awaited" warnings. Installed once, when a store first reads or writes, in front
-    of the hook that was there.
-    """
-    warnings.filterwarnings(
-        "ignore", message=r"coroutine '_read_array\w*' was never awaited", category=RuntimeWarning
-    )
-    previous = sys.unraisablehook
-    if getattr(previous, "_drops_closed_loop_reports", False):
-        return
-
-    def hook(unraisable) -> None:
-        error, source = unraisable.exc_value, getattr(unraisable.object, "__name__", "")
-        closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-        if not (closed_loop or str(source).startswith("_read_array")):
-            previous(unraisable)
-
-    hook._drops_closed_loop_reports = True
-    sys.unraisablehook = hook
-
-
-def _reason(error: BaseException) -> str:
-    """The operating system's reason for a failed write, wherever orbax or tensorstore put it."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        code = re.search(r"os_error_code='(\d+)'", str(cause))
-        if code:
-            return os.strerror(int(code.group(1)))
-        cause = cause.__cause__ or cause.__context__
-    return one_line(error)
 
 
 def _read_info(manager, step: int) -> dict:
