@@ -20,8 +20,9 @@ from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError, MnistJaxError
-from mnist_jax.fit import check_fits, fit, to_device
+from mnist_jax.fit import check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
+from mnist_jax.models import model_record
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
@@ -37,7 +38,7 @@ from mnist_jax.rundir import (
     write_json_atomic,
 )
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.train import TrainSpec, create_train_state
+from mnist_jax.train import create_train_state
 
 RUNS_ROOT = "runs"
 PROFILE_DIR = "profile"
@@ -85,11 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         config = cli.config_from_args(args)
         dataset = load_dataset(config.dataset, config.data_dir)
-        check_fits(config, dataset)
+        spec = spec_for(config, dataset)
+        check_fits(config, dataset, spec)
         name = default_run_name(config.dataset, config.seed)
         run_dir = create_run_dir(args.out, root=RUNS_ROOT, name=name, resume_hint=True)
         command = " ".join(["python -m experiments.baseline", *argv])
-        record = run_record(config, dataset, command=command)
+        model = model_record(spec.model, spec.example_shape)
+        record = run_record(config, dataset, model=model, command=command)
         write_json_atomic(run_dir / CONFIG_FILE, record)
 
     devices = device_summary()
@@ -98,9 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.info(f"devices: {devices['count']} x {devices['kind']} ({devices['platform']})")
     console.info(f"run directory: {run_dir}")
 
-    data = to_device(dataset, config)
-    spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
-    input_size = int(data.train_images.shape[1])
+    spec = spec_for(config, dataset)
+    data = to_device(dataset, config, spec)
     state, history = None, []
     if args.resume and not list_checkpoints(run_dir) and (run_dir / METRICS_FILE).exists():
         raise CheckpointError(
@@ -108,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "from, and training again would replace its files"
         )
     if args.resume and list_checkpoints(run_dir):
-        template = create_train_state(config, spec, input_size=input_size)
-        state, info = restore_checkpoint(run_dir, template, "latest", config=config)
+        template = create_train_state(config, spec)
+        state, info = restore_checkpoint(run_dir, template, "latest", model=spec.model)
         history = info["history"]
         if info["epoch"] >= config.epochs:
             console.info(f"the run is complete ({info['epoch']} epochs): writing what it lacks")
@@ -121,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpointer = RunCheckpointer(
         run_dir,
         config,
-        num_classes=spec.num_classes,
-        input_size=input_size,
+        spec=spec,
+        num_classes=dataset.num_classes,
         save_every=args.save_every,
         keep_latest=args.keep,
     )
@@ -149,11 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_seconds = time.perf_counter() - start
 
     metrics, probabilities = evaluate_test_set(
+        spec.model,
         result.state.params,
         data.test_images,
         data.test_labels,
-        hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes,
+        num_classes=dataset.num_classes,
         chunk_size=config.eval_batch_size,
     )
     trained_now = result.history[len(history) :]
@@ -176,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=config.seed,
             epochs=len(result.history),
             dataset=dataset.name,
+            model=model_record(spec.model, spec.example_shape),
             resumed_from_epoch=len(history) if args.resume else None,
         )
     written = write_run_outputs(

@@ -1,10 +1,12 @@
 """`python -m experiments.bench`: where the notebook's training spends its time, in figures.
 
 Times data loading, compilation (init, epoch program, validation), steady epochs (examples/s),
-evaluation and a whole 10-epoch training, and compares the steady epoch with the FLOP floor: the
-model's exact matmul FLOPs divided by the matmul throughput measured here, on the same machine, with
-the model's own matrix shapes in one compiled scan (nothing but the matmuls). The persistent
-compilation cache is off unless --compile-cache is given, so compile times are cold.
+evaluation and a whole 10-epoch training, and compares the steady epoch with a floor measured on the
+same machine. For the MLP: its exact matmul FLOPs at the matmul throughput measured with the model's
+own matrix shapes in one compiled scan (nothing but the matmuls). For other models (`--model cnn`):
+the model's forward and backward pass alone (no shuffle, gather, dropout or optimizer) over an
+epoch's batches in one compiled scan, with XLA's count of its FLOPs. The persistent compilation
+cache is off unless --compile-cache is given, so compile times are cold.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import jax
 import jax.numpy as jnp
 
 from experiments import cli
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import MODELS, TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.fileio import write_json_atomic
-from mnist_jax.fit import fit, to_device
+from mnist_jax.fit import fit, spec_for, to_device
+from mnist_jax.models import parameter_count
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.train import TrainSpec, create_train_state, init_train_state_jit, train_epoch_jit
 
@@ -59,13 +62,36 @@ def measure_matmul_floor(
         return new[::-1], None
 
     program = jax.jit(lambda w, x: jax.lax.scan(step, w, x)[0])
-    jax.block_until_ready(program(weights, inputs))
+    return best_time(program, weights, inputs, repeats=repeats)
+
+
+def best_time(program, *args, repeats: int = 5) -> float:
+    """The fastest of `repeats` timed calls, after one warm-up call."""
+    jax.block_until_ready(program(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(program(weights, inputs))
+        jax.block_until_ready(program(*args))
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def measure_model_floor(
+    spec: TrainSpec, params, batch_size: int, steps: int, repeats: int = 5
+) -> tuple[float, float]:
+    """(FLOPs per example by XLA's cost analysis, seconds for one epoch) of the model's forward and
+    backward pass alone: the gradient of the mean logit over a batch, `steps` batches in one
+    compiled scan."""
+    inputs = jax.random.uniform(jax.random.key(0), (steps, batch_size, *spec.example_shape))
+
+    def grad_step(params, x):
+        grads = jax.grad(lambda p: jnp.mean(spec.model.apply(p, x)))(params)
+        return jax.tree.map(lambda p, g: p - 1e-9 * g, params, grads), None
+
+    one = jax.jit(grad_step).lower(params, inputs[0]).compile()
+    flops = float((one.cost_analysis() or {}).get("flops", 0.0)) / batch_size
+    program = jax.jit(lambda p, x: jax.lax.scan(grad_step, p, x)[0])
+    return flops, best_time(program, params, inputs, repeats=repeats)
 
 
 def timed(fn):
@@ -77,6 +103,9 @@ def timed(fn):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
     cli.add_data_flags(parser)
+    parser.add_argument(
+        "--model", default="mlp", choices=MODELS, help="the model timed (default %(default)s)"
+    )
     parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument(
@@ -95,12 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         validation=args.validation,
         validation_size=args.validation_size,
+        model=args.model,
     )
     figures: dict[str, float] = {}
 
     dataset, figures["load_seconds"] = timed(lambda: load_dataset(config.dataset, config.data_dir))
-    data, figures["to_device_seconds"] = timed(lambda: to_device(dataset, config))
-    spec = TrainSpec.from_config(config, num_classes=dataset.num_classes)
+    spec = spec_for(config, dataset)
+    data, figures["to_device_seconds"] = timed(lambda: to_device(dataset, config, spec))
     n = int(data.train_labels.shape[0])
     steps = math.ceil(n / config.batch_size)
 
@@ -115,11 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda: train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
     )
     evaluate = lambda: evaluate_loss_accuracy.lower(
+        spec.model,
         state.params,
         data.test_images,
         data.test_labels,
-        hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes,
         chunk_size=config.eval_batch_size,
     ).compile()
     validate, figures["compile_eval_seconds"] = timed(evaluate)
@@ -139,11 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(5)
     )
 
-    layer_sizes = [data.train_images.shape[1], *spec.hidden_sizes, spec.num_classes]
-    flops = matmul_flops_per_example(layer_sizes)
-    floor = measure_matmul_floor(layer_sizes, config.batch_size, steps)
+    figures["parameters"] = parameter_count(spec.model, spec.example_shape)
+    if config.model == "mlp":
+        layer_sizes = [data.train_images.shape[1], *config.hidden_sizes, dataset.num_classes]
+        flops = matmul_flops_per_example(layer_sizes)
+        floor = measure_matmul_floor(layer_sizes, config.batch_size, steps)
+    else:
+        flops, floor = measure_model_floor(spec, state.params, config.batch_size, steps)
     figures["flops_per_example"] = flops
-    figures["matmul_gflops_per_second"] = flops * steps * config.batch_size / floor / 1e9
+    figures["floor_gflops_per_second"] = flops * steps * config.batch_size / floor / 1e9
     figures["floor_epoch_seconds"] = floor
     figures["steady_over_floor"] = steady / floor
 

@@ -80,6 +80,22 @@ def _parser_of(field: dataclasses.Field) -> Callable[[str], Any]:
     return parse_flag
 
 
+def _choice_of(parse: Callable[[str], Any], choices: Sequence[str] | None):
+    """`parse`, refusing values outside `choices` (argparse's own check sees the whole list)."""
+    if not choices:
+        return parse
+
+    def parse_choice(text: str):
+        value = parse(text)
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice {text!r} (choose from {', '.join(choices)})"
+            )
+        return value
+
+    return parse_choice
+
+
 def flag_names(field: dataclasses.Field) -> tuple[str, ...]:
     """A field's flag (`--learning-rate` for `learning_rate`) and its older spellings."""
     return ("--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ()))
@@ -104,9 +120,10 @@ def add_config_flags(
             continue
         parse, default = _parser_of(field), field.default
         listed = multi and field.metadata.get("sweep")
+        choices = field.metadata.get("choices")
         if listed:
-            parse = _list_of(parse, field.metadata["list_separator"])
-            default = [default]
+            parse = _list_of(_choice_of(parse, choices), field.metadata["list_separator"])
+            default, choices = [default], None
         shown = (
             ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
         )
@@ -119,7 +136,7 @@ def add_config_flags(
             type=parse,
             default=default,
             help=text,
-            choices=field.metadata.get("choices"),
+            choices=choices,
         )
 
 

@@ -17,6 +17,7 @@ from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import to_device
 from mnist_jax.logs import METRICS_LOG, history_from_log
+from mnist_jax.models import model_record
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import check_same_data, create_run_dir, is_empty_folder, read_run_record
 from mnist_jax.runtime import enable_compilation_cache
@@ -69,14 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = load_run(run_dir, which)
     dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
     check_same_data(dataset, record, run_dir)
-    data = to_device(dataset, run.config)
     spec = run.spec
+    data = to_device(dataset, run.config, spec)
     metrics, probabilities = evaluate_test_set(
+        spec.model,
         run.params,
         data.test_images,
         data.test_labels,
-        hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes,
+        num_classes=dataset.num_classes,
         chunk_size=run.config.eval_batch_size,
     )
     # The run's log is the canonical record of its epochs; the checkpoint's copy serves without it.
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=run.config.seed,
         epochs=run.epoch,
         dataset=dataset.name,
+        model=model_record(spec.model, spec.example_shape),
         checkpoint=str(which),
         checkpoint_epoch=run.epoch,
     )

@@ -37,6 +37,7 @@ from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog, json_safe
+from mnist_jax.models import model_record
 from mnist_jax.rundir import (
     check_same_data,
     create_run_dir,
@@ -140,11 +141,27 @@ def _program_plan(programs) -> list[dict]:
     return [
         {
             "index": p.index,
+            "model": p.model,
             "hidden_sizes": list(p.hidden_sizes),
             "num_padded": p.num_padded,
             "members": [m.to_dict() for m in p.members],
         }
         for p in programs
+    ]
+
+
+def _recorded_plan(plan: list) -> list:
+    """sweep.json's plan; sweeps from before models were recorded trained the MLP only."""
+    if not all(isinstance(p, dict) and isinstance(p.get("members"), list) for p in plan):
+        return plan
+    return [
+        {
+            "index": p.get("index"),
+            "model": p.get("model", "mlp"),
+            **{k: v for k, v in p.items() if k not in ("index", "model", "members")},
+            "members": [{**m, "model": m.get("model", "mlp")} for m in p["members"]],
+        }
+        for p in plan
     ]
 
 
@@ -192,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_same_data(dataset, record, sweep_dir)
     else:
         seeds = parse_int_ranges(args.seeds)
-        members = expand_members(seeds, args.learning_rate, args.dropout_rate, args.hidden_sizes)
+        members = expand_members(
+            seeds, args.learning_rate, args.dropout_rate, args.hidden_sizes, args.model
+        )
         first = members[0]
         config = cli.config_from_args(args, **first.to_dict())
         members_per_program = args.members_per_program
@@ -204,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"that sweep with --resume {args.out})"
             )
         dataset = load_dataset(config.dataset, config.data_dir)
-        for sizes in dict.fromkeys(m.hidden_sizes for m in members):
-            check_fits(config.replace(hidden_sizes=sizes), dataset)
+        for member in {m.group_key: m for m in members}.values():  # one per program's shapes
+            check_fits(member.config(config), dataset)
         sweep_dir = None
         if several:  # every process has checked --out before process 0 creates it
             from jax.experimental import multihost_utils
@@ -227,16 +246,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
     programs = plan_sweep(config, members, data, mesh.size, members_per_program)
-    if args.resume and _program_plan(programs) != record["programs"]:
+    if args.resume and _program_plan(programs) != _recorded_plan(record["programs"]):
         raise ConfigError(
             f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
             f"device(s) as {len(record['programs'])} program(s); here there are "
             f"{mesh.size} device(s): resume it on the machine layout it started on"
         )
     devices = device_summary()
+
+    def specs(program):
+        return program.spec(config, data.num_classes, data.image_shape)
+
     if main_process and not args.resume:
         sweep_record = run_record(config, dataset, command=" ".join([PROG, *argv]))
         sweep_record.update(
+            models={
+                p.model: model_record(specs(p).model, specs(p).example_shape)
+                for p in reversed(programs)
+            },
             per_member_fields=list(PER_MEMBER_FIELDS),
             seeds=sorted({m.seed for m in members}),
             members=[m.to_dict() for m in members],
@@ -253,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
         f"rates {sorted({m.learning_rate for m in members})} x dropout "
         f"{sorted({m.dropout_rate for m in members})} x hidden "
-        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]}"
+        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]} x models "
+        f"{list(dict.fromkeys(m.model for m in members))}"
     )
     console.info(
         f"programs: {len(programs)} (at most {members_per_program} members each, "
@@ -261,8 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for p in programs:
         console.info(
-            f"  program {p.index}: hidden {','.join(map(str, p.hidden_sizes))}, "
-            f"{len(p.members)} members padded to {p.num_padded}"
+            f"  program {p.index}: {p.model}"
+            + (f" hidden {','.join(map(str, p.hidden_sizes))}" if p.model == "mlp" else "")
+            + f", {len(p.members)} members padded to {p.num_padded}"
         )
     console.info(
         f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
@@ -288,8 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = sweep_start(
             sweep_dir,
             config,
-            num_classes=dataset.num_classes,
-            input_size=int(data.train_images.shape[1]),
+            specs=specs,
             mesh=mesh,
             on_restore=on_restore,
         )
@@ -313,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         sweep_dir,
                         config,
                         num_classes=dataset.num_classes,
-                        input_size=int(data.train_images.shape[1]),
+                        specs=specs,
                         save_every=args.save_every,
                         keep=args.keep,
                     )

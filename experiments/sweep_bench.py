@@ -90,7 +90,7 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
     itself."""
     from mnist_jax.config import TrainConfig
     from mnist_jax.data import load_dataset
-    from mnist_jax.fit import fit, to_device
+    from mnist_jax.fit import fit, spec_for, to_device
     from mnist_jax.report import evaluate_test_set
     from mnist_jax.runtime import enable_compilation_cache
     from mnist_jax.sweep import expand_members, run_sweep
@@ -104,10 +104,10 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
     for k in range(n):
         result = fit(config.replace(seed=k), data)
         evaluate_test_set(
+            spec_for(config, data).model,
             result.state.params,
             data.test_images,
             data.test_labels,
-            hidden_sizes=config.hidden_sizes,
             num_classes=data.num_classes,
         )
     fit_seconds = time.perf_counter() - start

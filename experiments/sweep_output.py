@@ -78,7 +78,9 @@ def print_table(console: Console, rows: list[dict]) -> None:
     console.result(header)
     for row in rows:
         stats = row["test_accuracy"]
-        label = config_label((row["learning_rate"], row["dropout_rate"], row["hidden_sizes"]))
+        label = config_label(
+            (row["learning_rate"], row["dropout_rate"], row["hidden_sizes"], row["model"])
+        )
         ci = (
             "-"
             if stats["ci95_low"] is None

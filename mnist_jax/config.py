@@ -16,6 +16,8 @@ import numpy as np
 from mnist_jax.errors import ConfigError
 
 VALIDATION_MODES = ("test", "holdout")
+MODELS = ("mlp", "cnn")  # the built-in models (`mnist_jax.models.model_from_config`)
+DEFAULT_HIDDEN_SIZES = (128, 128)
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -82,9 +84,16 @@ class TrainConfig:
         group="data",
         defines_run=False,
     )
+    model: str = _field(
+        "mlp",
+        "mlp (the notebook's, layers from --hidden-sizes) or cnn (the Flax examples' CNN: two "
+        "3x3 convolutions with average pooling, Dense 256)",
+        sweep=True,
+        choices=MODELS,
+    )
     hidden_sizes: tuple[int, ...] = _field(
-        (128, 128),
-        "widths of the ReLU hidden layers, e.g. 128,128",
+        DEFAULT_HIDDEN_SIZES,
+        "widths of the MLP's ReLU hidden layers, e.g. 128,128",
         aliases=("--hidden",),
         sweep=True,
         parse=parse_sizes,
@@ -125,6 +134,13 @@ class TrainConfig:
             "dataset",
             self.dataset,
             "a non-empty name",
+        )
+        _check(self.model in MODELS, "model", self.model, " or ".join(MODELS))
+        _check(
+            self.model == "mlp" or self.hidden_sizes == DEFAULT_HIDDEN_SIZES,
+            "hidden_sizes",
+            self.hidden_sizes,
+            f"no other value with model={self.model!r}: it sets the MLP's layers",
         )
         _check(
             len(self.hidden_sizes) >= 1 and all(_is_int(h) and h > 0 for h in self.hidden_sizes),

@@ -7,7 +7,7 @@ own), then hands them to `mnist_jax.epochs.run_epochs`, the host loop it shares 
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.data import Dataset, flatten_and_scale, holdout_split
+from mnist_jax.data import Dataset, holdout_split, scale_to_layout
 from mnist_jax.epochs import compile_all, run_epochs
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluate import evaluate_loss_accuracy
+from mnist_jax.models import Model, check_model, describe_text, footprint
 from mnist_jax.train import (
     TrainSpec,
     TrainState,
@@ -32,7 +33,8 @@ from mnist_jax.train import (
 
 
 class DeviceData(NamedTuple):
-    """The arrays training reads, on the device: images float32 (N, 784) in [0, 1], labels int32."""
+    """The arrays training reads, on the device: images float32 in [0, 1] in a model's layout
+    (N, *example_shape), labels int32; and what the arrays alone do not say."""
 
     train_images: jax.Array
     train_labels: jax.Array
@@ -41,14 +43,42 @@ class DeviceData(NamedTuple):
     test_images: jax.Array
     test_labels: jax.Array
     num_classes: int
+    image_shape: tuple[int, ...] = (28, 28)
+
+    @property
+    def arrays(self) -> tuple[jax.Array, ...]:
+        return tuple(self[:6])
+
+    def in_layout(self, example_shape: tuple[int, ...]) -> DeviceData:
+        """The same data with each example shaped `example_shape` (another model's layout): a
+        reshape on the device, nothing moves through the host; `self` when it already is."""
+        if tuple(self.train_images.shape[1:]) == tuple(example_shape):
+            return self
+        reshaped = [
+            x.reshape(x.shape[0], *example_shape) if k % 2 == 0 else x
+            for k, x in enumerate(self.arrays)
+        ]
+        return self._replace(**dict(zip(self._fields, reshaped)))
 
 
-def to_device(dataset: Dataset, config: TrainConfig) -> DeviceData:
-    """Preprocess as the notebook (/255, flatten) and place every split on the default device once.
+def spec_for(
+    config: TrainConfig, dataset_or_data: Dataset | DeviceData, model: Model | None = None
+) -> TrainSpec:
+    """The spec of `config` for this dataset: its classes and image shape, the configuration's
+    built-in model or `model`."""
+    return TrainSpec.from_config(
+        config, dataset_or_data.num_classes, tuple(dataset_or_data.image_shape), model=model
+    )
+
+
+def to_device(dataset: Dataset, config: TrainConfig, spec: TrainSpec | None = None) -> DeviceData:
+    """Preprocess as the notebook (/255), in the layout of `spec`'s model (default: the
+    configuration's built-in model), and place every split on the default device once.
 
     The validation split is the test set (`validation="test"`, as the notebook did) or the last
     `validation_size` training examples (`validation="holdout"`), which are then not trained on.
     """
+    spec = spec or spec_for(config, dataset)
     train_images, train_labels = dataset.train_images, dataset.train_labels
     if config.validation == "holdout":
         train_images, train_labels, val_images, val_labels = holdout_split(
@@ -62,14 +92,20 @@ def to_device(dataset: Dataset, config: TrainConfig) -> DeviceData:
         (val_images, val_labels),
         (dataset.test_images, dataset.test_labels),
     ):
-        arrays += [flatten_and_scale(images), np.asarray(labels, np.int32)]
-    return DeviceData(*jax.device_put(arrays), num_classes=dataset.num_classes)
+        arrays += [scale_to_layout(images, spec.example_shape), np.asarray(labels, np.int32)]
+    return DeviceData(
+        *jax.device_put(arrays),
+        num_classes=dataset.num_classes,
+        image_shape=tuple(dataset.image_shape),
+    )
 
 
-def check_fits(config: TrainConfig, dataset: Dataset) -> None:
+def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = None) -> None:
     """Refuses, before anything is created, a configuration the dataset cannot serve: a held-out
-    split that leaves no training examples, or a batch larger than the training set (it would be
-    padded with weight-0 rows to its full size, at its full memory cost)."""
+    split that leaves no training examples, a batch larger than the training set (it would be
+    padded with weight-0 rows to its full size, at its full memory cost), a model that cannot
+    train on these images (`check_model`) or that needs more memory than the device has."""
+    spec = spec or spec_for(config, dataset)
     examples = int(dataset.train_images.shape[0])
     if config.validation == "holdout":
         if not 1 <= config.validation_size < examples:
@@ -85,24 +121,23 @@ def check_fits(config: TrainConfig, dataset: Dataset) -> None:
         )
     if int(dataset.test_images.shape[0]) == 0:
         raise ConfigError(f"{dataset.name} has no test examples to evaluate on")
-    needed, available = training_bytes(config, dataset), memory_bytes()
+    check_model(spec.model, spec.example_shape, dataset.num_classes)
+    needed, available = training_bytes(spec, config.eval_batch_size), memory_bytes()
     if needed > available:
         raise ConfigError(
-            f"hidden_sizes={config.hidden_sizes} need about {needed / 2**30:,.1f} GiB to train "
-            f"(parameters, Adam's moments, gradients and a batch's activations); this device has "
-            f"{available / 2**30:,.1f} GiB"
+            f"model {describe_text(spec.model.describe())} needs about {needed / 2**30:,.1f} GiB "
+            f"to train (parameters, Adam's moments, gradients and a batch's activations); this "
+            f"device has {available / 2**30:,.1f} GiB"
         )
 
 
-def training_bytes(config: TrainConfig, dataset: Dataset) -> int:
+def training_bytes(spec: TrainSpec, eval_batch_size: int = 2_000) -> int:
     """A lower estimate of the memory one run needs (float32): parameters, Adam's two moments, the
-    gradient and the update (5 copies), and a training and an evaluation batch's activations."""
-    input_size = math.prod(dataset.image_shape)
-    sizes = (input_size, *config.hidden_sizes, dataset.num_classes)
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    width = sum(sizes[1:])
-    batches = 2 * config.batch_size * (input_size + 3 * width) + config.eval_batch_size * width
-    return 4 * (5 * params + batches)
+    gradient and the update (5 copies), and a training batch's activations (twice, for the
+    backward pass) and an evaluation chunk's."""
+    size = footprint(spec.model, spec.example_shape)
+    batches = (2 * spec.batch_size + eval_batch_size) * size.activations_per_example
+    return 4 * (5 * size.parameters + batches)
 
 
 def memory_bytes(device: jax.Device | None = None) -> int:
@@ -148,24 +183,18 @@ def compile_programs(
         jnp.float32(config.learning_rate),
         jnp.float32(config.dropout_rate),
     )
-    input_size = int(data.train_images.shape[1])
-    init = (
-        None
-        if state is not None
-        else init_train_state_jit.lower(spec, *hyper, input_size=input_size)
-    )
+    init = None if state is not None else init_train_state_jit.lower(spec, *hyper)
     abstract = (
         state
         if state is not None
-        else jax.eval_shape(lambda *h: init_train_state(spec, *h, input_size=input_size), *hyper)
+        else jax.eval_shape(functools.partial(init_train_state, spec), *hyper)
     )
     epoch = train_epoch_jit.lower(spec, abstract, data.train_images, data.train_labels)
     validate = evaluate_loss_accuracy.lower(
+        spec.model,
         abstract.params,
         data.val_images,
         data.val_labels,
-        hidden_sizes=spec.hidden_sizes,
-        num_classes=spec.num_classes,
         chunk_size=config.eval_batch_size,
     )
     return Programs(*compile_all([init, epoch, validate]))
@@ -176,11 +205,16 @@ def fit(
     data: DeviceData,
     *,
     spec: TrainSpec | None = None,
+    model: Model | None = None,
     state: TrainState | None = None,
     history: Sequence[dict] = (),
     callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
     """Trains from `state` (a fresh one from `config.seed` if None) to `config.epochs` epochs.
+
+    The model is `spec.model`; without a spec, `model` (any `Model`, e.g. a user's
+    `LinenModel`), else the configuration's built-in one. `data` is reshaped on the device to the
+    model's layout if it is in another's.
 
     The state passed in is consumed (its buffers are donated to the first epoch); use the returned
     one. `history` continues an earlier history when resuming. After each epoch, each callback is
@@ -190,7 +224,8 @@ def fit(
     Raises TrainingError, before any callback sees the epoch, if the training or validation loss is
     not finite, so that a diverged state is never checkpointed.
     """
-    spec = spec or TrainSpec.from_config(config, num_classes=data.num_classes)
+    spec = spec or spec_for(config, data, model)
+    data = data.in_layout(spec.example_shape)
     start = time.perf_counter()
     programs = compile_programs(config, spec, data, state)
     compile_seconds = time.perf_counter() - start

@@ -19,6 +19,7 @@ from mnist_jax import plots
 from mnist_jax.evaluate import predict_logits
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.metrics import classification_report
+from mnist_jax.models import Model, describe_text
 from mnist_jax.rundir import METRICS_FILE
 
 # The test image shown with its prediction: the first one, so every run shows the same.
@@ -36,11 +37,11 @@ PLOT_FILES = {
 
 
 def evaluate_test_set(
+    model: Model,
     params: Any,
     test_images: jax.Array,
     test_labels: jax.Array,
     *,
-    hidden_sizes: Sequence[int],
     num_classes: int,
     chunk_size: int = 2000,
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -49,13 +50,7 @@ def evaluate_test_set(
     The dict has `test_loss`, `test_accuracy`, `per_class_accuracy`, `confusion_matrix` and the
     `top_errors` (the 5 most confidently wrong test images).
     """
-    logits = predict_logits(
-        params,
-        test_images,
-        hidden_sizes=tuple(hidden_sizes),
-        num_classes=num_classes,
-        chunk_size=chunk_size,
-    )
+    logits = predict_logits(model, params, test_images, chunk_size=chunk_size)
     report = classification_report(logits, test_labels, num_classes, k=TOP_ERRORS)
     return report, np.asarray(jax.nn.softmax(logits, axis=-1))
 
@@ -135,6 +130,11 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         f"test accuracy **{metrics['test_accuracy']:.4f}**"
         f" after {len(history)} epochs (seed {metrics['seed']})",
     ]
+    model = metrics.get("model")
+    if isinstance(model, dict):
+        lines.append(
+            f"- model **{describe_text(model)}**, {model.get('parameters', 0):,} parameters"
+        )
     if metrics.get("train_seconds") is not None:
         line = f"- training took {metrics['train_seconds']:.1f} s"
         if metrics.get("compile_seconds") is not None:

@@ -197,10 +197,14 @@ def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
         )
 
 
-def run_record(config: TrainConfig, dataset, *, command: str | None = None) -> dict[str, Any]:
-    """The content of `config.json`: enough to re-create, re-evaluate and resume the run."""
+def run_record(
+    config: TrainConfig, dataset, *, model: dict | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """The content of `config.json`: enough to re-create, re-evaluate and resume the run.
+    `model` is `models.model_record` of the run's model (its name, settings, parameter count)."""
     return {
         "config": config.to_dict(),
+        "model": model,
         "num_classes": dataset.num_classes,
         "dataset": {
             "name": dataset.name,

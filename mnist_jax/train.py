@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.model import Params, apply_model, init_params
+from mnist_jax.models import Model, Params, mlp, model_from_config
 
 # Stream ids folded into a run's root key. Changing them changes every result: they are part of what
 # a checkpoint means, so changing them needs a new checkpoint format version
@@ -57,15 +57,16 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
-    """The static part of training, compiled into the program: shapes and the optimizer's code.
+    """The static part of training, compiled into the program: the model, the data's shapes, the
+    batch size and the optimizer's code.
 
     Hashable, so it is a static argument of the jitted functions; two runs with equal specs share
     one compiled program. Per-run numbers that keep shapes (seed, learning rate, dropout rate) live
     in the `TrainState` instead, which is what lets a sweep vmap over them.
     """
 
-    hidden_sizes: tuple[int, ...] = (128, 128)
-    num_classes: int = 10
+    model: Model = dataclasses.field(default_factory=mlp)
+    image_shape: tuple[int, ...] = (28, 28)  # one example's (H, W), before the model's layout
     batch_size: int = 512
     adam_epsilon: float = 1e-7
     # Any optax transformation; None means `make_optimizer(adam_epsilon)`. Kept None by default so
@@ -77,11 +78,19 @@ class TrainSpec:
         cls,
         config: TrainConfig,
         num_classes: int = 10,
+        image_shape: tuple[int, ...] = (28, 28),
+        *,
+        model: Model | None = None,
         tx: optax.GradientTransformation | None = None,
     ) -> TrainSpec:
-        return cls(
-            tuple(config.hidden_sizes), num_classes, config.batch_size, config.adam_epsilon, tx
-        )
+        """The spec of `config`: its built-in model (`config.model`), or `model`, a user's."""
+        model = model if model is not None else model_from_config(config, num_classes)
+        return cls(model, tuple(image_shape), config.batch_size, config.adam_epsilon, tx)
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """One example's shape as the model takes it, e.g. (784,) or (28, 28, 1)."""
+        return self.model.example_shape(self.image_shape)
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -89,7 +98,7 @@ class TrainSpec:
 
 
 class Batch(NamedTuple):
-    images: jax.Array  # float32 (B, 784)
+    images: jax.Array  # float32 (B, *example_shape)
     labels: jax.Array  # int32 (B,)
     weights: jax.Array  # float32 (B,): 1 for real examples, 0 for padding
 
@@ -116,7 +125,6 @@ def init_train_state(
     seed: int | jax.Array,
     learning_rate: float | jax.Array = 1e-3,
     dropout_rate: float | jax.Array = 0.25,
-    input_size: int = 784,
 ) -> TrainState:
     """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters is a sweep.
 
@@ -124,9 +132,7 @@ def init_train_state(
     `make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps its own.
     """
     raw_key = jax.random.key_data(jax.random.key(seed))
-    params = init_params(
-        stream_key(raw_key, INIT_STREAM), spec.hidden_sizes, spec.num_classes, input_size
-    )
+    params = spec.model.init(stream_key(raw_key, INIT_STREAM), spec.example_shape)
     opt_state = spec.optimizer.init(params)
     hyperparams = getattr(opt_state, "hyperparams", None)
     if hyperparams is not None and "learning_rate" in hyperparams:
@@ -142,12 +148,10 @@ def init_train_state(
 
 
 # Compiled once per spec: seed and hyper-parameters are traced, so every run of a shape shares it.
-init_train_state_jit = jax.jit(init_train_state, static_argnums=0, static_argnames="input_size")
+init_train_state_jit = jax.jit(init_train_state, static_argnums=0)
 
 
-def create_train_state(
-    config: TrainConfig, spec: TrainSpec | None = None, input_size: int = 784
-) -> TrainState:
+def create_train_state(config: TrainConfig, spec: TrainSpec | None = None) -> TrainState:
     """`init_train_state` with the seed and hyper-parameters of `config` (compiled)."""
     spec = spec or TrainSpec.from_config(config)
     return init_train_state_jit(
@@ -155,7 +159,6 @@ def create_train_state(
         jnp.uint32(config.seed),
         jnp.float32(config.learning_rate),
         jnp.float32(config.dropout_rate),
-        input_size=input_size,
     )
 
 
@@ -177,13 +180,8 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     dropout_key = jax.random.fold_in(stream_key(state, DROPOUT_STREAM), state.step)
 
     def loss_fn(params):
-        logits = apply_model(
-            params,
-            batch.images,
-            hidden_sizes=spec.hidden_sizes,
-            num_classes=spec.num_classes,
-            dropout_rate=state.dropout_rate,
-            dropout_key=dropout_key,
+        logits = spec.model.apply(
+            params, batch.images, dropout_rate=state.dropout_rate, dropout_key=dropout_key
         )
         return weighted_cross_entropy(logits, batch.labels, batch.weights), logits
 
@@ -228,10 +226,10 @@ def train_epoch(
 ) -> tuple[TrainState, dict]:
     """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
 
-    `images` (N, 784) float32 and `labels` (N,) int32 are the whole training set, already on the
-    device; each step gathers its batch from them. Returns the new state and the epoch's mean
-    training loss and accuracy (averaged over the epoch as it trains, with dropout on: what Keras
-    reports).
+    `images` (N, *spec.example_shape) float32 and `labels` (N,) int32 are the whole training set,
+    already on the device in the model's layout; each step gathers its batch from them. Returns
+    the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
+    trains, with dropout on: what Keras reports).
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
     order, weights = epoch_plan(state, images.shape[0], spec.batch_size)

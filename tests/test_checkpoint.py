@@ -37,6 +37,10 @@ def data() -> DeviceData:
     return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
 
 
+def model_of(config):
+    return TrainSpec.from_config(config).model
+
+
 def template(config=CONFIG):
     return create_train_state(config, TrainSpec.from_config(config))
 
@@ -102,7 +106,7 @@ def trained(data, tmp_path_factory):
 
 def test_round_trip_restores_every_leaf_bitwise(trained):
     run_dir, result = trained
-    state, info = restore_checkpoint(run_dir, template(), "latest", config=CONFIG)
+    state, info = restore_checkpoint(run_dir, template(), "latest", model=model_of(CONFIG))
     assert_bitwise_equal(state, result.state)
     assert info["epoch"] == 3 and info["format_version"] == FORMAT_VERSION
     assert info["history"] == result.history
@@ -146,7 +150,7 @@ def test_save_every_saves_multiples_and_the_final_epoch(tmp_path):
 
 def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(trained, data, tmp_path):
     run_dir, uninterrupted = trained
-    restored, info = restore_checkpoint(run_dir, template(), 2, config=CONFIG)
+    restored, info = restore_checkpoint(run_dir, template(), 2, model=model_of(CONFIG))
     assert int(restored.epoch) == 2 and len(info["history"]) == 2
     # Resume into a copy of the run, so the shared run stays as it is.
     with RunCheckpointer(tmp_path, CONFIG) as checkpointer:
@@ -242,13 +246,17 @@ def test_missing_run_has_no_checkpoints(tmp_path):
         restore_checkpoint(tmp_path, template())
 
 
-def test_architecture_mismatch_names_both_hidden_sizes(two_checkpoints):
+def test_architecture_mismatch_names_both_models(two_checkpoints):
     run_dir, _ = two_checkpoints
     other = CONFIG.replace(hidden_sizes=(32, 32))
-    with pytest.raises(CheckpointError, match=r"hidden_sizes \(16, 16\), this run uses \(32, 32\)"):
-        restore_checkpoint(run_dir, template(other), config=other)
-    # Without the config, the array shapes give it away, still before reading any array.
-    shapes = r"hidden_sizes \(16, 16\).*params/Dense_0/bias of shape \(16,\).*\(32,\)"
+    both = (
+        r"holds model mlp\(hidden_sizes=\[16, 16\], num_classes=10\); this run's model is "
+        r"mlp\(hidden_sizes=\[32, 32\], num_classes=10\)"
+    )
+    with pytest.raises(CheckpointError, match=both):
+        restore_checkpoint(run_dir, template(other), model=model_of(other))
+    # Without the model, the array shapes give it away, still before reading any array.
+    shapes = r"model mlp.*\[16, 16\].*params/Dense_0/bias of shape \(16,\).*\(32,\)"
     with pytest.raises(CheckpointError, match=shapes):
         restore_checkpoint(run_dir, template(other))
 

@@ -55,3 +55,28 @@ def test_resume_refuses_every_run_defining_spelling_and_accepts_data_dir():
         with pytest.raises(cli.ConfigError, match=flag):
             cli.refuse_flags_with_resume([flag, "1"])
     cli.refuse_flags_with_resume(["--data-dir", "/x", "--quiet"])
+
+
+def test_model_is_a_flag_and_a_sweep_list_with_its_choices_checked(capsys):
+    args = sweep.build_parser().parse_args(["--model", "mlp,cnn"])
+    assert args.model == ["mlp", "cnn"]
+    assert cli.config_from_args(baseline.build_parser().parse_args(["--model", "cnn"])).model == (
+        "cnn"
+    )
+    for parser, value in ((baseline.build_parser(), "rnn"), (sweep.build_parser(), "mlp,rnn")):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["--model", value])
+        assert exit_info.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_cnn_with_hidden_sizes_is_one_line_and_exit_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main(
+            baseline.main,
+            "python -m experiments.baseline",
+            ["--model", "cnn", "--hidden", "64", "--out", str(tmp_path / "run")],
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "hidden_sizes" in err and not (tmp_path / "run").exists()

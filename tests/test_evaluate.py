@@ -14,7 +14,9 @@ from mnist_jax.metrics import (
     per_class_accuracy,
     top_errors,
 )
-from mnist_jax.model import init_params
+from mnist_jax.models import init_params, mlp
+
+MLP = mlp()
 
 
 def numpy_logits(params, images):
@@ -32,14 +34,14 @@ def images():
 @pytest.mark.parametrize("chunk_size", [1003, 250, 64])
 def test_vmapped_chunked_prediction_equals_numpy(images, chunk_size):
     params = init_params(jax.random.key(0))
-    logits = predict_logits(params, images, chunk_size=chunk_size)
+    logits = predict_logits(MLP, params, images, chunk_size=chunk_size)
     assert logits.shape == (1003, 10)
     np.testing.assert_allclose(logits, numpy_logits(params, images), rtol=1e-4, atol=1e-5)
 
 
 def test_prediction_over_stacked_models_equals_each_model_alone(images):
     stacked = jax.vmap(init_params)(jax.random.split(jax.random.key(0), 3))
-    many = predict_logits_many(stacked, images, chunk_size=500)
+    many = predict_logits_many(MLP, stacked, images, chunk_size=500)
     assert many.shape == (3, 1003, 10)
     for k in range(3):
         one = jax.tree_util.tree_map(lambda leaf, k=k: leaf[k], stacked)
@@ -49,7 +51,7 @@ def test_prediction_over_stacked_models_equals_each_model_alone(images):
 def test_loss_and_accuracy_equal_numpy(images):
     params = init_params(jax.random.key(0))
     labels = jax.random.randint(jax.random.key(1), (1003,), 0, 10)
-    result = evaluate_loss_accuracy(params, images, labels, chunk_size=300)
+    result = evaluate_loss_accuracy(MLP, params, images, labels, chunk_size=300)
     logits = numpy_logits(params, images)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

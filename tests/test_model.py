@@ -1,11 +1,17 @@
-"""The MLP: size, shapes, Keras's initialisers, and dropout only in train mode."""
+"""The built-in MLP: size, shapes, Keras's initialisers, and dropout only in train mode."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.model import MLP, apply_model, count_params, dropout, init_params, param_shapes
+from mnist_jax.models import MLP, count_params, dropout, init_params, mlp, param_shapes
+
+MODEL = mlp()
+
+
+def apply_model(params, x, *, dropout_rate=0.25, dropout_key=None):
+    return MODEL.apply(params, x, dropout_rate=dropout_rate, dropout_key=dropout_key)
 
 
 def test_default_model_has_the_notebooks_118282_parameters():
@@ -32,6 +38,12 @@ def test_biases_start_at_zero_and_kernels_are_glorot_uniform():
     assert np.abs(kernel).max() <= limit
     # A uniform(-limit, limit) sample of 100k values has a std close to limit / sqrt(3).
     assert abs(kernel.std() - limit / np.sqrt(3)) < 0.01 * limit
+
+
+def test_the_models_init_is_init_params_of_its_stream_key():
+    key = jax.random.key(4)
+    ours = MODEL.init(key, (784,))
+    jax.tree.map(np.testing.assert_array_equal, ours, init_params(key))
 
 
 def test_one_example_and_a_batch_give_the_same_logits():

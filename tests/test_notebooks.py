@@ -19,9 +19,12 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 # defines are overridden. DATA_DIR is always set, to the real MNIST.
 SMALL_SETTINGS = {"EPOCHS": 2, "SEEDS": 2}
 # The sweep: 2 learning rates x 2 seeds (4 runs) for 1 epoch keeps its training short.
-SMALL_SETTINGS_FOR = {"seed_sweep.ipynb": {"EPOCHS": 1, "DROPOUT_RATES": (0.25,)}}
+SMALL_SETTINGS_FOR = {
+    "seed_sweep.ipynb": {"EPOCHS": 1, "DROPOUT_RATES": (0.25,)},
+    "models.ipynb": {"EPOCHS": 1},
+}
 # Plots each notebook must show as image/png outputs (at least); unlisted notebooks need none.
-MIN_IMAGES = {"mnist_walkthrough.ipynb": 5, "seed_sweep.ipynb": 2}
+MIN_IMAGES = {"mnist_walkthrough.ipynb": 5, "seed_sweep.ipynb": 2, "models.ipynb": 2}
 
 
 def read(path: Path) -> nbformat.NotebookNode:

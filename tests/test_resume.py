@@ -161,6 +161,6 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
         timeout=300,
     )
     assert proc.returncode == 2
-    assert "hidden_sizes (128, 128)" in proc.stderr and "(64, 64)" in proc.stderr
+    assert "hidden_sizes=[128, 128]" in proc.stderr and "hidden_sizes=[64, 64]" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
     assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == before

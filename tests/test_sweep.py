@@ -9,6 +9,7 @@ import pytest
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, TrainingError
 from mnist_jax.fit import DeviceData, fit
+from mnist_jax.models import mlp
 from mnist_jax.sweep import (
     Member,
     expand_members,
@@ -24,7 +25,7 @@ from mnist_jax.sweep.program import member_bytes, members_per_program
 from mnist_jax.sweep.run import plan_programs
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
-SPEC = TrainSpec(hidden_sizes=(32,), batch_size=64)
+SPEC = TrainSpec(mlp((32,)), batch_size=64)
 CONFIG = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)
 
 
@@ -64,8 +65,15 @@ def test_expand_members_gives_the_grid_with_seeds_innermost():
 
 def test_group_members_puts_equal_hidden_sizes_in_one_group():
     groups = group_members(expand_members([0, 1], [1e-3, 3e-3], [0.0, 0.5], [(32,), (64, 64)]))
-    assert list(groups) == [(32,), (64, 64)]
-    assert all(len(g) == 8 and {m.hidden_sizes for m in g} == {h} for h, g in groups.items())
+    assert list(groups) == [("mlp", (32,)), ("mlp", (64, 64))]
+    assert all(len(g) == 8 and {m.group_key for m in g} == {k} for k, g in groups.items())
+
+
+def test_models_form_their_own_groups_and_the_cnn_refuses_hidden_sizes():
+    members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
+    assert list(group_members(members)) == [("mlp", (128, 128)), ("cnn", (128, 128))]
+    with pytest.raises(ConfigError, match="model='cnn'"):
+        expand_members([0], [1e-3], [0.25], [(32,)], ["mlp", "cnn"])
 
 
 @pytest.mark.parametrize(
@@ -248,9 +256,9 @@ def test_a_small_memory_budget_splits_the_sweep_into_programs_with_unchanged_res
 
 def test_each_hidden_size_gets_its_own_program():
     programs = plan_programs(expand_members([0, 1], [1e-3], [0.25], [(32,), (16, 16)]), 100, 1)
-    assert [(p.hidden_sizes, len(p.members), p.num_padded) for p in programs] == [
-        ((32,), 2, 2),
-        ((16, 16), 2, 2),
+    assert [(p.model, p.hidden_sizes, len(p.members), p.num_padded) for p in programs] == [
+        ("mlp", (32,), 2, 2),
+        ("mlp", (16, 16), 2, 2),
     ]
 
 

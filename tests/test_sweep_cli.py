@@ -31,6 +31,7 @@ MEMBER_KEYS = {
     "learning_rate",
     "dropout_rate",
     "hidden_sizes",
+    "model",
     "test_accuracy",
     "test_loss",
     "history",
@@ -148,3 +149,26 @@ def test_an_occupied_out_folder_is_refused_and_left_untouched(capsys, tmp_path):
     assert len(captured.err.strip().splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tmp_path, capsys):
+    from mnist_jax.data.fake import write_fake_dataset
+
+    write_fake_dataset(tmp_path / "tiny", num_train=96, num_test=40, shape=(28, 28))
+    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--model", "mlp,cnn"]
+    argv += ["--seeds", "0-1", "--epochs", "1", "--batch-size", "32", "--no-tensorboard"]
+    code, out = run_cli([*argv, "--out", str(tmp_path / "sweep")], capsys)
+    assert code == 0, out.err
+    assert "program 0: mlp hidden 128,128, 2 members" in out.out
+    assert "program 1: cnn, 2 members" in out.out
+    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [p["model"] for p in record["programs"]] == ["mlp", "cnn"]
+    assert record["models"]["cnn"]["parameters"] == 824_458
+    rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())["configurations"]
+    assert [row["model"] for row in rows] == ["mlp", "cnn"]
+    assert [m["model"] for m in json.loads((tmp_path / "sweep" / "members.json").read_text())] == [
+        "mlp",
+        "mlp",
+        "cnn",
+        "cnn",
+    ]

@@ -16,7 +16,7 @@ from mnist_jax.sweep import (
     values_by_config,
 )
 
-BASE, FAST = (1e-3, 0.25, (128, 128)), (3e-3, 0.25, (128, 128))
+BASE, FAST = (1e-3, 0.25, (128, 128), "mlp"), (3e-3, 0.25, (128, 128), "mlp")
 
 
 def result(seed, key, val_accuracy, test_accuracy=None, diverged=False):

@@ -62,7 +62,6 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
         tmp_path / "b",
         config,
         num_classes=10,
-        input_size=784,
         mesh=mesh,
         on_restore=lambda program, info: restored.append((program.index, info["epoch"])),
     )

@@ -183,11 +183,12 @@ def test_create_train_state_uses_the_configs_seed_and_hyperparameters():
 def test_two_epochs_on_real_mnist_reach_95_percent_test_accuracy(mnist):
     from mnist_jax.evaluate import evaluate_loss_accuracy
     from mnist_jax.fit import to_device
+    from mnist_jax.models import mlp
 
     config = TrainConfig(epochs=2)
     data = to_device(mnist, config)
     result = fit(config, data)
-    test = evaluate_loss_accuracy(result.state.params, data.test_images, data.test_labels)
+    test = evaluate_loss_accuracy(mlp(), result.state.params, data.test_images, data.test_labels)
     assert float(test["accuracy"]) >= 0.95
     assert result.history[-1]["val_accuracy"] == pytest.approx(float(test["accuracy"]))
 

@@ -1,7 +1,8 @@
 """Checkpoints: one store keyed by directory (`store`), and what a run saves in it (`run`).
 
 Layout of a run: `RUN/checkpoints/<epoch>/` holds the `TrainState` (every array) and a JSON info
-item (format version, config, num_classes, input_size, history, val_accuracy, the arrays' SHA-256).
+item (format version, config, model, num_classes, image_shape, history, val_accuracy, the arrays'
+SHA-256).
 A sweep keeps one store per program (`mnist_jax.sweep.checkpoint`).
 """
 

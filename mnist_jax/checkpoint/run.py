@@ -1,9 +1,9 @@
 """A run's checkpoints: `RUN/checkpoints/<epoch>/`, a `CheckpointStore` of `TrainState`s.
 
-A run says only what it saves: the state, and an info item with the configuration, the number of
-classes and input size (so `load_run` rebuilds the template from the checkpoint alone) and the
-history so far. Everything else (digests, fallback past damage, retention, setting aside) is the
-store's.
+A run says only what it saves: the state, and an info item with the configuration, the model
+(its name and static settings), the number of classes and the image shape (so `load_run` rebuilds
+the template from the run directory alone) and the history so far. Everything else (digests,
+fallback past damage, retention, setting aside) is the store's.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.models import BUILTIN_MODELS, Model, describe_text, mlp
 from mnist_jax.train import TrainSpec, TrainState, create_train_state
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -26,15 +27,27 @@ def checkpoints_dir(run_dir: str | Path) -> Path:
     return Path(run_dir).resolve() / CHECKPOINTS_DIRNAME
 
 
-def _check_hidden_sizes(config: TrainConfig | None):
-    """A store `check` refusing a checkpoint made with other hidden sizes than `config`'s."""
+def recorded_model(info: dict) -> dict:
+    """The model description a checkpoint's info records; checkpoints from before models were
+    recorded hold the notebook's MLP with their configuration's hidden sizes."""
+    if isinstance(info.get("model"), dict):
+        return info["model"]
+    config = info.get("config") or {}
+    sizes = config.get("hidden_sizes") or (128, 128)
+    return mlp(tuple(sizes), int(info.get("num_classes") or 10)).describe()
+
+
+def model_check(model: Model | None):
+    """A store `check` refusing a checkpoint of another model (by name and static settings)."""
 
     def check(info: dict, where: str) -> None:
-        stored = (info.get("config") or {}).get("hidden_sizes")
-        if config is not None and stored is not None and tuple(stored) != config.hidden_sizes:
+        if model is None:
+            return
+        stored, expected = recorded_model(info), model.describe()
+        if stored != expected:
             raise CheckpointError(
-                f"{where} was made with hidden_sizes {tuple(stored)}, this run uses "
-                f"{config.hidden_sizes}"
+                f"{where} holds model {describe_text(stored)}; this run's model is "
+                f"{describe_text(expected)}"
             )
 
     return check
@@ -54,8 +67,8 @@ class RunCheckpointer:
         run_dir: str | Path,
         config: TrainConfig,
         *,
+        spec: TrainSpec | None = None,
         num_classes: int = 10,
-        input_size: int = 784,
         save_every: int = 1,
         keep_latest: int = 3,
         keep_best: int = 1,
@@ -70,7 +83,8 @@ class RunCheckpointer:
                 raise ConfigError(f"invalid {name}={value!r}: expected an integer >= {low}")
         self.run_dir = Path(run_dir).resolve()
         self.config, self.save_every = config, save_every
-        self.num_classes, self.input_size = num_classes, input_size
+        self.spec = spec or TrainSpec.from_config(config, num_classes)
+        self.num_classes = num_classes
         self.store = CheckpointStore(
             checkpoints_dir(run_dir),
             keep_latest=keep_latest,
@@ -87,8 +101,9 @@ class RunCheckpointer:
             "epoch": epoch,
             "step": int(state.step),
             "config": self.config.to_dict(),
+            "model": self.spec.model.describe(),
             "num_classes": self.num_classes,
-            "input_size": self.input_size,
+            "image_shape": list(self.spec.image_shape),
             "history": [dict(r) for r in history],
         }
         metric = record.get(BEST_METRIC)
@@ -114,26 +129,28 @@ def restore_checkpoint(
     template_state: TrainState,
     which: str | int = "latest",
     *,
-    config: TrainConfig | None = None,
+    model: Model | None = None,
 ) -> tuple[TrainState, dict]:
     """Restores a checkpoint into `template_state`'s structure, bitwise; returns (state, info).
 
     `which`: "latest" (what resume uses), "best" (highest val_accuracy among the kept checkpoints)
     or an epoch. For "latest"/"best" a damaged checkpoint is skipped with a warning and the next one
-    is tried; for an epoch it is a CheckpointError. Nothing on disk is modified. `config`, if given,
-    refuses a checkpoint made with other hidden sizes before any array is read. `info` holds
-    format_version, epoch, step, config (a dict), num_classes, input_size, history, val_accuracy.
+    is tried; for an epoch it is a CheckpointError. Nothing on disk is modified. `model`, if given,
+    refuses a checkpoint of another model before any array is read. `info` holds format_version,
+    epoch, step, config (a dict), model, num_classes, image_shape, history, val_accuracy.
     """
     store = CheckpointStore(checkpoints_dir(run_dir))
-    return store.restore(which, template_state, check=_check_hidden_sizes(config))
+    return store.restore(which, template_state, check=model_check(model))
 
 
 @dataclasses.dataclass
 class LoadedRun:
-    """A trained run for notebooks: its configuration, parameters, full state, history and epoch."""
+    """A trained run for notebooks: its configuration, spec (model included), parameters, full
+    state, history and epoch."""
 
     run_dir: Path
     config: TrainConfig
+    spec: TrainSpec
     params: Any
     state: TrainState
     history: list[dict]
@@ -141,10 +158,8 @@ class LoadedRun:
     info: dict
 
     @property
-    def spec(self) -> TrainSpec:
-        return TrainSpec.from_config(
-            self.config, num_classes=int(self.info.get("num_classes") or 10)
-        )
+    def model(self) -> Model:
+        return self.spec.model
 
 
 def _run_config(run_dir: Path) -> TrainConfig | None:
@@ -161,30 +176,56 @@ def _run_config(run_dir: Path) -> TrainConfig | None:
         ) from None
 
 
-def load_run(run_dir: str | Path, which: str | int = "best") -> LoadedRun:
+def spec_of_checkpoint(
+    info: dict, config: TrainConfig, model: Model | None = None, where: str = "the checkpoint"
+) -> TrainSpec:
+    """The spec a checkpoint was trained with: its built-in model rebuilt from the configuration,
+    or `model` (a user's, which the checkpoint must record), checked against the record."""
+    stored = recorded_model(info)
+    num_classes = int(info.get("num_classes") or 10)
+    image_shape = tuple(info.get("image_shape") or (28, 28))
+    if model is None:
+        if stored.get("name") not in BUILTIN_MODELS:
+            raise CheckpointError(
+                f"{where} holds the user model {describe_text(stored)}: pass that model "
+                "(model=...) to rebuild it"
+            )
+        try:
+            spec = TrainSpec.from_config(config, num_classes, image_shape)
+        except ConfigError as error:
+            raise CheckpointError(f"{where}: {error}") from None
+    else:
+        spec = TrainSpec.from_config(config, num_classes, image_shape, model=model)
+    model_check(spec.model)(info, where)
+    return spec
+
+
+def load_run(run_dir: str | Path, which: str | int = "best", *, model: Model | None = None):
     """A run's best (or latest, or given-epoch) checkpoint, with the template built from the run.
 
-    The configuration is RUN/config.json's, else the checkpoint's own; the number of classes and
-    the input size come from the checkpoint.
+    The configuration is RUN/config.json's, else the checkpoint's own; the model, the number of
+    classes and the image shape come from the checkpoint. A run of a user's model needs `model`,
+    the same model (checked by name and settings). Returns a `LoadedRun`.
     """
     run_dir = Path(run_dir).resolve()
     known = _run_config(run_dir)
-    configs: dict[str, TrainConfig] = {}
+    specs: dict[str, Any] = {}
 
     def template(info: dict) -> TrainState:
         try:
             config = known or TrainConfig.from_dict(info["config"])
         except (ConfigError, TypeError) as error:
             raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from None
-        configs["config"] = config
-        spec = TrainSpec.from_config(config, num_classes=int(info.get("num_classes") or 10))
-        return create_train_state(config, spec, input_size=int(info.get("input_size") or 784))
+        spec = spec_of_checkpoint(info, config, model, f"{run_dir}")
+        specs.update(config=config, spec=spec)
+        return create_train_state(config, spec)
 
     store = CheckpointStore(checkpoints_dir(run_dir))
-    state, info = store.restore(which, template, check=_check_hidden_sizes(known))
+    state, info = store.restore(which, template)
     return LoadedRun(
         run_dir=run_dir,
-        config=configs["config"],
+        config=specs["config"],
+        spec=specs["spec"],
         params=state.params,
         state=state,
         history=list(info["history"]),

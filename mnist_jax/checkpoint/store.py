@@ -365,10 +365,11 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
     if not stored:
         raise Damaged("its array metadata is missing")
     expected = {p: (tuple(np.shape(x)), np.dtype(x.dtype)) for p, x in _flat(template).items()}
-    sizes = (info.get("config") or {}).get("hidden_sizes")
-    where += (
-        f" (made with hidden_sizes {sizes and tuple(sizes)}, num_classes {info.get('num_classes')})"
-    )
+    model = info.get("model") if isinstance(info.get("model"), dict) else {}
+    settings = model.get("settings") or {
+        "hidden_sizes": (info.get("config") or {}).get("hidden_sizes")
+    }
+    where += f" (made with model {model.get('name', 'mlp')} {settings})"
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         raise CheckpointError(

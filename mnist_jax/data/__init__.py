@@ -8,7 +8,13 @@ Typical use:
 """
 
 from mnist_jax.data.catalog import FILE_STEMS, KNOWN_DATASETS, DatasetSpec
-from mnist_jax.data.dataset import Dataset, flatten_and_scale, holdout_split, one_hot
+from mnist_jax.data.dataset import (
+    Dataset,
+    flatten_and_scale,
+    holdout_split,
+    one_hot,
+    scale_to_layout,
+)
 from mnist_jax.data.idx import read_idx, write_idx
 from mnist_jax.data.sources import ENV_VAR, cache_folder, load_dataset, read_dataset_dir
 from mnist_jax.data.tfds_source import load_tfds
@@ -21,6 +27,7 @@ __all__ = [
     "KNOWN_DATASETS",
     "cache_folder",
     "flatten_and_scale",
+    "scale_to_layout",
     "holdout_split",
     "load_dataset",
     "load_tfds",

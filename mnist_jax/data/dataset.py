@@ -225,13 +225,20 @@ def make_dataset(
 # the device once).
 
 
-def flatten_and_scale(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, H, W) -> float32 (N, H*W) in [0, 1], dividing by 255 as the Keras notebook
-    does."""
+def scale_to_layout(images: np.ndarray, example_shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 images (N, H, W) -> float32 (N, *example_shape) in [0, 1], dividing by 255 as the
+    Keras notebook does; `example_shape` is the model's layout of one image, (H*W,) flat or
+    (H, W, 1) (a reshape of the same values, no copy)."""
     images = np.asarray(images)
-    flat = images.reshape(len(images), -1).astype(np.float32)
-    flat /= np.float32(255.0)  # in place: one float32 buffer, not two
-    return flat
+    scaled = images.reshape(len(images), *example_shape).astype(np.float32)
+    scaled /= np.float32(255.0)  # in place: one float32 buffer, not two
+    return scaled
+
+
+def flatten_and_scale(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) -> float32 (N, H*W) in [0, 1]: the MLP's layout."""
+    images = np.asarray(images)
+    return scale_to_layout(images, (int(np.prod(images.shape[1:])),))
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME, CheckpointStore
+from mnist_jax.checkpoint.run import model_check
 from mnist_jax.config import TrainConfig
 from mnist_jax.epochs import diverged
 from mnist_jax.errors import CheckpointError
@@ -47,8 +48,8 @@ class SweepCheckpointer:
         sweep_dir: str | Path,
         config: TrainConfig,
         *,
-        num_classes: int,
-        input_size: int = 784,
+        num_classes: int = 10,
+        specs: Callable[[SweepProgram], TrainSpec] | None = None,
         save_every: int = 1,
         keep: int = 3,
         async_save: bool = True,
@@ -59,7 +60,8 @@ class SweepCheckpointer:
                 "checkpoints when using several processes"
             )
         self.sweep_dir, self.config, self.save_every = Path(sweep_dir), config, save_every
-        self.num_classes, self.input_size = num_classes, input_size
+        self.num_classes = num_classes
+        self.specs = specs or (lambda program: program.spec(config, num_classes))
         self._options = {"keep_latest": keep, "async_save": async_save}
         self._program: SweepProgram | None = None
         self._store: CheckpointStore | None = None
@@ -81,7 +83,8 @@ class SweepCheckpointer:
             "epoch": epoch,
             "config": self.config.to_dict(),
             "num_classes": self.num_classes,
-            "input_size": self.input_size,
+            "model": self.specs(program).model.describe(),
+            "image_shape": list(self.specs(program).image_shape),
             "program": program.index,
             "num_padded": program.num_padded,
             "members": [m.to_dict() for m in program.members],
@@ -102,12 +105,10 @@ class SweepCheckpointer:
         self.close()
 
 
-def _abstract_state(
-    spec: TrainSpec, program: SweepProgram, input_size: int, mesh: jax.sharding.Mesh
-) -> Any:
+def _abstract_state(spec: TrainSpec, program: SweepProgram, mesh: jax.sharding.Mesh) -> Any:
     """Shapes, dtypes and member sharding of the program's stacked state, computing nothing."""
     padded = program.members + (program.members[0],) * (program.num_padded - len(program.members))
-    init = functools.partial(prog.init_members, spec, padded, input_size=input_size)
+    init = functools.partial(prog.init_members, spec, padded)
     sharding = prog.member_sharding(mesh)
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), jax.eval_shape(init)
@@ -118,15 +119,17 @@ def sweep_start(
     sweep_dir: str | Path,
     config: TrainConfig,
     *,
-    num_classes: int,
-    input_size: int,
     mesh: jax.sharding.Mesh,
+    num_classes: int = 10,
+    specs: Callable[[SweepProgram], TrainSpec] | None = None,
     on_restore: Callable[[SweepProgram, dict], None] | None = None,
 ):
     """A `run_sweep(start=...)` callable resuming every program from its newest intact checkpoint,
-    its stacked state sharded over `mesh` (a program without one starts fresh). A damaged newest
-    checkpoint falls back to the previous one with a warning; one of other members, padding or
-    epochs is a CheckpointError. `on_restore(program, info)` is told of each restore."""
+    its stacked state sharded over `mesh` (a program without one starts fresh); `specs(program)` is
+    the program's spec (default: `SweepProgram.spec` with `num_classes` and 28x28 images). A
+    damaged newest checkpoint falls back to the
+    previous one with a warning; one of another model, other members, padding or epochs is a
+    CheckpointError. `on_restore(program, info)` is told of each restore."""
 
     def start(program: SweepProgram) -> tuple[TrainState, list[list[dict]]] | None:
         store = program_store(sweep_dir, program.index)
@@ -134,8 +137,15 @@ def sweep_start(
             return None
         members = [m.to_dict() for m in program.members]
 
+        spec = specs(program) if specs else program.spec(config, num_classes)
+
         def check(info: dict, where: str) -> None:
-            if info.get("members") != members or info.get("num_padded") != program.num_padded:
+            if "model" in info:  # sweeps from before models were recorded: all MLPs
+                model_check(spec.model)(info, where)
+            stored = info.get("members")
+            if isinstance(stored, list):  # members from then had no model: the MLP
+                stored = [{"model": "mlp", **m} if isinstance(m, dict) else m for m in stored]
+            if stored != members or info.get("num_padded") != program.num_padded:
                 raise CheckpointError(
                     f"{where} holds the checkpoint of other members (or another device count): "
                     f"{len(info.get('members') or [])} members padded to "
@@ -145,8 +155,7 @@ def sweep_start(
             if max(len(h) for h in info["history"]) != int(info["epoch"]):
                 raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
 
-        spec = TrainSpec.from_config(config.replace(hidden_sizes=program.hidden_sizes), num_classes)
-        template = _abstract_state(spec, program, input_size, mesh)
+        template = _abstract_state(spec, program, mesh)
         state, info = store.restore("latest", template, check=check)
         if on_restore is not None:
             on_restore(program, info)

@@ -1,9 +1,10 @@
-"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes) each, and how they
-are grouped into compiled programs.
+"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes, model) each, and
+how they are grouped into compiled programs.
 
-Members whose hidden sizes agree have the same parameter shapes, so they share one compiled,
-vmapped program (a "group"); seed, learning rate and dropout rate are arrays in the train state and
-are vmapped over. A group larger than the memory bound is cut into chunks, each one program call.
+Members of one model with equal hidden sizes have the same parameter shapes, so they share one
+compiled, vmapped program (a "group"); seed, learning rate and dropout rate are arrays in the train
+state and are vmapped over. A group larger than the memory bound is cut into chunks, each one
+program call.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import MODELS, TrainConfig
 from mnist_jax.errors import ConfigError
 
 MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
-ConfigKey = tuple[float, float, tuple[int, ...]]  # (learning_rate, dropout_rate, hidden_sizes)
+# (learning_rate, dropout_rate, hidden_sizes, model)
+ConfigKey = tuple[float, float, tuple[int, ...], str]
+GroupKey = tuple[str, tuple[int, ...]]  # (model, hidden_sizes): one program's shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,29 +32,43 @@ class Member:
     learning_rate: float
     dropout_rate: float
     hidden_sizes: tuple[int, ...]
+    # A built-in model's name (`TrainConfig.model`), or the name `run_sweep(models=...)` gives a
+    # user's model.
+    model: str = "mlp"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if not (isinstance(self.model, str) and self.model):
+            raise ConfigError(f"invalid model={self.model!r}: expected a model's name")
         # One place validates run values: TrainConfig raises ConfigError naming the field and value.
-        TrainConfig(
-            seed=self.seed,
-            learning_rate=self.learning_rate,
-            dropout_rate=self.dropout_rate,
-            hidden_sizes=self.hidden_sizes,
-        )
+        self.config(TrainConfig())
 
     @property
     def config_key(self) -> ConfigKey:
         """The hyper-parameters without the seed: members with equal keys are repeats over seeds."""
-        return (self.learning_rate, self.dropout_rate, self.hidden_sizes)
+        return (self.learning_rate, self.dropout_rate, self.hidden_sizes, self.model)
+
+    @property
+    def group_key(self) -> GroupKey:
+        """What fixes the program's shapes: members with equal keys share a compiled program."""
+        return (self.model, self.hidden_sizes)
 
     def config(self, base: TrainConfig) -> TrainConfig:
-        """`base` with this member's values: the single-run configuration this member reproduces."""
+        """`base` with this member's values: the single-run configuration this member reproduces
+        (a user's model, not a configuration value, leaves `base.model` as it is)."""
+        if self.model not in MODELS:
+            return base.replace(
+                seed=self.seed,
+                learning_rate=self.learning_rate,
+                dropout_rate=self.dropout_rate,
+                hidden_sizes=self.hidden_sizes,
+            )
         return base.replace(
             seed=self.seed,
             learning_rate=self.learning_rate,
             dropout_rate=self.dropout_rate,
             hidden_sizes=self.hidden_sizes,
+            model=self.model,
         )
 
     def to_dict(self) -> dict:
@@ -60,6 +77,7 @@ class Member:
             "learning_rate": self.learning_rate,
             "dropout_rate": self.dropout_rate,
             "hidden_sizes": list(self.hidden_sizes),
+            "model": self.model,
         }
 
 
@@ -68,18 +86,21 @@ def expand_members(
     learning_rates: Iterable[float] = (1e-3,),
     dropout_rates: Iterable[float] = (0.25,),
     hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),),
+    models: Iterable[str] = ("mlp",),
 ) -> list[Member]:
-    """The grid of every combination, in a fixed order: hidden sizes, then learning rate, then
-    dropout rate, then seed (innermost, so the seeds of one configuration are neighbours and usually
-    share a program chunk).
+    """The grid of every combination, in a fixed order: model, hidden sizes, then learning rate,
+    then dropout rate, then seed (innermost, so the seeds of one configuration are neighbours and
+    usually share a program chunk).
 
-    Raises ConfigError for an empty list, an invalid value or a repeated value.
+    Raises ConfigError for an empty list, an invalid value or a repeated value, and for hidden
+    sizes other than the default crossed with a model that has none (the CNN).
     """
     axes = {
         "seeds": list(seeds),
         "learning_rates": list(learning_rates),
         "dropout_rates": list(dropout_rates),
         "hidden_sizes_list": [tuple(h) for h in hidden_sizes_list],
+        "models": list(models),
     }
     for name, values in axes.items():
         if not values:
@@ -91,7 +112,8 @@ def expand_members(
     if math.prod(len(values) for values in axes.values()) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
     return [
-        Member(seed, lr, dropout, hidden)
+        Member(seed, lr, dropout, hidden, model)
+        for model in axes["models"]
         for hidden in axes["hidden_sizes_list"]
         for lr in axes["learning_rates"]
         for dropout in axes["dropout_rates"]
@@ -99,11 +121,12 @@ def expand_members(
     ]
 
 
-def group_members(members: Iterable[Member]) -> dict[tuple[int, ...], list[Member]]:
-    """Members by hidden sizes (equal shapes = one compiled program), in first-appearance order."""
-    groups: dict[tuple[int, ...], list[Member]] = {}
+def group_members(members: Iterable[Member]) -> dict[GroupKey, list[Member]]:
+    """Members by model and hidden sizes (equal shapes = one compiled program), in
+    first-appearance order."""
+    groups: dict[GroupKey, list[Member]] = {}
     for member in members:
-        groups.setdefault(member.hidden_sizes, []).append(member)
+        groups.setdefault(member.group_key, []).append(member)
     return groups
 
 

@@ -25,6 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits
 from mnist_jax.fit import DeviceData
+from mnist_jax.models import footprint
 from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
 from mnist_jax.train import TrainSpec, TrainState, init_train_state, train_epoch
 
@@ -63,8 +64,8 @@ def _global_array(value, sharding: NamedSharding) -> jax.Array:
 def replicate_data(data: DeviceData, mesh: Mesh) -> DeviceData:
     """Every split replicated on every device of the mesh (each process must hold the same data)."""
     sharding = replicated(mesh)
-    arrays = [_global_array(x, sharding) for x in data[:-1]]
-    return DeviceData(*arrays, num_classes=data.num_classes)
+    arrays = [_global_array(x, sharding) for x in data.arrays]
+    return data._replace(**dict(zip(data._fields, arrays)))
 
 
 def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,15 +78,15 @@ def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np
 
 
 @functools.cache
-def _init_program(spec: TrainSpec, input_size: int, sharding: NamedSharding | None):
-    init = jax.vmap(functools.partial(init_train_state, spec, input_size=input_size))
+def _init_program(spec: TrainSpec, sharding: NamedSharding | None):
+    init = jax.vmap(functools.partial(init_train_state, spec))
     if sharding is None:
         return jax.jit(init)
     return jax.jit(init, in_shardings=sharding, out_shardings=sharding)
 
 
 def init_members(
-    spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None, input_size: int = 784
+    spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None
 ) -> TrainState:
     """The stacked initial train state of `members` (leading axis = member).
 
@@ -94,11 +95,6 @@ def init_members(
     and root key, hence its data order and dropout masks. With a `mesh`, the state is created
     sharded over it (the member count must then be a multiple of the mesh size; `run_sweep` pads).
     """
-    for m in members:
-        if m.hidden_sizes != tuple(spec.hidden_sizes):
-            raise ValueError(
-                f"member {m} has hidden sizes other than the spec's {spec.hidden_sizes}"
-            )
     sharding = None if mesh is None else member_sharding(mesh)
     arrays = member_arrays(members)
     if sharding is not None:
@@ -107,7 +103,7 @@ def init_members(
                 f"{len(members)} members do not divide over {mesh.size} devices; pad them"
             )
         arrays = tuple(_global_array(a, sharding) for a in arrays)
-    return _init_program(spec, input_size, sharding)(*arrays)
+    return _init_program(spec, sharding)(*arrays)
 
 
 def default_members_per_step(mesh: Mesh) -> int | None:
@@ -178,12 +174,7 @@ def validate_program(
 ):
     """Per-member validation loss and accuracy of stacked params (`evaluate_loss_accuracy`)."""
     members, data = member_sharding(mesh), replicated(mesh)
-    evaluate = functools.partial(
-        evaluate_loss_accuracy,
-        hidden_sizes=tuple(spec.hidden_sizes),
-        num_classes=spec.num_classes,
-        chunk_size=chunk_size,
-    )
+    evaluate = functools.partial(evaluate_loss_accuracy, spec.model, chunk_size=chunk_size)
     return jax.jit(
         over_members(evaluate, mesh, members_per_step),
         in_shardings=(members, data, data),
@@ -197,12 +188,7 @@ def logits_program(
 ):
     """Per-member logits (M, N, C) of stacked params (`predict_logits`), member-sharded."""
     members, data = member_sharding(mesh), replicated(mesh)
-    predict = functools.partial(
-        predict_logits,
-        hidden_sizes=tuple(spec.hidden_sizes),
-        num_classes=spec.num_classes,
-        chunk_size=chunk_size,
-    )
+    predict = functools.partial(predict_logits, spec.model, chunk_size=chunk_size)
     return jax.jit(
         over_members(predict, mesh, members_per_step),
         in_shardings=(members, data),
@@ -214,28 +200,27 @@ def member_bytes(
     spec: TrainSpec,
     num_examples: int,
     *,
-    input_size: int = 784,
+    num_classes: int = 10,
     eval_examples: int = 10_000,
     eval_chunk_size: int = 2_000,
 ) -> int:
     """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
 
     - state: parameters, Adam's two moments, plus the gradient and update alive during a step (x5);
-    - a step's activations: the gathered batch, pre-/post-activations and dropout mask of every
-      layer, doubled for the backward pass;
+    - a step's activations (every value the model's forward pass creates, `models.footprint`),
+      doubled for the backward pass;
     - the epoch's shuffle: random bits, argsort temporaries, order and weights
       (num_examples x 16 B);
     - evaluation: one chunk's activations and the (padded) logits of the evaluated split, twice.
     The data itself is shared by all members and not counted.
     """
-    sizes = (input_size, *spec.hidden_sizes, spec.num_classes)
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    width = sum(spec.hidden_sizes) + spec.num_classes
-    state = 5 * params
-    step = 2 * spec.batch_size * (input_size + 3 * width)
+    size = footprint(spec.model, spec.example_shape)
+    state = 5 * size.parameters
+    step = 2 * spec.batch_size * size.activations_per_example
     shuffle = 4 * num_examples
     evaluation = 2 * (
-        eval_chunk_size * width + (eval_examples + eval_chunk_size) * spec.num_classes
+        eval_chunk_size * size.activations_per_example
+        + (eval_examples + eval_chunk_size) * num_classes
     )
     return 4 * (state + step + shuffle + evaluation)
 
@@ -258,7 +243,7 @@ def members_per_program(
     bytes_budget: int | None = None,
     *,
     num_devices: int | None = None,
-    input_size: int = 784,
+    num_classes: int = 10,
     eval_examples: int = 10_000,
     eval_chunk_size: int = 2_000,
 ) -> int:
@@ -273,7 +258,7 @@ def members_per_program(
     per_member = member_bytes(
         spec,
         num_examples,
-        input_size=input_size,
+        num_classes=num_classes,
         eval_examples=eval_examples,
         eval_chunk_size=eval_chunk_size,
     )

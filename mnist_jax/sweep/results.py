@@ -21,12 +21,15 @@ HISTORY_METRICS = RECORD_METRICS
 
 
 def config_label(key: ConfigKey | Sequence) -> str:
-    """A configuration (learning rate, dropout rate, hidden sizes) as one line of text, e.g.
-    "lr=0.001 dropout=0.25 hidden=128,128"; the hidden sizes may be any sequence of ints."""
-    learning_rate, dropout_rate, hidden_sizes = key
-    return (
-        f"lr={learning_rate:g} dropout={dropout_rate:g} hidden={','.join(map(str, hidden_sizes))}"
-    )
+    """A configuration (learning rate, dropout rate, hidden sizes[, model]) as one line of text,
+    e.g. "lr=0.001 dropout=0.25 hidden=128,128" for the MLP, "cnn lr=0.001 dropout=0.25" for
+    another model (its hidden sizes are the MLP's setting, left out)."""
+    learning_rate, dropout_rate, hidden_sizes, *rest = key
+    model = rest[0] if rest else "mlp"
+    text = f"lr={learning_rate:g} dropout={dropout_rate:g}"
+    if model == "mlp":
+        return f"{text} hidden={','.join(map(str, hidden_sizes))}"
+    return f"{model} {text}"
 
 
 def _live(results: Sequence) -> list:

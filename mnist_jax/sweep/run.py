@@ -1,9 +1,9 @@
 """`run_sweep`: many members at once, through the same host loop as `fit` (`epochs.run_epochs`).
 
-Members are planned once into programs (`plan_sweep`: one group per hidden sizes, cut into chunks
-by the memory bound, padded to a multiple of the device count). Each program creates its stacked
-state sharded over the member mesh, compiles its epoch and validation, and runs the shared epoch
-loop; at the end come per-member test metrics and each configuration's ensemble.
+Members are planned once into programs (`plan_sweep`: one group per model and hidden sizes, cut
+into chunks by the memory bound, padded to a multiple of the device count). Each program creates
+its stacked state sharded over the member mesh, compiles its epoch and validation, and runs the
+shared epoch loop; at the end come per-member test metrics and each configuration's ensemble.
 
 Divergence: a member whose loss is not finite is *marked* (`diverged_epoch`), not fatal: one
 too-large learning rate must not throw away the other members. Its history ends with the
@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import MODELS, TrainConfig
 from mnist_jax.epochs import compile_all, diverged, run_epochs
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
+from mnist_jax.models import Model, check_model
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.distributed import gather_to_host
-from mnist_jax.sweep.members import ConfigKey, Member, chunk_sizes, group_members, padded_size
+from mnist_jax.sweep.members import (
+    ConfigKey,
+    Member,
+    chunk_sizes,
+    group_members,
+    padded_size,
+)
 from mnist_jax.train import TrainSpec, TrainState
 
 
@@ -44,10 +51,39 @@ class SweepProgram:
     `len(members)` to `num_padded - 1` are dummies (copies of `members[0]`), their results dropped.
     """
 
+    model: str
     hidden_sizes: tuple[int, ...]
     index: int  # position of this chunk in the sweep (0, 1, ...)
     members: tuple[Member, ...]
     num_padded: int
+
+    def spec(
+        self,
+        config: TrainConfig,
+        num_classes: int = 10,
+        image_shape: tuple[int, ...] = (28, 28),
+        models: Mapping[str, Model] | None = None,
+    ) -> TrainSpec:
+        """The program's spec: the members' model (a built-in, or `models[name]`), their hidden
+        sizes, the data's classes and image shape."""
+        return TrainSpec.from_config(
+            self.members[0].config(config),
+            num_classes,
+            tuple(image_shape),
+            model=model_named(self.model, models),
+        )
+
+
+def model_named(name: str, models: Mapping[str, Model] | None) -> Model | None:
+    """`models[name]` for a user's model; None (the configuration's built-in) for a built-in."""
+    if models and name in models:
+        return models[name]
+    if name in MODELS:
+        return None
+    raise ConfigError(
+        f"the sweep names model {name!r}, which is neither built in ({', '.join(MODELS)}) nor "
+        f"given in models= ({', '.join(models or ()) or 'none'})"
+    )
 
 
 @dataclasses.dataclass
@@ -96,31 +132,39 @@ SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | Non
 def plan_programs(
     members: Sequence[Member], members_per_program: int, num_devices: int
 ) -> list[SweepProgram]:
-    """A sweep's program calls: groups by hidden sizes, cut into chunks, padded for the devices."""
+    """A sweep's program calls: groups by model and hidden sizes, cut into chunks, padded for the
+    devices."""
     programs = []
-    for hidden_sizes, group in group_members(members).items():
+    for (model, hidden_sizes), group in group_members(members).items():
         start = 0
         for size in chunk_sizes(len(group), members_per_program, num_devices):
             chunk = tuple(group[start : start + size])
-            programs.append(
-                SweepProgram(hidden_sizes, len(programs), chunk, padded_size(size, num_devices))
-            )
+            padded = padded_size(size, num_devices)
+            programs.append(SweepProgram(model, hidden_sizes, len(programs), chunk, padded))
             start += size
     return programs
 
 
 def resolve_members_per_program(
-    config: TrainConfig, members: Sequence[Member], data: DeviceData, num_devices: int
+    config: TrainConfig,
+    members: Sequence[Member],
+    data: DeviceData,
+    num_devices: int,
+    models: Mapping[str, Model] | None = None,
 ) -> int:
-    """The default program size: the memory estimate for the widest group of `members`."""
-    largest = max(group_members(members), key=lambda h: sum(h))
-    return prog.members_per_program(
-        TrainSpec.from_config(config.replace(hidden_sizes=largest), data.num_classes),
-        int(data.train_images.shape[0]),
-        num_devices=num_devices,
-        input_size=int(data.train_images.shape[1]),
-        eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
-        eval_chunk_size=config.eval_batch_size,
+    """The default program size: what the memory estimate allows for the largest group of
+    `members` (the smallest of the groups' sizes)."""
+    programs = plan_programs(members, len(members), num_devices)  # one per group
+    return min(
+        prog.members_per_program(
+            program.spec(config, data.num_classes, data.image_shape, models),
+            int(data.train_images.shape[0]),
+            num_devices=num_devices,
+            num_classes=data.num_classes,
+            eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
+            eval_chunk_size=config.eval_batch_size,
+        )
+        for program in programs
     )
 
 
@@ -130,17 +174,41 @@ def plan_sweep(
     data: DeviceData,
     num_devices: int,
     members_per_program: int | None = None,
+    models: Mapping[str, Model] | None = None,
 ) -> list[SweepProgram]:
     """The sweep's program calls (`plan_programs`), by default as large as the memory estimate
-    for the widest group allows. Planned once: the command line records this plan and trains it."""
+    for the largest group allows. Planned once: the command line records this plan and trains
+    it."""
     members = list(members)
     if not members:
         raise ConfigError("a sweep needs at least one member")
     if len(set(members)) != len(members):
         raise ConfigError("the sweep lists a member twice")
+    for program in plan_programs(members, len(members), num_devices):  # one per group
+        check_program_model(config, program, data, models)
     if members_per_program is None:
-        members_per_program = resolve_members_per_program(config, members, data, num_devices)
+        members_per_program = resolve_members_per_program(
+            config, members, data, num_devices, models
+        )
     return plan_programs(members, members_per_program, num_devices)
+
+
+def check_program_model(
+    config: TrainConfig,
+    program: SweepProgram,
+    data: DeviceData,
+    models: Mapping[str, Model] | None = None,
+) -> None:
+    """ConfigError if the program's model cannot train on the data (`check_model`), or if its
+    members differ in a dropout rate the model does not take (they would train the same)."""
+    spec = program.spec(config, data.num_classes, data.image_shape, models)
+    check_model(spec.model, spec.example_shape, data.num_classes)
+    rates = sorted({m.dropout_rate for m in program.members})
+    if len(rates) > 1 and not spec.model.takes_dropout_rate:
+        raise ConfigError(
+            f"model {spec.model.name} keeps its own dropout rate; the sweep's dropout rates "
+            f"{rates} would all train the same"
+        )
 
 
 def run_sweep(
@@ -156,12 +224,15 @@ def run_sweep(
     start: SweepStart | None = None,
     members_per_step: int | None | str = "auto",
     programs: Sequence[SweepProgram] | None = None,
+    models: Mapping[str, Model] | None = None,
 ) -> SweepResult:
     """Trains every member for `config.epochs` epochs: per-member histories, test metrics, states.
 
     `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each
-    member its seed, learning rate, dropout rate and hidden sizes. Member k trains exactly as
-    `fit(member.config(config), data)` does (same init, keys, data order, maths).
+    member its seed, learning rate, dropout rate, hidden sizes and model. Member k trains exactly
+    as `fit(member.config(config), data)` does (same init, keys, data order, maths). A member's
+    model is a built-in one by name, or a user's `Model` that `models` names (a member with
+    `model="mine"` trains `models["mine"]`, as `fit(..., model=models["mine"])` would).
     `members_per_program` bounds the members of one program call (default: the memory estimate).
     `members_per_step` bounds how many of a device's members one step of the program trains at
     once (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one at a
@@ -180,9 +251,8 @@ def run_sweep(
     num_devices = mesh.size
     if members_per_step == "auto":
         members_per_step = prog.default_members_per_step(mesh)
-    input_size = int(data.train_images.shape[1])
     if programs is None:
-        programs = plan_sweep(config, members, data, num_devices, members_per_program)
+        programs = plan_sweep(config, members, data, num_devices, members_per_program, models)
     elif sorted(map(repr, (m for p in programs for m in p.members))) != sorted(map(repr, members)):
         raise ConfigError("the planned programs do not hold exactly the sweep's members")
     shared = prog.replicate_data(data, mesh)
@@ -190,14 +260,18 @@ def run_sweep(
 
     results: dict[Member, MemberResult] = {}
     compile_seconds = 0.0
+    layouts: dict[tuple[int, ...], DeviceData] = {}  # the data in each model's layout, once
     for program in programs:
+        spec = program.spec(config, data.num_classes, data.image_shape, models)
+        if spec.example_shape not in layouts:
+            layouts[spec.example_shape] = shared.in_layout(spec.example_shape)
         started = start(program) if start is not None else None
         outcome, seconds = _run_program(
             config,
             program,
-            shared,
+            spec,
+            layouts[spec.example_shape],
             mesh,
-            input_size,
             callbacks,
             keep_states,
             raise_on_divergence,
@@ -246,9 +320,9 @@ def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, li
 def _run_program(
     config: TrainConfig,
     program: SweepProgram,
+    spec: TrainSpec,
     data: DeviceData,
     mesh,
-    input_size: int,
     callbacks,
     keep_states: bool,
     raise_on_divergence: bool,
@@ -256,13 +330,10 @@ def _run_program(
     started=None,
     members_per_step: int | None = None,
 ) -> tuple[list[MemberResult], float]:
-    spec = TrainSpec.from_config(
-        config.replace(hidden_sizes=program.hidden_sizes), data.num_classes
-    )
     real = len(program.members)
     if started is None:
         padded = program.members + (program.members[0],) * (program.num_padded - real)
-        state = prog.init_members(spec, padded, mesh=mesh, input_size=input_size)
+        state = prog.init_members(spec, padded, mesh=mesh)
         histories = [[] for _ in program.members]
     else:
         state, histories = _started_state(program, started, mesh)

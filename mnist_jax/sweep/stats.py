@@ -51,7 +51,8 @@ def summarize_by_config(
     ensembles: Mapping[ConfigKey, dict] | None = None,
     metrics: Sequence[str] = MEMBER_METRICS,
 ) -> list[dict]:
-    """One row per configuration (learning rate, dropout rate, hidden sizes), over its seeds.
+    """One row per configuration (learning rate, dropout rate, hidden sizes, model), over its
+    seeds.
 
     `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and
     `.metrics()`). Diverged members are counted in `diverged` and left out of the statistics. Each
@@ -67,6 +68,7 @@ def summarize_by_config(
                 "learning_rate": key[0],
                 "dropout_rate": key[1],
                 "hidden_sizes": list(key[2]),
+                "model": key[3],
                 "seeds": [],
                 "diverged": [],
                 "_values": {m: [] for m in metrics},

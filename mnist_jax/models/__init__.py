@@ -1,0 +1,142 @@
+"""Models: the boundary training sees (`Model`), the built-in MLP and CNN, and adapters for a
+user's own `flax.linen` (`LinenModel`) or `flax.nnx` (`NNXModel`) module.
+
+`model_from_config` builds a built-in model from a configuration (`--model mlp|cnn`);
+`check_model` traces a model once against the data's shapes, so a model that cannot train here
+is one clear error before anything is compiled or written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mnist_jax.errors import ConfigError
+from mnist_jax.models.base import (
+    INPUT_LAYOUTS,
+    LinenModel,
+    Model,
+    Params,
+    count_params,
+    describe_text,
+    dropout,
+    example_shape,
+    param_shapes,
+)
+from mnist_jax.models.cnn import CNN, cnn
+from mnist_jax.models.mlp import MLP, MLPModel, init_params, mlp
+
+BUILTIN_MODELS = ("mlp", "cnn")
+
+
+def model_from_config(config: Any, num_classes: int = 10) -> Model:
+    """The built-in model a `TrainConfig` names (`config.model`), for `num_classes` classes."""
+    if config.model == "mlp":
+        return mlp(config.hidden_sizes, num_classes)
+    if config.model == "cnn":
+        return cnn(num_classes)
+    raise ConfigError(
+        f"unknown model {config.model!r}: expected one of {', '.join(BUILTIN_MODELS)}"
+    )
+
+
+def parameter_count(model: Model, example: tuple[int, ...]) -> int:
+    """The model's number of scalar parameters, computed from shapes only (nothing is drawn)."""
+    shapes = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
+    return count_params(shapes)
+
+
+class Footprint(NamedTuple):
+    """A model's size in float32 values: its parameters, and the values one example's forward pass
+    in train mode creates (its input included), the basis of the memory estimates."""
+
+    parameters: int
+    activations_per_example: int
+
+
+def footprint(model: Model, example: tuple[int, ...]) -> Footprint:
+    """`Footprint` of `model`, from shapes only: the forward pass of a batch of one is traced to
+    a jaxpr and the sizes of every value it creates are summed (nothing is computed)."""
+    params = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
+    jaxpr = jax.make_jaxpr(lambda p, x, k: model.apply(p, x, dropout_rate=0.5, dropout_key=k))(
+        params, jax.ShapeDtypeStruct((1, *example), jnp.float32), jax.random.key(0)
+    )
+    created = sum(
+        math.prod(getattr(v.aval, "shape", ())) for eqn in jaxpr.eqns for v in eqn.outvars
+    )
+    return Footprint(count_params(params), int(created) + math.prod(example))
+
+
+def model_record(model: Model, example: tuple[int, ...]) -> dict[str, Any]:
+    """What config.json and reports say of a model: its description and parameter count."""
+    return {**model.describe(), "parameters": parameter_count(model, example)}
+
+
+def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> None:
+    """Trace `init` and both modes of `apply` on shapes only; ConfigError if the model cannot
+    train on examples of shape `example` with `num_classes` classes (wrong output width, a
+    traced dropout rate it cannot take, variables other than params, any trace error)."""
+    try:
+        params = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
+        batch = jax.ShapeDtypeStruct((2, *example), jnp.float32)
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        rate = jax.ShapeDtypeStruct((), jnp.float32)
+        train = jax.eval_shape(
+            lambda p, x, r, k: model.apply(p, x, dropout_rate=r, dropout_key=k),
+            params,
+            batch,
+            rate,
+            key,
+        )
+        evaluation = jax.eval_shape(model.apply, params, batch)
+    except Exception as error:  # a user's module can fail in any way; say which and why
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(
+            f"model {model.name} cannot train on examples of shape {example}: "
+            f"{type(error).__name__}: {first}"
+        ) from None
+    for mode, out in (("train", train), ("eval", evaluation)):
+        if getattr(out, "shape", None) != (2, num_classes):
+            raise ConfigError(
+                f"model {model.name} returns {getattr(out, 'shape', type(out).__name__)} in "
+                f"{mode} mode for a batch of 2; expected logits of shape (2, {num_classes}) "
+                f"for {num_classes} classes"
+            )
+
+
+def __getattr__(name: str):  # NNX is imported only by those who use it
+    if name == "NNXModel":
+        from mnist_jax.models.nnx_adapter import NNXModel
+
+        return NNXModel
+    raise AttributeError(name)
+
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "CNN",
+    "INPUT_LAYOUTS",
+    "MLP",
+    "LinenModel",
+    "MLPModel",
+    "Model",
+    "NNXModel",
+    "Params",
+    "check_model",
+    "cnn",
+    "count_params",
+    "describe_text",
+    "dropout",
+    "example_shape",
+    "footprint",
+    "Footprint",
+    "init_params",
+    "mlp",
+    "model_from_config",
+    "model_record",
+    "param_shapes",
+    "parameter_count",
+]

@@ -1,0 +1,282 @@
+"""The model boundary: the built-in CNN, a user's own linen module and an NNX module train through
+`fit`, `run_sweep`, checkpoints and `load_run`; models are checked before anything is compiled."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mnist_jax.checkpoint import RunCheckpointer, load_run, restore_checkpoint
+from mnist_jax.config import TrainConfig
+from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.fit import DeviceData, fit, spec_for
+from mnist_jax.models import (
+    CNN,
+    LinenModel,
+    NNXModel,
+    check_model,
+    cnn,
+    count_params,
+    mlp,
+    model_from_config,
+    parameter_count,
+)
+from mnist_jax.models.cnn import Conv, avg_pool_2x2
+from mnist_jax.sweep import Member, expand_members, run_sweep
+from mnist_jax.train import TrainSpec, create_train_state
+
+CONFIG = TrainConfig(batch_size=32, epochs=2, eval_batch_size=64)
+
+
+def assert_bitwise_equal(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
+@pytest.fixture(scope="module")
+def data() -> DeviceData:
+    """Tiny learnable 28x28 images, flat (the MLP's layout): noisy copies of 10 prototypes."""
+    rng = np.random.default_rng(0)
+    prototypes = rng.uniform(size=(10, 784))
+    labels = rng.integers(0, 10, size=320).astype(np.int32)
+    images = np.clip(prototypes[labels] + 0.3 * rng.normal(size=(320, 784)), 0, 1)
+    images = images.astype(np.float32)
+    train, test = (images[:256], labels[:256]), (images[256:], labels[256:])
+    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+
+
+class SmallMLP(nn.Module):
+    """A user's module written the documented linen way, with nn.Dropout and LayerNorm."""
+
+    dropout_rate: float = 0.1
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.relu(nn.LayerNorm()(nn.Dense(32)(x)))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(10)(x)
+
+
+class NNXNet(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(784, 32, rngs=rngs)
+        self.dropout = nnx.Dropout(0.2, rngs=rngs)
+        self.out = nnx.Linear(32, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.dropout(nnx.relu(self.hidden(x))))
+
+
+def make_nnx_net(rngs):
+    return NNXNet(rngs)
+
+
+# The built-in CNN ----------------------------------------------------------------------------
+
+
+def test_the_cnn_has_the_flax_examples_layers_and_824458_parameters():
+    params = cnn().init(jax.random.key(0), (28, 28, 1))
+    assert jax.tree.map(jnp.shape, params) == {
+        "Conv_0": {"kernel": (3, 3, 1, 32), "bias": (32,)},
+        "Conv_1": {"kernel": (3, 3, 32, 64), "bias": (64,)},
+        "Dense_0": {"kernel": (3136, 256), "bias": (256,)},
+        "Dense_1": {"kernel": (256, 10), "bias": (10,)},
+    }
+    assert count_params(params) == parameter_count(cnn(), (28, 28, 1)) == 824_458
+    assert all(np.all(np.asarray(layer["bias"]) == 0) for layer in params.values())
+    limit = np.sqrt(6 / (9 * 32 + 9 * 64))  # Glorot-uniform over the receptive field
+    assert np.abs(np.asarray(params["Conv_1"]["kernel"])).max() <= limit
+
+
+@pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5), (2, 2)])
+def test_the_slices_and_matmul_conv_equals_flax_conv(kernel_size):
+    x = jax.random.uniform(jax.random.key(0), (2, 9, 9, 3))
+    params = Conv(4, kernel_size).init(jax.random.key(1), x)
+    ours = Conv(4, kernel_size).apply(params, x)
+    theirs = nn.Conv(4, kernel_size, padding="SAME").apply(params, x)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_average_pooling_equals_flax_avg_pool_on_odd_sizes_too():
+    x = jax.random.uniform(jax.random.key(0), (2, 7, 6, 3))
+    np.testing.assert_array_equal(avg_pool_2x2(x), nn.avg_pool(x, (2, 2), strides=(2, 2)))
+
+
+def test_the_cnn_takes_images_and_the_spec_says_so():
+    spec = TrainSpec.from_config(TrainConfig(model="cnn"))
+    assert spec.example_shape == (28, 28, 1) and isinstance(spec.model.module, CNN)
+    assert TrainSpec.from_config(TrainConfig()).example_shape == (784,)
+    assert hash(model_from_config(TrainConfig(model="cnn"))) == hash(cnn())
+
+
+def test_the_cnn_refuses_hidden_sizes_it_does_not_have():
+    with pytest.raises(ConfigError, match="hidden_sizes.*model='cnn'"):
+        TrainConfig(model="cnn", hidden_sizes=(64,))
+
+
+@pytest.mark.slow
+def test_one_cnn_epoch_on_real_mnist_reaches_97_percent(mnist):
+    from mnist_jax.fit import to_device
+
+    config = TrainConfig(model="cnn", epochs=1, batch_size=128)
+    result = fit(config, to_device(mnist, config))
+    assert result.history[-1]["val_accuracy"] >= 0.97
+
+
+# A sweep over two models ---------------------------------------------------------------------
+
+
+def test_a_sweep_of_two_models_trains_two_programs_each_member_equal_to_its_single_run(data):
+    members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
+    result = run_sweep(CONFIG, members, data, members_per_step=1)
+    assert [(p.model, len(p.members)) for p in result.programs] == [("mlp", 2), ("cnn", 2)]
+    assert {row["model"] for row in result.summary()} == {"mlp", "cnn"}
+    for r in result.members:
+        single = fit(r.member.config(CONFIG), data)
+        assert_bitwise_equal(r.state, single.state)
+        assert r.history == [
+            {**record, "seconds": h["seconds"]} for record, h in zip(single.history, r.history)
+        ]
+
+
+# Checkpoints record their model ----------------------------------------------------------------
+
+
+def test_restoring_a_checkpoint_into_another_model_is_one_error_naming_both(data, tmp_path):
+    with RunCheckpointer(tmp_path, CONFIG) as checkpoints:
+        fit(CONFIG.replace(epochs=1), data, callbacks=[checkpoints])
+    cnn_config = CONFIG.replace(model="cnn")
+    spec = TrainSpec.from_config(cnn_config)
+    with pytest.raises(CheckpointError) as error:
+        restore_checkpoint(tmp_path, create_train_state(cnn_config, spec), model=spec.model)
+    message = str(error.value)
+    assert "holds model mlp(hidden_sizes=[128, 128], num_classes=10)" in message
+    assert "this run's model is cnn(num_classes=10)" in message and "\n" not in message
+
+
+def test_a_cnn_run_is_rebuilt_from_its_directory_alone(data, tmp_path):
+    config = CONFIG.replace(model="cnn", epochs=1)
+    spec = spec_for(config, data)
+    with RunCheckpointer(tmp_path, config, spec=spec) as checkpoints:
+        result = fit(config, data, spec=spec, callbacks=[checkpoints])
+    run = load_run(tmp_path, "latest")
+    assert run.model == cnn() and run.config.model == "cnn"
+    assert_bitwise_equal(run.state, result.state)
+
+
+# A user's own linen module ---------------------------------------------------------------------
+
+
+def test_a_users_linen_module_trains_checkpoints_and_loads_back(data, tmp_path):
+    model = LinenModel(SmallMLP())
+    spec = spec_for(CONFIG, data, model)
+    with RunCheckpointer(tmp_path, CONFIG, spec=spec) as checkpoints:
+        result = fit(CONFIG, data, spec=spec, callbacks=[checkpoints])
+    assert result.history[-1]["val_accuracy"] > result.history[0]["val_accuracy"] - 0.05
+    assert result.history[-1]["train_loss"] < 2.0
+    with pytest.raises(CheckpointError, match="user model test_models.SmallMLP.*pass that model"):
+        load_run(tmp_path, "latest")
+    run = load_run(tmp_path, "latest", model=model)
+    assert_bitwise_equal(run.state, result.state)
+    with pytest.raises(CheckpointError, match="this run's model is mlp"):
+        load_run(tmp_path, "latest", model=mlp())
+
+
+def test_a_users_module_sweeps_vmapped_with_traced_dropout_rates_equal_to_single_runs(data):
+    model = LinenModel(SmallMLP())
+    members = [Member(0, 1e-3, 0.0, (128, 128), "small"), Member(1, 3e-3, 0.5, (128, 128), "small")]
+    result = run_sweep(CONFIG, members, data, models={"small": model}, members_per_step=1)
+    for r in result.members:
+        single = fit(r.member.config(CONFIG), data, model=model)
+        assert_bitwise_equal(r.state, single.state)
+    vmapped = run_sweep(CONFIG, members, data, models={"small": model}, members_per_step=None)
+    for a, b in zip(vmapped.members, result.members):
+        np.testing.assert_allclose(a.test_logits, b.test_logits, rtol=1e-3, atol=1e-3)
+
+
+def test_nn_dropout_given_a_traced_rate_equals_its_static_self():
+    module, x, key = SmallMLP(dropout_rate=0.5), jnp.ones((4, 784)), jax.random.key(3)
+    model = LinenModel(module)
+    params = model.init(jax.random.key(0), (784,))
+    static = jax.jit(lambda: module.apply({"params": params}, x, train=True, rngs={"dropout": key}))
+    traced = jax.jit(lambda r: model.apply(params, x, dropout_rate=r, dropout_key=key))
+    np.testing.assert_array_equal(static(), traced(jnp.float32(0.5)))
+    assert not np.array_equal(traced(jnp.float32(0.5)), traced(jnp.float32(0.1)))
+
+
+def test_a_sweep_naming_an_unknown_model_is_a_config_error(data):
+    with pytest.raises(ConfigError, match="model 'mine'"):
+        run_sweep(CONFIG, [Member(0, 1e-3, 0.25, (128, 128), "mine")], data)
+
+
+# Models that cannot train here are refused before compiling --------------------------------------
+
+
+class WrongWidth(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        return nn.Dense(3)(x)
+
+
+class WithBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        return nn.Dense(10)(nn.BatchNorm(use_running_average=not train)(x))
+
+
+class NoTrainArgument(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(10)(x)
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        (WrongWidth(), r"returns \(2, 3\) in train mode.*\(2, 10\)"),
+        (WithBatchNorm(), "other than params \\(batch_stats\\)"),
+        (NoTrainArgument(), "TypeError.*train"),
+    ],
+)
+def test_a_model_that_cannot_train_here_is_one_config_error(module, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        check_model(LinenModel(module), (784,), 10)
+    assert "\n" not in str(error.value)
+
+
+def test_fit_reshapes_data_to_the_models_layout(data):
+    images = data.in_layout((28, 28, 1)).train_images
+    assert images.shape == (256, 28, 28, 1)
+    np.testing.assert_array_equal(images.reshape(256, 784), data.train_images)
+    assert data.in_layout((784,)) is data
+
+
+# NNX, through the adapter ----------------------------------------------------------------------
+
+
+def test_an_nnx_module_trains_checkpoints_sweeps_and_loads_back(data, tmp_path):
+    model = NNXModel(make_nnx_net)
+    spec = spec_for(CONFIG, data, model)
+    params = create_train_state(CONFIG, spec).params
+    assert jax.tree.map(jnp.shape, params) == {
+        "hidden": {"kernel": (784, 32), "bias": (32,)},
+        "out": {"kernel": (32, 10), "bias": (10,)},
+    }
+    with RunCheckpointer(tmp_path, CONFIG, spec=spec) as checkpoints:
+        result = fit(CONFIG, data, spec=spec, callbacks=[checkpoints])
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert_bitwise_equal(load_run(tmp_path, "latest", model=model).state, result.state)
+    sweep = run_sweep(CONFIG, expand_members([0, 1], models=["net"]), data, models={"net": model})
+    assert_bitwise_equal(sweep.members[0].state, fit(CONFIG, data, model=model).state)
+    # The adapter does not pass a traced dropout rate: sweeping dropout rates is refused.
+    assert not model.takes_dropout_rate
+    with pytest.raises(ConfigError, match="keeps its own dropout rate"):
+        run_sweep(
+            CONFIG,
+            expand_members([0], dropout_rates=[0.1, 0.5], models=["net"]),
+            data,
+            models={"net": model},
+        )
