@@ -28,7 +28,13 @@ from mnist_jax.fileio import write_json_atomic
 from mnist_jax.fit import fit, spec_for, to_device
 from mnist_jax.models import parameter_count
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.train import TrainSpec, create_train_state, init_train_state_jit, train_epoch_jit
+from mnist_jax.train import (
+    TrainSpec,
+    create_train_state,
+    init_train_state_jit,
+    run_hyperparams,
+    train_epoch_jit,
+)
 
 
 def matmul_flops_per_example(layer_sizes: Sequence[int]) -> int:
@@ -136,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Compilation, each program on its own.
     figures["compile_init_seconds"] = timed(
-        lambda: init_train_state_jit.lower(
-            spec, jnp.uint32(0), jnp.float32(1e-3), jnp.float32(0.25)
-        ).compile()
+        lambda: init_train_state_jit.lower(spec, *run_hyperparams(config, 60_000)).compile()
     )[1]
     state = create_train_state(config, spec)
     epoch_program, figures["compile_epoch_seconds"] = timed(

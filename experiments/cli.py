@@ -118,6 +118,14 @@ def add_config_flags(
         group = field.metadata.get("group")
         if group not in sections or field.name in skip:
             continue
+        if field.metadata.get("parse") == "flag":  # a switch: present or not, never a list
+            sections[group].add_argument(
+                *flag_names(field),
+                dest=field.name,
+                action="store_true",
+                help=field.metadata["help"],
+            )
+            continue
         parse, default = _parser_of(field), field.default
         listed = multi and field.metadata.get("sweep")
         choices = field.metadata.get("choices")

@@ -70,6 +70,15 @@ SWEEP_FILE, MEMBERS_FILE, SUMMARY_FILE = "sweep.json", "members.json", "summary.
 SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step")
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
 PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
+# The lists `expand_members` takes by field name (beyond its first five).
+RECIPE_LISTS = (
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "schedule",
+    "warmup_epochs",
+    "final_lr_fraction",
+)
 
 
 def build_parser() -> cli.Parser:
@@ -143,6 +152,8 @@ def _program_plan(programs) -> list[dict]:
             "index": p.index,
             "model": p.model,
             "hidden_sizes": list(p.hidden_sizes),
+            "optimizer": p.optimizer,
+            "schedule": p.schedule,
             "num_padded": p.num_padded,
             "members": [m.to_dict() for m in p.members],
         }
@@ -154,15 +165,21 @@ def _recorded_plan(plan: list) -> list:
     """sweep.json's plan; sweeps from before models were recorded trained the MLP only."""
     if not all(isinstance(p, dict) and isinstance(p.get("members"), list) for p in plan):
         return plan
-    return [
-        {
-            "index": p.get("index"),
-            "model": p.get("model", "mlp"),
-            **{k: v for k, v in p.items() if k not in ("index", "model", "members")},
-            "members": [{**m, "model": m.get("model", "mlp")} for m in p["members"]],
-        }
-        for p in plan
-    ]
+    try:
+        return [
+            {
+                "index": p.get("index"),
+                "model": p.get("model", "mlp"),
+                "hidden_sizes": p.get("hidden_sizes"),
+                "optimizer": p.get("optimizer", "adam"),
+                "schedule": p.get("schedule", "constant"),
+                **{k: v for k, v in p.items() if k in ("num_padded",)},
+                "members": [Member(**m).to_dict() for m in p["members"]],
+            }
+            for p in plan
+        ]
+    except (TypeError, ConfigError):
+        return plan  # damaged: it then differs from any plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,7 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         seeds = parse_int_ranges(args.seeds)
         members = expand_members(
-            seeds, args.learning_rate, args.dropout_rate, args.hidden_sizes, args.model
+            seeds,
+            args.learning_rate,
+            args.dropout_rate,
+            args.hidden_sizes,
+            args.model,
+            **{name: getattr(args, name) for name in RECIPE_LISTS},
         )
         first = members[0]
         config = cli.config_from_args(args, **first.to_dict())
@@ -291,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.info(
             f"  program {p.index}: {p.model}"
             + (f" hidden {','.join(map(str, p.hidden_sizes))}" if p.model == "mlp" else "")
+            + (f" {p.optimizer}" if p.optimizer != "adam" else "")
+            + (f" {p.schedule}" if p.schedule != "constant" else "")
             + f", {len(p.members)} members padded to {p.num_padded}"
         )
     console.info(

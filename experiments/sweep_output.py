@@ -10,6 +10,7 @@ import numpy as np
 from experiments.console import Console
 from mnist_jax.epochs import diverged
 from mnist_jax.sweep import config_label, curves_by_config, values_by_config
+from mnist_jax.sweep.results import row_key
 
 PLOT_FILES = ("accuracy_distribution.png", "learning_curves.png")
 
@@ -78,9 +79,7 @@ def print_table(console: Console, rows: list[dict]) -> None:
     console.result(header)
     for row in rows:
         stats = row["test_accuracy"]
-        label = config_label(
-            (row["learning_rate"], row["dropout_rate"], row["hidden_sizes"], row["model"])
-        )
+        label = config_label(row_key(row))
         ci = (
             "-"
             if stats["ci95_low"] is None

@@ -17,6 +17,8 @@ from mnist_jax.errors import ConfigError
 
 VALIDATION_MODES = ("test", "holdout")
 MODELS = ("mlp", "cnn")  # the built-in models (`mnist_jax.models.model_from_config`)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
 DEFAULT_HIDDEN_SIZES = (128, 128)
 
 
@@ -105,8 +107,37 @@ class TrainConfig:
         aliases=("--dropout",),
         sweep=True,
     )
-    learning_rate: float = _field(1e-3, "Adam's learning rate", sweep=True)
-    adam_epsilon: float = _field(1e-7, "Adam's epsilon (Keras's default; optax's is 1e-8)")
+    learning_rate: float = _field(
+        1e-3, "the (peak) learning rate; the schedule scales it", sweep=True
+    )
+    optimizer: str = _field(
+        "adam",
+        "adam (Keras's), adamw (adam with decoupled --weight-decay) or sgd (with --momentum, "
+        "--nesterov, and --weight-decay as an L2 term in the gradient)",
+        sweep=True,
+        choices=OPTIMIZERS,
+    )
+    weight_decay: float = _field(
+        0.0, "weight decay for adamw (decoupled) and sgd (L2); adam takes none", sweep=True
+    )
+    momentum: float = _field(0.9, "sgd's momentum, in [0, 1)", sweep=True)
+    nesterov: bool = _field(False, "sgd with Nesterov momentum", parse="flag")
+    schedule: str = _field(
+        "constant",
+        "constant, cosine (decay over the run's epochs to --final-lr-fraction of the peak) or "
+        "warmup-cosine (linear warm-up from 0 over --warmup-epochs, then that cosine decay)",
+        sweep=True,
+        choices=SCHEDULES,
+    )
+    warmup_epochs: float = _field(
+        0.0, "epochs of linear warm-up with --schedule warmup-cosine", sweep=True
+    )
+    final_lr_fraction: float = _field(
+        0.0, "where the cosine decay ends, as a fraction of the peak learning rate", sweep=True
+    )
+    adam_epsilon: float = _field(
+        1e-7, "epsilon of adam and adamw (Keras's default; optax's is 1e-8)"
+    )
     batch_size: int = _field(512, "examples per optimizer step; the last, smaller batch is kept")
     epochs: int = _field(10, "passes over the training set")
     seed: int = _field(0, "root of every random stream of the run: init, shuffling, dropout")
@@ -170,6 +201,7 @@ class TrainConfig:
             self.hidden_sizes,
             "widths below 2**31",
         )
+        self._check_recipe()
         for name in ("batch_size", "epochs", "validation_size", "eval_batch_size"):
             value = getattr(self, name)
             _check(_is_int(value) and value > 0, name, value, "a positive integer")
@@ -184,6 +216,51 @@ class TrainConfig:
             "validation",
             self.validation,
             " or ".join(VALIDATION_MODES),
+        )
+
+    def _check_recipe(self) -> None:
+        """The optimizer and schedule fields: each in range, and none set where it does nothing
+        (a value that would be silently ignored is an error)."""
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, " or ".join(SCHEDULES))
+        _check(isinstance(self.nesterov, bool), "nesterov", self.nesterov, "true or false")
+        for name, low, high, what in (
+            ("weight_decay", 0.0, FLOAT32_MAX, "a number >= 0"),
+            ("momentum", 0.0, 1.0, "a number in [0, 1)"),
+            ("final_lr_fraction", 0.0, 1.0, "a number in [0, 1]"),
+            ("warmup_epochs", 0.0, FLOAT32_MAX, "a number of epochs >= 0"),
+        ):
+            value = getattr(self, name)
+            inside = _is_real(value) and low <= _float32(value) <= high
+            _check(
+                inside and not (name == "momentum" and _float32(value) >= 1.0), name, value, what
+            )
+        defaults = TrainConfig.__dataclass_fields__
+        unused = [
+            (name, reason)
+            for name, reason in (
+                ("weight_decay", "adam takes no weight decay: use --optimizer adamw or sgd"),
+                ("momentum", "only sgd has momentum"),
+                ("nesterov", "only sgd has Nesterov momentum"),
+                ("warmup_epochs", "only --schedule warmup-cosine warms up"),
+                ("final_lr_fraction", "only the cosine schedules decay"),
+            )
+            if getattr(self, name) != defaults[name].default
+        ]
+        used = {
+            "weight_decay": self.optimizer != "adam",
+            "momentum": self.optimizer == "sgd",
+            "nesterov": self.optimizer == "sgd",
+            "warmup_epochs": self.schedule == "warmup-cosine",
+            "final_lr_fraction": self.schedule != "constant",
+        }
+        for name, reason in unused:
+            _check(used[name], name, getattr(self, name), f"the default here: {reason}")
+        _check(
+            self.warmup_epochs < self.epochs if _is_int(self.epochs) else True,
+            "warmup_epochs",
+            self.warmup_epochs,
+            f"fewer than the run's {self.epochs} epochs",
         )
 
     def replace(self, **changes: Any) -> TrainConfig:

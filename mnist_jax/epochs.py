@@ -69,12 +69,16 @@ def run_epochs(
         seconds = time.perf_counter() - start
         columns = [train["loss"], train["accuracy"], val["loss"], val["accuracy"]]
         columns = [np.reshape(np.asarray(c, np.float64), -1) for c in columns]
+        rates = train.get("learning_rate")  # absent for an optimizer that keeps no rate
+        rates = None if rates is None else np.reshape(np.asarray(rates, np.float64), -1)
         records: list[dict | None] = []
         for k, history in enumerate(histories):
             if history and diverged(history[-1]):
                 records.append(None)
                 continue
             record = {"epoch": epoch, **{m: float(c[k]) for m, c in zip(RECORD_METRICS, columns)}}
+            if rates is not None:
+                record["learning_rate"] = float(rates[k])  # of the epoch's last step
             record["seconds"] = seconds  # of the whole program: its members train together
             if diverged(record) and raise_on_divergence:
                 raise TrainingError(

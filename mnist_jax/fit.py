@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.config import TrainConfig
@@ -28,6 +27,7 @@ from mnist_jax.train import (
     TrainState,
     init_train_state,
     init_train_state_jit,
+    run_hyperparams,
     train_epoch_jit,
 )
 
@@ -178,11 +178,7 @@ def compile_programs(
     threads (`epochs.compile_all`). The epoch is lowered against the state's abstract shapes, so
     it need not wait for init to run.
     """
-    hyper = (
-        jnp.uint32(config.seed),
-        jnp.float32(config.learning_rate),
-        jnp.float32(config.dropout_rate),
-    )
+    hyper = run_hyperparams(config, int(data.train_images.shape[0]))
     init = None if state is not None else init_train_state_jit.lower(spec, *hyper)
     abstract = (
         state
@@ -230,11 +226,7 @@ def fit(
     programs = compile_programs(config, spec, data, state)
     compile_seconds = time.perf_counter() - start
     if state is None:
-        state = programs.init(
-            jnp.uint32(config.seed),
-            jnp.float32(config.learning_rate),
-            jnp.float32(config.dropout_rate),
-        )
+        state = programs.init(*run_hyperparams(config, int(data.train_images.shape[0])))
     history = list(history)
     epochs = range(int(state.epoch) + 1, config.epochs + 1)
     name = f"training (learning rate {config.learning_rate})"

@@ -137,8 +137,8 @@ class RunLog:
 
     def __call__(self, state: Any, record: dict, history: list) -> None:
         line = {
+            "learning_rate": self.learning_rate,  # the configured one, unless the record has it
             **record,
-            "learning_rate": self.learning_rate,
             "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
         }
         self.log.append([line])
@@ -254,7 +254,7 @@ class SweepLog:
                 **record,
                 "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
             }
-            line["learning_rate"] = member.learning_rate
+            line.setdefault("learning_rate", member.learning_rate)
             lines.append(line)
             writer = self._writer(member)
             if writer is not None:

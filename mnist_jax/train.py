@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.models import Model, Params, mlp, model_from_config
+from mnist_jax.recipe import learning_rate_in_effect, make_optimizer, recipe_values, set_recipe
 
 # Stream ids folded into a run's root key. Changing them changes every result: they are part of what
 # a checkpoint means, so changing them needs a new checkpoint format version
@@ -69,8 +72,12 @@ class TrainSpec:
     image_shape: tuple[int, ...] = (28, 28)  # one example's (H, W), before the model's layout
     batch_size: int = 512
     adam_epsilon: float = 1e-7
-    # Any optax transformation; None means `make_optimizer(adam_epsilon)`. Kept None by default so
-    # that equal configurations give equal (hash-equal) specs and so share one compiled program.
+    optimizer_kind: str = "adam"  # adam | adamw | sgd (`mnist_jax.recipe`)
+    schedule: str = "constant"  # constant | cosine | warmup-cosine
+    nesterov: bool = False
+    # Any optax transformation; None means `recipe.make_optimizer` of the fields above. Kept None
+    # by default so that equal configurations give equal (hash-equal) specs and so share one
+    # compiled program.
     tx: optax.GradientTransformation | None = None
 
     @classmethod
@@ -85,7 +92,16 @@ class TrainSpec:
     ) -> TrainSpec:
         """The spec of `config`: its built-in model (`config.model`), or `model`, a user's."""
         model = model if model is not None else model_from_config(config, num_classes)
-        return cls(model, tuple(image_shape), config.batch_size, config.adam_epsilon, tx)
+        return cls(
+            model,
+            tuple(image_shape),
+            config.batch_size,
+            config.adam_epsilon,
+            config.optimizer,
+            config.schedule,
+            config.nesterov,
+            tx,
+        )
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -94,24 +110,17 @@ class TrainSpec:
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
-        return self.tx if self.tx is not None else make_optimizer(self.adam_epsilon)
+        if self.tx is not None:
+            return self.tx
+        return make_optimizer(
+            self.optimizer_kind, self.schedule, epsilon=self.adam_epsilon, nesterov=self.nesterov
+        )
 
 
 class Batch(NamedTuple):
     images: jax.Array  # float32 (B, *example_shape)
     labels: jax.Array  # int32 (B,)
     weights: jax.Array  # float32 (B,): 1 for real examples, 0 for padding
-
-
-def make_optimizer(
-    epsilon: float = 1e-7, learning_rate: float = 1e-3
-) -> optax.GradientTransformation:
-    """Adam as Keras configures it (epsilon 1e-7), keeping the learning rate in the optimizer state.
-
-    `inject_hyperparams` stores the learning rate as an array in `opt_state.hyperparams`, so
-    `init_train_state` can set it per run and a sweep can vmap over it without recompiling.
-    """
-    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=epsilon)
 
 
 def stream_key(state_or_key: TrainState | jax.Array, stream: int) -> jax.Array:
@@ -125,18 +134,19 @@ def init_train_state(
     seed: int | jax.Array,
     learning_rate: float | jax.Array = 1e-3,
     dropout_rate: float | jax.Array = 0.25,
+    recipe: Mapping[str, Any] | None = None,
 ) -> TrainState:
     """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters is a sweep.
 
-    `learning_rate` is written into the optimizer state when the optimizer keeps one there (as
-    `make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps its own.
+    `learning_rate` and `recipe` (`recipe.recipe_values`: weight decay, momentum, schedule
+    lengths...) are written into the optimizer state where the optimizer keeps them (as
+    `recipe.make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps
+    its own.
     """
     raw_key = jax.random.key_data(jax.random.key(seed))
     params = spec.model.init(stream_key(raw_key, INIT_STREAM), spec.example_shape)
     opt_state = spec.optimizer.init(params)
-    hyperparams = getattr(opt_state, "hyperparams", None)
-    if hyperparams is not None and "learning_rate" in hyperparams:
-        hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    set_recipe(opt_state, learning_rate, recipe)
     return TrainState(
         params=params,
         opt_state=opt_state,
@@ -151,15 +161,25 @@ def init_train_state(
 init_train_state_jit = jax.jit(init_train_state, static_argnums=0)
 
 
-def create_train_state(config: TrainConfig, spec: TrainSpec | None = None) -> TrainState:
-    """`init_train_state` with the seed and hyper-parameters of `config` (compiled)."""
-    spec = spec or TrainSpec.from_config(config)
-    return init_train_state_jit(
-        spec,
-        jnp.uint32(config.seed),
-        jnp.float32(config.learning_rate),
-        jnp.float32(config.dropout_rate),
+def run_hyperparams(config: TrainConfig, train_examples: int) -> tuple:
+    """The traced arguments of `init_train_state` for `config`: (seed, learning rate, dropout
+    rate, recipe), as the arrays a compiled init takes."""
+    recipe = {k: np.float32(v) for k, v in recipe_values(config, train_examples).items()}
+    return (
+        np.uint32(config.seed),
+        np.float32(config.learning_rate),
+        np.float32(config.dropout_rate),
+        recipe,
     )
+
+
+def create_train_state(
+    config: TrainConfig, spec: TrainSpec | None = None, train_examples: int = 60_000
+) -> TrainState:
+    """`init_train_state` with the seed and hyper-parameters of `config` (compiled);
+    `train_examples` sets the schedule's length in steps."""
+    spec = spec or TrainSpec.from_config(config)
+    return init_train_state_jit(spec, *run_hyperparams(config, train_examples))
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
@@ -244,6 +264,9 @@ def train_epoch(
         "loss": jnp.sum(sums["loss_sum"]) / count,
         "accuracy": jnp.sum(sums["correct"]) / count,
     }
+    rate = learning_rate_in_effect(spec.schedule, state.opt_state, state.step - 1)
+    if rate is not None:  # the rate of the epoch's last step
+        metrics["learning_rate"] = rate
     return state.replace(epoch=state.epoch + 1), metrics
 
 

@@ -65,13 +65,16 @@ def test_expand_members_gives_the_grid_with_seeds_innermost():
 
 def test_group_members_puts_equal_hidden_sizes_in_one_group():
     groups = group_members(expand_members([0, 1], [1e-3, 3e-3], [0.0, 0.5], [(32,), (64, 64)]))
-    assert list(groups) == [("mlp", (32,)), ("mlp", (64, 64))]
+    assert list(groups) == [
+        ("mlp", (32,), "adam", "constant"),
+        ("mlp", (64, 64), "adam", "constant"),
+    ]
     assert all(len(g) == 8 and {m.group_key for m in g} == {k} for k, g in groups.items())
 
 
 def test_models_form_their_own_groups_and_the_cnn_refuses_hidden_sizes():
     members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
-    assert list(group_members(members)) == [("mlp", (128, 128)), ("cnn", (128, 128))]
+    assert [key[:2] for key in group_members(members)] == [("mlp", (128, 128)), ("cnn", (128, 128))]
     with pytest.raises(ConfigError, match="model='cnn'"):
         expand_members([0], [1e-3], [0.25], [(32,)], ["mlp", "cnn"])
 
@@ -232,6 +235,7 @@ def test_sweep_records_the_same_history_keys_as_fit():
         "train_accuracy",
         "val_loss",
         "val_accuracy",
+        "learning_rate",
         "seconds",
     ]
 

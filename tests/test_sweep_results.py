@@ -16,7 +16,8 @@ from mnist_jax.sweep import (
     values_by_config,
 )
 
-BASE, FAST = (1e-3, 0.25, (128, 128), "mlp"), (3e-3, 0.25, (128, 128), "mlp")
+BASE = Member(0, 1e-3, 0.25, (128, 128)).config_key
+FAST = Member(0, 3e-3, 0.25, (128, 128)).config_key
 
 
 def result(seed, key, val_accuracy, test_accuracy=None, diverged=False):

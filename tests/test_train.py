@@ -145,6 +145,7 @@ def test_fit_records_history_and_calls_callbacks_each_epoch():
         "train_accuracy",
         "val_loss",
         "val_accuracy",
+        "learning_rate",
         "seconds",
     }
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -8,6 +8,7 @@ command line does not checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,10 @@ from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME, CheckpointStore
 from mnist_jax.checkpoint.run import model_check
 from mnist_jax.config import TrainConfig
 from mnist_jax.epochs import diverged
-from mnist_jax.errors import CheckpointError
+from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.distributed import gather_to_host
+from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.run import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState
 
@@ -105,10 +107,12 @@ class SweepCheckpointer:
         self.close()
 
 
-def _abstract_state(spec: TrainSpec, program: SweepProgram, mesh: jax.sharding.Mesh) -> Any:
+def _abstract_state(
+    spec: TrainSpec, program: SweepProgram, mesh: jax.sharding.Mesh, config: TrainConfig
+) -> Any:
     """Shapes, dtypes and member sharding of the program's stacked state, computing nothing."""
     padded = program.members + (program.members[0],) * (program.num_padded - len(program.members))
-    init = functools.partial(prog.init_members, spec, padded)
+    init = functools.partial(prog.init_members, spec, padded, base=config)
     sharding = prog.member_sharding(mesh)
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), jax.eval_shape(init)
@@ -143,8 +147,10 @@ def sweep_start(
             if "model" in info:  # sweeps from before models were recorded: all MLPs
                 model_check(spec.model)(info, where)
             stored = info.get("members")
-            if isinstance(stored, list):  # members from then had no model: the MLP
-                stored = [{"model": "mlp", **m} if isinstance(m, dict) else m for m in stored]
+            # Members recorded before a field existed take its default; what is not a member
+            # stays as it is, and the comparison below refuses it.
+            with contextlib.suppress(TypeError, ConfigError):
+                stored = [Member(**m).to_dict() for m in stored]
             if stored != members or info.get("num_padded") != program.num_padded:
                 raise CheckpointError(
                     f"{where} holds the checkpoint of other members (or another device count): "
@@ -155,7 +161,7 @@ def sweep_start(
             if max(len(h) for h in info["history"]) != int(info["epoch"]):
                 raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
 
-        template = _abstract_state(spec, program, mesh)
+        template = _abstract_state(spec, program, mesh, config)
         state, info = store.restore("latest", template, check=check)
         if on_restore is not None:
             on_restore(program, info)

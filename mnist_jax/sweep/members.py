@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -19,14 +20,33 @@ from mnist_jax.config import MODELS, TrainConfig
 from mnist_jax.errors import ConfigError
 
 MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
-# (learning_rate, dropout_rate, hidden_sizes, model)
-ConfigKey = tuple[float, float, tuple[int, ...], str]
-GroupKey = tuple[str, tuple[int, ...]]  # (model, hidden_sizes): one program's shapes
+# What a member sets beyond its seed, in this order: a configuration's key (`Member.config_key`).
+CONFIG_KEY_FIELDS = (
+    "learning_rate",
+    "dropout_rate",
+    "hidden_sizes",
+    "model",
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "schedule",
+    "warmup_epochs",
+    "final_lr_fraction",
+)
+ConfigKey = tuple  # the values of CONFIG_KEY_FIELDS
+GroupKey = tuple[str, tuple[int, ...], str, str]  # (model, hidden_sizes, optimizer, schedule)
+# Members are validated against a run of any length: the warm-up is checked against the sweep's
+# epochs when the sweep is planned (`run.plan_sweep`).
+_ANY_RUN = TrainConfig(epochs=2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One run of a sweep. Its results equal (up to vmap rounding) `fit` with these values."""
+    """One run of a sweep. Its results equal (up to vmap rounding) `fit` with these values.
+
+    Members of one model, hidden sizes, optimizer and schedule share a compiled program; the other
+    values are arrays in the train state, vmapped over.
+    """
 
     seed: int
     learning_rate: float
@@ -35,50 +55,58 @@ class Member:
     # A built-in model's name (`TrainConfig.model`), or the name `run_sweep(models=...)` gives a
     # user's model.
     model: str = "mlp"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    final_lr_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if not (isinstance(self.model, str) and self.model):
             raise ConfigError(f"invalid model={self.model!r}: expected a model's name")
         # One place validates run values: TrainConfig raises ConfigError naming the field and value.
-        self.config(TrainConfig())
+        self.config(_ANY_RUN)
 
     @property
     def config_key(self) -> ConfigKey:
         """The hyper-parameters without the seed: members with equal keys are repeats over seeds."""
-        return (self.learning_rate, self.dropout_rate, self.hidden_sizes, self.model)
+        return tuple(getattr(self, name) for name in CONFIG_KEY_FIELDS)
 
     @property
     def group_key(self) -> GroupKey:
-        """What fixes the program's shapes: members with equal keys share a compiled program."""
-        return (self.model, self.hidden_sizes)
+        """What fixes the program: members with equal keys share a compiled program."""
+        return (self.model, self.hidden_sizes, self.optimizer, self.schedule)
 
     def config(self, base: TrainConfig) -> TrainConfig:
         """`base` with this member's values: the single-run configuration this member reproduces
         (a user's model, not a configuration value, leaves `base.model` as it is)."""
+        values = {name: getattr(self, name) for name in CONFIG_KEY_FIELDS}
         if self.model not in MODELS:
-            return base.replace(
-                seed=self.seed,
-                learning_rate=self.learning_rate,
-                dropout_rate=self.dropout_rate,
-                hidden_sizes=self.hidden_sizes,
-            )
-        return base.replace(
-            seed=self.seed,
-            learning_rate=self.learning_rate,
-            dropout_rate=self.dropout_rate,
-            hidden_sizes=self.hidden_sizes,
-            model=self.model,
-        )
+            del values["model"]
+        return base.replace(seed=self.seed, **values)
 
     def to_dict(self) -> dict:
-        return {
-            "seed": self.seed,
-            "learning_rate": self.learning_rate,
-            "dropout_rate": self.dropout_rate,
-            "hidden_sizes": list(self.hidden_sizes),
-            "model": self.model,
-        }
+        out = {"seed": self.seed, **{name: getattr(self, name) for name in CONFIG_KEY_FIELDS}}
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+
+# The sweep's lists beyond seeds, by field, in the grid's order (outermost first): what forms
+# programs first, so that a program's members are neighbours.
+GRID_ORDER = (
+    "model",
+    "hidden_sizes",
+    "optimizer",
+    "schedule",
+    "learning_rate",
+    "weight_decay",
+    "momentum",
+    "warmup_epochs",
+    "final_lr_fraction",
+    "dropout_rate",
+)
 
 
 def expand_members(
@@ -87,42 +115,46 @@ def expand_members(
     dropout_rates: Iterable[float] = (0.25,),
     hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),),
     models: Iterable[str] = ("mlp",),
+    **lists: Iterable,
 ) -> list[Member]:
-    """The grid of every combination, in a fixed order: model, hidden sizes, then learning rate,
-    then dropout rate, then seed (innermost, so the seeds of one configuration are neighbours and
-    usually share a program chunk).
+    """The grid of every combination: model, hidden sizes, optimizer, schedule, learning rate, the
+    other recipe values, dropout rate, then seed (innermost, so the seeds of one configuration are
+    neighbours and usually share a program chunk). `lists` holds the other fields' lists by name
+    (`weight_decay=[0, 1e-4]`, `schedule=["constant", "cosine"]`...).
 
-    Raises ConfigError for an empty list, an invalid value or a repeated value, and for hidden
-    sizes other than the default crossed with a model that has none (the CNN).
+    Raises ConfigError for an empty list, an invalid value or a repeated value, and for a value
+    crossed with one it does nothing with (hidden sizes with the CNN, momentum with adam...).
     """
+    unknown = sorted(set(lists) - set(GRID_ORDER))
+    if unknown:
+        raise ConfigError(f"unknown sweep list(s) {', '.join(unknown)}")
+    seeds = list(seeds)
     axes = {
-        "seeds": list(seeds),
-        "learning_rates": list(learning_rates),
-        "dropout_rates": list(dropout_rates),
-        "hidden_sizes_list": [tuple(h) for h in hidden_sizes_list],
-        "models": list(models),
+        "learning_rate": list(learning_rates),
+        "dropout_rate": list(dropout_rates),
+        "hidden_sizes": [tuple(h) for h in hidden_sizes_list],
+        "model": list(models),
+        **{name: list(values) for name, values in lists.items()},
     }
-    for name, values in axes.items():
+    for name, values in {"seeds": seeds, **axes}.items():
         if not values:
             raise ConfigError(f"invalid {name}: empty; give at least one value")
         if len(set(values)) != len(values):
             raise ConfigError(
                 f"invalid {name}={values!r}: values repeat (a sweep would train the same run twice)"
             )
-    if math.prod(len(values) for values in axes.values()) > MAX_MEMBERS:
+    if math.prod(len(values) for values in axes.values()) * len(seeds) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
+    names = [name for name in GRID_ORDER if name in axes]
     return [
-        Member(seed, lr, dropout, hidden, model)
-        for model in axes["models"]
-        for hidden in axes["hidden_sizes_list"]
-        for lr in axes["learning_rates"]
-        for dropout in axes["dropout_rates"]
-        for seed in axes["seeds"]
+        Member(seed=seed, **dict(zip(names, combination)))
+        for combination in itertools.product(*(axes[name] for name in names))
+        for seed in seeds
     ]
 
 
 def group_members(members: Iterable[Member]) -> dict[GroupKey, list[Member]]:
-    """Members by model and hidden sizes (equal shapes = one compiled program), in
+    """Members by model, hidden sizes, optimizer and schedule (one compiled program each), in
     first-appearance order."""
     groups: dict[GroupKey, list[Member]] = {}
     for member in members:

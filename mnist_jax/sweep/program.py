@@ -23,11 +23,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from mnist_jax.config import TrainConfig
 from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits
 from mnist_jax.fit import DeviceData
 from mnist_jax.models import footprint
 from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
-from mnist_jax.train import TrainSpec, TrainState, init_train_state, train_epoch
+from mnist_jax.train import TrainSpec, TrainState, init_train_state, run_hyperparams, train_epoch
 
 MEMBER_AXIS = "members"
 CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30  # per device, when the device does not report its memory
@@ -68,13 +69,16 @@ def replicate_data(data: DeviceData, mesh: Mesh) -> DeviceData:
     return data._replace(**dict(zip(data._fields, arrays)))
 
 
-def member_arrays(members: Sequence[Member]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds (uint32, as `create_train_state` passes them), learning and dropout rates (float32)."""
-    return (
-        np.asarray([m.seed for m in members], np.uint32),
-        np.asarray([m.learning_rate for m in members], np.float32),
-        np.asarray([m.dropout_rate for m in members], np.float32),
-    )
+def member_arrays(
+    members: Sequence[Member], base: TrainConfig | None = None, train_examples: int = 60_000
+) -> tuple:
+    """The traced arguments of `init_train_state` for every member, stacked: seeds (uint32),
+    learning and dropout rates (float32) and the recipe's numbers, each exactly what
+    `fit(member.config(base), data)` passes (`train.run_hyperparams`), `train_examples` per
+    epoch."""
+    base = base or TrainConfig()
+    runs = [run_hyperparams(m.config(base), train_examples) for m in members]
+    return jax.tree.map(lambda *values: np.asarray(values), *runs)
 
 
 @functools.cache
@@ -86,23 +90,29 @@ def _init_program(spec: TrainSpec, sharding: NamedSharding | None):
 
 
 def init_members(
-    spec: TrainSpec, members: Sequence[Member], *, mesh: Mesh | None = None
+    spec: TrainSpec,
+    members: Sequence[Member],
+    *,
+    mesh: Mesh | None = None,
+    base: TrainConfig | None = None,
+    train_examples: int = 60_000,
 ) -> TrainState:
     """The stacked initial train state of `members` (leading axis = member).
 
-    `jax.vmap(init_train_state)` over the members' seeds and hyper-parameters: member k's state is
-    bitwise `init_train_state(spec, seed_k, lr_k, dropout_k)`, so it has the single run's parameters
-    and root key, hence its data order and dropout masks. With a `mesh`, the state is created
-    sharded over it (the member count must then be a multiple of the mesh size; `run_sweep` pads).
+    `jax.vmap(init_train_state)` over the members' seeds and hyper-parameters (`member_arrays` of
+    `base`, the sweep's configuration): member k's state is bitwise the single run's initial
+    state, so it has its parameters, root key and optimizer numbers, hence its data order, dropout
+    masks and learning-rate curve. With a `mesh`, the state is created sharded over it (the member
+    count must then be a multiple of the mesh size; `run_sweep` pads).
     """
     sharding = None if mesh is None else member_sharding(mesh)
-    arrays = member_arrays(members)
+    arrays = member_arrays(members, base, train_examples)
     if sharding is not None:
         if len(members) % mesh.size:
             raise ValueError(
                 f"{len(members)} members do not divide over {mesh.size} devices; pad them"
             )
-        arrays = tuple(_global_array(a, sharding) for a in arrays)
+        arrays = jax.tree.map(lambda a: _global_array(a, sharding), arrays)
     return _init_program(spec, sharding)(*arrays)
 
 

@@ -13,23 +13,53 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mnist_jax.epochs import RECORD_METRICS
-from mnist_jax.sweep.members import ConfigKey
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 from mnist_jax.sweep.stats import MEMBER_METRICS, summarize
 
 # The per-epoch numbers of a member's history records; `curves_by_config` accepts these.
 HISTORY_METRICS = RECORD_METRICS
 
 
+# How `config_label` names the recipe's values when they are not the default.
+_RECIPE_LABELS = {
+    "weight_decay": ("wd", 0.0),
+    "momentum": ("momentum", 0.9),
+    "warmup_epochs": ("warmup", 0.0),
+    "final_lr_fraction": ("final", 0.0),
+}
+
+
 def config_label(key: ConfigKey | Sequence) -> str:
-    """A configuration (learning rate, dropout rate, hidden sizes[, model]) as one line of text,
-    e.g. "lr=0.001 dropout=0.25 hidden=128,128" for the MLP, "cnn lr=0.001 dropout=0.25" for
-    another model (its hidden sizes are the MLP's setting, left out)."""
-    learning_rate, dropout_rate, hidden_sizes, *rest = key
-    model = rest[0] if rest else "mlp"
-    text = f"lr={learning_rate:g} dropout={dropout_rate:g}"
+    """A configuration (a `Member.config_key`, or its first 3 or 4 values: learning rate, dropout
+    rate, hidden sizes[, model]) as one line of text, e.g. "lr=0.001 dropout=0.25 hidden=128,128"
+    for the MLP, "cnn lr=0.001 dropout=0.25" for another model (its hidden sizes are the MLP's
+    setting, left out); a recipe other than adam at a constant rate adds what differs, e.g.
+    "sgd cosine lr=0.1 momentum=0.8 ..."."""
+    values = dict(zip(CONFIG_KEY_FIELDS, key))
+    model = values.get("model", "mlp")
+    words = [] if model == "mlp" else [model]
+    words += [
+        values[k]
+        for k, d in (("optimizer", "adam"), ("schedule", "constant"))
+        if values.get(k, d) != d
+    ]
+    words.append(f"lr={values['learning_rate']:g}")
+    words += [
+        f"{name}={values[k]:g}"
+        for k, (name, default) in _RECIPE_LABELS.items()
+        if values.get(k, default) != default
+    ]
+    words.append(f"dropout={values['dropout_rate']:g}")
     if model == "mlp":
-        return f"{text} hidden={','.join(map(str, hidden_sizes))}"
-    return f"{model} {text}"
+        words.append(f"hidden={','.join(map(str, values['hidden_sizes']))}")
+    return " ".join(words)
+
+
+def row_key(row: Mapping) -> ConfigKey:
+    """A `summarize_by_config` row's configuration key (for `config_label`)."""
+    return tuple(
+        tuple(row[name]) if name == "hidden_sizes" else row[name] for name in CONFIG_KEY_FIELDS
+    )
 
 
 def _live(results: Sequence) -> list:

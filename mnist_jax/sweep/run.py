@@ -56,6 +56,8 @@ class SweepProgram:
     index: int  # position of this chunk in the sweep (0, 1, ...)
     members: tuple[Member, ...]
     num_padded: int
+    optimizer: str = "adam"
+    schedule: str = "constant"
 
     def spec(
         self,
@@ -132,15 +134,17 @@ SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | Non
 def plan_programs(
     members: Sequence[Member], members_per_program: int, num_devices: int
 ) -> list[SweepProgram]:
-    """A sweep's program calls: groups by model and hidden sizes, cut into chunks, padded for the
-    devices."""
+    """A sweep's program calls: groups by model, hidden sizes, optimizer and schedule, cut into
+    chunks, padded for the devices."""
     programs = []
-    for (model, hidden_sizes), group in group_members(members).items():
+    for (model, hidden_sizes, optimizer, schedule), group in group_members(members).items():
         start = 0
         for size in chunk_sizes(len(group), members_per_program, num_devices):
             chunk = tuple(group[start : start + size])
             padded = padded_size(size, num_devices)
-            programs.append(SweepProgram(model, hidden_sizes, len(programs), chunk, padded))
+            programs.append(
+                SweepProgram(model, hidden_sizes, len(programs), chunk, padded, optimizer, schedule)
+            )
             start += size
     return programs
 
@@ -184,6 +188,8 @@ def plan_sweep(
         raise ConfigError("a sweep needs at least one member")
     if len(set(members)) != len(members):
         raise ConfigError("the sweep lists a member twice")
+    for member in members:  # each member's values with the sweep's (the warm-up vs its epochs)
+        member.config(config)
     for program in plan_programs(members, len(members), num_devices):  # one per group
         check_program_model(config, program, data, models)
     if members_per_program is None:
@@ -333,7 +339,13 @@ def _run_program(
     real = len(program.members)
     if started is None:
         padded = program.members + (program.members[0],) * (program.num_padded - real)
-        state = prog.init_members(spec, padded, mesh=mesh)
+        state = prog.init_members(
+            spec,
+            padded,
+            mesh=mesh,
+            base=config,
+            train_examples=int(data.train_images.shape[0]),
+        )
         histories = [[] for _ in program.members]
     else:
         state, histories = _started_state(program, started, mesh)

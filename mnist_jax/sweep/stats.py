@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import scipy.stats
 
-from mnist_jax.sweep.members import ConfigKey
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 
 # The final numbers of a member (`MemberResult.metrics()`), summarised over seeds.
 MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
@@ -51,8 +51,8 @@ def summarize_by_config(
     ensembles: Mapping[ConfigKey, dict] | None = None,
     metrics: Sequence[str] = MEMBER_METRICS,
 ) -> list[dict]:
-    """One row per configuration (learning rate, dropout rate, hidden sizes, model), over its
-    seeds.
+    """One row per configuration (every `CONFIG_KEY_FIELDS` value: learning rate, dropout rate,
+    hidden sizes, model, optimizer...), over its seeds.
 
     `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and
     `.metrics()`). Diverged members are counted in `diverged` and left out of the statistics. Each
@@ -65,10 +65,8 @@ def summarize_by_config(
         row = rows.setdefault(
             key,
             {
-                "learning_rate": key[0],
-                "dropout_rate": key[1],
-                "hidden_sizes": list(key[2]),
-                "model": key[3],
+                **dict(zip(CONFIG_KEY_FIELDS, key)),
+                "hidden_sizes": list(result.member.hidden_sizes),
                 "seeds": [],
                 "diverged": [],
                 "_values": {m: [] for m in metrics},
