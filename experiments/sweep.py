@@ -244,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out {args.out} already holds {what}; choose a new folder (or continue "
                 f"that sweep with --resume {args.out})"
             )
+        for member in members:  # every member's values with the sweep's, before any folder
+            member.config(config)
         dataset = load_dataset(config.dataset, config.data_dir)
         for member in {m.group_key: m for m in members}.values():  # one per program's shapes
             check_fits(member.config(config), dataset)

@@ -244,6 +244,7 @@ class TrainConfig:
                 ("nesterov", "only sgd has Nesterov momentum"),
                 ("warmup_epochs", "only --schedule warmup-cosine warms up"),
                 ("final_lr_fraction", "only the cosine schedules decay"),
+                ("adam_epsilon", "sgd has no epsilon"),
             )
             if getattr(self, name) != defaults[name].default
         ]
@@ -253,6 +254,7 @@ class TrainConfig:
             "nesterov": self.optimizer == "sgd",
             "warmup_epochs": self.schedule == "warmup-cosine",
             "final_lr_fraction": self.schedule != "constant",
+            "adam_epsilon": self.optimizer != "sgd",
         }
         for name, reason in unused:
             _check(used[name], name, getattr(self, name), f"the default here: {reason}")

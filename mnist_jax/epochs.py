@@ -78,7 +78,8 @@ def run_epochs(
                 continue
             record = {"epoch": epoch, **{m: float(c[k]) for m, c in zip(RECORD_METRICS, columns)}}
             if rates is not None:
-                record["learning_rate"] = float(rates[k])  # of the epoch's last step
+                # The epoch's last step's rate, a float32 written as its shortest decimal.
+                record["learning_rate"] = float(str(np.float32(rates[k])))
             record["seconds"] = seconds  # of the whole program: its members train together
             if diverged(record) and raise_on_divergence:
                 raise TrainingError(

@@ -143,6 +143,11 @@ def init_train_state(
     `recipe.make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps
     its own.
     """
+    if recipe is None and spec.tx is None and spec.schedule != "constant":
+        raise ValueError(
+            f"the {spec.schedule} schedule needs its length: pass "
+            "recipe=recipe.recipe_values(config, train_examples) (`create_train_state` does)"
+        )
     raw_key = jax.random.key_data(jax.random.key(seed))
     params = spec.model.init(stream_key(raw_key, INIT_STREAM), spec.example_shape)
     opt_state = spec.optimizer.init(params)

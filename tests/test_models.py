@@ -280,3 +280,25 @@ def test_an_nnx_module_trains_checkpoints_sweeps_and_loads_back(data, tmp_path):
             data,
             models={"net": model},
         )
+
+
+class WithActivation(nn.Module):
+    act: object = nn.relu
+    widths: tuple = (8,)
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        return nn.Dense(10)(self.act(nn.Dense(self.widths[0])(x)))
+
+
+def test_a_modules_description_is_the_same_in_every_process():
+    # A checkpoint compares the recorded description with the model given back in a later
+    # process: a function setting must not be described by its memory address.
+    settings = LinenModel(WithActivation()).describe()["settings"]
+    assert settings == {"act": "jax._src.nn.functions.relu", "widths": [8]}
+    assert "0x" not in str(LinenModel(WithActivation(act=lambda x: x)).describe())
+
+
+def test_a_module_that_cannot_be_hashed_is_one_config_error():
+    with pytest.raises(ConfigError, match="cannot be hashed.*tuples rather than lists"):
+        check_model(LinenModel(WithActivation(widths=[8])), (784,), 10)

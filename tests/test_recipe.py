@@ -228,3 +228,32 @@ def test_recipe_flags_build_the_config_and_sweep_lists():
         ["--optimizer", "adamw", "--weight-decay", "1e-4,1e-3", "--schedule", "constant,cosine"]
     )
     assert listed.weight_decay == [1e-4, 1e-3] and listed.schedule == ["constant", "cosine"]
+
+
+def test_a_schedule_without_its_length_is_refused_rather_than_decayed_to_zero():
+    from mnist_jax.train import init_train_state
+
+    spec = TrainSpec.from_config(CONFIG.replace(schedule="cosine"))
+    with pytest.raises(ValueError, match="recipe_values"):
+        init_train_state(spec, 0)
+
+
+def test_adam_epsilon_with_sgd_is_a_config_error():
+    with pytest.raises(ConfigError, match="sgd has no epsilon"):
+        TrainConfig(optimizer="sgd", adam_epsilon=1e-3)
+
+
+def test_a_sweep_member_whose_warmup_outlasts_the_run_is_refused_before_any_folder(
+    tmp_path, capsys
+):
+    from experiments.cli import run_main
+    from mnist_jax.data.fake import write_fake_dataset
+
+    write_fake_dataset(tmp_path / "tiny", num_train=64, num_test=20, shape=(28, 28))
+    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--epochs", "2"]
+    argv += ["--schedule", "warmup-cosine", "--warmup-epochs", "0,3,1"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(sweep.main, sweep.PROG, [*argv, "--out", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "warmup_epochs=3" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sweep").exists()

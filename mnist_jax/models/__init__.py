@@ -80,6 +80,13 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
     train on examples of shape `example` with `num_classes` classes (wrong output width, a
     traced dropout rate it cannot take, variables other than params, any trace error)."""
     try:
+        hash(model)
+    except TypeError as error:  # jit takes the model as a static argument
+        raise ConfigError(
+            f"model {model.name} cannot be hashed, which compiling needs "
+            f"({str(error).strip().splitlines()[0]}); give the module tuples rather than lists"
+        ) from None
+    try:
         params = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
         batch = jax.ShapeDtypeStruct((2, *example), jnp.float32)
         key = jax.eval_shape(lambda: jax.random.key(0))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -127,13 +128,17 @@ def qualified_name(obj: Any) -> str:
 
 
 def _json_value(value: Any) -> Any:
+    """A setting as JSON that is the same in every process: functions by their qualified name,
+    other objects by their repr without memory addresses."""
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if isinstance(value, (tuple, list)):
         return [_json_value(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
-    return repr(value)
+    if callable(value) and hasattr(value, "__qualname__") and hasattr(value, "__module__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def module_settings(module: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
