@@ -158,6 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_classes=dataset.num_classes,
         chunk_size=config.eval_batch_size,
     )
+    best, _ = evaluate_test_set(
+        spec.model,
+        result.state.best_params,
+        data.test_images,
+        data.test_labels,
+        num_classes=dataset.num_classes,
+        chunk_size=config.eval_batch_size,
+    )
     trained_now = result.history[len(history) :]
     finished_before = args.resume and not trained_now
     if finished_before and (run_dir / METRICS_FILE).is_file():
@@ -179,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=len(result.history),
             dataset=dataset.name,
             model=model_record(spec.model, spec.example_shape),
+            best_epoch=int(result.state.best_epoch),
+            best_val_accuracy=float(result.state.best_accuracy),
+            best_test_accuracy=best["test_accuracy"],
+            best_test_loss=best["test_loss"],
+            stopped_early=bool(result.state.stopped),
+            validation=config.validation,
             resumed_from_epoch=len(history) if args.resume else None,
         )
     written = write_run_outputs(

@@ -412,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "program": r.program,
                     "test_accuracy": (r.test or {}).get("test_accuracy"),
                     "test_loss": (r.test or {}).get("test_loss"),
+                    **(r.best or {}),
                     "history": r.history,
                     "diverged_epoch": r.diverged_epoch,
                 }

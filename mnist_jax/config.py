@@ -138,6 +138,11 @@ class TrainConfig:
     adam_epsilon: float = _field(
         1e-7, "epsilon of adam and adamw (Keras's default; optax's is 1e-8)"
     )
+    patience: int = _field(
+        0,
+        "stop a run (a sweep member) once its validation accuracy has not improved for this "
+        "many epochs; 0: never",
+    )
     batch_size: int = _field(512, "examples per optimizer step; the last, smaller batch is kept")
     epochs: int = _field(10, "passes over the training set")
     seed: int = _field(0, "root of every random stream of the run: init, shuffling, dropout")
@@ -202,6 +207,12 @@ class TrainConfig:
             "widths below 2**31",
         )
         self._check_recipe()
+        _check(
+            _is_int(self.patience) and self.patience >= 0,
+            "patience",
+            self.patience,
+            "an integer >= 0",
+        )
         for name in ("batch_size", "epochs", "validation_size", "eval_batch_size"):
             value = getattr(self, name)
             _check(_is_int(value) and value > 0, name, value, "a positive integer")

@@ -50,7 +50,10 @@ def run_epochs(
     gather: Callable[[Any], Any] = jax.device_get,
 ) -> Iterator[tuple[Any, list[dict | None]]]:
     """Trains `epochs`, yielding `(state, records)` after each: one record per member (None for a
-    member that diverged in an earlier epoch), already appended to that member's history.
+    member that diverged or stopped early in an earlier epoch), already appended to that member's
+    history. `validate_program(state, images, labels)` returns the state (best-epoch tracking)
+    and metrics with each member's `stopped` flag; the loop ends when every member has stopped
+    or diverged.
 
     `histories` has one list per member (one for a single run, whose metrics are scalars). A member
     whose loss is not finite raises TrainingError (`raise_on_divergence`, naming it by `name(k)`),
@@ -58,13 +61,17 @@ def run_epochs(
     rows still compute, unused). Stops early when every member has diverged. `gather` brings the
     metrics to the host (`sweep.gather_to_host` with several processes).
     """
+    # Members stopped early (restored with a resumed state) train no further.
+    stopped = np.reshape(np.asarray(gather(state.stopped)), -1).tolist()
     for epoch in epochs:
-        if all(history and diverged(history[-1]) for history in histories):
+        if all(
+            stop or (history and diverged(history[-1])) for stop, history in zip(stopped, histories)
+        ):
             return
         start = time.perf_counter()
         with jax.transfer_guard("disallow"):
             state, train = epoch_program(state, data.train_images, data.train_labels)
-            val = validate_program(state.params, data.val_images, data.val_labels)
+            state, val = validate_program(state, data.val_images, data.val_labels)
         train, val = gather((train, val))
         seconds = time.perf_counter() - start
         columns = [train["loss"], train["accuracy"], val["loss"], val["accuracy"]]
@@ -73,7 +80,7 @@ def run_epochs(
         rates = None if rates is None else np.reshape(np.asarray(rates, np.float64), -1)
         records: list[dict | None] = []
         for k, history in enumerate(histories):
-            if history and diverged(history[-1]):
+            if stopped[k] or (history and diverged(history[-1])):
                 records.append(None)
                 continue
             record = {"epoch": epoch, **{m: float(c[k]) for m, c in zip(RECORD_METRICS, columns)}}
@@ -88,4 +95,5 @@ def run_epochs(
                 )
             history.append(record)
             records.append(record)
+        stopped = np.reshape(np.asarray(val["stopped"]), -1).tolist()
         yield state, records

@@ -20,7 +20,6 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, holdout_split, scale_to_layout
 from mnist_jax.epochs import compile_all, run_epochs
 from mnist_jax.errors import ConfigError
-from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.models import Model, check_model, describe_text, footprint
 from mnist_jax.train import (
     TrainSpec,
@@ -29,6 +28,7 @@ from mnist_jax.train import (
     init_train_state_jit,
     run_hyperparams,
     train_epoch_jit,
+    validate_epoch_jit,
 )
 
 
@@ -132,12 +132,12 @@ def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = N
 
 
 def training_bytes(spec: TrainSpec, eval_batch_size: int = 2_000) -> int:
-    """A lower estimate of the memory one run needs (float32): parameters, Adam's two moments, the
-    gradient and the update (5 copies), and a training batch's activations (twice, for the
-    backward pass) and an evaluation chunk's."""
+    """A lower estimate of the memory one run needs (float32): parameters, the best epoch's,
+    Adam's two moments, the gradient and the update (6 copies), and a training batch's
+    activations (twice, for the backward pass) and an evaluation chunk's."""
     size = footprint(spec.model, spec.example_shape)
     batches = (2 * spec.batch_size + eval_batch_size) * size.activations_per_example
-    return 4 * (5 * size.parameters + batches)
+    return 4 * (6 * size.parameters + batches)
 
 
 def memory_bytes(device: jax.Device | None = None) -> int:
@@ -186,12 +186,8 @@ def compile_programs(
         else jax.eval_shape(functools.partial(init_train_state, spec), *hyper)
     )
     epoch = train_epoch_jit.lower(spec, abstract, data.train_images, data.train_labels)
-    validate = evaluate_loss_accuracy.lower(
-        spec.model,
-        abstract.params,
-        data.val_images,
-        data.val_labels,
-        chunk_size=config.eval_batch_size,
+    validate = validate_epoch_jit.lower(
+        spec, abstract, data.val_images, data.val_labels, chunk_size=config.eval_batch_size
     )
     return Programs(*compile_all([init, epoch, validate]))
 

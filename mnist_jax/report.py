@@ -135,6 +135,20 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         lines.append(
             f"- model **{describe_text(model)}**, {model.get('parameters', 0):,} parameters"
         )
+    if metrics.get("best_epoch") is not None:
+        lines.append(
+            f"- final parameters (epoch {len(history)}): test accuracy "
+            f"{metrics['test_accuracy']:.4f}; best epoch by validation accuracy: "
+            f"{metrics['best_epoch']} (validation {metrics['best_val_accuracy']:.4f}, test "
+            f"{metrics['best_test_accuracy']:.4f})"
+            + ("; stopped early (--patience)" if metrics.get("stopped_early") else "")
+        )
+        if metrics.get("validation") == "test":
+            lines.append(
+                "- validation is on the test set (the notebook's choice), so the best epoch is "
+                "chosen on the test set and its test accuracy is optimistic; use "
+                "`--validation holdout` for an honest selection"
+            )
     if metrics.get("train_seconds") is not None:
         line = f"- training took {metrics['train_seconds']:.1f} s"
         if metrics.get("compile_seconds") is not None:

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from mnist_jax.config import TrainConfig
+from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.models import Model, Params, mlp, model_from_config
 from mnist_jax.recipe import learning_rate_in_effect, make_optimizer, recipe_values, set_recipe
 
@@ -48,6 +49,13 @@ class TrainState:
         stores it).
       step: int32 scalar, optimizer steps taken so far.
       epoch: int32 scalar, epochs completed so far.
+      best_params: the parameters of the epoch with the best validation accuracy so far (the
+        initial ones before any epoch), selected inside the compiled validation (`track_best`).
+      best_accuracy: float32 scalar, that validation accuracy (-1 before any epoch).
+      best_epoch: int32 scalar, that epoch (0 before any).
+      stale_epochs: int32 scalar, epochs validated since the last improvement.
+      stopped: bool scalar, early-stopped (`TrainSpec.patience`): its updates are masked, so it
+        keeps its state while the other members of its program train on.
     """
 
     params: Params
@@ -56,6 +64,30 @@ class TrainState:
     key: jax.Array
     step: jax.Array
     epoch: jax.Array
+    best_params: Params
+    best_accuracy: jax.Array
+    best_epoch: jax.Array
+    stale_epochs: jax.Array
+    stopped: jax.Array
+
+
+# The fields of a train state saved before best-epoch tracking existed (see `from_legacy`).
+LEGACY_FIELDS = ("params", "opt_state", "dropout_rate", "key", "step", "epoch")
+
+
+def from_legacy(saved: Mapping[str, Any], best_accuracy: Any = -1.0) -> TrainState:
+    """A train state from one saved before best-epoch tracking: its current parameters become
+    the best ones, at its epoch, with `best_accuracy` (that epoch's validation accuracy; arrays
+    for stacked states), nothing stale and nothing stopped."""
+    epoch = np.asarray(saved["epoch"])
+    return TrainState(
+        **{name: saved[name] for name in LEGACY_FIELDS},
+        best_params=jax.tree.map(np.array, saved["params"]),
+        best_accuracy=np.broadcast_to(np.asarray(best_accuracy, np.float32), epoch.shape).copy(),
+        best_epoch=epoch.astype(np.int32),
+        stale_epochs=np.zeros(epoch.shape, np.int32),
+        stopped=np.zeros(epoch.shape, bool),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +107,7 @@ class TrainSpec:
     optimizer_kind: str = "adam"  # adam | adamw | sgd (`mnist_jax.recipe`)
     schedule: str = "constant"  # constant | cosine | warmup-cosine
     nesterov: bool = False
+    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
     # Any optax transformation; None means `recipe.make_optimizer` of the fields above. Kept None
     # by default so that equal configurations give equal (hash-equal) specs and so share one
     # compiled program.
@@ -100,6 +133,7 @@ class TrainSpec:
             config.optimizer,
             config.schedule,
             config.nesterov,
+            config.patience,
             tx,
         )
 
@@ -159,6 +193,11 @@ def init_train_state(
         key=raw_key,
         step=jnp.zeros((), jnp.int32),
         epoch=jnp.zeros((), jnp.int32),
+        best_params=jax.tree.map(jnp.copy, params),
+        best_accuracy=jnp.full((), -1.0, jnp.float32),
+        best_epoch=jnp.zeros((), jnp.int32),
+        stale_epochs=jnp.zeros((), jnp.int32),
+        stopped=jnp.zeros((), bool),
     )
 
 
@@ -263,18 +302,57 @@ def train_epoch(
         index, weight = batch_plan
         return train_step(spec, state, Batch(images[index], labels[index], weight))
 
-    state, sums = jax.lax.scan(body, state, (order, weights))
+    trained, sums = jax.lax.scan(body, state, (order, weights))
     count = jnp.sum(sums["count"])
     metrics = {
         "loss": jnp.sum(sums["loss_sum"]) / count,
         "accuracy": jnp.sum(sums["correct"]) / count,
     }
-    rate = learning_rate_in_effect(spec.schedule, state.opt_state, state.step - 1)
+    rate = learning_rate_in_effect(spec.schedule, trained.opt_state, trained.step - 1)
     if rate is not None:  # the rate of the epoch's last step
         metrics["learning_rate"] = rate
-    return state.replace(epoch=state.epoch + 1), metrics
+    trained = trained.replace(epoch=trained.epoch + 1)
+    # An early-stopped member keeps its state (a select: members of one program train on).
+    return jax.tree.map(
+        lambda old, new: jnp.where(state.stopped, old, new), state, trained
+    ), metrics
+
+
+def track_best(state: TrainState, val_accuracy: jax.Array, patience: int = 0) -> TrainState:
+    """After an epoch's validation: keep the parameters when the validation accuracy improved
+    (a select, so it runs inside the compiled program for every member at once), count the epochs
+    without improvement, and stop a member after `patience` of them (0: never). A stopped member
+    is left as it is; a non-finite accuracy never improves."""
+    active = jnp.logical_not(state.stopped)
+    improved = active & (val_accuracy > state.best_accuracy)
+    stale = jnp.where(improved, 0, state.stale_epochs + active.astype(jnp.int32))
+    stopped = state.stopped | (stale >= patience) if patience > 0 else state.stopped
+    return state.replace(
+        best_params=jax.tree.map(
+            lambda new, old: jnp.where(improved, new, old), state.params, state.best_params
+        ),
+        best_accuracy=jnp.where(improved, val_accuracy.astype(jnp.float32), state.best_accuracy),
+        best_epoch=jnp.where(improved, state.epoch, state.best_epoch),
+        stale_epochs=stale,
+        stopped=stopped,
+    )
+
+
+def validate_epoch(
+    spec: TrainSpec, state: TrainState, images: jax.Array, labels: jax.Array, chunk_size: int
+) -> tuple[TrainState, dict]:
+    """The epoch's validation: loss and accuracy of `state.params` on (images, labels), then
+    `track_best`. Returns the state and the metrics, with `stopped` after this epoch."""
+    metrics = evaluate_loss_accuracy(
+        spec.model, state.params, images, labels, chunk_size=chunk_size
+    )
+    state = track_best(state, metrics["accuracy"], spec.patience)
+    return state, {**metrics, "stopped": state.stopped}
 
 
 # The single-run programs: the spec compiled in, the state's buffers donated (updated in place).
 train_step_jit = jax.jit(train_step, static_argnums=0, donate_argnums=1)
 train_epoch_jit = jax.jit(train_epoch, static_argnums=0, donate_argnums=1)
+validate_epoch_jit = jax.jit(
+    validate_epoch, static_argnums=0, static_argnames="chunk_size", donate_argnums=1
+)

@@ -21,7 +21,7 @@ from mnist_jax.checkpoint import (
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError
 from mnist_jax.fit import DeviceData, fit
-from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
+from mnist_jax.train import LEGACY_FIELDS, TrainSpec, create_train_state, train_epoch_jit
 
 CONFIG = TrainConfig(hidden_sizes=(16, 16), batch_size=32, epochs=3, eval_batch_size=64)
 
@@ -314,6 +314,41 @@ def test_the_state_digest_is_pinned_since_checkpoints_store_it():
     # is computed (e.g. scalars hashed as shape (1,)) would make every existing run look damaged.
     tree = {"a": np.float32(1.5), "b": {"c": np.arange(6, dtype=np.int32).reshape(2, 3)}}
     assert state_digest(tree) == "1f2370619c1f4e5240ee057e614036e49b0ed8be67425d3057d6830166690a55"
-    assert state_digest(template(TrainConfig(hidden_sizes=(4,)))) == (
+    state = template(TrainConfig(hidden_sizes=(4,)))
+    # The fields a train state had before best-epoch tracking, read as such from old checkpoints
+    # (`restore_state`), keep the digest those checkpoints carry.
+    assert state_digest({name: getattr(state, name) for name in LEGACY_FIELDS}) == (
         "6f5ceacd8b94fc6a792e390b90396962eafa8d4d3c5d512ebc7523d5702827b1"
     )
+    assert state_digest(state) == (
+        "7cbafd7edb0bfb8a75015bd40839d84cf5d3ba990c9c0c1df0de84d3790d3d9d"
+    )
+
+
+def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_result(tmp_path):
+    # tests/data/legacy: a 3-epoch run made by the code before train states tracked their best
+    # epoch (commit 1f590de), with its epoch-3 checkpoint and results removed, and the results of
+    # that uninterrupted run. Resuming it here reads the old state and ends where it ended.
+    import shutil
+
+    from experiments import baseline
+    from experiments.cli import run_main
+
+    legacy = Path(__file__).parent / "data" / "legacy"
+    shutil.copytree(legacy, tmp_path / "legacy")
+    run, data = tmp_path / "legacy" / "run", tmp_path / "legacy" / "tiny"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(
+            baseline.main,
+            "baseline",
+            ["--resume", str(run), "--data-dir", str(data), "--quiet", "--no-tensorboard"],
+        )
+    assert exit_info.value.code == 0
+    expected = json.loads((legacy / "expected.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    drop = ("seconds", "learning_rate")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in metrics["history"]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in expected["history"]
+    ]
+    assert metrics["test_accuracy"] == expected["test_accuracy"]
+    assert metrics["test_loss"] == expected["test_loss"]

@@ -28,20 +28,29 @@ def test_an_epoch_makes_no_implicit_host_transfer():
         fit(CONFIG, tiny_data(device=False))
 
 
-def fake_programs(losses):
-    """An epoch program whose per-member training losses are `losses[epoch]`."""
+class FakeState:
+    def __init__(self, stopped):
+        self.stopped = np.asarray(stopped)
+
+
+def fake_programs(losses, stops=None):
+    """An epoch program whose per-member training losses are `losses[epoch]`, and a validation
+    whose per-member `stopped` flags after each epoch are `stops[epoch]` (default: never)."""
     calls = []
+    members = len(losses[0])
+    stops = stops or [[False] * members] * len(losses)
 
     def epoch_program(state, images, labels):
         loss = np.asarray(losses[len(calls)], np.float32)  # host arrays: no transfer to guard
         calls.append(1)
         return state, {"loss": loss, "accuracy": np.zeros_like(loss)}
 
-    def validate(params, images, labels):
-        return {"loss": np.ones(len(losses[0])), "accuracy": np.full(len(losses[0]), 0.5)}
+    def validate(state, images, labels):
+        stopped = np.asarray(stops[len(calls) - 1])
+        metrics = {"loss": np.ones(members), "accuracy": np.full(members, 0.5)}
+        return FakeState(stopped), {**metrics, "stopped": stopped}
 
-    state = type("State", (), {"params": None})()
-    return epoch_program, validate, state
+    return epoch_program, validate, FakeState([False] * members)
 
 
 def test_records_per_member_and_a_diverged_member_is_marked_not_trained_on():
@@ -93,3 +102,37 @@ def test_every_member_diverged_stops_the_loop():
         )
     )
     assert len(histories[0]) == 1
+
+
+def test_a_member_stopped_early_gets_no_more_records_and_all_stopped_ends_the_loop():
+    stops = [[False, True], [True, True], [True, True]]
+    epoch_program, validate, state = fake_programs([[0.5, 0.5], [0.4, 0.4], [0.3, 0.3]], stops)
+    histories = [[], []]
+    loop = run_epochs(
+        epoch_program,
+        validate,
+        state,
+        tiny_data(),
+        range(1, 4),
+        histories,
+        raise_on_divergence=False,
+    )
+    records = [r for _, r in loop]
+    assert [len(h) for h in histories] == [2, 1]  # member 1 stopped after epoch 1
+    assert records[1][1] is None and records[1][0]["epoch"] == 2
+    assert len(records) == 2  # both stopped after epoch 2: epoch 3 never ran
+
+
+def test_a_state_restored_stopped_does_not_train():
+    epoch_program, validate, _ = fake_programs([[0.5]])
+    histories = [[{"epoch": 1}]]
+    loop = run_epochs(
+        epoch_program,
+        validate,
+        FakeState([True]),
+        tiny_data(),
+        range(2, 3),
+        histories,
+        raise_on_divergence=False,
+    )
+    assert list(loop) == [] and histories == [[{"epoch": 1}]]

@@ -13,11 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
 from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.models import BUILTIN_MODELS, Model, describe_text, mlp
-from mnist_jax.train import TrainSpec, TrainState, create_train_state
+from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 CONFIG_FILENAME = "config.json"
@@ -51,6 +54,38 @@ def model_check(model: Model | None):
             )
 
     return check
+
+
+def restore_state(
+    store: CheckpointStore, which: str | int, template: Any, check: Any = None
+) -> tuple[TrainState, dict]:
+    """`store.restore` of a train state (stacked or not) into `template` (or `template(info)`).
+
+    A checkpoint from before best-epoch tracking (its info lacks "tracks_best") is read with its
+    own fields and upgraded (`train.from_legacy`): its parameters become the best ones, with its
+    last validation accuracy, so a run or sweep saved then resumes here.
+    """
+    legacy = []
+
+    def pick(info: dict) -> Any:
+        chosen = template(info) if callable(template) else template
+        legacy.append(not info.get("tracks_best"))
+        if legacy[-1]:
+            return {name: getattr(chosen, name) for name in LEGACY_FIELDS}
+        return chosen
+
+    state, info = store.restore(which, pick, check=check)
+    if legacy and legacy[-1]:
+        histories = info["history"]
+        if histories and isinstance(histories[0], list):  # a sweep program: one per member
+            rows = int(np.shape(state["epoch"])[0])
+            last = [h[-1]["val_accuracy"] if h else -1.0 for h in histories]
+            accuracy = (last + [last[0]] * rows)[:rows]  # padded rows copy the first member
+            state = from_legacy(state, accuracy)  # host arrays: `run_sweep` places them
+        else:
+            accuracy = histories[-1]["val_accuracy"] if histories else -1.0
+            state = jax.device_put(from_legacy(state, accuracy))
+    return state, info
 
 
 class RunCheckpointer:
@@ -102,6 +137,7 @@ class RunCheckpointer:
             "step": int(state.step),
             "config": self.config.to_dict(),
             "model": self.spec.model.describe(),
+            "tracks_best": True,
             "num_classes": self.num_classes,
             "image_shape": list(self.spec.image_shape),
             "history": [dict(r) for r in history],
@@ -140,7 +176,7 @@ def restore_checkpoint(
     epoch, step, config (a dict), model, num_classes, image_shape, history, val_accuracy.
     """
     store = CheckpointStore(checkpoints_dir(run_dir))
-    return store.restore(which, template_state, check=model_check(model))
+    return restore_state(store, which, template_state, check=model_check(model))
 
 
 @dataclasses.dataclass
@@ -221,7 +257,7 @@ def load_run(run_dir: str | Path, which: str | int = "best", *, model: Model | N
         return create_train_state(config, spec)
 
     store = CheckpointStore(checkpoints_dir(run_dir))
-    state, info = store.restore(which, template)
+    state, info = restore_state(store, which, template)
     return LoadedRun(
         run_dir=run_dir,
         config=specs["config"],

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME, CheckpointStore
-from mnist_jax.checkpoint.run import model_check
+from mnist_jax.checkpoint.run import model_check, restore_state
 from mnist_jax.config import TrainConfig
 from mnist_jax.epochs import diverged
 from mnist_jax.errors import CheckpointError, ConfigError
@@ -86,6 +86,7 @@ class SweepCheckpointer:
             "config": self.config.to_dict(),
             "num_classes": self.num_classes,
             "model": self.specs(program).model.describe(),
+            "tracks_best": True,
             "image_shape": list(self.specs(program).image_shape),
             "program": program.index,
             "num_padded": program.num_padded,
@@ -162,7 +163,7 @@ def sweep_start(
                 raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
 
         template = _abstract_state(spec, program, mesh, config)
-        state, info = store.restore("latest", template, check=check)
+        state, info = restore_state(store, "latest", template, check=check)
         if on_restore is not None:
             on_restore(program, info)
         return state, info["history"]

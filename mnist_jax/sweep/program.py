@@ -24,11 +24,18 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.evaluate import evaluate_loss_accuracy, predict_logits
+from mnist_jax.evaluate import predict_logits
 from mnist_jax.fit import DeviceData
 from mnist_jax.models import footprint
 from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
-from mnist_jax.train import TrainSpec, TrainState, init_train_state, run_hyperparams, train_epoch
+from mnist_jax.train import (
+    TrainSpec,
+    TrainState,
+    init_train_state,
+    run_hyperparams,
+    train_epoch,
+    validate_epoch,
+)
 
 MEMBER_AXIS = "members"
 CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30  # per device, when the device does not report its memory
@@ -182,13 +189,16 @@ def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = No
 def validate_program(
     spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None
 ):
-    """Per-member validation loss and accuracy of stacked params (`evaluate_loss_accuracy`)."""
+    """Each member's epoch validation (`train.validate_epoch`: loss, accuracy, best-epoch
+    tracking and early stopping) on stacked states (donated, member-sharded).
+    Returns (new stacked state, {"loss": (M,), "accuracy": (M,), "stopped": (M,)})."""
     members, data = member_sharding(mesh), replicated(mesh)
-    evaluate = functools.partial(evaluate_loss_accuracy, spec.model, chunk_size=chunk_size)
+    validate = functools.partial(validate_epoch, spec, chunk_size=chunk_size)
     return jax.jit(
-        over_members(evaluate, mesh, members_per_step),
+        over_members(validate, mesh, members_per_step),
         in_shardings=(members, data, data),
-        out_shardings=members,
+        out_shardings=(members, members),
+        donate_argnums=0,
     )
 
 
@@ -216,7 +226,8 @@ def member_bytes(
 ) -> int:
     """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
 
-    - state: parameters, Adam's two moments, plus the gradient and update alive during a step (x5);
+    - state: parameters, the best epoch's, Adam's two moments, plus the gradient and update alive
+      during a step (x6);
     - a step's activations (every value the model's forward pass creates, `models.footprint`),
       doubled for the backward pass;
     - the epoch's shuffle: random bits, argsort temporaries, order and weights
@@ -225,7 +236,7 @@ def member_bytes(
     The data itself is shared by all members and not counted.
     """
     size = footprint(spec.model, spec.example_shape)
-    state = 5 * size.parameters
+    state = 6 * size.parameters
     step = 2 * spec.batch_size * size.activations_per_example
     shuffle = 4 * num_examples
     evaluation = 2 * (

@@ -97,15 +97,23 @@ class MemberResult:
     test_logits: np.ndarray | None = None  # (N_test, C) float32, for ensembles and further analysis
     state: TrainState | None = None  # final state (numpy leaves), when `keep_states`
     program: int = 0  # SweepProgram.index that trained it
+    # The best epoch by validation accuracy (`train.track_best`) and its parameters' test numbers:
+    # best_epoch, best_val_accuracy, best_test_accuracy, best_test_loss.
+    best: dict | None = None
 
     def metrics(self) -> dict[str, float | None]:
-        """Final numbers: test loss/accuracy and the last epoch's validation loss/accuracy."""
+        """Final numbers: test loss/accuracy and the last epoch's validation loss/accuracy; and
+        those of the best epoch by validation accuracy."""
         last = self.history[-1] if self.history else {}
+        best = self.best or {}
         return {
             "test_accuracy": (self.test or {}).get("test_accuracy"),
             "test_loss": (self.test or {}).get("test_loss"),
             "final_val_accuracy": last.get("val_accuracy"),
             "final_val_loss": last.get("val_loss"),
+            "best_epoch": best.get("best_epoch"),
+            "best_val_accuracy": best.get("best_val_accuracy"),
+            "best_test_accuracy": best.get("best_test_accuracy"),
         }
 
 
@@ -363,7 +371,7 @@ def _run_program(
                     state, data.train_images, data.train_labels
                 ),
                 prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
-                    state.params, data.val_images, data.val_labels
+                    state, data.val_images, data.val_labels
                 ),
             ]
         )
@@ -385,10 +393,10 @@ def _run_program(
             for callback in callbacks:
                 callback(program, state, records, [r.history for r in results])
 
-    logits = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)(
-        state.params, data.test_images
-    )
-    logits = np.asarray(gather_to_host(logits))[:real]
+    predict = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)
+    logits = np.asarray(gather_to_host(predict(state.params, data.test_images)))[:real]
+    best_logits = np.asarray(gather_to_host(predict(state.best_params, data.test_images)))[:real]
+    best = gather_to_host({"epoch": state.best_epoch, "accuracy": state.best_accuracy})
     host_state = gather_to_host(state) if keep_states else None
     for k, result in enumerate(results):
         if keep_states:
@@ -396,6 +404,13 @@ def _run_program(
         if result.diverged_epoch is None:
             result.test_logits = logits[k]
             result.test = classification_report(logits[k], test_labels, data.num_classes)
+            report = classification_report(best_logits[k], test_labels, data.num_classes)
+            result.best = {
+                "best_epoch": int(best["epoch"][k]),
+                "best_val_accuracy": float(best["accuracy"][k]),
+                "best_test_accuracy": report["test_accuracy"],
+                "best_test_loss": report["test_loss"],
+            }
     return results, compile_seconds
 
 

@@ -15,7 +15,15 @@ import scipy.stats
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 
 # The final numbers of a member (`MemberResult.metrics()`), summarised over seeds.
-MEMBER_METRICS = ("test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss")
+MEMBER_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "final_val_accuracy",
+    "final_val_loss",
+    "best_epoch",
+    "best_val_accuracy",
+    "best_test_accuracy",
+)
 
 
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
