@@ -19,6 +19,7 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
+from mnist_jax.epochs import time_to_target
 from mnist_jax.errors import CheckpointError, MnistJaxError
 from mnist_jax.fit import check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
@@ -192,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_test_accuracy=best["test_accuracy"],
             best_test_loss=best["test_loss"],
             stopped_early=bool(result.state.stopped),
+            time_to_target=None
+            if config.target_accuracy is None
+            else {
+                "target": config.target_accuracy,
+                **time_to_target(result.history, config.target_accuracy),
+            },
             validation=config.validation,
             resumed_from_epoch=len(history) if args.resume else None,
         )

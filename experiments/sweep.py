@@ -34,6 +34,7 @@ from experiments.sweep_output import (
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
+from mnist_jax.epochs import time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog, json_safe
@@ -62,6 +63,8 @@ from mnist_jax.sweep import (
     resolve_members_per_program,
     run_sweep,
 )
+from mnist_jax.sweep.results import row_key
+from mnist_jax.sweep.stats import time_to_target_by_config
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
@@ -389,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     rows = result.summary()
+    if config.target_accuracy is not None:
+        reached = time_to_target_by_config(result.members, config.target_accuracy)
+        for row in rows:
+            row["time_to_target"] = reached[row_key(row)]
     timing = {
         "wall_seconds": wall_seconds,
         "compile_seconds": result.compile_seconds,
@@ -415,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     **(r.best or {}),
                     "history": r.history,
                     "diverged_epoch": r.diverged_epoch,
+                    "time_to_target": None
+                    if config.target_accuracy is None
+                    else time_to_target(r.history, config.target_accuracy),
                 }
             )
             for r in result.members

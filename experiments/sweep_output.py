@@ -93,6 +93,18 @@ def print_table(console: Console, rows: list[dict]) -> None:
         if row["diverged"]:
             line += f"  (diverged seeds: {row['diverged']})"
         console.result(line)
+    for row in rows:
+        reached = row.get("time_to_target")
+        if reached is None:
+            continue
+        text = f"{config_label(row_key(row))}: {reached['reached']}/{reached['members']} reached "
+        text += f"validation accuracy {reached['target']:g}"
+        if reached["reached"]:
+            epochs, seconds = reached["epochs"], reached["seconds"]
+            text += f", after {epochs['mean']:.1f} epochs, {seconds['mean']:.1f} s of training"
+            if seconds["ci95_low"] is not None:
+                text += f" (95% interval {seconds['ci95_low']:.1f}-{seconds['ci95_high']:.1f} s)"
+        console.result(text)
 
 
 def write_plots(sweep_dir: Path, result, only_missing: bool = False) -> list[Path]:

@@ -143,6 +143,17 @@ class TrainConfig:
         "stop a run (a sweep member) once its validation accuracy has not improved for this "
         "many epochs; 0: never",
     )
+    target_accuracy: float | None = _field(
+        None,
+        "report the first epoch, and the training seconds, at which the validation accuracy "
+        "reached this value (in (0, 1])",
+        parse=float,
+    )
+    stop_at_target: bool = _field(
+        False,
+        "end a run when it reaches --target-accuracy (a sweep: when every member has)",
+        parse="flag",
+    )
     batch_size: int = _field(512, "examples per optimizer step; the last, smaller batch is kept")
     epochs: int = _field(10, "passes over the training set")
     seed: int = _field(0, "root of every random stream of the run: init, shuffling, dropout")
@@ -207,6 +218,20 @@ class TrainConfig:
             "widths below 2**31",
         )
         self._check_recipe()
+        _check(
+            self.target_accuracy is None
+            or (_is_real(self.target_accuracy) and 0.0 < self.target_accuracy <= 1.0),
+            "target_accuracy",
+            self.target_accuracy,
+            "a number in (0, 1]",
+        )
+        _check(
+            isinstance(self.stop_at_target, bool)
+            and not (self.stop_at_target and self.target_accuracy is None),
+            "stop_at_target",
+            self.stop_at_target,
+            "false without --target-accuracy",
+        )
         _check(
             _is_int(self.patience) and self.patience >= 0,
             "patience",

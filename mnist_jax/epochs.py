@@ -97,3 +97,17 @@ def run_epochs(
             records.append(record)
         stopped = np.reshape(np.asarray(val["stopped"]), -1).tolist()
         yield state, records
+
+
+def time_to_target(history: Sequence[dict], target: float) -> dict:
+    """When a history first reached validation accuracy `target`: `{"reached", "epoch",
+    "seconds"}`, the seconds being the training time of the epochs up to it (each record's
+    `seconds`: the compiled epoch and validation, measured on the host at epoch boundaries,
+    compilation excluded). A history that never reached it has reached False, epoch and seconds
+    None: reported, not dropped."""
+    seconds = 0.0
+    for record in history:
+        seconds += float(record["seconds"])
+        if not diverged(record) and record["val_accuracy"] >= target:
+            return {"reached": True, "epoch": int(record["epoch"]), "seconds": seconds}
+    return {"reached": False, "epoch": None, "seconds": None}

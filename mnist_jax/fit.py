@@ -18,7 +18,7 @@ import numpy as np
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, holdout_split, scale_to_layout
-from mnist_jax.epochs import compile_all, run_epochs
+from mnist_jax.epochs import compile_all, run_epochs, time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model, check_model, describe_text, footprint
 from mnist_jax.train import (
@@ -225,6 +225,8 @@ def fit(
         state = programs.init(*run_hyperparams(config, int(data.train_images.shape[0])))
     history = list(history)
     epochs = range(int(state.epoch) + 1, config.epochs + 1)
+    if config.stop_at_target and time_to_target(history, config.target_accuracy)["reached"]:
+        epochs = range(0)  # a resumed run that had stopped at its target
     name = f"training (learning rate {config.learning_rate})"
     loop = run_epochs(
         programs.epoch,
@@ -239,4 +241,6 @@ def fit(
     for state, (record,) in loop:
         for callback in callbacks:
             callback(state, record, history)
+        if config.stop_at_target and time_to_target(history, config.target_accuracy)["reached"]:
+            break
     return FitResult(state, history, compile_seconds)

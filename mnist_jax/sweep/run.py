@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from mnist_jax.config import MODELS, TrainConfig
-from mnist_jax.epochs import compile_all, diverged, run_epochs
+from mnist_jax.epochs import compile_all, diverged, run_epochs, time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
@@ -362,6 +362,11 @@ def _run_program(
         for m, h in zip(program.members, histories)
     ]
     epochs = range(1 + max(len(h) for h in histories), config.epochs + 1)
+    if config.stop_at_target and all(
+        r.diverged_epoch is not None or time_to_target(r.history, config.target_accuracy)["reached"]
+        for r in results
+    ):
+        epochs = range(0)  # a resumed program that had stopped at its target
     compile_seconds = 0.0
     if epochs:
         start = time.perf_counter()
@@ -392,6 +397,12 @@ def _run_program(
                 result.diverged_epoch = _diverged_epoch(result.history)
             for callback in callbacks:
                 callback(program, state, records, [r.history for r in results])
+            if config.stop_at_target and all(
+                r.diverged_epoch is not None
+                or time_to_target(r.history, config.target_accuracy)["reached"]
+                for r in results
+            ):
+                break
 
     predict = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)
     logits = np.asarray(gather_to_host(predict(state.params, data.test_images)))[:real]

@@ -96,3 +96,24 @@ def summarize_by_config(
             row.update(ensembles[key])
         out.append(row)
     return out
+
+
+def time_to_target_by_config(member_results: Sequence, target: float) -> dict:
+    """Per configuration: how many members reached validation accuracy `target` (diverged ones
+    count as not reaching it), and `summarize` of the epochs and training seconds they took."""
+    from mnist_jax.epochs import time_to_target
+
+    out: dict = {}
+    for result in member_results:
+        reached = time_to_target(result.history, target)
+        row = out.setdefault(
+            result.member.config_key, {"target": target, "members": 0, "epochs": [], "seconds": []}
+        )
+        row["members"] += 1
+        if reached["reached"]:
+            row["epochs"].append(reached["epoch"])
+            row["seconds"].append(reached["seconds"])
+    for row in out.values():
+        row["reached"] = len(row["epochs"])
+        row["epochs"], row["seconds"] = summarize(row["epochs"]), summarize(row["seconds"])
+    return out
