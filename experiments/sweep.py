@@ -64,7 +64,7 @@ from mnist_jax.sweep import (
     run_sweep,
 )
 from mnist_jax.sweep.results import row_key
-from mnist_jax.sweep.stats import time_to_target_by_config
+from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
@@ -183,6 +183,16 @@ def _recorded_plan(plan: list) -> list:
         ]
     except (TypeError, ConfigError):
         return plan  # damaged: it then differs from any plan
+
+
+def member_time_to_target(result, target: float, programs) -> dict:
+    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share."""
+    reached = time_to_target(result.history, target)
+    share = member_time_share(programs)(result)
+    return {
+        **reached,
+        "member_seconds": None if reached["seconds"] is None else reached["seconds"] * share,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = result.summary()
     if config.target_accuracy is not None:
-        reached = time_to_target_by_config(result.members, config.target_accuracy)
+        share = member_time_share(programs)
+        reached = time_to_target_by_config(result.members, config.target_accuracy, share)
         for row in rows:
             row["time_to_target"] = reached[row_key(row)]
     timing = {
@@ -424,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "diverged_epoch": r.diverged_epoch,
                     "time_to_target": None
                     if config.target_accuracy is None
-                    else time_to_target(r.history, config.target_accuracy),
+                    else member_time_to_target(r, config.target_accuracy, programs),
                 }
             )
             for r in result.members

@@ -71,8 +71,9 @@ def print_table(console: Console, rows: list[dict]) -> None:
     def number(x):
         return "-" if x is None else f"{x:.4f}"
 
+    width = max([40, *(len(config_label(row_key(row))) for row in rows)])
     header = (
-        f"{'configuration':<40} {'n':>3} {'mean':>7} {'std':>7} {'95% CI':>17} {'min':>7} "
+        f"{'configuration':<{width}} {'n':>3} {'mean':>7} {'std':>7} {'95% CI':>17} {'min':>7} "
         f"{'max':>7} {'ensemble':>8}"
     )
     console.result("test accuracy over seeds:")
@@ -86,8 +87,8 @@ def print_table(console: Console, rows: list[dict]) -> None:
             else f"[{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
         )
         line = (
-            f"{label:<40} {stats['n']:>3} {number(stats['mean']):>7} {number(stats['std']):>7} "
-            f"{ci:>17} {number(stats['min']):>7} {number(stats['max']):>7} "
+            f"{label:<{width}} {stats['n']:>3} {number(stats['mean']):>7} "
+            f"{number(stats['std']):>7} {ci:>17} {number(stats['min']):>7} {number(stats['max']):>7} "
             f"{number(row.get('ensemble_accuracy')):>8}"
         )
         if row["diverged"]:
@@ -102,6 +103,7 @@ def print_table(console: Console, rows: list[dict]) -> None:
         if reached["reached"]:
             epochs, seconds = reached["epochs"], reached["seconds"]
             text += f", after {epochs['mean']:.1f} epochs, {seconds['mean']:.1f} s of training"
+            text += " (each member's share of its program's time)"
             if seconds["ci95_low"] is not None:
                 text += f" (95% interval {seconds['ci95_low']:.1f}-{seconds['ci95_high']:.1f} s)"
         console.result(text)

@@ -85,8 +85,11 @@ def test_the_sweep_reports_time_to_target_per_member_and_configuration(tmp_path,
         run_main(sweep.main, sweep.PROG, [*argv, "--no-tensorboard", "--out", str(tmp_path / "s")])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0
-    assert "2/2 reached validation accuracy 0.01, after 1.0 epochs" in out
+    assert "2/2 reached validation accuracy 0.01, after 1.0 epochs" in out and "share" in out
     members = json.loads((tmp_path / "s" / "members.json").read_text())
     assert [m["time_to_target"]["epoch"] for m in members] == [1, 1]
+    for m in members:  # two members in one program: each has half its time
+        reached = m["time_to_target"]
+        assert reached["member_seconds"] == pytest.approx(reached["seconds"] / 2)
     rows = json.loads((tmp_path / "s" / "summary.json").read_text())["configurations"]
     assert rows[0]["time_to_target"]["reached"] == 2

@@ -7,7 +7,8 @@ so the dicts are valid JSON as they are.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.stats
@@ -98,14 +99,22 @@ def summarize_by_config(
     return out
 
 
-def time_to_target_by_config(member_results: Sequence, target: float) -> dict:
+def time_to_target_by_config(
+    member_results: Sequence, target: float, share: Callable[[Any], float] = lambda r: 1.0
+) -> dict:
     """Per configuration: how many members reached validation accuracy `target` (diverged ones
-    count as not reaching it), and `summarize` of the epochs and training seconds they took."""
+    count as not reaching it), and `summarize` of the epochs and training seconds they took.
+
+    A record's seconds are its program's (the members of a program train together); `share(r)`
+    scales them to the member's share (`member_time_share`), so configurations trained in
+    programs of different sizes compare."""
     from mnist_jax.epochs import time_to_target
 
     out: dict = {}
     for result in member_results:
         reached = time_to_target(result.history, target)
+        if reached["reached"]:
+            reached["seconds"] *= share(result)
         row = out.setdefault(
             result.member.config_key, {"target": target, "members": 0, "epochs": [], "seconds": []}
         )
@@ -117,3 +126,10 @@ def time_to_target_by_config(member_results: Sequence, target: float) -> dict:
         row["reached"] = len(row["epochs"])
         row["epochs"], row["seconds"] = summarize(row["epochs"]), summarize(row["seconds"])
     return out
+
+
+def member_time_share(programs: Sequence) -> Callable[[Any], float]:
+    """A member's share of its program's time: 1 / the program's real members (each device takes
+    its members one at a time on CPUs, so this is close to the member's own time)."""
+    sizes = {program.index: len(program.members) for program in programs}
+    return lambda result: 1.0 / sizes[result.program]
