@@ -88,8 +88,8 @@ def print_table(console: Console, rows: list[dict]) -> None:
         )
         line = (
             f"{label:<{width}} {stats['n']:>3} {number(stats['mean']):>7} "
-            f"{number(stats['std']):>7} {ci:>17} {number(stats['min']):>7} {number(stats['max']):>7} "
-            f"{number(row.get('ensemble_accuracy')):>8}"
+            f"{number(stats['std']):>7} {ci:>17} {number(stats['min']):>7} "
+            f"{number(stats['max']):>7} {number(row.get('ensemble_accuracy')):>8}"
         )
         if row["diverged"]:
             line += f"  (diverged seeds: {row['diverged']})"
@@ -102,10 +102,10 @@ def print_table(console: Console, rows: list[dict]) -> None:
         text += f"validation accuracy {reached['target']:g}"
         if reached["reached"]:
             epochs, seconds = reached["epochs"], reached["seconds"]
-            text += f", after {epochs['mean']:.1f} epochs, {seconds['mean']:.1f} s of training"
-            text += " (each member's share of its program's time)"
+            text += f", after {epochs['mean']:.1f} epochs and {seconds['mean']:.2f} s of training"
             if seconds["ci95_low"] is not None:
-                text += f" (95% interval {seconds['ci95_low']:.1f}-{seconds['ci95_high']:.1f} s)"
+                text += f" (95% interval {seconds['ci95_low']:.2f}-{seconds['ci95_high']:.2f} s)"
+            text += " (a member's share of its program's time)"
         console.result(text)
 
 
