@@ -159,12 +159,13 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
     lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
     lines += [
         "",
-        "| epoch | train loss | train acc | val loss | val acc | seconds |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| epoch | train loss | train acc | val loss | val acc | learning rate | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
-        f"| {r['val_accuracy']:.4f} | {r['seconds']:.2f} |"
+        f"| {r['val_accuracy']:.4f} | {r.get('learning_rate', float('nan')):.3g} "
+        f"| {r['seconds']:.2f} |"
         for r in history
     ]
     per_class = ", ".join(
