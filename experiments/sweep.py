@@ -63,6 +63,7 @@ from mnist_jax.sweep import (
     resolve_members_per_program,
     run_sweep,
 )
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.results import row_key
 from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
 
@@ -74,13 +75,10 @@ SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step"
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
 PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
 # The lists `expand_members` takes by field name (beyond its first five).
-RECIPE_LISTS = (
-    "optimizer",
-    "weight_decay",
-    "momentum",
-    "schedule",
-    "warmup_epochs",
-    "final_lr_fraction",
+RECIPE_LISTS = tuple(
+    name
+    for name in CONFIG_KEY_FIELDS
+    if name not in ("learning_rate", "dropout_rate", "hidden_sizes", "model")
 )
 
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_bitwise_equal, teacher_data
 
 from mnist_jax.checkpoint import RunCheckpointer, restore_checkpoint
 from mnist_jax.config import TrainConfig
@@ -16,20 +17,9 @@ from mnist_jax.train import TrainSpec, create_train_state, track_best, train_epo
 CONFIG = TrainConfig(hidden_sizes=(16,), batch_size=32, epochs=8, eval_batch_size=64)
 
 
-def assert_bitwise_equal(a, b):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
-
-
 @pytest.fixture(scope="module")
 def data() -> DeviceData:
-    rng = np.random.default_rng(1)
-    teacher = rng.normal(size=(784, 10))
-    images = rng.uniform(size=(224, 784)).astype(np.float32)
-    labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
-    train, test = (images[:160], labels[:160]), (images[160:], labels[160:])
-    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+    return teacher_data(seed=1)
 
 
 def test_the_best_parameters_and_patience_follow_a_hand_made_validation_sequence():

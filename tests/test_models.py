@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import assert_bitwise_equal
 
 from mnist_jax.checkpoint import RunCheckpointer, load_run, restore_checkpoint
 from mnist_jax.config import TrainConfig
@@ -28,12 +29,6 @@ from mnist_jax.sweep import Member, expand_members, run_sweep
 from mnist_jax.train import TrainSpec, create_train_state
 
 CONFIG = TrainConfig(batch_size=32, epochs=2, eval_batch_size=64)
-
-
-def assert_bitwise_equal(a, b):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_bitwise_equal, teacher_data
 
 from experiments import baseline, cli, sweep
 from mnist_jax.checkpoint import RunCheckpointer, restore_checkpoint
@@ -19,20 +20,9 @@ from mnist_jax.train import TrainSpec, create_train_state
 CONFIG = TrainConfig(hidden_sizes=(16,), batch_size=32, epochs=3, eval_batch_size=64)
 
 
-def assert_bitwise_equal(a, b):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
-
-
 @pytest.fixture(scope="module")
 def data() -> DeviceData:
-    rng = np.random.default_rng(0)
-    teacher = rng.normal(size=(784, 10))
-    images = rng.uniform(size=(224, 784)).astype(np.float32)
-    labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
-    train, test = (images[:160], labels[:160]), (images[160:], labels[160:])
-    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+    return teacher_data(seed=0)
 
 
 # Schedules and optimizers against optax ----------------------------------------------------------

@@ -1,0 +1,27 @@
+"""Helpers shared by tests: bitwise comparison of pytrees and a tiny learnable dataset."""
+
+import jax
+import numpy as np
+
+from mnist_jax.fit import DeviceData
+
+
+def assert_bitwise_equal(a, b):
+    """Same tree structure, and every leaf the same bytes (shape and dtype included)."""
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert x.tobytes() == y.tobytes()
+
+
+def teacher_data(num_train: int = 160, num_test: int = 64, seed: int = 0) -> DeviceData:
+    """Flat 784-pixel images labelled by a fixed random linear teacher, on the device; the test
+    split doubles as the validation split."""
+    rng = np.random.default_rng(seed)
+    teacher = rng.normal(size=(784, 10))
+    images = rng.uniform(size=(num_train + num_test, 784)).astype(np.float32)
+    labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
+    train = [images[:num_train], labels[:num_train]]
+    test = [images[num_train:], labels[num_train:]]
+    return DeviceData(*jax.device_put(train + test + test), num_classes=10)
