@@ -295,7 +295,8 @@ class TrainConfig:
         for name, reason in unused:
             _check(used[name], name, getattr(self, name), f"the default here: {reason}")
         _check(
-            self.warmup_epochs < self.epochs if _is_int(self.epochs) else True,
+            # (an invalid epochs is named by its own check below)
+            self.warmup_epochs < self.epochs if _is_int(self.epochs) and self.epochs > 0 else True,
             "warmup_epochs",
             self.warmup_epochs,
             f"fewer than the run's {self.epochs} epochs",

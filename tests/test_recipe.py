@@ -200,6 +200,7 @@ def test_a_run_resumed_mid_schedule_ends_bitwise_where_the_uninterrupted_run_doe
         ({"schedule": "warmup-cosine", "warmup_epochs": 3.0, "epochs": 3}, "fewer than"),
         ({"optimizer": "adamw", "weight_decay": -1.0}, ">= 0"),
         ({"optimizer": "lion"}, "adam or adamw or sgd"),
+        ({"epochs": 0}, "invalid epochs=0"),
     ],
 )
 def test_recipe_values_out_of_range_or_without_effect_are_config_errors(values, message):
