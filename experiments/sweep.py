@@ -28,13 +28,14 @@ from experiments import cli
 from experiments.console import Console
 from experiments.sweep_output import (
     ProgressPrinter,
+    member_entries,
     print_table,
+    summary_rows,
     throughput,
     write_plots,
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
-from mnist_jax.epochs import time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog, json_safe
@@ -64,8 +65,7 @@ from mnist_jax.sweep import (
     run_sweep,
 )
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
-from mnist_jax.sweep.results import row_key
-from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
+from mnist_jax.sweep.plan import plan_record, recorded_plan
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
@@ -145,52 +145,6 @@ def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
     return sorted(
         {flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")}
     )
-
-
-def _program_plan(programs) -> list[dict]:
-    return [
-        {
-            "index": p.index,
-            "model": p.model,
-            "hidden_sizes": list(p.hidden_sizes),
-            "optimizer": p.optimizer,
-            "schedule": p.schedule,
-            "num_padded": p.num_padded,
-            "members": [m.to_dict() for m in p.members],
-        }
-        for p in programs
-    ]
-
-
-def _recorded_plan(plan: list) -> list:
-    """sweep.json's plan; sweeps from before models were recorded trained the MLP only."""
-    if not all(isinstance(p, dict) and isinstance(p.get("members"), list) for p in plan):
-        return plan
-    try:
-        return [
-            {
-                "index": p.get("index"),
-                "model": p.get("model", "mlp"),
-                "hidden_sizes": p.get("hidden_sizes"),
-                "optimizer": p.get("optimizer", "adam"),
-                "schedule": p.get("schedule", "constant"),
-                **{k: v for k, v in p.items() if k in ("num_padded",)},
-                "members": [Member(**m).to_dict() for m in p["members"]],
-            }
-            for p in plan
-        ]
-    except (TypeError, ConfigError):
-        return plan  # damaged: it then differs from any plan
-
-
-def member_time_to_target(result, target: float, programs) -> dict:
-    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share."""
-    reached = time_to_target(result.history, target)
-    share = member_time_share(programs)(result)
-    return {
-        **reached,
-        "member_seconds": None if reached["seconds"] is None else reached["seconds"] * share,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
     programs = plan_sweep(config, members, data, mesh.size, members_per_program)
-    if args.resume and _program_plan(programs) != _recorded_plan(record["programs"]):
+    if args.resume and plan_record(programs) != recorded_plan(record["programs"]):
         raise ConfigError(
             f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
             f"device(s) as {len(record['programs'])} program(s); here there are "
@@ -304,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             members=[m.to_dict() for m in members],
             members_per_program=members_per_program,
             members_per_step=members_per_step,
-            programs=_program_plan(programs),
+            programs=plan_record(programs),
             checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep},
         )
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
@@ -399,12 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not main_process:
         return 0
 
-    rows = result.summary()
-    if config.target_accuracy is not None:
-        share = member_time_share(programs)
-        reached = time_to_target_by_config(result.members, config.target_accuracy, share)
-        for row in rows:
-            row["time_to_target"] = reached[row_key(row)]
+    rows = summary_rows(result, config.target_accuracy)
     timing = {
         "wall_seconds": wall_seconds,
         "compile_seconds": result.compile_seconds,
@@ -421,24 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     written = [] if args.resume else [sweep_dir / SWEEP_FILE]
     if wanted(MEMBERS_FILE):
-        member_entries = [
-            json_safe(
-                {
-                    **r.member.to_dict(),
-                    "program": r.program,
-                    "test_accuracy": (r.test or {}).get("test_accuracy"),
-                    "test_loss": (r.test or {}).get("test_loss"),
-                    **(r.best or {}),
-                    "history": r.history,
-                    "diverged_epoch": r.diverged_epoch,
-                    "time_to_target": None
-                    if config.target_accuracy is None
-                    else member_time_to_target(r, config.target_accuracy, programs),
-                }
-            )
-            for r in result.members
-        ]
-        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, member_entries))
+        entries = member_entries(result, config.target_accuracy)
+        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, entries))
     if wanted(SUMMARY_FILE):
         summary = {
             "configurations": rows,

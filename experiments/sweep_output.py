@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from experiments.console import Console
-from mnist_jax.epochs import diverged
+from mnist_jax.epochs import diverged, time_to_target
+from mnist_jax.logs import json_safe
 from mnist_jax.sweep import config_label, curves_by_config, values_by_config
 from mnist_jax.sweep.results import row_key
+from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
 
 PLOT_FILES = ("accuracy_distribution.png", "learning_curves.png")
 
@@ -130,3 +132,47 @@ def write_plots(sweep_dir: Path, result, only_missing: bool = False) -> list[Pat
         for name, figure in draw.items()
         if accuracies and not (only_missing and (sweep_dir / name).exists())
     ]
+
+
+def member_time_to_target(result, target: float, programs) -> dict:
+    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share."""
+    reached = time_to_target(result.history, target)
+    share = member_time_share(programs)(result)
+    return {
+        **reached,
+        "member_seconds": None if reached["seconds"] is None else reached["seconds"] * share,
+    }
+
+
+def member_entries(result, target: float | None) -> list[dict]:
+    """members.json: each member's values, program, final and best-epoch test numbers, history,
+    divergence and (with a target) time to target."""
+    return [
+        json_safe(
+            {
+                **r.member.to_dict(),
+                "program": r.program,
+                "test_accuracy": (r.test or {}).get("test_accuracy"),
+                "test_loss": (r.test or {}).get("test_loss"),
+                **(r.best or {}),
+                "history": r.history,
+                "diverged_epoch": r.diverged_epoch,
+                "time_to_target": None
+                if target is None
+                else member_time_to_target(r, target, result.programs),
+            }
+        )
+        for r in result.members
+    ]
+
+
+def summary_rows(result, target: float | None) -> list[dict]:
+    """summary.json's configurations: `SweepResult.summary`, with time to target per
+    configuration when there is a target (in each member's share of its program's time)."""
+    rows = result.summary()
+    if target is not None:
+        share = member_time_share(result.programs)
+        reached = time_to_target_by_config(result.members, target, share)
+        for row in rows:
+            row["time_to_target"] = reached[row_key(row)]
+    return rows

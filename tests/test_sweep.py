@@ -21,8 +21,8 @@ from mnist_jax.sweep import (
     summarize_by_config,
 )
 from mnist_jax.sweep.members import chunk_sizes, group_members, padded_size
+from mnist_jax.sweep.plan import plan_programs
 from mnist_jax.sweep.program import member_bytes, members_per_program
-from mnist_jax.sweep.run import plan_programs
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
 SPEC = TrainSpec(mlp((32,)), batch_size=64)

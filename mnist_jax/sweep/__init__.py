@@ -16,6 +16,7 @@ from mnist_jax.sweep.members import (
     expand_members,
     parse_int_ranges,
 )
+from mnist_jax.sweep.plan import SweepProgram, plan_sweep, resolve_members_per_program
 from mnist_jax.sweep.program import (
     MEMBER_AXIS,
     default_budget_bytes,
@@ -38,12 +39,9 @@ from mnist_jax.sweep.results import (
 from mnist_jax.sweep.run import (
     MemberResult,
     SweepCallback,
-    SweepProgram,
     SweepResult,
     SweepStart,
     ensembles,
-    plan_sweep,
-    resolve_members_per_program,
     run_sweep,
 )
 from mnist_jax.sweep.stats import summarize, summarize_by_config

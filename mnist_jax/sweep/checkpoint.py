@@ -25,7 +25,7 @@ from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.distributed import gather_to_host
 from mnist_jax.sweep.members import Member
-from mnist_jax.sweep.run import SweepProgram
+from mnist_jax.sweep.plan import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState
 
 __all__ = ["SweepCheckpointer", "program_store", "sweep_start"]

@@ -1,7 +1,6 @@
 """`run_sweep`: many members at once, through the same host loop as `fit` (`epochs.run_epochs`).
 
-Members are planned once into programs (`plan_sweep`: one group per model and hidden sizes, cut
-into chunks by the memory bound, padded to a multiple of the device count). Each program creates
+Members are planned once into programs (`sweep.plan.plan_sweep`). Each program creates
 its stacked state sharded over the member mesh, compiles its epoch and validation, and runs the
 shared epoch loop; at the end come per-member test metrics and each configuration's ensemble.
 
@@ -25,67 +24,17 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from mnist_jax.config import MODELS, TrainConfig
+from mnist_jax.config import TrainConfig
 from mnist_jax.epochs import compile_all, diverged, run_epochs, time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
-from mnist_jax.models import Model, check_model
+from mnist_jax.models import Model
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.distributed import gather_to_host
-from mnist_jax.sweep.members import (
-    ConfigKey,
-    Member,
-    chunk_sizes,
-    group_members,
-    padded_size,
-)
+from mnist_jax.sweep.members import ConfigKey, Member
+from mnist_jax.sweep.plan import SweepProgram, plan_sweep
 from mnist_jax.train import TrainSpec, TrainState
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepProgram:
-    """One call of a compiled program: a chunk of one group's members, padded for the device count.
-
-    `members` are the real members, in the order of the stacked state's leading axis; rows
-    `len(members)` to `num_padded - 1` are dummies (copies of `members[0]`), their results dropped.
-    """
-
-    model: str
-    hidden_sizes: tuple[int, ...]
-    index: int  # position of this chunk in the sweep (0, 1, ...)
-    members: tuple[Member, ...]
-    num_padded: int
-    optimizer: str = "adam"
-    schedule: str = "constant"
-
-    def spec(
-        self,
-        config: TrainConfig,
-        num_classes: int = 10,
-        image_shape: tuple[int, ...] = (28, 28),
-        models: Mapping[str, Model] | None = None,
-    ) -> TrainSpec:
-        """The program's spec: the members' model (a built-in, or `models[name]`), their hidden
-        sizes, the data's classes and image shape."""
-        return TrainSpec.from_config(
-            self.members[0].config(config),
-            num_classes,
-            tuple(image_shape),
-            model=model_named(self.model, models),
-        )
-
-
-def model_named(name: str, models: Mapping[str, Model] | None) -> Model | None:
-    """`models[name]` for a user's model; None (the configuration's built-in) for a built-in."""
-    if models and name in models:
-        return models[name]
-    if name in MODELS:
-        return None
-    raise ConfigError(
-        f"the sweep names model {name!r}, which is neither built in ({', '.join(MODELS)}) nor "
-        f"given in models= ({', '.join(models or ()) or 'none'})"
-    )
 
 
 @dataclasses.dataclass
@@ -137,92 +86,6 @@ class SweepResult:
 SweepCallback = Callable[[SweepProgram, TrainState, list, list], None]
 # program -> (stacked state with `program.num_padded` rows, one history per real member) or None.
 SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | None"]
-
-
-def plan_programs(
-    members: Sequence[Member], members_per_program: int, num_devices: int
-) -> list[SweepProgram]:
-    """A sweep's program calls: groups by model, hidden sizes, optimizer and schedule, cut into
-    chunks, padded for the devices."""
-    programs = []
-    for (model, hidden_sizes, optimizer, schedule), group in group_members(members).items():
-        start = 0
-        for size in chunk_sizes(len(group), members_per_program, num_devices):
-            chunk = tuple(group[start : start + size])
-            padded = padded_size(size, num_devices)
-            programs.append(
-                SweepProgram(model, hidden_sizes, len(programs), chunk, padded, optimizer, schedule)
-            )
-            start += size
-    return programs
-
-
-def resolve_members_per_program(
-    config: TrainConfig,
-    members: Sequence[Member],
-    data: DeviceData,
-    num_devices: int,
-    models: Mapping[str, Model] | None = None,
-) -> int:
-    """The default program size: what the memory estimate allows for the largest group of
-    `members` (the smallest of the groups' sizes)."""
-    programs = plan_programs(members, len(members), num_devices)  # one per group
-    return min(
-        prog.members_per_program(
-            program.spec(config, data.num_classes, data.image_shape, models),
-            int(data.train_images.shape[0]),
-            num_devices=num_devices,
-            num_classes=data.num_classes,
-            eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
-            eval_chunk_size=config.eval_batch_size,
-        )
-        for program in programs
-    )
-
-
-def plan_sweep(
-    config: TrainConfig,
-    members: Sequence[Member],
-    data: DeviceData,
-    num_devices: int,
-    members_per_program: int | None = None,
-    models: Mapping[str, Model] | None = None,
-) -> list[SweepProgram]:
-    """The sweep's program calls (`plan_programs`), by default as large as the memory estimate
-    for the largest group allows. Planned once: the command line records this plan and trains
-    it."""
-    members = list(members)
-    if not members:
-        raise ConfigError("a sweep needs at least one member")
-    if len(set(members)) != len(members):
-        raise ConfigError("the sweep lists a member twice")
-    for member in members:  # each member's values with the sweep's (the warm-up vs its epochs)
-        member.config(config)
-    for program in plan_programs(members, len(members), num_devices):  # one per group
-        check_program_model(config, program, data, models)
-    if members_per_program is None:
-        members_per_program = resolve_members_per_program(
-            config, members, data, num_devices, models
-        )
-    return plan_programs(members, members_per_program, num_devices)
-
-
-def check_program_model(
-    config: TrainConfig,
-    program: SweepProgram,
-    data: DeviceData,
-    models: Mapping[str, Model] | None = None,
-) -> None:
-    """ConfigError if the program's model cannot train on the data (`check_model`), or if its
-    members differ in a dropout rate the model does not take (they would train the same)."""
-    spec = program.spec(config, data.num_classes, data.image_shape, models)
-    check_model(spec.model, spec.example_shape, data.num_classes)
-    rates = sorted({m.dropout_rate for m in program.members})
-    if len(rates) > 1 and not spec.model.takes_dropout_rate:
-        raise ConfigError(
-            f"model {spec.model.name} keeps its own dropout rate; the sweep's dropout rates "
-            f"{rates} would all train the same"
-        )
 
 
 def run_sweep(
