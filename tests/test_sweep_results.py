@@ -10,6 +10,7 @@ from mnist_jax.sweep import (
     Member,
     MemberResult,
     config_label,
+    config_labels,
     curves_by_config,
     paired_difference,
     summarize,
@@ -56,6 +57,79 @@ RESULTS = [
 def test_config_label_is_the_cli_format():
     assert config_label(BASE) == "lr=0.001 dropout=0.25 hidden=128,128"
     assert config_label((0.01, 0.0, [64])) == "lr=0.01 dropout=0 hidden=64"
+
+
+def key(lr=1e-3, dropout=0.25, hidden=(128, 128), model="mlp", **recipe):
+    return Member(0, lr, dropout, hidden, model, **recipe).config_key
+
+
+def test_config_labels_name_only_the_field_that_varies():
+    assert config_labels([BASE, FAST]) == {BASE: "lr=0.001", FAST: "lr=0.003"}
+    dropouts = [key(dropout=d) for d in (0.0, 0.25, 0.5)]
+    assert list(config_labels(dropouts).values()) == ["dropout=0", "dropout=0.25", "dropout=0.5"]
+    two = config_labels([key(lr=3e-3, hidden=(64,)), key(hidden=(256, 256))])
+    assert list(two.values()) == ["lr=0.003 hidden=64", "lr=0.001 hidden=256,256"]
+
+
+def test_config_labels_name_the_mlp_when_the_model_varies_without_its_hidden_sizes_elsewhere():
+    assert list(config_labels([key(), key(model="cnn")]).values()) == ["mlp", "cnn"]
+    mixed = config_labels([key(hidden=(64,)), key(model="cnn"), key()])
+    assert list(mixed.values()) == ["mlp hidden=64", "cnn", "mlp hidden=128,128"]
+    # the CNN's (default) hidden sizes differ from the MLP's but mean nothing there
+    assert list(config_labels([key(hidden=(64,)), key(model="cnn")]).values()) == [
+        "mlp hidden=64",
+        "cnn",
+    ]
+
+
+def test_config_labels_name_a_recipe_value_only_where_it_does_something():
+    sgd = key(model="cnn", optimizer="sgd", momentum=0.8, schedule="warmup-cosine", warmup_epochs=1)
+    assert list(config_labels([sgd, key(model="cnn")]).values()) == [
+        "sgd warmup-cosine momentum=0.8 warmup=1",
+        "adam constant",
+    ]
+    # sgd's default momentum is not named against adam, as in config_label
+    assert list(config_labels([key(optimizer="sgd"), key()]).values()) == ["sgd", "adam"]
+    momenta = [key(optimizer="sgd", momentum=m) for m in (0.8, 0.9)]
+    assert list(config_labels(momenta).values()) == ["momentum=0.8", "momentum=0.9"]
+    decays = [key(optimizer="sgd"), key(optimizer="adamw", weight_decay=1e-4)]
+    assert list(config_labels(decays).values()) == ["sgd wd=0", "adamw wd=0.0001"]
+
+
+def test_config_labels_of_one_configuration_is_its_full_label():
+    assert config_labels([BASE]) == {BASE: config_label(BASE)}
+    assert config_labels([BASE, BASE]) == {BASE: "lr=0.001 dropout=0.25 hidden=128,128"}
+    cnn = key(model="cnn", optimizer="sgd", momentum=0.8)
+    assert config_labels([cnn]) == {cnn: "cnn sgd lr=0.001 momentum=0.8 dropout=0.25"}
+    assert config_labels([]) == {}
+
+
+def test_config_labels_keep_the_order_of_the_keys_once_each():
+    keys = [FAST, BASE, key(lr=1e-2), BASE, FAST]
+    labels = config_labels(keys)
+    assert list(labels) == [FAST, BASE, key(lr=1e-2)]
+    assert list(labels.values()) == ["lr=0.003", "lr=0.001", "lr=0.01"]
+
+
+def test_config_labels_are_distinct_for_distinct_keys_even_where_short_ones_collide():
+    # hidden sizes do nothing for the CNN, but these hand-made keys differ only there
+    cnns = [(1e-3, 0.25, (64,), "cnn"), (1e-3, 0.25, (32,), "cnn")]
+    assert list(config_labels(cnns).values()) == ["hidden=64", "hidden=32"]
+    # `:g` keeps six digits: the full precision tells these apart
+    close = [key(lr=1e-3), key(lr=1.0000001e-3)]
+    assert list(config_labels(close).values()) == ["lr=0.001", "lr=0.0010000001"]
+    grid = [
+        key(lr=lr, dropout=d, hidden=h, model=m)
+        for m in ("mlp", "cnn")
+        for h in ((64,), (128, 128))
+        for lr in (1e-3, 3e-3)
+        for d in (0.0, 0.5)
+        if m == "mlp" or h == (128, 128)
+    ]
+    labels = config_labels(grid)
+    assert len(set(labels.values())) == len(grid) == 12
+    assert labels[key(model="cnn", lr=3e-3, dropout=0.5)] == "cnn lr=0.003 dropout=0.5"
+    assert labels[key(hidden=(64,), dropout=0.0)] == "mlp lr=0.001 dropout=0 hidden=64"
 
 
 def test_values_by_config_maps_seeds_to_values_without_diverged_members():

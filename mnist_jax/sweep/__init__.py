@@ -32,6 +32,7 @@ from mnist_jax.sweep.program import (
 )
 from mnist_jax.sweep.results import (
     config_label,
+    config_labels,
     curves_by_config,
     paired_difference,
     values_by_config,
@@ -57,6 +58,7 @@ __all__ = [
     "SweepResult",
     "SweepStart",
     "config_label",
+    "config_labels",
     "curves_by_config",
     "default_budget_bytes",
     "default_members_per_step",

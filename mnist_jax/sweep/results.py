@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mnist_jax.config import DEFAULT_HIDDEN_SIZES
 from mnist_jax.epochs import RECORD_METRICS
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 from mnist_jax.sweep.stats import MEMBER_METRICS, summarize
@@ -53,6 +54,92 @@ def config_label(key: ConfigKey | Sequence) -> str:
     if model == "mlp":
         words.append(f"hidden={','.join(map(str, values['hidden_sizes']))}")
     return " ".join(words)
+
+
+# When a field does something, by the configuration's other values (TrainConfig keeps it at its
+# default where it does nothing); `config_labels` leaves it out of the other configurations' labels.
+_FIELD_USED = {
+    "hidden_sizes": lambda v: v.get("model", "mlp") == "mlp",
+    "weight_decay": lambda v: v.get("optimizer", "adam") != "adam",
+    "momentum": lambda v: v.get("optimizer", "adam") == "sgd",
+    "warmup_epochs": lambda v: v.get("schedule", "constant") == "warmup-cosine",
+    "final_lr_fraction": lambda v: v.get("schedule", "constant") != "constant",
+}
+# A label's fields in `config_label`'s order, each with its default (None: every key has it).
+_LABEL_FIELDS = (
+    ("model", "mlp"),
+    ("optimizer", "adam"),
+    ("schedule", "constant"),
+    ("learning_rate", None),
+    *((k, default) for k, (_, default) in _RECIPE_LABELS.items()),
+    ("dropout_rate", None),
+    ("hidden_sizes", DEFAULT_HIDDEN_SIZES),
+)
+_LABEL_NAMES = {
+    "learning_rate": "lr",
+    "dropout_rate": "dropout",
+    "hidden_sizes": "hidden",
+    **{k: name for k, (name, _) in _RECIPE_LABELS.items()},
+}
+
+
+def _used(field: str, values: Mapping) -> bool:
+    return _FIELD_USED.get(field, lambda v: True)(values)
+
+
+def _label_word(field: str, value, precise: bool) -> str:
+    if field in ("model", "optimizer", "schedule"):
+        return str(value)
+    if field == "hidden_sizes":
+        text = ",".join(map(str, value))
+    else:
+        text = repr(float(value)) if precise else f"{value:g}"
+    return f"{_LABEL_NAMES[field]}={text}"
+
+
+def config_labels(keys: Sequence[ConfigKey | Sequence]) -> dict[ConfigKey, str]:
+    """Short labels for configurations shown side by side: each names only the fields whose values
+    differ between `keys` (e.g. "lr=0.001" and "lr=0.003"; "mlp" and "cnn" when only the model
+    differs), in `config_label`'s words and order.
+
+    A field is named only for the configurations it does something for (hidden sizes for the MLP,
+    momentum for sgd, weight decay for adamw and sgd, warm-up for warmup-cosine, the final rate
+    for the cosine schedules): where its value differs among them, or where only some of the keys
+    use it and its value is not the default (adam against "sgd momentum=0.8"). One distinct key
+    (nothing varies) gets its full `config_label`. Distinct keys always get distinct labels: when
+    the short labels would collide (keys that differ only in a value that does nothing, or in
+    digits `:g` rounds away), every field that differs is named for every key with its value's
+    full precision, and failing that the key itself is the label. The result keeps the order of
+    `keys`, each key once; keys are hashable (`Member.config_key`, `row_key`).
+    """
+    unique = list(dict.fromkeys(keys))
+    if len(unique) <= 1:
+        return {key: config_label(key) for key in unique}
+    values = [dict(zip(CONFIG_KEY_FIELDS, key)) for key in unique]
+
+    def short_label(v: Mapping) -> str:
+        words = []
+        for field, default in _LABEL_FIELDS:
+            users = [u.get(field, default) for u in values if _used(field, u)]
+            if not _used(field, v):
+                continue
+            value = v.get(field, default)
+            if len(set(users)) > 1 or (len(users) < len(values) and value != default):
+                words.append(_label_word(field, value, precise=False))
+        return " ".join(words)
+
+    def precise_label(v: Mapping) -> str:
+        return " ".join(
+            _label_word(field, v.get(field, default), precise=True)
+            for field, default in _LABEL_FIELDS
+            if len({u.get(field, default) for u in values}) > 1
+        )
+
+    for label in (short_label, precise_label):
+        texts = [label(v) for v in values]
+        if all(texts) and len(set(texts)) == len(texts):
+            return dict(zip(unique, texts))
+    return {key: str(tuple(key)) for key in unique}
 
 
 def row_key(row: Mapping) -> ConfigKey:
