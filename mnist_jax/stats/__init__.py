@@ -1,0 +1,61 @@
+"""Statistics for honest reporting, as pure numpy/scipy functions of plain arrays and dicts.
+
+Every interval says what it resamples:
+- `intervals`: a mean over seeds with the test set fixed (`summarize`: Student-t;
+  `bootstrap_interval`: percentile bootstrap), over seeds *and* test examples
+  (`seeds_and_examples_interval`, a two-level bootstrap), and one run's accuracy over test
+  examples (`wilson_interval`);
+- `compare`: two configurations seed by seed (`paired_difference`, `probability_of_improvement`,
+  `paired_p_value`, Holm's correction, `compare_with_reference`, `verdict`), and two sets of
+  predictions example by example (`mcnemar`);
+- `calibration`: reliability bins, expected calibration error, and ensembles of growing size;
+- `selection`: the expected best result after n trials of a hyper-parameter search.
+
+Bootstrap draws come from `numpy.random.default_rng(seed)` with a fixed default seed, so a report's
+numbers are the same each time they are computed. Values that are undefined (an interval of one
+seed) are None, so results are valid JSON as they are.
+"""
+
+from mnist_jax.stats.calibration import (
+    calibration_bins,
+    ensemble_curve,
+    expected_calibration_error,
+    softmax,
+)
+from mnist_jax.stats.compare import (
+    compare_with_reference,
+    holm,
+    mcnemar,
+    paired_difference,
+    paired_p_value,
+    probability_of_improvement,
+    verdict,
+)
+from mnist_jax.stats.intervals import (
+    CONFIDENCE,
+    bootstrap_interval,
+    seeds_and_examples_interval,
+    summarize,
+    wilson_interval,
+)
+from mnist_jax.stats.selection import expected_max
+
+__all__ = [
+    "CONFIDENCE",
+    "bootstrap_interval",
+    "calibration_bins",
+    "compare_with_reference",
+    "ensemble_curve",
+    "expected_calibration_error",
+    "expected_max",
+    "holm",
+    "mcnemar",
+    "paired_difference",
+    "paired_p_value",
+    "probability_of_improvement",
+    "seeds_and_examples_interval",
+    "softmax",
+    "summarize",
+    "verdict",
+    "wilson_interval",
+]

@@ -1,0 +1,139 @@
+"""Intervals for an accuracy, each named by what it resamples.
+
+- `summarize`: over seeds, test set fixed; Student-t.
+- `bootstrap_interval`: over seeds, test set fixed; percentile bootstrap (no normality assumed).
+- `seeds_and_examples_interval`: over seeds and test examples; a two-level bootstrap. The test set
+  is one sample of the task's images, shared by every seed, so its sampling error does not average
+  out over seeds: this is the interval for "how good is this configuration on this task".
+- `wilson_interval`: one run's accuracy over its test examples (binomial).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.stats
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 10_000  # over seeds: cheap, so many
+TWO_LEVEL_RESAMPLES = 2_000  # each draw gathers seeds x test examples
+
+
+def _values(values: Iterable[float]) -> np.ndarray:
+    return np.asarray(list(values), np.float64).ravel()
+
+
+def summarize(values: Iterable[float], confidence: float = CONFIDENCE) -> dict:
+    """`{"mean", "std", "ci95_low", "ci95_high", "min", "max", "n"}` of `values`.
+
+    `std` is the sample standard deviation (ddof=1); the interval is
+    mean +- t(0.975, n-1) * std / sqrt(n), the t interval for the mean of normally distributed
+    values (wide for few seeds, as it should be). With fewer than two values `std` and the
+    interval are None.
+    """
+    x = _values(values)
+    n = int(x.size)
+    out = dict.fromkeys(("mean", "std", "ci95_low", "ci95_high", "min", "max"))
+    out["n"] = n
+    if n == 0:
+        return out
+    out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
+    if n >= 2:
+        std = float(np.std(x, ddof=1))
+        half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+        out.update(std=std, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
+    return out
+
+
+def bootstrap_interval(
+    values: Iterable[float],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values` (`scipy.stats.bootstrap`).
+
+    None for fewer than two values. Equal values give the zero-width interval at their value
+    (scipy would return NaN: there is nothing to resample).
+    """
+    x = _values(values)
+    if x.size < 2:
+        return None
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    result = scipy.stats.bootstrap(
+        (x,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def seeds_and_examples_interval(
+    correct: np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = TWO_LEVEL_RESAMPLES,
+    seed: int = 0,
+    chunk: int = 50,
+) -> dict:
+    """Two-level percentile bootstrap of the mean accuracy of a configuration.
+
+    `correct` is (seeds, test examples), True where that seed's model classified that example
+    correctly. Each draw resamples the seeds with replacement, then the test examples with
+    replacement (one resample shared by the drawn seeds, since they share one test set), and
+    takes the mean accuracy. Returns `{"mean", "low", "high", "seeds", "examples", "resamples"}`;
+    `low`/`high` are None when there are no examples. One seed gives the test-set interval alone.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2:
+        raise ValueError(f"correct must be (seeds, examples), got shape {correct.shape}")
+    seeds, examples = correct.shape
+    out = {
+        "mean": None,
+        "low": None,
+        "high": None,
+        "seeds": seeds,
+        "examples": examples,
+        "resamples": resamples,
+    }
+    if seeds == 0 or examples == 0:
+        return out
+    out["mean"] = float(correct.mean())
+    rng = np.random.default_rng(seed)
+    as_float = correct.astype(np.float32)
+    draws = np.empty(resamples, np.float64)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        seed_rows = rng.integers(0, seeds, size=(size, seeds))
+        example_columns = rng.integers(0, examples, size=(size, examples))
+        for k in range(size):
+            # How many drawn seeds got each example right, then the drawn examples' share.
+            right = as_float[seed_rows[k]].sum(axis=0)
+            draws[start + k] = right[example_columns[k]].sum() / (seeds * examples)
+    tail = (1 - confidence) / 2
+    out["low"], out["high"] = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
+    return out
+
+
+def wilson_interval(
+    successes: int, trials: int, confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """The Wilson score interval of a binomial proportion (one run's test accuracy:
+    `successes` correct of `trials` examples); None for no trials."""
+    if trials <= 0:
+        return None
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
+    z = float(scipy.stats.norm.ppf(0.5 + confidence / 2))
+    p = successes / trials
+    scale = 1 + z * z / trials
+    center = (p + z * z / (2 * trials)) / scale
+    half = z / scale * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return max(0.0, center - half), min(1.0, center + half)

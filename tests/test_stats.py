@@ -1,0 +1,195 @@
+"""The statistics of `mnist_jax.stats`, each against scipy or a hand computation on a small case."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from mnist_jax import stats
+
+
+def test_summarize_is_the_student_t_interval():
+    values = [0.97, 0.975, 0.972, 0.979]
+    out = stats.summarize(values)
+    low, high = scipy.stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=scipy.stats.sem(values)
+    )
+    assert out["ci95_low"] == pytest.approx(low) and out["ci95_high"] == pytest.approx(high)
+    assert out["std"] == pytest.approx(np.std(values, ddof=1)) and out["n"] == 4
+
+
+def test_summarize_of_one_value_has_no_interval():
+    out = stats.summarize([0.5])
+    assert out["mean"] == 0.5 and out["std"] is None and out["ci95_low"] is None
+
+
+def test_bootstrap_interval_is_scipys_percentile_bootstrap_with_the_same_seed():
+    values = np.array([0.970, 0.975, 0.972, 0.979, 0.971, 0.974])
+    expected = scipy.stats.bootstrap(
+        (values,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(7)
+    ).confidence_interval
+    assert stats.bootstrap_interval(values, seed=7) == pytest.approx((expected.low, expected.high))
+    assert stats.bootstrap_interval(values, seed=7) == stats.bootstrap_interval(values, seed=7)
+
+
+def test_bootstrap_interval_of_equal_or_single_values():
+    assert stats.bootstrap_interval([0.9, 0.9, 0.9]) == (0.9, 0.9)
+    assert stats.bootstrap_interval([0.9]) is None
+
+
+def test_wilson_interval_matches_scipy():
+    for k, n in [(9790, 10000), (0, 20), (20, 20), (7, 13)]:
+        expected = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert stats.wilson_interval(k, n) == pytest.approx((expected.low, expected.high))
+    assert stats.wilson_interval(0, 0) is None
+
+
+def test_two_level_bootstrap_by_hand_on_a_tiny_case():
+    # Two seeds, three examples: each draw picks seeds, then examples, with the same generator
+    # calls as the function; the quantiles of those draws are the interval.
+    correct = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    out = stats.seeds_and_examples_interval(correct, resamples=500, seed=3, chunk=500)
+    rng = np.random.default_rng(3)
+    seed_rows = rng.integers(0, 2, size=(500, 2))
+    example_columns = rng.integers(0, 3, size=(500, 3))
+    draws = [correct[s][:, e].mean() for s, e in zip(seed_rows, example_columns)]
+    assert out["mean"] == pytest.approx(0.5)
+    assert (out["low"], out["high"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+
+
+def test_two_level_interval_is_wider_than_the_seeds_only_one():
+    # Seeds agree closely, the test set is small: the test set's sampling dominates, and only the
+    # two-level interval shows it.
+    rng = np.random.default_rng(0)
+    truth = rng.random(2000) < 0.97
+    correct = np.stack([truth ^ (rng.random(2000) < 0.002) for _ in range(8)])
+    seeds_only = stats.bootstrap_interval(correct.mean(axis=1))
+    both = stats.seeds_and_examples_interval(correct)
+    assert both["high"] - both["low"] > 3 * (seeds_only[1] - seeds_only[0])
+    assert both["low"] < correct.mean() < both["high"]
+
+
+def test_paired_difference_and_p_value_match_scipy():
+    a = {0: 0.970, 1: 0.972, 2: 0.969, 3: 0.975, 9: 0.5}
+    b = {0: 0.973, 1: 0.974, 2: 0.972, 3: 0.976}
+    out = stats.paired_difference(a, b)
+    diffs = [0.003, 0.002, 0.003, 0.001]
+    assert out["seeds"] == [0, 1, 2, 3] and out["mean"] == pytest.approx(np.mean(diffs))
+    expected = scipy.stats.ttest_rel([b[s] for s in range(4)], [a[s] for s in range(4)])
+    assert stats.paired_p_value(a, b) == pytest.approx(expected.pvalue)
+
+
+def test_paired_p_value_of_equal_differences():
+    assert stats.paired_p_value({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6}) == 1.0
+    assert stats.paired_p_value({0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7}) == 0.0
+    assert stats.paired_p_value({0: 0.5}, {0: 0.6}) is None
+
+
+def test_probability_of_improvement_counts_pairs_and_ties_by_hand():
+    reference = {0: 1.0, 1: 2.0, 2: 3.0}
+    candidate = {0: 2.0, 1: 3.0, 2: 4.0}
+    # Pairs (c, r): c > r in 6 of 9, ties (2,2) and (3,3) count half: (6 + 1) / 9.
+    out = stats.probability_of_improvement(reference, candidate)
+    assert out["p"] == pytest.approx(7 / 9)
+    assert 0 <= out["low"] <= out["p"] <= out["high"] <= 1 and out["n"] == 3
+    assert stats.probability_of_improvement({0: 1.0}, {0: 2.0})["low"] is None
+
+
+def test_holm_by_hand():
+    # Sorted 0.01, 0.03, 0.04 of m = 3 tests: 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04).
+    assert stats.holm([0.04, 0.01, None, 0.03]) == pytest.approx([0.06, 0.03, None, 0.06])
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_mcnemar_on_a_hand_made_table():
+    # 2x2 table: both right 5, only A 9, only B 1, neither 2.
+    a = np.array([1] * 5 + [1] * 9 + [0] * 1 + [0] * 2, bool)
+    b = np.array([1] * 5 + [0] * 9 + [1] * 1 + [0] * 2, bool)
+    out = stats.mcnemar(a, b)
+    assert (out["both"], out["a_only"], out["b_only"], out["neither"]) == (5, 9, 1, 2)
+    # Exact two-sided: 2 * P(X <= 1), X ~ Binomial(10, 1/2) = 2 * 11 / 1024.
+    assert out["p_value"] == pytest.approx(22 / 1024)
+    assert stats.mcnemar(a, a)["p_value"] == 1.0
+
+
+def test_compare_with_reference_corrects_for_several_comparisons():
+    rng = np.random.default_rng(0)
+    base = {s: 0.97 + 0.001 * rng.standard_normal() for s in range(8)}
+    values = {
+        "ref": base,
+        "better": {s: v + 0.004 + 0.0005 * rng.standard_normal() for s, v in base.items()},
+        "same": {s: v + 0.0005 * rng.standard_normal() for s, v in base.items()},
+        "few": {0: 0.99, 1: 0.99},
+    }
+    rows = stats.compare_with_reference(values, "ref")
+    assert rows["better"]["outcome"] == "better" and rows["same"]["outcome"] in (
+        "no difference shown",
+        "better",
+        "worse",
+    )
+    assert rows["few"]["outcome"] == "too few seeds"
+    raw = [rows[k]["p_value"] for k in ("better", "same", "few")]
+    assert [rows[k]["p_holm"] for k in ("better", "same", "few")] == pytest.approx(stats.holm(raw))
+    line = stats.verdict("better", "ref", rows["better"], compared=3)
+    assert "better is better" in line and "Holm-adjusted over 3" in line
+
+
+def test_verdict_without_a_difference_says_so():
+    values = {"a": {s: 0.97 + 0.001 * (s % 2) for s in range(6)}}
+    values["b"] = {s: v + (0.001 if s % 3 == 0 else -0.001) for s, v in values["a"].items()}
+    row = stats.compare_with_reference(values, "a")["b"]
+    assert row["outcome"] == "no difference shown"
+    assert "no difference shown with 6 seeds" in stats.verdict("b", "a", row)
+
+
+def test_calibration_bins_and_ece_by_hand():
+    confidence = np.array([0.05, 0.5, 0.55, 0.95, 1.0])
+    correct = np.array([False, True, False, True, True])
+    bins = stats.calibration_bins(confidence, correct, num_bins=2)
+    assert bins["count"].tolist() == [2, 3]  # (0, 0.5] and (0.5, 1]
+    assert bins["accuracy"][0] == 0.5 and bins["confidence"][1] == pytest.approx(2.5 / 3)
+    expected = (2 * abs(0.5 - 0.275) + 3 * abs(2 / 3 - 2.5 / 3)) / 5
+    assert stats.expected_calibration_error(confidence, correct, 2) == pytest.approx(expected)
+    assert np.isnan(stats.calibration_bins([0.9], [True], 4)["accuracy"][0])
+
+
+def test_ensemble_curve_averages_every_subset_by_hand():
+    rng = np.random.default_rng(1)
+    probabilities = stats.softmax(rng.standard_normal((3, 50, 4)))
+    labels = rng.integers(0, 4, 50)
+    out = stats.ensemble_curve(probabilities, labels, sizes=[1, 2, 3])
+    assert out["size"] == [1, 2, 3] and out["subsets"] == [3, 3, 1]
+    pairs = [
+        np.mean(np.argmax(probabilities[list(s)].mean(0), -1) == labels)
+        for s in itertools.combinations(range(3), 2)
+    ]
+    assert out["accuracy"][1] == pytest.approx(np.mean(pairs))
+    full = probabilities.mean(0)
+    assert out["nll"][2] == pytest.approx(-np.mean(np.log(full[np.arange(50), labels])))
+
+
+def test_ensemble_curve_samples_subsets_when_there_are_many():
+    probabilities = stats.softmax(np.random.default_rng(2).standard_normal((10, 20, 3)))
+    out = stats.ensemble_curve(probabilities, np.zeros(20, int), max_subsets=5)
+    assert out["size"] == [1, 2, 4, 8, 10] and out["subsets"] == [5, 5, 5, 5, 1]
+    again = stats.ensemble_curve(probabilities, np.zeros(20, int), max_subsets=5)
+    assert again == out
+
+
+def test_expected_max_is_the_mean_max_over_subsets():
+    values = [0.91, 0.95, 0.93, 0.97, 0.92, 0.95]
+    out = stats.expected_max(values)
+    for n in range(1, len(values) + 1):
+        maxima = [max(s) for s in itertools.combinations(values, n)]
+        assert out["expected"][n - 1] == pytest.approx(np.mean(maxima))
+        assert out["std"][n - 1] == pytest.approx(np.std(maxima), abs=1e-12)
+    assert out["expected"][-1] == pytest.approx(max(values))
+    assert out["trials"] == list(range(1, 7))
+
+
+def test_expected_max_is_stable_for_many_trials():
+    out = stats.expected_max(np.linspace(0, 1, 2000))
+    assert all(math.isfinite(x) for x in out["expected"])
+    assert out["expected"][0] == pytest.approx(0.5) and out["expected"][-1] == pytest.approx(1.0)
