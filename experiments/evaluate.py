@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=model_record(spec.model, spec.example_shape),
         checkpoint=str(which),
         checkpoint_epoch=run.epoch,
+        validation=run.config.validation,
     )
     out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(which))
     written = write_run_outputs(out, dataset, history, metrics, probabilities)

@@ -1,9 +1,11 @@
 """What a finished run leaves behind: test metrics, plots and a readable report, from arrays alone.
 
 `evaluate_test_set` computes the notebook's final evaluation from parameters; `write_run_outputs`
-turns it into `metrics.json`, the PNG plots and `report.md`. The baseline calls both after
-training, and `experiments.evaluate` calls the same two on parameters restored from a checkpoint,
-which is what makes a run directory enough to re-evaluate a run and re-draw its plots.
+turns it into `metrics.json`, `predictions.npz` (each test image's predicted class and its
+probability, for comparing runs example by example), the PNG plots and `report.md`. The baseline
+calls both after training, and `experiments.evaluate` calls the same two on parameters restored
+from a checkpoint, which is what makes a run directory enough to re-evaluate a run and re-draw its
+plots.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from mnist_jax.evaluate import predict_logits
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.metrics import classification_report
 from mnist_jax.models import Model, describe_text
+from mnist_jax.predictions import PREDICTIONS_FILE, Predictions
 from mnist_jax.rundir import METRICS_FILE
+from mnist_jax.stats import wilson_interval
 
 # The test image shown with its prediction: the first one, so every run shows the same.
 SAMPLE_INDEX = 0
@@ -100,7 +104,9 @@ def write_run_outputs(
     *,
     only_missing: bool = False,
 ) -> list[Path]:
-    """Write `metrics.json`, the plots and `report.md`; return the paths written.
+    """Write `metrics.json`, `predictions.npz`, the plots and `report.md`; return the paths
+    written. `metrics` gains `test_correct` and `test_accuracy_wilson95`, the Wilson 95% interval
+    of the test accuracy over the test set's examples.
 
     `only_missing` leaves every file that exists as it is (completing a run whose outputs were
     interrupted, without replacing what it already wrote).
@@ -110,7 +116,16 @@ def write_run_outputs(
     def wanted(name: str) -> bool:
         return not (only_missing and (run_dir / name).exists())
 
+    predictions = Predictions.from_probabilities([probabilities], dataset.test_labels)
+    correct = int(predictions.correct.sum())
+    metrics = {
+        **metrics,
+        "test_correct": correct,
+        "test_accuracy_wilson95": list(wilson_interval(correct, len(predictions.labels))),
+    }
     written = []
+    if wanted(PREDICTIONS_FILE):
+        written.append(predictions.save(run_dir / PREDICTIONS_FILE))
     if wanted(METRICS_FILE):
         written.append(write_json_atomic(run_dir / METRICS_FILE, metrics))
     missing = [key for key, name in PLOT_FILES.items() if wanted(name)]
@@ -118,6 +133,21 @@ def write_run_outputs(
     if wanted(REPORT_FILE):
         written.append(write_text_atomic(run_dir / REPORT_FILE, render_report(dataset, metrics)))
     return written
+
+
+def data_sources_line(validation: str | None, test_examples: int) -> str:
+    """Which data each number comes from, as one Markdown list item."""
+    if validation == "holdout":
+        where = "a held-out part of the training set (not trained on)"
+    elif validation == "test":
+        where = "the test set (the notebook's choice: whatever is selected by it, is selected on "
+        where += "the test set)"
+    else:
+        where = "data the record does not name"
+    return (
+        f"- data: training and validation numbers per epoch; validation on {where}; test numbers "
+        f"on the {test_examples:,} test images, after training"
+    )
 
 
 def render_report(dataset, metrics: dict[str, Any]) -> str:
@@ -130,6 +160,14 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         f"test accuracy **{metrics['test_accuracy']:.4f}**"
         f" after {len(history)} epochs (seed {metrics['seed']})",
     ]
+    interval = metrics.get("test_accuracy_wilson95")
+    if interval:
+        lines.append(
+            f"- 95% interval of the test accuracy over the {len(dataset.test_labels):,} test "
+            f"images (Wilson): [{interval[0]:.4f}, {interval[1]:.4f}]; it covers the test set's "
+            "sampling only: another seed moves the accuracy too (a sweep measures that)"
+        )
+    lines.append(data_sources_line(metrics.get("validation"), len(dataset.test_labels)))
     model = metrics.get("model")
     if isinstance(model, dict):
         lines.append(

@@ -65,7 +65,7 @@ def test_short_real_run_exits_cleanly_and_reports_test_accuracy(short_run):
 @pytest.mark.slow
 def test_short_real_run_writes_every_file_of_the_run_directory(short_run):
     _, out = short_run
-    for name in ["config.json", "metrics.json", "report.md", *PLOTS]:
+    for name in ["config.json", "metrics.json", "report.md", "predictions.npz", *PLOTS]:
         assert (out / name).is_file(), name
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -81,6 +81,24 @@ def test_short_real_run_metrics_have_the_stable_keys_and_sensible_values(short_r
     assert sum(map(sum, metrics["confusion_matrix"])) == 10_000
     assert len(metrics["top_errors"]) == 5 and len(metrics["per_class_accuracy"]) == 10
     assert metrics["seed"] == 0
+
+
+@pytest.mark.slow
+def test_short_real_run_keeps_its_predictions_and_the_wilson_interval(short_run):
+    from mnist_jax.predictions import Predictions
+    from mnist_jax.stats import wilson_interval
+
+    _, out = short_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = Predictions.load(out / "predictions.npz")
+    correct = int(predictions.correct.sum())
+    assert predictions.num_models == 1 and predictions.labels.shape == (10_000,)
+    assert correct == metrics["test_correct"] == round(metrics["test_accuracy"] * 10_000)
+    assert metrics["test_accuracy_wilson95"] == pytest.approx(wilson_interval(correct, 10_000))
+    low, high = metrics["test_accuracy_wilson95"]
+    report = (out / "report.md").read_text()
+    assert f"[{low:.4f}, {high:.4f}]" in report and "(Wilson)" in report
+    assert "validation on the test set" in report  # the notebook's choice, named
 
 
 @pytest.mark.slow
