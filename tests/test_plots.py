@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -364,6 +365,68 @@ def test_learning_curves_band_labels_the_metric():
     ).axes[0]
     assert ax.get_ylabel() == "validation loss"
     assert ax.get_xlabel() == "epoch"
+
+
+# --------------------------------------------------------------------------- many and long labels
+
+LONG = "cnn sgd warmup-cosine lr=0.003 momentum=0.8 wd=0.0005 warmup=1 dropout=0.1"
+
+
+def _labels(count: int, long: bool) -> list[str]:
+    return [f"{LONG if long else 'cnn'} #{i}" for i in range(count)]
+
+
+def _drawn(fig: Figure) -> Figure:
+    """`fig` laid out and drawn, so that its texts have their extents."""
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _inside_figure(fig: Figure, artist) -> bool:
+    box, page = artist.get_window_extent(), fig.bbox
+    return box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("count", [2, 4, 12])
+@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
+def test_accuracy_distribution_tick_labels_do_not_overlap_nor_leave_the_figure(count, long):
+    rng = np.random.default_rng(count)
+    results = {label: 0.98 + 0.002 * rng.random(3) for label in _labels(count, long)}
+    fig = _drawn(plots.plot_accuracy_distribution(results))
+    assert fig.get_figwidth() <= 16
+    ticks = fig.axes[0].get_xticklabels()
+    boxes = [tick.get_window_extent() for tick in ticks]
+    for left, right in zip(boxes, boxes[1:]):
+        assert not _overlap(left, right)
+    assert all(_inside_figure(fig, tick) for tick in ticks)
+    # the whole label is there, wrapped at spaces, above the numbers
+    for tick, label in zip(ticks, results):
+        assert " ".join(tick.get_text().split("\n")).startswith(label)
+
+
+@pytest.mark.parametrize("count", [4, 12])
+def test_learning_curves_band_puts_a_legend_of_many_or_long_labels_outside_the_axes(count):
+    curves = {label: np.full((2, 3), 0.9) for label in _labels(count, long=True)}
+    fig = _drawn(plots.plot_learning_curves_band(curves))
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert not _overlap(legend.get_window_extent(), ax.get_window_extent())
+    assert _inside_figure(fig, legend)
+    assert fig.get_figwidth() <= 16
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert all(max(len(line) for line in text.split("\n")) <= 42 for text in texts)
+    assert " ".join(texts[0].split("\n")) == f"{LONG} #0 (n=2)"
+
+
+def test_learning_curves_band_twelve_lines_have_twelve_different_styles():
+    curves = {label: np.full((2, 3), 0.9) for label in _labels(12, long=False)}
+    lines = plots.plot_learning_curves_band(curves).axes[0].get_lines()
+    styles = {(tuple(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines}
+    assert len(styles) == 12
 
 
 # --------------------------------------------------------------------------- inputs and files

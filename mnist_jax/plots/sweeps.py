@@ -1,9 +1,17 @@
 """Figures across seeds or ensemble members: the test accuracy distribution and learning-curve
-bands."""
+bands.
+
+Configurations are told apart by their labels (`sweep.config_labels` keeps them short); the figures
+stay readable from 1 to a dozen configurations (and beyond) and with long labels: labels are
+wrapped, figures widen up to a limit, tick labels turn on end when columns get too narrow even so,
+lines past the tenth colour get other markers and dashes, and a legend of many or long labels
+moves outside the axes.
+"""
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +22,50 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 __all__ = ["plot_accuracy_distribution", "plot_learning_curves_band"]
+
+_MAX_WIDTH = 16.0  # inches: a figure wider than a screen is no easier to read
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINESTYLES = ("-", "--", ":", "-.")
+# A legend with more entries than this, or longer labels, goes outside the axes.
+_INSIDE_LEGEND_ENTRIES = 4
+_INSIDE_LEGEND_CHARS = 32
+
+
+def _wrap(label: str, width: int) -> str:
+    """`label` on lines of at most `width` characters, broken at spaces (a longer word is cut)."""
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
+
+
+def _styles(count: int) -> list[dict[str, Any]]:
+    """Line styles for `count` lines that stay apart: seaborn's ten colours, then the same colours
+    again with another marker and dash pattern."""
+    colours = sns.color_palette(n_colors=min(count, 10))
+    return [
+        {
+            "color": colours[i % len(colours)],
+            "marker": _MARKERS[(i // len(colours)) % len(_MARKERS)],
+            "linestyle": _LINESTYLES[(i // len(colours)) % len(_LINESTYLES)],
+        }
+        for i in range(count)
+    ]
+
+
+def _count_axis(ax, highest: float, steps: Sequence[float] | None = None) -> None:
+    """An x axis of counts from 1 to `highest`: whole-number ticks (each one up to 12, where
+    MaxNLocator would tick one point alone at fractions) and room on both sides."""
+    pad = max(0.5, 0.04 * (highest - 1))
+    ax.set_xlim(1 - pad, highest + pad)
+    if highest <= 12:
+        ax.set_xticks(np.arange(1, int(highest) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=steps))
+
+
+def _legend_outside(labels: Sequence[str]) -> bool:
+    return (
+        len(labels) > _INSIDE_LEGEND_ENTRIES
+        or max(len(label) for label in labels) > _INSIDE_LEGEND_CHARS
+    )
 
 
 def _t_critical(dof: int) -> float:
@@ -41,7 +93,21 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
 
     xs = np.concatenate([np.full(values.size, i) for i, values in enumerate(samples)])
     ys = np.concatenate(samples)
-    fig = Figure(figsize=(max(5.0, 1.8 * len(labels) + 1.0), 4.5), layout="constrained")
+    # Each column's tick label is wrapped to the column's width (widening the figure up to
+    # _MAX_WIDTH); a column too narrow for even short lines turns its label on end.
+    count = len(labels)
+    width = min(_MAX_WIDTH, max(6.0, 2.2 * count + 1.2))
+    fontsize = 9 if count <= 6 else 8
+    chars = int((width - 1.2) / count / (0.6 * fontsize / 72)) - 1  # ~0.6 em per character
+    upright = chars >= 12
+    wrap = min(chars, 26) if upright else 30
+    wrapped = [_wrap(label, wrap) for label in labels]
+    line_height = 1.3 * fontsize / 72  # inches
+    if upright:  # the labels' lines and two of numbers below the axes
+        below = (max(text.count("\n") for text in wrapped) + 3) * line_height
+    else:
+        below = (wrap + 4) * 0.6 * fontsize / 72
+    fig = Figure(figsize=(width, max(5.0, 3.8 + below)), layout="constrained")
     ax = fig.add_subplot()
     positions = list(range(len(labels)))
     # matplotlib's own box plot: seaborn 0.13's boxplot passes the `vert` argument that
@@ -86,7 +152,7 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
                 zorder=4,
                 label="mean ± 95% CI" if i == 0 else None,
             )
-            tick_labels.append(f"{labels[i]}\nn={values.size}, {mean:.2%} ± {half:.2%}")
+            stats = f"n={values.size}, {mean:.2%} ± {half:.2%}"
         else:
             ax.plot(
                 i + 0.3,
@@ -97,19 +163,38 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
                 zorder=4,
                 label="mean" if i == 0 else None,
             )
-            tick_labels.append(f"{labels[i]}\nn=1, {mean:.2%}")
-    ax.set_xticks(positions, tick_labels)
+            stats = f"n=1, {mean:.2%}"
+        if upright and len(stats) > wrap:
+            stats = stats.replace(", ", "\n")
+        tick_labels.append(f"{wrapped[i]}\n{stats}")
+    if upright:
+        ax.set_xticks(positions, tick_labels, fontsize=fontsize)
+    else:
+        ax.set_xticks(
+            positions, tick_labels, fontsize=fontsize, rotation=90, multialignment="right"
+        )
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_xlabel("configuration")
     ax.set_ylabel("test accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title("test accuracy across seeds")
+    ax.set_title("test accuracy across seeds", loc="left")
     seed_marker = Line2D(
         [], [], linestyle="", marker="o", color="tab:blue", alpha=0.7, label="per seed"
     )
     handles = [seed_marker, *ax.get_legend_handles_labels()[0]]
-    ax.legend(handles=handles, loc="best", fontsize=9)
+    # above the axes, beside the title: inside, it would cover seeds of some column
+    ax.legend(
+        handles=handles,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncols=len(handles),
+        fontsize=9,
+        frameon=False,
+        borderaxespad=0.1,
+        handletextpad=0.3,
+        columnspacing=1.0,
+    )
     return fig
 
 
@@ -125,11 +210,11 @@ def plot_learning_curves_band(
     """
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
+    labels = [str(label) for label in curves]
+    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
     in_unit_range = True
-    palette = sns.color_palette(n_colors=len(curves))
-    for (label, values), colour in zip(curves.items(), palette):
+    longest = 1
+    for (label, values), style in zip(curves.items(), _styles(len(curves))):
         runs = np.asarray(values, dtype=float)
         if runs.ndim == 1:
             runs = runs[None, :]
@@ -138,25 +223,56 @@ def plot_learning_curves_band(
                 f"curves[{label!r}] must have shape (members, epochs), got {runs.shape}"
             )
         epochs = np.arange(1, runs.shape[1] + 1)
+        longest = max(longest, runs.shape[1])
         mean = runs.mean(axis=0)
         ax.plot(
             epochs,
             mean,
-            marker="o",
             markersize=3,
-            color=colour,
-            label=f"{label} (n={runs.shape[0]})",
+            label=_wrap(f"{label} (n={runs.shape[0]})", wrap),
+            **style,
         )
         if runs.shape[0] > 1:
             std = runs.std(axis=0, ddof=1)
-            ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+            ax.fill_between(
+                epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0
+            )
         in_unit_range &= bool(np.nanmin(runs) >= 0.0 and np.nanmax(runs) <= 1.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric_name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _count_axis(ax, longest)
     if "accuracy" in metric_name.lower() and in_unit_range:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, alpha=0.3)
     ax.set_title(f"{metric_name} (mean ± 1 std)")
-    ax.legend()
+    _line_legend(ax, labels)
     return fig
+
+
+def _lines_figure(labels: Sequence[str], width: float, height: float) -> tuple[Figure, Any, int]:
+    """A one-axes figure for one line per label, sized for `_line_legend`, and the width to wrap
+    the labels to."""
+    if not _legend_outside(labels):  # short labels: room for a suffix such as " (n=16)"
+        fig = Figure(figsize=(width, height), layout="constrained")
+        return fig, fig.add_subplot(), _INSIDE_LEGEND_CHARS + 8
+    if len(labels) <= 6:  # a column at the right
+        fig = Figure(figsize=(width + 3.0, height), layout="constrained")
+        return fig, fig.add_subplot(), 30
+    wrap = 42  # three columns below, each entry's lines 0.15 inch apart
+    rows = math.ceil(len(labels) / 3)
+    lines = max(_wrap(label, wrap).count("\n") + 1 for label in labels)
+    fig = Figure(figsize=(width + 3.0, height + 0.4 + 0.16 * rows * lines), layout="constrained")
+    return fig, fig.add_subplot(), wrap
+
+
+def _line_legend(ax, labels: Sequence[str]) -> None:
+    """The legend of one line per label: inside the axes when it is small, else at the right or,
+    for many lines, below."""
+    if not _legend_outside(labels):
+        ax.legend(fontsize=9)
+    elif len(labels) <= 6:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    else:
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, fontsize=8, borderaxespad=0
+        )
