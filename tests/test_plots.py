@@ -11,6 +11,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
 from mnist_jax import fileio, plots
@@ -427,6 +428,176 @@ def test_learning_curves_band_twelve_lines_have_twelve_different_styles():
     lines = plots.plot_learning_curves_band(curves).axes[0].get_lines()
     styles = {(tuple(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines}
     assert len(styles) == 12
+
+
+# --------------------------------------------------------------------------- ensemble curves
+
+
+def _ensemble(offset: float = 0.0, sizes=(1, 2, 4, 8, 16)) -> dict:
+    size = np.asarray(sizes, dtype=float)
+    return {
+        "size": list(sizes),
+        "accuracy": 0.98 + offset + 0.004 * (1 - 1 / size),
+        "nll": 0.06 - 0.02 * (1 - 1 / size),
+        "ece": 0.006 / np.sqrt(size),
+        "subsets": [1] * len(sizes),  # ignored
+    }
+
+
+def test_ensemble_curves_have_three_panels_of_one_line_per_configuration():
+    curves = {"mlp": _ensemble(), "cnn": _ensemble(0.01)}
+    fig = plots.plot_ensemble_curves(curves)
+    assert len(fig.axes) == 3
+    assert _titles(fig) == ["accuracy", "negative log-likelihood", "expected calibration error"]
+    for ax, name in zip(fig.axes, ("accuracy", "nll", "ece")):
+        lines = ax.get_lines()
+        assert len(lines) == 2
+        np.testing.assert_allclose(lines[1].get_ydata(), curves["cnn"][name])
+        assert list(lines[0].get_xdata()) == [1, 2, 4, 8, 16]
+        assert ax.get_xscale() == "log"
+        assert list(ax.get_xticks()) == [1, 2, 4, 8, 16]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8", "16"]
+    assert isinstance(fig.axes[0].yaxis.get_major_formatter(), PercentFormatter)
+    assert isinstance(fig.axes[2].yaxis.get_major_formatter(), PercentFormatter)
+    assert not isinstance(fig.axes[1].yaxis.get_major_formatter(), PercentFormatter)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["mlp", "cnn"]
+
+
+def test_ensemble_curves_tick_every_size_given_and_keep_the_legend_off_the_panels():
+    curves = {label: _ensemble(sizes=(1, 2, 4, 8, 12)) for label in _labels(12, long=True)}
+    fig = _drawn(plots.plot_ensemble_curves(curves))
+    assert list(fig.axes[0].get_xticks()) == [1, 2, 4, 8, 12]
+    legend = fig.legends[0]
+    assert len(legend.get_texts()) == 12
+    assert _inside_figure(fig, legend)
+    for ax in fig.axes:
+        assert not _overlap(legend.get_window_extent(), ax.get_window_extent())
+
+
+def test_ensemble_curves_refuse_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_ensemble_curves({})
+    with pytest.raises(ValueError, match=r"'a'.* different lengths: size 5, accuracy 4"):
+        plots.plot_ensemble_curves({"a": {**_ensemble(), "accuracy": [0.9] * 4}})
+    with pytest.raises(ValueError, match=r"curves\['a'\] has no ece"):
+        plots.plot_ensemble_curves({"a": {k: v for k, v in _ensemble().items() if k != "ece"}})
+    with pytest.raises(ValueError, match=r"curves\['a'\] is empty"):
+        plots.plot_ensemble_curves({"a": {"size": [], "accuracy": [], "nll": [], "ece": []}})
+    with pytest.raises(ValueError, match="whole numbers >= 1"):
+        plots.plot_ensemble_curves({"a": {**_ensemble(sizes=(1, 2)), "size": [0, 1]}})
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+
+def _bins() -> dict[str, np.ndarray]:
+    edges = np.linspace(0.0, 1.0, 6)
+    count = np.array([0, 0, 3, 10, 987])
+    return {
+        "lower": edges[:-1],
+        "upper": edges[1:],
+        "count": count,
+        "confidence": np.array([np.nan, np.nan, 0.55, 0.72, 0.99]),
+        "accuracy": np.array([np.nan, np.nan, 0.33, 0.8, 0.995]),
+    }
+
+
+def _bars(ax) -> list[Rectangle]:
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def test_reliability_diagram_draws_accuracy_bars_their_gaps_the_diagonal_and_counts():
+    bins = _bins()
+    fig = plots.plot_reliability_diagram(bins, ece=0.0123, label="cnn lr=0.001")
+    top, bottom = fig.axes
+    bars = _bars(top)
+    assert len(bars) == 6  # an accuracy bar and a gap for each of the 3 non-empty bins
+    heights = [bar.get_height() for bar in bars]
+    np.testing.assert_allclose(heights[:3], [0.33, 0.8, 0.995])
+    np.testing.assert_allclose(heights[3:], [0.55 - 0.33, 0.72 - 0.8, 0.99 - 0.995])
+    np.testing.assert_allclose([bar.get_y() for bar in bars[3:]], [0.33, 0.8, 0.995])
+    diagonal = top.get_lines()[0]
+    assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
+    assert top.get_xlim() == (0, 1) and top.get_ylim() == (0, 1)
+    assert bottom.get_yscale() == "log"
+    assert [bar.get_height() for bar in _bars(bottom)] == [3, 10, 987]
+    assert top.get_title() == "reliability diagram, ECE 1.23%\ncnn lr=0.001"
+    assert "987 examples" in top.texts[0].get_text()
+
+
+def test_reliability_diagram_title_without_ece_or_label():
+    assert plots.plot_reliability_diagram(_bins()).axes[0].get_title() == "reliability diagram"
+
+
+def test_reliability_diagram_refuses_bad_input():
+    bins = _bins()
+    with pytest.raises(ValueError, match="bins has no accuracy"):
+        plots.plot_reliability_diagram({k: v for k, v in bins.items() if k != "accuracy"})
+    with pytest.raises(ValueError, match="one length"):
+        plots.plot_reliability_diagram({**bins, "count": bins["count"][:4]})
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_reliability_diagram({k: [] for k in bins})
+    with pytest.raises(ValueError, match="every bin is empty"):
+        plots.plot_reliability_diagram({**bins, "count": np.zeros(5)})
+    with pytest.raises(ValueError, match="0 <= lower < upper <= 1"):
+        plots.plot_reliability_diagram({**bins, "upper": bins["upper"] * 2})
+    with pytest.raises(ValueError, match="accuracy of a non-empty bin"):
+        plots.plot_reliability_diagram({**bins, "accuracy": np.full(5, np.nan)})
+
+
+# --------------------------------------------------------------------------- expected max
+
+
+def _expected(n: int = 6, std: bool = True) -> dict:
+    trials = np.arange(1, n + 1)
+    out = {"trials": trials, "expected": 0.98 - 0.01 / trials}
+    if std:
+        out["std"] = 0.002 / trials
+    return out
+
+
+def test_expected_max_draws_a_line_per_label_and_a_band_where_a_std_is_given():
+    curves = {
+        "mlp": _expected(),
+        "cnn": _expected(std=False),
+        "other": {**_expected(), "std": None},
+    }
+    ax = plots.plot_expected_max(curves).axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 3
+    np.testing.assert_allclose(lines[0].get_ydata(), curves["mlp"]["expected"])
+    assert list(lines[0].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 1
+    assert ax.get_xlabel() == "trials"
+    assert ax.get_ylabel() == "expected best validation accuracy"
+    assert isinstance(ax.yaxis.get_major_formatter(), PercentFormatter)
+    assert list(ax.get_xticks()) == [1, 2, 3, 4, 5, 6]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp", "cnn", "other"]
+
+
+def test_expected_max_of_another_metric_is_not_in_percent():
+    ax = plots.plot_expected_max({"a": _expected()}, metric_name="validation loss").axes[0]
+    assert ax.get_ylabel() == "expected best validation loss"
+    assert not isinstance(ax.yaxis.get_major_formatter(), PercentFormatter)
+
+
+def test_expected_max_refuses_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_expected_max({})
+    with pytest.raises(ValueError, match="different lengths: trials 6, expected 5"):
+        plots.plot_expected_max({"a": {**_expected(std=False), "expected": [0.9] * 5}})
+    with pytest.raises(ValueError, match="std 3"):
+        plots.plot_expected_max({"a": {**_expected(), "std": [0.1] * 3}})
+    with pytest.raises(ValueError, match=r"curves\['a'\] has no expected"):
+        plots.plot_expected_max({"a": {"trials": [1, 2]}})
+    with pytest.raises(ValueError, match="count from 1"):
+        plots.plot_expected_max({"a": {"trials": [0, 1], "expected": [0.9, 0.95]}})
+
+
+def test_the_new_figures_are_exported():
+    for name in ("plot_ensemble_curves", "plot_reliability_diagram", "plot_expected_max"):
+        assert name in plots.__all__ and callable(getattr(plots, name))
 
 
 # --------------------------------------------------------------------------- inputs and files

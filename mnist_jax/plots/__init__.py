@@ -12,12 +12,19 @@ Functions that show classes take ``class_names`` (default ``"0"``, ``"1"``, ...)
 
 The figures live in one module per subject: `images` (samples per class, top errors, one
 prediction), `training` (training curves, confusion matrix), `sweeps` (accuracy across seeds,
-learning-curve bands) and `files` (`save_figure`); all are importable from here.
+learning-curve bands, ensembles of growing size, expected best result after n trials),
+`calibration` (reliability diagram) and `files` (`save_figure`); all are importable from here.
 """
 
+from mnist_jax.plots.calibration import plot_reliability_diagram
 from mnist_jax.plots.files import save_figure
 from mnist_jax.plots.images import plot_sample_prediction, plot_samples_per_class, plot_top_errors
-from mnist_jax.plots.sweeps import plot_accuracy_distribution, plot_learning_curves_band
+from mnist_jax.plots.sweeps import (
+    plot_accuracy_distribution,
+    plot_ensemble_curves,
+    plot_expected_max,
+    plot_learning_curves_band,
+)
 from mnist_jax.plots.training import plot_confusion_matrix, plot_training_curves
 
 __all__ = [
@@ -28,5 +35,8 @@ __all__ = [
     "plot_sample_prediction",
     "plot_accuracy_distribution",
     "plot_learning_curves_band",
+    "plot_ensemble_curves",
+    "plot_expected_max",
+    "plot_reliability_diagram",
     "save_figure",
 ]

@@ -1,5 +1,5 @@
-"""Figures across seeds or ensemble members: the test accuracy distribution and learning-curve
-bands.
+"""Figures across seeds, ensemble members or trials of a sweep: the test accuracy distribution,
+learning-curve bands, ensembles of growing size and the expected best result after n trials.
 
 Configurations are told apart by their labels (`sweep.config_labels` keeps them short); the figures
 stay readable from 1 to a dozen configurations (and beyond) and with long labels: labels are
@@ -19,9 +19,14 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-__all__ = ["plot_accuracy_distribution", "plot_learning_curves_band"]
+__all__ = [
+    "plot_accuracy_distribution",
+    "plot_learning_curves_band",
+    "plot_ensemble_curves",
+    "plot_expected_max",
+]
 
 _MAX_WIDTH = 16.0  # inches: a figure wider than a screen is no easier to read
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -276,3 +281,119 @@ def _line_legend(ax, labels: Sequence[str]) -> None:
         ax.legend(
             loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, fontsize=8, borderaxespad=0
         )
+
+
+def _series(
+    curves: Mapping[str, Mapping[str, Any]], names: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, dict[str, np.ndarray | None]]:
+    """Each label's `names` (and, when present and not None, `optional`) as 1-D float arrays of one
+    common, non-zero length; a ValueError names what is missing or mismatched."""
+    if not curves:
+        raise ValueError("curves is empty: nothing to plot")
+    out = {}
+    for label, entry in curves.items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"curves[{label!r}] must be a mapping of {', '.join(names)}")
+        missing = [name for name in names if name not in entry]
+        if missing:
+            raise ValueError(f"curves[{label!r}] has no {', '.join(missing)}")
+        arrays: dict[str, np.ndarray | None] = {}
+        for name in [*names, *optional]:
+            if entry.get(name) is None:
+                arrays[name] = None
+                continue
+            array = np.asarray(entry[name], dtype=float)
+            if array.ndim != 1:
+                raise ValueError(f"curves[{label!r}][{name!r}] must be 1-D, got {array.shape}")
+            arrays[name] = array
+        lengths = {name: a.size for name, a in arrays.items() if a is not None}
+        if len(set(lengths.values())) != 1:
+            text = ", ".join(f"{name} {size}" for name, size in lengths.items())
+            raise ValueError(f"curves[{label!r}] has values of different lengths: {text}")
+        if not next(iter(lengths.values())):
+            raise ValueError(f"curves[{label!r}] is empty: nothing to plot")
+        out[str(label)] = arrays
+    return out
+
+
+def plot_ensemble_curves(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Accuracy, negative log-likelihood and expected calibration error of ensembles against their
+    size, three panels side by side, one line per configuration.
+
+    `curves` maps a configuration's label to equal-length sequences ``"size"`` (members averaged,
+    e.g. 1, 2, 4, 8, 16), ``"accuracy"`` and ``"ece"`` (fractions, shown as percent) and
+    ``"nll"`` (as `stats.ensemble_curve` returns; other keys are ignored). Sizes are drawn on a
+    log2 axis with a tick at each size given.
+    """
+    series = _series(curves, ("size", "accuracy", "nll", "ece"))
+    sizes = np.unique(np.concatenate([s["size"] for s in series.values()]))
+    if not np.all((sizes >= 1) & (sizes == np.round(sizes))):
+        raise ValueError(f"ensemble sizes must be whole numbers >= 1, got {sizes.tolist()}")
+    labels = list(series)
+    # The legend below the panels: up to four columns of short labels or three of long ones
+    # (wrapped to the column), the figure taller by its height.
+    wide = max(len(label) for label in labels) > _INSIDE_LEGEND_CHARS
+    wrap, ncols = (48, min(len(labels), 3)) if wide else (_INSIDE_LEGEND_CHARS, min(len(labels), 4))
+    texts = [_wrap(label, wrap) for label in labels]
+    rows = math.ceil(len(labels) / ncols)
+    lines = max(text.count("\n") + 1 for text in texts)
+    fig = Figure(figsize=(13.0, 4.2 + 0.19 * rows * lines), layout="constrained")
+    axes = fig.subplots(1, 3)
+    panels = (
+        ("accuracy", "accuracy", "accuracy (higher is better)"),
+        ("nll", "negative log-likelihood", "NLL, nats (lower is better)"),
+        ("ece", "expected calibration error", "ECE (lower is better)"),
+    )
+    for values, text, style in zip(series.values(), texts, _styles(len(labels))):
+        for ax, (name, _, _) in zip(axes, panels):
+            ax.plot(values["size"], values[name], markersize=5, label=text, **style)
+    for ax, (name, title, ylabel) in zip(axes, panels):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [f"{size:g}" for size in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("ensemble size (members)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        if name != "nll":
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    handles, _ = axes[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside lower center", ncols=ncols, fontsize=9)
+    return fig
+
+
+def plot_expected_max(
+    curves: Mapping[str, Mapping[str, Any]], metric_name: str = "validation accuracy"
+) -> Figure:
+    """The expected best `metric_name` after n trials of a search, one line per label.
+
+    `curves` maps a label (a search, e.g. a model) to ``"trials"`` (1..N), ``"expected"`` (the
+    expected best value after that many trials) and optionally ``"std"`` (its standard deviation,
+    drawn as a band ± one std; None or missing draws none), as `stats.expected_max` returns. When
+    `metric_name` mentions accuracy and the values lie in [0, 1] the y axis is shown as percent.
+    """
+    series = _series(curves, ("trials", "expected"), optional=("std",))
+    for label, values in series.items():
+        if not np.all(values["trials"] >= 1):
+            raise ValueError(f"curves[{label!r}]['trials'] must count from 1")
+    labels = list(series)
+    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
+    in_unit_range = True
+    for (label, values), style in zip(series.items(), _styles(len(labels))):
+        trials, expected, std = values["trials"], values["expected"], values["std"]
+        ax.plot(trials, expected, markersize=3, label=_wrap(label, wrap), **style)
+        if std is not None:
+            ax.fill_between(
+                trials, expected - std, expected + std, color=style["color"], alpha=0.15, lw=0
+            )
+        in_unit_range &= bool(np.nanmin(expected) >= 0.0 and np.nanmax(expected) <= 1.0)
+    ax.set_xlabel("trials")
+    ax.set_ylabel(f"expected best {metric_name}")
+    _count_axis(ax, max(v["trials"].max() for v in series.values()), steps=[1, 2, 5, 10])
+    if "accuracy" in metric_name.lower() and in_unit_range:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.grid(True, alpha=0.3)
+    band = " (± 1 std)" if any(v["std"] is not None for v in series.values()) else ""
+    ax.set_title(f"expected best {metric_name} after n trials{band}")
+    _line_legend(ax, labels)
+    return fig
