@@ -107,12 +107,15 @@ def add_config_flags(
     groups: Sequence[str] = ("data", "training"),
     multi: bool = False,
     skip: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """One flag per `TrainConfig` field of `groups` (but `skip`), from the field's metadata.
 
     With `multi`, fields marked `sweep` take lists (comma-separated; hidden sizes ':'-separated)
-    and default to a one-element list.
+    and default to a one-element list. `defaults` replaces fields' defaults for this command
+    (the sweep validates on held-out data, the baseline on the test set as the notebook did).
     """
+    defaults = defaults or {}
     sections = {name: parser.add_argument_group(name) for name in groups}
     for field in dataclasses.fields(TrainConfig):
         group = field.metadata.get("group")
@@ -126,15 +129,14 @@ def add_config_flags(
                 help=field.metadata["help"],
             )
             continue
-        parse, default = _parser_of(field), field.default
+        parse, default = _parser_of(field), defaults.get(field.name, field.default)
         listed = multi and field.metadata.get("sweep")
         choices = field.metadata.get("choices")
         if listed:
             parse = _list_of(_choice_of(parse, choices), field.metadata["list_separator"])
             default, choices = [default], None
-        shown = (
-            ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
-        )
+        shown = defaults.get(field.name, field.default)
+        shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
         text = field.metadata["help"] + ("" if shown is None else f" (default {shown})")
         if listed:
             text += "; a list sweeps over it"

@@ -3,9 +3,12 @@
 The baseline's flags with lists (`--learning-rate 1e-3,3e-3 --dropout 0.1,0.25 --hidden
 128,128:256,256`) and `--seeds 0-15` give a grid of members; members of equal hidden sizes train as
 one vmapped, compiled program (`mnist_jax.sweep.run_sweep`), cut into program calls by a memory
-estimate or `--members-per-program`. Writes a sweep directory: sweep.json, members.json,
-summary.json, accuracy_distribution.png, learning_curves.png and per-program orbax checkpoints;
-`--resume SWEEP_DIR` continues a killed sweep bitwise. All the maths is in `mnist_jax`.
+estimate or `--members-per-program`. Members validate on held-out training images (`--validation
+holdout`, the default here) and meet the test set once, at the end. Writes a sweep directory:
+sweep.json, members.json, summary.json, predictions.npz, report.md with its figures (test accuracy
+with intervals over seeds and over seeds and test images, comparisons with `--reference`,
+ensembles, calibration, the search's expected best) and per-program orbax checkpoints; `--resume
+SWEEP_DIR` continues a killed sweep bitwise. All the maths is in `mnist_jax`.
 
 Several processes (MNIST_JAX_COORDINATOR, MNIST_JAX_NUM_PROCESSES, MNIST_JAX_PROCESS_ID): every
 process runs the sweep, process 0 prints and writes; checkpoints are off (--save-every, --keep and
@@ -27,19 +30,22 @@ import jax
 from experiments import cli
 from experiments.console import Console
 from experiments.sweep_output import (
+    PLOT_FILES,
     ProgressPrinter,
+    analyse,
     member_entries,
     print_table,
-    summary_rows,
     throughput,
     write_plots,
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
+from mnist_jax.fileio import write_text_atomic
 from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog, json_safe
 from mnist_jax.models import model_record
+from mnist_jax.predictions import PREDICTIONS_FILE
 from mnist_jax.rundir import (
     check_same_data,
     create_run_dir,
@@ -66,12 +72,15 @@ from mnist_jax.sweep import (
 )
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.plan import plan_record, recorded_plan
+from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
+from mnist_jax.sweep.results import config_labels
+from mnist_jax.sweep.select import parse_assignments, select_configuration
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
 SWEEP_FILE, MEMBERS_FILE, SUMMARY_FILE = "sweep.json", "members.json", "summary.json"
 # Flags that define the sweep: --resume takes them from sweep.json instead.
-SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step")
+SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step", "--reference")
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
 PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
 # The lists `expand_members` takes by field name (beyond its first five).
@@ -84,7 +93,7 @@ RECIPE_LISTS = tuple(
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    cli.add_config_flags(parser, multi=True, skip=("seed",))
+    cli.add_config_flags(parser, multi=True, skip=("seed",), defaults={"validation": "holdout"})
     parser.add_argument(
         "--seeds",
         default="0",
@@ -106,6 +115,15 @@ def build_parser() -> cli.Parser:
         help="members each device trains at once inside a program: all (one vmap; "
         "best on GPU/TPU), K, or auto (default: all on accelerators, 1 on CPU, "
         "where one at a time is faster and bitwise equal to single runs)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="the configuration the others are compared with, e.g. 'lr=0.001 dropout=0.25' "
+        "(repeatable; names: lr, dropout, hidden, model, optimizer, wd, momentum, schedule, "
+        "warmup, final, or the flags' names); default: the first value of each swept list",
     )
     cli.add_output_flags(parser, SWEEPS_ROOT)
     cli.add_logging_flags(parser)
@@ -175,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             members = [Member(**m) for m in record["members"]]
             members_per_program = int(record["members_per_program"])
             members_per_step = record.get("members_per_step")
+            reference = Member(**{**record["members"][0], **record.get("reference", {})})
             if not isinstance(record["programs"], list) or not (
                 members_per_step is None or cli.positive_int(str(members_per_step))
             ):
@@ -200,6 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{name: getattr(args, name) for name in RECIPE_LISTS},
         )
         first = members[0]
+        reference = first  # the first value of each list
+        if args.reference:
+            key = select_configuration(
+                [m.config_key for m in members],
+                parse_assignments(args.reference),
+                f"--reference {' '.join(args.reference)}",
+                label=lambda key: config_labels([key])[key],
+            )
+            reference = next(m for m in members if m.config_key == key)
         config = cli.config_from_args(args, **first.to_dict())
         members_per_program = args.members_per_program
         members_per_step = args.members_per_step
@@ -259,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             members_per_program=members_per_program,
             members_per_step=members_per_step,
             programs=plan_record(programs),
+            reference={name: reference.to_dict()[name] for name in CONFIG_KEY_FIELDS},
             checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep},
         )
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
@@ -353,7 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not main_process:
         return 0
 
-    rows = summary_rows(result, config.target_accuracy)
+    data_record = {
+        "dataset": dataset.name,
+        "validation": config.validation,
+        "train_examples": int(data.train_images.shape[0]),
+        "validation_examples": int(data.val_images.shape[0]),
+        "test_examples": int(data.test_images.shape[0]),
+    }
+    analysis = analyse(result, config, reference.config_key, data_record)
+    rows = analysis["configurations"]
     timing = {
         "wall_seconds": wall_seconds,
         "compile_seconds": result.compile_seconds,
@@ -369,20 +406,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return not (finished_before and (sweep_dir / name).exists())
 
     written = [] if args.resume else [sweep_dir / SWEEP_FILE]
+    entries = member_entries(result, config.target_accuracy)
     if wanted(MEMBERS_FILE):
-        entries = member_entries(result, config.target_accuracy)
         written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, entries))
-    if wanted(SUMMARY_FILE):
-        summary = {
-            "configurations": rows,
+    if wanted(PREDICTIONS_FILE):
+        written.append(result.predictions().save(sweep_dir / PREDICTIONS_FILE))
+    summary = json_safe(
+        {
+            **analysis,
             "timing": timing,
             "num_members": len(members),
             "num_programs": len(programs),
             "epochs": config.epochs,
             "devices": devices,
         }
-        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, json_safe(summary)))
-    written += write_plots(sweep_dir, result, only_missing=finished_before)
+    )
+    if wanted(SUMMARY_FILE):
+        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, summary))
+    figures = write_plots(sweep_dir, result, summary, only_missing=finished_before)
+    written += figures.values()
+    if wanted(REPORT_FILE):
+        labels = config_labels([m.config_key for m in members])
+        present = {key: name for key, name in PLOT_FILES.items() if (sweep_dir / name).exists()}
+        report = render_sweep_report(
+            summary, entries, [labels[m.config_key] for m in members], present
+        )
+        written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))
     if finished_before:
         sweep_log.close()
     else:

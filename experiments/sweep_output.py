@@ -1,5 +1,6 @@
-"""What `experiments.sweep` prints and draws: the progress lines, the throughput, the statistics
-table and the two figures (kept apart from the command's flow in experiments/sweep.py)."""
+"""What `experiments.sweep` prints, draws and writes: the progress lines, the throughput, the
+statistics table, the analysis behind summary.json and report.md, and the figures (kept apart from
+the command's flow in experiments/sweep.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,26 @@ import numpy as np
 from experiments.console import Console
 from mnist_jax.epochs import diverged, time_to_target
 from mnist_jax.logs import json_safe
-from mnist_jax.sweep import config_label, curves_by_config, values_by_config
-from mnist_jax.sweep.results import row_key
+from mnist_jax.stats import verdict, wilson_interval
+from mnist_jax.sweep import curves_by_config, values_by_config
+from mnist_jax.sweep.analysis import (
+    comparisons,
+    ensemble_curves,
+    search_curve,
+    selected_configuration,
+    test_intervals,
+)
+from mnist_jax.sweep.results import config_labels, row_key
 from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
 
-PLOT_FILES = ("accuracy_distribution.png", "learning_curves.png")
+# The sweep's figures: report.md's FIGURE_CAPTIONS key -> file.
+PLOT_FILES = {
+    "accuracy_distribution": "accuracy_distribution.png",
+    "learning_curves": "learning_curves.png",
+    "ensemble_size": "ensemble_size.png",
+    "reliability": "reliability.png",
+    "expected_max": "expected_max.png",
+}
 
 
 class ProgressPrinter:
@@ -70,37 +86,42 @@ def throughput(programs, epoch_seconds: dict[int, list[float]], num_train: int) 
 
 
 def print_table(console: Console, rows: list[dict]) -> None:
+    """The configurations' test accuracy over seeds, intervals and ensembles; then the verdicts
+    and times to target (rows of `analyse`)."""
+
     def number(x):
         return "-" if x is None else f"{x:.4f}"
 
-    width = max([40, *(len(config_label(row_key(row))) for row in rows)])
+    def interval(low, high):
+        return "-" if low is None else f"[{low:.4f}, {high:.4f}]"
+
+    width = max([24, *(len(row["label"]) for row in rows)])
     header = (
-        f"{'configuration':<{width}} {'n':>3} {'mean':>7} {'std':>7} {'95% CI':>17} {'min':>7} "
-        f"{'max':>7} {'ensemble':>8}"
+        f"{'configuration':<{width}} {'n':>3} {'mean':>7} {'std':>7} {'t 95% (seeds)':>17} "
+        f"{'95% (seeds+test)':>17} {'ensemble':>8}"
     )
     console.result("test accuracy over seeds:")
     console.result(header)
     for row in rows:
         stats = row["test_accuracy"]
-        label = config_label(row_key(row))
-        ci = (
-            "-"
-            if stats["ci95_low"] is None
-            else f"[{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
-        )
+        both = (row.get("test_intervals") or {}).get("over_seeds_and_examples") or {}
         line = (
-            f"{label:<{width}} {stats['n']:>3} {number(stats['mean']):>7} "
-            f"{number(stats['std']):>7} {ci:>17} {number(stats['min']):>7} "
-            f"{number(stats['max']):>7} {number(row.get('ensemble_accuracy')):>8}"
+            f"{row['label']:<{width}} {stats['n']:>3} {number(stats['mean']):>7} "
+            f"{number(stats['std']):>7} {interval(stats['ci95_low'], stats['ci95_high']):>17} "
+            f"{interval(both.get('low'), both.get('high')):>17} "
+            f"{number(row.get('ensemble_accuracy')):>8}"
         )
         if row["diverged"]:
             line += f"  (diverged seeds: {row['diverged']})"
         console.result(line)
     for row in rows:
+        if row.get("comparison"):
+            console.result(row["comparison"]["verdict"])
+    for row in rows:
         reached = row.get("time_to_target")
         if reached is None:
             continue
-        text = f"{config_label(row_key(row))}: {reached['reached']}/{reached['members']} reached "
+        text = f"{row['label']}: {reached['reached']}/{reached['members']} reached "
         text += f"validation accuracy {reached['target']:g}"
         if reached["reached"]:
             epochs, seconds = reached["epochs"], reached["seconds"]
@@ -111,27 +132,92 @@ def print_table(console: Console, rows: list[dict]) -> None:
         console.result(text)
 
 
-def write_plots(sweep_dir: Path, result, only_missing: bool = False) -> list[Path]:
-    """The sweep's two figures (`only_missing`: those not in `sweep_dir` already)."""
-    from mnist_jax.plots import plot_accuracy_distribution, plot_learning_curves_band, save_figure
+def analyse(result, config, reference, data_record: dict) -> dict:
+    """summary.json's statistics: per configuration (`summary_rows`) its label (naming what
+    varies), test intervals from the predictions, comparison with `reference` (a configuration
+    key) and ensemble curve; the configuration selected by validation accuracy; the search's
+    expected-best curve; and `data` (which data each number comes from)."""
+    keys = [r.member.config_key for r in result.members]
+    labels = config_labels(keys)
+    rows = summary_rows(result, config.target_accuracy)
+    intervals = test_intervals(keys, result.predictions())
+    compared = comparisons(result.members, reference)
+    curves = ensemble_curves(result.members, result.test_labels)
+    for row in rows:
+        key = row_key(row)
+        row["label"] = labels[key]
+        row["test_intervals"] = intervals[key]
+        row["ensemble_curve"] = curves.get(key)
+        row["comparison"] = None
+        if key in compared:
+            row["comparison"] = {
+                **compared[key],
+                "verdict": verdict(
+                    labels[key], labels[reference], compared[key], compared=len(compared)
+                ),
+            }
+    chosen = selected_configuration(rows)
+    selected = None
+    if chosen is not None:
+        row = rows[chosen]
+        both = row["test_intervals"]["over_seeds_and_examples"]
+        selected = {
+            "label": row["label"],
+            "index": chosen,
+            "by": "final_val_accuracy",
+            "validation": row["final_val_accuracy"]["mean"],
+            "test": row["test_accuracy"]["mean"],
+            "test_interval": [both["low"], both["high"]],
+        }
+    return {
+        "configurations": rows,
+        "reference": labels[reference],
+        "selected": selected,
+        "search": search_curve(result.members),
+        "data": data_record,
+    }
 
+
+def write_plots(
+    sweep_dir: Path, result, summary: dict, only_missing: bool = False
+) -> dict[str, Path]:
+    """The sweep's figures that have something to show (`only_missing`: those not in
+    `sweep_dir` already); returns `PLOT_FILES` key -> path of the figures written."""
+    from mnist_jax import plots
+
+    labels = config_labels([r.member.config_key for r in result.members])
     accuracies = {
-        config_label(key): list(values.values())
+        labels[key]: list(values.values())
         for key, values in values_by_config(result.members, "test_accuracy").items()
     }
     curves = {
-        config_label(key): values
+        labels[key]: values
         for key, values in curves_by_config(result.members, "val_accuracy").items()
     }
-    draw = {
-        PLOT_FILES[0]: lambda: plot_accuracy_distribution(accuracies),
-        PLOT_FILES[1]: lambda: plot_learning_curves_band(curves),
+    rows = summary["configurations"]
+    ensembles = {row["label"]: row["ensemble_curve"] for row in rows if row["ensemble_curve"]}
+    draw = {}
+    if accuracies:
+        draw["accuracy_distribution"] = lambda: plots.plot_accuracy_distribution(accuracies)
+        draw["learning_curves"] = lambda: plots.plot_learning_curves_band(curves)
+    if ensembles:
+        draw["ensemble_size"] = lambda: plots.plot_ensemble_curves(ensembles)
+        chosen = summary["selected"]["label"] if summary["selected"] else None
+        label = chosen if chosen in ensembles else next(iter(ensembles))
+        full = ensembles[label]
+        draw["reliability"] = lambda: plots.plot_reliability_diagram(
+            {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
+            ece=full["full_ece"],
+            label=f"{label}, ensemble of {full['size'][-1]}",
+        )
+    if summary["search"]:
+        search = summary["search"]
+        draw["expected_max"] = lambda: plots.plot_expected_max({"this sweep": search})
+    return {
+        key: plots.save_figure(figure(), sweep_dir / PLOT_FILES[key])
+        for key, figure in draw.items()
+        if not (only_missing and (sweep_dir / PLOT_FILES[key]).exists())
     }
-    return [
-        save_figure(figure(), sweep_dir / name)
-        for name, figure in draw.items()
-        if accuracies and not (only_missing and (sweep_dir / name).exists())
-    ]
 
 
 def member_time_to_target(result, target: float, programs) -> dict:
@@ -145,8 +231,12 @@ def member_time_to_target(result, target: float, programs) -> dict:
 
 
 def member_entries(result, target: float | None) -> list[dict]:
-    """members.json: each member's values, program, final and best-epoch test numbers, history,
-    divergence and (with a target) time to target."""
+    """members.json: each member's values, program, final and best-epoch test numbers (with the
+    Wilson 95% interval of its test accuracy), history, divergence and (with a target) time to
+    target."""
+    predictions = result.predictions()
+    correct = predictions.correct.sum(axis=1)
+    examples = len(predictions.labels)
     return [
         json_safe(
             {
@@ -154,6 +244,10 @@ def member_entries(result, target: float | None) -> list[dict]:
                 "program": r.program,
                 "test_accuracy": (r.test or {}).get("test_accuracy"),
                 "test_loss": (r.test or {}).get("test_loss"),
+                "test_correct": int(correct[k]) if predictions.valid[k] else None,
+                "test_accuracy_wilson95": list(wilson_interval(int(correct[k]), examples))
+                if predictions.valid[k]
+                else None,
                 **(r.best or {}),
                 "history": r.history,
                 "diverged_epoch": r.diverged_epoch,
@@ -162,7 +256,7 @@ def member_entries(result, target: float | None) -> list[dict]:
                 else member_time_to_target(r, target, result.programs),
             }
         )
-        for r in result.members
+        for k, r in enumerate(result.members)
     ]
 
 

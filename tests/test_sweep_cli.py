@@ -64,10 +64,12 @@ def small_sweep(tmp_path_factory, mnist_dir):
 @pytest.mark.slow
 def test_small_sweep_writes_every_file_and_prints_the_table(small_sweep):
     proc, out = small_sweep
-    for name in ["sweep.json", "members.json", "summary.json", *sweep_output.PLOT_FILES]:
+    figures = list(sweep_output.PLOT_FILES.values())
+    for name in ["sweep.json", "members.json", "summary.json", "predictions.npz", "report.md"]:
         assert (out / name).is_file(), name
-    for name in sweep_output.PLOT_FILES:
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in figures:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"]({name})" in (out / "report.md").read_text()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["program-0", "program-1"]
     assert "programs: 2" in proc.stdout
     assert "program 1 epoch   2/2:" in proc.stdout
@@ -110,6 +112,87 @@ def test_summary_statistics_are_those_of_the_members_written(small_sweep):
         )
 
 
+@pytest.mark.slow
+def test_the_sweep_validates_on_held_out_training_images_by_default(small_sweep):
+    _, out = small_sweep
+    record = json.loads((out / "sweep.json").read_text())
+    data = json.loads((out / "summary.json").read_text())["data"]
+    assert record["config"]["validation"] == "holdout"
+    assert (data["train_examples"], data["validation_examples"], data["test_examples"]) == (
+        50_000,
+        10_000,
+        10_000,
+    )
+    assert "held out and never trained on" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_report_numbers_are_recomputed_from_members_and_saved_predictions(small_sweep):
+    from mnist_jax.predictions import Predictions
+    from mnist_jax.stats import (
+        bootstrap_interval,
+        compare_with_reference,
+        seeds_and_examples_interval,
+        wilson_interval,
+    )
+
+    _, out = small_sweep
+    members = json.loads((out / "members.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    report = (out / "report.md").read_text()
+    predictions = Predictions.load(out / "predictions.npz")
+    assert predictions.num_models == 4 and predictions.valid.all()
+    correct = predictions.correct
+    for k, member in enumerate(members):
+        assert member["test_correct"] == int(correct[k].sum())
+        assert member["test_accuracy"] == pytest.approx(correct[k].mean(), abs=1e-6)
+        low, high = wilson_interval(int(correct[k].sum()), 10_000)
+        assert member["test_accuracy_wilson95"] == pytest.approx([low, high])
+        assert f"[{100 * low:.2f}, {100 * high:.2f}]" in report
+    rows = summary["configurations"]
+    assert [row["label"] for row in rows] == ["lr=0.001", "lr=0.003"]  # only what varies
+    values = {}
+    for row in rows:
+        mine = [k for k, m in enumerate(members) if m["learning_rate"] == row["learning_rate"]]
+        values[row["label"]] = {members[k]["seed"]: members[k]["test_accuracy"] for k in mine}
+        intervals = row["test_intervals"]
+        assert intervals["over_seeds_bootstrap"] == pytest.approx(
+            list(bootstrap_interval(correct[mine].mean(axis=1)))
+        )
+        both = seeds_and_examples_interval(correct[mine])
+        assert intervals["over_seeds_and_examples"]["low"] == pytest.approx(both["low"])
+        assert intervals["over_seeds_and_examples"]["high"] == pytest.approx(both["high"])
+        assert f"[{100 * both['low']:.2f}, {100 * both['high']:.2f}]" in report
+    # The reference is the first learning rate; two seeds are too few for a verdict.
+    assert summary["reference"] == "lr=0.001" and rows[0]["comparison"] is None
+    expected = compare_with_reference(values, "lr=0.001")["lr=0.003"]
+    comparison = rows[1]["comparison"]
+    assert comparison["difference"]["mean"] == pytest.approx(expected["difference"]["mean"])
+    assert comparison["outcome"] == "too few seeds" and comparison["verdict"] in report
+    assert summary["selected"]["label"] in ("lr=0.001", "lr=0.003")
+    assert [len(row["ensemble_curve"]["size"]) for row in rows] == [2, 2]  # k = 1, 2
+    assert summary["search"]["trials"] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_compare_two_configurations_of_the_sweep(small_sweep, tmp_path, capsys):
+    from experiments import compare
+
+    _, out = small_sweep
+    argv = [str(out), "--a", "lr=0.001", "--b", "lr=3e-3", "--out", str(tmp_path / "c.md")]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(compare.main, compare.PROG, argv)
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 0, printed.err
+    text = (tmp_path / "c.md").read_text()
+    assert "A: lr=0.001; B: lr=0.003" in text and "McNemar p" in text
+    assert "Too few paired seeds (2)" in text and "Too few paired seeds" in printed.out
+    with pytest.raises(SystemExit) as exit_info:  # the file exists now: refused, kept
+        run_main(compare.main, compare.PROG, argv)
+    assert exit_info.value.code == 2 and (tmp_path / "c.md").read_text() == text
+    assert "exists" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -122,6 +205,9 @@ def test_summary_statistics_are_those_of_the_members_written(small_sweep):
         (["--members-per-program", "0"], "--members-per-program"),
         (["--keep", "0"], "--keep"),
         (["--resume", "/nonexistent/sweep"], "does not exist"),
+        (["--learning-rate", "1e-3,3e-3", "--reference", "lr=0.01"], "matches no configuration"),
+        (["--learning-rate", "1e-3,3e-3", "--reference", "lr"], "expected NAME=VALUE"),
+        (["--dropout", "0.1,0.2", "--reference", "hidden=128,128"], "matches 2 configurations"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
@@ -157,6 +243,7 @@ def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tm
     write_fake_dataset(tmp_path / "tiny", num_train=96, num_test=40, shape=(28, 28))
     argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--model", "mlp,cnn"]
     argv += ["--seeds", "0-1", "--epochs", "1", "--batch-size", "32", "--no-tensorboard"]
+    argv += ["--validation-size", "16", "--reference", "model=cnn"]
     code, out = run_cli([*argv, "--out", str(tmp_path / "sweep")], capsys)
     assert code == 0, out.err
     assert "program 0: mlp hidden 128,128, 2 members" in out.out
@@ -166,6 +253,9 @@ def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tm
     assert record["models"]["cnn"]["parameters"] == 824_458
     rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())["configurations"]
     assert [row["model"] for row in rows] == ["mlp", "cnn"]
+    assert [row["label"] for row in rows] == ["mlp", "cnn"]
+    assert rows[1]["comparison"] is None and rows[0]["comparison"]["outcome"] == "too few seeds"
+    assert record["reference"]["model"] == "cnn"
     assert [m["model"] for m in json.loads((tmp_path / "sweep" / "members.json").read_text())] == [
         "mlp",
         "mlp",

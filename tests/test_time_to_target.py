@@ -81,6 +81,7 @@ def test_the_sweep_reports_time_to_target_per_member_and_configuration(tmp_path,
     write_fake_dataset(tmp_path / "tiny", num_train=96, num_test=40, shape=(28, 28))
     argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--seeds", "0-1"]
     argv += ["--epochs", "2", "--batch-size", "32", "--target-accuracy", "0.01", "--quiet"]
+    argv += ["--validation", "test"]  # 40 images: the target is reached at epoch 1 by both
     with pytest.raises(SystemExit) as exit_info:
         run_main(sweep.main, sweep.PROG, [*argv, "--no-tensorboard", "--out", str(tmp_path / "s")])
     out = capsys.readouterr().out

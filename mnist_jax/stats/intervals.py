@@ -86,15 +86,17 @@ def seeds_and_examples_interval(
     """Two-level percentile bootstrap of the mean accuracy of a configuration.
 
     `correct` is (seeds, test examples), True where that seed's model classified that example
-    correctly. Each draw resamples the seeds with replacement, then the test examples with
-    replacement (one resample shared by the drawn seeds, since they share one test set), and
-    takes the mean accuracy. Returns `{"mean", "low", "high", "seeds", "examples", "resamples"}`;
-    `low`/`high` are None when there are no examples. One seed gives the test-set interval alone.
+    correctly (or any per-example score: the difference of two configurations' correctness,
+    seed by seed, gives the interval of their accuracy difference). Each draw resamples the seeds
+    with replacement, then the test examples with replacement (one resample shared by the drawn
+    seeds, since they share one test set), and takes the mean. Returns `{"mean", "low", "high",
+    "seeds", "examples", "resamples"}`; `low`/`high` are None when there are no examples. One
+    seed gives the test-set interval alone.
     """
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 2:
-        raise ValueError(f"correct must be (seeds, examples), got shape {correct.shape}")
-    seeds, examples = correct.shape
+    values = np.asarray(correct)
+    if values.ndim != 2:
+        raise ValueError(f"correct must be (seeds, examples), got shape {values.shape}")
+    seeds, examples = values.shape
     out = {
         "mean": None,
         "low": None,
@@ -105,18 +107,18 @@ def seeds_and_examples_interval(
     }
     if seeds == 0 or examples == 0:
         return out
-    out["mean"] = float(correct.mean())
+    values = values.astype(np.float64)
+    out["mean"] = float(values.mean())
     rng = np.random.default_rng(seed)
-    as_float = correct.astype(np.float32)
     draws = np.empty(resamples, np.float64)
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
         seed_rows = rng.integers(0, seeds, size=(size, seeds))
         example_columns = rng.integers(0, examples, size=(size, examples))
         for k in range(size):
-            # How many drawn seeds got each example right, then the drawn examples' share.
-            right = as_float[seed_rows[k]].sum(axis=0)
-            draws[start + k] = right[example_columns[k]].sum() / (seeds * examples)
+            # The drawn seeds' total per example, then the drawn examples' share.
+            total = values[seed_rows[k]].sum(axis=0)
+            draws[start + k] = total[example_columns[k]].sum() / (seeds * examples)
     tail = (1 - confidence) / 2
     out["low"], out["high"] = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
     return out

@@ -30,6 +30,8 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
 from mnist_jax.models import Model
+from mnist_jax.predictions import Predictions
+from mnist_jax.stats import softmax
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.distributed import gather_to_host
 from mnist_jax.sweep.members import ConfigKey, Member
@@ -75,6 +77,15 @@ class SweepResult:
     programs: list[SweepProgram]
     compile_seconds: float
     num_devices: int
+    test_labels: np.ndarray | None = None  # (N_test,), the labels of every member's test_logits
+
+    def predictions(self) -> Predictions:
+        """Each member's test predictions (class and its probability), in member order; rows of
+        diverged members are marked invalid. What a sweep directory keeps in predictions.npz."""
+        return Predictions.from_probabilities(
+            [None if r.test_logits is None else softmax(r.test_logits) for r in self.members],
+            self.test_labels,
+        )
 
     def summary(self) -> list[dict]:
         """`summarize_by_config` of the members, with the ensembles."""
@@ -160,7 +171,12 @@ def run_sweep(
         results.update({r.member: r for r in outcome})
     ordered = [results[m] for m in members]
     return SweepResult(
-        ordered, ensembles(ordered, test_labels), programs, compile_seconds, num_devices
+        ordered,
+        ensembles(ordered, test_labels),
+        programs,
+        compile_seconds,
+        num_devices,
+        test_labels=test_labels,
     )
 
 
@@ -297,7 +313,7 @@ def ensembles(results: Sequence[MemberResult], test_labels: np.ndarray) -> dict[
             by_config.setdefault(r.member.config_key, []).append(r.test_logits)
     out = {}
     for key, logits in by_config.items():
-        probabilities = np.mean([_softmax(x) for x in logits], axis=0)
+        probabilities = np.mean([softmax(x) for x in logits], axis=0)
         picked = probabilities[np.arange(len(test_labels)), test_labels]
         out[key] = {
             "ensemble_accuracy": float(np.mean(np.argmax(probabilities, -1) == test_labels)),
@@ -305,9 +321,3 @@ def ensembles(results: Sequence[MemberResult], test_labels: np.ndarray) -> dict[
             "ensemble_size": len(logits),
         }
     return out
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    x = np.asarray(logits, np.float64)
-    x = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return x / np.sum(x, axis=-1, keepdims=True)

@@ -1,0 +1,121 @@
+"""What a sweep's report says beyond means over seeds, from the members and their predictions.
+
+- `test_intervals`: per configuration, the test accuracy's intervals over seeds (bootstrap) and
+  over seeds and test examples (two-level bootstrap), from the saved predictions;
+- `comparisons`: every configuration against a reference, seed by seed, with Holm's correction;
+- `ensemble_curves`: accuracy, likelihood and calibration against ensemble size;
+- `search_curve`: the expected best validation accuracy after n trials of the sweep;
+- `selected_configuration`: the configuration a reader would pick, chosen on validation data.
+
+Each takes plain values (configuration keys in member order, `Predictions`, `MemberResult`s), so
+the numbers can be recomputed from a sweep directory's members.json and predictions.npz.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mnist_jax.predictions import Predictions
+from mnist_jax.stats import (
+    bootstrap_interval,
+    calibration_bins,
+    compare_with_reference,
+    ensemble_curve,
+    expected_calibration_error,
+    expected_max,
+    seeds_and_examples_interval,
+    softmax,
+    summarize,
+)
+from mnist_jax.sweep.members import ConfigKey
+from mnist_jax.sweep.results import values_by_config
+
+
+def _rows_by_config(keys: Sequence[ConfigKey], valid: np.ndarray) -> dict[ConfigKey, list[int]]:
+    rows: dict[ConfigKey, list[int]] = {}
+    for index, key in enumerate(keys):
+        rows.setdefault(key, [])
+        if valid[index]:
+            rows[key].append(index)
+    return rows
+
+
+def test_intervals(
+    keys: Sequence[ConfigKey], predictions: Predictions, *, seed: int = 0
+) -> dict[ConfigKey, dict]:
+    """Per configuration (`keys[i]` is member i's, the row order of `predictions`; invalid rows
+    left out): the mean test accuracy with
+    - `over_seeds`: `summarize` (Student-t) of the members' accuracies, test set fixed;
+    - `over_seeds_bootstrap`: the percentile bootstrap interval of that mean, test set fixed;
+    - `over_seeds_and_examples`: the two-level bootstrap, seeds and test examples resampled.
+    """
+    if len(keys) != predictions.num_models:
+        raise ValueError(f"{len(keys)} members for {predictions.num_models} rows of predictions")
+    accuracy, correct = predictions.accuracy, predictions.correct
+    out = {}
+    for key, rows in _rows_by_config(keys, predictions.valid).items():
+        interval = bootstrap_interval(accuracy[rows], seed=seed)
+        out[key] = {
+            "over_seeds": summarize(accuracy[rows]),
+            "over_seeds_bootstrap": None if interval is None else list(interval),
+            "over_seeds_and_examples": seeds_and_examples_interval(correct[rows], seed=seed),
+        }
+    return out
+
+
+def comparisons(
+    results: Sequence, reference: ConfigKey, metric: str = "test_accuracy", *, seed: int = 0
+) -> dict[ConfigKey, dict]:
+    """`stats.compare_with_reference` of every configuration's `metric` against `reference`, seed
+    by seed over the non-diverged members (`MemberResult`s or anything with their fields)."""
+    values = values_by_config(results, metric)
+    if reference not in values:
+        return {}
+    return compare_with_reference(values, reference, seed=seed)
+
+
+def ensemble_curves(
+    results: Sequence, test_labels: np.ndarray, *, seed: int = 0
+) -> dict[ConfigKey, dict]:
+    """Per configuration with at least two non-diverged members: `stats.ensemble_curve` of their
+    test probabilities, and `reliability` (`calibration_bins`) and `ece` of the full ensemble."""
+    probabilities: dict[ConfigKey, list[np.ndarray]] = {}
+    for r in results:
+        if r.test_logits is not None:
+            probabilities.setdefault(r.member.config_key, []).append(softmax(r.test_logits))
+    out = {}
+    for key, members in probabilities.items():
+        if len(members) < 2:
+            continue
+        stacked = np.stack(members)
+        mean = stacked.mean(axis=0)
+        predicted = np.argmax(mean, axis=-1)
+        confidence, correct = mean[np.arange(len(predicted)), predicted], predicted == test_labels
+        out[key] = {
+            **ensemble_curve(stacked, test_labels, seed=seed),
+            "reliability": {
+                k: v.tolist() for k, v in calibration_bins(confidence, correct).items()
+            },
+            "full_ece": expected_calibration_error(confidence, correct),
+        }
+    return out
+
+
+def search_curve(results: Sequence, metric: str = "final_val_accuracy") -> dict | None:
+    """`stats.expected_max` of `metric` over the non-diverged members, each member one trial of
+    the search (a configuration and a seed): None with fewer than two configurations."""
+    live = [r for r in results if r.diverged_epoch is None and r.metrics()[metric] is not None]
+    if len({r.member.config_key for r in live}) < 2:
+        return None
+    return {"metric": metric, **expected_max(r.metrics()[metric] for r in live)}
+
+
+def selected_configuration(rows: Sequence[dict], metric: str = "final_val_accuracy") -> int | None:
+    """The index in `rows` (`summarize_by_config` rows) of the configuration with the highest mean
+    `metric` (a validation number: choosing by a test number would be test-set selection); the
+    first of equals; None when no row has the metric."""
+    means = [(row.get(metric) or {}).get("mean") for row in rows]
+    candidates = [(mean, -i) for i, mean in enumerate(means) if mean is not None]
+    return -max(candidates)[1] if candidates else None
