@@ -1,0 +1,172 @@
+"""`python -m experiments.compare`: two runs, or two configurations of one sweep, compared on their
+saved test predictions (predictions.npz).
+
+    python -m experiments.compare RUN_A RUN_B
+    python -m experiments.compare SWEEP --a lr=0.001 --b lr=0.003
+
+Prints the comparison and writes it as Markdown (`--out`, default comparison.md in the current
+folder; an existing file is never replaced). A run directory, or the folder `experiments.evaluate`
+writes, holds predictions.npz; a sweep directory holds one row per member of members.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments import cli
+from experiments.console import Console
+from mnist_jax.comparison import compare_configurations, compare_runs, render_comparison
+from mnist_jax.errors import ConfigError
+from mnist_jax.fileio import write_text_atomic
+from mnist_jax.predictions import PREDICTIONS_FILE, Predictions
+from mnist_jax.rundir import read_json
+from mnist_jax.sweep import Member
+from mnist_jax.sweep.results import config_labels
+from mnist_jax.sweep.select import parse_assignments, select_configuration
+
+PROG = "python -m experiments.compare"
+DEFAULT_OUT = "comparison.md"
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="two run directories (or evaluation folders), or one sweep directory with --a/--b",
+    )
+    parser.add_argument(
+        "--a",
+        action="append",
+        metavar="NAME=VALUE",
+        help="with a sweep directory: configuration A, e.g. 'lr=0.001' (repeatable)",
+    )
+    parser.add_argument(
+        "--b", action="append", metavar="NAME=VALUE", help="with a sweep directory: configuration B"
+    )
+    parser.add_argument(
+        "--out",
+        type=cli.folder_path,
+        default=DEFAULT_OUT,
+        help=f"the Markdown file to write (default {DEFAULT_OUT}); an existing file is refused",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the conclusion")
+    return parser
+
+
+def _predictions(folder: Path) -> Predictions:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder")
+    path = folder / PREDICTIONS_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"{folder} holds no {PREDICTIONS_FILE} (runs made before it was kept: write it with "
+            f"python -m experiments.evaluate {folder}, and compare {folder}/evaluation/final)"
+        )
+    return Predictions.load(path)
+
+
+def _run_name(folder: Path) -> str:
+    """The folder's name, with the run's model, seed and learning rate when its record says."""
+    for name in ("config.json", "metrics.json"):
+        if (folder / name).is_file():
+            record = read_json(folder / name)
+            config = record.get("config", record) if isinstance(record, dict) else {}
+            model = config.get("model")
+            model = model.get("name") if isinstance(model, dict) else model
+            parts = [
+                str(model) if model else None,
+                f"lr={config['learning_rate']:g}"
+                if isinstance(config.get("learning_rate"), float)
+                else None,
+                f"seed {config['seed']}" if config.get("seed") is not None else None,
+            ]
+            details = " ".join(p for p in parts if p)
+            if details:
+                return f"{folder.name} ({details})"
+    return folder.name
+
+
+def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
+    for name in ("sweep.json", "members.json"):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder} is not a finished sweep directory (no {name})")
+    entries = read_json(folder / "members.json")
+    try:
+        members = [
+            Member(**{k: v for k, v in entry.items() if k in Member.__dataclass_fields__})
+            for entry in entries
+        ]
+    except (TypeError, AttributeError) as error:
+        raise ConfigError(f"{folder / 'members.json'} is damaged ({error})") from None
+    predictions = _predictions(folder)
+    if predictions.num_models != len(members):
+        raise ConfigError(
+            f"{folder}: {PREDICTIONS_FILE} has {predictions.num_models} rows for "
+            f"{len(members)} members"
+        )
+    keys = [m.config_key for m in members]
+    labels = config_labels(keys)
+
+    def label(key):
+        return labels[key]
+
+    key_a = select_configuration(keys, parse_assignments(a), f"--a {' '.join(a)}", label)
+    key_b = select_configuration(keys, parse_assignments(b), f"--b {' '.join(b)}", label)
+    if key_a == key_b:
+        raise ConfigError("--a and --b name the same configuration")
+    rows_a = [k for k, key in enumerate(keys) if key == key_a]
+    rows_b = [k for k, key in enumerate(keys) if key == key_b]
+    result = compare_configurations(
+        predictions.rows(rows_a),
+        [members[k].seed for k in rows_a],
+        predictions.rows(rows_b),
+        [members[k].seed for k in rows_b],
+    )
+    return result, labels[key_a], labels[key_b], [str(folder)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    console = Console(quiet=args.quiet)
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"--out {out} exists; choose another file (nothing is replaced)")
+    folders = [Path(d) for d in args.dirs]
+    if len(folders) == 2 and not (args.a or args.b):
+        a, b = (_predictions(folder) for folder in folders)
+        for folder, predictions in zip(folders, (a, b)):
+            if predictions.num_models != 1:
+                raise ConfigError(
+                    f"{folder} holds the predictions of {predictions.num_models} models (a "
+                    "sweep): compare two of its configurations with --a and --b"
+                )
+        try:
+            result = compare_runs(a, b)
+        except ValueError as error:
+            raise ConfigError(f"{folders[0]} and {folders[1]}: {error}") from None
+        name_a, name_b = (_run_name(folder) for folder in folders)
+        sources = [str(f) for f in folders]
+    elif len(folders) == 1 and args.a and args.b:
+        result, name_a, name_b, sources = _compare_sweep(folders[0], args.a, args.b)
+    else:
+        raise ConfigError(
+            "give two run directories, or one sweep directory with --a and --b naming two of "
+            "its configurations"
+        )
+    text = render_comparison(result, name_a, name_b, sources)
+    for line in text.splitlines():
+        if line.startswith("**"):
+            console.result(line.strip("*"))
+        elif line and not line.startswith("# "):
+            console.info(line)
+    console.info(f"wrote: {write_text_atomic(out, text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main, PROG)

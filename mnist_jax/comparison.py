@@ -1,0 +1,229 @@
+"""Comparing two runs, or two configurations of a sweep, from their saved test predictions.
+
+- Two runs (one model each): accuracy with Wilson intervals, the difference with a bootstrap
+  interval over test images, and McNemar's exact test, example by example. One seed each, so the
+  difference includes each seed's own luck; a sweep over seeds separates the two.
+- Two configurations of a sweep: the paired difference seed by seed (Student-t), the probability
+  of improvement and the paired t-test, a two-level bootstrap of the difference (seeds and test
+  images), and McNemar's test per seed with Holm's correction over the seeds.
+
+`render_comparison` turns either into comparison.md. Pure functions of `Predictions` and numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mnist_jax.predictions import Predictions
+from mnist_jax.stats import (
+    bootstrap_interval,
+    holm,
+    mcnemar,
+    paired_difference,
+    paired_p_value,
+    probability_of_improvement,
+    seeds_and_examples_interval,
+    wilson_interval,
+)
+from mnist_jax.stats.compare import ALPHA, MIN_VERDICT_SEEDS
+
+
+def _same_test_set(a: Predictions, b: Predictions) -> None:
+    if a.labels.shape != b.labels.shape:
+        raise ValueError(
+            f"the two sets of predictions cover {a.labels.size} and {b.labels.size} test images: "
+            "not one test set"
+        )
+    if not np.array_equal(a.labels, b.labels):
+        raise ValueError("the two sets of predictions have different test labels: not one test set")
+
+
+def compare_runs(a: Predictions, b: Predictions) -> dict:
+    """Two single models (row 0 of each) on one test set, example by example (B minus A)."""
+    _same_test_set(a, b)
+    if not (a.valid[0] and b.valid[0]):
+        raise ValueError("a run without predictions (diverged) cannot be compared")
+    correct_a, correct_b = a.correct[0], b.correct[0]
+    examples = correct_a.size
+    difference = correct_b.astype(np.float64) - correct_a
+    interval = bootstrap_interval(difference, resamples=2_000)
+    test = mcnemar(correct_a, correct_b)
+    if test["p_value"] < ALPHA:
+        outcome = "b better" if difference.mean() > 0 else "a better"
+    else:
+        outcome = "no difference shown"
+    return {
+        "kind": "runs",
+        "examples": examples,
+        "a": {
+            "accuracy": float(correct_a.mean()),
+            "wilson95": list(wilson_interval(int(correct_a.sum()), examples)),
+        },
+        "b": {
+            "accuracy": float(correct_b.mean()),
+            "wilson95": list(wilson_interval(int(correct_b.sum()), examples)),
+        },
+        "difference": {
+            "mean": float(difference.mean()),
+            "low": None if interval is None else interval[0],
+            "high": None if interval is None else interval[1],
+        },
+        "mcnemar": test,
+        "outcome": outcome,
+    }
+
+
+def compare_configurations(
+    a: Predictions, seeds_a: Sequence[int], b: Predictions, seeds_b: Sequence[int]
+) -> dict:
+    """Two configurations of one sweep (their members' predictions and seeds), seed by seed
+    over the seeds both have (B minus A)."""
+    _same_test_set(a, b)
+    by_seed_a = {int(s): k for k, s in enumerate(seeds_a) if a.valid[k]}
+    by_seed_b = {int(s): k for k, s in enumerate(seeds_b) if b.valid[k]}
+    seeds = sorted(set(by_seed_a) & set(by_seed_b))
+    accuracy_a = {s: float(a.accuracy[by_seed_a[s]]) for s in seeds}
+    accuracy_b = {s: float(b.accuracy[by_seed_b[s]]) for s in seeds}
+    per_seed = [
+        {
+            "seed": s,
+            "a": accuracy_a[s],
+            "b": accuracy_b[s],
+            **mcnemar(a.correct[by_seed_a[s]], b.correct[by_seed_b[s]]),
+        }
+        for s in seeds
+    ]
+    for row, adjusted in zip(per_seed, holm([row["p_value"] for row in per_seed])):
+        row["p_holm"] = adjusted
+    differences = (
+        np.stack(
+            [b.correct[by_seed_b[s]].astype(np.float64) - a.correct[by_seed_a[s]] for s in seeds]
+        )
+        if seeds
+        else np.zeros((0, a.labels.size))
+    )
+    paired = paired_difference(accuracy_a, accuracy_b)
+    p = paired_p_value(accuracy_a, accuracy_b)
+    if len(seeds) < MIN_VERDICT_SEEDS or p is None:
+        outcome = "too few seeds"
+    elif p < ALPHA:
+        outcome = "b better" if paired["mean"] > 0 else "a better"
+    else:
+        outcome = "no difference shown"
+    return {
+        "kind": "configurations",
+        "examples": int(a.labels.size),
+        "seeds": seeds,
+        "per_seed": per_seed,
+        "difference": paired,
+        "p_value": p,
+        "improvement": probability_of_improvement(accuracy_a, accuracy_b),
+        "difference_seeds_and_examples": seeds_and_examples_interval(differences),
+        "outcome": outcome,
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _points(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.2f}"
+
+
+def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
+    outcome = result["outcome"]
+    if result["kind"] == "runs":
+        test = result["mcnemar"]
+        basis = f"McNemar's exact test, p = {test['p_value']:.3g}"
+        if outcome == "no difference shown":
+            return f"No difference shown between {name_a} and {name_b} ({basis})."
+        better = name_b if outcome == "b better" else name_a
+        return (
+            f"{better} is more accurate ({basis}). One seed each: this compares two trained "
+            "models, and a seed's own luck is part of the difference; a sweep over seeds tells "
+            "whether their configurations differ."
+        )
+    if outcome == "too few seeds":
+        return (
+            f"Too few paired seeds ({len(result['seeds'])}) for a verdict; at least "
+            f"{MIN_VERDICT_SEEDS} are needed."
+        )
+    basis = f"paired t-test over {len(result['seeds'])} seeds, p = {result['p_value']:.3g}"
+    if outcome == "no difference shown":
+        return f"No difference shown between {name_a} and {name_b} ({basis})."
+    better = name_b if outcome == "b better" else name_a
+    both = result["difference_seeds_and_examples"]
+    holds = both["low"] is not None and (both["low"] > 0 or both["high"] < 0)
+    return (
+        f"{better} is better on this test set ({basis}); the difference "
+        + ("also holds" if holds else "does not hold")
+        + " when the test images are resampled too (two-level interval "
+        f"[{_points(both['low'])}, {_points(both['high'])}] points)."
+    )
+
+
+def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequence[str]) -> str:
+    """comparison.md for `compare_runs` or `compare_configurations`'s result."""
+    lines = [
+        f"# {name_b} vs {name_a}",
+        "",
+        f"Predictions from {', '.join(sources)}; "
+        f"{result['examples']:,} test images. A: {name_a}; B: {name_b}. Differences are B "
+        "minus A, in points.",
+        "",
+    ]
+    if result["kind"] == "runs":
+        table = result["mcnemar"]
+        lines += [
+            "| | test accuracy | Wilson 95% |",
+            "|---|---:|---:|",
+            f"| A: {name_a} | {_pct(result['a']['accuracy'])} | "
+            f"[{_pct(result['a']['wilson95'][0])}, {_pct(result['a']['wilson95'][1])}] |",
+            f"| B: {name_b} | {_pct(result['b']['accuracy'])} | "
+            f"[{_pct(result['b']['wilson95'][0])}, {_pct(result['b']['wilson95'][1])}] |",
+            "",
+            f"Difference {_points(result['difference']['mean'])} points, 95% bootstrap interval "
+            f"over test images [{_points(result['difference']['low'])}, "
+            f"{_points(result['difference']['high'])}].",
+            "",
+            f"Example by example: both right {table['both']:,}, only A {table['a_only']:,}, only B "
+            f"{table['b_only']:,}, both wrong {table['neither']:,}; McNemar's exact p = "
+            f"{table['p_value']:.3g}.",
+        ]
+    else:
+        difference, improvement = result["difference"], result["improvement"]
+        both = result["difference_seeds_and_examples"]
+        lines += [
+            "| seed | A | B | B - A | only A right | only B right | McNemar p | Holm p |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['seed']} | {_pct(row['a'])} | {_pct(row['b'])} "
+            f"| {_points(row['b'] - row['a'])} | {row['a_only']} | {row['b_only']} "
+            f"| {row['p_value']:.3g} | {row['p_holm']:.3g} |"
+            for row in result["per_seed"]
+        ]
+        lines += [""]
+        if difference["n"]:
+            text = f"Paired over {difference['n']} seeds: {_points(difference['mean'])} points"
+            if difference["ci95_low"] is not None:
+                text += (
+                    f", Student-t 95% interval [{_points(difference['ci95_low'])}, "
+                    f"{_points(difference['ci95_high'])}] (seeds, test set fixed)"
+                )
+            if both["low"] is not None:
+                text += (
+                    f"; two-level bootstrap [{_points(both['low'])}, {_points(both['high'])}] "
+                    "(seeds and test images)"
+                )
+            if improvement["low"] is not None:
+                text += (
+                    f"; P(B > A) = {improvement['p']:.2f} [{improvement['low']:.2f}, "
+                    f"{improvement['high']:.2f}]"
+                )
+            lines.append(text + ".")
+    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", ""]
+    return "\n".join(lines)

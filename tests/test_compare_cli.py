@@ -1,0 +1,95 @@
+"""`python -m experiments.compare` on two real 1-epoch runs, and its refusals."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from experiments import compare
+from experiments.cli import run_main
+from mnist_jax.predictions import Predictions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(compare.main, compare.PROG, argv)
+    return exit_info.value.code, capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, mnist_dir):
+    root = tmp_path_factory.mktemp("runs")
+    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir))
+    for name, extra in (("a", []), ("b", ["--seed", "1", "--learning-rate", "3e-3"])):
+        subprocess.run(
+            [sys.executable, "-m", "experiments.baseline", "--epochs", "1", "--quiet"]
+            + ["--no-tensorboard", "--out", str(root / name), *extra],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return root / "a", root / "b"
+
+
+@pytest.mark.slow
+def test_compare_two_runs_is_mcnemars_test_on_their_predictions(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    out = tmp_path / "comparison.md"
+    code, printed = run_cli([str(a), str(b), "--out", str(out)], capsys)
+    assert code == 0, printed.err
+    correct_a = Predictions.load(a / "predictions.npz").correct[0]
+    correct_b = Predictions.load(b / "predictions.npz").correct[0]
+    only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    p = scipy.stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+    text = out.read_text()
+    assert f"only A {only_a:,}, only B {only_b:,}" in text
+    assert f"McNemar's exact p = {p:.3g}" in text
+    assert "a (mlp lr=0.001 seed 0)" in text and "b (mlp lr=0.003 seed 1)" in text
+    difference = 100 * (correct_b.mean() - correct_a.mean())
+    assert f"Difference {difference:+.2f} points" in text
+    conclusion = next(line for line in text.splitlines() if line.startswith("**"))
+    if p < 0.05:
+        better = "b (mlp lr=0.003 seed 1)" if only_b > only_a else "a (mlp lr=0.001 seed 0)"
+        assert f"{better} is more accurate" in conclusion
+        assert "One seed each" in conclusion
+    else:
+        assert "No difference shown" in conclusion
+    assert conclusion.strip("*") in printed.out
+
+
+def test_compare_refuses_bad_input_with_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "taken.md").write_text("mine")
+    cases = [
+        ([str(empty)], "give two run directories"),
+        ([str(empty), str(empty)], "holds no predictions.npz"),
+        ([str(tmp_path / "missing"), str(empty)], "is not a folder"),
+        ([str(empty), "--a", "lr=0.1", "--b", "lr=0.2"], "not a finished sweep directory"),
+        ([str(empty), str(empty), "--out", str(tmp_path / "taken.md")], "exists"),
+    ]
+    for argv, message in cases:
+        argv = argv if "--out" in argv else [*argv, "--out", str(tmp_path / "c.md")]
+        code, printed = run_cli(argv, capsys)
+        lines = printed.err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and message in lines[0], (argv, printed.err)
+    assert (tmp_path / "taken.md").read_text() == "mine" and not (tmp_path / "c.md").exists()
+
+
+def test_compare_refuses_predictions_of_different_test_sets(tmp_path, capsys):
+    for name, labels in (("a", [0, 1, 2]), ("b", [0, 1, 1])):
+        (tmp_path / name).mkdir()
+        Predictions.from_probabilities([np.eye(3)], np.array(labels)).save(
+            tmp_path / name / "predictions.npz"
+        )
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.md")]
+    code, printed = run_cli(argv, capsys)
+    assert code == 2 and "different test labels" in printed.err
