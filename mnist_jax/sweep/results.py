@@ -14,8 +14,9 @@ import numpy as np
 
 from mnist_jax.config import DEFAULT_HIDDEN_SIZES
 from mnist_jax.epochs import RECORD_METRICS
+from mnist_jax.stats import paired_difference  # noqa: F401  (re-exported: the seed-by-seed view)
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
-from mnist_jax.sweep.stats import MEMBER_METRICS, summarize
+from mnist_jax.sweep.stats import MEMBER_METRICS
 
 # The per-epoch numbers of a member's history records; `curves_by_config` accepts these.
 HISTORY_METRICS = RECORD_METRICS
@@ -196,15 +197,3 @@ def curves_by_config(
             )
         out[key] = np.asarray(curves, np.float64).reshape(len(curves), lengths[0])
     return out
-
-
-def paired_difference(values_a: Mapping[int, float], values_b: Mapping[int, float]) -> dict:
-    """`summarize` of b - a per seed, over the seeds both have (sorted), with those `seeds`.
-
-    The paired comparison of two configurations of a sweep (e.g. two entries of `values_by_config`):
-    seed s gives the same initial weights and batch order in both, so the differences remove the
-    seed's own share of the noise. `n` is the number of pairs; with fewer than two the standard
-    deviation and interval are None, as in `summarize`.
-    """
-    seeds = sorted(set(values_a) & set(values_b))
-    return {**summarize(values_b[s] - values_a[s] for s in seeds), "seeds": seeds}

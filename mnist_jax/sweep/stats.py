@@ -1,4 +1,5 @@
-"""Statistics over a sweep's seeds: mean, sample standard deviation and a Student-t 95% interval.
+"""Statistics over a sweep's seeds, per configuration: `stats.summarize` (mean, sample standard
+deviation, Student-t 95% interval) of each member metric, and time to target.
 
 Values that are undefined (the standard deviation and interval of fewer than two values) are None,
 so the dicts are valid JSON as they are.
@@ -6,13 +7,10 @@ so the dicts are valid JSON as they are.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import scipy.stats
-
+from mnist_jax.stats import summarize
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 
 # The final numbers of a member (`MemberResult.metrics()`), summarised over seeds.
@@ -25,34 +23,6 @@ MEMBER_METRICS = (
     "best_val_accuracy",
     "best_test_accuracy",
 )
-
-
-def summarize(values: Iterable[float], confidence: float = 0.95) -> dict:
-    """`{"mean", "std", "ci95_low", "ci95_high", "min", "max", "n"}` of `values`.
-
-    `std` is the sample standard deviation (ddof=1); the interval is
-    mean +- t(0.975, n-1) * std / sqrt(n), the t interval for the mean of normally distributed
-    values (wide for few seeds, as it should be).
-    """
-    x = np.asarray(list(values), np.float64)
-    n = int(x.size)
-    out = {
-        "mean": None,
-        "std": None,
-        "ci95_low": None,
-        "ci95_high": None,
-        "min": None,
-        "max": None,
-        "n": n,
-    }
-    if n == 0:
-        return out
-    out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
-    if n >= 2:
-        std = float(np.std(x, ddof=1))
-        half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-        out.update(std=std, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
-    return out
 
 
 def summarize_by_config(
