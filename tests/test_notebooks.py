@@ -25,6 +25,10 @@ SMALL_SETTINGS_FOR = {
 }
 # Plots each notebook must show as image/png outputs (at least); unlisted notebooks need none.
 MIN_IMAGES = {"mnist_walkthrough.ipynb": 5, "seed_sweep.ipynb": 2, "models.ipynb": 2}
+# Text a notebook's outputs must show with the small settings: the conclusions are computed.
+EXPECTED_TEXT = {
+    "seed_sweep.ipynb": ["lr=0.003 vs lr=0.001: ", "too few seeds for a verdict"],
+}
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -94,6 +98,17 @@ def execute(path: Path, values: dict, timeout: int = 600) -> nbformat.NotebookNo
     return nb
 
 
+def text_outputs(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.output_type == "stream":
+                parts.append(output["text"])
+            for kind in ("text/markdown", "text/plain"):
+                parts.append(output.get("data", {}).get(kind, ""))
+    return "\n".join(parts)
+
+
 def test_there_are_notebooks():
     assert {p.name for p in NOTEBOOKS} >= set(MIN_IMAGES)
 
@@ -125,3 +140,6 @@ def test_notebook_runs_on_the_real_data(path, mnist_dir, tmp_path):
     images = png_outputs(nb)
     assert len(images) >= MIN_IMAGES.get(path.name, 0), f"{len(images)} PNG outputs"
     assert all(image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 1000 for image in images)
+    text = text_outputs(nb)
+    for expected in EXPECTED_TEXT.get(path.name, []):
+        assert expected in text, expected
