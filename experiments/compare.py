@@ -63,31 +63,44 @@ def _predictions(folder: Path) -> Predictions:
     path = folder / PREDICTIONS_FILE
     if not path.exists():
         raise ConfigError(
-            f"{folder} holds no {PREDICTIONS_FILE} (runs made before it was kept: write it with "
-            f"python -m experiments.evaluate {folder}, and compare {folder}/evaluation/final)"
+            f"{folder} holds no {PREDICTIONS_FILE} (a run made before predictions were kept gets "
+            f"them from python -m experiments.evaluate {folder}; then compare "
+            f"{folder}/evaluation/latest)"
         )
     return Predictions.load(path)
 
 
-def _run_name(folder: Path) -> str:
-    """The folder's name, with the run's model, seed and learning rate when its record says."""
+def _run_details(folder: Path) -> str:
+    """The run's model, learning rate and seed, as its record (or an evaluation's metrics) says."""
     for name in ("config.json", "metrics.json"):
-        if (folder / name).is_file():
-            record = read_json(folder / name)
-            config = record.get("config", record) if isinstance(record, dict) else {}
-            model = config.get("model")
-            model = model.get("name") if isinstance(model, dict) else model
-            parts = [
-                str(model) if model else None,
-                f"lr={config['learning_rate']:g}"
-                if isinstance(config.get("learning_rate"), float)
-                else None,
-                f"seed {config['seed']}" if config.get("seed") is not None else None,
-            ]
-            details = " ".join(p for p in parts if p)
-            if details:
-                return f"{folder.name} ({details})"
-    return folder.name
+        if not (folder / name).is_file():
+            continue
+        record = read_json(folder / name)
+        config = record.get("config", record) if isinstance(record, dict) else None
+        if not isinstance(config, dict):
+            continue
+        model = config.get("model")
+        model = model.get("name") if isinstance(model, dict) else model
+        parts = [
+            str(model) if isinstance(model, str) else None,
+            f"lr={config['learning_rate']:g}"
+            if isinstance(config.get("learning_rate"), float)
+            else None,
+            f"seed {config['seed']}" if isinstance(config.get("seed"), int) else None,
+        ]
+        details = " ".join(p for p in parts if p)
+        if details:
+            return details
+    return ""
+
+
+def _run_names(folders: Sequence[Path]) -> list[str]:
+    """Each run by its folder's name (its path, when the names are equal) and its details."""
+    names = [folder.name for folder in folders]
+    if len(set(names)) < len(names):
+        names = [str(folder) for folder in folders]
+    details = [_run_details(folder) for folder in folders]
+    return [f"{name} ({d})" if d else name for name, d in zip(names, details)]
 
 
 def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
@@ -95,19 +108,17 @@ def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
         if not (folder / name).is_file():
             raise ConfigError(f"{folder} is not a finished sweep directory (no {name})")
     entries = read_json(folder / "members.json")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{folder / 'members.json'} lists no members")
     try:
         members = [
             Member(**{k: v for k, v in entry.items() if k in Member.__dataclass_fields__})
             for entry in entries
         ]
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, ConfigError) as error:
         raise ConfigError(f"{folder / 'members.json'} is damaged ({error})") from None
     predictions = _predictions(folder)
-    if predictions.num_models != len(members):
-        raise ConfigError(
-            f"{folder}: {PREDICTIONS_FILE} has {predictions.num_models} rows for "
-            f"{len(members)} members"
-        )
+    _check_rows(folder, entries, predictions)
     keys = [m.config_key for m in members]
     labels = config_labels(keys)
 
@@ -120,13 +131,37 @@ def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
         raise ConfigError("--a and --b name the same configuration")
     rows_a = [k for k, key in enumerate(keys) if key == key_a]
     rows_b = [k for k, key in enumerate(keys) if key == key_b]
-    result = compare_configurations(
-        predictions.rows(rows_a),
-        [members[k].seed for k in rows_a],
-        predictions.rows(rows_b),
-        [members[k].seed for k in rows_b],
-    )
+    try:
+        result = compare_configurations(
+            predictions.rows(rows_a),
+            [members[k].seed for k in rows_a],
+            predictions.rows(rows_b),
+            [members[k].seed for k in rows_b],
+        )
+    except ValueError as error:
+        raise ConfigError(f"{folder}: {error}") from None
     return result, labels[key_a], labels[key_b], [str(folder)]
+
+
+def _check_rows(folder: Path, entries: list, predictions: Predictions) -> None:
+    """predictions.npz holds one row per member of members.json, in its order: the counts of
+    right answers and the diverged members agree."""
+    if predictions.num_models != len(entries):
+        raise ConfigError(
+            f"{folder}: {PREDICTIONS_FILE} has {predictions.num_models} rows for "
+            f"{len(entries)} members in members.json"
+        )
+    correct = predictions.correct.sum(axis=1)
+    for k, entry in enumerate(entries):
+        live = entry.get("diverged_epoch") is None
+        expected = entry.get("test_correct")
+        if live != bool(predictions.valid[k]) or (
+            expected is not None and live and int(expected) != int(correct[k])
+        ):
+            raise ConfigError(
+                f"{folder}: {PREDICTIONS_FILE} and members.json disagree about member {k}; "
+                "they are not of one sweep"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = compare_runs(a, b)
         except ValueError as error:
             raise ConfigError(f"{folders[0]} and {folders[1]}: {error}") from None
-        name_a, name_b = (_run_name(folder) for folder in folders)
+        name_a, name_b = _run_names(folders)
         sources = [str(f) for f in folders]
     elif len(folders) == 1 and args.a and args.b:
         result, name_a, name_b, sources = _compare_sweep(folders[0], args.a, args.b)

@@ -152,9 +152,7 @@ def analyse(result, config, reference, data_record: dict) -> dict:
         if key in compared:
             row["comparison"] = {
                 **compared[key],
-                "verdict": verdict(
-                    labels[key], labels[reference], compared[key], compared=len(compared)
-                ),
+                "verdict": verdict(labels[key], labels[reference], compared[key]),
             }
     chosen = selected_configuration(rows)
     selected = None
@@ -169,10 +167,18 @@ def analyse(result, config, reference, data_record: dict) -> dict:
             "test": row["test_accuracy"]["mean"],
             "test_interval": [both["low"], both["high"]],
         }
+    # The reliability diagram shows the selected configuration's ensemble, or the first one's
+    # when the selected configuration has fewer than two live members.
+    ensembled = [row["label"] for row in rows if row["ensemble_curve"]]
+    reliability_of = None
+    if ensembled:
+        chosen = selected["label"] if selected else None
+        reliability_of = chosen if chosen in ensembled else ensembled[0]
     return {
         "configurations": rows,
         "reference": labels[reference],
         "selected": selected,
+        "reliability_of": reliability_of,
         "search": search_curve(result.members),
         "data": data_record,
     }
@@ -202,8 +208,7 @@ def write_plots(
         draw["learning_curves"] = lambda: plots.plot_learning_curves_band(curves)
     if ensembles:
         draw["ensemble_size"] = lambda: plots.plot_ensemble_curves(ensembles)
-        chosen = summary["selected"]["label"] if summary["selected"] else None
-        label = chosen if chosen in ensembles else next(iter(ensembles))
+        label = summary["reliability_of"]
         full = ensembles[label]
         draw["reliability"] = lambda: plots.plot_reliability_diagram(
             {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},

@@ -27,10 +27,12 @@ from mnist_jax.stats import (
     seeds_and_examples_interval,
     wilson_interval,
 )
-from mnist_jax.stats.compare import ALPHA, MIN_VERDICT_SEEDS
+from mnist_jax.stats.compare import MIN_VERDICT_SEEDS, outcome
 
 
 def _same_test_set(a: Predictions, b: Predictions) -> None:
+    if not a.labels.size:
+        raise ValueError("the predictions cover no test images")
     if a.labels.shape != b.labels.shape:
         raise ValueError(
             f"the two sets of predictions cover {a.labels.size} and {b.labels.size} test images: "
@@ -50,10 +52,6 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
     difference = correct_b.astype(np.float64) - correct_a
     interval = bootstrap_interval(difference, resamples=2_000)
     test = mcnemar(correct_a, correct_b)
-    if test["p_value"] < ALPHA:
-        outcome = "b better" if difference.mean() > 0 else "a better"
-    else:
-        outcome = "no difference shown"
     return {
         "kind": "runs",
         "examples": examples,
@@ -71,7 +69,8 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
             "high": None if interval is None else interval[1],
         },
         "mcnemar": test,
-        "outcome": outcome,
+        # Examples, not seeds, are the sample here: any count clears the seeds' minimum.
+        "outcome": outcome(float(difference.mean()), test["p_value"], examples),
     }
 
 
@@ -81,6 +80,10 @@ def compare_configurations(
     """Two configurations of one sweep (their members' predictions and seeds), seed by seed
     over the seeds both have (B minus A)."""
     _same_test_set(a, b)
+    for name, seeds in (("A", seeds_a), ("B", seeds_b)):
+        repeated = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+        if repeated:
+            raise ValueError(f"configuration {name} has several members with seed(s) {repeated}")
     by_seed_a = {int(s): k for k, s in enumerate(seeds_a) if a.valid[k]}
     by_seed_b = {int(s): k for k, s in enumerate(seeds_b) if b.valid[k]}
     seeds = sorted(set(by_seed_a) & set(by_seed_b))
@@ -106,12 +109,6 @@ def compare_configurations(
     )
     paired = paired_difference(accuracy_a, accuracy_b)
     p = paired_p_value(accuracy_a, accuracy_b)
-    if len(seeds) < MIN_VERDICT_SEEDS or p is None:
-        outcome = "too few seeds"
-    elif p < ALPHA:
-        outcome = "b better" if paired["mean"] > 0 else "a better"
-    else:
-        outcome = "no difference shown"
     return {
         "kind": "configurations",
         "examples": int(a.labels.size),
@@ -121,7 +118,8 @@ def compare_configurations(
         "p_value": p,
         "improvement": probability_of_improvement(accuracy_a, accuracy_b),
         "difference_seeds_and_examples": seeds_and_examples_interval(differences),
-        "outcome": outcome,
+        "diverged": {"a": int(np.sum(~a.valid)), "b": int(np.sum(~b.valid))},
+        "outcome": outcome(paired["mean"], p, len(seeds)),
     }
 
 
@@ -134,32 +132,37 @@ def _points(x: float | None) -> str:
 
 
 def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
-    outcome = result["outcome"]
+    verdict = result["outcome"]
+    better = name_b if verdict == "better" else name_a
     if result["kind"] == "runs":
-        test = result["mcnemar"]
-        basis = f"McNemar's exact test, p = {test['p_value']:.3g}"
-        if outcome == "no difference shown":
+        basis = f"McNemar's exact test, p = {result['mcnemar']['p_value']:.3g}"
+        if verdict == "no difference shown":
             return f"No difference shown between {name_a} and {name_b} ({basis})."
-        better = name_b if outcome == "b better" else name_a
         return (
             f"{better} is more accurate ({basis}). One seed each: this compares two trained "
             "models, and a seed's own luck is part of the difference; a sweep over seeds tells "
             "whether their configurations differ."
         )
-    if outcome == "too few seeds":
+    seeds = len(result["seeds"])
+    if verdict == "too few seeds":
+        diverged = result["diverged"]
+        lost = (
+            f" ({diverged['a']} member(s) of A and {diverged['b']} of B diverged)"
+            if diverged["a"] or diverged["b"]
+            else ""
+        )
         return (
-            f"Too few paired seeds ({len(result['seeds'])}) for a verdict; at least "
+            f"Too few paired seeds ({seeds}){lost} for a verdict; at least "
             f"{MIN_VERDICT_SEEDS} are needed."
         )
-    basis = f"paired t-test over {len(result['seeds'])} seeds, p = {result['p_value']:.3g}"
-    if outcome == "no difference shown":
+    basis = f"paired t-test over {seeds} seeds, p = {result['p_value']:.3g}"
+    if verdict == "no difference shown":
         return f"No difference shown between {name_a} and {name_b} ({basis})."
-    better = name_b if outcome == "b better" else name_a
     both = result["difference_seeds_and_examples"]
     holds = both["low"] is not None and (both["low"] > 0 or both["high"] < 0)
     return (
         f"{better} is better on this test set ({basis}); the difference "
-        + ("also holds" if holds else "does not hold")
+        + ("also holds" if holds else "is not shown to hold")
         + " when the test images are resampled too (two-level interval "
         f"[{_points(both['low'])}, {_points(both['high'])}] points)."
     )
@@ -208,7 +211,8 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
         ]
         lines += [""]
         if difference["n"]:
-            text = f"Paired over {difference['n']} seeds: {_points(difference['mean'])} points"
+            seeds = f"{difference['n']} seed" + ("s" if difference["n"] != 1 else "")
+            text = f"Paired over {seeds}: {_points(difference['mean'])} points"
             if difference["ci95_low"] is not None:
                 text += (
                     f", Student-t 95% interval [{_points(difference['ci95_low'])}, "
@@ -219,11 +223,10 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
                     f"; two-level bootstrap [{_points(both['low'])}, {_points(both['high'])}] "
                     "(seeds and test images)"
                 )
-            if improvement["low"] is not None:
-                text += (
-                    f"; P(B > A) = {improvement['p']:.2f} [{improvement['low']:.2f}, "
-                    f"{improvement['high']:.2f}]"
-                )
+            if improvement["p"] is not None:
+                text += f"; B beats A on {improvement['p']:.0%} of the seeds"
+                if improvement["low"] is not None:
+                    text += f" [{improvement['low']:.0%}, {improvement['high']:.0%}]"
             lines.append(text + ".")
     lines += ["", f"**{_conclusion(result, name_a, name_b)}**", ""]
     return "\n".join(lines)

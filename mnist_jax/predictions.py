@@ -111,7 +111,10 @@ class Predictions:
         not predictions."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an archive of named arrays")
+            with loaded as archive:
                 arrays = {name: archive[name] for name in _ARRAYS}
         except FileNotFoundError:
             raise ConfigError(f"{path} does not exist") from None
@@ -120,12 +123,23 @@ class Predictions:
         try:
             arrays["valid"] = arrays["valid"].astype(bool)
             predictions = cls(**arrays)
-            if not (
-                np.issubdtype(predictions.predicted.dtype, np.integer)
-                and np.issubdtype(predictions.labels.dtype, np.integer)
-                and np.all(np.isfinite(predictions.confidence))
-            ):
-                raise ValueError("wrong array types or non-finite confidences")
+            _check_values(predictions)
         except ValueError as error:
             raise ConfigError(f"{path} is not a readable predictions file ({error})") from None
         return predictions
+
+
+def _check_values(predictions: Predictions) -> None:
+    """What shapes alone do not say: integer classes, probabilities, something to compare."""
+    if not (
+        np.issubdtype(predictions.predicted.dtype, np.integer)
+        and np.issubdtype(predictions.labels.dtype, np.integer)
+    ):
+        raise ValueError("classes must be integers")
+    if predictions.num_models == 0 or predictions.labels.size == 0:
+        raise ValueError("no models or no test images")
+    confidence = predictions.confidence[predictions.valid]
+    if not np.all((confidence >= 0) & (confidence <= 1)):
+        raise ValueError("confidences must be probabilities in [0, 1]")
+    if np.any(predictions.labels < 0) or np.any(predictions.predicted < 0):
+        raise ValueError("classes must not be negative")

@@ -93,3 +93,64 @@ def test_compare_refuses_predictions_of_different_test_sets(tmp_path, capsys):
     argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.md")]
     code, printed = run_cli(argv, capsys)
     assert code == 2 and "different test labels" in printed.err
+
+
+def _fake_sweep(folder, seeds, learning_rates, probabilities, labels):
+    """A sweep directory as experiments.sweep writes it, as far as compare reads it."""
+    import json
+
+    folder.mkdir()
+    members = [
+        {"seed": s, "learning_rate": lr, "dropout_rate": 0.25, "hidden_sizes": [128, 128]}
+        for s, lr in zip(seeds, learning_rates)
+    ]
+    predictions = Predictions.from_probabilities(probabilities, labels)
+    for member, right in zip(members, predictions.correct.sum(axis=1)):
+        member.update(diverged_epoch=None, test_correct=int(right))
+    (folder / "sweep.json").write_text("{}")
+    (folder / "members.json").write_text(json.dumps(members))
+    predictions.save(folder / "predictions.npz")
+    return members
+
+
+def test_compare_refuses_a_configuration_with_repeated_seeds(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    probabilities = list(rng.dirichlet(np.ones(3), size=(4, 20)))
+    _fake_sweep(
+        tmp_path / "s", [0, 0, 0, 1], [1e-3, 1e-3, 3e-3, 3e-3], probabilities, np.zeros(20, int)
+    )
+    argv = [
+        str(tmp_path / "s"),
+        "--a",
+        "lr=1e-3",
+        "--b",
+        "lr=3e-3",
+        "--out",
+        str(tmp_path / "c.md"),
+    ]
+    code, printed = run_cli(argv, capsys)
+    assert code == 2 and "several members with seed(s) [0]" in printed.err
+    assert len(printed.err.strip().splitlines()) == 1 and not (tmp_path / "c.md").exists()
+
+
+def test_compare_refuses_predictions_of_another_sweep(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(0)
+    probabilities = list(rng.dirichlet(np.ones(3), size=(4, 20)))
+    members = _fake_sweep(
+        tmp_path / "s", [0, 1, 0, 1], [1e-3, 1e-3, 3e-3, 3e-3], probabilities, np.zeros(20, int)
+    )
+    members[2]["test_correct"] += 1  # members.json says otherwise than the predictions
+    (tmp_path / "s" / "members.json").write_text(json.dumps(members))
+    argv = [
+        str(tmp_path / "s"),
+        "--a",
+        "lr=1e-3",
+        "--b",
+        "lr=3e-3",
+        "--out",
+        str(tmp_path / "c.md"),
+    ]
+    code, printed = run_cli(argv, capsys)
+    assert code == 2 and "disagree about member 2" in printed.err

@@ -59,3 +59,25 @@ def test_a_missing_predictions_file_is_a_config_error(tmp_path):
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="shape"):
         Predictions(np.zeros((2, 3), int), np.zeros((2, 4)), np.zeros(3, int), np.ones(2, bool))
+
+
+def test_a_single_array_or_impossible_values_are_refused(tmp_path):
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    (tmp_path / "single.npy").rename(tmp_path / "predictions.npz")
+    with pytest.raises(ConfigError, match="not an archive"):
+        Predictions.load(tmp_path / "predictions.npz")
+    bad = Predictions(
+        np.zeros((1, 3), np.uint8),
+        np.full((1, 3), 5.9, np.float32),
+        np.zeros(3, np.uint8),
+        np.ones(1, bool),
+    )
+    bad.save(tmp_path / "bad.npz")
+    with pytest.raises(ConfigError, match=r"probabilities in \[0, 1\]"):
+        Predictions.load(tmp_path / "bad.npz")
+    empty = Predictions(
+        np.zeros((1, 0), np.uint8), np.zeros((1, 0)), np.zeros(0, int), np.ones(1, bool)
+    )
+    empty.save(tmp_path / "empty.npz")
+    with pytest.raises(ConfigError, match="no models or no test images"):
+        Predictions.load(tmp_path / "empty.npz")

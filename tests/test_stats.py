@@ -26,7 +26,7 @@ def test_summarize_of_one_value_has_no_interval():
 
 
 def test_bootstrap_interval_is_scipys_percentile_bootstrap_with_the_same_seed():
-    values = np.array([0.970, 0.975, 0.972, 0.979, 0.971, 0.974])
+    values = np.array([0.970, 0.975, 0.972, 0.979, 0.971, 0.974, 0.973, 0.976, 0.970, 0.977])
     expected = scipy.stats.bootstrap(
         (values,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(7)
     ).confidence_interval
@@ -34,9 +34,14 @@ def test_bootstrap_interval_is_scipys_percentile_bootstrap_with_the_same_seed():
     assert stats.bootstrap_interval(values, seed=7) == stats.bootstrap_interval(values, seed=7)
 
 
-def test_bootstrap_interval_of_equal_or_single_values():
-    assert stats.bootstrap_interval([0.9, 0.9, 0.9]) == (0.9, 0.9)
+def test_bootstrap_interval_of_equal_or_too_few_values():
+    assert stats.bootstrap_interval([0.9] * 10) == (0.9, 0.9)
+    # Below 10 seeds the percentile bootstrap undercovers badly: no interval, unless asked for.
+    assert stats.bootstrap_interval([0.9, 0.91, 0.92]) is None
+    assert stats.bootstrap_interval([0.9, 0.91, 0.92], min_values=2) is not None
     assert stats.bootstrap_interval([0.9]) is None
+    with pytest.raises(ValueError, match="finite"):
+        stats.bootstrap_interval([0.9] * 9 + [float("nan")])
 
 
 def test_wilson_interval_matches_scipy():
@@ -64,7 +69,7 @@ def test_two_level_interval_is_wider_than_the_seeds_only_one():
     # two-level interval shows it.
     rng = np.random.default_rng(0)
     truth = rng.random(2000) < 0.97
-    correct = np.stack([truth ^ (rng.random(2000) < 0.002) for _ in range(8)])
+    correct = np.stack([truth ^ (rng.random(2000) < 0.002) for _ in range(12)])
     seeds_only = stats.bootstrap_interval(correct.mean(axis=1))
     both = stats.seeds_and_examples_interval(correct)
     assert both["high"] - both["low"] > 3 * (seeds_only[1] - seeds_only[0])
@@ -81,26 +86,37 @@ def test_paired_difference_and_p_value_match_scipy():
     assert stats.paired_p_value(a, b) == pytest.approx(expected.pvalue)
 
 
-def test_paired_p_value_of_equal_differences():
+def test_paired_p_value_of_equal_differences_is_the_exact_sign_flip_one():
     assert stats.paired_p_value({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6}) == 1.0
-    assert stats.paired_p_value({0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7}) == 0.0
+    # n equal non-zero differences: of the 2^n sign flips, 2 are as extreme (two-sided).
+    three = {0: 0.5, 1: 0.6, 2: 0.7}
+    assert stats.paired_p_value(three, {s: v + 0.01 for s, v in three.items()}) == 2 / 8
     assert stats.paired_p_value({0: 0.5}, {0: 0.6}) is None
 
 
-def test_probability_of_improvement_counts_pairs_and_ties_by_hand():
-    reference = {0: 1.0, 1: 2.0, 2: 3.0}
-    candidate = {0: 2.0, 1: 3.0, 2: 4.0}
-    # Pairs (c, r): c > r in 6 of 9, ties (2,2) and (3,3) count half: (6 + 1) / 9.
+def test_probability_of_improvement_is_the_share_of_seeds_won_by_hand():
+    reference = {0: 1.0, 1: 2.0, 2: 3.0, 7: 9.0}
+    candidate = {0: 2.0, 1: 2.0, 2: 1.0}
+    # Seed by seed: a win, a tie (one half), a loss; seed 7 is not shared.
     out = stats.probability_of_improvement(reference, candidate)
-    assert out["p"] == pytest.approx(7 / 9)
-    assert 0 <= out["low"] <= out["p"] <= out["high"] <= 1 and out["n"] == 3
-    assert stats.probability_of_improvement({0: 1.0}, {0: 2.0})["low"] is None
+    assert out["p"] == pytest.approx(0.5) and out["n"] == 3
+    assert out["low"] is None  # fewer than 10 seeds: no bootstrap interval
+    reference = {s: 0.97 for s in range(12)}
+    candidate = {s: 0.97 + (0.001 if s % 4 else -0.001) for s in range(12)}
+    out = stats.probability_of_improvement(reference, candidate, seed=1)
+    wins = np.array([1.0 if s % 4 else 0.0 for s in range(12)])
+    rng = np.random.default_rng(1)
+    draws = wins[rng.integers(0, 12, size=(10_000, 12))].mean(axis=1)
+    assert out["p"] == pytest.approx(0.75)
+    assert (out["low"], out["high"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
 
 
 def test_holm_by_hand():
     # Sorted 0.01, 0.03, 0.04 of m = 3 tests: 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04).
     assert stats.holm([0.04, 0.01, None, 0.03]) == pytest.approx([0.06, 0.03, None, 0.06])
     assert stats.holm([0.5, 0.9]) == [1.0, 1.0]
+    with pytest.raises(ValueError):  # a NaN would break the ordering silently
+        stats.holm([0.01, float("nan")])
 
 
 def test_mcnemar_on_a_hand_made_table():
@@ -124,16 +140,14 @@ def test_compare_with_reference_corrects_for_several_comparisons():
         "few": {0: 0.99, 1: 0.99},
     }
     rows = stats.compare_with_reference(values, "ref")
-    assert rows["better"]["outcome"] == "better" and rows["same"]["outcome"] in (
-        "no difference shown",
-        "better",
-        "worse",
-    )
-    assert rows["few"]["outcome"] == "too few seeds"
-    raw = [rows[k]["p_value"] for k in ("better", "same", "few")]
-    assert [rows[k]["p_holm"] for k in ("better", "same", "few")] == pytest.approx(stats.holm(raw))
-    line = stats.verdict("better", "ref", rows["better"], compared=3)
-    assert "better is better" in line and "Holm-adjusted over 3" in line
+    assert rows["better"]["outcome"] == "better"
+    # Two seeds can give no verdict: that configuration is not one of the family of tests.
+    assert rows["few"]["outcome"] == "too few seeds" and rows["few"]["p_holm"] is None
+    raw = [rows[k]["p_value"] for k in ("better", "same")]
+    assert [rows[k]["p_holm"] for k in ("better", "same")] == pytest.approx(stats.holm(raw))
+    assert {row["holm_family"] for row in rows.values()} == {2}
+    line = stats.verdict("better", "ref", rows["better"])
+    assert "better is better" in line and "Holm-adjusted over 2" in line and "unadjusted" in line
 
 
 def test_verdict_without_a_difference_says_so():
@@ -170,6 +184,11 @@ def test_ensemble_curve_averages_every_subset_by_hand():
     assert out["nll"][2] == pytest.approx(-np.mean(np.log(full[np.arange(50), labels])))
 
 
+def test_ensemble_curve_refuses_no_members():
+    with pytest.raises(ValueError, match="at least one member"):
+        stats.ensemble_curve(np.zeros((0, 5, 3)), np.zeros(5, int))
+
+
 def test_ensemble_curve_samples_subsets_when_there_are_many():
     probabilities = stats.softmax(np.random.default_rng(2).standard_normal((10, 20, 3)))
     out = stats.ensemble_curve(probabilities, np.zeros(20, int), max_subsets=5)
@@ -184,7 +203,9 @@ def test_expected_max_is_the_mean_max_over_subsets():
     for n in range(1, len(values) + 1):
         maxima = [max(s) for s in itertools.combinations(values, n)]
         assert out["expected"][n - 1] == pytest.approx(np.mean(maxima))
-        assert out["std"][n - 1] == pytest.approx(np.std(maxima), abs=1e-12)
+        # The spread of the best of n trials drawn with replacement (every n-tuple equally likely).
+        drawn = [max(t) for t in itertools.product(values, repeat=n)]
+        assert out["std"][n - 1] == pytest.approx(np.std(drawn), abs=1e-12)
     assert out["expected"][-1] == pytest.approx(max(values))
     assert out["trials"] == list(range(1, 7))
 

@@ -8,6 +8,7 @@ gap between a bin's accuracy and its mean confidence.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -73,8 +74,6 @@ def ensemble_sizes(members: int) -> list[int]:
 
 def _subsets(members: int, size: int, limit: int, rng: np.random.Generator) -> list[tuple]:
     if math.comb(members, size) <= limit:
-        import itertools
-
         return list(itertools.combinations(range(members), size))
     chosen: set[tuple] = set()
     while len(chosen) < limit:
@@ -107,6 +106,8 @@ def ensemble_curve(
             f"got {probabilities.shape}"
         )
     members = probabilities.shape[0]
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
     sizes = ensemble_sizes(members) if sizes is None else list(sizes)
     if not members or any(not 1 <= k <= members for k in sizes):
         raise ValueError(f"ensemble sizes must be in 1..{members}, got {sizes}")

@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.stats
 
-from mnist_jax.stats.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, summarize
+from mnist_jax.stats.intervals import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    MIN_BOOTSTRAP_SEEDS,
+    summarize,
+)
 
 ALPHA = 1 - CONFIDENCE
 MIN_VERDICT_SEEDS = 3  # fewer pairs give the numbers but no verdict
@@ -24,6 +29,8 @@ def _shared(reference: Mapping[int, float], candidate: Mapping[int, float]):
     seeds = sorted(set(reference) & set(candidate))
     a = np.asarray([reference[s] for s in seeds], np.float64)
     b = np.asarray([candidate[s] for s in seeds], np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("values to compare must be finite (leave diverged runs out)")
     return seeds, a, b
 
 
@@ -38,22 +45,22 @@ def paired_difference(reference: Mapping[int, float], candidate: Mapping[int, fl
 def paired_p_value(reference: Mapping[int, float], candidate: Mapping[int, float]) -> float | None:
     """Two-sided p-value of the paired t-test over the shared seeds (`scipy.stats.ttest_rel`).
 
-    None for fewer than two pairs. Equal differences (accuracies move in steps of 1/N) have no
-    spread: p is 1 when they are all zero and 0 otherwise (scipy gives NaN)."""
+    None for fewer than two pairs. Equal differences (accuracies move in steps of 1/N, so this
+    happens) have no spread, and scipy gives NaN (all zero) or 0 (t infinite): here p is 1 when
+    they are all zero, and otherwise the exact sign-flip p-value 2 / 2^n, the smallest p that n
+    pairs can give without assuming normality."""
     _, a, b = _shared(reference, candidate)
     if a.size < 2:
         return None
     differences = b - a
     if np.all(differences == differences[0]):
-        return 1.0 if differences[0] == 0 else 0.0
+        return 1.0 if differences[0] == 0 else min(1.0, 2.0 / 2**a.size)
     return float(scipy.stats.ttest_rel(b, a).pvalue)
 
 
-def _improvement(a: np.ndarray, b: np.ndarray) -> float:
-    """P(B > A) over all pairs of values (ties count one half)."""
-    greater = (b[:, None] > a[None, :]).mean()
-    ties = (b[:, None] == a[None, :]).mean()
-    return float(greater + 0.5 * ties)
+def _wins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 where b > a, 1/2 where equal, 0 where b < a (along the last axis: seeds)."""
+    return (b > a) + 0.5 * (b == a)
 
 
 def probability_of_improvement(
@@ -64,30 +71,24 @@ def probability_of_improvement(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict:
-    """P(candidate > reference): the chance that a run of the candidate with a random seed beats a
-    run of the reference with a random seed (ties count one half), estimated over every pair of
-    the shared seeds, as in Agarwal et al. 2021 (rliable).
+    """P(candidate > reference): the probability that, for a seed drawn at random, the candidate's
+    run beats the reference's run with the same seed (ties count one half), estimated as the share
+    of the shared seeds where it does. The seed pairs the two runs (same initial parameters and
+    batch order), so this is the paired version of Agarwal et al. 2021's (rliable's) statistic.
 
-    Returns `{"p", "low", "high", "n"}`: the interval is a percentile bootstrap that resamples the
-    seeds, each drawn seed bringing both of its runs (the design is paired); None for fewer than
-    two seeds.
+    Returns `{"p", "low", "high", "n"}`; the interval is a percentile bootstrap over seeds, given
+    only from `MIN_BOOTSTRAP_SEEDS` seeds (with fewer it covers far less than its nominal level).
     """
     _, a, b = _shared(reference, candidate)
     out = {"p": None, "low": None, "high": None, "n": int(a.size)}
     if a.size == 0:
         return out
-    out["p"] = _improvement(a, b)
-    if a.size < 2:
+    wins = _wins(a, b)
+    out["p"] = float(wins.mean())
+    if a.size < MIN_BOOTSTRAP_SEEDS:
         return out
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, a.size, size=(resamples, a.size))
-    draws = np.empty(resamples, np.float64)
-    chunk = max(1, 2**22 // a.size**2)  # bounds the (draws, seeds, seeds) comparisons held
-    for start in range(0, resamples, chunk):
-        drawn_a, drawn_b = a[rows[start : start + chunk]], b[rows[start : start + chunk]]
-        greater = (drawn_b[:, :, None] > drawn_a[:, None, :]).mean(axis=(1, 2))
-        ties = (drawn_b[:, :, None] == drawn_a[:, None, :]).mean(axis=(1, 2))
-        draws[start : start + chunk] = greater + 0.5 * ties
+    draws = wins[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1)
     tail = (1 - confidence) / 2
     out["low"], out["high"] = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
     return out
@@ -98,6 +99,8 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     (None entries are not tests: they stay None and do not count). An adjusted p below alpha
     rejects at family-wise error rate alpha."""
     tested = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    if any(not 0 <= p <= 1 for p, _ in tested):  # also refuses NaN, which would break the sort
+        raise ValueError(f"p-values must lie in [0, 1], got {[p for p, _ in tested]}")
     order = sorted(tested)
     m = len(order)
     adjusted: list[float | None] = [None] * len(p_values)
@@ -106,6 +109,18 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def outcome(difference: float | None, p: float | None, n: int) -> str:
+    """The conclusion a comparison allows: "better" or "worse" (the candidate against the
+    reference) when p is below 0.05, "too few seeds" below `MIN_VERDICT_SEEDS` pairs (or no test),
+    else "no difference shown". `n` is the number of pairs (pass a large one for a test over
+    examples)."""
+    if n < MIN_VERDICT_SEEDS or p is None or difference is None:
+        return "too few seeds"
+    if p < ALPHA:
+        return "better" if difference > 0 else "worse"
+    return "no difference shown"
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -137,12 +152,13 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
 def compare_with_reference(
     values: Mapping[object, Mapping[int, float]], reference: object, *, seed: int = 0
 ) -> dict:
-    """Every configuration of `values` (key -> seed -> value, e.g. `values_by_config`) against
-    `reference`, one of its keys: per other key, the `paired_difference` (other - reference), the
-    paired t-test's `p_value`, its Holm-adjusted `p_holm` over all the comparisons made here,
-    `probability_of_improvement` and the `outcome` ("better", "worse", "no difference shown" or
-    "too few seeds"). `outcome` is "better"/"worse" only when the Holm-adjusted p is below 0.05;
-    the difference's sign says which.
+    """Every configuration of `values` (key -> seed -> accuracy, higher is better, e.g.
+    `values_by_config`) against `reference`, one of its keys: per other key, the
+    `paired_difference` (other - reference), the paired test's `p_value`,
+    `probability_of_improvement` and the `outcome`. Configurations with at least
+    `MIN_VERDICT_SEEDS` shared seeds form the family of tests: their p-values are Holm-adjusted
+    together (`p_holm`; `holm_family` is its size) and decide the outcome; the others get "too
+    few seeds" and no adjusted p.
     """
     if reference not in values:
         raise ValueError("the reference configuration has no values")
@@ -154,17 +170,13 @@ def compare_with_reference(
             "p_value": paired_p_value(values[reference], values[key]),
             "improvement": probability_of_improvement(values[reference], values[key], seed=seed),
         }
-    adjusted = holm([rows[key]["p_value"] for key in others])
-    for key, p in zip(others, adjusted):
+    family = [key for key in others if rows[key]["difference"]["n"] >= MIN_VERDICT_SEEDS]
+    adjusted = dict(zip(family, holm([rows[key]["p_value"] for key in family])))
+    for key in others:
         row = rows[key]
-        row["p_holm"] = p
-        n = row["difference"]["n"]
-        if n < MIN_VERDICT_SEEDS or p is None:
-            row["outcome"] = "too few seeds"
-        elif p < ALPHA:
-            row["outcome"] = "better" if row["difference"]["mean"] > 0 else "worse"
-        else:
-            row["outcome"] = "no difference shown"
+        row["p_holm"] = adjusted.get(key)
+        row["holm_family"] = len(family)
+        row["outcome"] = outcome(row["difference"]["mean"], row["p_holm"], row["difference"]["n"])
     return rows
 
 
@@ -172,30 +184,33 @@ def _points(fraction: float) -> str:
     return f"{100 * fraction:+.2f} points"
 
 
-def verdict(candidate: str, reference: str, row: Mapping, *, compared: int = 1) -> str:
-    """One line from a `compare_with_reference` row: the paired difference with its interval,
-    P(improvement), the (Holm-adjusted) p-value, and the conclusion those numbers allow.
-    `compared` is how many configurations were compared with the reference at once."""
+def verdict(candidate: str, reference: str, row: Mapping) -> str:
+    """One line from a `compare_with_reference` row: the paired difference with its (unadjusted)
+    interval, P(improvement), the Holm-adjusted p-value, and the conclusion those numbers allow."""
     difference, improvement = row["difference"], row["improvement"]
     n = difference["n"]
     if n == 0:
         return f"{candidate} vs {reference}: no seed has both; nothing to compare."
-    text = f"{candidate} vs {reference}: {_points(difference['mean'])} over {n} paired seed(s)"
+    seeds = f"{n} paired seed" + ("s" if n != 1 else "")
+    text = f"{candidate} vs {reference}: {_points(difference['mean'])} over {seeds}"
     if difference["ci95_low"] is not None:
-        text += f" (95% CI {_points(difference['ci95_low'])} to {_points(difference['ci95_high'])})"
-    if improvement["low"] is not None:
         text += (
-            f", P({candidate} > {reference}) = {improvement['p']:.2f} "
-            f"[{improvement['low']:.2f}, {improvement['high']:.2f}]"
+            f" (95% CI {_points(difference['ci95_low'])} to {_points(difference['ci95_high'])}, "
+            "unadjusted)"
         )
+    if improvement["p"] is not None:
+        text += f", P({candidate} beats {reference} on a seed) = {improvement['p']:.2f}"
+        if improvement["low"] is not None:
+            text += f" [{improvement['low']:.2f}, {improvement['high']:.2f}]"
+    family = row.get("holm_family", 1)
     if row["p_holm"] is not None:
-        corrected = f"Holm-adjusted over {compared} comparisons" if compared > 1 else "paired t"
+        corrected = f"Holm-adjusted over {family} comparisons" if family > 1 else "paired t"
         text += f", p = {row['p_holm']:.3g} ({corrected})"
-    outcome = row["outcome"]
-    if outcome == "too few seeds":
+    result = row["outcome"]
+    if result == "too few seeds":
         return text + f": too few seeds for a verdict (at least {MIN_VERDICT_SEEDS})."
-    if outcome == "better":
+    if result == "better":
         return text + f": {candidate} is better on this test set."
-    if outcome == "worse":
+    if result == "worse":
         return text + f": {reference} is better on this test set."
     return text + f": no difference shown with {n} seeds."

@@ -21,8 +21,9 @@ def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 def expected_max(values: Iterable[float]) -> dict[str, list]:
     """`{"trials": [1..N], "expected": [...], "std": [...]}`: for each n, the unbiased estimate of
-    the best of n trials, and the standard deviation of the best over the n-subsets (the spread a
-    reader should expect from one search of n trials)."""
+    the best of n trials, and the standard deviation of the best of n trials drawn with replacement
+    from the observed ones (Dodge et al.'s variance): the spread one search of n trials shows.
+    (The spread over n-subsets of the observed trials would shrink to zero at n = N.)"""
     v = np.sort(np.asarray(list(values), np.float64).ravel())
     if v.size == 0:
         raise ValueError("expected_max needs at least one trial")
@@ -38,9 +39,10 @@ def expected_max(values: Iterable[float]) -> dict[str, list]:
             _log_comb(i[possible] - 1, np.float64(n - 1)) - _log_comb(np.float64(size), n)
         )
         weights /= weights.sum()  # exact in theory; removes rounding of the log-gammas
-        mean = float(weights @ v)
-        variance = max(0.0, float(weights @ (v - mean) ** 2))
+        # P(the best of n draws with replacement is the i-th smallest) = (i/N)^n - ((i-1)/N)^n.
+        drawn = (i / size) ** n - ((i - 1) / size) ** n
+        spread = float(drawn @ (v - drawn @ v) ** 2)
         out["trials"].append(n)
-        out["expected"].append(mean)
-        out["std"].append(variance**0.5)
+        out["expected"].append(float(weights @ v))
+        out["std"].append(max(0.0, spread) ** 0.5)
     return out

@@ -27,7 +27,6 @@ from mnist_jax.stats import (
     expected_max,
     seeds_and_examples_interval,
     softmax,
-    summarize,
 )
 from mnist_jax.sweep.members import ConfigKey
 from mnist_jax.sweep.results import values_by_config
@@ -46,9 +45,9 @@ def test_intervals(
     keys: Sequence[ConfigKey], predictions: Predictions, *, seed: int = 0
 ) -> dict[ConfigKey, dict]:
     """Per configuration (`keys[i]` is member i's, the row order of `predictions`; invalid rows
-    left out): the mean test accuracy with
-    - `over_seeds`: `summarize` (Student-t) of the members' accuracies, test set fixed;
-    - `over_seeds_bootstrap`: the percentile bootstrap interval of that mean, test set fixed;
+    left out), intervals of the mean test accuracy beyond `summarize_by_config`'s Student-t one:
+    - `over_seeds_bootstrap`: the percentile bootstrap over seeds, test set fixed (None below
+      `stats.intervals.MIN_BOOTSTRAP_SEEDS` seeds);
     - `over_seeds_and_examples`: the two-level bootstrap, seeds and test examples resampled.
     """
     if len(keys) != predictions.num_models:
@@ -58,7 +57,6 @@ def test_intervals(
     for key, rows in _rows_by_config(keys, predictions.valid).items():
         interval = bootstrap_interval(accuracy[rows], seed=seed)
         out[key] = {
-            "over_seeds": summarize(accuracy[rows]),
             "over_seeds_bootstrap": None if interval is None else list(interval),
             "over_seeds_and_examples": seeds_and_examples_interval(correct[rows], seed=seed),
         }
@@ -68,8 +66,11 @@ def test_intervals(
 def comparisons(
     results: Sequence, reference: ConfigKey, metric: str = "test_accuracy", *, seed: int = 0
 ) -> dict[ConfigKey, dict]:
-    """`stats.compare_with_reference` of every configuration's `metric` against `reference`, seed
-    by seed over the non-diverged members (`MemberResult`s or anything with their fields)."""
+    """`stats.compare_with_reference` of every configuration's `metric` (an accuracy: higher is
+    better) against `reference`, seed by seed over the non-diverged members (`MemberResult`s or
+    anything with their fields)."""
+    if "accuracy" not in metric:
+        raise ValueError(f"comparisons are of accuracies (higher is better), not {metric!r}")
     values = values_by_config(results, metric)
     if reference not in values:
         return {}
@@ -114,8 +115,11 @@ def search_curve(results: Sequence, metric: str = "final_val_accuracy") -> dict 
 
 def selected_configuration(rows: Sequence[dict], metric: str = "final_val_accuracy") -> int | None:
     """The index in `rows` (`summarize_by_config` rows) of the configuration with the highest mean
-    `metric` (a validation number: choosing by a test number would be test-set selection); the
-    first of equals; None when no row has the metric."""
+    `metric` (a validation number: choosing by a test number would be test-set selection), among
+    those none of whose members diverged when there are any (a configuration that diverges for
+    some seeds is not one to pick by its survivors); the first of equals; None when no row has the
+    metric."""
     means = [(row.get(metric) or {}).get("mean") for row in rows]
-    candidates = [(mean, -i) for i, mean in enumerate(means) if mean is not None]
-    return -max(candidates)[1] if candidates else None
+    stable = [i for i, row in enumerate(rows) if not row["diverged"] and means[i] is not None]
+    pool = stable or [i for i, mean in enumerate(means) if mean is not None]
+    return -max((means[i], -i) for i in pool)[1] if pool else None

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mnist_jax.stats.compare import MIN_VERDICT_SEEDS
+from mnist_jax.stats.intervals import MIN_BOOTSTRAP_SEEDS
+
 REPORT_FILE = "report.md"
 
 # What each figure shows, in the order the report gives them; a figure absent from `figures` is
@@ -15,7 +18,9 @@ REPORT_FILE = "report.md"
 FIGURE_CAPTIONS = {
     "accuracy_distribution": (
         "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
-        "interval over seeds: configurations whose dots overlap are hard to tell apart."
+        "interval over seeds: the spread of a configuration's seeds; whether two configurations "
+        "differ is the paired comparison's question (above), which can tell apart overlapping "
+        "clouds because seed s is shared."
     ),
     "learning_curves": (
         "Validation accuracy per epoch, mean and one standard deviation over seeds: where curves "
@@ -27,14 +32,15 @@ FIGURE_CAPTIONS = {
         "buys."
     ),
     "reliability": (
-        "Reliability diagram of the selected configuration's full ensemble: bars below the "
-        "diagonal are over-confident bins, above it under-confident; the lower panel counts "
-        "examples per bin."
+        "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
+        "are over-confident bins, above it under-confident; the lower panel counts examples per "
+        "bin."
     ),
     "expected_max": (
         "Expected best validation accuracy after n trials of this search (each trial one member: "
-        "a configuration and a seed), with the spread over n-trial searches: where it flattens, "
-        "more trials would not find a better configuration."
+        "a configuration and a seed; unbiased estimator of Tang et al. 2020), with the standard "
+        "deviation of the best of n trials drawn from these: where it flattens, more trials of "
+        "this search would not find a better configuration."
     ),
 }
 
@@ -90,15 +96,18 @@ def _comparisons(summary: Mapping) -> list[str]:
     rows = [row for row in summary["configurations"] if row.get("comparison")]
     if not rows:
         return []
+    family = max(row["comparison"].get("holm_family", 0) for row in rows)
     lines = [
         f"## Comparisons with the reference, {summary['reference']}",
         "",
         "Seed by seed (seed s shares initial parameters and batch order across configurations of "
         "one model), on this test set: the paired difference of test accuracy with its Student-t "
-        "95% interval, the probability that a run of the configuration beats a run of the "
-        "reference with its bootstrap interval, and the paired t-test's p-value"
-        + (", Holm-adjusted for the comparisons made at once" if len(rows) > 1 else "")
-        + ". Each verdict is computed from those numbers.",
+        "95% interval (unadjusted), the share of seeds on which the configuration beats the "
+        f"reference (with a bootstrap interval from {MIN_BOOTSTRAP_SEEDS} seeds), and the paired "
+        "t-test's p-value"
+        + (f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else "")
+        + f". Each verdict is computed from those numbers; fewer than {MIN_VERDICT_SEEDS} paired "
+        "seeds give none.",
         "",
     ]
     lines += [f"- {row['comparison']['verdict']}" for row in rows]
@@ -109,22 +118,23 @@ def _ensembles(rows: Sequence[Mapping]) -> list[str]:
     curves = [(row["label"], row["ensemble_curve"]) for row in rows if row.get("ensemble_curve")]
     if not curves:
         return []
+    sizes = sorted({k for _, curve in curves for k in curve["size"]})
     lines = [
         "## Ensembles",
         "",
         "The average of k members' test probabilities, averaged over subsets of k members "
-        "(accuracy / negative log-likelihood / expected calibration error, 15 bins):",
+        "(accuracy / negative log-likelihood / expected calibration error, 15 bins); `-` where a "
+        "configuration has another number of live members:",
         "",
-        "| configuration | " + " | ".join(f"k={k}" for k in curves[0][1]["size"]) + " |",
-        "|---|" + "---:|" * len(curves[0][1]["size"]),
+        "| configuration | " + " | ".join(f"k={k}" for k in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
     ]
     for label, curve in curves:
-        cells = [
-            f"{100 * a:.2f}% / {n:.4f} / {100 * e:.2f}%"
-            for a, n, e in zip(curve["accuracy"], curve["nll"], curve["ece"])
-        ]
-        cells += [""] * (len(curves[0][1]["size"]) - len(cells))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        cells = {
+            k: f"{100 * a:.2f}% / {n:.4f} / {100 * e:.2f}%"
+            for k, a, n, e in zip(curve["size"], curve["accuracy"], curve["nll"], curve["ece"])
+        }
+        lines.append(f"| {label} | " + " | ".join(cells.get(k, "-") for k in sizes) + " |")
     return lines + [""]
 
 
@@ -196,9 +206,11 @@ def render_sweep_report(
         "",
         "Three intervals, each for a different question. *t 95% (seeds)* and *bootstrap 95% "
         "(seeds)* resample seeds with the test set held fixed: how well the mean over seeds is "
-        "known on these test images. *95% (seeds and test images)*, a two-level bootstrap, also "
-        "resamples the test images: the interval to quote for how good a configuration is on "
-        "this task. *Ensemble*: the accuracy of the average of the members' probabilities. "
+        "known on these test images (the bootstrap is given from "
+        f"{MIN_BOOTSTRAP_SEEDS} seeds: with fewer it covers far less than 95%). *95% (seeds and "
+        "test images)*, a two-level bootstrap, also resamples the test images: the interval to "
+        "quote for how good a configuration is on this task (with one seed it covers the test "
+        "images only). *Ensemble*: the accuracy of the average of the members' probabilities. "
         "*Validation mean*: the final epoch's validation accuracy, the number to choose by.",
         "",
         *_table(rows),
@@ -206,10 +218,17 @@ def render_sweep_report(
     ]
     selected = summary.get("selected")
     if selected is not None and len(rows) > 1:
+        diverged = rows[selected["index"]]["diverged"]
         lines += [
             f"**Selected by validation accuracy: {selected['label']}** (mean final validation "
             f"accuracy {_pct(selected['validation'])}; test accuracy {_pct(selected['test'])}, "
-            f"95% over seeds and test images {_interval(*selected['test_interval'])}).",
+            f"95% over seeds and test images {_interval(*selected['test_interval'])})"
+            + (
+                f"; {len(diverged)} of its seeds diverged (every configuration had a diverged seed)"
+                if diverged
+                else ""
+            )
+            + ".",
             "",
         ]
     lines += _comparisons(summary)
@@ -217,6 +236,7 @@ def render_sweep_report(
     lines += _ensembles(rows)
     for key, caption in FIGURE_CAPTIONS.items():
         if key in figures:
-            lines += [f"![{key}]({figures[key]})", "", caption, ""]
+            text = caption.format(reliability_of=summary.get("reliability_of"))
+            lines += [f"![{key}]({figures[key]})", "", text, ""]
     lines += _members(members, dict(enumerate(member_labels)))
     return "\n".join(lines)

@@ -78,14 +78,17 @@ class SweepResult:
     compile_seconds: float
     num_devices: int
     test_labels: np.ndarray | None = None  # (N_test,), the labels of every member's test_logits
+    _predictions: Predictions | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def predictions(self) -> Predictions:
         """Each member's test predictions (class and its probability), in member order; rows of
         diverged members are marked invalid. What a sweep directory keeps in predictions.npz."""
-        return Predictions.from_probabilities(
-            [None if r.test_logits is None else softmax(r.test_logits) for r in self.members],
-            self.test_labels,
-        )
+        if self._predictions is None:
+            self._predictions = Predictions.from_probabilities(
+                [None if r.test_logits is None else softmax(r.test_logits) for r in self.members],
+                self.test_labels,
+            )
+        return self._predictions
 
     def summary(self) -> list[dict]:
         """`summarize_by_config` of the members, with the ensembles."""
