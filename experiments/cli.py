@@ -241,18 +241,28 @@ def run_main(
     main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None
 ) -> NoReturn:
     """Run a command's `main`; a user error becomes one line on stderr and exit status 2."""
+    from mnist_jax.sweep.distributed import peer_failure
+
     quiet_library_logs()
     watcher = stop_promptly_on_interrupt()
     try:
         status = main(argv)
-    except MnistJaxError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        status = 2
-    except (
-        OSError
-    ) as error:  # a path the user gave that the system refuses (too long, not a folder)
-        where = f": {error.filename}" if error.filename else ""
-        print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
+    except Exception as error:
+        reason = peer_failure(error)
+        if reason is not None:
+            print(
+                f"{prog}: error: another process of this run stopped or cannot be reached "
+                f"({reason}); this process stops too: continue with --resume once every process "
+                "can run",
+                file=sys.stderr,
+            )
+        elif isinstance(error, MnistJaxError):
+            print(f"{prog}: error: {error}", file=sys.stderr)
+        elif isinstance(error, OSError):  # a path the system refuses (too long, not a folder)
+            where = f": {error.filename}" if error.filename else ""
+            print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
+        else:
+            raise
         status = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -261,7 +271,19 @@ def run_main(
         unlock_run_dir()
         signal.set_wakeup_fd(-1)
         os.close(watcher)  # the watcher reads the end of file and exits
+    if status and _several_processes():
+        # JAX's shutdown would wait for the lost process and then abort with a stack trace.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
+
+
+def _several_processes() -> bool:
+    import jax
+
+    # Not `jax.process_count()`: on an early error it would start the backend just to answer.
+    return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
 INTERRUPT_GRACE_SECONDS = 2.0

@@ -11,8 +11,9 @@ ensembles, calibration, the search's expected best) and per-program orbax checkp
 SWEEP_DIR` continues a killed sweep bitwise. All the maths is in `mnist_jax`.
 
 Several processes (MNIST_JAX_COORDINATOR, MNIST_JAX_NUM_PROCESSES, MNIST_JAX_PROCESS_ID): every
-process runs the sweep, process 0 prints and writes; checkpoints are off (--save-every, --keep and
---resume are refused) since they are written by one process from its own memory.
+process runs the sweep and saves its own members' checkpoint shards into the sweep directory (a
+folder all processes share); process 0 prints and writes the other files. `--resume` is run by the
+same processes on the same layout.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from experiments import cli
 from experiments.console import Console
@@ -40,7 +43,7 @@ from experiments.sweep_output import (
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, MnistJaxError
 from mnist_jax.fileio import write_text_atomic
 from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog, json_safe
@@ -165,6 +168,21 @@ def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
     )
 
 
+def _shared_path(path: Path | None) -> Path | None:
+    """Process 0's `path` on every process (None when process 0 has none): a collective."""
+    from jax.experimental import multihost_utils
+
+    encoded = np.zeros(4096, np.uint8)
+    if path is not None:
+        text = os.fsencode(os.path.abspath(path))
+        if len(text) > encoded.size:
+            raise ConfigError(f"the sweep directory's path is longer than {encoded.size} bytes")
+        encoded[: len(text)] = np.frombuffer(text, np.uint8)
+    shared = np.asarray(multihost_utils.broadcast_one_to_all(encoded))
+    text = bytes(shared[shared != 0])
+    return Path(os.fsdecode(text)) if text else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -173,11 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(quiet=args.quiet or not main_process)
     enable_compilation_cache()
     several = jax.process_count() > 1
-    if several and (args.resume or _given(argv, ("--save-every", "--keep"))):
-        raise ConfigError(
-            "sweep checkpoints (--save-every, --keep, --resume) need a single process: "
-            "with several processes a sweep runs without checkpoints"
-        )
 
     if args.resume:
         cli.refuse_flags_with_resume(argv)
@@ -200,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("programs or members_per_step")
         except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError) as error:
             raise ConfigError(f"{sweep_dir / SWEEP_FILE} is damaged ({error!r})") from None
-        lock_run_dir(sweep_dir)
+        if main_process:
+            lock_run_dir(sweep_dir)
         if (sweep_dir / SUMMARY_FILE).exists() and not (sweep_dir / CHECKPOINTS_DIRNAME).is_dir():
             raise ConfigError(
                 f"{sweep_dir} holds a finished sweep's results but no checkpoints: nothing to "
@@ -247,13 +261,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("mnist_jax sweep: --out checked")
+        failure = None
         if main_process:
-            sweep_dir = create_run_dir(
-                args.out,
-                root=SWEEPS_ROOT,
-                name=default_sweep_name(config.dataset, seeds),
-                resume_hint=True,
-            )
+            try:
+                sweep_dir = create_run_dir(
+                    args.out,
+                    root=SWEEPS_ROOT,
+                    name=default_sweep_name(config.dataset, seeds),
+                    resume_hint=True,
+                )
+            except MnistJaxError as error:
+                failure = error
+        if several:  # every process writes its checkpoint shards into the same folder
+            sweep_dir = _shared_path(sweep_dir)
+        if failure is not None:
+            raise failure
+        if sweep_dir is None:
+            raise ConfigError("process 0 could not create the sweep directory (see its output)")
 
     wall_start = time.perf_counter()
     data = to_device(dataset, config)
@@ -288,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             members_per_step=members_per_step,
             programs=plan_record(programs),
             reference={name: reference.to_dict()[name] for name in CONFIG_KEY_FIELDS},
-            checkpoints=None if several else {"save_every": args.save_every, "keep": args.keep},
+            checkpoints={"save_every": args.save_every, "keep": args.keep},
         )
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
 
@@ -352,21 +376,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tensorboard=not args.no_tensorboard,
             )
             callbacks.append(sweep_log)
-        if not several:
-            from mnist_jax.sweep.checkpoint import SweepCheckpointer
+        # Every process saves its own members' shards (process 0 the info and folders).
+        from mnist_jax.sweep.checkpoint import SweepCheckpointer
 
-            callbacks.append(
-                stack.enter_context(
-                    SweepCheckpointer(
-                        sweep_dir,
-                        config,
-                        num_classes=dataset.num_classes,
-                        specs=specs,
-                        save_every=args.save_every,
-                        keep=args.keep,
-                    )
+        callbacks.append(
+            stack.enter_context(
+                SweepCheckpointer(
+                    sweep_dir,
+                    config,
+                    num_classes=dataset.num_classes,
+                    specs=specs,
+                    save_every=args.save_every,
+                    keep=args.keep,
                 )
             )
+        )
         result = run_sweep(
             config,
             members,
@@ -436,8 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep_log.close()
     else:
         sweep_log.finish(result.members)
-        if not several:
-            written.append(sweep_dir / "checkpoints")
+        written.append(sweep_dir / "checkpoints")
 
     print_table(console, rows)
     rate = timing["examples_per_second"]

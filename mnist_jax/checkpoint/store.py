@@ -16,6 +16,12 @@ What the store guarantees, for runs and sweeps alike:
   steps whose orbax metrics file is unreadable (orbax cannot open such a folder), are moved to
   `<directory>_set_aside/`;
 - an unwritable folder fails before anything trains, and a failed background save is one line.
+
+Several processes (`jax.distributed`): every process calls `save` and `restore` with the global,
+member-sharded arrays; orbax writes each process's own shards (no process gathers the others'),
+process 0 writes the info item and moves folders, and the others wait for it. The digest is then
+one per process, over the shards it holds, and is checked when the step is restored on the same
+layout. Saves are synchronous: every process has its shards on disk before training goes on.
 """
 
 from __future__ import annotations
@@ -52,6 +58,57 @@ class Damaged(Exception):
 def host_copy(tree: Any) -> Any:
     """Owned numpy copies of every array (safe to keep while the device buffers are donated)."""
     return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
+def _several() -> bool:
+    return jax.process_count() > 1
+
+
+def _barrier(name: str) -> None:
+    """Every process waits here for the others (process 0's file moves, a finished save)."""
+    if _several():
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"mnist_jax checkpoint: {name}")
+
+
+def _layout() -> dict:
+    return {"processes": jax.process_count(), "devices": jax.device_count()}
+
+
+def local_digest(tree: Any) -> str:
+    """SHA-256 over the shards of every array that this process holds (path, shard index,
+    dtype, bytes): with several processes, each checks its own part."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(_flat(tree).items()):
+        shards = getattr(leaf, "addressable_shards", None)
+        if shards is None:
+            parts = [((), np.asarray(leaf))]
+        else:
+            unique = {str(shard.index): shard for shard in shards if shard.replica_id == 0}
+            parts = [(index, np.asarray(unique[index].data)) for index in sorted(unique)]
+        for index, array in parts:
+            digest.update(f"{path}|{index}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _all_digests(tree: Any) -> list[str]:
+    """Every process's `local_digest`, in process order, on every process (a small collective)."""
+    from jax.experimental import multihost_utils
+
+    mine = np.frombuffer(bytes.fromhex(local_digest(tree)), np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(mine))
+    return [bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)]
+
+
+def _all_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process, so that every process takes the same branch."""
+    if not _several():
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([ok], np.uint8))))
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -199,27 +256,30 @@ class CheckpointStore:
         if template is not None:
             _check_shapes(manager, step, template, info, where)
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        failure = None
         try:
             restore = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(abstract)})
             tree = manager.restore(step, args=restore)[STATE_ITEM]
-            digest = state_digest(tree)
         except Exception as error:  # orbax and tensorstore raise many types for damaged files
-            raise Damaged(f"its arrays cannot be read ({one_line(error)})") from error
-        if info.get("state_sha256") not in (None, digest):
-            raise Damaged("its arrays do not match the digest written with them")
+            failure = Damaged(f"its arrays cannot be read ({one_line(error)})")
+        else:
+            if not _digest_matches(tree, info):
+                failure = Damaged("its arrays do not match the digest written with them")
+        if not _all_agree(failure is None):  # every process falls back, or none does
+            raise failure or Damaged("another process could not read its part of the arrays")
         return tree, info
 
     def save(self, step: int, tree: Any, info: dict, *, metric: float | None = None) -> None:
         """Saves `tree` (copied to host memory before returning) and `info` as `step`, first
         setting aside the checkpoints of `step` and later (an abandoned continuation). `metric`
-        ranks the step for `keep_best` and "best"."""
-        tree = host_copy(tree)
-        info = {
-            **info,
-            "format_version": FORMAT_VERSION,
-            BEST_METRIC: metric,
-            "state_sha256": state_digest(tree),
-        }
+        ranks the step for `keep_best` and "best". With several processes every process calls it
+        with the same global arrays and info; it returns once every process's shards are saved."""
+        info = {**info, "format_version": FORMAT_VERSION, BEST_METRIC: metric}
+        if _several():
+            info.update(shard_sha256=_all_digests(tree), layout=_layout())
+        else:
+            tree = host_copy(tree)
+            info["state_sha256"] = state_digest(tree)
         writer = self.open_for_writing()
         later = [s for s in writer.all_steps() if s >= step]
         if later:
@@ -235,6 +295,8 @@ class CheckpointStore:
         metrics = None if metric is None else {BEST_METRIC: metric}
         with self._write_errors():
             writer.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+        if _several():
+            self.wait()
 
     def open_for_writing(self) -> ocp.CheckpointManager:
         """Opens the folder for saving now (`save` would): an unwritable folder fails here, in one
@@ -244,13 +306,16 @@ class CheckpointStore:
         silence_reports_into_closed_loops()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            (self.directory / ".write-probe").write_bytes(b"")
-            (self.directory / ".write-probe").unlink()
+            probe = self.directory / f".write-probe-{jax.process_index()}"
+            probe.write_bytes(b"")
+            probe.unlink()
         except OSError as error:
             raise OutputError(
                 f"cannot write checkpoints to {self.directory}: {error.strerror}"
             ) from None
-        self._set_aside_unreadable_metrics()
+        if jax.process_index() == 0:
+            self._set_aside_unreadable_metrics()
+        _barrier("set aside unreadable metrics")
 
         def metric_of(metrics: dict) -> float:
             return float(metrics[BEST_METRIC])
@@ -269,7 +334,7 @@ class CheckpointStore:
             preservation_policy=policies.AnyPreservationPolicy(keep),
             best_fn=metric_of,
             best_mode="max",  # without best_fn orbax keeps metrics in memory
-            enable_async_checkpointing=self.async_save,
+            enable_async_checkpointing=self.async_save and not _several(),
             async_options=ocp.AsyncOptions(timeout_secs=SAVE_TIMEOUT_SECONDS),
             create=True,
         )
@@ -301,15 +366,18 @@ class CheckpointStore:
             )
 
     def _move_aside(self, steps: list[int]) -> str:
-        self.set_aside_root.mkdir(exist_ok=True)
+        """Moves steps to the set-aside folder (process 0 moves, every process waits for it)."""
         moved = []
-        for step in sorted(steps):
-            target, n = self.set_aside_root / str(step), 1
-            while target.exists():
-                target, n = self.set_aside_root / f"{step}-{n}", n + 1
-            (self.directory / str(step)).rename(target)
-            moved.append(f"{step} -> {target.name}")
-        return f"{self.set_aside_root} ({', '.join(moved)})"
+        if jax.process_index() == 0:
+            self.set_aside_root.mkdir(exist_ok=True)
+            for step in sorted(steps):
+                target, n = self.set_aside_root / str(step), 1
+                while target.exists():
+                    target, n = self.set_aside_root / f"{step}-{n}", n + 1
+                (self.directory / str(step)).rename(target)
+                moved.append(f"{step} -> {target.name}")
+        _barrier("moved aside")
+        return f"{self.set_aside_root} ({', '.join(moved) or 'moved by process 0'})"
 
     @contextlib.contextmanager
     def _write_errors(self) -> Iterator[None]:
@@ -341,6 +409,18 @@ class CheckpointStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _digest_matches(tree: Any, info: dict) -> bool:
+    """The arrays against the digest saved with them: the whole state's (one process), or this
+    process's shards' when the step was saved on this layout (on another, the shards differ)."""
+    if "shard_sha256" in info:
+        if info.get("layout") != _layout():
+            return True
+        return info["shard_sha256"][jax.process_index()] == local_digest(tree)
+    if not all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
+        return True  # a one-process step restored across processes: its digest is of the whole
+    return info.get("state_sha256") in (None, state_digest(tree))
 
 
 def _read_info(manager, step: int) -> dict:

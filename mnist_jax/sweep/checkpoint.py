@@ -2,8 +2,8 @@
 
 Layout: `SWEEP/checkpoints/program-<i>/<epoch>/`, with the stacked `TrainState` (all `num_padded`
 rows) and an info item: the sweep's config, the program's members and padding, one history per
-member, and the members' mean validation accuracy. Single process only: with several processes the
-command line does not checkpoint.
+member, and the members' mean validation accuracy. With several processes every process saves and
+restores its own members' shards (`CheckpointStore`).
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ class SweepCheckpointer:
         keep: int = 3,
         async_save: bool = True,
     ):
-        if jax.process_count() > 1:
-            raise CheckpointError(
-                "sweep checkpoints are written by a single process; run without "
-                "checkpoints when using several processes"
-            )
         self.sweep_dir, self.config, self.save_every = Path(sweep_dir), config, save_every
         self.num_classes = num_classes
         self.specs = specs or (lambda program: program.spec(config, num_classes))
@@ -93,7 +88,9 @@ class SweepCheckpointer:
             "members": [m.to_dict() for m in program.members],
             "history": [[dict(r) for r in h] for h in histories],
         }
-        self._store.save(epoch, gather_to_host(state), info, metric=_mean_val_accuracy(histories))
+        # One process saves a host copy; several save the global arrays, each writing its shards.
+        tree = gather_to_host(state) if jax.process_count() == 1 else state
+        self._store.save(epoch, tree, info, metric=_mean_val_accuracy(histories))
         self.saved.append((program.index, epoch))
 
     def close(self) -> None:

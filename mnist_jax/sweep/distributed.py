@@ -21,6 +21,19 @@ from mnist_jax.errors import ConfigError
 ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"  # host:port of process 0's coordinator service
 ENV_NUM_PROCESSES = "MNIST_JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
+# How long the others wait for a process that stopped answering before they give up: JAX's
+# coordination service marks a process dead after this many seconds without a heartbeat, and every
+# barrier or collective waiting for it then fails (JAX's default is 100 s).
+PEER_TIMEOUT_SECONDS = 60
+# What JAX's runtime says when another process has died or cannot be reached.
+_PEER_FAILURE_SIGNS = (
+    "heartbeat timeout",
+    "connection closed by peer",
+    "barrier failed",
+    "unavailable",
+    "coordination service",
+    "gloo",
+)
 
 _initialized = False
 
@@ -59,6 +72,7 @@ def initialize_distributed_from_env(
         num_processes=num_processes,
         process_id=process_id,
         initialization_timeout=timeout_s,
+        heartbeat_timeout_seconds=PEER_TIMEOUT_SECONDS,
     )
     _initialized = True
     return True
@@ -78,6 +92,21 @@ def _env_int(env: Mapping[str, str], name: str, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"invalid {name}={value}: expected >= {minimum}")
     return value
+
+
+def peer_failure(error: BaseException) -> str | None:
+    """With several processes: a short reason if `error` (or what caused it) is JAX's runtime
+    reporting that another process stopped or cannot be reached, else None."""
+    if not jax.distributed.is_initialized() or jax.process_count() == 1:
+        return None
+    while error is not None:
+        if isinstance(error, jax.errors.JaxRuntimeError):
+            text = str(error).lower()
+            if any(sign in text for sign in _PEER_FAILURE_SIGNS):
+                first = str(error).strip().splitlines()[0]
+                return first if len(first) <= 160 else first[:157] + "..."
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def gather_to_host(tree: Any) -> Any:

@@ -1,0 +1,130 @@
+"""`python -m experiments.sweep` as several processes (two local processes x two host devices):
+checkpoints written shard by shard, a sweep killed after its first checkpoint and resumed, and one
+process killed alone. The reference is one process with the same four devices."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _processes import REPO
+
+pytestmark = pytest.mark.slow
+TIMEOUT_S = 300
+SWEEP = ["--seeds", "0-3", "--epochs", "3", "--batch-size", "64", "--validation-size", "100"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from mnist_jax.data.fake import write_fake_dataset
+
+    folder = tmp_path_factory.mktemp("data") / "tiny"
+    write_fake_dataset(folder, num_train=600, num_test=200, shape=(28, 28))
+    return ["--dataset", "tiny", "--data-dir", str(folder), "--no-tensorboard"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log: Path, devices: int, process_id: int | None = None, port: int = 0):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if process_id is not None:
+        env.update(
+            MNIST_JAX_COORDINATOR=f"127.0.0.1:{port}",
+            MNIST_JAX_NUM_PROCESSES="2",
+            MNIST_JAX_PROCESS_ID=str(process_id),
+        )
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.sweep", *argv],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_two(argv, tmp_path: Path, name: str):
+    port = free_port()
+    return [start(argv, tmp_path / f"{name}{k}.log", 2, k, port) for k in range(2)]
+
+
+def wait_for(log: Path, text: str, procs) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never came: {log.read_text()[-2000:]}"
+        assert all(p.poll() is None for p in procs), log.read_text()[-2000:]
+        time.sleep(0.05)
+
+
+def finish(procs, logs) -> None:
+    for proc, log in zip(procs, logs):
+        assert proc.wait(timeout=TIMEOUT_S) == 0, log.read_text()[-3000:]
+
+
+def results(sweep_dir: Path) -> list[tuple]:
+    members = json.loads((sweep_dir / "members.json").read_text())
+    return [
+        (m["seed"], m["test_accuracy"], m["test_loss"], [h["val_loss"] for h in m["history"]])
+        for m in members
+    ]
+
+
+def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, tmp_path):
+    one = tmp_path / "one"
+    proc = start([*tiny, *SWEEP, "--out", str(one)], tmp_path / "one.log", devices=4)
+    finish([proc], [tmp_path / "one.log"])
+
+    two = tmp_path / "two"
+    procs = start_two([*tiny, *SWEEP, "--out", str(two)], tmp_path, "run")
+    # The checkpoint of epoch 1 is complete on every process before epoch 2 is printed.
+    wait_for(tmp_path / "run0.log", "epoch   2/3", procs)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+    steps = sorted(p.name for p in (two / "checkpoints" / "program-0").iterdir())
+    assert "1" in steps and "3" not in steps, steps
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= {
+        p.name for p in (two / "checkpoints" / "program-0" / "1" / "state").iterdir()
+    }  # each process wrote its own shards
+
+    # The same checkpoints resumed by one process with the four devices: re-sharded on restore.
+    shutil.copytree(two, tmp_path / "two-as-one")
+    procs = start_two(["--resume", str(two), "--no-tensorboard"], tmp_path, "resume")
+    finish(procs, [tmp_path / f"resume{k}.log" for k in range(2)])
+    log = (tmp_path / "resume0.log").read_text()
+    assert "program 0: resuming after epoch 1 of 3" in log or "after epoch 2 of 3" in log
+    assert results(two) == results(one)  # bitwise: the same four devices' partitioned program
+    argv = ["--resume", str(tmp_path / "two-as-one"), "--no-tensorboard"]
+    finish([start(argv, tmp_path / "as-one.log", devices=4)], [tmp_path / "as-one.log"])
+    assert "resuming after epoch" in (tmp_path / "as-one.log").read_text()
+    assert results(tmp_path / "two-as-one") == results(one)
+
+
+def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
+    argv = [*tiny, *SWEEP[:2], "--epochs", "400", *SWEEP[4:], "--out", str(tmp_path / "s")]
+    procs = start_two(argv, tmp_path, "run")
+    wait_for(tmp_path / "run0.log", "epoch   3/400", procs)
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    status = procs[0].wait(timeout=120)
+    waited = time.monotonic() - killed
+    errors = [
+        line
+        for line in (tmp_path / "run0.log").read_text().splitlines()
+        if "error" in line.lower() and not line.startswith("[Gloo]")
+    ]
+    assert status == 2, errors
+    assert waited < 90  # the coordination service's timeout (60 s) at most, with slack
+    assert len(errors) == 1 and "another process of this run stopped" in errors[0], errors
