@@ -73,6 +73,7 @@ from mnist_jax.sweep import (
     resolve_members_per_program,
     run_sweep,
 )
+from mnist_jax.sweep.distributed import ENV_COORDINATOR
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.plan import plan_record, recorded_plan
 from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
@@ -128,6 +129,15 @@ def build_parser() -> cli.Parser:
         "(repeatable; names: lr, dropout, hidden, model, optimizer, wd, momentum, schedule, "
         "warmup, final, or the flags' names); default: the first value of each swept list",
     )
+    parser.add_argument(
+        "--processes",
+        type=cli.positive_int,
+        default=None,
+        metavar="N",
+        help="start N local processes of one multi-process sweep, to try it on one machine "
+        "(each with its own host devices; output prefixed by process); on a cluster, start one "
+        "process per host instead",
+    )
     cli.add_output_flags(parser, SWEEPS_ROOT)
     cli.add_logging_flags(parser)
     cli.add_checkpoint_flags(
@@ -168,6 +178,12 @@ def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
     )
 
 
+def without_processes(argv: Sequence[str]) -> list[str]:
+    from experiments.launch import without_flag
+
+    return without_flag(argv, "--processes")
+
+
 def _shared_path(path: Path | None) -> Path | None:
     """Process 0's `path` on every process (None when process 0 has none): a collective."""
     from jax.experimental import multihost_utils
@@ -186,6 +202,12 @@ def _shared_path(path: Path | None) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.processes is not None:
+        if os.environ.get(ENV_COORDINATOR):
+            raise ConfigError(f"--processes starts its own processes: unset {ENV_COORDINATOR}")
+        from experiments.launch import launch_local
+
+        return launch_local("experiments.sweep", without_processes(argv), args.processes)
     initialize_distributed_from_env()
     main_process = is_main_process()
     console = Console(quiet=args.quiet or not main_process)

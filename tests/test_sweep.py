@@ -411,3 +411,30 @@ def test_distributed_is_not_initialized_without_the_coordinator_variable():
 def test_distributed_settings_are_checked_before_jax_is_touched(env, message):
     with pytest.raises(ConfigError, match=message):
         initialize_distributed_from_env(env)
+
+
+SLURM_TWO_TASKS = {
+    "SLURM_JOB_ID": "1234",
+    "SLURM_STEP_NODELIST": "node[001-002]",
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "0",
+}
+
+
+@pytest.mark.parametrize("tasks, starts", [("2", True), ("1", False)])
+def test_a_cluster_jax_detects_starts_the_processes_without_variables(monkeypatch, tasks, starts):
+    from mnist_jax.sweep import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "_initialized", False)
+    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(distributed.jax.config, "update", lambda *args: None)
+    for name, value in {**SLURM_TWO_TASKS, "SLURM_NTASKS": tasks}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MNIST_JAX_COORDINATOR", raising=False)
+    assert distributed.detected_cluster() == ("SlurmCluster" if starts else None)
+    assert initialize_distributed_from_env() is starts
+    # JAX's own detection fills in the coordinator, process count and id; we set the timeouts.
+    expected = [{"initialization_timeout": 300, "heartbeat_timeout_seconds": 60}] if starts else []
+    assert calls == expected

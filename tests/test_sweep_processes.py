@@ -81,11 +81,16 @@ def results(sweep_dir: Path) -> list[tuple]:
     ]
 
 
-def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, tmp_path):
-    one = tmp_path / "one"
-    proc = start([*tiny, *SWEEP, "--out", str(one)], tmp_path / "one.log", devices=4)
-    finish([proc], [tmp_path / "one.log"])
+@pytest.fixture(scope="module")
+def one(tiny, tmp_path_factory):
+    """The sweep as one process with four host devices."""
+    folder = tmp_path_factory.mktemp("one")
+    proc = start([*tiny, *SWEEP, "--out", str(folder / "s")], folder / "log", devices=4)
+    finish([proc], [folder / "log"])
+    return results(folder / "s")
 
+
+def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, one, tmp_path):
     two = tmp_path / "two"
     procs = start_two([*tiny, *SWEEP, "--out", str(two)], tmp_path, "run")
     # The checkpoint of epoch 1 is complete on every process before epoch 2 is printed.
@@ -105,11 +110,11 @@ def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, tmp_pat
     finish(procs, [tmp_path / f"resume{k}.log" for k in range(2)])
     log = (tmp_path / "resume0.log").read_text()
     assert "program 0: resuming after epoch 1 of 3" in log or "after epoch 2 of 3" in log
-    assert results(two) == results(one)  # bitwise: the same four devices' partitioned program
+    assert results(two) == one  # bitwise: the same four devices' partitioned program
     argv = ["--resume", str(tmp_path / "two-as-one"), "--no-tensorboard"]
     finish([start(argv, tmp_path / "as-one.log", devices=4)], [tmp_path / "as-one.log"])
     assert "resuming after epoch" in (tmp_path / "as-one.log").read_text()
-    assert results(tmp_path / "two-as-one") == results(one)
+    assert results(tmp_path / "two-as-one") == one
 
 
 def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
@@ -128,3 +133,16 @@ def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
     assert status == 2, errors
     assert waited < 90  # the coordination service's timeout (60 s) at most, with slack
     assert len(errors) == 1 and "another process of this run stopped" in errors[0], errors
+
+
+def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path):
+    argv = ["--processes", "2", *tiny, *SWEEP, "--out", str(tmp_path / "s")]
+    proc = start(argv, tmp_path / "log", devices=2)
+    finish([proc], [tmp_path / "log"])
+    log = (tmp_path / "log").read_text()
+    assert "[process 0] devices: 4 x cpu (cpu), 2 process(es)" in log
+    assert results(tmp_path / "s") == one
+    proc = start(["--processes", "2", *tiny, "--out", str(tmp_path / "t")], tmp_path / "bad", 2)
+    assert proc.wait(timeout=TIMEOUT_S) == 2
+    errors = [line for line in (tmp_path / "bad").read_text().splitlines() if "error" in line]
+    assert len(errors) == 1 and "invalid validation_size=10000" in errors[0], errors

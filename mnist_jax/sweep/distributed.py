@@ -38,22 +38,46 @@ _PEER_FAILURE_SIGNS = (
 _initialized = False
 
 
+def detected_cluster() -> str | None:
+    """The cluster JAX can set itself up in (SLURM, Open MPI, Cloud TPU, GKE, Kubernetes: JAX's own
+    detection, `jax.distributed.initialize()` without arguments), when it runs more than one
+    process of this job; else None."""
+    try:  # JAX's detection is internal; if it moves, clusters need the MNIST_JAX_* variables
+        from jax._src.clusters.cluster import ClusterEnv
+
+        for cluster in ClusterEnv._cluster_types:
+            if not cluster.opt_in_only_method and cluster.is_env_present():
+                return cluster.__name__ if cluster.get_process_count() > 1 else None
+    except Exception:
+        return None
+    return None
+
+
 def initialize_distributed_from_env(
     environ: Mapping[str, str] | None = None, *, timeout_s: int = 300
 ) -> bool:
-    """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set; return whether it did.
+    """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set, or when JAX detects a
+    cluster running several processes of this job (`detected_cluster`); return whether it did.
 
-    Must run before anything else touches JAX devices. MNIST_JAX_NUM_PROCESSES and
-    MNIST_JAX_PROCESS_ID are then required. CPU collectives use gloo (XLA's CPU backend has no other
-    cross-process implementation); the setting only concerns CPU devices, so it is harmless on GPU.
+    Must run before anything else touches JAX devices. With MNIST_JAX_COORDINATOR,
+    MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID are required. CPU collectives use gloo (XLA's
+    CPU backend has no other cross-process implementation); the setting only concerns CPU devices,
+    so it is harmless on GPU. A process silent for `PEER_TIMEOUT_SECONDS` is taken for dead.
     Raises ConfigError for missing or invalid values. Calling it again after success does nothing.
     """
     global _initialized
     env = os.environ if environ is None else environ
     coordinator = env.get(ENV_COORDINATOR, "").strip()
-    if not coordinator:
-        return False
     if _initialized:
+        return True
+    if not coordinator:
+        if environ is not None or detected_cluster() is None:
+            return False
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            initialization_timeout=timeout_s, heartbeat_timeout_seconds=PEER_TIMEOUT_SECONDS
+        )
+        _initialized = True
         return True
     if ":" not in coordinator:
         raise ConfigError(
