@@ -43,6 +43,15 @@ from mnist_jax.checkpoint.orbax_quirks import (
     silence_reports_into_closed_loops,
     write_failure_reason,
 )
+from mnist_jax.checkpoint.processes import (
+    all_agree,
+    all_digests,
+    barrier,
+    flat,
+    layout,
+    local_digest,
+    several,
+)
 from mnist_jax.errors import CheckpointError, OutputError, one_line
 
 FORMAT_VERSION = 1
@@ -60,71 +69,10 @@ def host_copy(tree: Any) -> Any:
     return jax.tree.map(lambda x: np.array(x, copy=True), tree)
 
 
-def _several() -> bool:
-    return jax.process_count() > 1
-
-
-def _barrier(name: str) -> None:
-    """Every process waits here for the others (process 0's file moves, a finished save)."""
-    if _several():
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"mnist_jax checkpoint: {name}")
-
-
-def _layout() -> dict:
-    return {"processes": jax.process_count(), "devices": jax.device_count()}
-
-
-def local_digest(tree: Any) -> str:
-    """SHA-256 over the shards of every array that this process holds (path, shard index,
-    dtype, bytes): with several processes, each checks its own part."""
-    digest = hashlib.sha256()
-    for path, leaf in sorted(_flat(tree).items()):
-        shards = getattr(leaf, "addressable_shards", None)
-        if shards is None:
-            parts = [((), np.asarray(leaf))]
-        else:
-            unique = {str(shard.index): shard for shard in shards if shard.replica_id == 0}
-            parts = [(index, np.asarray(unique[index].data)) for index in sorted(unique)]
-        for index, array in parts:
-            digest.update(f"{path}|{index}|{array.dtype.str}|{array.shape}|".encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def _all_digests(tree: Any) -> list[str]:
-    """Every process's `local_digest`, in process order, on every process (a small collective)."""
-    from jax.experimental import multihost_utils
-
-    mine = np.frombuffer(bytes.fromhex(local_digest(tree)), np.uint8)
-    gathered = np.asarray(multihost_utils.process_allgather(mine))
-    return [bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)]
-
-
-def _all_agree(ok: bool) -> bool:
-    """True when `ok` holds on every process, so that every process takes the same branch."""
-    if not _several():
-        return ok
-    from jax.experimental import multihost_utils
-
-    return bool(np.all(multihost_utils.process_allgather(np.asarray([ok], np.uint8))))
-
-
-def _flat(tree: Any) -> dict[str, Any]:
-    """Leaves by a path that does not depend on container types (a dataclass or orbax's dicts)."""
-
-    def name(key) -> str:
-        return str(next((getattr(key, a) for a in ("key", "name", "idx") if hasattr(key, a)), key))
-
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(name(k) for k in path): leaf for path, leaf in leaves}
-
-
 def state_digest(tree: Any) -> str:
     """SHA-256 over every array's path, dtype, shape and bytes: equal iff bitwise equal."""
     digest = hashlib.sha256()
-    for path, leaf in sorted(_flat(tree).items()):
+    for path, leaf in sorted(flat(tree).items()):
         array = np.asarray(jax.device_get(leaf))  # not ascontiguousarray: it makes scalars (1,)
         digest.update(f"{path}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
@@ -265,7 +213,7 @@ class CheckpointStore:
         else:
             if not _digest_matches(tree, info):
                 failure = Damaged("its arrays do not match the digest written with them")
-        if not _all_agree(failure is None):  # every process falls back, or none does
+        if not all_agree(failure is None):  # every process falls back, or none does
             raise failure or Damaged("another process could not read its part of the arrays")
         return tree, info
 
@@ -275,8 +223,8 @@ class CheckpointStore:
         ranks the step for `keep_best` and "best". With several processes every process calls it
         with the same global arrays and info; it returns once every process's shards are saved."""
         info = {**info, "format_version": FORMAT_VERSION, BEST_METRIC: metric}
-        if _several():
-            info.update(shard_sha256=_all_digests(tree), layout=_layout())
+        if several():
+            info.update(shard_sha256=all_digests(tree), layout=layout())
         else:
             tree = host_copy(tree)
             info["state_sha256"] = state_digest(tree)
@@ -295,7 +243,7 @@ class CheckpointStore:
         metrics = None if metric is None else {BEST_METRIC: metric}
         with self._write_errors():
             writer.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
-        if _several():
+        if several():
             self.wait()
 
     def open_for_writing(self) -> ocp.CheckpointManager:
@@ -315,7 +263,7 @@ class CheckpointStore:
             ) from None
         if jax.process_index() == 0:
             self._set_aside_unreadable_metrics()
-        _barrier("set aside unreadable metrics")
+        barrier("set aside unreadable metrics")
 
         def metric_of(metrics: dict) -> float:
             return float(metrics[BEST_METRIC])
@@ -334,7 +282,7 @@ class CheckpointStore:
             preservation_policy=policies.AnyPreservationPolicy(keep),
             best_fn=metric_of,
             best_mode="max",  # without best_fn orbax keeps metrics in memory
-            enable_async_checkpointing=self.async_save and not _several(),
+            enable_async_checkpointing=self.async_save and not several(),
             async_options=ocp.AsyncOptions(timeout_secs=SAVE_TIMEOUT_SECONDS),
             create=True,
         )
@@ -376,7 +324,7 @@ class CheckpointStore:
                     target, n = self.set_aside_root / f"{step}-{n}", n + 1
                 (self.directory / str(step)).rename(target)
                 moved.append(f"{step} -> {target.name}")
-        _barrier("moved aside")
+        barrier("moved aside")
         return f"{self.set_aside_root} ({', '.join(moved) or 'moved by process 0'})"
 
     @contextlib.contextmanager
@@ -415,7 +363,7 @@ def _digest_matches(tree: Any, info: dict) -> bool:
     """The arrays against the digest saved with them: the whole state's (one process), or this
     process's shards' when the step was saved on this layout (on another, the shards differ)."""
     if "shard_sha256" in info:
-        if info.get("layout") != _layout():
+        if info.get("layout") != layout():
             return True
         return info["shard_sha256"][jax.process_index()] == local_digest(tree)
     if not all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
@@ -439,12 +387,12 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
     unreadable metadata is damage; a different structure or shape is an incompatible run."""
     try:
         metadata = manager.item_metadata(step)[STATE_ITEM]
-        stored = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flat(metadata).items()}
+        stored = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in flat(metadata).items()}
     except Exception as error:
         raise Damaged(f"its array metadata cannot be read ({one_line(error)})") from error
     if not stored:
         raise Damaged("its array metadata is missing")
-    expected = {p: (tuple(np.shape(x)), np.dtype(x.dtype)) for p, x in _flat(template).items()}
+    expected = {p: (tuple(np.shape(x)), np.dtype(x.dtype)) for p, x in flat(template).items()}
     model = info.get("model") if isinstance(info.get("model"), dict) else {}
     settings = model.get("settings") or {
         "hidden_sizes": (info.get("config") or {}).get("hidden_sizes")
