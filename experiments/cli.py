@@ -16,6 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -248,7 +250,7 @@ def run_main(
     try:
         status = main(argv)
     except Exception as error:
-        reason = peer_failure(error)
+        reason, status = peer_failure(error), 2
         if reason is not None:
             print(
                 f"{prog}: error: another process of this run stopped or cannot be reached "
@@ -261,9 +263,11 @@ def run_main(
         elif isinstance(error, OSError):  # a path the system refuses (too long, not a folder)
             where = f": {error.filename}" if error.filename else ""
             print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
+        elif _several_processes():  # a bug: the others must not wait for this process
+            traceback.print_exc()
+            status = 1
         else:
             raise
-        status = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         status = 130
@@ -275,8 +279,21 @@ def run_main(
         # JAX's shutdown would wait for the lost process and then abort with a stack trace.
         sys.stdout.flush()
         sys.stderr.flush()
+        if _process_index() == 0:
+            # Process 0 hosts the coordination service: leaving at once would abort the others
+            # before they print their own line.
+            time.sleep(PROCESS_0_GRACE_SECONDS)
         os._exit(status)
     sys.exit(status)
+
+
+PROCESS_0_GRACE_SECONDS = 3.0
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def _several_processes() -> bool:

@@ -12,8 +12,8 @@ SWEEP_DIR` continues a killed sweep bitwise. All the maths is in `mnist_jax`.
 
 Several processes (MNIST_JAX_COORDINATOR, MNIST_JAX_NUM_PROCESSES, MNIST_JAX_PROCESS_ID): every
 process runs the sweep and saves its own members' checkpoint shards into the sweep directory (a
-folder all processes share); process 0 prints and writes the other files. `--resume` is run by the
-same processes on the same layout.
+folder all processes share); process 0 prints and writes the other files. `--resume` works on the
+same device count, with any number of processes.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from experiments.sweep_output import (
     write_plots,
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
+from mnist_jax.checkpoint.processes import barrier
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError, MnistJaxError
 from mnist_jax.fileio import write_text_atomic
@@ -184,6 +185,33 @@ def without_processes(argv: Sequence[str]) -> list[str]:
     return without_flag(argv, "--processes")
 
 
+def _check_shared_folder(folder: Path) -> None:
+    """Every process sees `folder` as the same folder (checkpoints need one file system shared by
+    all processes): process 0 writes a token there, and every process must read the same one."""
+    import hashlib
+
+    from jax.experimental import multihost_utils
+
+    probe = folder / ".shared-folder-check"
+    if jax.process_index() == 0:
+        write_text_atomic(probe, f"{os.getpid()}-{time.time_ns()}")
+    barrier("shared folder token written")
+    try:
+        seen = probe.read_bytes()
+    except OSError:
+        seen = b""
+    digest = np.frombuffer(hashlib.sha256(seen).digest(), np.uint8)
+    everyone = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1, digest.size)
+    barrier("shared folder token read")
+    if jax.process_index() == 0:
+        probe.unlink(missing_ok=True)
+    if not seen or not (everyone == everyone[0]).all():
+        raise ConfigError(
+            f"{folder} is not one folder shared by every process (a process cannot read what "
+            "process 0 wrote there): put the sweep directory on a shared file system"
+        )
+
+
 def _shared_path(path: Path | None) -> Path | None:
     """Process 0's `path` on every process (None when process 0 has none): a collective."""
     from jax.experimental import multihost_utils
@@ -301,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sweep_dir is None:
             raise ConfigError("process 0 could not create the sweep directory (see its output)")
 
+    if several:
+        _check_shared_folder(sweep_dir)
     wall_start = time.perf_counter()
     data = to_device(dataset, config)
     mesh = member_mesh()
@@ -426,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     wall_seconds = time.perf_counter() - wall_start
     if not main_process:
+        barrier("sweep outputs written")  # JAX's shutdown must not end process 0 while it writes
         return 0
 
     data_record = {
@@ -497,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
     console.result(f"sweep directory: {sweep_dir}")
+    barrier("sweep outputs written")
     return 0
 
 

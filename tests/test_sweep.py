@@ -438,3 +438,25 @@ def test_a_cluster_jax_detects_starts_the_processes_without_variables(monkeypatc
     # JAX's own detection fills in the coordinator, process count and id; we set the timeouts.
     expected = [{"initialization_timeout": 300, "heartbeat_timeout_seconds": 60}] if starts else []
     assert calls == expected
+
+
+def test_cluster_detection_can_be_turned_off(monkeypatch):
+    from mnist_jax.sweep import distributed
+
+    for name, value in SLURM_TWO_TASKS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MNIST_JAX_DISTRIBUTED", "off")
+    assert distributed.detected_cluster() is None
+
+
+def test_a_lost_process_is_recognised_in_any_error_type_and_only_with_several(monkeypatch):
+    from mnist_jax.sweep import distributed
+
+    lost = ValueError("Gloo AllGather failed: [pair.cc:547] Connection closed by peer [1.2.3.4]:5")
+    wrapped = RuntimeError("cannot write a checkpoint")
+    wrapped.__cause__ = lost
+    assert distributed.peer_failure(lost) is None  # one process: never another's fault
+    monkeypatch.setattr(distributed.jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.jax, "process_count", lambda: 2)
+    assert "Connection closed by peer" in distributed.peer_failure(wrapped)
+    assert distributed.peer_failure(ValueError("CUDA device busy or unavailable")) is None

@@ -5,8 +5,9 @@ A step is one orbax `CheckpointManager` step with two items: `state` (a pytree o
 temporary folder and renames it when complete, so a crash mid-save never touches an earlier step.
 
 What the store guarantees, for runs and sweeps alike:
-- `save` copies the arrays to owned host memory before returning, so the caller may donate the
-  device buffers while orbax writes in the background (on CPU orbax's own copy is a view of them);
+- `save` copies the arrays to owned host memory before returning (one process; several save
+  synchronously), so the caller may donate the device buffers while orbax writes in the background
+  (on CPU orbax's own copy is a view of them);
 - "latest" and "best" skip a damaged step (unreadable info, metadata or arrays, a digest mismatch)
   with one warning and try the next; a named step does not; an incompatible step (format version,
   array shapes, the caller's `check`) is a CheckpointError, since falling back would restore
@@ -21,7 +22,8 @@ Several processes (`jax.distributed`): every process calls `save` and `restore` 
 member-sharded arrays; orbax writes each process's own shards (no process gathers the others'),
 process 0 writes the info item and moves folders, and the others wait for it. The digest is then
 one per process, over the shards it holds, and is checked when the step is restored on the same
-layout. Saves are synchronous: every process has its shards on disk before training goes on.
+layout (on another, it is skipped: the shards differ). Saves are synchronous: every process has its
+shards on disk before training goes on. The folder must be one file system shared by every process.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ class CheckpointStore:
                         raise CheckpointError(f"{where} is damaged: {damage}") from None
                     skipped.append((step, damage))
                     continue
+                _same_step_everywhere(step, where)
                 for damaged, damage in skipped:
                     warnings.warn(
                         f"skipping damaged checkpoint of epoch {damaged} in {self.directory}: "
@@ -261,9 +264,7 @@ class CheckpointStore:
             raise OutputError(
                 f"cannot write checkpoints to {self.directory}: {error.strerror}"
             ) from None
-        if jax.process_index() == 0:
-            self._set_aside_unreadable_metrics()
-        barrier("set aside unreadable metrics")
+        self._set_aside_unreadable_metrics()
 
         def metric_of(metrics: dict) -> float:
             return float(metrics[BEST_METRIC])
@@ -314,7 +315,8 @@ class CheckpointStore:
             )
 
     def _move_aside(self, steps: list[int]) -> str:
-        """Moves steps to the set-aside folder (process 0 moves, every process waits for it)."""
+        """Moves steps to the set-aside folder: process 0 moves, every process (each finding the
+        same steps in the shared folder) waits for it here."""
         moved = []
         if jax.process_index() == 0:
             self.set_aside_root.mkdir(exist_ok=True)
@@ -357,6 +359,21 @@ class CheckpointStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _same_step_everywhere(step: int, where: str) -> None:
+    """With several processes: every process restored this step (processes that saw a step
+    differently would otherwise continue from a state mixed of two epochs)."""
+    if not several():
+        return
+    from jax.experimental import multihost_utils
+
+    steps = np.asarray(multihost_utils.process_allgather(np.asarray([step], np.int64))).ravel()
+    if len(set(steps.tolist())) > 1:
+        raise CheckpointError(
+            f"{where}: the processes restored different epochs {sorted(set(steps.tolist()))}; "
+            "is the checkpoint folder the same file system on every host?"
+        )
 
 
 def _digest_matches(tree: Any, info: dict) -> bool:

@@ -8,6 +8,7 @@ process 0 can write the files.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -25,15 +26,19 @@ ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
 # coordination service marks a process dead after this many seconds without a heartbeat, and every
 # barrier or collective waiting for it then fails (JAX's default is 100 s).
 PEER_TIMEOUT_SECONDS = 60
-# What JAX's runtime says when another process has died or cannot be reached.
+# What JAX's runtime says when another process has died or cannot be reached (gloo's collectives,
+# the coordination service's barriers and heartbeats); in any exception type: a barrier reports it
+# as a ValueError.
 _PEER_FAILURE_SIGNS = (
-    "heartbeat timeout",
     "connection closed by peer",
+    "heartbeat timeout",
     "barrier failed",
-    "unavailable",
-    "coordination service",
-    "gloo",
+    "task is set to error",
+    "gloo allgather failed",
+    "gloo allreduce failed",
+    "gloo broadcast failed",
 )
+ENV_DISTRIBUTED = "MNIST_JAX_DISTRIBUTED"  # "off": no cluster detection (independent processes)
 
 _initialized = False
 
@@ -42,10 +47,14 @@ def detected_cluster() -> str | None:
     """The cluster JAX can set itself up in (SLURM, Open MPI, Cloud TPU, GKE, Kubernetes: JAX's own
     detection, `jax.distributed.initialize()` without arguments), when it runs more than one
     process of this job; else None."""
+    if os.environ.get(ENV_DISTRIBUTED, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
     try:  # JAX's detection is internal; if it moves, clusters need the MNIST_JAX_* variables
         from jax._src.clusters.cluster import ClusterEnv
 
         for cluster in ClusterEnv._cluster_types:
+            if cluster.__name__ == "K8sCluster" and importlib.util.find_spec("kubernetes") is None:
+                continue  # JAX's Kubernetes detection needs the package and warns without it
             if not cluster.opt_in_only_method and cluster.is_env_present():
                 return cluster.__name__ if cluster.get_process_count() > 1 else None
     except Exception:
@@ -123,14 +132,15 @@ def peer_failure(error: BaseException) -> str | None:
     reporting that another process stopped or cannot be reached, else None."""
     if not jax.distributed.is_initialized() or jax.process_count() == 1:
         return None
-    while error is not None:
-        if isinstance(error, jax.errors.JaxRuntimeError):
-            text = str(error).lower()
-            if any(sign in text for sign in _PEER_FAILURE_SIGNS):
-                first = str(error).strip().splitlines()[0]
-                return first if len(first) <= 160 else first[:157] + "..."
+    seen, found = set(), None
+    while error is not None and id(error) not in seen:  # the innermost telling error is clearest
+        seen.add(id(error))
+        if any(sign in str(error).lower() for sign in _PEER_FAILURE_SIGNS):
+            found = str(error).strip().splitlines()[0]
         error = error.__cause__ or error.__context__
-    return None
+    if found is None:
+        return None
+    return found if len(found) <= 160 else found[:157] + "..."
 
 
 def gather_to_host(tree: Any) -> Any:
