@@ -113,13 +113,9 @@ def _fake_sweep(folder, seeds, learning_rates, probabilities, labels):
     return members
 
 
-def test_compare_refuses_a_configuration_with_repeated_seeds(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    probabilities = list(rng.dirichlet(np.ones(3), size=(4, 20)))
-    _fake_sweep(
-        tmp_path / "s", [0, 0, 0, 1], [1e-3, 1e-3, 3e-3, 3e-3], probabilities, np.zeros(20, int)
-    )
-    argv = [
+def lr_a_b(tmp_path):
+    """The two learning rates of `_fake_sweep`'s sweep in tmp_path/s, compared into c.md."""
+    return [
         str(tmp_path / "s"),
         "--a",
         "lr=1e-3",
@@ -128,7 +124,15 @@ def test_compare_refuses_a_configuration_with_repeated_seeds(tmp_path, capsys):
         "--out",
         str(tmp_path / "c.md"),
     ]
-    code, printed = run_cli(argv, capsys)
+
+
+def test_compare_refuses_a_configuration_with_repeated_seeds(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    probabilities = list(rng.dirichlet(np.ones(3), size=(4, 20)))
+    _fake_sweep(
+        tmp_path / "s", [0, 0, 0, 1], [1e-3, 1e-3, 3e-3, 3e-3], probabilities, np.zeros(20, int)
+    )
+    code, printed = run_cli(lr_a_b(tmp_path), capsys)
     assert code == 2 and "several members with seed(s) [0]" in printed.err
     assert len(printed.err.strip().splitlines()) == 1 and not (tmp_path / "c.md").exists()
 
@@ -143,14 +147,5 @@ def test_compare_refuses_predictions_of_another_sweep(tmp_path, capsys):
     )
     members[2]["test_correct"] += 1  # members.json says otherwise than the predictions
     (tmp_path / "s" / "members.json").write_text(json.dumps(members))
-    argv = [
-        str(tmp_path / "s"),
-        "--a",
-        "lr=1e-3",
-        "--b",
-        "lr=3e-3",
-        "--out",
-        str(tmp_path / "c.md"),
-    ]
-    code, printed = run_cli(argv, capsys)
+    code, printed = run_cli(lr_a_b(tmp_path), capsys)
     assert code == 2 and "disagree about member 2" in printed.err
