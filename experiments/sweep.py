@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from experiments import cli
 from experiments.console import Console
@@ -74,7 +73,11 @@ from mnist_jax.sweep import (
     resolve_members_per_program,
     run_sweep,
 )
-from mnist_jax.sweep.distributed import ENV_COORDINATOR
+from mnist_jax.sweep.distributed import (
+    ENV_COORDINATOR,
+    check_shared_folder,
+    path_of_process_0,
+)
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.plan import plan_record, recorded_plan
 from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
@@ -185,48 +188,6 @@ def without_processes(argv: Sequence[str]) -> list[str]:
     return without_flag(argv, "--processes")
 
 
-def _check_shared_folder(folder: Path) -> None:
-    """Every process sees `folder` as the same folder (checkpoints need one file system shared by
-    all processes): process 0 writes a token there, and every process must read the same one."""
-    import hashlib
-
-    from jax.experimental import multihost_utils
-
-    probe = folder / ".shared-folder-check"
-    if jax.process_index() == 0:
-        write_text_atomic(probe, f"{os.getpid()}-{time.time_ns()}")
-    barrier("shared folder token written")
-    try:
-        seen = probe.read_bytes()
-    except OSError:
-        seen = b""
-    digest = np.frombuffer(hashlib.sha256(seen).digest(), np.uint8)
-    everyone = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1, digest.size)
-    barrier("shared folder token read")
-    if jax.process_index() == 0:
-        probe.unlink(missing_ok=True)
-    if not seen or not (everyone == everyone[0]).all():
-        raise ConfigError(
-            f"{folder} is not one folder shared by every process (a process cannot read what "
-            "process 0 wrote there): put the sweep directory on a shared file system"
-        )
-
-
-def _shared_path(path: Path | None) -> Path | None:
-    """Process 0's `path` on every process (None when process 0 has none): a collective."""
-    from jax.experimental import multihost_utils
-
-    encoded = np.zeros(4096, np.uint8)
-    if path is not None:
-        text = os.fsencode(os.path.abspath(path))
-        if len(text) > encoded.size:
-            raise ConfigError(f"the sweep directory's path is longer than {encoded.size} bytes")
-        encoded[: len(text)] = np.frombuffer(text, np.uint8)
-    shared = np.asarray(multihost_utils.broadcast_one_to_all(encoded))
-    text = bytes(shared[shared != 0])
-    return Path(os.fsdecode(text)) if text else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -323,14 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             except MnistJaxError as error:
                 failure = error
         if several:  # every process writes its checkpoint shards into the same folder
-            sweep_dir = _shared_path(sweep_dir)
+            sweep_dir = path_of_process_0(sweep_dir)
         if failure is not None:
             raise failure
         if sweep_dir is None:
             raise ConfigError("process 0 could not create the sweep directory (see its output)")
 
     if several:
-        _check_shared_folder(sweep_dir)
+        check_shared_folder(sweep_dir)
     wall_start = time.perf_counter()
     data = to_device(dataset, config)
     mesh = member_mesh()

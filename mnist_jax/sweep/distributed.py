@@ -8,9 +8,12 @@ process 0 can write the files.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -156,3 +159,42 @@ def gather_to_host(tree: Any) -> Any:
 def is_main_process() -> bool:
     """True on the process that writes files (process 0)."""
     return jax.process_index() == 0
+
+
+def check_shared_folder(folder: Path) -> None:
+    """Every process sees `folder` as the same folder (checkpoints need one file system shared by
+    all processes): process 0 writes a token there, and every process must read the same one."""
+    from mnist_jax.checkpoint.processes import barrier
+    from mnist_jax.fileio import write_text_atomic
+
+    probe = folder / ".shared-folder-check"
+    if jax.process_index() == 0:
+        write_text_atomic(probe, f"{os.getpid()}-{time.time_ns()}")
+    barrier("shared folder token written")
+    try:
+        seen = probe.read_bytes()
+    except OSError:
+        seen = b""
+    digest = np.frombuffer(hashlib.sha256(seen).digest(), np.uint8)
+    everyone = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1, digest.size)
+    barrier("shared folder token read")
+    if jax.process_index() == 0:
+        probe.unlink(missing_ok=True)
+    if not seen or not (everyone == everyone[0]).all():
+        raise ConfigError(
+            f"{folder} is not one folder shared by every process (a process cannot read what "
+            "process 0 wrote there): put the sweep directory on a shared file system"
+        )
+
+
+def path_of_process_0(path: Path | None) -> Path | None:
+    """Process 0's `path` on every process (None when process 0 has none): a collective."""
+    encoded = np.zeros(4096, np.uint8)
+    if path is not None:
+        text = os.fsencode(os.path.abspath(path))
+        if len(text) > encoded.size:
+            raise ConfigError(f"the sweep directory's path is longer than {encoded.size} bytes")
+        encoded[: len(text)] = np.frombuffer(text, np.uint8)
+    shared = np.asarray(multihost_utils.broadcast_one_to_all(encoded))
+    text = bytes(shared[shared != 0])
+    return Path(os.fsdecode(text)) if text else None
