@@ -2,8 +2,9 @@
 
 Times data loading, compilation (init, epoch program, validation), steady epochs (examples/s),
 evaluation and a whole 10-epoch training, and compares the steady epoch with a floor measured on the
-same machine. For the MLP: its exact matmul FLOPs at the matmul throughput measured with the model's
-own matrix shapes in one compiled scan (nothing but the matmuls). For other models (`--model cnn`):
+same machine. For the MLP: its exact matmul FLOPs at the best matmul throughput measured with the
+model's own matrix shapes, by XLA (one compiled scan, nothing but the matmuls) or by numpy's BLAS,
+both reported. For other models (`--model cnn`):
 the model's forward and backward pass alone (no shuffle, gather, dropout or optimizer) over an
 epoch's batches in one compiled scan, with XLA's count of its FLOPs. The persistent compilation
 cache is off unless --compile-cache is given, so compile times are cold.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from experiments import cli
 from mnist_jax.config import MODELS, TrainConfig
@@ -69,6 +71,38 @@ def measure_matmul_floor(
 
     program = jax.jit(lambda w, x: jax.lax.scan(step, w, x)[0])
     return best_time(program, weights, inputs, repeats=repeats)
+
+
+def measure_numpy_matmul_floor(
+    layer_sizes: Sequence[int], batch_size: int, steps: int, repeats: int = 3
+) -> float:
+    """Seconds for one epoch's matmuls alone (the same products as `measure_matmul_floor`) with
+    numpy's BLAS (OpenBLAS here), which may reach a higher rate on these small shapes than XLA."""
+    rng = np.random.default_rng(0)
+    weights = [
+        (rng.standard_normal((a, b)) * 0.05).astype(np.float32)
+        for a, b in zip(layer_sizes[:-1], layer_sizes[1:])
+    ]
+    batches = rng.random((min(steps, 8), batch_size, layer_sizes[0]), dtype=np.float32)
+
+    def epoch() -> None:
+        for step in range(steps):
+            activations = [batches[step % len(batches)]]
+            for w in weights:
+                activations.append(activations[-1] @ w)
+            grad_out = activations[-1]
+            for i in reversed(range(len(weights))):
+                activations[i].T @ grad_out  # weight gradient
+                if i > 0:
+                    grad_out = grad_out @ weights[i].T  # input gradient
+
+    epoch()  # warm-up: threads, pages
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def best_time(program, *args, repeats: int = 5) -> float:
@@ -176,11 +210,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.model == "mlp":
         layer_sizes = [data.train_images.shape[1], *config.hidden_sizes, dataset.num_classes]
         flops = matmul_flops_per_example(layer_sizes)
-        floor = measure_matmul_floor(layer_sizes, config.batch_size, steps)
-    else:
-        flops, floor = measure_model_floor(spec, state.params, config.batch_size, steps)
+        floors = {
+            "xla": measure_matmul_floor(layer_sizes, config.batch_size, steps),
+            "numpy": measure_numpy_matmul_floor(layer_sizes, config.batch_size, steps),
+        }
+    else:  # numpy has no convolutions to compare with: XLA's own count and rate
+        flops, floors = measure_model_floor(spec, state.params, config.batch_size, steps)
+        floors = {"xla": floors}
     figures["flops_per_example"] = flops
-    figures["floor_gflops_per_second"] = flops * steps * config.batch_size / floor / 1e9
+    for source, seconds in floors.items():
+        figures[f"floor_{source}_epoch_seconds"] = seconds
+        figures[f"floor_{source}_gflops_per_second"] = (
+            flops * steps * config.batch_size / seconds / 1e9
+        )
+    # The floor is the best matmul rate obtained on the model's own shapes, by either library.
+    floor = min(floors.values())
     figures["floor_epoch_seconds"] = floor
     figures["steady_over_floor"] = steady / floor
 
