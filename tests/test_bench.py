@@ -37,3 +37,21 @@ def test_matmul_flops_by_hand():
     # second layer only: 2*128*10.
     forward = 2 * (784 * 128 + 128 * 10)
     assert bench.matmul_flops_per_example([784, 128, 10]) == 2 * forward + 2 * 128 * 10
+
+
+def test_the_scaling_benchmark_times_every_mode_and_writes_its_table(tiny, tmp_path, capsys):
+    from experiments import scaling_bench
+
+    out = tmp_path / "scaling"
+    argv = [*tiny, "--validation", "test", "--members", "1,2", "--repeats", "1", "--out", str(out)]
+    argv += ["--batch-size", "64"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(scaling_bench.main, "python -m experiments.scaling_bench", argv)
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    rows = json.loads((out / "scaling.json").read_text())["rows"]
+    assert [(r["members"], r["mode"]) for r in rows] == [
+        (n, mode) for n in (1, 2) for mode in ("vmap", "map", "single")
+    ]
+    assert all(r["epoch_seconds"] > 0 and r["compile_seconds"] > 0 for r in rows)
+    assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 | single |" in (out / "scaling.md").read_text()
