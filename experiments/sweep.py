@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 import time
@@ -32,23 +31,24 @@ import jax
 from experiments import cli
 from experiments.console import Console
 from experiments.sweep_output import (
-    PLOT_FILES,
+    PER_MEMBER_FIELDS,
+    SUMMARY_FILE,
     ProgressPrinter,
     analyse,
+    data_sources,
     member_entries,
+    print_plan,
     print_table,
     throughput,
-    write_plots,
+    write_sweep_files,
 )
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.checkpoint.processes import barrier
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError, MnistJaxError
-from mnist_jax.fileio import write_text_atomic
 from mnist_jax.fit import check_fits, to_device
-from mnist_jax.logs import SweepLog, json_safe
+from mnist_jax.logs import SweepLog
 from mnist_jax.models import model_record
-from mnist_jax.predictions import PREDICTIONS_FILE
 from mnist_jax.rundir import (
     check_same_data,
     create_run_dir,
@@ -80,17 +80,14 @@ from mnist_jax.sweep.distributed import (
 )
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.plan import plan_record, recorded_plan
-from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
 from mnist_jax.sweep.results import config_labels
 from mnist_jax.sweep.select import parse_assignments, select_configuration
 
 PROG = "python -m experiments.sweep"
 SWEEPS_ROOT = "sweeps"
-SWEEP_FILE, MEMBERS_FILE, SUMMARY_FILE = "sweep.json", "members.json", "summary.json"
+SWEEP_FILE = "sweep.json"
 # Flags that define the sweep: --resume takes them from sweep.json instead.
 SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step", "--reference")
-# The members' own fields: in sweep.json's "config" these hold the first member's values.
-PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
 # The lists `expand_members` takes by field name (beyond its first five).
 RECIPE_LISTS = tuple(
     name
@@ -329,31 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         write_json_atomic(sweep_dir / SWEEP_FILE, sweep_record)
 
-    shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
-    console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
-    console.info(
-        f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
-        f"rates {sorted({m.learning_rate for m in members})} x dropout "
-        f"{sorted({m.dropout_rate for m in members})} x hidden "
-        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]} x models "
-        f"{list(dict.fromkeys(m.model for m in members))}"
-    )
-    console.info(
-        f"programs: {len(programs)} (at most {members_per_program} members each, "
-        f"{members_per_step or 'all'} per device at a time)"
-    )
-    for p in programs:
-        console.info(
-            f"  program {p.index}: {p.model}"
-            + (f" hidden {','.join(map(str, p.hidden_sizes))}" if p.model == "mlp" else "")
-            + (f" {p.optimizer}" if p.optimizer != "adam" else "")
-            + (f" {p.schedule}" if p.schedule != "constant" else "")
-            + f", {len(p.members)} members padded to {p.num_padded}"
-        )
-    console.info(
-        f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
-        f"{devices['process_count']} process(es)"
-    )
+    print_plan(console, config, members, programs, members_per_program, members_per_step, devices)
     console.info(f"dataset: {dataset!r}")
     if main_process:
         console.info(f"sweep directory: {sweep_dir}")
@@ -420,14 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         barrier("sweep outputs written")  # JAX's shutdown must not end process 0 while it writes
         return 0
 
-    data_record = {
-        "dataset": dataset.name,
-        "validation": config.validation,
-        "train_examples": int(data.train_images.shape[0]),
-        "validation_examples": int(data.val_images.shape[0]),
-        "test_examples": int(data.test_images.shape[0]),
-    }
-    analysis = analyse(result, config, reference.config_key, data_record)
+    analysis = analyse(result, config, reference.config_key, data_sources(dataset, data, config))
     rows = analysis["configurations"]
     timing = {
         "wall_seconds": wall_seconds,
@@ -439,17 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A sweep that was complete already writes only the outputs it lacks: its members.json and
     # summary.json (with the timings of the process that trained) stay as they are.
     finished_before = bool(args.resume) and len(complete) == len(programs)
-
-    def wanted(name: str) -> bool:
-        return not (finished_before and (sweep_dir / name).exists())
-
     written = [] if args.resume else [sweep_dir / SWEEP_FILE]
-    entries = member_entries(result, config.target_accuracy)
-    if wanted(MEMBERS_FILE):
-        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, entries))
-    if wanted(PREDICTIONS_FILE):
-        written.append(result.predictions().save(sweep_dir / PREDICTIONS_FILE))
-    summary = json_safe(
+    written += write_sweep_files(
+        sweep_dir,
+        result,
         {
             **analysis,
             "timing": timing,
@@ -457,19 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "num_programs": len(programs),
             "epochs": config.epochs,
             "devices": devices,
-        }
+        },
+        member_entries(result, config.target_accuracy),
+        only_missing=finished_before,
     )
-    if wanted(SUMMARY_FILE):
-        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, summary))
-    figures = write_plots(sweep_dir, result, summary, only_missing=finished_before)
-    written += figures.values()
-    if wanted(REPORT_FILE):
-        labels = config_labels([m.config_key for m in members])
-        present = {key: name for key, name in PLOT_FILES.items() if (sweep_dir / name).exists()}
-        report = render_sweep_report(
-            summary, entries, [labels[m.config_key] for m in members], present
-        )
-        written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))
     if finished_before:
         sweep_log.close()
     else:

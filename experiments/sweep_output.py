@@ -4,13 +4,16 @@ the command's flow in experiments/sweep.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from experiments.console import Console
 from mnist_jax.epochs import diverged, time_to_target
+from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.logs import json_safe
+from mnist_jax.predictions import PREDICTIONS_FILE
 from mnist_jax.stats import verdict, wilson_interval
 from mnist_jax.sweep import curves_by_config, values_by_config
 from mnist_jax.sweep.analysis import (
@@ -20,9 +23,14 @@ from mnist_jax.sweep.analysis import (
     selected_configuration,
     test_intervals,
 )
+from mnist_jax.sweep.members import Member
+from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
 from mnist_jax.sweep.results import config_labels, row_key
 from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
 
+MEMBERS_FILE, SUMMARY_FILE = "members.json", "summary.json"
+# The members' own fields: in sweep.json's "config" these hold the first member's values.
+PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
 # The sweep's figures: report.md's FIGURE_CAPTIONS key -> file.
 PLOT_FILES = {
     "accuracy_distribution": "accuracy_distribution.png",
@@ -275,3 +283,72 @@ def summary_rows(result, target: float | None) -> list[dict]:
         for row in rows:
             row["time_to_target"] = reached[row_key(row)]
     return rows
+
+
+def data_sources(dataset, data, config) -> dict:
+    """Which data trained, validated and tested the members (summary.json's "data")."""
+    return {
+        "dataset": dataset.name,
+        "validation": config.validation,
+        "train_examples": int(data.train_images.shape[0]),
+        "validation_examples": int(data.val_images.shape[0]),
+        "test_examples": int(data.test_images.shape[0]),
+    }
+
+
+def print_plan(
+    console: Console, config, members, programs, members_per_program, members_per_step, devices
+) -> None:
+    """What the sweep will train: shared configuration, members, programs, devices."""
+    shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
+    console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
+    console.info(
+        f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
+        f"rates {sorted({m.learning_rate for m in members})} x dropout "
+        f"{sorted({m.dropout_rate for m in members})} x hidden "
+        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]} x models "
+        f"{list(dict.fromkeys(m.model for m in members))}"
+    )
+    console.info(
+        f"programs: {len(programs)} (at most {members_per_program} members each, "
+        f"{members_per_step or 'all'} per device at a time)"
+    )
+    for p in programs:
+        console.info(
+            f"  program {p.index}: {p.model}"
+            + (f" hidden {','.join(map(str, p.hidden_sizes))}" if p.model == "mlp" else "")
+            + (f" {p.optimizer}" if p.optimizer != "adam" else "")
+            + (f" {p.schedule}" if p.schedule != "constant" else "")
+            + f", {len(p.members)} members padded to {p.num_padded}"
+        )
+    console.info(
+        f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
+        f"{devices['process_count']} process(es)"
+    )
+
+
+def write_sweep_files(
+    sweep_dir: Path, result, summary: dict, entries: list[dict], *, only_missing: bool
+) -> list[Path]:
+    """members.json, predictions.npz, summary.json, the figures and report.md (`only_missing`:
+    those not in `sweep_dir` already, for a finished sweep resumed); the paths written."""
+
+    def wanted(name: str) -> bool:
+        return not (only_missing and (sweep_dir / name).exists())
+
+    written = []
+    if wanted(MEMBERS_FILE):
+        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, entries))
+    if wanted(PREDICTIONS_FILE):
+        written.append(result.predictions().save(sweep_dir / PREDICTIONS_FILE))
+    summary = json_safe(summary)
+    if wanted(SUMMARY_FILE):
+        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, summary))
+    written += write_plots(sweep_dir, result, summary, only_missing=only_missing).values()
+    if wanted(REPORT_FILE):
+        keys = [r.member.config_key for r in result.members]
+        labels = config_labels(keys)
+        present = {key: name for key, name in PLOT_FILES.items() if (sweep_dir / name).exists()}
+        report = render_sweep_report(summary, entries, [labels[k] for k in keys], present)
+        written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))
+    return written
