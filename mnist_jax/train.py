@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnist_jax import random_bits
 from mnist_jax.config import TrainConfig
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.models import Model, Params, mlp, model_from_config
@@ -278,7 +279,7 @@ def epoch_batches(
     gradient are exactly those of the smaller batch (the loss is a mean over weight-1 rows only).
     """
     steps = math.ceil(num_examples / batch_size)
-    order = jnp.argsort(jax.random.bits(key, (num_examples,), jnp.uint32)).astype(jnp.int32)
+    order = jnp.argsort(random_bits.random_bits(key, (num_examples,))).astype(jnp.int32)
     padding = steps * batch_size - num_examples
     order = jnp.concatenate([order, jnp.zeros((padding,), jnp.int32)])
     weights = (jnp.arange(steps * batch_size) < num_examples).astype(jnp.float32)

@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnist_jax import random_bits
+
 Params = Any  # a pytree of arrays, e.g. {"Dense_0": {"kernel", "bias"}, ...}
 INPUT_LAYOUTS = ("flat", "image")
 
@@ -47,10 +49,11 @@ def dropout(
     The maths of `flax.linen.Dropout` (Bernoulli keep mask with p = 1 - rate, survivors scaled by
     1 / (1 - rate), the same draws for the same key), written without Python branches on `rate`,
     so a sweep can `vmap` over members with different rates in one program. `rate` in [0, 1).
+    The mask is `jax.random.bernoulli`'s, drawn by `random_bits` (one fused kernel on CPU).
     """
     keep_prob = 1.0 - rate
     shape = tuple(1 if d in broadcast_dims else n for d, n in enumerate(x.shape))
-    mask = jnp.broadcast_to(jax.random.bernoulli(key, p=keep_prob, shape=shape), x.shape)
+    mask = jnp.broadcast_to(random_bits.bernoulli(key, keep_prob, shape), x.shape)
     return jnp.where(mask, x / keep_prob, jnp.zeros_like(x))
 
 

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnist_jax import random_bits
 from mnist_jax.models.base import LinenModel, Params, dropout
 
 
@@ -61,7 +62,8 @@ def init_params(
     """
     sizes = [input_size, *hidden_sizes, num_classes]
     shapes = list(zip(sizes[:-1], sizes[1:]))
-    draws = jax.random.uniform(key, (sum(a * b for a, b in shapes),), jnp.float32, -1.0, 1.0)
+    # jax.random.uniform(key, (n,), minval=-1, maxval=1), bit for bit, as one fused kernel.
+    draws = random_bits.uniform(key, (sum(a * b for a, b in shapes),)) * 2.0 - 1.0
     params, offset = {}, 0
     for layer, (fan_in, fan_out) in enumerate(shapes):
         limit = (6.0 / (fan_in + fan_out)) ** 0.5
