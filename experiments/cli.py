@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, MnistJaxError
 from mnist_jax.rundir import unlock_run_dir
+from mnist_jax.runtime import configure_xla_cpu
 
 DEFAULTS = TrainConfig()
 
@@ -246,6 +247,7 @@ def run_main(
     from mnist_jax.sweep.distributed import peer_failure
 
     quiet_library_logs()
+    configure_xla_cpu()  # before anything starts jax's backend: XLA reads its flags once
     watcher = stop_promptly_on_interrupt()
     try:
         status = main(argv)

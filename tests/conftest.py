@@ -11,6 +11,11 @@ import jax
 import pytest
 
 from mnist_jax.data import load_dataset
+from mnist_jax.runtime import configure_xla_cpu
+
+# The tests compute what the commands compute: the same XLA:CPU flags, set before any test starts
+# jax's backend.
+configure_xla_cpu()
 
 
 @pytest.fixture(scope="session")

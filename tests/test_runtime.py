@@ -1,0 +1,76 @@
+"""The XLA:CPU flags the commands set: only on the CPU, only before jax's backend starts (so XLA
+honours them), never over a flag the user set."""
+
+import json
+import os
+import subprocess
+import sys
+
+from mnist_jax.runtime import CPU_FLAGS, CPU_FLAGS_ENV
+
+# Prints what `configure_xla_cpu` added, XLA_FLAGS after it, and, unless NO_BACKEND is set, the
+# compiled text of a dense layer and a sum over the batch (under the flag, YNNPACK takes the
+# matmul with its bias and leaves the sum to XLA).
+SCRIPT = """
+import json, os, jax, jax.numpy as jnp
+from mnist_jax.runtime import configure_xla_cpu
+from jax._src import xla_bridge
+if os.environ.get("START_BACKEND_FIRST"):
+    jax.devices()
+added = configure_xla_cpu()
+started = xla_bridge.backends_are_initialized()
+hlo = None
+if not os.environ.get("NO_BACKEND"):
+    dense = lambda x, w, b: jnp.sum(jax.nn.relu(x @ w + b), axis=0)
+    args = (jnp.ones((512, 64)), jnp.ones((64, 32)), jnp.ones((32,)))
+    hlo = jax.jit(dense).lower(*args).compile().as_text()
+print(json.dumps({"added": added, "xla_flags": os.environ.get("XLA_FLAGS"),
+                  "started_before": started, "hlo": hlo}))
+"""
+
+
+def run(**env_changes) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", CPU_FLAGS_ENV)}
+    env.update({"JAX_PLATFORMS": "cpu", **env_changes})
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_flags_are_set_on_cpu_before_the_backend_starts_and_xla_applies_them():
+    configured = run()
+    assert configured["added"] == list(CPU_FLAGS)
+    assert configured["started_before"] is False
+    assert configured["xla_flags"].split() == list(CPU_FLAGS)
+    # The program XLA compiled is the one the flags give when set by hand, not the default one.
+    by_hand = run(XLA_FLAGS=" ".join(CPU_FLAGS), **{CPU_FLAGS_ENV: "off"})
+    default = run(**{CPU_FLAGS_ENV: "off"})
+    assert by_hand["added"] == default["added"] == []
+    assert configured["hlo"] == by_hand["hlo"] != default["hlo"]
+
+
+def test_flags_join_the_users_and_never_replace_one_the_user_set():
+    joined = run(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert joined["xla_flags"].split() == ["--xla_force_host_platform_device_count=2", *CPU_FLAGS]
+    name = CPU_FLAGS[0].split("=")[0]
+    mine = run(XLA_FLAGS=f"{name}=DEFAULT", NO_BACKEND="1")
+    assert mine["added"] == [] and mine["xla_flags"] == f"{name}=DEFAULT"
+
+
+def test_no_flags_once_the_backend_has_started():
+    late = run(START_BACKEND_FIRST="1", NO_BACKEND="1")
+    assert late["added"] == [] and late["xla_flags"] is None
+
+
+def test_no_flags_when_jax_will_run_on_an_accelerator():
+    # Nothing starts a backend here: the platform is only named.
+    for platforms in ("cuda", "tpu", "cuda,cpu"):
+        other = run(JAX_PLATFORMS=platforms, NO_BACKEND="1")
+        assert other["added"] == [] and other["xla_flags"] is None
+
+
+def test_off_sets_no_flags():
+    off = run(NO_BACKEND="1", **{CPU_FLAGS_ENV: "off"})
+    assert off["added"] == [] and off["xla_flags"] is None
