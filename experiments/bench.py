@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mnist_jax.config import MODELS, TrainConfig
+from mnist_jax.config import MODELS, PRECISIONS, TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.fileio import write_json_atomic
-from mnist_jax.fit import fit, spec_for, to_device
+from mnist_jax.fit import check_precision, fit, spec_for, to_device
 from mnist_jax.models import parameter_count
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.train import (
@@ -146,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model", default="mlp", choices=MODELS, help="the model timed (default %(default)s)"
     )
+    parser.add_argument(
+        "--precision",
+        default="f32",
+        choices=PRECISIONS,
+        help="f32, or bf16 (the model in bfloat16; the floor stays float32's) (default %(default)s)",
+    )
     parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument(
@@ -165,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         validation=args.validation,
         validation_size=args.validation_size,
         model=args.model,
+        precision=args.precision,
     )
+    check_precision(config.precision)
     figures: dict[str, float] = {}
 
     dataset, figures["load_seconds"] = timed(lambda: load_dataset(config.dataset, config.data_dir))

@@ -19,6 +19,7 @@ VALIDATION_MODES = ("test", "holdout")
 MODELS = ("mlp", "cnn")  # the built-in models (`mnist_jax.models.model_from_config`)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
+PRECISIONS = ("f32", "bf16")  # `mnist_jax.models.precision`
 DEFAULT_HIDDEN_SIZES = (128, 128)
 
 
@@ -138,6 +139,13 @@ class TrainConfig:
     adam_epsilon: float = _field(
         1e-7, "epsilon of adam and adamw (Keras's default; optax's is 1e-8)"
     )
+    precision: str = _field(
+        "f32",
+        "f32, or bf16: the model computes in bfloat16 (matmul inputs, activations) on float32 "
+        "parameters, gradients and optimizer state; refused where the device has no hardware "
+        "bfloat16",
+        choices=PRECISIONS,
+    )
     patience: int = _field(
         0,
         "stop a run (a sweep member) once its validation accuracy has not improved for this "
@@ -232,6 +240,7 @@ class TrainConfig:
             self.stop_at_target,
             "false without --target-accuracy",
         )
+        _check(self.precision in PRECISIONS, "precision", self.precision, " or ".join(PRECISIONS))
         _check(
             _is_int(self.patience) and self.patience >= 0,
             "patience",

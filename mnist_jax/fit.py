@@ -21,6 +21,7 @@ from mnist_jax.data import Dataset, holdout_split, scale_to_layout
 from mnist_jax.epochs import compile_all, run_epochs, time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model, check_model, describe_text, footprint
+from mnist_jax.models.precision import bf16_unsupported
 from mnist_jax.train import (
     TrainSpec,
     TrainState,
@@ -104,7 +105,8 @@ def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = N
     """Refuses, before anything is created, a configuration the dataset cannot serve: a held-out
     split that leaves no training examples, a batch larger than the training set (it would be
     padded with weight-0 rows to its full size, at its full memory cost), a model that cannot
-    train on these images (`check_model`) or that needs more memory than the device has."""
+    train on these images (`check_model`), a precision the device has no hardware for
+    (`check_precision`) or a model that needs more memory than the device has."""
     spec = spec or spec_for(config, dataset)
     examples = int(dataset.train_images.shape[0])
     if config.validation == "holdout":
@@ -122,6 +124,7 @@ def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = N
     if int(dataset.test_images.shape[0]) == 0:
         raise ConfigError(f"{dataset.name} has no test examples to evaluate on")
     check_model(spec.model, spec.example_shape, dataset.num_classes)
+    check_precision(config.precision)
     needed, available = training_bytes(spec, config.eval_batch_size), memory_bytes()
     if needed > available:
         raise ConfigError(
@@ -129,6 +132,14 @@ def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = N
             f"to train (parameters, Adam's moments, gradients and a batch's activations); this "
             f"device has {available / 2**30:,.1f} GiB"
         )
+
+
+def check_precision(precision: str, device: jax.Device | None = None) -> None:
+    """ConfigError where `device` (default: the first local one) cannot run `precision` at
+    hardware speed (`models.precision.bf16_unsupported`)."""
+    reason = bf16_unsupported(device) if precision == "bf16" else None
+    if reason:
+        raise ConfigError(f"--precision bf16 is not supported here: {reason}")
 
 
 def training_bytes(spec: TrainSpec, eval_batch_size: int = 2_000) -> int:

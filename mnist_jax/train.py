@@ -29,6 +29,7 @@ from mnist_jax import random_bits
 from mnist_jax.config import TrainConfig
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.models import Model, Params, mlp, model_from_config
+from mnist_jax.models.precision import with_precision
 from mnist_jax.recipe import learning_rate_in_effect, make_optimizer, recipe_values, set_recipe
 
 # Stream ids folded into a run's root key. Changing them changes every result: they are part of what
@@ -126,6 +127,7 @@ class TrainSpec:
     ) -> TrainSpec:
         """The spec of `config`: its built-in model (`config.model`), or `model`, a user's."""
         model = model if model is not None else model_from_config(config, num_classes)
+        model = with_precision(model, config.precision)
         return cls(
             model,
             tuple(image_shape),

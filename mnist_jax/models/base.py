@@ -54,7 +54,8 @@ def dropout(
     keep_prob = 1.0 - rate
     shape = tuple(1 if d in broadcast_dims else n for d, n in enumerate(x.shape))
     mask = jnp.broadcast_to(random_bits.bernoulli(key, keep_prob, shape), x.shape)
-    return jnp.where(mask, x / keep_prob, jnp.zeros_like(x))
+    # The survivors' scale in x's dtype: a bfloat16 model's activations stay bfloat16.
+    return jnp.where(mask, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros_like(x))
 
 
 def _traced_rate_dropout(next_fun, args, kwargs, context):
