@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--precision",
         default="f32",
         choices=PRECISIONS,
-        help="f32, or bf16 (the model in bfloat16; the floor stays float32's) (default %(default)s)",
+        help="f32, or bf16 (the model in bfloat16; the floor stays float32's) (default f32)",
     )
     parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=512)
