@@ -25,3 +25,16 @@ def teacher_data(num_train: int = 160, num_test: int = 64, seed: int = 0) -> Dev
     train = [images[:num_train], labels[:num_train]]
     test = [images[num_train:], labels[num_train:]]
     return DeviceData(*jax.device_put(train + test + test), num_classes=10)
+
+
+def prototype_data(num_train: int = 256, num_test: int = 64, seed: int = 0) -> DeviceData:
+    """Tiny learnable 28x28 images, flat (the MLP's layout): noisy copies of 10 prototypes, on the
+    device; the test split doubles as the validation split."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.uniform(size=(10, 784))
+    labels = rng.integers(0, 10, size=num_train + num_test).astype(np.int32)
+    images = np.clip(prototypes[labels] + 0.3 * rng.normal(size=(len(labels), 784)), 0, 1)
+    images = images.astype(np.float32)
+    train = [images[:num_train], labels[:num_train]]
+    test = [images[num_train:], labels[num_train:]]
+    return DeviceData(*jax.device_put(train + test + test), num_classes=10)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import assert_bitwise_equal
+from helpers import assert_bitwise_equal, prototype_data
 
 from mnist_jax.checkpoint import RunCheckpointer, load_run, restore_checkpoint
 from mnist_jax.config import TrainConfig
@@ -33,14 +33,7 @@ CONFIG = TrainConfig(batch_size=32, epochs=2, eval_batch_size=64)
 
 @pytest.fixture(scope="module")
 def data() -> DeviceData:
-    """Tiny learnable 28x28 images, flat (the MLP's layout): noisy copies of 10 prototypes."""
-    rng = np.random.default_rng(0)
-    prototypes = rng.uniform(size=(10, 784))
-    labels = rng.integers(0, 10, size=320).astype(np.int32)
-    images = np.clip(prototypes[labels] + 0.3 * rng.normal(size=(320, 784)), 0, 1)
-    images = images.astype(np.float32)
-    train, test = (images[:256], labels[:256]), (images[256:], labels[256:])
-    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+    return prototype_data()
 
 
 class SmallMLP(nn.Module):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_bitwise_equal
+from helpers import assert_bitwise_equal, prototype_data
 
 from experiments import baseline
 from experiments.cli import run_main
@@ -22,14 +22,7 @@ CONFIG = TrainConfig(batch_size=32, epochs=3, eval_batch_size=64, precision="bf1
 
 @pytest.fixture(scope="module")
 def data() -> DeviceData:
-    """Tiny learnable flat images: noisy copies of 10 prototypes."""
-    rng = np.random.default_rng(0)
-    prototypes = rng.uniform(size=(10, 784))
-    labels = rng.integers(0, 10, size=320).astype(np.int32)
-    images = np.clip(prototypes[labels] + 0.3 * rng.normal(size=(320, 784)), 0, 1)
-    images = images.astype(np.float32)
-    train, test = (images[:256], labels[:256]), (images[256:], labels[256:])
-    return DeviceData(*jax.device_put([*train, *test, *test]), num_classes=10)
+    return prototype_data()
 
 
 class UsersMLP(nn.Module):
