@@ -1,11 +1,13 @@
 """Classification metrics as pure functions of logits (or probabilities) and integer labels.
 
 They are jnp code, so they run under `jit` and `vmap` (e.g. over the members of a sweep);
-`classification_report` gathers them and converts to plain Python for JSON.
+`classification_arrays` computes them all in one compiled program and `classification_report`
+converts its result to plain Python for JSON.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -55,20 +57,48 @@ def top_errors(probabilities: jax.Array, labels: jax.Array, k: int = 5) -> dict[
     }
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes", "k"))
+def classification_arrays(
+    logits: jax.Array, labels: jax.Array, num_classes: int, k: int = 5
+) -> dict[str, Any]:
+    """Every metric of a final evaluation as arrays, in one compiled program: `loss`,
+    `accuracy`, `confusion_matrix`, `per_class_accuracy`, `top_errors` (k of them) and the
+    softmax `probabilities`.
+
+    One program rather than a dozen eager operations: each eager operation is compiled on its own,
+    and on a CPU their compilation took longer than the evaluation itself (a few seconds per run,
+    too brief each for the persistent compilation cache to keep)."""
+    probabilities = jax.nn.softmax(logits, axis=-1)
+    confusion = confusion_matrix(jnp.argmax(logits, axis=-1), labels, num_classes)
+    return {
+        "loss": cross_entropy(logits, labels),
+        "accuracy": accuracy(logits, labels),
+        "confusion_matrix": confusion,
+        "per_class_accuracy": per_class_accuracy(confusion),
+        "top_errors": top_errors(probabilities, labels, min(k, labels.shape[0])),
+        "probabilities": probabilities,
+    }
+
+
 def classification_report(
     logits: jax.Array, labels: jax.Array, num_classes: int, k: int = 5
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy, confusion matrix and top-k errors as JSON-ready Python
     values."""
-    probabilities = jax.nn.softmax(logits, axis=-1)
-    confusion = confusion_matrix(jnp.argmax(logits, axis=-1), labels, num_classes)
-    errors = jax.device_get(top_errors(probabilities, labels, min(k, labels.shape[0])))
-    per_class = np.asarray(per_class_accuracy(confusion))
+    return report_from_arrays(jax.device_get(classification_arrays(logits, labels, num_classes, k)))
+
+
+def report_from_arrays(arrays: dict[str, Any]) -> dict[str, Any]:
+    """`classification_report`'s JSON-ready values from `classification_arrays`' result (on the
+    host)."""
+    errors = arrays["top_errors"]
     return {
-        "test_loss": float(cross_entropy(logits, labels)),
-        "test_accuracy": float(accuracy(logits, labels)),
-        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
-        "confusion_matrix": np.asarray(confusion).tolist(),
+        "test_loss": float(arrays["loss"]),
+        "test_accuracy": float(arrays["accuracy"]),
+        "per_class_accuracy": [
+            None if np.isnan(a) else float(a) for a in np.asarray(arrays["per_class_accuracy"])
+        ],
+        "confusion_matrix": np.asarray(arrays["confusion_matrix"]).tolist(),
         "top_errors": [
             {"index": int(i), "true": int(t), "predicted": int(p), "confidence": float(c)}
             for i, t, p, c, ok in zip(

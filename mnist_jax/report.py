@@ -20,7 +20,7 @@ import numpy as np
 from mnist_jax import plots
 from mnist_jax.evaluate import predict_logits
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
-from mnist_jax.metrics import classification_report
+from mnist_jax.metrics import classification_arrays, report_from_arrays
 from mnist_jax.models import Model, describe_text
 from mnist_jax.predictions import PREDICTIONS_FILE, Predictions
 from mnist_jax.rundir import METRICS_FILE
@@ -55,8 +55,8 @@ def evaluate_test_set(
     `top_errors` (the 5 most confidently wrong test images).
     """
     logits = predict_logits(model, params, test_images, chunk_size=chunk_size)
-    report = classification_report(logits, test_labels, num_classes, k=TOP_ERRORS)
-    return report, np.asarray(jax.nn.softmax(logits, axis=-1))
+    arrays = jax.device_get(classification_arrays(logits, test_labels, num_classes, TOP_ERRORS))
+    return report_from_arrays(arrays), np.asarray(arrays["probabilities"])
 
 
 def write_plots(

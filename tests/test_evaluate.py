@@ -109,3 +109,25 @@ def test_classification_report_is_json_ready_and_consistent():
     assert [e["index"] for e in report["top_errors"]] == [3, 1, 5]
     assert report["test_loss"] == pytest.approx(float(cross_entropy(logits, LABELS)))
     assert float(accuracy(logits, LABELS)) == pytest.approx(0.5)
+
+
+def test_classification_report_is_one_compiled_program():
+    """Its dozen metrics compile as one program, not one per eager operation (which took seconds
+    of every run's end, each too short-lived for the persistent compilation cache)."""
+    compilations = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compilations.append(duration)
+
+    logits = jax.random.normal(jax.random.key(3), (37, 7))  # shapes no other test uses
+    labels = jax.random.randint(jax.random.key(4), (37,), 0, 7)
+    jax.block_until_ready((logits, labels))
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        report = classification_report(logits, labels, 7, k=4)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert len(compilations) == 1
+    assert report["test_accuracy"] == pytest.approx(float(accuracy(logits, labels)))
+    assert len(report["top_errors"]) == 4
