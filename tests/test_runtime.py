@@ -74,3 +74,18 @@ def test_no_flags_when_jax_will_run_on_an_accelerator():
 def test_off_sets_no_flags():
     off = run(NO_BACKEND="1", **{CPU_FLAGS_ENV: "off"})
     assert off["added"] == [] and off["xla_flags"] is None
+
+
+def test_a_single_runs_commands_import_neither_scipy_nor_seaborn_nor_pandas():
+    """A single run needs neither: importing them (seaborn brings the other two) took a second or
+    two of every command's start-up on a 2-core CPU. Sweeps and comparisons import them where
+    they use them."""
+    script = (
+        "import sys, experiments.baseline, experiments.evaluate, mnist_jax.report, mnist_jax.logs;"
+        "print(sorted(m for m in ('scipy', 'seaborn', 'pandas') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
@@ -44,6 +43,8 @@ def _wrap(label: str, width: int) -> str:
 def _styles(count: int) -> list[dict[str, Any]]:
     """Line styles for `count` lines that stay apart: seaborn's ten colours, then the same colours
     again with another marker and dash pattern."""
+    import seaborn as sns  # imported where used: it brings pandas and scipy.stats (seconds)
+
     colours = sns.color_palette(n_colors=min(count, 10))
     return [
         {
@@ -129,6 +130,8 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
         capprops={"color": "0.5"},
         zorder=1,
     )
+    import seaborn as sns
+
     sns.stripplot(
         x=xs,
         y=ys,

@@ -11,6 +11,9 @@ Every interval says what it resamples:
 - `calibration`: reliability bins, expected calibration error, and ensembles of growing size;
 - `selection`: the expected best result after n trials of a hyper-parameter search.
 
+scipy is imported inside the functions that use it: importing scipy.stats takes about a second,
+and a single run, which needs only the Wilson interval, should not pay it.
+
 Bootstrap draws come from `numpy.random.default_rng(seed)` with a fixed default seed, so a report's
 numbers are the same each time they are computed. Values that are undefined (an interval of one
 seed) are None, so results are valid JSON as they are.

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import scipy.stats
 
 from mnist_jax.stats.intervals import (
     BOOTSTRAP_RESAMPLES,
@@ -55,6 +54,8 @@ def paired_p_value(reference: Mapping[int, float], candidate: Mapping[int, float
     differences = b - a
     if np.all(differences == differences[0]):
         return 1.0 if differences[0] == 0 else min(1.0, 2.0 / 2**a.size)
+    import scipy.stats
+
     return float(scipy.stats.ttest_rel(b, a).pvalue)
 
 
@@ -138,6 +139,8 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
         raise ValueError(f"the two prediction sets cover {a.size} and {b.size} examples")
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = a_only + b_only
+    import scipy.stats
+
     p = 1.0 if discordant == 0 else float(scipy.stats.binomtest(a_only, discordant, 0.5).pvalue)
     return {
         "both": int(np.sum(a & b)),

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 
 import numpy as np
-import scipy.stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 10_000  # over seeds: cheap, so many
@@ -46,6 +46,8 @@ def summarize(values: Iterable[float], confidence: float = CONFIDENCE) -> dict:
     out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
     if n >= 2:
         std = float(np.std(x, ddof=1))
+        import scipy.stats
+
         half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
         out.update(std=std, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
     return out
@@ -72,6 +74,8 @@ def bootstrap_interval(
         return None
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
+    import scipy.stats
+
     result = scipy.stats.bootstrap(
         (x,),
         np.mean,
@@ -143,7 +147,7 @@ def wilson_interval(
         return None
     if not 0 <= successes <= trials:
         raise ValueError(f"successes must be in 0..{trials}, got {successes}")
-    z = float(scipy.stats.norm.ppf(0.5 + confidence / 2))
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / trials
     scale = 1 + z * z / trials
     center = (p + z * z / (2 * trials)) / scale
