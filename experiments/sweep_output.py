@@ -62,10 +62,15 @@ class ProgressPrinter:
             )
         else:
             text = "every member has diverged"
-        lost = sum(r is None or r not in live for r in records)
+        # A member without a record this epoch diverged or stopped early in an earlier one: its
+        # history's last record tells which.
+        idle = [h for r, h in zip(records, histories) if r is None]
+        stopped = sum(not (h and diverged(h[-1])) for h in idle)
+        lost = len(records) - len(live) - stopped
         self.console.info(
             f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
             + (f" | {lost} diverged" if lost else "")
+            + (f" | {stopped} stopped" if stopped else "")
             + f" | {seconds:.2f} s"
         )
 

@@ -354,6 +354,24 @@ def test_learning_curves_band_draws_mean_line_from_epoch_one_and_a_band_per_conf
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp (n=2)", "cnn (n=2)"]
 
 
+def test_learning_curves_band_of_members_that_stopped_apart_averages_those_that_trained():
+    runs = np.array([[0.90, 0.94, np.nan], [0.92, 0.96, 0.97], [0.94, np.nan, np.nan]])
+    ax = plots.plot_learning_curves_band({"lr=0.01": runs}).axes[0]
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), [0.92, 0.95, 0.97])
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    vertices = band.get_paths()[0].vertices
+    upper = [vertices[vertices[:, 0] == epoch, 1].max() for epoch in (1, 2, 3)]
+    # std (ddof=1) of 0.90, 0.92, 0.94; of 0.94, 0.96; none for one member left
+    np.testing.assert_allclose(upper, [0.94, 0.95 + 0.02 / np.sqrt(2), 0.97])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lr=0.01 (n=3, 1 at epoch 3)"]
+
+
+def test_learning_curves_band_refuses_an_epoch_no_member_trained():
+    with pytest.raises(ValueError, match="no member trained"):
+        plots.plot_learning_curves_band({"a": np.array([[0.9, np.nan], [0.9, np.nan]])})
+
+
 def test_learning_curves_band_single_member_has_no_band():
     ax = plots.plot_learning_curves_band({"one": np.array([0.9, 0.95])}).axes[0]
     assert len(ax.get_lines()) == 1

@@ -262,3 +262,23 @@ def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tm
         "cnn",
         "cnn",
     ]
+
+
+def test_a_sweep_whose_seeds_stop_early_apart_reports_and_draws_them(tmp_path, capsys):
+    """--patience stops members of one configuration at different epochs: the command says they
+    stopped (not diverged) and writes every file, the learning curves over the members still
+    training at each epoch."""
+    from mnist_jax.data.fake import write_fake_dataset
+
+    write_fake_dataset(tmp_path / "tiny", num_train=256, num_test=64, shape=(28, 28))
+    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--seeds", "0-3"]
+    argv += ["--epochs", "8", "--batch-size", "32", "--patience", "1", "--hidden", "16"]
+    argv += ["--validation-size", "64", "--no-tensorboard", "--out", str(tmp_path / "sweep")]
+    code, out = run_cli(argv, capsys)
+    assert code == 0, out.err
+    members = json.loads((tmp_path / "sweep" / "members.json").read_text())
+    lengths = [len(m["history"]) for m in members]
+    assert len(set(lengths)) > 1 and max(lengths) < 8, lengths  # stopped early, apart
+    assert " stopped |" in out.out and "diverged" not in out.out
+    for name in ["learning_curves.png", "accuracy_distribution.png", "report.md", "summary.json"]:
+        assert (tmp_path / "sweep" / name).is_file(), name

@@ -161,9 +161,9 @@ def test_curves_by_config_stacks_members_by_epoch():
         curves_by_config(RESULTS, "test_accuracy")
 
 
-def test_curves_by_config_refuses_members_of_unequal_length():
-    with pytest.raises(ValueError, match=r"lr=0.001 .*\[1, 2\] epochs"):
-        curves_by_config([result(0, BASE, [0.9], 0.9), result(1, BASE, [0.9, 0.95], 0.95)])
+def test_curves_by_config_pads_a_member_that_stopped_early_with_nan():
+    curves = curves_by_config([result(0, BASE, [0.9], 0.9), result(1, BASE, [0.9, 0.95], 0.95)])
+    np.testing.assert_array_equal(curves[BASE], [[0.9, np.nan], [0.9, 0.95]])
 
 
 def test_paired_difference_is_the_summary_of_b_minus_a_over_common_seeds():

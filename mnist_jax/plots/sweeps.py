@@ -213,8 +213,10 @@ def plot_learning_curves_band(
 
     Each value is an array ``(members, epochs)`` (a 1-D array counts as one member);
     the line is the mean over members and the band ± one standard deviation (ddof=1;
-    no band for a single member). Epochs are numbered from 1. When `metric_name`
-    mentions accuracy and the values lie in [0, 1] the y axis is shown as percent.
+    no band for a single member). NaN marks an epoch a member did not train (it stopped
+    early): each epoch's mean and band are over the members that trained it, and the label
+    gives how many trained the last epoch when that is fewer. Epochs are numbered from 1. When
+    `metric_name` mentions accuracy and the values lie in [0, 1] the y axis is shown as percent.
     """
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
@@ -232,16 +234,17 @@ def plot_learning_curves_band(
             )
         epochs = np.arange(1, runs.shape[1] + 1)
         longest = max(longest, runs.shape[1])
-        mean = runs.mean(axis=0)
-        ax.plot(
-            epochs,
-            mean,
-            markersize=3,
-            label=_wrap(f"{label} (n={runs.shape[0]})", wrap),
-            **style,
+        trained = np.sum(~np.isnan(runs), axis=0)  # members per epoch
+        if np.any(trained == 0):
+            raise ValueError(f"curves[{label!r}] has an epoch no member trained")
+        mean = np.nanmean(runs, axis=0)
+        members = f"n={runs.shape[0]}" + (
+            f", {trained[-1]} at epoch {runs.shape[1]}" if trained[-1] < runs.shape[0] else ""
         )
+        ax.plot(epochs, mean, markersize=3, label=_wrap(f"{label} ({members})", wrap), **style)
         if runs.shape[0] > 1:
-            std = runs.std(axis=0, ddof=1)
+            # ddof=1 over the members that trained each epoch; 0 where one is left
+            std = np.sqrt(np.nansum((runs - mean) ** 2, axis=0) / np.maximum(trained - 1, 1))
             ax.fill_between(
                 epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0
             )

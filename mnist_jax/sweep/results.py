@@ -180,7 +180,8 @@ def curves_by_config(
     non-diverged member in the order of `results` (the input of `plots.plot_learning_curves_band`).
 
     `metric` is a key of the history records (`HISTORY_METRICS`: "train_loss", "train_accuracy",
-    "val_loss", "val_accuracy"). Members of one configuration must have trained equally many epochs.
+    "val_loss", "val_accuracy"). A member that stopped before the others of its configuration
+    (`--patience`, `--stop-at-target`) has NaN for the epochs it did not train.
     """
     if metric not in HISTORY_METRICS:
         raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(HISTORY_METRICS)}")
@@ -189,11 +190,8 @@ def curves_by_config(
         rows.setdefault(r.member.config_key, []).append([record[metric] for record in r.history])
     out = {}
     for key, curves in rows.items():
-        lengths = sorted({len(c) for c in curves})
-        if len(lengths) != 1:
-            raise ValueError(
-                f"{config_label(key)}: members have histories of {lengths} epochs; "
-                "curves need equally many"
-            )
-        out[key] = np.asarray(curves, np.float64).reshape(len(curves), lengths[0])
+        table = np.full((len(curves), max(map(len, curves))), np.nan)
+        for row, curve in zip(table, curves):
+            row[: len(curve)] = curve
+        out[key] = table
     return out
