@@ -299,26 +299,40 @@ def train_epoch(
     trains, with dropout on: what Keras reports).
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
-    order, weights = epoch_plan(state, images.shape[0], spec.batch_size)
 
-    def body(state, batch_plan):
-        index, weight = batch_plan
-        return train_step(spec, state, Batch(images[index], labels[index], weight))
+    def metrics(state: TrainState, loss: jax.Array, accuracy: jax.Array) -> dict:
+        rate = learning_rate_in_effect(spec.schedule, state.opt_state, state.step - 1)
+        # the rate of the epoch's last step, where the optimizer keeps one
+        return {
+            "loss": loss,
+            "accuracy": accuracy,
+            **({} if rate is None else {"learning_rate": rate}),
+        }
 
-    trained, sums = jax.lax.scan(body, state, (order, weights))
-    count = jnp.sum(sums["count"])
-    metrics = {
-        "loss": jnp.sum(sums["loss_sum"]) / count,
-        "accuracy": jnp.sum(sums["correct"]) / count,
-    }
-    rate = learning_rate_in_effect(spec.schedule, trained.opt_state, trained.step - 1)
-    if rate is not None:  # the rate of the epoch's last step
-        metrics["learning_rate"] = rate
-    trained = trained.replace(epoch=trained.epoch + 1)
-    # An early-stopped member keeps its state (a select: members of one program train on).
-    return jax.tree.map(
-        lambda old, new: jnp.where(state.stopped, old, new), state, trained
-    ), metrics
+    def train(state: TrainState) -> tuple[TrainState, dict]:
+        order, weights = epoch_plan(state, images.shape[0], spec.batch_size)
+
+        def body(state, batch_plan):
+            index, weight = batch_plan
+            return train_step(spec, state, Batch(images[index], labels[index], weight))
+
+        trained, sums = jax.lax.scan(body, state, (order, weights))
+        count = jnp.sum(sums["count"])
+        loss, accuracy = jnp.sum(sums["loss_sum"]) / count, jnp.sum(sums["correct"]) / count
+        return trained.replace(epoch=trained.epoch + 1), metrics(trained, loss, accuracy)
+
+    def keep(state: TrainState) -> tuple[TrainState, dict]:
+        # NaN as `full_like` of a state leaf: inside shard_map a constant would not vary over
+        # members as the other branch's numbers do, and cond needs both branches' types equal.
+        nan = jnp.full_like(state.best_accuracy, jnp.nan)
+        return state, metrics(state, nan, nan)
+
+    # An early-stopped member keeps its state; its loss and accuracy are NaN (never read: the host
+    # loop records nothing for it). Unbatched (a single run, or a sweep's members one at a time) this
+    # is a real branch: a stopped member costs nothing, and the program has no select per state
+    # leaf to compile. Under vmap, jax turns it into a select of both branches: members of one
+    # program train on.
+    return jax.lax.cond(state.stopped, keep, train, state)
 
 
 def track_best(state: TrainState, val_accuracy: jax.Array, patience: int = 0) -> TrainState:

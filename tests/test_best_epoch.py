@@ -56,10 +56,12 @@ def test_without_patience_nothing_stops_and_the_best_is_still_kept():
 def test_a_stopped_state_is_left_as_it_is_by_an_epoch(data):
     spec = TrainSpec.from_config(CONFIG)
     state = create_train_state(CONFIG, spec, 160).replace(stopped=jnp.bool_(True))
-    after, _ = jax.jit(train_epoch, static_argnums=0)(
+    after, metrics = jax.jit(train_epoch, static_argnums=0)(
         spec, state, data.train_images, data.train_labels
     )
     assert_bitwise_equal(after, state)
+    # It did not train (a branch not taken): it has no loss or accuracy for the epoch.
+    assert np.isnan(float(metrics["loss"])) and np.isnan(float(metrics["accuracy"]))
 
 
 def test_patience_stops_a_run_and_its_best_epoch_is_reported(data):
