@@ -7,16 +7,25 @@ model's own matrix shapes, by XLA (one compiled scan, nothing but the matmuls) o
 both reported. For other models (`--model cnn`):
 the model's forward and backward pass alone (no shuffle, gather, dropout or optimizer) over an
 epoch's batches in one compiled scan, with XLA's count of its FLOPs. The persistent compilation
-cache is off unless --compile-cache is given, so compile times are cold.
+cache is off unless --compile-cache is given, so compile times are cold. `--command` also times
+what a user waits for: the whole `python -m experiments.baseline` (start-up, data, compilation,
+training, evaluation, figures, checkpoints), with an empty compilation cache and again with it
+filled.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -134,6 +143,44 @@ def measure_model_floor(
     return flops, best_time(program, params, inputs, repeats=repeats)
 
 
+def cpu_description() -> str:
+    """The CPU's model and its widest vector instructions (which decide the matmul rates), e.g.
+    'AMD EPYC, 2 cores, avx2': figures from two machines compare only alongside this line."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = [
+        f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2", "sve", "asimd") if f in flags
+    ]
+    return ", ".join([model, f"{os.cpu_count()} cores", *vector[:2]])
+
+
+def time_command(argv: Sequence[str], cache_dir: str | os.PathLike) -> float:
+    """Wall seconds of `python -m experiments.baseline ARGV` in a subprocess whose persistent
+    compilation cache is `cache_dir`."""
+    env = dict(os.environ, MNIST_JAX_COMPILATION_CACHE=str(cache_dir))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.baseline", *argv, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(f"the timed baseline command failed: {lines[-1] if lines else ''}")
+    return seconds
+
+
 def timed(fn):
     start = time.perf_counter()
     result = jax.block_until_ready(fn())
@@ -158,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compile-cache",
         action="store_true",
         help="use the persistent compilation cache (warm-start figures)",
+    )
+    parser.add_argument(
+        "--command",
+        action="store_true",
+        help="also time the whole `python -m experiments.baseline` with these data, model, epochs "
+        "and batch size, with an empty compilation cache and then with it filled",
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -244,11 +297,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures["fit_compile_seconds"] = result.compile_seconds
     figures["final_val_accuracy"] = result.history[-1]["val_accuracy"]
 
+    if args.command:
+        command = [
+            f"--{name.replace('_', '-')}={value}"
+            for name, value in [
+                ("dataset", config.dataset),
+                ("validation", config.validation),
+                ("validation_size", config.validation_size),
+                ("model", config.model),
+                ("precision", config.precision),
+                ("epochs", config.epochs),
+                ("batch_size", config.batch_size),
+            ]
+        ]
+        command += [f"--data-dir={config.data_dir}"] if config.data_dir else []
+        with tempfile.TemporaryDirectory(prefix="mnist-jax-bench-") as folder:
+            for kind in ("cold", "cached"):  # the first run fills the empty cache
+                out = ["--out", str(Path(folder) / f"run-{kind}")]
+                figures[f"command_{kind}_seconds"] = time_command(
+                    [*command, *out], Path(folder) / "cache"
+                )
+
     devices = jax.devices()
     print(
         f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
         f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}"
     )
+    if devices[0].platform == "cpu":
+        print(f"cpu: {cpu_description()}")
     width = max(map(len, figures))
     for name, value in figures.items():
         print(
@@ -257,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"  {name:<{width}}  {value:,}"
         )
     if args.json:
-        write_json_atomic(args.json, figures)
+        cpu = cpu_description() if devices[0].platform == "cpu" else None
+        write_json_atomic(args.json, {**figures, "device": devices[0].device_kind, "cpu": cpu})
     return 0
 
 

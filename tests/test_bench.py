@@ -18,7 +18,7 @@ def tiny(tmp_path):
 
 def test_bench_reports_both_floors_and_takes_the_better(tiny, tmp_path, capsys):
     out = tmp_path / "figures.json"
-    argv = [*tiny, "--epochs", "2", "--batch-size", "64", "--json", str(out)]
+    argv = [*tiny, "--epochs", "2", "--batch-size", "64", "--json", str(out), "--command"]
     with pytest.raises(SystemExit) as exit_info:
         run_main(bench.main, "python -m experiments.bench", argv)
     assert exit_info.value.code == 0, capsys.readouterr().err
@@ -29,7 +29,11 @@ def test_bench_reports_both_floors_and_takes_the_better(tiny, tmp_path, capsys):
         figures["steady_epoch_seconds"] / figures["floor_epoch_seconds"]
     )
     assert figures["flops_per_example"] == bench.matmul_flops_per_example([784, 128, 128, 10])
-    assert "floor_numpy_gflops_per_second" in capsys.readouterr().out
+    # The whole baseline command, timed with an empty compilation cache, then with it filled.
+    assert figures["command_cold_seconds"] > 0 and figures["command_cached_seconds"] > 0
+    assert figures["cpu"].count(",") >= 1  # the model, its cores, its vector instructions
+    printed = capsys.readouterr().out
+    assert "floor_numpy_gflops_per_second" in printed and "command_cached_seconds" in printed
 
 
 def test_matmul_flops_by_hand():
