@@ -398,7 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = {
         "wall_seconds": wall_seconds,
         "compile_seconds": result.compile_seconds,
-        **throughput(programs, progress.epoch_seconds, int(data.train_images.shape[0])),
+        **throughput(
+            programs,
+            progress.epoch_seconds,
+            int(data.train_images.shape[0]),
+            progress.epoch_members,
+        ),
         "epochs_trained_now": {str(k): len(v) for k, v in progress.epoch_seconds.items()},
         "resumed": bool(args.resume),
     }

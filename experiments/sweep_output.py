@@ -26,7 +26,7 @@ from mnist_jax.sweep.analysis import (
 from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
 from mnist_jax.sweep.results import config_labels, row_key
-from mnist_jax.sweep.stats import member_time_share, time_to_target_by_config
+from mnist_jax.sweep.stats import member_histories, time_to_target_by_config
 
 MEMBERS_FILE, SUMMARY_FILE = "members.json", "summary.json"
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
@@ -42,17 +42,20 @@ PLOT_FILES = {
 
 
 class ProgressPrinter:
-    """A run_sweep callback: one line per epoch per program, and the epoch times for throughput."""
+    """A run_sweep callback: one line per epoch per program, and for throughput the epoch times
+    and how many members each epoch trained."""
 
     def __init__(self, console: Console, epochs: int):
         self.console, self.epochs = console, epochs
         self.epoch_seconds: dict[int, list[float]] = {}
+        self.epoch_members: dict[int, list[int]] = {}
 
     def __call__(self, program, state, records, histories) -> None:
         live = [r for r in records if r is not None and not diverged(r)]
         seconds = next(r["seconds"] for r in records if r is not None)
         epoch = next(r["epoch"] for r in records if r is not None)
         self.epoch_seconds.setdefault(program.index, []).append(seconds)
+        self.epoch_members.setdefault(program.index, []).append(sum(r is not None for r in records))
         if live:
             accuracy = [r["val_accuracy"] for r in live]
             loss = np.mean([r["train_loss"] for r in live])
@@ -61,7 +64,7 @@ class ProgressPrinter:
                 f"{max(accuracy):.4f} | train loss mean {loss:.4f}"
             )
         else:
-            text = "every member has diverged"
+            text = "every member still training diverged"
         # A member without a record this epoch diverged or stopped early in an earlier one: its
         # history's last record tells which.
         idle = [h for r, h in zip(records, histories) if r is None]
@@ -75,15 +78,23 @@ class ProgressPrinter:
         )
 
 
-def throughput(programs, epoch_seconds: dict[int, list[float]], num_train: int) -> dict:
+def throughput(
+    programs,
+    epoch_seconds: dict[int, list[float]],
+    num_train: int,
+    epoch_members: dict[int, list[int]] | None = None,
+) -> dict:
     """Training examples per second of the epochs trained in this process, all members together and
-    per member; the first epoch of a program is left out when it trained more (warm-up)."""
+    per member; the first epoch of a program is left out when it trained more (warm-up).
+    `epoch_members`: how many members each epoch trained (default: all of the program's); a member
+    stopped early or diverged trains no examples."""
     examples, seconds = 0, 0.0
     for program in programs:
         times = epoch_seconds.get(program.index, [])
-        steady = times[1:] or times
-        examples += num_train * len(program.members) * len(steady)
-        seconds += sum(steady)
+        counts = (epoch_members or {}).get(program.index) or [len(program.members)] * len(times)
+        start = 1 if len(times) > 1 else 0
+        examples += num_train * sum(counts[start:])
+        seconds += sum(times[start:])
     if not seconds:
         return {
             "train_seconds": 0.0,
@@ -238,14 +249,11 @@ def write_plots(
     }
 
 
-def member_time_to_target(result, target: float, programs) -> dict:
-    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share."""
+def member_time_to_target(result, target: float, histories) -> dict:
+    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share
+    (`histories`: `sweep.stats.member_histories` of the sweep's members)."""
     reached = time_to_target(result.history, target)
-    share = member_time_share(programs)(result)
-    return {
-        **reached,
-        "member_seconds": None if reached["seconds"] is None else reached["seconds"] * share,
-    }
+    return {**reached, "member_seconds": time_to_target(histories(result), target)["seconds"]}
 
 
 def member_entries(result, target: float | None) -> list[dict]:
@@ -255,6 +263,7 @@ def member_entries(result, target: float | None) -> list[dict]:
     predictions = result.predictions()
     correct = predictions.correct.sum(axis=1)
     examples = len(predictions.labels)
+    histories = member_histories(result.members)
     return [
         json_safe(
             {
@@ -271,7 +280,7 @@ def member_entries(result, target: float | None) -> list[dict]:
                 "diverged_epoch": r.diverged_epoch,
                 "time_to_target": None
                 if target is None
-                else member_time_to_target(r, target, result.programs),
+                else member_time_to_target(r, target, histories),
             }
         )
         for k, r in enumerate(result.members)
@@ -283,8 +292,8 @@ def summary_rows(result, target: float | None) -> list[dict]:
     configuration when there is a target (in each member's share of its program's time)."""
     rows = result.summary()
     if target is not None:
-        share = member_time_share(result.programs)
-        reached = time_to_target_by_config(result.members, target, share)
+        histories = member_histories(result.members)
+        reached = time_to_target_by_config(result.members, target, histories)
         for row in rows:
             row["time_to_target"] = reached[row_key(row)]
     return rows

@@ -56,8 +56,8 @@ class TrainState:
       best_accuracy: float32 scalar, that validation accuracy (-1 before any epoch).
       best_epoch: int32 scalar, that epoch (0 before any).
       stale_epochs: int32 scalar, epochs validated since the last improvement.
-      stopped: bool scalar, early-stopped (`TrainSpec.patience`): its updates are masked, so it
-        keeps its state while the other members of its program train on.
+      stopped: bool scalar, early-stopped (`TrainSpec.patience`): `train_epoch` leaves it as it
+        is (NaN loss and accuracy) while the other members of its program train on.
     """
 
     params: Params
@@ -296,7 +296,9 @@ def train_epoch(
     `images` (N, *spec.example_shape) float32 and `labels` (N,) int32 are the whole training set,
     already on the device in the model's layout; each step gathers its batch from them. Returns
     the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
-    trains, with dropout on: what Keras reports).
+    trains, with dropout on: what Keras reports), and the learning rate of its last step where the
+    optimizer keeps one. A stopped state (`state.stopped`) is returned as it is, with NaN loss and
+    accuracy.
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
@@ -328,10 +330,9 @@ def train_epoch(
         return state, metrics(state, nan, nan)
 
     # An early-stopped member keeps its state; its loss and accuracy are NaN (never read: the host
-    # loop records nothing for it). Unbatched (a single run, or a sweep's members one at a time) this
-    # is a real branch: a stopped member costs nothing, and the program has no select per state
-    # leaf to compile. Under vmap, jax turns it into a select of both branches: members of one
-    # program train on.
+    # loop records nothing for it). Unbatched (a sweep's members one at a time) this is a real
+    # branch: a stopped member's epoch is not trained at all. Under vmap, jax turns it into a
+    # select of both branches: its rows compute and are discarded while the others train on.
     return jax.lax.cond(state.stopped, keep, train, state)
 
 

@@ -271,7 +271,7 @@ def test_a_sweep_whose_seeds_stop_early_apart_reports_and_draws_them(tmp_path, c
     from mnist_jax.data.fake import write_fake_dataset
 
     write_fake_dataset(tmp_path / "tiny", num_train=256, num_test=64, shape=(28, 28))
-    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--seeds", "0-3"]
+    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--seeds", "0-7"]
     argv += ["--epochs", "8", "--batch-size", "32", "--patience", "1", "--hidden", "16"]
     argv += ["--validation-size", "64", "--no-tensorboard", "--out", str(tmp_path / "sweep")]
     code, out = run_cli(argv, capsys)
@@ -280,5 +280,19 @@ def test_a_sweep_whose_seeds_stop_early_apart_reports_and_draws_them(tmp_path, c
     lengths = [len(m["history"]) for m in members]
     assert len(set(lengths)) > 1 and max(lengths) < 8, lengths  # stopped early, apart
     assert " stopped |" in out.out and "diverged" not in out.out
+    assert [m["stopped_early"] for m in members] == [n < 8 for n in lengths]
     for name in ["learning_curves.png", "accuracy_distribution.png", "report.md", "summary.json"]:
         assert (tmp_path / "sweep" / name).is_file(), name
+
+
+def test_throughput_counts_the_examples_of_the_members_each_epoch_trained():
+    from types import SimpleNamespace
+
+    program = SimpleNamespace(index=0, members=[0, 1, 2, 3])
+    # Warm-up epoch left out; then all four members, then two (two stopped early).
+    figures = sweep_output.throughput([program], {0: [5.0, 1.0, 1.0]}, 100, {0: [4, 4, 2]})
+    assert figures["examples_per_second"] == 100 * (4 + 2) / 2.0
+    assert figures["examples_per_second_per_member"] == 100 * (4 + 2) / 2.0 / 4
+    assert figures["train_seconds"] == 7.0
+    every = sweep_output.throughput([program], {0: [5.0, 1.0, 1.0]}, 100)  # no counts: all four
+    assert every["examples_per_second"] == 100 * 8 / 2.0

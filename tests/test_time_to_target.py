@@ -15,7 +15,7 @@ from mnist_jax.epochs import time_to_target
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData, fit
 from mnist_jax.sweep import Member, MemberResult
-from mnist_jax.sweep.stats import time_to_target_by_config
+from mnist_jax.sweep.stats import member_histories, time_to_target_by_config
 
 
 def record(epoch, val_accuracy, seconds=2.0, loss=0.5):
@@ -51,6 +51,23 @@ def test_per_configuration_members_that_never_reach_it_are_counted_not_dropped()
     assert row["epochs"]["mean"] == 2.5 and row["seconds"]["mean"] == 5.0
     assert row["seconds"]["ci95_low"] is not None
     assert rows[other.config_key]["reached"] == 0 and rows[other.config_key]["epochs"]["n"] == 0
+
+
+def test_a_members_seconds_are_its_share_of_the_epochs_its_program_trained_it():
+    # Program 0 trains two members together; the second stops early after epoch 1, so epoch 2's
+    # time is the first member's alone. Program 1 trains one member.
+    stays, stops = Member(0, 3e-3, 0.25, (8,)), Member(1, 3e-3, 0.25, (8,))
+    alone = Member(2, 3e-3, 0.25, (8,))
+    results = [
+        MemberResult(stays, [record(1, 0.90, 4.0), record(2, 0.98, 3.0)], program=0),
+        MemberResult(stops, [record(1, 0.90, 4.0)], program=0),
+        MemberResult(alone, [record(1, 0.98, 2.0)], program=1),
+    ]
+    shares = member_histories(results)
+    assert [r["seconds"] for r in shares(results[0])] == [2.0, 3.0]
+    assert [r["seconds"] for r in shares(results[1])] == [2.0]
+    row = time_to_target_by_config(results, 0.975, shares)[stays.config_key]
+    assert row["reached"] == 2 and row["seconds"]["mean"] == (5.0 + 2.0) / 2
 
 
 def test_stop_at_target_ends_a_run_at_the_epoch_that_reached_it():

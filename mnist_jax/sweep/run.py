@@ -49,7 +49,8 @@ class MemberResult:
     state: TrainState | None = None  # final state (numpy leaves), when `keep_states`
     program: int = 0  # SweepProgram.index that trained it
     # The best epoch by validation accuracy (`train.track_best`) and its parameters' test numbers:
-    # best_epoch, best_val_accuracy, best_test_accuracy, best_test_loss.
+    # best_epoch, best_val_accuracy, best_test_accuracy, best_test_loss; and stopped_early
+    # (`--patience`).
     best: dict | None = None
 
     def metrics(self) -> dict[str, float | None]:
@@ -289,7 +290,9 @@ def _run_program(
     predict = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)
     logits = np.asarray(gather_to_host(predict(state.params, data.test_images)))[:real]
     best_logits = np.asarray(gather_to_host(predict(state.best_params, data.test_images)))[:real]
-    best = gather_to_host({"epoch": state.best_epoch, "accuracy": state.best_accuracy})
+    best = gather_to_host(
+        {"epoch": state.best_epoch, "accuracy": state.best_accuracy, "stopped": state.stopped}
+    )
     host_state = gather_to_host(state) if keep_states else None
     for k, result in enumerate(results):
         if keep_states:
@@ -303,6 +306,7 @@ def _run_program(
                 "best_val_accuracy": float(best["accuracy"][k]),
                 "best_test_accuracy": report["test_accuracy"],
                 "best_test_loss": report["test_loss"],
+                "stopped_early": bool(best["stopped"][k]),
             }
     return results, compile_seconds
 

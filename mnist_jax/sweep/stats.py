@@ -7,6 +7,7 @@ so the dicts are valid JSON as they are.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -70,21 +71,21 @@ def summarize_by_config(
 
 
 def time_to_target_by_config(
-    member_results: Sequence, target: float, share: Callable[[Any], float] = lambda r: 1.0
+    member_results: Sequence,
+    target: float,
+    history: Callable[[Any], Sequence[dict]] = lambda r: r.history,
 ) -> dict:
     """Per configuration: how many members reached validation accuracy `target` (diverged ones
     count as not reaching it), and `summarize` of the epochs and training seconds they took.
 
-    A record's seconds are its program's (the members of a program train together); `share(r)`
-    scales them to the member's share (`member_time_share`), so configurations trained in
-    programs of different sizes compare."""
+    A record's seconds are its program's (the members of a program train together); with
+    `history=member_histories(member_results)` they are the member's share of them, so
+    configurations trained in programs of different sizes compare."""
     from mnist_jax.epochs import time_to_target
 
     out: dict = {}
     for result in member_results:
-        reached = time_to_target(result.history, target)
-        if reached["reached"]:
-            reached["seconds"] *= share(result)
+        reached = time_to_target(history(result), target)
         row = out.setdefault(
             result.member.config_key, {"target": target, "members": 0, "epochs": [], "seconds": []}
         )
@@ -98,8 +99,16 @@ def time_to_target_by_config(
     return out
 
 
-def member_time_share(programs: Sequence) -> Callable[[Any], float]:
-    """A member's share of its program's time: 1 / the program's real members (each device takes
-    its members one at a time on CPUs, so this is close to the member's own time)."""
-    sizes = {program.index: len(program.members) for program in programs}
-    return lambda result: 1.0 / sizes[result.program]
+def member_histories(member_results: Sequence) -> Callable[[Any], list[dict]]:
+    """Each member's history with every record's `seconds` cut to the member's share of its
+    program's epoch: the epoch's time over the members of the program that trained it (those with
+    a record for it). On a CPU each device takes its members one at a time, so this is close to
+    the member's own time; a member stopped early (which then costs nothing there) or diverged
+    no longer takes a share."""
+    trained = collections.Counter(
+        (r.program, record["epoch"]) for r in member_results for record in r.history
+    )
+    return lambda r: [
+        {**record, "seconds": record["seconds"] / trained[(r.program, record["epoch"])]}
+        for record in r.history
+    ]
