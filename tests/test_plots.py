@@ -204,6 +204,13 @@ def test_confusion_matrix_accepts_float_counts():
     assert _cell_texts(ax)[(2, 2)] == "60"
 
 
+def test_confusion_matrix_leaves_a_nan_cell_blank():
+    confusion = _confusion().astype(float)
+    confusion[0, 1] = np.nan
+    cells = _cell_texts(plots.plot_confusion_matrix(confusion).axes[0])
+    assert len(cells) == confusion.size - 1 and (0, 1) not in cells
+
+
 def test_confusion_matrix_rejects_a_non_square_matrix():
     with pytest.raises(ValueError, match="square"):
         plots.plot_confusion_matrix(np.zeros((3, 4)))

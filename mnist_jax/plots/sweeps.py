@@ -220,11 +220,8 @@ def plot_learning_curves_band(
     """
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
-    labels = [str(label) for label in curves]
-    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
-    in_unit_range = True
-    longest = 1
-    for (label, values), style in zip(curves.items(), _styles(len(curves))):
+    table = {}
+    for label, values in curves.items():
         runs = np.asarray(values, dtype=float)
         if runs.ndim == 1:
             runs = runs[None, :]
@@ -232,16 +229,21 @@ def plot_learning_curves_band(
             raise ValueError(
                 f"curves[{label!r}] must have shape (members, epochs), got {runs.shape}"
             )
-        epochs = np.arange(1, runs.shape[1] + 1)
-        longest = max(longest, runs.shape[1])
         trained = np.sum(~np.isnan(runs), axis=0)  # members per epoch
         if np.any(trained == 0):
             raise ValueError(f"curves[{label!r}] has an epoch no member trained")
+        # Besides the members' count (room for it is kept), how many trained to the end.
+        fewer = f", {trained[-1]} at epoch {runs.shape[1]}" if trained[-1] < len(runs) else ""
+        table[f"{label}{fewer}"] = (f"{label} (n={len(runs)}{fewer})", runs, trained)
+    labels = list(table)
+    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
+    in_unit_range = True
+    longest = 1
+    for (shown, runs, trained), style in zip(table.values(), _styles(len(table))):
+        epochs = np.arange(1, runs.shape[1] + 1)
+        longest = max(longest, runs.shape[1])
         mean = np.nanmean(runs, axis=0)
-        members = f"n={runs.shape[0]}" + (
-            f", {trained[-1]} at epoch {runs.shape[1]}" if trained[-1] < runs.shape[0] else ""
-        )
-        ax.plot(epochs, mean, markersize=3, label=_wrap(f"{label} ({members})", wrap), **style)
+        ax.plot(epochs, mean, markersize=3, label=_wrap(shown, wrap), **style)
         if runs.shape[0] > 1:
             # ddof=1 over the members that trained each epoch; 0 where one is left
             std = np.sqrt(np.nansum((runs - mean) ** 2, axis=0) / np.maximum(trained - 1, 1))

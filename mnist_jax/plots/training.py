@@ -123,6 +123,7 @@ def _heatmap(ax, values: np.ndarray, *, fmt: str, norm, colour_label: str, fonts
     luminance, and a colour bar. (Matplotlib rather than seaborn: importing seaborn brings pandas
     and scipy.stats, over a second of every run's start-up on a small CPU.)"""
     rows, columns = values.shape
+    values = np.ma.masked_invalid(values)  # a NaN cell is left blank, as seaborn leaves it
     mesh = ax.pcolormesh(values, cmap="Blues", norm=norm, linewidths=0.5, edgecolors="white")
     ax.set(xlim=(0, columns), ylim=(0, rows), aspect="equal")
     ax.invert_yaxis()
@@ -131,8 +132,11 @@ def _heatmap(ax, values: np.ndarray, *, fmt: str, norm, colour_label: str, fonts
     colour_bar = ax.figure.colorbar(mesh, ax=ax, label=colour_label)
     colour_bar.outline.set_linewidth(0)
     mesh.update_scalarmappable()
-    cells = zip(np.ndindex(rows, columns), values.flat, mesh.get_facecolors())
-    for (row, column), value, colour in cells:
+    blank = np.ma.getmaskarray(values).flat
+    cells = zip(np.ndindex(rows, columns), values.data.flat, blank, mesh.get_facecolors())
+    for (row, column), value, masked, colour in cells:
+        if masked:
+            continue
         ax.text(
             column + 0.5,
             row + 0.5,
