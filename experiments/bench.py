@@ -38,7 +38,7 @@ from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.fileio import write_json_atomic
 from mnist_jax.fit import check_precision, fit, spec_for, to_device
 from mnist_jax.models import parameter_count
-from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.runtime import CACHE_ENV, enable_compilation_cache
 from mnist_jax.train import (
     TrainSpec,
     create_train_state,
@@ -165,7 +165,7 @@ def cpu_description() -> str:
 def time_command(argv: Sequence[str], cache_dir: str | os.PathLike) -> float:
     """Wall seconds of `python -m experiments.baseline ARGV` in a subprocess whose persistent
     compilation cache is `cache_dir`."""
-    env = dict(os.environ, MNIST_JAX_COMPILATION_CACHE=str(cache_dir))
+    env = dict(os.environ, **{CACHE_ENV: str(cache_dir)})
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "experiments.baseline", *argv, "--quiet"],
@@ -323,8 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
         f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}"
     )
-    if devices[0].platform == "cpu":
-        print(f"cpu: {cpu_description()}")
+    print(f"cpu: {cpu_description()}")  # the host's: it runs the Python, and the training on CPU
     width = max(map(len, figures))
     for name, value in figures.items():
         print(
@@ -333,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"  {name:<{width}}  {value:,}"
         )
     if args.json:
-        cpu = cpu_description() if devices[0].platform == "cpu" else None
-        write_json_atomic(args.json, {**figures, "device": devices[0].device_kind, "cpu": cpu})
+        device = {"device": devices[0].device_kind, "cpu": cpu_description()}
+        write_json_atomic(args.json, {**figures, **device})
     return 0
 
 
