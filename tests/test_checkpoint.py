@@ -351,4 +351,6 @@ def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_resul
         {k: v for k, v in r.items() if k not in drop} for r in expected["history"]
     ]
     assert metrics["test_accuracy"] == expected["test_accuracy"]
-    assert metrics["test_loss"] == expected["test_loss"]
+    # The final evaluation is one compiled program since the legacy run was made (it was eager
+    # operations): its float32 mean over 64 examples may round in another last bit.
+    assert metrics["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-6)
