@@ -15,6 +15,7 @@ filled.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -298,19 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures["final_val_accuracy"] = result.history[-1]["val_accuracy"]
 
     if args.command:
+        # The bench's own settings, as the baseline command's flags.
+        timed_fields = ("dataset", "data_dir", "validation", "validation_size", "model")
+        timed_fields += ("precision", "epochs", "batch_size")
         command = [
-            f"--{name.replace('_', '-')}={value}"
-            for name, value in [
-                ("dataset", config.dataset),
-                ("validation", config.validation),
-                ("validation_size", config.validation_size),
-                ("model", config.model),
-                ("precision", config.precision),
-                ("epochs", config.epochs),
-                ("batch_size", config.batch_size),
-            ]
+            f"{cli.flag_names(field)[0]}={getattr(config, field.name)}"
+            for field in dataclasses.fields(config)
+            if field.name in timed_fields and getattr(config, field.name) is not None
         ]
-        command += [f"--data-dir={config.data_dir}"] if config.data_dir else []
         with tempfile.TemporaryDirectory(prefix="mnist-jax-bench-") as folder:
             for kind in ("cold", "cached"):  # the first run fills the empty cache
                 out = ["--out", str(Path(folder) / f"run-{kind}")]
