@@ -92,13 +92,16 @@ def report_from_arrays(arrays: dict[str, Any]) -> dict[str, Any]:
     """`classification_report`'s JSON-ready values from `classification_arrays`' result (on the
     host)."""
     errors = arrays["top_errors"]
+    # Accuracies as exact ratios of the confusion matrix's counts (Python floats), not the
+    # program's float32 means: statistics over runs then add and subtract k/n itself, and every
+    # path (a sweep's summary, `experiments.compare` from the predictions) prints the same digits.
+    confusion = np.asarray(arrays["confusion_matrix"]).astype(np.int64)
+    correct, totals = np.diagonal(confusion).tolist(), confusion.sum(axis=1).tolist()
     return {
         "test_loss": float(arrays["loss"]),
-        "test_accuracy": float(arrays["accuracy"]),
-        "per_class_accuracy": [
-            None if np.isnan(a) else float(a) for a in np.asarray(arrays["per_class_accuracy"])
-        ],
-        "confusion_matrix": np.asarray(arrays["confusion_matrix"]).tolist(),
+        "test_accuracy": sum(correct) / sum(totals) if sum(totals) else float("nan"),
+        "per_class_accuracy": [c / n if n else None for c, n in zip(correct, totals)],
+        "confusion_matrix": confusion.tolist(),
         "top_errors": [
             {"index": int(i), "true": int(t), "predicted": int(p), "confidence": float(c)}
             for i, t, p, c, ok in zip(

@@ -111,6 +111,17 @@ def test_classification_report_is_json_ready_and_consistent():
     assert float(accuracy(logits, LABELS)) == pytest.approx(0.5)
 
 
+def test_classification_report_accuracies_are_exact_ratios_of_counts():
+    """k/n as a Python float, not a float32 mean: 1/3 stays 1/3 (float32 rounds it), so the
+    statistics over runs and the comparisons from predictions see the same numbers."""
+    labels = jnp.array([0, 1, 1])
+    logits = jnp.log(jnp.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]]))
+    report = classification_report(logits, labels, 2, k=2)
+    assert report["test_accuracy"] == 1 / 3
+    assert report["per_class_accuracy"] == [1.0, 0.0]
+    assert float(accuracy(logits, labels)) != 1 / 3  # what float32 gives
+
+
 def test_classification_report_is_one_compiled_program():
     """Its dozen metrics compile as one program, not one per eager operation (which took seconds
     of every run's end, each too short-lived for the persistent compilation cache)."""
