@@ -24,7 +24,7 @@ from mnist_jax.errors import CheckpointError, MnistJaxError
 from mnist_jax.fit import check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
 from mnist_jax.models import model_record
-from mnist_jax.report import evaluate_test_set, write_run_outputs
+from mnist_jax.report import evaluate_test_set, time_to_target_text, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -216,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
     console.result(accuracy)
+    target = time_to_target_text(metrics.get("time_to_target"))
+    if target:
+        console.result(target)
     if trained_now:
         console.info(
             f"training {train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "

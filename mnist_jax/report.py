@@ -150,6 +150,18 @@ def data_sources_line(validation: str | None, test_examples: int) -> str:
     )
 
 
+def time_to_target_text(record: dict[str, Any] | None) -> str | None:
+    """A run's time to target (`metrics.json`'s `time_to_target`) in words; None without one."""
+    if not isinstance(record, dict) or record.get("target") is None:
+        return None
+    if not record.get("reached"):
+        return f"validation accuracy never reached the target {record['target']:.4f}"
+    return (
+        f"validation accuracy reached the target {record['target']:.4f} at epoch "
+        f"{record['epoch']}, after {record['seconds']:.2f} s of training (compilation excluded)"
+    )
+
+
 def render_report(dataset, metrics: dict[str, Any]) -> str:
     """A short Markdown summary embedding the plots and the headline numbers."""
     history = metrics["history"]
@@ -187,6 +199,9 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
                 "chosen on the test set and its test accuracy is optimistic; use "
                 "`--validation holdout` for an honest selection"
             )
+    target = time_to_target_text(metrics.get("time_to_target"))
+    if target:
+        lines.append(f"- {target}")
     if metrics.get("train_seconds") is not None:
         line = f"- training took {metrics['train_seconds']:.1f} s"
         if metrics.get("compile_seconds") is not None:

@@ -44,7 +44,17 @@ def short_run(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("runs") / "run"
     env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir))
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.baseline", "--epochs", "2", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "experiments.baseline",
+            "--epochs",
+            "2",
+            "--target-accuracy",
+            "0.5",  # reached at epoch 1: its time to target is reported
+            "--out",
+            str(out),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -99,6 +109,19 @@ def test_short_real_run_keeps_its_predictions_and_the_wilson_interval(short_run)
     report = (out / "report.md").read_text()
     assert f"[{low:.4f}, {high:.4f}]" in report and "(Wilson)" in report
     assert "validation on the test set" in report  # the notebook's choice, named
+
+
+@pytest.mark.slow
+def test_short_real_run_reports_its_time_to_target_where_it_prints_its_accuracy(short_run):
+    proc, out = short_run
+    record = json.loads((out / "metrics.json").read_text())["time_to_target"]
+    assert record["reached"] and record["epoch"] == 1
+    assert record["seconds"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["history"][0]["seconds"]
+    )
+    line = f"reached the target 0.5000 at epoch 1, after {record['seconds']:.2f} s of training"
+    assert line in proc.stdout
+    assert line in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

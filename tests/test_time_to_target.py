@@ -37,6 +37,19 @@ def test_time_to_target_is_the_first_epoch_reaching_it_and_the_seconds_up_to_it(
     assert time_to_target(diverged, 0.5)["reached"] is False
 
 
+def test_a_runs_time_to_target_is_said_in_words_reached_or_not():
+    from mnist_jax.report import time_to_target_text
+
+    losses = {"train_loss": 0.1, "val_loss": 0.1}
+    history = [{"epoch": 1, "val_accuracy": 0.97, "seconds": 2.5, **losses}]
+    history.append({"epoch": 2, "val_accuracy": 0.98, "seconds": 2.0, **losses})
+    reached = {"target": 0.975, **time_to_target(history, 0.975)}
+    assert "reached the target 0.9750 at epoch 2, after 4.50 s" in time_to_target_text(reached)
+    never = {"target": 0.99, **time_to_target(history, 0.99)}
+    assert time_to_target_text(never) == "validation accuracy never reached the target 0.9900"
+    assert time_to_target_text(None) is None
+
+
 def test_per_configuration_members_that_never_reach_it_are_counted_not_dropped():
     fast, slow = Member(0, 3e-3, 0.25, (8,)), Member(1, 3e-3, 0.25, (8,))
     other = Member(0, 1e-3, 0.25, (8,))
