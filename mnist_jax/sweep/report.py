@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mnist_jax.stats.calibration import MAX_SUBSETS
 from mnist_jax.stats.compare import MIN_VERDICT_SEEDS
 from mnist_jax.stats.intervals import MIN_BOOTSTRAP_SEEDS
 
@@ -28,8 +29,8 @@ FIGURE_CAPTIONS = {
     ),
     "ensemble_size": (
         "Accuracy, negative log-likelihood and expected calibration error of the average of k "
-        "members' probabilities, averaged over subsets of k members: how much each added member "
-        "buys."
+        f"members' probabilities, averaged over every subset of k members (over {MAX_SUBSETS} "
+        "drawn at random where there are more): how much each added member buys."
     ),
     "reliability": (
         "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
@@ -122,9 +123,10 @@ def _ensembles(rows: Sequence[Mapping]) -> list[str]:
     lines = [
         "## Ensembles",
         "",
-        "The average of k members' test probabilities, averaged over subsets of k members "
-        "(accuracy / negative log-likelihood / expected calibration error, 15 bins); `-` where a "
-        "configuration has another number of live members:",
+        "The average of k members' test probabilities, averaged over every subset of k members "
+        f"({MAX_SUBSETS} drawn at random where there are more; accuracy / negative "
+        "log-likelihood / expected calibration error, 15 bins); `-` where a configuration has "
+        "another number of live members:",
         "",
         "| configuration | " + " | ".join(f"k={k}" for k in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
