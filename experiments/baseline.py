@@ -19,7 +19,7 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
-from mnist_jax.epochs import time_to_target
+from mnist_jax.epochs import exact_accuracy, time_to_target
 from mnist_jax.errors import CheckpointError, MnistJaxError
 from mnist_jax.fit import check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
@@ -189,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             dataset=dataset.name,
             model=model_record(spec.model, spec.example_shape),
             best_epoch=int(result.state.best_epoch),
-            best_val_accuracy=float(result.state.best_accuracy),
+            best_val_accuracy=exact_accuracy(
+                float(result.state.best_accuracy), int(data.val_labels.shape[0])
+            ),
             best_test_accuracy=best["test_accuracy"],
             best_test_loss=best["test_loss"],
             stopped_early=bool(result.state.stopped),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.epochs import diverged, run_epochs
+from mnist_jax.epochs import diverged, exact_accuracy, run_epochs
 from mnist_jax.errors import TrainingError
 from mnist_jax.fit import DeviceData, fit
 
@@ -136,3 +136,26 @@ def test_a_state_restored_stopped_does_not_train():
         raise_on_divergence=False,
     )
     assert list(loop) == [] and histories == [[{"epoch": 1}]]
+
+
+def test_exact_accuracy_recovers_the_ratio_float32_rounded_below_a_reached_target():
+    rounded = float(np.float32(9550 / 10_000))
+    assert rounded < 0.955  # what the compiled validation returns: under the target it reached
+    assert exact_accuracy(rounded, 10_000) == 0.955
+    assert exact_accuracy(float(np.float32(1 / 3)), 3) == 1 / 3
+    assert np.isnan(exact_accuracy(float("nan"), 10))
+    assert exact_accuracy(0.5, 2**24) == 0.5  # too many examples to recover: left as it is
+
+
+def test_records_hold_accuracies_as_exact_ratios_of_the_examples():
+    # A real single run on 60 training and 36 validation images (not powers of two, whose
+    # ratios float32 would hold exactly): each record's accuracies are k/n.
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(96, 784)).astype(np.float32)
+    labels = rng.integers(0, 2, size=96).astype(np.int32)
+    arrays = [images[:60], labels[:60], images[60:], labels[60:], images[60:], labels[60:]]
+    history = fit(CONFIG, DeviceData(*jax.device_put(arrays), num_classes=10)).history
+    for record in history:
+        for metric, n in (("train_accuracy", 60), ("val_accuracy", 36)):
+            k = round(record[metric] * n)
+            assert 0 < k < n and record[metric] == k / n, (metric, record[metric])

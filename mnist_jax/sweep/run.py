@@ -25,7 +25,13 @@ import jax
 import numpy as np
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.epochs import compile_all, diverged, run_epochs, time_to_target
+from mnist_jax.epochs import (
+    compile_all,
+    diverged,
+    exact_accuracy,
+    run_epochs,
+    time_to_target,
+)
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
@@ -303,7 +309,9 @@ def _run_program(
             report = classification_report(best_logits[k], test_labels, data.num_classes)
             result.best = {
                 "best_epoch": int(best["epoch"][k]),
-                "best_val_accuracy": float(best["accuracy"][k]),
+                "best_val_accuracy": exact_accuracy(
+                    float(best["accuracy"][k]), data.val_labels.shape[0]
+                ),
                 "best_test_accuracy": report["test_accuracy"],
                 "best_test_loss": report["test_loss"],
                 "stopped_early": bool(best["stopped"][k]),
