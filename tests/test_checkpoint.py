@@ -332,8 +332,8 @@ def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_resul
     import shutil
 
     from experiments import baseline
-    from mnist_jax.epochs import exact_accuracy
     from experiments.cli import run_main
+    from mnist_jax.epochs import exact_accuracy
 
     legacy = Path(__file__).parent / "data" / "legacy"
     shutil.copytree(legacy, tmp_path / "legacy")
