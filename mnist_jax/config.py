@@ -241,15 +241,18 @@ class TrainConfig:
             "false without --target-accuracy",
         )
         _check(self.precision in PRECISIONS, "precision", self.precision, " or ".join(PRECISIONS))
+        # Epoch counts become int32 scalars of the train state (epoch, patience, stale epochs).
         _check(
-            _is_int(self.patience) and self.patience >= 0,
+            _is_int(self.patience) and 0 <= self.patience < 2**31,
             "patience",
             self.patience,
-            "an integer >= 0",
+            "an integer in [0, 2**31)",
         )
         for name in ("batch_size", "epochs", "validation_size", "eval_batch_size"):
             value = getattr(self, name)
-            _check(_is_int(value) and value > 0, name, value, "a positive integer")
+            _check(
+                _is_int(value) and 0 < value < 2**31, name, value, "a positive integer below 2**31"
+            )
         _check(
             _is_int(self.seed) and 0 <= self.seed < 2**32,
             "seed",

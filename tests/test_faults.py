@@ -241,6 +241,8 @@ def test_missing_array_metadata_of_the_newest_checkpoint_falls_back_in_one_warni
         (["--hidden-sizes", 10_000_000], "GiB"),  # more memory than the machine has
         (["--resume", ""], "empty path"),  # not a silent fresh run
         (["--data-dir", "/tmp/" + "z" * 300], "File name too long"),
+        (["--patience", 2**31], "patience"),  # an int32 of the train state
+        (["--epochs", 10**400], "epochs"),  # it overflowed a float on its way to the schedule
     ],
 )
 def test_bad_values_are_refused_before_anything_is_created(flags, message, tmp_path, mnist_dir):
