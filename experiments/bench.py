@@ -35,6 +35,7 @@ import numpy as np
 from experiments import cli
 from mnist_jax.config import MODELS, PRECISIONS, TrainConfig
 from mnist_jax.data import load_dataset
+from mnist_jax.errors import ConfigError
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.fileio import write_json_atomic
 from mnist_jax.fit import check_precision, fit, spec_for, to_device
@@ -215,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.json and Path(args.json).exists():
+        raise ConfigError(f"--json {args.json} exists; choose another file (nothing is replaced)")
     if args.compile_cache:
         enable_compilation_cache()
     config = TrainConfig(
@@ -328,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"  {name:<{width}}  {value:,}"
         )
     if args.json:
+        if Path(args.json).exists():  # made while the benchmark ran
+            raise ConfigError(f"--json {args.json} appeared meanwhile; it was left as it is")
         device = {"device": devices[0].device_kind, "cpu": cpu_description()}
         write_json_atomic(args.json, {**figures, **device})
     return 0

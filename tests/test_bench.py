@@ -36,6 +36,15 @@ def test_bench_reports_both_floors_and_takes_the_better(tiny, tmp_path, capsys):
     assert "floor_numpy_gflops_per_second" in printed and "command_cached_seconds" in printed
 
 
+def test_bench_refuses_a_json_file_that_exists_and_leaves_it(tiny, tmp_path, capsys):
+    out = tmp_path / "kept.json"
+    out.write_text("precious")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(bench.main, "python -m experiments.bench", [*tiny, "--json", str(out)])
+    assert exit_info.value.code == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == "precious"
+
+
 def test_matmul_flops_by_hand():
     # Forward 2*(784*128 + 128*10) per example, weight gradients the same, input gradient of the
     # second layer only: 2*128*10.
