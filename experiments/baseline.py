@@ -112,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.resume and list_checkpoints(run_dir):
         template = create_train_state(config, spec)
-        state, info = restore_checkpoint(run_dir, template, "latest", model=spec.model)
+        state, info = restore_checkpoint(
+            run_dir, template, "latest", model=spec.model, config=config
+        )
         history = info["history"]
         if info["epoch"] >= config.epochs:
             console.info(f"the run is complete ({info['epoch']} epochs): writing what it lacks")

@@ -188,8 +188,13 @@ def read_run_record(folder: str | os.PathLike, name: str = CONFIG_FILE) -> tuple
 
 def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
     """Refuses to continue or evaluate a run on other files than it was trained on."""
-    fingerprint = (record.get("dataset") or {}).get("fingerprint")
-    if dataset.fingerprint != fingerprint:
+    recorded = record.get("dataset")
+    if not isinstance(recorded, dict):
+        raise DataError(
+            f"the record of the dataset in {folder} is damaged ({type(recorded).__name__}, not an "
+            "object), so the files cannot be checked against it"
+        )
+    if dataset.fingerprint != recorded.get("fingerprint"):
         raise DataError(
             f"the {dataset.name} files found ({dataset.source}) differ from those the run in "
             f"{folder} was trained on (fingerprint mismatch); pass --data-dir with the original "

@@ -164,3 +164,70 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     assert "hidden_sizes=[128, 128]" in proc.stderr and "hidden_sizes=[64, 64]" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
     assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "tool, field, value",
+    [
+        ("experiments.evaluate", "seed", 7),
+        ("experiments.baseline", "learning_rate", 0.5),  # --resume
+        ("experiments.baseline", "dropout_rate", 0.5),
+    ],
+)
+def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_files_kept(
+    reference, tmp_path, mnist_dir, tool, field, value
+):
+    """config.json edited, or copied from another run: the checkpoints record the configuration
+    they were trained with, so resuming or evaluating does not pass one run off as the other."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    record = json.loads((copy / "config.json").read_text())
+    saved = record["config"][field]
+    record["config"][field] = value
+    (copy / "config.json").write_text(json.dumps(record))
+    files = lambda: {
+        p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".lock"
+    }
+    before = files()
+    args = [str(copy), "--out", str(tmp_path / "eval")] if "evaluate" in tool else []
+    args = args or ["--resume", str(copy)]
+    proc = subprocess.run(
+        command(tool, *args),
+        cwd=REPO,
+        env=environment(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"{field}={saved!r}" in proc.stderr and f"{field}={value!r}" in proc.stderr
+    assert files() == before  # (.lock names the process that last held the folder)
+
+
+def test_a_config_json_whose_dataset_record_is_not_an_object_is_one_line(
+    reference, tmp_path, mnist_dir
+):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    record = json.loads((copy / "config.json").read_text())
+    record["dataset"] = "x"
+    (copy / "config.json").write_text(json.dumps(record))
+    for args in (
+        ["experiments.evaluate", str(copy)],
+        ["experiments.baseline", "--resume", str(copy)],
+    ):
+        proc = subprocess.run(
+            command(*args),
+            cwd=REPO,
+            env=environment(mnist_dir),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "damaged" in proc.stderr

@@ -56,6 +56,47 @@ def model_check(model: Model | None):
     return check
 
 
+def config_check(config: TrainConfig | None):
+    """A store `check` refusing a checkpoint trained with another configuration than `config`
+    (the run's config.json) in any field that defines the run (seed, learning rate, dataset,
+    epochs...): a config.json or a checkpoint copied from another run would otherwise resume or
+    evaluate one run under the other's name."""
+
+    def check(info: dict, where: str) -> None:
+        if config is None:
+            return
+        try:
+            saved = TrainConfig.from_dict(info["config"])
+        except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{where}: its configuration is invalid: {error}") from None
+        differ = [
+            f.name
+            for f in dataclasses.fields(TrainConfig)
+            if f.metadata.get("defines_run", True)
+            and getattr(saved, f.name) != getattr(config, f.name)
+        ]
+        if differ:
+            def values(c: TrainConfig) -> str:
+                return ", ".join(f"{name}={getattr(c, name)!r}" for name in differ)
+
+            raise CheckpointError(
+                f"{where} was trained with {values(saved)}, but the run's config.json says "
+                f"{values(config)}: they come from different runs"
+            )
+
+    return check
+
+
+def run_checks(model: Model | None, config: TrainConfig | None):
+    """`model_check` and `config_check` as one store `check`."""
+
+    def check(info: dict, where: str) -> None:
+        model_check(model)(info, where)
+        config_check(config)(info, where)
+
+    return check
+
+
 def restore_state(
     store: CheckpointStore, which: str | int, template: Any, check: Any = None
 ) -> tuple[TrainState, dict]:
@@ -166,17 +207,19 @@ def restore_checkpoint(
     which: str | int = "latest",
     *,
     model: Model | None = None,
+    config: TrainConfig | None = None,
 ) -> tuple[TrainState, dict]:
     """Restores a checkpoint into `template_state`'s structure, bitwise; returns (state, info).
 
     `which`: "latest" (what resume uses), "best" (highest val_accuracy among the kept checkpoints)
     or an epoch. For "latest"/"best" a damaged checkpoint is skipped with a warning and the next one
     is tried; for an epoch it is a CheckpointError. Nothing on disk is modified. `model`, if given,
-    refuses a checkpoint of another model before any array is read. `info` holds format_version,
+    refuses a checkpoint of another model before any array is read, and `config` one trained with
+    another configuration (`config_check`). `info` holds format_version,
     epoch, step, config (a dict), model, num_classes, image_shape, history, val_accuracy.
     """
     store = CheckpointStore(checkpoints_dir(run_dir))
-    return restore_state(store, which, template_state, check=model_check(model))
+    return restore_state(store, which, template_state, check=run_checks(model, config))
 
 
 @dataclasses.dataclass
@@ -253,6 +296,7 @@ def load_run(run_dir: str | Path, which: str | int = "best", *, model: Model | N
         except (ConfigError, TypeError) as error:
             raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from None
         spec = spec_of_checkpoint(info, config, model, f"{run_dir}")
+        config_check(known)(info, f"the checkpoint of epoch {info.get('epoch')} in {run_dir}")
         specs.update(config=config, spec=spec)
         return create_train_state(config, spec)
 
