@@ -141,6 +141,33 @@ def test_missing_file(tmp_path):
     assert_data_error(tmp_path / "nothing-here", "not found")
 
 
+@pytest.mark.parametrize("ndim", [4, 65])
+def test_more_dimensions_than_a_dataset_file_has(tmp_path, ndim):
+    # 65 is past numpy's limit of 64, which used to end in a ValueError traceback.
+    path = write_bytes(tmp_path, header(0x08, *[1] * ndim) + b"x")
+    assert_data_error(path, f"declares {ndim} dimensions")
+
+
+def test_raw_file_far_larger_than_memory_is_refused_before_reading_it(tmp_path):
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    os.truncate(path, 200 * 2**30)  # sparse: takes no disk space; reading it used to MemoryError
+    assert_data_error(path, f"{200 * 2**30 - 16 - 1568} unexpected trailing bytes", "declares 1568")
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_gzip_holding_more_than_declared_is_refused_without_decompressing_it_all(tmp_path, cut):
+    compressed = gzip.compress(header(0x08, 10) + bytes(2**20))
+    # Cut, the stream is damaged only far past the declared data, which must not be read.
+    path = write_bytes(tmp_path, compressed[: len(compressed) // 2] if cut else compressed, "l.gz")
+    message = assert_data_error(path, "declares 10 data bytes, more follow")
+    assert "corrupt" not in message
+
+
+def test_gzip_declaring_more_data_than_memory_can_hold(tmp_path):
+    path = write_bytes(tmp_path, gzip.compress(header(0x08, *[2**32 - 1] * 3)), "images.gz")
+    assert_data_error(path, "more than fits in memory")
+
+
 # --- content of a dataset folder ----------------------------------------------------------------
 
 

@@ -43,40 +43,73 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 _CODE_BY_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 
+# The dataset files have 1 dimension (labels) or 3 (images: N, height, width). A header declaring
+# more is damaged (numpy could not even hold more than 64); 2 is let through so that
+# `dataset.check_split` can say which shape it expected.
+MAX_NDIM = 3
+
 
 def read_idx_bytes(path: str | os.PathLike) -> bytes:
     """Return the decompressed content of an IDX file (gzip or raw, detected by magic bytes).
 
     Kept separate from parsing so that callers can hash exactly the bytes they parse
     (the dataset checksums are over decompressed content) without reading the file twice.
+    The header is read first, then no more data than it declares: a file far larger than memory
+    or a gzip bomb is refused without being read.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            if file.read(2) != GZIP_MAGIC:
+                file.seek(0)
+                return _read_content(file, path, size=os.fstat(file.fileno()).st_size)
+            file.seek(0)
+            try:
+                with gzip.GzipFile(fileobj=file) as stream:
+                    return _read_content(stream, path)
+            except (OSError, EOFError, zlib.error) as e:
+                # BadGzipFile is an OSError; a cut-off download ends in EOFError.
+                raise DataError(
+                    f"{path}: corrupt or truncated gzip file ({e}); delete it and download or copy "
+                    "it again."
+                ) from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the path or the dataset folder.") from None
     except OSError as e:
         raise DataError(
             f"{path}: cannot be read ({e.strerror or e}); check its permissions."
         ) from None
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            # BadGzipFile is an OSError; a cut-off download ends in EOFError.
-            raise DataError(
-                f"{path}: corrupt or truncated gzip file ({e}); delete it and download or copy it "
-                "again."
-            ) from None
+
+
+def _read_content(stream, path: Path, size: int | None = None) -> bytes:
+    """Read an IDX header, then its data, from `stream` (a raw file of `size` bytes, or gzip).
+
+    A raw file's size is checked against the header before its data is read. A gzip stream's
+    decompressed size is unknown in advance, so at most one byte more than declared is read:
+    enough to tell that there is too much.
+    """
+    head = stream.read(4)
+    if len(head) == 4:
+        head += stream.read(4 * head[3])
+    _, shape, header_len, declared = _parse_header(head, path)
+    if size is not None:
+        _check_size(path, shape, declared, size - header_len)
+    stream.seek(0)
+    try:
+        data = stream.read(header_len + declared + 1)
+    except (MemoryError, OverflowError):  # OverflowError: more bytes than a C ssize_t can count
+        raise DataError(
+            f"{path}: its IDX header declares shape {shape} ({declared} data bytes), more than "
+            "fits in memory; the file is damaged or not a dataset file."
+        ) from None
+    _check_size(path, shape, declared, len(data) - header_len, exact=size is not None)
     return data
 
 
-def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
-    """Parse decompressed IDX bytes into an array in native byte order.
+def _parse_header(data: bytes, path) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """Check the IDX header at the start of `data` (which may hold only the header).
 
-    For ubyte files (all of MNIST) the result is a read-only view of `data`, no copy:
-    the dataset arrays are meant to be shared, not modified in place.
-    `path` is only used in error messages.
+    Returns (dtype, shape, header size, data size declared), sizes in bytes.
     """
     if len(data) < 4:
         raise DataError(
@@ -98,6 +131,11 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
         raise DataError(
             f"{path}: IDX header declares 0 dimensions; the file is damaged or not IDX."
         )
+    if ndim > MAX_NDIM:
+        raise DataError(
+            f"{path}: IDX header declares {ndim} dimensions, but dataset files have 1 (labels) "
+            "or 3 (images); the file is damaged or not a dataset file."
+        )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise DataError(
@@ -106,19 +144,40 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = math.prod(shape) * dtype.itemsize  # Python ints: a crafted header cannot wrap
-    actual = len(data) - header_len
-    if actual < expected:
+    # Python ints: a crafted header cannot wrap.
+    return dtype, shape, header_len, math.prod(shape) * dtype.itemsize
+
+
+def _check_size(path, shape: tuple[int, ...], declared: int, actual: int, exact: bool = True):
+    """Refuse `actual` data bytes where the header declares `declared`.
+
+    `exact` is False where reading stopped one byte past `declared`, so the excess is unknown.
+    """
+    if actual < declared:
         raise DataError(
-            f"{path}: truncated IDX file: header promises shape {shape} ({expected} data bytes) "
+            f"{path}: truncated IDX file: header promises shape {shape} ({declared} data bytes) "
             f"but only {actual} follow; download or copy the file again."
         )
-    if actual > expected:
+    if actual > declared:
+        excess = f"{actual - declared} unexpected trailing bytes" if exact else "trailing bytes"
+        follow = f"{actual} follow" if exact else "more follow"
         raise DataError(
-            f"{path}: {actual - expected} unexpected trailing bytes after the IDX data of shape "
-            f"{shape}; the file is damaged or was concatenated with another; replace it."
+            f"{path}: {excess} after the IDX data of shape {shape} (the header declares "
+            f"{declared} data bytes, {follow}); the file is damaged or was concatenated with "
+            "another; replace it."
         )
-    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header_len)
+
+
+def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """Parse decompressed IDX bytes into an array in native byte order.
+
+    For ubyte files (all of MNIST) the result is a read-only view of `data`, no copy:
+    the dataset arrays are meant to be shared, not modified in place.
+    `path` is only used in error messages.
+    """
+    dtype, shape, header_len, declared = _parse_header(data, path)
+    _check_size(path, shape, declared, len(data) - header_len)
+    array = np.frombuffer(data, dtype=dtype, count=declared // dtype.itemsize, offset=header_len)
     if dtype.itemsize > 1:
         array = array.astype(dtype.newbyteorder("="))  # native order for fast arithmetic
     return array.reshape(shape)
