@@ -58,6 +58,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integers >= 1 (e.g. member counts)."""
+    return _list_of(positive_int)(text)
+
+
 def _list_of(parse: Callable, separator: str = ","):
     def parse_list(text: str):
         parts = text.split(separator)

@@ -36,11 +36,10 @@ def _run(args: list[str], env: dict) -> float:
         [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
     )
     seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(args[:1])} failed ({proc.returncode}): "
-            f"{proc.stderr.strip().splitlines()[-1:]}"
-        )
+    if proc.returncode != 0:  # its own one-line reason, with its status (2: bad input)
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        print(f"python -m experiments.sweep_bench: {args[0]} failed: {last}", file=sys.stderr)
+        raise SystemExit(proc.returncode)
     return seconds
 
 
@@ -120,16 +119,21 @@ def main() -> int:
     parser = cli.Parser(
         prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--members", default="8,16", help="member counts to time (default 8,16)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument(
+        "--members",
+        default=[8, 16],
+        type=cli.positive_int_list,
+        help="member counts to time (default 8,16)",
+    )
+    parser.add_argument("--epochs", type=cli.positive_int, default=10)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=512)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--skip-fit", action="store_true", help="do not time the in-process fit calls and run_sweep"
     )
     args = parser.parse_args()
-    counts = [int(x) for x in args.members.split(",")]
+    counts = args.members
     common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
     if args.data_dir:
         common += ["--data-dir", args.data_dir]

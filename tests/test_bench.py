@@ -68,3 +68,40 @@ def test_the_scaling_benchmark_times_every_mode_and_writes_its_table(tiny, tmp_p
     assert all(r["epoch_seconds"] > 0 and r["compile_seconds"] > 0 for r in rows)
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 2 | single |" in (out / "scaling.md").read_text()
+
+
+@pytest.mark.parametrize("flags", [["--members", "a,b"], ["--members", "0"], ["--epochs", "0"]])
+def test_sweep_bench_refuses_bad_counts_in_one_line(flags):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep_bench", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_sweep_bench_times_a_sweep_against_separate_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from mnist_jax.data.fake import write_fake_dataset
+
+    # The sweep holds out its default 10,000 validation examples: 240 are left to train on.
+    write_fake_dataset(tmp_path / "small", num_train=10_240, num_test=64, shape=(28, 28))
+    data = ["--dataset", "small", "--data-dir", str(tmp_path / "small")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep_bench", *data, "--members", "2"]
+        + ["--epochs", "1", "--batch-size", "64", "--skip-fit"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert [r[1] for r in rows if r[0] == "2"] == ["sweep", "processes", "ratio"]
