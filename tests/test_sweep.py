@@ -84,6 +84,7 @@ def test_models_form_their_own_groups_and_the_cnn_refuses_hidden_sizes():
     [
         dict(seeds=[]),
         dict(seeds=[1, 1]),
+        dict(dropout_rates=[0.1, 0.1000000001]),  # one float32: the same members twice
         dict(learning_rates=[-1.0]),
         dict(dropout_rates=[1.0]),
         dict(hidden_sizes_list=[(0,)]),

@@ -16,6 +16,8 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from mnist_jax.config import MODELS, TrainConfig
 from mnist_jax.errors import ConfigError
 
@@ -139,9 +141,12 @@ def expand_members(
     for name, values in {"seeds": seeds, **axes}.items():
         if not values:
             raise ConfigError(f"invalid {name}: empty; give at least one value")
-        if len(set(values)) != len(values):
+        # Numbers compare as the float32 the members train with: 0.1 and 0.1000000001 are one.
+        trained = [float(np.float32(v)) if isinstance(v, float) else v for v in values]
+        if len(set(trained)) != len(values):
             raise ConfigError(
-                f"invalid {name}={values!r}: values repeat (a sweep would train the same run twice)"
+                f"invalid {name}={values!r}: values repeat (a sweep would train the same run "
+                "twice; numbers are compared in float32, as training uses them)"
             )
     if math.prod(len(values) for values in axes.values()) * len(seeds) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
