@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jax
 
+from mnist_jax.errors import ConfigError
+
 CACHE_ENV = "MNIST_JAX_COMPILATION_CACHE"
 
 
@@ -21,9 +23,23 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     setting = str(path) if path is not None else os.environ.get(CACHE_ENV)
     if setting is not None and setting.lower() in ("off", "0", "none", ""):
         return None
+    chosen = setting is not None
     if setting is None:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         setting = str(root / "mnist_jax" / "jax")
+    try:  # made here: jax would only warn at every compilation that it cannot write there
+        setting.encode()  # jax passes it to C++ as UTF-8: a UnicodeEncodeError is a ValueError
+        Path(setting).mkdir(parents=True, exist_ok=True)
+        if not os.access(setting, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except (OSError, ValueError) as error:
+        if not chosen:  # the default place: the cache only saves time, so run without it
+            return None
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(
+            f"{'compilation cache' if path is not None else CACHE_ENV}={setting!r} cannot be "
+            f"used as the compilation cache's folder ({reason}); give a writable folder, or off"
+        ) from None
     jax.config.update("jax_compilation_cache_dir", setting)
     # Some of our programs compile faster than the default threshold (1 s) and would not be cached.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)

@@ -89,3 +89,23 @@ def test_a_single_runs_commands_import_neither_scipy_nor_seaborn_nor_pandas():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_compilation_cache_setting_that_is_not_a_writable_folder_is_one_line(
+    tmp_path, monkeypatch
+):
+    import pytest
+
+    from mnist_jax.errors import ConfigError
+    from mnist_jax.runtime import CACHE_ENV, enable_compilation_cache
+
+    file = tmp_path / "file"
+    file.write_text("kept")
+    monkeypatch.setenv(CACHE_ENV, str(file))
+    with pytest.raises(ConfigError, match=CACHE_ENV):  # jax warned at every compilation instead
+        enable_compilation_cache()
+    assert file.read_text() == "kept"
+    # The default place unusable: the cache only saves time, so the command runs without it.
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(file))
+    assert enable_compilation_cache() is None
