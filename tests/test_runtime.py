@@ -109,3 +109,17 @@ def test_a_compilation_cache_setting_that_is_not_a_writable_folder_is_one_line(
     monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(file))
     assert enable_compilation_cache() is None
+
+
+def test_a_backend_that_cannot_start_is_named_as_such_in_one_line(tmp_path, mnist_dir):
+    env = dict(os.environ, JAX_PLATFORMS="bogus", MNIST_JAX_DATA=str(mnist_dir))
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.baseline", "--out", str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "jax cannot start its backend" in proc.stderr  # it blamed the model
+    assert not (tmp_path / "run").exists()

@@ -86,6 +86,11 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
             f"model {model.name} cannot be hashed, which compiling needs "
             f"({str(error).strip().splitlines()[0]}); give the module tuples rather than lists"
         ) from None
+    try:  # started here first, so that a backend that cannot start is not blamed on the model
+        jax.devices()
+    except Exception as error:  # JAX_PLATFORMS naming no device, XLA_FLAGS jax refuses...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"jax cannot start its backend: {first}") from None
     try:
         params = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
         batch = jax.ShapeDtypeStruct((2, *example), jnp.float32)
