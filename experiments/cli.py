@@ -41,9 +41,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def folder_path(text: str) -> str:
-    """An argparse type: a non-empty path (an empty one would silently mean "not given")."""
+    """An argparse type: a non-empty path (an empty one would silently mean "not given") in
+    UTF-8 (the checkpoint library cannot write under other bytes: it failed after training)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a folder, not an empty path")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not valid UTF-8; choose a folder name in UTF-8"
+        ) from None
     return text
 
 
@@ -166,6 +173,7 @@ def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None
     group = parser.add_argument_group("output")
     group.add_argument(
         "--out",
+        type=folder_path,
         default=None,
         help=f"the run directory to create (default: a new folder under {default_root}/ "
         "named by dataset, time and seed); an existing run is never overwritten",

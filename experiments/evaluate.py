@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--out",
+        type=cli.folder_path,
         default=None,
         help="a new folder for the metrics and plots (default RUN_DIR/evaluation/CHECKPOINT, "
         "or CHECKPOINT-2, -3... if that exists); a folder holding files is refused",

@@ -243,6 +243,7 @@ def test_missing_array_metadata_of_the_newest_checkpoint_falls_back_in_one_warni
         (["--data-dir", "/tmp/" + "z" * 300], "File name too long"),
         (["--patience", 2**31], "patience"),  # an int32 of the train state
         (["--epochs", 10**400], "epochs"),  # it overflowed a float on its way to the schedule
+        (["--out", "/tmp/mnist-jax-\udcff"], "UTF-8"),  # the checkpoints failed after training
     ],
 )
 def test_bad_values_are_refused_before_anything_is_created(flags, message, tmp_path, mnist_dir):
