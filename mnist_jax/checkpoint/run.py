@@ -76,6 +76,7 @@ def config_check(config: TrainConfig | None):
             and getattr(saved, f.name) != getattr(config, f.name)
         ]
         if differ:
+
             def values(c: TrainConfig) -> str:
                 return ", ".join(f"{name}={getattr(c, name)!r}" for name in differ)
 
