@@ -31,6 +31,7 @@ import jax
 from experiments import cli
 from experiments.console import Console
 from experiments.sweep_output import (
+    MEMBERS_FILE,
     PER_MEMBER_FIELDS,
     SUMMARY_FILE,
     ProgressPrinter,
@@ -56,6 +57,7 @@ from mnist_jax.rundir import (
     holds_run,
     is_empty_folder,
     lock_run_dir,
+    read_json,
     read_run_record,
     run_record,
     write_json_atomic,
@@ -410,6 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A sweep that was complete already writes only the outputs it lacks: its members.json and
     # summary.json (with the timings of the process that trained) stay as they are.
     finished_before = bool(args.resume) and len(complete) == len(programs)
+    if finished_before:  # what is kept must be intact: a damaged file is set aside by the user
+        for name, kind in ((MEMBERS_FILE, list), (SUMMARY_FILE, dict)):
+            if (sweep_dir / name).is_file() and not isinstance(read_json(sweep_dir / name), kind):
+                raise MnistJaxError(
+                    f"{sweep_dir / name} is damaged; move it away and resume again to rewrite it"
+                )
     written = [] if args.resume else [sweep_dir / SWEEP_FILE]
     written += write_sweep_files(
         sweep_dir,

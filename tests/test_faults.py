@@ -290,3 +290,9 @@ def test_resuming_a_finished_sweep_rewrites_nothing(tmp_path, mnist_dir):
     after = snapshot(out)
     assert "learning_curves.png" in after
     assert {k: v for k, v in after.items() if k != "learning_curves.png"} == before
+    # A damaged members.json is not kept as if intact ("every output was there"): one line.
+    (out / "members.json").write_text('{"damaged": true}')
+    before = snapshot(out)
+    result = run(["experiments.sweep", "--resume", str(out)], mnist_dir)
+    assert_one_line_error(result, "members.json is damaged")
+    assert snapshot(out) == before
