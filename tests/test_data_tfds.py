@@ -50,6 +50,13 @@ def test_unknown_tfds_name(tfds, tmp_path):
         load_tfds("no_such_dataset_xyz", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("name", ["", "../../etc"])
+def test_a_malformed_tfds_name_is_one_line(tfds, tmp_path, name):
+    with pytest.raises(DataError, match="not a dataset name") as error:
+        load_tfds(name, data_dir=tmp_path)
+    assert "\n" not in str(error.value)  # TFDS's message goes on with a tutorial
+
+
 def test_missing_tensorflow_datasets_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # makes the import fail
     with pytest.raises(DataError, match=r"pip install 'mnist-jax\[tfds\]'"):

@@ -44,8 +44,10 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
             f"tfds:{name}: tensorflow-datasets knows no dataset {name!r}; check the name."
         ) from None
     except Exception as error:  # TFDS raises ValueError, AssertionError... for malformed names
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]  # then a tutorial
         raise DataError(
-            f"tfds:{name}: not a dataset name tensorflow-datasets accepts ({error})"
+            f"tfds:{name}: not a dataset name tensorflow-datasets accepts ({first}); the form is "
+            "dataset_name[/config_name][:version]"
         ) from None
     where = f"tfds:{name}@{builder.data_dir}"
 
