@@ -288,6 +288,16 @@ def test_images_must_be_three_dimensional(tmp_path):
     assert str(images) in str(info.value)
 
 
+def test_images_of_no_pixels_are_refused_by_name(tmp_path):
+    # They reached the model check, which said "ZeroDivisionError: division by zero".
+    write_fake_dataset(tmp_path)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx(images, np.zeros((20, 28, 0), np.uint8))
+    with pytest.raises(DataError, match="28x0 pixels: empty") as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert str(images) in str(info.value)
+
+
 def test_labels_must_be_one_dimensional(tmp_path):
     write_fake_dataset(tmp_path)
     labels = tmp_path / "t10k-labels-idx1-ubyte.gz"

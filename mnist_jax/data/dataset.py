@@ -61,6 +61,11 @@ def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels
             f"{images_name}: expected uint8 images of shape (N, height, width), got {images.dtype} "
             f"of shape {images.shape}; is this the right file?"
         )
+    if 0 in images.shape[1:]:
+        raise DataError(
+            f"{images_name}: its images are {images.shape[1]}x{images.shape[2]} pixels: empty; "
+            "is this the right file?"
+        )
     if labels.ndim != 1 or labels.dtype.kind not in "ui":
         raise DataError(
             f"{labels_name}: expected a 1-D array of integer labels, got {labels.dtype} of shape "
