@@ -3,13 +3,14 @@
 `python -m experiments.sweep --processes 2 ...` starts two copies of the command with the
 MNIST_JAX_* variables of a local coordinator (each with its own host devices: XLA_FLAGS, e.g.
 `--xla_force_host_platform_device_count=2`, is passed on), prefixes each line they print with
-their process number, and ends with the status of the first process that failed. It is for trying
-multi-process runs on CPU host devices; on a cluster, start one process per host with the scheduler
-instead (see the README).
+their process number, and ends with the status of the first process that failed. SIGTERM, SIGHUP
+and Ctrl-C stop every process. It is for trying multi-process runs on CPU host devices; on a
+cluster, start one process per host with the scheduler instead (see the README).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from mnist_jax.errors import ConfigError
 from mnist_jax.sweep.distributed import (
     ENV_COORDINATOR,
     ENV_NUM_PROCESSES,
@@ -27,7 +29,9 @@ from mnist_jax.sweep.distributed import (
     PEER_TIMEOUT_SECONDS,
 )
 
-STOP_GRACE_SECONDS = 10
+# How long stopped processes get to end on their own before they are killed (each ends within
+# its INTERRUPT_GRACE_SECONDS, 2 s, once it has started).
+STOP_GRACE_SECONDS = 5
 # Once a process has failed, how long the others get to notice and stop on their own.
 SIBLING_GRACE_SECONDS = PEER_TIMEOUT_SECONDS + 15
 # Lines of the JAX runtime's own C++ logging (absl: "E1125 14:38:01.448 123 file.cc:80] ..."), its
@@ -56,32 +60,44 @@ def without_flag(argv: Sequence[str], flag: str) -> list[str]:
     return out
 
 
+def max_local_processes() -> int:
+    """The most processes `launch_local` starts: four per CPU this process may use, at least 2 (a
+    two-process try runs anywhere) and at most 64. Each process is a whole JAX runtime (its own
+    compiler, host devices and hundreds of MB of memory), and the launcher is for trying
+    multi-process runs on one machine: past a few per CPU they only compete for it, and thousands
+    would exhaust the machine's memory and process table before the first line."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return min(64, max(2, 4 * cpus))
+
+
+# The signals that stop the launcher and its processes, as Ctrl-C does (SIGINT: KeyboardInterrupt).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
     """Run `python -m module *argv` as `processes` local processes of one JAX job; return the
     first non-zero exit status (0 when all succeed). Error lines that every process prints alike
-    (a bad value) are printed once."""
-    port = _free_port()
-    children = []
-    for index in range(processes):
-        env = {
-            **os.environ,
-            ENV_COORDINATOR: f"127.0.0.1:{port}",
-            ENV_NUM_PROCESSES: str(processes),
-            ENV_PROCESS_ID: str(index),
-            "PYTHONUNBUFFERED": "1",
-        }
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", module, *argv],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-            )
+    (a bad value) are printed once.
+
+    SIGTERM or SIGHUP to the launcher stops every process (`_stop`) and returns 128 + the signal's
+    number, as Ctrl-C gives 130; Ctrl-C (KeyboardInterrupt) stops them too and is raised again."""
+    limit = max_local_processes()
+    if processes > limit:
+        raise ConfigError(
+            f"--processes {processes}: at most {limit} local processes on this machine (4 per "
+            "CPU, at most 64); on a cluster, start one process per host instead"
         )
+    port = _free_port()
+    children: list[subprocess.Popen] = []
+    threads: list[threading.Thread] = []
     printed_errors: set[str] = set()
     lock = threading.Lock()
+    received: list[int] = []  # the stop signals received
 
     def forward(index: int, child: subprocess.Popen) -> None:
         for line in child.stdout:
@@ -96,34 +112,77 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
                 else:
                     print(f"[process {index}] {line}", end="", flush=True)
 
-    threads = [
-        threading.Thread(target=forward, args=(k, child), daemon=True)
-        for k, child in enumerate(children)
-    ]
-    for thread in threads:
-        thread.start()
+    def on_stop_signal(signum, frame) -> None:
+        received.append(signum)
 
-    def stop(signum, frame) -> None:  # a scheduler's SIGTERM reaches the processes too
+    # Before the first process starts, so that a signal during the start stops those started. The
+    # handlers stay until every process has ended: a second signal must not end the launcher alone.
+    previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
+    # Ctrl-C reaches this loop at once, as KeyboardInterrupt: without the watcher of
+    # `cli.stop_promptly_on_interrupt`, which would kill the launcher (status 137) while it waits
+    # for its processes to stop (their own watchers end them), and leave them unreaped.
+    wakeup_fd = signal.set_wakeup_fd(-1)
+    try:
+        try:
+            for index in range(processes):
+                if received:
+                    break
+                env = {
+                    **os.environ,
+                    ENV_COORDINATOR: f"127.0.0.1:{port}",
+                    ENV_NUM_PROCESSES: str(processes),
+                    ENV_PROCESS_ID: str(index),
+                    "PYTHONUNBUFFERED": "1",
+                }
+                child = subprocess.Popen(
+                    [sys.executable, "-m", module, *argv],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                )
+                children.append(child)
+                threads.append(threading.Thread(target=forward, args=(index, child), daemon=True))
+                threads[-1].start()
+            failed = _wait(children, received)
+        except BaseException:  # Ctrl-C (KeyboardInterrupt), or a process that cannot start
+            _stop(children, ())
+            raise
+        if received:
+            _stop(children, received[:1])
+            failed = 128 + received[0]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
+    deadline = time.monotonic() + 5
+    for thread in threads:  # the last lines of each process
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if received:
+        print(f"stopped by {signal.Signals(received[0]).name}", file=sys.stderr, flush=True)
+    return failed
+
+
+def _stop(children: list[subprocess.Popen], signals: Sequence[int]) -> None:
+    """Stop the running `children`: send them `signals`, then SIGINT (as Ctrl-C: each process stops
+    within its INTERRUPT_GRACE_SECONDS, even inside a compiled epoch), and kill those still running
+    after `STOP_GRACE_SECONDS`. SIGINT is needed: once `jax.distributed` has started, JAX's
+    preemption notifier takes SIGTERM for itself, and the process goes on. The forwarded signal
+    comes first, so that a process still starting ends at once rather than print a traceback."""
+    for signum in (*signals, signal.SIGINT):
         for child in children:
             if child.poll() is None:
-                child.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        failed = _wait(children)
-    except KeyboardInterrupt:
-        stop(signal.SIGINT, None)
-        for child in children:
-            try:
-                child.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    for thread in threads:
-        thread.join(timeout=5)
-    return failed
+                child.send_signal(signum)  # none if it has ended meanwhile
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stuck in the kernel: not waited for
+            child.wait(timeout=5)
 
 
 def _status(returncode: int) -> int:
@@ -131,11 +190,12 @@ def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _wait(children: list[subprocess.Popen]) -> int:
-    """Wait for every child; the status of the first that failed (0 if none did). Once one has
-    failed, the others get `SIBLING_GRACE_SECONDS` to stop on their own, then are killed."""
+def _wait(children: list[subprocess.Popen], received: Sequence[int] = ()) -> int:
+    """Wait for every child, or until `received` holds a signal; the status of the first that
+    failed (0 if none did). Once one has failed, the others get `SIBLING_GRACE_SECONDS` to stop on
+    their own, then are killed."""
     first_failure, deadline = 0, None
-    while any(child.poll() is None for child in children):
+    while any(child.poll() is None for child in children) and not received:
         for child in children:
             if child.returncode and not first_failure:
                 first_failure = _status(child.returncode)

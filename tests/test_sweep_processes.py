@@ -1,6 +1,7 @@
 """`python -m experiments.sweep` as several processes (two local processes x two host devices):
 checkpoints written shard by shard, a sweep killed after its first checkpoint and resumed, and one
-process killed alone. The reference is one process with the same four devices."""
+process killed alone, the local launcher stopped by a signal. The reference is one process with the
+same four devices. Also the checks that refuse bad multi-process settings before JAX starts."""
 
 import json
 import os
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 from _processes import REPO
 
-pytestmark = pytest.mark.slow
 TIMEOUT_S = 300
 SWEEP = ["--seeds", "0-3", "--epochs", "3", "--batch-size", "64", "--validation-size", "100"]
 
@@ -90,6 +90,7 @@ def one(tiny, tmp_path_factory):
     return results(folder / "s")
 
 
+@pytest.mark.slow
 def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, one, tmp_path):
     two = tmp_path / "two"
     procs = start_two([*tiny, *SWEEP, "--out", str(two)], tmp_path, "run")
@@ -128,6 +129,7 @@ def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, one, tm
     assert results(tmp_path / "two-as-one") == one
 
 
+@pytest.mark.slow
 def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
     # Killed while training: the other notices at its next collective. (Killed inside a
     # checkpoint save, orbax's barriers wait up to the 60 s heartbeat timeout: not timed here.)
@@ -149,6 +151,7 @@ def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
     assert len(errors) == 1 and "another process of this run stopped" in errors[0], errors
 
 
+@pytest.mark.slow
 def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path):
     argv = ["--processes", "2", *tiny, *SWEEP, "--out", str(tmp_path / "s")]
     proc = start(argv, tmp_path / "log", devices=2)
@@ -160,3 +163,169 @@ def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path)
     assert proc.wait(timeout=TIMEOUT_S) == 2
     errors = [line for line in (tmp_path / "bad").read_text().splitlines() if "error" in line]
     assert len(errors) == 1 and "invalid validation_size=10000" in errors[0], errors
+
+
+# Refused before anything starts ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_jax_start(monkeypatch):
+    """`jax.distributed.initialize` recorded instead of started: a bad value must be refused before
+    (JAX's runtime crashes on some, and waits its whole start-up timeout on others)."""
+    from mnist_jax.sweep import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "_initialized", False)
+    monkeypatch.setattr(distributed.jax.config, "update", lambda *args: None)
+    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "coordinator",
+    [
+        "127.0.0.1:notaport",
+        ":1234x",
+        ":1234",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999999999999999999",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1:١٢٣",  # digits, but not ASCII ones
+        "::1:1234",  # IPv6 without brackets: which colon ends the host?
+        "[::1:1234",
+        "[]:1234",
+    ],
+)
+def test_a_bad_coordinator_address_is_refused_before_jax_starts(no_jax_start, coordinator):
+    from mnist_jax.errors import ConfigError
+    from mnist_jax.sweep.distributed import initialize_distributed_from_env
+
+    env = {
+        "MNIST_JAX_COORDINATOR": coordinator,
+        "MNIST_JAX_NUM_PROCESSES": "2",
+        "MNIST_JAX_PROCESS_ID": "0",
+    }
+    with pytest.raises(ConfigError, match="MNIST_JAX_COORDINATOR") as error:
+        initialize_distributed_from_env(env)
+    assert "\n" not in str(error.value)
+    assert no_jax_start == []
+
+
+@pytest.mark.parametrize(
+    "coordinator", ["127.0.0.1:1", "host0:4321", "localhost:65535", "[::1]:1234", " host0:80 "]
+)
+def test_a_good_coordinator_address_reaches_jax_as_given(no_jax_start, coordinator):
+    from mnist_jax.sweep.distributed import coordinator_address, initialize_distributed_from_env
+
+    env = {
+        "MNIST_JAX_COORDINATOR": coordinator,
+        "MNIST_JAX_NUM_PROCESSES": "2",
+        "MNIST_JAX_PROCESS_ID": "1",
+    }
+    assert initialize_distributed_from_env(env) is True
+    assert [call["coordinator_address"] for call in no_jax_start] == [coordinator.strip()]
+    host, port = coordinator_address(coordinator.strip())
+    assert f"{host}:{port}" == coordinator.strip()
+
+
+@pytest.mark.slow
+def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path):
+    # JAX's runtime waited its whole start-up timeout (300 s), then aborted with a C++ stack.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
+    env.update(
+        MNIST_JAX_COORDINATOR="127.0.0.1:", MNIST_JAX_NUM_PROCESSES="2", MNIST_JAX_PROCESS_ID="0"
+    )
+    argv = [*tiny, *SWEEP, "--out", str(tmp_path / "s")]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "MNIST_JAX_COORDINATOR" in done.stderr, done.stderr
+
+
+def test_the_local_launcher_refuses_more_processes_than_the_machine_runs(monkeypatch):
+    import experiments.launch
+    from experiments import sweep
+    from mnist_jax.errors import ConfigError
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("a process started")
+
+    monkeypatch.setattr(experiments.launch.subprocess, "Popen", no_start)
+    monkeypatch.delenv("MNIST_JAX_COORDINATOR", raising=False)
+    with pytest.raises(ConfigError, match="at most \\d+ local processes") as error:
+        sweep.main(["--processes", "99999", "--seeds", "0-3"])
+    assert "\n" not in str(error.value)
+
+
+# The local launcher stopped by a signal -------------------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` (from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = [child for child, its_parent in parents.items() if its_parent == parent]
+        found.update(children)
+        todo.extend(children)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (one whose parent has ended, waiting for init)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes from /proc")
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_to_the_local_launcher_stops_every_process(tiny, tmp_path, signum, status):
+    # A scheduler's SIGTERM: JAX takes SIGTERM for its preemption notice once a process has
+    # started jax.distributed, so forwarding it stopped nothing and the sweep ran to its end.
+    argv = ["--processes", "2", *tiny, *SWEEP[:2], "--epochs", "400", *SWEEP[4:]]
+    argv += ["--out", str(tmp_path / "s")]
+    launcher = start(argv, tmp_path / "log", devices=2)
+    below: set[int] = set()
+    try:
+        wait_for(tmp_path / "log", "epoch   2/400", [launcher])
+        below = descendants(launcher.pid)
+        assert len(below) >= 2, below  # the two processes (and their watchers)
+        launcher.send_signal(signum)
+        sent = time.monotonic()
+        assert launcher.wait(timeout=30) == status, (tmp_path / "log").read_text()[-2000:]
+        assert time.monotonic() - sent < 15  # each process stops within 2 s; killed after 5 s
+        deadline = time.monotonic() + 10  # the watchers end once their process has
+        while any(running(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in below if running(pid)]
+        log = (tmp_path / "log").read_text()
+        assert f"stopped by {signal.Signals(signum).name}" in log, log[-2000:]
+        assert "Traceback" not in log, log[-2000:]
+    finally:  # nothing left running, whatever failed
+        if launcher.poll() is None:
+            below |= descendants(launcher.pid)
+        for pid in below | {launcher.pid}:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait(timeout=30)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,10 +92,7 @@ def initialize_distributed_from_env(
         )
         _initialized = True
         return True
-    if ":" not in coordinator:
-        raise ConfigError(
-            f"invalid {ENV_COORDINATOR}={coordinator!r}: expected host:port of process 0"
-        )
+    coordinator_address(coordinator)
     num_processes = _env_int(env, ENV_NUM_PROCESSES, minimum=1)
     process_id = _env_int(env, ENV_PROCESS_ID, minimum=0)
     if process_id >= num_processes:
@@ -112,6 +110,30 @@ def initialize_distributed_from_env(
     )
     _initialized = True
     return True
+
+
+def coordinator_address(text: str) -> tuple[str, int]:
+    """The host and port of MNIST_JAX_COORDINATOR's value `text` (`host:port`, or `[ipv6]:port`);
+    ConfigError unless the host is given and the port is an integer from 1 to 65535. Checked here:
+    JAX's runtime takes a bad address for a reachable one and crashes, or waits until its start-up
+    timeout and aborts."""
+    expected = f"expected host:port of process 0's coordinator, e.g. {ENV_COORDINATOR}=host0:4321"
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
+    if host.startswith("["):  # an IPv6 address: [::1]:4321
+        if not host.endswith("]") or len(host) == 2 or any(c in host[1:-1] for c in "[]"):
+            raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
+    elif not host or ":" in host or any(c in host for c in "[] /\t"):
+        raise ConfigError(
+            f"invalid {ENV_COORDINATOR}={text!r}: {expected}"
+            + (" (an IPv6 address in brackets: [::1]:4321)" if ":" in host else "")
+        )
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            f"invalid {ENV_COORDINATOR}={text!r}: the port must be an integer from 1 to 65535"
+        )
+    return host, int(port)
 
 
 def _env_int(env: Mapping[str, str], name: str, minimum: int) -> int:
