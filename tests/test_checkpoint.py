@@ -290,11 +290,16 @@ def test_load_run_returns_config_params_and_history(trained):
     assert_bitwise_equal(latest.params, result.state.params)
 
 
-def test_load_run_prefers_the_run_config_json(two_checkpoints):
+def test_load_run_prefers_the_run_config_json_and_refuses_one_of_another_run(two_checkpoints):
     run_dir, _ = two_checkpoints
-    config = CONFIG.replace(learning_rate=0.5, epochs=2)
+    # What does not define the run (where the data are, evaluation chunks) is config.json's.
+    config = CONFIG.replace(epochs=2, eval_batch_size=CONFIG.eval_batch_size + 1, data_dir="/d")
     (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
     assert load_run(run_dir, "latest").config == config
+    # A learning rate the checkpoints were not trained with: config.json is another run's.
+    (run_dir / "config.json").write_text(json.dumps(config.replace(learning_rate=0.5).to_dict()))
+    with pytest.raises(CheckpointError, match="learning_rate=0.001.*learning_rate=0.5"):
+        load_run(run_dir, "latest")
 
 
 def test_checkpoints_contain_no_pickle(trained):
