@@ -28,15 +28,20 @@ def environment(mnist_dir):
     return dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
 
 
-def run(args, mnist_dir):
-    proc = subprocess.run(
+def attempt(args, mnist_dir, timeout=600):
+    """`python -m *args`, its output captured, whatever its exit status."""
+    return subprocess.run(
         command(*args),
         cwd=REPO,
         env=environment(mnist_dir),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
+
+
+def run(args, mnist_dir):
+    proc = attempt(args, mnist_dir)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -129,14 +134,7 @@ def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
 
 
 def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir):
-    proc = subprocess.run(
-        command("experiments.baseline", "--resume", str(reference), "--epochs", "5"),
-        cwd=REPO,
-        env=environment(mnist_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = attempt(["experiments.baseline", "--resume", str(reference), "--epochs", "5"], mnist_dir)
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -152,14 +150,7 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     record["config"]["hidden_sizes"] = [64, 64]
     (copy / "config.json").write_text(json.dumps(record))
     before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
-    proc = subprocess.run(
-        command("experiments.evaluate", str(copy)),
-        cwd=REPO,
-        env=environment(mnist_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = attempt(["experiments.evaluate", str(copy)], mnist_dir)
     assert proc.returncode == 2
     assert "hidden_sizes=[128, 128]" in proc.stderr and "hidden_sizes=[64, 64]" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
@@ -193,14 +184,7 @@ def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_file
     before = files()
     args = [str(copy), "--out", str(tmp_path / "eval")] if "evaluate" in tool else []
     args = args or ["--resume", str(copy)]
-    proc = subprocess.run(
-        command(tool, *args),
-        cwd=REPO,
-        env=environment(mnist_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = attempt([tool, *args], mnist_dir)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"{field}={saved!r}" in proc.stderr and f"{field}={value!r}" in proc.stderr
@@ -221,13 +205,6 @@ def test_a_config_json_whose_dataset_record_is_not_an_object_is_one_line(
         ["experiments.evaluate", str(copy)],
         ["experiments.baseline", "--resume", str(copy)],
     ):
-        proc = subprocess.run(
-            command(*args),
-            cwd=REPO,
-            env=environment(mnist_dir),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = attempt(args, mnist_dir)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "damaged" in proc.stderr
