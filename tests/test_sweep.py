@@ -14,7 +14,6 @@ from mnist_jax.sweep import (
     Member,
     expand_members,
     init_members,
-    initialize_distributed_from_env,
     parse_int_ranges,
     run_sweep,
     summarize,
@@ -377,87 +376,3 @@ def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
 
 
 # Multi-process start-up ---------------------------------------------------------------------------
-
-
-def test_distributed_is_not_initialized_without_the_coordinator_variable():
-    assert initialize_distributed_from_env({}) is False
-
-
-@pytest.mark.parametrize(
-    "env, message",
-    [
-        ({"MNIST_JAX_COORDINATOR": "localhost"}, "host:port"),
-        (
-            {"MNIST_JAX_COORDINATOR": "localhost:1234", "MNIST_JAX_NUM_PROCESSES": "2"},
-            "MNIST_JAX_PROCESS_ID",
-        ),
-        (
-            {
-                "MNIST_JAX_COORDINATOR": "localhost:1234",
-                "MNIST_JAX_NUM_PROCESSES": "two",
-                "MNIST_JAX_PROCESS_ID": "0",
-            },
-            "expected an integer",
-        ),
-        (
-            {
-                "MNIST_JAX_COORDINATOR": "localhost:1234",
-                "MNIST_JAX_NUM_PROCESSES": "2",
-                "MNIST_JAX_PROCESS_ID": "2",
-            },
-            "expected below",
-        ),
-    ],
-)
-def test_distributed_settings_are_checked_before_jax_is_touched(env, message):
-    with pytest.raises(ConfigError, match=message):
-        initialize_distributed_from_env(env)
-
-
-SLURM_TWO_TASKS = {
-    "SLURM_JOB_ID": "1234",
-    "SLURM_STEP_NODELIST": "node[001-002]",
-    "SLURM_NTASKS": "2",
-    "SLURM_PROCID": "1",
-    "SLURM_LOCALID": "0",
-}
-
-
-@pytest.mark.parametrize("tasks, starts", [("2", True), ("1", False)])
-def test_a_cluster_jax_detects_starts_the_processes_without_variables(monkeypatch, tasks, starts):
-    from mnist_jax.sweep import distributed
-
-    calls = []
-    monkeypatch.setattr(distributed, "_initialized", False)
-    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
-    monkeypatch.setattr(distributed.jax.config, "update", lambda *args: None)
-    for name, value in {**SLURM_TWO_TASKS, "SLURM_NTASKS": tasks}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("MNIST_JAX_COORDINATOR", raising=False)
-    assert distributed.detected_cluster() == ("SlurmCluster" if starts else None)
-    assert initialize_distributed_from_env() is starts
-    # JAX's own detection fills in the coordinator, process count and id; we set the timeouts.
-    expected = [{"initialization_timeout": 300, "heartbeat_timeout_seconds": 60}] if starts else []
-    assert calls == expected
-
-
-def test_cluster_detection_can_be_turned_off(monkeypatch):
-    from mnist_jax.sweep import distributed
-
-    for name, value in SLURM_TWO_TASKS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MNIST_JAX_DISTRIBUTED", "off")
-    assert distributed.detected_cluster() is None
-
-
-def test_a_lost_process_is_recognised_in_any_error_type_and_only_with_several(monkeypatch):
-    from mnist_jax.sweep import distributed
-
-    lost = ValueError("Gloo AllGather failed: [pair.cc:547] Connection closed by peer [1.2.3.4]:5")
-    wrapped = RuntimeError("cannot write a checkpoint")
-    wrapped.__cause__ = lost
-    assert distributed.peer_failure(lost) is None  # one process: never another's fault
-    monkeypatch.setattr(distributed.jax.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(distributed.jax, "process_count", lambda: 2)
-    assert "Connection closed by peer" in distributed.peer_failure(wrapped)
-    assert distributed.peer_failure(ValueError("CUDA device busy or unavailable")) is None

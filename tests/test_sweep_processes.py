@@ -168,69 +168,6 @@ def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path)
 # Refused before anything starts ---------------------------------------------------------------
 
 
-@pytest.fixture
-def no_jax_start(monkeypatch):
-    """`jax.distributed.initialize` recorded instead of started: a bad value must be refused before
-    (JAX's runtime crashes on some, and waits its whole start-up timeout on others)."""
-    from mnist_jax.sweep import distributed
-
-    calls = []
-    monkeypatch.setattr(distributed, "_initialized", False)
-    monkeypatch.setattr(distributed.jax.config, "update", lambda *args: None)
-    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
-    return calls
-
-
-@pytest.mark.parametrize(
-    "coordinator",
-    [
-        "127.0.0.1:notaport",
-        ":1234x",
-        ":1234",
-        "127.0.0.1:",
-        "127.0.0.1:0",
-        "127.0.0.1:65536",
-        "127.0.0.1:99999999999999999999",
-        "127.0.0.1:-1",
-        "127.0.0.1:+80",
-        "127.0.0.1:١٢٣",  # digits, but not ASCII ones
-        "::1:1234",  # IPv6 without brackets: which colon ends the host?
-        "[::1:1234",
-        "[]:1234",
-    ],
-)
-def test_a_bad_coordinator_address_is_refused_before_jax_starts(no_jax_start, coordinator):
-    from mnist_jax.errors import ConfigError
-    from mnist_jax.sweep.distributed import initialize_distributed_from_env
-
-    env = {
-        "MNIST_JAX_COORDINATOR": coordinator,
-        "MNIST_JAX_NUM_PROCESSES": "2",
-        "MNIST_JAX_PROCESS_ID": "0",
-    }
-    with pytest.raises(ConfigError, match="MNIST_JAX_COORDINATOR") as error:
-        initialize_distributed_from_env(env)
-    assert "\n" not in str(error.value)
-    assert no_jax_start == []
-
-
-@pytest.mark.parametrize(
-    "coordinator", ["127.0.0.1:1", "host0:4321", "localhost:65535", "[::1]:1234", " host0:80 "]
-)
-def test_a_good_coordinator_address_reaches_jax_as_given(no_jax_start, coordinator):
-    from mnist_jax.sweep.distributed import coordinator_address, initialize_distributed_from_env
-
-    env = {
-        "MNIST_JAX_COORDINATOR": coordinator,
-        "MNIST_JAX_NUM_PROCESSES": "2",
-        "MNIST_JAX_PROCESS_ID": "1",
-    }
-    assert initialize_distributed_from_env(env) is True
-    assert [call["coordinator_address"] for call in no_jax_start] == [coordinator.strip()]
-    host, port = coordinator_address(coordinator.strip())
-    assert f"{host}:{port}" == coordinator.strip()
-
-
 @pytest.mark.slow
 def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path):
     # JAX's runtime waited its whole start-up timeout (300 s), then aborted with a C++ stack.
