@@ -75,6 +75,11 @@ def run_epochs(
     """
     # Members stopped early (restored with a resumed state) train no further.
     stopped = np.reshape(np.asarray(gather(state.stopped)), -1).tolist()
+    # Accuracies are recorded as exact ratios of these counts (`exact_accuracy`).
+    examples = {
+        "train_accuracy": data.train_labels.shape[0],
+        "val_accuracy": data.val_labels.shape[0],
+    }
     for epoch in epochs:
         if all(
             stop or (history and diverged(history[-1])) for stop, history in zip(stopped, histories)
@@ -88,8 +93,6 @@ def run_epochs(
         seconds = time.perf_counter() - start
         columns = [train["loss"], train["accuracy"], val["loss"], val["accuracy"]]
         columns = [np.reshape(np.asarray(c, np.float64), -1) for c in columns]
-        examples = {"train_accuracy": data.train_labels.shape[0]}
-        examples["val_accuracy"] = data.val_labels.shape[0]
         rates = train.get("learning_rate")  # absent for an optimizer that keeps no rate
         rates = None if rates is None else np.reshape(np.asarray(rates, np.float64), -1)
         records: list[dict | None] = []

@@ -297,6 +297,7 @@ def load_run(run_dir: str | Path, which: str | int = "best", *, model: Model | N
         except (ConfigError, TypeError) as error:
             raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from None
         spec = spec_of_checkpoint(info, config, model, f"{run_dir}")
+        # After the model's check, whose message names the architecture that differs.
         config_check(known)(info, f"the checkpoint of epoch {info.get('epoch')} in {run_dir}")
         specs.update(config=config, spec=spec)
         return create_train_state(config, spec)
