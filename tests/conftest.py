@@ -1,21 +1,42 @@
-"""Shared fixtures: the real MNIST from $MNIST_JAX_DATA.
+"""Shared fixtures: the real MNIST from $MNIST_JAX_DATA, a small cut of it, and one compilation
+cache for the whole session.
 
 CI sets MNIST_JAX_DATA (to ../shared/data/mnist) and CI=true: there a missing variable is a failure,
 because silently skipping would leave the real-data tests unrun. Locally they skip without it.
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 from mnist_jax.data import load_dataset
-from mnist_jax.runtime import configure_xla_cpu
+from mnist_jax.runtime import CACHE_ENV, configure_xla_cpu, enable_compilation_cache
 
 # The tests compute what the commands compute: the same XLA:CPU flags, set before any test starts
 # jax's backend.
 configure_xla_cpu()
+
+# One persistent compilation cache for the session, shared by this process, its pytest-xdist
+# workers and every command the tests start (they inherit the variable): the hundreds of commands
+# the suite runs compile the same few programs, and would each compile them again. A fresh folder,
+# so that a test never depends on what an earlier session or the user's own cache holds.
+_CACHE_OWNER = "MNIST_JAX_TEST_CACHE_OWNER"
+
+
+def pytest_configure(config):
+    if os.environ.get(_CACHE_OWNER) is None:  # the controller (or a run without xdist)
+        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
+        os.environ[_CACHE_OWNER] = str(os.getpid())
+    enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_CACHE_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +54,38 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     return load_dataset("mnist", data_dir=str(mnist_dir), download=False)
+
+
+# The size of the real-MNIST cut most command tests train on: large enough that a model learns
+# (so accuracies, curves and comparisons mean something), small enough that an epoch is
+# milliseconds. Tests whose point is the real data (the golden test, the accuracy checks) use
+# `mnist_dir`.
+SMALL_TRAIN, SMALL_TEST = 2000, 500
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(mnist, tmp_path_factory) -> Path:
+    """The first 2,000 training and 500 test images of the real MNIST, as IDX files; a command
+    reads them with `--dataset small-mnist --data-dir FOLDER` (the flags of `small_mnist`)."""
+    from mnist_jax.data.catalog import FILE_STEMS
+    from mnist_jax.data.idx import write_idx
+
+    folder = tmp_path_factory.mktemp("small-mnist")
+    arrays = (
+        mnist.train_images[:SMALL_TRAIN],
+        mnist.train_labels[:SMALL_TRAIN],
+        mnist.test_images[:SMALL_TEST],
+        mnist.test_labels[:SMALL_TEST],
+    )
+    for stem, array in zip(FILE_STEMS, arrays):
+        write_idx(folder / stem, array, compress=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_mnist(small_mnist_dir) -> list[str]:
+    """The command-line flags that train on the small cut of MNIST."""
+    return ["--dataset", "small-mnist", "--data-dir", str(small_mnist_dir)]
 
 
 @pytest.fixture(autouse=True)
