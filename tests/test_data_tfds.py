@@ -41,7 +41,9 @@ def test_unprepared_dataset_is_a_quick_error_not_a_download(tfds, tmp_path):
     start = time.monotonic()
     with pytest.raises(DataError, match="not prepared"):
         load_tfds("mnist", data_dir=tmp_path)
-    assert time.monotonic() - start < 10
+    # A bound against a download attempt, which retries for minutes offline; the refusal itself
+    # takes well under a second.
+    assert time.monotonic() - start < 60
     assert not any(tmp_path.rglob("*.gz"))  # nothing was downloaded
 
 
