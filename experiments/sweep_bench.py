@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from experiments import cli
@@ -115,7 +116,7 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
     return fit_seconds, time.perf_counter() - start
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Parser(
         prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0]
     )
@@ -132,7 +133,7 @@ def main() -> int:
     parser.add_argument(
         "--skip-fit", action="store_true", help="do not time the in-process fit calls and run_sweep"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     counts = args.members
     common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
     if args.data_dir:
@@ -177,4 +178,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run_main(main, "python -m experiments.sweep_bench")

@@ -70,38 +70,30 @@ def test_the_scaling_benchmark_times_every_mode_and_writes_its_table(tiny, tmp_p
     assert "| 2 | single |" in (out / "scaling.md").read_text()
 
 
-@pytest.mark.parametrize("flags", [["--members", "a,b"], ["--members", "0"], ["--epochs", "0"]])
-def test_sweep_bench_refuses_bad_counts_in_one_line(flags):
-    import subprocess
-    import sys
+def run_sweep_bench(argv, capsys):
+    from experiments import sweep_bench
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep_bench", *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(sweep_bench.main, "python -m experiments.sweep_bench", argv)
+    return exit_info.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("flags", [["--members", "a,b"], ["--members", "0"], ["--epochs", "0"]])
+def test_sweep_bench_refuses_bad_counts_in_one_line(flags, capsys):
+    status, printed = run_sweep_bench(flags, capsys)
+    assert status == 2 and len(printed.err.strip().splitlines()) == 1, printed.err
+    assert "Traceback" not in printed.err
 
 
 @pytest.mark.slow
-def test_sweep_bench_times_a_sweep_against_separate_processes(tmp_path):
-    import subprocess
-    import sys
-
+def test_sweep_bench_times_a_sweep_against_separate_processes(tmp_path, capsys):
     from mnist_jax.data.fake import write_fake_dataset
 
     # The sweep holds out its default 10,000 validation examples: 240 are left to train on.
     write_fake_dataset(tmp_path / "small", num_train=10_240, num_test=64, shape=(28, 28))
     data = ["--dataset", "small", "--data-dir", str(tmp_path / "small")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep_bench", *data, "--members", "2"]
-        + ["--epochs", "1", "--batch-size", "64", "--skip-fit"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines()]
+    argv = [*data, "--members", "2", "--epochs", "1", "--batch-size", "64", "--skip-fit"]
+    status, printed = run_sweep_bench(argv, capsys)  # it starts the commands it times
+    assert status == 0, printed.err
+    rows = [line.split() for line in printed.out.splitlines()]
     assert [r[1] for r in rows if r[0] == "2"] == ["sweep", "processes", "ratio"]
