@@ -154,8 +154,7 @@ def first_layer_movement(final_params, initial_params) -> float:
     return float(np.abs(final - initial).sum())
 
 
-@pytest.mark.slow
-def test_two_epochs_on_real_mnist(mnist):
+def test_two_epochs_on_real_mnist(mnist):  # in make test-fast's tier: it pins what runs compute
     initial = init_train_state(TrainSpec(), 0).params
     result = fit(NOTEBOOK, to_device(mnist, NOTEBOOK))
     assert_matches_golden(result.history, first_layer_movement(result.state.params, initial))
