@@ -306,6 +306,12 @@ class TrainConfig:
         }
         for name, reason in unused:
             _check(used[name], name, getattr(self, name), f"the default here: {reason}")
+        _check(  # Nesterov's look-ahead is a momentum step: without momentum it does nothing
+            not (self.nesterov and _is_real(self.momentum) and _float32(self.momentum) == 0.0),
+            "nesterov",
+            self.nesterov,
+            "false with momentum 0 (Nesterov momentum needs momentum)",
+        )
         _check(
             # (an invalid epochs is named by its own check below)
             self.warmup_epochs < self.epochs if _is_int(self.epochs) and self.epochs > 0 else True,

@@ -197,6 +197,7 @@ def test_a_run_resumed_mid_schedule_ends_bitwise_where_the_uninterrupted_run_doe
         ({"warmup_epochs": 1.0}, "only --schedule warmup-cosine"),
         ({"final_lr_fraction": 0.1}, "only the cosine schedules"),
         ({"optimizer": "sgd", "momentum": 1.0}, r"\[0, 1\)"),
+        ({"optimizer": "sgd", "nesterov": True, "momentum": 0.0}, "Nesterov momentum needs"),
         ({"schedule": "warmup-cosine", "warmup_epochs": 3.0, "epochs": 3}, "fewer than"),
         ({"optimizer": "adamw", "weight_decay": -1.0}, ">= 0"),
         ({"optimizer": "lion"}, "adam or adamw or sgd"),
