@@ -221,12 +221,19 @@ class NoTrainArgument(nn.Module):
         return nn.Dense(10)(x)
 
 
+class IntegerLogits(nn.Module):  # the right width, but no gradient: fit raised a raw TypeError
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        return nn.Dense(10)(x).astype(jnp.int32)
+
+
 @pytest.mark.parametrize(
     "module, message",
     [
         (WrongWidth(), r"returns \(2, 3\) in train mode.*\(2, 10\)"),
         (WithBatchNorm(), "other than params \\(batch_stats\\)"),
         (NoTrainArgument(), "TypeError.*train"),
+        (IntegerLogits(), "logits of dtype int32 in train mode; expected floating-point"),
     ],
 )
 def test_a_model_that_cannot_train_here_is_one_config_error(module, message):

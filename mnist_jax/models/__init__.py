@@ -117,6 +117,11 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
                 f"{mode} mode for a batch of 2; expected logits of shape (2, {num_classes}) "
                 f"for {num_classes} classes"
             )
+        if not jnp.issubdtype(out.dtype, jnp.floating):  # its gradient is not defined
+            raise ConfigError(
+                f"model {model.name} returns logits of dtype {out.dtype} in {mode} mode; "
+                "expected floating-point logits (the loss is differentiated through them)"
+            )
 
 
 def __getattr__(name: str):  # NNX is imported only by those who use it
