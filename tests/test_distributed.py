@@ -35,6 +35,16 @@ def test_distributed_is_not_initialized_without_the_coordinator_variable():
             },
             "expected below",
         ),
+        # Each process of the intended job trained the whole sweep alone, exit 0.
+        (
+            {
+                "MNIST_JAX_COORDINATOR": "",
+                "MNIST_JAX_NUM_PROCESSES": "2",
+                "MNIST_JAX_PROCESS_ID": "1",
+            },
+            "MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID set without MNIST_JAX_COORDINATOR",
+        ),
+        ({"MNIST_JAX_PROCESS_ID": "0"}, "MNIST_JAX_PROCESS_ID set without"),
     ],
 )
 def test_distributed_settings_are_checked_before_jax_is_touched(env, message):

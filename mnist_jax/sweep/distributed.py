@@ -84,6 +84,12 @@ def initialize_distributed_from_env(
     if _initialized:
         return True
     if not coordinator:
+        given = [name for name in (ENV_NUM_PROCESSES, ENV_PROCESS_ID) if env.get(name, "").strip()]
+        if given:  # each process would train the whole job alone, as if it were the only one
+            raise ConfigError(
+                f"{' and '.join(given)} set without {ENV_COORDINATOR}: set it to host:port of "
+                f"process 0's coordinator (e.g. {ENV_COORDINATOR}=host0:4321), or unset them"
+            )
         if environ is not None or detected_cluster() is None:
             return False
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
