@@ -41,6 +41,23 @@ _RUNTIME_NOISE = re.compile(
 )
 
 
+# Each process starts through this, which makes Linux kill it when the launcher ends
+# (PR_SET_PDEATHSIG), even by SIGKILL, when the launcher cannot stop it: an orphan would train on,
+# holding the sweep's lock. Set in the child before it becomes the command (exec keeps it); where
+# prctl does not exist (not Linux) the child starts all the same.
+_DIE_WITH_LAUNCHER = """
+import ctypes, os, signal, sys
+launcher = int(sys.argv[1])
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != launcher:  # the launcher ended before the prctl took effect
+    sys.exit(128 + signal.SIGKILL)
+os.execv(sys.executable, [sys.executable, "-m", *sys.argv[2:]])
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,7 +152,7 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
                     "PYTHONUNBUFFERED": "1",
                 }
                 child = subprocess.Popen(
-                    [sys.executable, "-m", module, *argv],
+                    [sys.executable, "-c", _DIE_WITH_LAUNCHER, str(os.getpid()), module, *argv],
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

@@ -268,3 +268,29 @@ def test_a_signal_to_the_local_launcher_stops_every_process(tiny, tmp_path, sign
             if running(pid):
                 os.kill(pid, signal.SIGKILL)
         launcher.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes from /proc")
+def test_the_local_launchers_processes_die_with_it_when_it_is_killed(tiny, tmp_path):
+    # SIGKILL cannot be handled: the processes die with the launcher (PR_SET_PDEATHSIG), where they
+    # trained on, orphaned, holding the sweep's lock, so that --resume was refused.
+    argv = ["--processes", "2", *tiny, *SWEEP[:2], "--epochs", "400", *SWEEP[4:]]
+    argv += ["--out", str(tmp_path / "s")]
+    launcher = start(argv, tmp_path / "log", devices=2)
+    below: set[int] = set()
+    try:
+        wait_for(tmp_path / "log", "epoch   2/400", [launcher])
+        below = descendants(launcher.pid)
+        assert len(below) >= 2, below
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=30)
+        deadline = time.monotonic() + 30  # the kernel signals them at once; a bound, not a timing
+        while any(running(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in below if running(pid)]
+    finally:  # nothing left running, whatever failed
+        for pid in below | {launcher.pid}:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait(timeout=30)
