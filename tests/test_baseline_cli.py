@@ -168,13 +168,13 @@ def test_missing_data_dir_ends_with_one_line_and_status_2(tmp_path, capsys):
 
 
 def test_an_output_folder_holding_another_run_is_refused_and_left_untouched(
-    tmp_path, mnist_dir, capsys
+    tmp_path, small_mnist, capsys
 ):
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "config.json").write_text('{"earlier": true}')
     (earlier / "metrics.json").write_text('{"test_accuracy": 0.5}')
-    code, out = run_cli(["--data-dir", str(mnist_dir), "--out", str(earlier)], capsys)
+    code, out = run_cli([*small_mnist, "--out", str(earlier)], capsys)
     assert code == 2 and "another run" in out.err
     assert (earlier / "config.json").read_text() == '{"earlier": true}'
     assert sorted(p.name for p in earlier.iterdir()) == ["config.json", "metrics.json"]

@@ -1,19 +1,16 @@
-"""`python -m experiments.compare` on two real 1-epoch runs, and its refusals."""
+"""`python -m experiments.compare` on two 1-epoch runs on a small cut of the real MNIST, and its
+refusals."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import contextlib
+import io
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from experiments import compare
+from experiments import baseline, compare
 from experiments.cli import run_main
 from mnist_jax.predictions import Predictions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(argv, capsys):
@@ -23,19 +20,24 @@ def run_cli(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, mnist_dir):
+def two_runs(tmp_path_factory, small_mnist):
+    """Two runs of `experiments.baseline`, trained in this process (what compare reads is their
+    run directories, not how they were started)."""
     root = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir))
     for name, extra in (("a", []), ("b", ["--seed", "1", "--learning-rate", "3e-3"])):
-        subprocess.run(
-            [sys.executable, "-m", "experiments.baseline", "--epochs", "1", "--quiet"]
-            + ["--no-tensorboard", "--out", str(root / name), *extra],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+        argv = ["--epochs", "1", "--quiet", "--no-tensorboard", *small_mnist]
+        printed = io.StringIO()
+        with (
+            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stderr(printed),
+            pytest.raises(SystemExit) as exit_info,
+        ):
+            run_main(
+                baseline.main,
+                "python -m experiments.baseline",
+                [*argv, "--out", str(root / name), *extra],
+            )
+        assert exit_info.value.code == 0, printed.getvalue()
     return root / "a", root / "b"
 
 

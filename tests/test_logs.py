@@ -1,5 +1,6 @@
 """Live metrics: metrics.jsonl as runs train (crash-safe, continued on resume), TensorBoard event
-files read back through a real TensorBoard server, and the profiler trace."""
+files read back through a real TensorBoard server, and the profiler trace. The commands train on a
+small cut of the real MNIST."""
 
 import json
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments import baseline, sweep
+from experiments.cli import run_main
 from mnist_jax.logs import METRICS_LOG, MetricsLog, RunLog, read_metrics_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,12 +64,20 @@ def test_non_finite_values_are_written_as_null(tmp_path):
     assert read_metrics_log(tmp_path / METRICS_LOG)[0]["train_loss"] is None
 
 
-def run(args, mnist_dir, **kwargs):
-    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+# Held out from the small cut's 2,000 training images by a sweep (the default, 10,000, is more than
+# it has).
+SWEEP_VALIDATION = ["--validation-size", "500"]
+
+
+def environment():
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def run(args, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", *map(str, args)],
         cwd=REPO,
-        env=env,
+        env=environment(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -74,18 +85,39 @@ def run(args, mnist_dir, **kwargs):
     )
 
 
+def wait_for_checkpoint(proc: subprocess.Popen, checkpoint: Path) -> None:
+    """Wait until the running `proc` has saved `checkpoint` (orbax renames a finished save into
+    place). On the small cut an epoch is shorter than a save: the line of epoch 2 comes before
+    epoch 1's checkpoint is on disk, where on the full MNIST it came after."""
+    deadline = time.monotonic() + 120  # guards against a hang; the save takes well under 1 s
+    while not checkpoint.is_dir():
+        assert proc.poll() is None, f"the command ended before saving {checkpoint}"
+        assert time.monotonic() < deadline, f"{checkpoint} was not saved within 120 s"
+        time.sleep(0.005)
+
+
+def run_in_process(main, prog, argv, capsys):
+    """Run a command in this process; what it printed."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, prog, list(map(str, argv)))
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 0, printed.err
+    return printed
+
+
 @pytest.mark.slow
-def test_a_run_killed_mid_training_then_resumed_logs_each_epoch_exactly_once(tmp_path, mnist_dir):
+def test_a_run_killed_mid_training_then_resumed_logs_each_epoch_exactly_once(tmp_path, small_mnist):
     out = tmp_path / "run"
-    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "experiments.baseline", "--epochs", "3", "--out", str(out)]
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "experiments.baseline", "--epochs", "3", *small_mnist]
+    command += ["--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("epoch   2:"):  # epoch 2 logged; its checkpoint may or may not be
+            wait_for_checkpoint(proc, out / "checkpoints" / "1")
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
-    assert run(["experiments.baseline", "--resume", out, "--quiet"], mnist_dir).returncode == 0
+    assert run(["experiments.baseline", "--resume", out, "--quiet"]).returncode == 0
     lines = read_metrics_log(out / METRICS_LOG)
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     history = json.loads((out / "metrics.json").read_text())["history"]
@@ -101,9 +133,8 @@ def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_then_resumed_logs_each_member_epoch_exactly_once(tmp_path, mnist_dir):
+def test_a_sweep_killed_then_resumed_logs_each_member_epoch_exactly_once(tmp_path, small_mnist):
     out = tmp_path / "sweep"
-    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
     command = [
         sys.executable,
         "-m",
@@ -112,16 +143,19 @@ def test_a_sweep_killed_then_resumed_logs_each_member_epoch_exactly_once(tmp_pat
         "0-1",
         "--epochs",
         "3",
+        *small_mnist,
+        *SWEEP_VALIDATION,
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if "epoch   2/" in line:
+            wait_for_checkpoint(proc, out / "checkpoints" / "program-0" / "1")
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
-    assert run(["experiments.sweep", "--resume", out, "--quiet"], mnist_dir).returncode == 0
+    assert run(["experiments.sweep", "--resume", out, "--quiet"]).returncode == 0
     lines = read_metrics_log(out / METRICS_LOG)
     assert sorted((line["member"], line["epoch"]) for line in lines) == [
         (m, e) for m in (0, 1) for e in (1, 2, 3)
@@ -157,6 +191,7 @@ class TensorBoard:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        # Guards against a server that never answers; it answers within some 1.5 s (2 busy cores).
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -189,12 +224,18 @@ class TensorBoard:
 
 @pytest.mark.slow
 def test_tensorboard_serves_a_runs_scalars_equal_to_its_metrics_and_a_sweeps_hparams(
-    tmp_path, mnist_dir
+    tmp_path, small_mnist, capsys
 ):
     run_dir, sweep_dir = tmp_path / "runs" / "run", tmp_path / "runs" / "sweep"
-    assert run(["experiments.baseline", "--epochs", 2, "--out", run_dir], mnist_dir).returncode == 0
-    sweep = ["experiments.sweep", "--seeds", "0-1", "--epochs", 1, "--out", sweep_dir]
-    assert run(sweep, mnist_dir).returncode == 0
+    # The run and the sweep are trained in this process: the test reads what they wrote.
+    run_in_process(
+        baseline.main,
+        "python -m experiments.baseline",
+        ["--epochs", 2, *small_mnist, "--out", run_dir],
+        capsys,
+    )
+    argv = ["--seeds", "0-1", "--epochs", 1, *small_mnist, *SWEEP_VALIDATION, "--out", sweep_dir]
+    run_in_process(sweep.main, sweep.PROG, argv, capsys)
     board = TensorBoard(tmp_path / "runs")
     try:
         history = json.loads((run_dir / "metrics.json").read_text())["history"]
@@ -225,10 +266,11 @@ def test_tensorboard_serves_a_runs_scalars_equal_to_its_metrics_and_a_sweeps_hpa
 
 
 @pytest.mark.slow
-def test_profile_writes_a_trace_and_no_tensorboard_writes_no_events(tmp_path, mnist_dir):
+def test_profile_writes_a_trace_and_no_tensorboard_writes_no_events(tmp_path, small_mnist):
+    # A process of its own: the profiler is process-wide.
     out = tmp_path / "run"
-    args = ["experiments.baseline", "--epochs", 2, "--out", out, "--profile", "--no-tensorboard"]
-    result = run(args, mnist_dir)
+    args = ["experiments.baseline", "--epochs", 2, *small_mnist, "--out", out]
+    result = run([*args, "--profile", "--no-tensorboard"])
     assert result.returncode == 0, result.stderr
     assert (
         list((out / "profile").rglob("*.xplane.pb"))

@@ -1,21 +1,21 @@
-"""`python -m experiments.sweep`: a small real sweep end to end (2 seeds x 2 learning rates in 2
-programs), its files and printed table checked against the members it wrote; every bad-input case
-is one line and exit status 2."""
+"""`python -m experiments.sweep`: a small sweep end to end on a small cut of the real MNIST (2 seeds
+x 2 learning rates in 2 programs), its files and printed table checked against the members it
+wrote; every bad-input case is one line and exit status 2."""
 
+import contextlib
+import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import SMALL_TEST, SMALL_TRAIN
 
 from experiments import sweep, sweep_output
 from experiments.cli import run_main
 
-REPO = Path(__file__).resolve().parents[1]
+# Held out from the small cut's 2,000 training images (the default, 10,000, is more than it has).
+VALIDATION_SIZE = 500
 SWEEP_ARGS = [
     "--seeds",
     "0-1",
@@ -46,24 +46,24 @@ def run_cli(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def small_sweep(tmp_path_factory, mnist_dir):
+def small_sweep(tmp_path_factory, small_mnist):
+    """The sweep, run in this process; what it printed and its directory."""
     out = tmp_path_factory.mktemp("sweeps") / "sweep"
-    env = dict(os.environ, MNIST_JAX_DATA=str(mnist_dir))
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc, out
+    argv = [*SWEEP_ARGS, *small_mnist, "--validation-size", str(VALIDATION_SIZE), "--out", str(out)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+        pytest.raises(SystemExit) as exit_info,
+    ):
+        run_main(sweep.main, sweep.PROG, argv)
+    assert exit_info.value.code == 0, stderr.getvalue()
+    return stdout.getvalue(), out
 
 
 @pytest.mark.slow
 def test_small_sweep_writes_every_file_and_prints_the_table(small_sweep):
-    proc, out = small_sweep
+    printed, out = small_sweep
     figures = list(sweep_output.PLOT_FILES.values())
     for name in ["sweep.json", "members.json", "summary.json", "predictions.npz", "report.md"]:
         assert (out / name).is_file(), name
@@ -71,9 +71,9 @@ def test_small_sweep_writes_every_file_and_prints_the_table(small_sweep):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"]({name})" in (out / "report.md").read_text()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["program-0", "program-1"]
-    assert "programs: 2" in proc.stdout
-    assert "program 1 epoch   2/2:" in proc.stdout
-    assert "test accuracy over seeds:" in proc.stdout and "ensemble" in proc.stdout
+    assert "programs: 2" in printed
+    assert "program 1 epoch   2/2:" in printed
+    assert "test accuracy over seeds:" in printed and "ensemble" in printed
     record = json.loads((out / "sweep.json").read_text())
     assert record["devices"]["process_count"] == 1 and record["dataset"]["fingerprint"]
     assert len(record["members"]) == 4 and record["config"]["epochs"] == 2
@@ -81,7 +81,7 @@ def test_small_sweep_writes_every_file_and_prints_the_table(small_sweep):
 
 @pytest.mark.slow
 def test_summary_statistics_are_those_of_the_members_written(small_sweep):
-    proc, out = small_sweep
+    printed, out = small_sweep
     members = json.loads((out / "members.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert len(members) == 4 and all(set(m) >= MEMBER_KEYS for m in members)
@@ -105,11 +105,10 @@ def test_summary_statistics_are_those_of_the_members_written(small_sweep):
         np.testing.assert_allclose(
             [stats["ci95_low"], stats["ci95_high"]], [values.mean() - half, values.mean() + half]
         )
-        assert 0.9 < row["ensemble_accuracy"] <= 1 and row["ensemble_size"] == 2
-        assert (
-            f"{stats['mean']:.4f}" in proc.stdout
-            and f"{row['ensemble_accuracy']:.4f}" in proc.stdout
-        )
+        # Well above chance (0.1): the members learned. (On the small cut the two epochs reach
+        # 0.64 and 0.72; on the full MNIST they reached over 0.9, the bound this had.)
+        assert 0.5 < row["ensemble_accuracy"] <= 1 and row["ensemble_size"] == 2
+        assert f"{stats['mean']:.4f}" in printed and f"{row['ensemble_accuracy']:.4f}" in printed
 
 
 @pytest.mark.slow
@@ -119,9 +118,9 @@ def test_the_sweep_validates_on_held_out_training_images_by_default(small_sweep)
     data = json.loads((out / "summary.json").read_text())["data"]
     assert record["config"]["validation"] == "holdout"
     assert (data["train_examples"], data["validation_examples"], data["test_examples"]) == (
-        50_000,
-        10_000,
-        10_000,
+        SMALL_TRAIN - VALIDATION_SIZE,
+        VALIDATION_SIZE,
+        SMALL_TEST,
     )
     assert "held out and never trained on" in (out / "report.md").read_text()
 
@@ -146,7 +145,7 @@ def test_report_numbers_are_recomputed_from_members_and_saved_predictions(small_
     for k, member in enumerate(members):
         assert member["test_correct"] == int(correct[k].sum())
         assert member["test_accuracy"] == pytest.approx(correct[k].mean(), abs=1e-6)
-        low, high = wilson_interval(int(correct[k].sum()), 10_000)
+        low, high = wilson_interval(int(correct[k].sum()), SMALL_TEST)
         assert member["test_accuracy_wilson95"] == pytest.approx([low, high])
         assert f"[{100 * low:.2f}, {100 * high:.2f}]" in report
     rows = summary["configurations"]

@@ -1,8 +1,11 @@
 """Killed sweeps resume bitwise: `run_sweep(start=...)` from saved program states, and
 `experiments.sweep` killed with SIGKILL at several points then `--resume`d, end with the members,
 histories and final stacked states of the uninterrupted sweep; a damaged newest checkpoint falls
-back to the previous one with a one-line warning."""
+back to the previous one with a one-line warning. The commands train on a small cut of the real
+MNIST."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -16,6 +19,8 @@ import numpy as np
 import pytest
 from test_sweep import synthetic_data
 
+from experiments import sweep
+from experiments.cli import run_main
 from mnist_jax.config import TrainConfig
 from mnist_jax.sweep import expand_members, member_mesh, run_sweep
 from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
@@ -30,6 +35,8 @@ SWEEP_ARGS = [
     "2",
     "--members-per-program",
     "2",
+    "--validation-size",  # held out from the small cut's 2,000 training images
+    "500",
 ]
 
 
@@ -87,15 +94,15 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
 # CLI: SIGKILL and --resume ------------------------------------------------------------------------
 
 
-def environment(mnist_dir):
-    return dict(os.environ, MNIST_JAX_DATA=str(mnist_dir), PYTHONUNBUFFERED="1")
+def environment():
+    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
-def run(args, mnist_dir):
+def run(args):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.sweep", *args],
         cwd=REPO,
-        env=environment(mnist_dir),
+        env=environment(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -104,11 +111,11 @@ def run(args, mnist_dir):
     return proc
 
 
-def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
+def kill_when(out: Path, trigger: str, delay: float, small_mnist) -> None:
     """Start the sweep and SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
     _processes.kill_when(
-        ["experiments.sweep", *SWEEP_ARGS, "--out", str(out)],
-        environment(mnist_dir),
+        ["experiments.sweep", *SWEEP_ARGS, *small_mnist, "--out", str(out)],
+        environment(),
         trigger,
         delay,
     )
@@ -143,9 +150,18 @@ def assert_same_sweep(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, mnist_dir):
+def reference(tmp_path_factory, small_mnist):
+    """The uninterrupted sweep, run in this process (the killed ones and the resumes are separate
+    processes)."""
     out = tmp_path_factory.mktemp("reference") / "sweep"
-    run([*SWEEP_ARGS, "--out", str(out)], mnist_dir)
+    printed = io.StringIO()
+    with (
+        contextlib.redirect_stdout(printed),
+        contextlib.redirect_stderr(printed),
+        pytest.raises(SystemExit) as exit_info,
+    ):
+        run_main(sweep.main, sweep.PROG, [*SWEEP_ARGS, *small_mnist, "--out", str(out)])
+    assert exit_info.value.code == 0, printed.getvalue()
     return out
 
 
@@ -154,22 +170,25 @@ def reference(tmp_path_factory, mnist_dir):
     "trigger, delay",
     [
         ("program 0 epoch   1/2:", 0.0),  # program 0's first save just starting
-        ("program 1 epoch   1/2:", 0.3),  # during program 1's last epoch; program 0 complete
+        # Program 0 complete; program 1 after its first save, in its last epoch or its save. On
+        # the small cut an epoch takes some 0.05 s and a save some 0.1 s: 0.3 s (the delay on the
+        # full MNIST) would land after the training.
+        ("program 1 epoch   1/2:", 0.15),
     ],
 )
 def test_a_sweep_killed_at_any_point_resumes_to_the_uninterrupted_result(
-    trigger, delay, reference, tmp_path, mnist_dir
+    trigger, delay, reference, tmp_path, small_mnist
 ):
     out = tmp_path / "sweep"
-    kill_when(out, trigger, delay, mnist_dir)
+    kill_when(out, trigger, delay, small_mnist)
     assert (out / "sweep.json").is_file() and not (out / "members.json").exists()
-    proc = run(["--resume", str(out)], mnist_dir)
+    proc = run(["--resume", str(out)])
     assert "resuming" in proc.stdout or "restored" in proc.stdout or "epoch   1/2" in proc.stdout
     assert_same_sweep(reference, out)
 
 
 @pytest.mark.slow
-def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path, mnist_dir):
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path):
     out = tmp_path / "sweep"
     shutil.copytree(reference, out)
     for name in ("members.json", "summary.json"):
@@ -177,7 +196,7 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path,
     state_dir = program_store(out, 1).directory / "2" / "state"
     damaged = max((p for p in state_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-    proc = run(["--resume", str(out)], mnist_dir)
+    proc = run(["--resume", str(out)])
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert any("epoch 2" in line and "program-1" in line for line in warnings), proc.stderr
     assert "program 0: complete, restored after epoch 2" in proc.stdout
