@@ -70,6 +70,40 @@ def _predictions(folder: Path) -> Predictions:
     return Predictions.load(path)
 
 
+def _record(folder: Path, name: str) -> dict:
+    """A run's (or evaluation's) JSON file as a dict; {} where it is missing or not an object."""
+    path = folder / name
+    record = read_json(path) if path.is_file() else None
+    return record if isinstance(record, dict) else {}
+
+
+def _check_run(folder: Path, predictions: Predictions) -> str | None:
+    """predictions.npz agrees with the run's own records (its classes, its count of right
+    answers); returns the fingerprint of the dataset it was tested on, where a record says it."""
+    config, metrics = _record(folder, "config.json"), _record(folder, "metrics.json")
+    if not config and folder.parent.name == "evaluation":  # RUN/evaluation/CHECKPOINT
+        config = _record(folder.parent.parent, "config.json")
+    num_classes = config.get("num_classes")
+    if not isinstance(num_classes, int) and isinstance(metrics.get("confusion_matrix"), list):
+        num_classes = len(metrics["confusion_matrix"])
+    if isinstance(num_classes, int):
+        top = int(max(predictions.predicted.max(), predictions.labels.max()))
+        if top >= num_classes:
+            raise ConfigError(
+                f"{folder}: {PREDICTIONS_FILE} names class {top}, but the run has {num_classes} "
+                "classes: the file is not this run's"
+            )
+    correct, recorded = int(predictions.correct.sum()), metrics.get("test_correct")
+    if isinstance(recorded, int) and recorded != correct:
+        raise ConfigError(
+            f"{folder}: {PREDICTIONS_FILE} holds {correct} right answers where metrics.json says "
+            f"{recorded}: they are not of one run"
+        )
+    dataset = config.get("dataset")
+    fingerprint = dataset.get("fingerprint") if isinstance(dataset, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
 def _run_details(folder: Path) -> str:
     """The run's model, learning rate and seed, as its record (or an evaluation's metrics) says."""
     for name in ("config.json", "metrics.json"):
@@ -180,6 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{folder} holds the predictions of {predictions.num_models} models (a "
                     "sweep): compare two of its configurations with --a and --b"
                 )
+        fingerprints = [_check_run(folder, p) for folder, p in zip(folders, (a, b))]
+        if None not in fingerprints and fingerprints[0] != fingerprints[1]:
+            raise ConfigError(
+                f"{folders[0]} and {folders[1]} were tested on different datasets (fingerprints "
+                f"{fingerprints[0][:12]}... and {fingerprints[1][:12]}...): their predictions "
+                "do not compare"
+            )
         try:
             result = compare_runs(a, b)
         except ValueError as error:

@@ -121,7 +121,10 @@ class Predictions:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
             raise ConfigError(f"{path} is not a readable predictions file ({error})") from None
         try:
-            arrays["valid"] = arrays["valid"].astype(bool)
+            valid = arrays["valid"]
+            if valid.dtype != bool and not np.isin(valid, (0, 1)).all():
+                raise ValueError("valid must be true or false for each model")
+            arrays["valid"] = valid.astype(bool)
             predictions = cls(**arrays)
             _check_values(predictions)
         except ValueError as error:

@@ -97,6 +97,52 @@ def test_compare_refuses_predictions_of_different_test_sets(tmp_path, capsys):
     assert code == 2 and "different test labels" in printed.err
 
 
+def _edited_copy(run, tmp_path, edit):
+    import json
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(run, copy)
+    if edit == "dataset":  # another dataset with the same labels (inverted images, say)
+        config = json.loads((copy / "config.json").read_text())
+        config["dataset"]["fingerprint"] = "0" * 64
+        (copy / "config.json").write_text(json.dumps(config))
+    else:
+        arrays = dict(np.load(copy / "predictions.npz"))
+        if edit == "class 200":
+            arrays["predicted"] = arrays["predicted"].astype(np.uint8)
+            arrays["predicted"][0, 0] = 200
+        elif edit == "all right":
+            arrays["predicted"] = arrays["labels"][None, :].copy()
+        elif edit == "valid 7":
+            arrays["valid"] = np.array([7])
+        np.savez(copy / "predictions.npz", **arrays)
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("dataset", "tested on different datasets"),
+        ("class 200", "names class 200, but the run has 10 classes"),
+        ("all right", "right answers where metrics.json says"),
+        ("valid 7", "valid must be true or false"),
+    ],
+)
+def test_compare_refuses_runs_whose_files_do_not_describe_one_test_set(
+    two_runs, tmp_path, capsys, edit, message
+):
+    # Each was compared with confident p-values, exit 0.
+    edited = _edited_copy(two_runs[1], tmp_path, edit)
+    code, printed = run_cli(
+        [str(two_runs[0]), str(edited), "--out", str(tmp_path / "c.md")], capsys
+    )
+    assert code == 2 and len(printed.err.splitlines()) == 1, printed.err
+    assert message in printed.err
+    assert not (tmp_path / "c.md").exists()
+
+
 def _fake_sweep(folder, seeds, learning_rates, probabilities, labels):
     """A sweep directory as experiments.sweep writes it, as far as compare reads it."""
     import json
