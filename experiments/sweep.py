@@ -313,9 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process and not args.resume:
         sweep_record = run_record(config, dataset, command=" ".join([PROG, *argv]))
         sweep_record.update(
-            models={
-                p.model: model_record(specs(p).model, specs(p).example_shape)
-                for p in reversed(programs)
+            models={  # one program per model: a record is traced from shapes, in milliseconds
+                model: model_record(specs(p).model, specs(p).example_shape)
+                for model, p in {p.model: p for p in reversed(programs)}.items()
             },
             per_member_fields=list(PER_MEMBER_FIELDS),
             seeds=sorted({m.seed for m in members}),
