@@ -1,11 +1,17 @@
 """Killed runs resume bitwise: `experiments.baseline` killed with SIGKILL at several points, then
 `--resume`, ends with the parameters and history of the uninterrupted run; `experiments.evaluate`
-re-computes what the run wrote."""
+re-computes what the run wrote.
+
+The runs train on the real MNIST: the kill points are timed against its epochs (about half a second
+each), and one of them lands inside an epoch's training, which on the small cut lasts a few
+milliseconds. Refusals that come before any training run in this process (`attempt_in_process`).
+"""
 
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import _processes
@@ -46,6 +52,30 @@ def run(args, mnist_dir):
     return proc
 
 
+def attempt_in_process(args, mnist_dir, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """`python -m *args` run in this process, for a refusal that comes before any training: its
+    exit status and output as `attempt` would give them (from capsys)."""
+    import importlib
+    import logging
+    import warnings
+
+    from experiments.cli import run_main
+
+    module, *argv = map(str, args)
+    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
+    # run_main prints warnings in one line and quiets absl's log: both undone after the command.
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    absl_level = logging.getLogger("absl").level
+    capsys.readouterr()  # what the test printed before is not the command's
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(importlib.import_module(module).main, f"python -m {module}", argv)
+    finally:
+        logging.getLogger("absl").setLevel(absl_level)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
+
+
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
     """Start a training run; SIGKILL it `delay` seconds after a stdout line containing `trigger`."""
     _processes.kill_when(
@@ -54,6 +84,28 @@ def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
         trigger,
         delay,
     )
+
+
+def kill_after_checkpoint(out: Path, epoch: int, mnist_dir) -> None:
+    """Start a training run; SIGKILL it as soon as its checkpoint of `epoch` is committed."""
+    committed = (out / "checkpoints" / str(epoch)).is_dir
+    proc = subprocess.Popen(
+        command("experiments.baseline", "--epochs", EPOCHS, "--out", str(out)),
+        cwd=REPO,
+        env=environment(mnist_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not committed():
+            if proc.poll() is not None and not committed():
+                pytest.fail(f"the run ended (status {proc.returncode}) without checkpoint {epoch}")
+            assert time.monotonic() < deadline, f"checkpoint {epoch} never came"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
 
 
 def without_seconds(history):
@@ -104,7 +156,7 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(
 
 def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path, mnist_dir):
     out = tmp_path / "run"
-    kill_when(out, "epoch   3:", 2.0, mnist_dir)  # let epoch 3's checkpoint land before the kill
+    kill_after_checkpoint(out, 3, mnist_dir)  # let epoch 3's checkpoint land before the kill
     assert list_checkpoints(out)[-1] == 3
     damaged = max(
         (p for p in (out / "checkpoints" / "3" / "state").rglob("*") if p.is_file()),
@@ -133,14 +185,15 @@ def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
     assert (reference / "evaluation" / "latest" / "confusion_matrix.png").is_file()
 
 
-def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir):
-    proc = attempt(["experiments.baseline", "--resume", str(reference), "--epochs", "5"], mnist_dir)
+def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir, monkeypatch, capsys):
+    args = ["experiments.baseline", "--resume", reference, "--epochs", "5"]
+    proc = attempt_in_process(args, mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files(
-    reference, tmp_path, mnist_dir
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
 ):
     import shutil
 
@@ -150,7 +203,7 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     record["config"]["hidden_sizes"] = [64, 64]
     (copy / "config.json").write_text(json.dumps(record))
     before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
-    proc = attempt(["experiments.evaluate", str(copy)], mnist_dir)
+    proc = attempt_in_process(["experiments.evaluate", copy], mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2
     assert "hidden_sizes=[128, 128]" in proc.stderr and "hidden_sizes=[64, 64]" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
@@ -166,7 +219,7 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     ],
 )
 def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_files_kept(
-    reference, tmp_path, mnist_dir, tool, field, value
+    reference, tmp_path, mnist_dir, monkeypatch, capsys, tool, field, value
 ):
     """config.json edited, or copied from another run: the checkpoints record the configuration
     they were trained with, so resuming or evaluating does not pass one run off as the other."""
@@ -184,7 +237,7 @@ def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_file
     before = files()
     args = [str(copy), "--out", str(tmp_path / "eval")] if "evaluate" in tool else []
     args = args or ["--resume", str(copy)]
-    proc = attempt([tool, *args], mnist_dir)
+    proc = attempt_in_process([tool, *args], mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"{field}={saved!r}" in proc.stderr and f"{field}={value!r}" in proc.stderr
@@ -192,7 +245,7 @@ def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_file
 
 
 def test_a_config_json_whose_dataset_record_is_not_an_object_is_one_line(
-    reference, tmp_path, mnist_dir
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
 ):
     import shutil
 
@@ -205,6 +258,6 @@ def test_a_config_json_whose_dataset_record_is_not_an_object_is_one_line(
         ["experiments.evaluate", str(copy)],
         ["experiments.baseline", "--resume", str(copy)],
     ):
-        proc = attempt(args, mnist_dir)
+        proc = attempt_in_process(args, mnist_dir, monkeypatch, capsys)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "damaged" in proc.stderr
