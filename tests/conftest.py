@@ -34,6 +34,29 @@ def pytest_configure(config):
     enable_compilation_cache()
 
 
+# The test files that take longest (most of a minute each on a 2-core machine), longest first.
+# pytest-xdist hands each worker a whole file at a time, in collection order: starting with these
+# keeps one worker from being left with a long file at the end while the other has finished.
+LONGEST_FILES = (
+    "test_sweep_processes.py",
+    "test_models.py",
+    "test_faults.py",
+    "test_resume.py",
+    "test_notebooks.py",
+    "test_bench.py",
+    "test_sweep.py",
+    "test_sweep_resume.py",
+    "test_readme.py",
+    "test_sweep_devices.py",
+    "test_logs.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 def pytest_unconfigure(config):
     if os.environ.get(_CACHE_OWNER) == str(os.getpid()):
         shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)

@@ -16,6 +16,7 @@ def tiny(tmp_path):
     return ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny")]
 
 
+@pytest.mark.slow
 def test_bench_reports_both_floors_and_takes_the_better(tiny, tmp_path, capsys):
     out = tmp_path / "figures.json"
     argv = [*tiny, "--epochs", "2", "--batch-size", "64", "--json", str(out), "--command"]
@@ -52,6 +53,7 @@ def test_matmul_flops_by_hand():
     assert bench.matmul_flops_per_example([784, 128, 10]) == 2 * forward + 2 * 128 * 10
 
 
+@pytest.mark.slow
 def test_the_scaling_benchmark_times_every_mode_and_writes_its_table(tiny, tmp_path, capsys):
     from experiments import scaling_bench
 

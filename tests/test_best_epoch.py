@@ -53,6 +53,7 @@ def test_without_patience_nothing_stops_and_the_best_is_still_kept():
     assert (int(state.best_epoch), bool(state.stopped)) == (1, False)
 
 
+@pytest.mark.slow
 def test_a_stopped_state_is_left_as_it_is_by_an_epoch(data):
     spec = TrainSpec.from_config(CONFIG)
     state = create_train_state(CONFIG, spec, 160).replace(stopped=jnp.bool_(True))
@@ -64,6 +65,7 @@ def test_a_stopped_state_is_left_as_it_is_by_an_epoch(data):
     assert np.isnan(float(metrics["loss"])) and np.isnan(float(metrics["accuracy"]))
 
 
+@pytest.mark.slow
 def test_patience_stops_a_run_and_its_best_epoch_is_reported(data):
     config = CONFIG.replace(patience=1, learning_rate=3e-2)
     result = fit(config, data)
@@ -74,6 +76,7 @@ def test_patience_stops_a_run_and_its_best_epoch_is_reported(data):
     assert float(state.best_accuracy) == np.float32(max(accuracies))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("members_per_step", [1, 2, None])  # one at a time (a branch), or vmapped
 def test_sweep_members_stop_apart_each_equal_to_its_single_run(data, members_per_step):
     config = CONFIG.replace(patience=1)
@@ -93,6 +96,7 @@ def test_sweep_members_stop_apart_each_equal_to_its_single_run(data, members_per
     assert {"best_test_accuracy", "best_epoch"} <= set(rows[0])
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_patience_ends_bitwise_where_the_uninterrupted_run_does(data, tmp_path):
     config = CONFIG.replace(patience=2, learning_rate=1e-2)
     with RunCheckpointer(tmp_path, config, keep_latest=20) as checkpoints:

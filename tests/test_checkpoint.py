@@ -104,6 +104,7 @@ def trained(data, tmp_path_factory):
     return run_dir, result
 
 
+@pytest.mark.slow
 def test_round_trip_restores_every_leaf_bitwise(trained):
     run_dir, result = trained
     state, info = restore_checkpoint(run_dir, template(), "latest", model=model_of(CONFIG))
@@ -113,6 +114,7 @@ def test_round_trip_restores_every_leaf_bitwise(trained):
     assert TrainConfig.from_dict(info["config"]) == CONFIG
 
 
+@pytest.mark.slow
 def test_save_then_donate_restores_the_values_at_save_time(data, tmp_path):
     spec = TrainSpec.from_config(CONFIG)
     state = create_train_state(CONFIG, spec)
@@ -148,6 +150,7 @@ def test_save_every_saves_multiples_and_the_final_epoch(tmp_path):
     assert list_checkpoints(tmp_path) == [2, 4, 5]
 
 
+@pytest.mark.slow
 def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(trained, data, tmp_path):
     run_dir, uninterrupted = trained
     restored, info = restore_checkpoint(run_dir, template(), 2, model=model_of(CONFIG))
@@ -163,6 +166,7 @@ def test_resume_from_epoch_2_continues_bitwise_like_the_uninterrupted_run(traine
     ]
 
 
+@pytest.mark.slow
 def test_resuming_in_place_sets_later_checkpoints_aside_instead_of_deleting(
     trained, data, tmp_path
 ):
@@ -330,6 +334,7 @@ def test_the_state_digest_is_pinned_since_checkpoints_store_it():
     )
 
 
+@pytest.mark.slow
 def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_result(tmp_path):
     # tests/data/legacy: a 3-epoch run made by the code before train states tracked their best
     # epoch (commit 1f590de), with its epoch-3 checkpoint and results removed, and the results of

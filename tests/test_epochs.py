@@ -20,6 +20,7 @@ def tiny_data(device=True) -> DeviceData:
     return DeviceData(*(jax.device_put(arrays) if device else arrays), num_classes=10)
 
 
+@pytest.mark.slow
 def test_an_epoch_makes_no_implicit_host_transfer():
     # The epoch loop runs the compiled calls under transfer_guard("disallow"): with the data on
     # the device a run trains; data left on the host is a transfer inside the epoch, refused.
@@ -147,6 +148,7 @@ def test_exact_accuracy_recovers_the_ratio_float32_rounded_below_a_reached_targe
     assert exact_accuracy(0.5, 2**24) == 0.5  # too many examples to recover: left as it is
 
 
+@pytest.mark.slow
 def test_records_hold_accuracies_as_exact_ratios_of_the_examples():
     # A real single run on 60 training and 36 validation images (not powers of two, whose
     # ratios float32 would hold exactly): each record's accuracies are k/n.

@@ -39,6 +39,7 @@ def test_vmapped_chunked_prediction_equals_numpy(images, chunk_size):
     np.testing.assert_allclose(logits, numpy_logits(params, images), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_prediction_over_stacked_models_equals_each_model_alone(images):
     stacked = jax.vmap(init_params)(jax.random.split(jax.random.key(0), 3))
     many = predict_logits_many(MLP, stacked, images, chunk_size=500)
@@ -100,6 +101,7 @@ def test_top_errors_mark_padding_when_fewer_examples_are_wrong():
     assert errors["valid"].tolist() == [True, True, True, False, False]
 
 
+@pytest.mark.slow
 def test_classification_report_is_json_ready_and_consistent():
     logits = jnp.log(PROBS)
     report = classification_report(logits, LABELS, 3, k=5)
@@ -122,6 +124,7 @@ def test_classification_report_accuracies_are_exact_ratios_of_counts():
     assert float(accuracy(logits, labels)) != 1 / 3  # what float32 gives
 
 
+@pytest.mark.slow
 def test_classification_report_is_one_compiled_program():
     """Its dozen metrics compile as one program, not one per eager operation (which took seconds
     of every run's end, each too short-lived for the persistent compilation cache)."""

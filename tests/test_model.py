@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mnist_jax.models import MLP, count_params, dropout, init_params, mlp, param_shapes
 
@@ -55,6 +56,7 @@ def test_one_example_and_a_batch_give_the_same_logits():
     np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_mode_is_deterministic_and_train_mode_drops_units():
     params = init_params(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (8, 784))
@@ -76,6 +78,7 @@ def test_zero_dropout_in_train_mode_equals_eval_mode():
     )
 
 
+@pytest.mark.slow
 def test_dropout_matches_flax_linen_dropout_for_the_same_key():
     x = jax.random.normal(jax.random.key(0), (16, 128))
     key = jax.random.key(5)
@@ -96,6 +99,7 @@ def test_module_is_plain_linen():
     assert isinstance(MLP(), nn.Module)
 
 
+@pytest.mark.slow
 def test_init_params_builds_the_tree_that_linen_init_builds():
     ours = init_params(jax.random.key(0), hidden_sizes=(64, 32), num_classes=7, input_size=20)
     linen = MLP(hidden_sizes=(64, 32), num_classes=7).init(

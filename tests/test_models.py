@@ -65,6 +65,7 @@ def make_nnx_net(rngs):
 # The built-in CNN ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_cnn_has_the_flax_examples_layers_and_824458_parameters():
     params = cnn().init(jax.random.key(0), (28, 28, 1))
     assert jax.tree.map(jnp.shape, params) == {
@@ -79,6 +80,7 @@ def test_the_cnn_has_the_flax_examples_layers_and_824458_parameters():
     assert np.abs(np.asarray(params["Conv_1"]["kernel"])).max() <= limit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5), (2, 2)])
 def test_the_slices_and_matmul_conv_equals_flax_conv(kernel_size):
     x = jax.random.uniform(jax.random.key(0), (2, 9, 9, 3))
@@ -117,6 +119,7 @@ def test_one_cnn_epoch_on_real_mnist_reaches_97_percent(mnist):
 # A sweep over two models ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_of_two_models_trains_two_programs_each_member_equal_to_its_single_run(data):
     members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
     result = run_sweep(CONFIG, members, data, members_per_step=1)
@@ -133,6 +136,7 @@ def test_a_sweep_of_two_models_trains_two_programs_each_member_equal_to_its_sing
 # Checkpoints record their model ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_restoring_a_checkpoint_into_another_model_is_one_error_naming_both(data, tmp_path):
     with RunCheckpointer(tmp_path, CONFIG) as checkpoints:
         fit(CONFIG.replace(epochs=1), data, callbacks=[checkpoints])
@@ -145,6 +149,7 @@ def test_restoring_a_checkpoint_into_another_model_is_one_error_naming_both(data
     assert "this run's model is cnn(num_classes=10)" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_cnn_run_is_rebuilt_from_its_directory_alone(data, tmp_path):
     config = CONFIG.replace(model="cnn", epochs=1)
     spec = spec_for(config, data)
@@ -158,6 +163,7 @@ def test_a_cnn_run_is_rebuilt_from_its_directory_alone(data, tmp_path):
 # A user's own linen module ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_users_linen_module_trains_checkpoints_and_loads_back(data, tmp_path):
     model = LinenModel(SmallMLP())
     spec = spec_for(CONFIG, data, model)
@@ -173,6 +179,7 @@ def test_a_users_linen_module_trains_checkpoints_and_loads_back(data, tmp_path):
         load_run(tmp_path, "latest", model=mlp())
 
 
+@pytest.mark.slow
 def test_a_users_module_sweeps_vmapped_with_traced_dropout_rates_equal_to_single_runs(data):
     model = LinenModel(SmallMLP())
     members = [Member(0, 1e-3, 0.0, (128, 128), "small"), Member(1, 3e-3, 0.5, (128, 128), "small")]
@@ -185,6 +192,7 @@ def test_a_users_module_sweeps_vmapped_with_traced_dropout_rates_equal_to_single
         np.testing.assert_allclose(a.test_logits, b.test_logits, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_nn_dropout_given_a_traced_rate_equals_its_static_self():
     module, x, key = SmallMLP(dropout_rate=0.5), jnp.ones((4, 784)), jax.random.key(3)
     model = LinenModel(module)
@@ -252,6 +260,7 @@ def test_fit_reshapes_data_to_the_models_layout(data):
 # NNX, through the adapter ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_nnx_module_trains_checkpoints_sweeps_and_loads_back(data, tmp_path):
     model = NNXModel(make_nnx_net)
     spec = spec_for(CONFIG, data, model)

@@ -45,6 +45,7 @@ def dot_input_dtypes(model, params, x, **kwargs):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_the_spec_wraps_the_model_and_its_matmuls_take_bfloat16(model_name, data):
     config = CONFIG.replace(model=model_name)
@@ -64,6 +65,7 @@ def test_the_spec_wraps_the_model_and_its_matmuls_take_bfloat16(model_name, data
     assert dot_input_dtypes(f32, params, x) == {"float32"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "model_name, model, epochs",
     [("mlp", None, 3), ("cnn", None, 6), ("linen", LinenModel(UsersMLP()), 3)],
@@ -82,6 +84,7 @@ def test_bf16_trains_with_float32_state_and_close_to_float32(model_name, model, 
     assert abs(history[-1]["val_accuracy"] - f32[-1]["val_accuracy"]) < 0.15
 
 
+@pytest.mark.slow
 def test_bf16_is_deterministic_per_seed(data):
     a, b = (fit(CONFIG, data) for _ in range(2))
     assert_bitwise_equal(a.state.params, b.state.params)

@@ -16,6 +16,7 @@ def keys():
         yield jax.random.fold_in(jax.random.key(seed), 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES)
 def test_bits_uniform_and_bernoulli_equal_jax_random(shape):
     for key in keys():
@@ -31,6 +32,7 @@ def test_bits_uniform_and_bernoulli_equal_jax_random(shape):
             )
 
 
+@pytest.mark.slow
 def test_equal_under_jit_and_vmap():
     batch = jax.random.split(jax.random.key(5), 4)
     ours = jax.jit(jax.vmap(lambda k: random_bits.bernoulli(k, 0.75, (64, 8))))(batch)

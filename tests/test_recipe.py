@@ -75,6 +75,7 @@ def configured(optimizer, schedule, nesterov=False, **values):
     return optax.GradientTransformation(init, tx.update)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "ours, theirs",
     [
@@ -136,6 +137,7 @@ def test_weight_decay_momentum_and_schedule_lengths_reach_each_members_optimizer
         assert float(hyper["decay_steps"][k]) == 15.0
 
 
+@pytest.mark.slow
 def test_a_sweep_member_with_a_recipe_equals_its_single_run_bitwise(data):
     config = CONFIG.replace(optimizer="sgd", schedule="warmup-cosine", nesterov=True)
     members = [
@@ -161,6 +163,7 @@ def test_a_sweep_member_with_a_recipe_equals_its_single_run_bitwise(data):
         ]
 
 
+@pytest.mark.slow
 def test_the_learning_rate_in_effect_is_recorded_each_epoch(data):
     config = CONFIG.replace(schedule="cosine", learning_rate=1e-2, final_lr_fraction=0.1)
     history = fit(config, data).history
@@ -171,6 +174,7 @@ def test_the_learning_rate_in_effect_is_recorded_each_epoch(data):
     assert fit(CONFIG.replace(epochs=1), data).history[0]["learning_rate"] == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_schedule_ends_bitwise_where_the_uninterrupted_run_does(data, tmp_path):
     config = CONFIG.replace(optimizer="adamw", schedule="warmup-cosine", weight_decay=1e-2)
     config = config.replace(warmup_epochs=1.0, epochs=4)

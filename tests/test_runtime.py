@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mnist_jax.runtime import CPU_FLAGS, CPU_FLAGS_ENV
 
 # Prints what `configure_xla_cpu` added, XLA_FLAGS after it, and, unless NO_BACKEND is set, the
@@ -39,6 +41,7 @@ def run(**env_changes) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_flags_are_set_on_cpu_before_the_backend_starts_and_xla_applies_them():
     configured = run()
     assert configured["added"] == list(CPU_FLAGS)
@@ -51,6 +54,7 @@ def test_flags_are_set_on_cpu_before_the_backend_starts_and_xla_applies_them():
     assert configured["hlo"] == by_hand["hlo"] != default["hlo"]
 
 
+@pytest.mark.slow
 def test_flags_join_the_users_and_never_replace_one_the_user_set():
     joined = run(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert joined["xla_flags"].split() == ["--xla_force_host_platform_device_count=2", *CPU_FLAGS]
@@ -59,11 +63,13 @@ def test_flags_join_the_users_and_never_replace_one_the_user_set():
     assert mine["added"] == [] and mine["xla_flags"] == f"{name}=DEFAULT"
 
 
+@pytest.mark.slow
 def test_no_flags_once_the_backend_has_started():
     late = run(START_BACKEND_FIRST="1", NO_BACKEND="1")
     assert late["added"] == [] and late["xla_flags"] is None
 
 
+@pytest.mark.slow
 def test_no_flags_when_jax_will_run_on_an_accelerator():
     # Nothing starts a backend here: the platform is only named.
     for platforms in ("cuda", "tpu", "cuda,cpu"):
@@ -71,11 +77,13 @@ def test_no_flags_when_jax_will_run_on_an_accelerator():
         assert other["added"] == [] and other["xla_flags"] is None
 
 
+@pytest.mark.slow
 def test_off_sets_no_flags():
     off = run(NO_BACKEND="1", **{CPU_FLAGS_ENV: "off"})
     assert off["added"] == [] and off["xla_flags"] is None
 
 
+@pytest.mark.slow
 def test_a_single_runs_commands_import_neither_scipy_nor_seaborn_nor_pandas():
     """A single run needs neither: importing them (seaborn brings the other two) took a second or
     two of every command's start-up on a 2-core CPU. Sweeps and comparisons import them where
@@ -111,6 +119,7 @@ def test_a_compilation_cache_setting_that_is_not_a_writable_folder_is_one_line(
     assert enable_compilation_cache() is None
 
 
+@pytest.mark.slow
 def test_a_backend_that_cannot_start_is_named_as_such_in_one_line(tmp_path, mnist_dir):
     env = dict(os.environ, JAX_PLATFORMS="bogus", MNIST_JAX_DATA=str(mnist_dir))
     proc = subprocess.run(

@@ -141,6 +141,7 @@ def test_padded_size_is_a_multiple_of_the_devices_with_two_members_each():
 # Init and training equal the single run -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vmapped_init_equals_per_seed_init_bitwise():
     members = [
         Member(0, 1e-3, 0.25, (32,)),
@@ -157,6 +158,7 @@ def test_vmapped_init_equals_per_seed_init_bitwise():
         assert float(stacked.dropout_rate[k]) == np.float32(m.dropout_rate)
 
 
+@pytest.mark.slow
 def test_sweep_members_start_from_the_single_runs_state_and_epoch_order():
     members = expand_members([0, 1], [1e-3], [0.25], [(32,)])
     stacked = init_members(SPEC, members)
@@ -169,6 +171,7 @@ def test_sweep_members_start_from_the_single_runs_state_and_epoch_order():
         np.testing.assert_array_equal(weights[k], single_weights)
 
 
+@pytest.mark.slow
 def test_two_member_sweep_matches_two_single_runs_within_a_fifth_of_a_point():
     data = synthetic_data()
     members = expand_members([0, 1], [1e-3], [0.25], [(32,)])
@@ -185,6 +188,7 @@ def test_two_member_sweep_matches_two_single_runs_within_a_fifth_of_a_point():
         np.testing.assert_array_equal(result.state.key, single.state.key)
 
 
+@pytest.mark.slow
 def test_members_trained_one_per_step_equal_their_single_runs_bitwise():
     """One member per step (the CPU default) runs the single run's unbatched `train_epoch`."""
     data = synthetic_data()
@@ -197,6 +201,7 @@ def test_members_trained_one_per_step_equal_their_single_runs_bitwise():
         assert strip(result.history) == strip(single.history)
 
 
+@pytest.mark.slow
 def test_members_per_step_does_not_change_which_members_train_together():
     data = synthetic_data()
     members = expand_members([0, 1, 2, 3], [1e-3], [0.25], [(32,)])
@@ -223,6 +228,7 @@ def test_two_member_sweep_matches_two_single_runs_on_real_mnist(mnist):
         assert difference <= 0.002, f"seed {result.member.seed}: {difference:.4f}"
 
 
+@pytest.mark.slow
 def test_sweep_records_the_same_history_keys_as_fit():
     sweep = run_sweep(
         CONFIG.replace(epochs=1),
@@ -240,6 +246,7 @@ def test_sweep_records_the_same_history_keys_as_fit():
     ]
 
 
+@pytest.mark.slow
 def test_a_small_memory_budget_splits_the_sweep_into_programs_with_unchanged_results():
     data = synthetic_data(num_test=200)
     members = expand_members([0, 1, 2], [1e-3], [0.0, 0.25], [(32,)])
@@ -266,6 +273,7 @@ def test_each_hidden_size_gets_its_own_program():
     ]
 
 
+@pytest.mark.slow
 def test_callbacks_see_each_epochs_stacked_state_and_records():
     seen = []
     members = expand_members([0, 1, 2], [1e-3], [0.25], [(32,)])
@@ -290,6 +298,7 @@ def test_callbacks_see_each_epochs_stacked_state_and_records():
     ]
 
 
+@pytest.mark.slow
 def test_a_diverged_member_is_marked_and_left_out_of_the_statistics():
     members = [
         Member(0, 1e-3, 0.25, (32,)),
@@ -305,6 +314,7 @@ def test_a_diverged_member_is_marked_and_left_out_of_the_statistics():
     assert rows[1e-3]["test_accuracy"]["n"] == 2 and rows[1e-3]["ensemble_size"] == 2
 
 
+@pytest.mark.slow
 def test_raise_on_divergence_names_the_member():
     members = [Member(0, 1e-3, 0.25, (32,)), Member(3, 1e30, 0.25, (32,))]
     with pytest.raises(TrainingError, match=r"seed=3.*diverged at epoch 1"):
@@ -316,6 +326,7 @@ def test_raise_on_divergence_names_the_member():
         )
 
 
+@pytest.mark.slow
 def test_ensemble_accuracy_is_that_of_the_mean_softmax_probabilities():
     data = synthetic_data(num_test=300)
     sweep = run_sweep(

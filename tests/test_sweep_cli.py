@@ -236,6 +236,7 @@ def test_an_occupied_out_folder_is_refused_and_left_untouched(capsys, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tmp_path, capsys):
     from mnist_jax.data.fake import write_fake_dataset
 
@@ -263,6 +264,7 @@ def test_a_sweep_of_two_models_plans_two_programs_and_reports_a_row_per_model(tm
     ]
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_seeds_stop_early_apart_reports_and_draws_them(tmp_path, capsys):
     """--patience stops members of one configuration at different epochs: the command says they
     stopped (not diverged) and writes every file, the learning curves over the members still

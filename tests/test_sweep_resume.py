@@ -47,6 +47,7 @@ def without_seconds(history):
 # Library: run_sweep(start=...) --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_path):
     data = synthetic_data()
     config = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)

@@ -83,6 +83,7 @@ def test_a_members_seconds_are_its_share_of_the_epochs_its_program_trained_it():
     assert row["reached"] == 2 and row["seconds"]["mean"] == (5.0 + 2.0) / 2
 
 
+@pytest.mark.slow
 def test_stop_at_target_ends_a_run_at_the_epoch_that_reached_it():
     rng = np.random.default_rng(0)
     teacher = rng.normal(size=(784, 10))
@@ -105,6 +106,7 @@ def test_stop_at_target_needs_a_target():
         TrainConfig(target_accuracy=1.5)
 
 
+@pytest.mark.slow
 def test_the_sweep_reports_time_to_target_per_member_and_configuration(tmp_path, capsys):
     from mnist_jax.data.fake import write_fake_dataset
 

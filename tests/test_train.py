@@ -42,6 +42,7 @@ def leaves_equal(a, b) -> bool:
 SPEC = TrainSpec(batch_size=64)
 
 
+@pytest.mark.slow
 def test_train_steps_lower_the_loss_on_a_fixed_batch():
     data = synthetic_data()
     state = init_train_state(SPEC, 0)
@@ -53,6 +54,7 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch():
     assert int(state.step) == 21
 
 
+@pytest.mark.slow
 def test_padded_last_batch_takes_the_same_step_as_the_unpadded_batch():
     data = synthetic_data()
     # Plain SGD with step 1 makes the update the gradient itself (Adam's first step, ~lr * sign(g),
@@ -103,6 +105,7 @@ def test_each_epoch_draws_a_new_order_from_the_runs_key():
     assert not np.array_equal(first, other_seed)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bitwise_identical_parameters_and_metrics():
     data = synthetic_data()
     runs = []
@@ -124,6 +127,7 @@ def test_learning_rate_lives_in_the_state():
     assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(3e-3)
 
 
+@pytest.mark.slow
 def test_a_custom_optax_transformation_can_be_passed():
     data = synthetic_data()
     spec = TrainSpec(batch_size=64, tx=optax.sgd(0.1))
@@ -132,6 +136,7 @@ def test_a_custom_optax_transformation_can_be_passed():
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 10
 
 
+@pytest.mark.slow
 def test_fit_records_history_and_calls_callbacks_each_epoch():
     config = TrainConfig(epochs=3, batch_size=64)
     seen = []
@@ -153,6 +158,7 @@ def test_fit_records_history_and_calls_callbacks_each_epoch():
     assert result.compile_seconds > 0
 
 
+@pytest.mark.slow
 def test_fit_in_two_parts_equals_fit_in_one_bitwise():
     """The basis of resuming: the state alone decides what the next epochs compute."""
     data = synthetic_data()
