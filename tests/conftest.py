@@ -39,11 +39,12 @@ def pytest_configure(config):
 # keeps one worker from being left with a long file at the end while the other has finished.
 LONGEST_FILES = (
     "test_sweep_processes.py",
-    "test_models.py",
     "test_faults.py",
     "test_resume.py",
     "test_notebooks.py",
     "test_bench.py",
+    "test_models.py",
+    "test_real_data.py",
     "test_sweep.py",
     "test_sweep_resume.py",
     "test_readme.py",

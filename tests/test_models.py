@@ -107,15 +107,6 @@ def test_the_cnn_refuses_hidden_sizes_it_does_not_have():
         TrainConfig(model="cnn", hidden_sizes=(64,))
 
 
-@pytest.mark.slow
-def test_one_cnn_epoch_on_real_mnist_reaches_97_percent(mnist):
-    from mnist_jax.fit import to_device
-
-    config = TrainConfig(model="cnn", epochs=1, batch_size=128)
-    result = fit(config, to_device(mnist, config))
-    assert result.history[-1]["val_accuracy"] >= 0.97
-
-
 # A sweep over two models ---------------------------------------------------------------------
 
 

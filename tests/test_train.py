@@ -187,20 +187,6 @@ def test_create_train_state_uses_the_configs_seed_and_hyperparameters():
     assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(2e-3)
 
 
-@pytest.mark.slow
-def test_two_epochs_on_real_mnist_reach_95_percent_test_accuracy(mnist):
-    from mnist_jax.evaluate import evaluate_loss_accuracy
-    from mnist_jax.fit import to_device
-    from mnist_jax.models import mlp
-
-    config = TrainConfig(epochs=2)
-    data = to_device(mnist, config)
-    result = fit(config, data)
-    test = evaluate_loss_accuracy(mlp(), result.state.params, data.test_images, data.test_labels)
-    assert float(test["accuracy"]) >= 0.95
-    assert result.history[-1]["val_accuracy"] == pytest.approx(float(test["accuracy"]))
-
-
 def test_holdout_validation_trains_on_the_rest_and_validates_on_the_last_examples():
     from mnist_jax.data import Dataset
     from mnist_jax.fit import to_device
