@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _processes import run_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -64,30 +65,6 @@ def run(args, mnist_dir, **kwargs) -> subprocess.CompletedProcess:
     proc = start(args, mnist_dir, **kwargs)
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def run_in_process(args, mnist_dir, monkeypatch, capsys) -> subprocess.CompletedProcess:
-    """`python -m ARGS` run in this process, for a refusal that comes before anything heavy: its
-    exit status and output as the subprocess would give them (stdout and stderr from capsys)."""
-    import importlib
-    import logging
-    import warnings
-
-    from experiments.cli import run_main
-
-    module, *argv = map(str, args)
-    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
-    # run_main prints warnings in one line and quiets absl's log: both undone after the command.
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-    absl_level = logging.getLogger("absl").level
-    capsys.readouterr()  # what the test printed before is not the command's
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            run_main(importlib.import_module(module).main, f"python -m {module}", argv)
-    finally:
-        logging.getLogger("absl").setLevel(absl_level)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
 
 
 def baseline(*args):

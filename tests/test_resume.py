@@ -4,7 +4,8 @@ re-computes what the run wrote.
 
 The runs train on the real MNIST: the kill points are timed against its epochs (about half a second
 each), and one of them lands inside an epoch's training, which on the small cut lasts a few
-milliseconds. Refusals that come before any training run in this process (`attempt_in_process`).
+milliseconds. Refusals that come before any training run in this process
+(`_processes.run_in_process`).
 """
 
 import json
@@ -50,30 +51,6 @@ def run(args, mnist_dir):
     proc = attempt(args, mnist_dir)
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def attempt_in_process(args, mnist_dir, monkeypatch, capsys) -> subprocess.CompletedProcess:
-    """`python -m *args` run in this process, for a refusal that comes before any training: its
-    exit status and output as `attempt` would give them (from capsys)."""
-    import importlib
-    import logging
-    import warnings
-
-    from experiments.cli import run_main
-
-    module, *argv = map(str, args)
-    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
-    # run_main prints warnings in one line and quiets absl's log: both undone after the command.
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-    absl_level = logging.getLogger("absl").level
-    capsys.readouterr()  # what the test printed before is not the command's
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            run_main(importlib.import_module(module).main, f"python -m {module}", argv)
-    finally:
-        logging.getLogger("absl").setLevel(absl_level)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
 
 
 def kill_when(out: Path, trigger: str, delay: float, mnist_dir) -> None:
@@ -187,7 +164,7 @@ def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
 
 def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir, monkeypatch, capsys):
     args = ["experiments.baseline", "--resume", reference, "--epochs", "5"]
-    proc = attempt_in_process(args, mnist_dir, monkeypatch, capsys)
+    proc = _processes.run_in_process(args, mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -203,7 +180,7 @@ def test_evaluate_names_an_architecture_mismatch_in_one_line_and_keeps_the_files
     record["config"]["hidden_sizes"] = [64, 64]
     (copy / "config.json").write_text(json.dumps(record))
     before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
-    proc = attempt_in_process(["experiments.evaluate", copy], mnist_dir, monkeypatch, capsys)
+    proc = _processes.run_in_process(["experiments.evaluate", copy], mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2
     assert "hidden_sizes=[128, 128]" in proc.stderr and "hidden_sizes=[64, 64]" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
@@ -237,7 +214,7 @@ def test_a_config_json_that_differs_from_the_checkpoints_is_refused_and_the_file
     before = files()
     args = [str(copy), "--out", str(tmp_path / "eval")] if "evaluate" in tool else []
     args = args or ["--resume", str(copy)]
-    proc = attempt_in_process([tool, *args], mnist_dir, monkeypatch, capsys)
+    proc = _processes.run_in_process([tool, *args], mnist_dir, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"{field}={saved!r}" in proc.stderr and f"{field}={value!r}" in proc.stderr
@@ -258,6 +235,6 @@ def test_a_config_json_whose_dataset_record_is_not_an_object_is_one_line(
         ["experiments.evaluate", str(copy)],
         ["experiments.baseline", "--resume", str(copy)],
     ):
-        proc = attempt_in_process(args, mnist_dir, monkeypatch, capsys)
+        proc = _processes.run_in_process(args, mnist_dir, monkeypatch, capsys)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "damaged" in proc.stderr
