@@ -227,7 +227,9 @@ RUN_DEFINING_FLAGS = (
 )
 
 
-def refuse_flags_with_resume(argv: Sequence[str]) -> None:
+def refuse_flags_with_resume(argv: Sequence[str], record: str = "config.json") -> None:
+    """A resumed run or sweep takes what defines it from its `record` file: a flag that would
+    change it is one line naming the flags to drop."""
     given = sorted(
         {
             flag
@@ -238,7 +240,7 @@ def refuse_flags_with_resume(argv: Sequence[str]) -> None:
     )
     if given:
         raise ConfigError(
-            f"--resume continues a run with the configuration in its config.json; "
+            f"--resume continues a run with the configuration in its {record}; "
             f"drop {', '.join(given)}"
         )
 

@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     several = jax.process_count() > 1
 
     if args.resume:
-        cli.refuse_flags_with_resume(argv)
+        cli.refuse_flags_with_resume(argv, record=SWEEP_FILE)
         given = _given(argv, SWEEP_DEFINING_FLAGS)
         if given:
             raise ConfigError(

@@ -225,6 +225,9 @@ def test_resume_refuses_flags_that_would_change_the_sweep(capsys, tmp_path):
     code, captured = run_cli(["--resume", str(tmp_path), "--seeds", "0-3"], capsys)
     assert code == 2 and "drop --seeds" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+    code, captured = run_cli(["--resume", str(tmp_path), "--learning-rate", "0.1"], capsys)
+    assert code == 2 and "drop --learning-rate" in captured.err
+    assert "its sweep.json" in captured.err  # it said config.json, which a sweep does not have
 
 
 def test_an_occupied_out_folder_is_refused_and_left_untouched(capsys, tmp_path):
