@@ -213,11 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run_log is not None:
         run_log.finish(record, [p for p in written if p.suffix == ".png"], len(result.history))
     if profiler is not None:
-        console.info(
-            f"profile of a steady epoch: {run_dir / PROFILE_DIR}"
-            if profiler.traced
-            else "no profile: fewer than two epochs were trained"
-        )
+        console.info(profiler.summary())
     accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
     console.result(accuracy)
     target = time_to_target_text(metrics.get("time_to_target"))

@@ -184,6 +184,17 @@ class ProfileSteadyEpoch:
         if self.seen == 1:  # the run ended after one epoch: keep what was recorded
             jax.profiler.stop_trace()
 
+    def summary(self) -> str:
+        """What the directory holds, in a line for the console."""
+        if self.traced:
+            return f"profile of a steady epoch: {self.directory}"
+        if self.seen == 1:  # close() kept the trace of what followed the only epoch
+            return (
+                f"profile of what followed the first epoch (the evaluation and outputs; one epoch "
+                f"was trained, so no steady epoch): {self.directory}"
+            )
+        return "no profile: no epoch was trained"
+
 
 def history_from_log(path: str | os.PathLike, last_epoch: int) -> list[dict] | None:
     """A run's history of epochs 1..`last_epoch` as its metrics log holds it (the log's lines are

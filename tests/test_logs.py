@@ -18,7 +18,7 @@ import pytest
 
 from experiments import baseline, sweep
 from experiments.cli import run_main
-from mnist_jax.logs import METRICS_LOG, MetricsLog, RunLog, read_metrics_log
+from mnist_jax.logs import METRICS_LOG, MetricsLog, ProfileSteadyEpoch, RunLog, read_metrics_log
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -278,6 +278,16 @@ def test_profile_writes_a_trace_and_no_tensorboard_writes_no_events(tmp_path, sm
     )
     assert not (out / "tensorboard").exists() and (out / METRICS_LOG).is_file()
     shutil.rmtree(out)
+
+
+def test_the_profile_line_says_what_the_trace_holds(tmp_path):
+    # After one epoch the trace of what followed it is kept; the line said "no profile".
+    profiler = ProfileSteadyEpoch(tmp_path)
+    assert profiler.summary() == "no profile: no epoch was trained"
+    profiler.seen = 1
+    assert profiler.summary().startswith("profile of what followed the first epoch")
+    profiler.seen, profiler.traced = 2, True
+    assert profiler.summary() == f"profile of a steady epoch: {tmp_path}"
 
 
 def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, monkeypatch):
