@@ -16,18 +16,6 @@ import pytest
 from mnist_jax.data import load_dataset
 from mnist_jax.runtime import CACHE_ENV, configure_xla_cpu, enable_compilation_cache
 
-# Each pytest-xdist worker (and the commands its tests start, which inherit it) keeps to a core of
-# its own, set before jax starts its backend (importing jax does not start it): two workers whose
-# XLA thread pools each spread over every core contend for them, and the suite is CPU-bound.
-# Results do not depend on it (the golden test, the legacy checkpoint and the real-data checks pass
-# on one core as on two).
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-if _WORKER.startswith("gw") and hasattr(os, "sched_setaffinity"):
-    _cpus = sorted(os.sched_getaffinity(0))
-    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if len(_cpus) >= _workers > 1:
-        os.sched_setaffinity(0, {_cpus[int(_WORKER[2:]) % len(_cpus)]})
-
 # The tests compute what the commands compute: the same XLA:CPU flags, set before any test starts
 # jax's backend.
 configure_xla_cpu()
