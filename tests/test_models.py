@@ -90,6 +90,7 @@ def test_the_slices_and_matmul_conv_equals_flax_conv(kernel_size):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_average_pooling_equals_flax_avg_pool_on_odd_sizes_too():
     x = jax.random.uniform(jax.random.key(0), (2, 7, 6, 3))
     np.testing.assert_array_equal(avg_pool_2x2(x), nn.avg_pool(x, (2, 2), strides=(2, 2)))

@@ -170,6 +170,7 @@ def test_fit_in_two_parts_equals_fit_in_one_bitwise():
     assert strip(whole.history) == strip(rest.history)
 
 
+@pytest.mark.slow
 def test_fit_stops_with_a_clear_error_when_the_loss_is_not_finite():
     data = synthetic_data()
     poisoned = data._replace(train_images=data.train_images.at[0, 0].set(np.nan))
