@@ -103,6 +103,14 @@ def test_the_cnn_takes_images_and_the_spec_says_so():
     assert hash(model_from_config(TrainConfig(model="cnn"))) == hash(cnn())
 
 
+def test_images_too_small_for_the_cnns_two_poolings_are_one_config_error_naming_the_size():
+    # 1x1 and 3x3 images said "ZeroDivisionError: division by zero".
+    for shape in ((1, 1, 1), (3, 3, 1), (28, 3, 1)):
+        with pytest.raises(ConfigError, match=f"at least 4x4 pixels; these are {shape[0]}x"):
+            check_model(cnn(), shape, 10)
+    check_model(cnn(), (4, 4, 1), 10)  # 4 -> 2 -> 1: the smallest that pools twice
+
+
 def test_the_cnn_refuses_hidden_sizes_it_does_not_have():
     with pytest.raises(ConfigError, match="hidden_sizes.*model='cnn'"):
         TrainConfig(model="cnn", hidden_sizes=(64,))

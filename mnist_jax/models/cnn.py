@@ -71,6 +71,11 @@ class CNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        if min(x.shape[-3:-1]) < 4:  # each pooling halves the image: nothing would be left
+            raise ValueError(
+                f"the CNN pools twice by 2x2, so it needs images of at least 4x4 pixels; these "
+                f"are {x.shape[-3]}x{x.shape[-2]} (use --model mlp)"
+            )
         for features in (32, 64):
             x = avg_pool_2x2(nn.relu(Conv(features)(x)))
         x = x.reshape(*x.shape[:-3], -1)  # flatten H, W, C in NHWC order
