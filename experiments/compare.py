@@ -107,10 +107,8 @@ def _check_run(folder: Path, predictions: Predictions) -> str | None:
 def _run_details(folder: Path) -> str:
     """The run's model, learning rate and seed, as its record (or an evaluation's metrics) says."""
     for name in ("config.json", "metrics.json"):
-        if not (folder / name).is_file():
-            continue
-        record = read_json(folder / name)
-        config = record.get("config", record) if isinstance(record, dict) else None
+        record = _record(folder, name)
+        config = record.get("config", record)
         if not isinstance(config, dict):
             continue
         model = config.get("model")
