@@ -259,7 +259,7 @@ def run_main(
     main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None
 ) -> NoReturn:
     """Run a command's `main`; a user error becomes one line on stderr and exit status 2."""
-    from mnist_jax.sweep.distributed import peer_failure
+    from mnist_jax.distributed import peer_failure
 
     quiet_library_logs()
     configure_xla_cpu()  # before anything starts jax's backend: XLA reads its flags once

@@ -14,8 +14,8 @@ from experiments import cli
 from experiments.console import Console
 from mnist_jax.checkpoint import load_run
 from mnist_jax.data import load_dataset
+from mnist_jax.device_data import to_device
 from mnist_jax.errors import ConfigError
-from mnist_jax.fit import to_device
 from mnist_jax.logs import METRICS_LOG, history_from_log
 from mnist_jax.models import model_record
 from mnist_jax.report import evaluate_test_set, write_run_outputs

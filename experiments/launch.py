@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-from mnist_jax.errors import ConfigError
-from mnist_jax.sweep.distributed import (
+from mnist_jax.distributed import (
     ENV_COORDINATOR,
     ENV_NUM_PROCESSES,
     ENV_PROCESS_ID,
     PEER_TIMEOUT_SECONDS,
 )
+from mnist_jax.errors import ConfigError
 
 # How long stopped processes get to end on their own before they are killed (each ends within
 # its INTERRUPT_GRACE_SECONDS, 2 s, once it has started).

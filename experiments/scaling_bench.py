@@ -21,9 +21,9 @@ import jax
 from experiments import cli
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
+from mnist_jax.device_data import spec_for, to_device
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
-from mnist_jax.fit import spec_for, to_device
 from mnist_jax.sweep import expand_members, parse_int_ranges
 from mnist_jax.sweep import program as prog
 from mnist_jax.train import create_train_state, train_epoch_jit

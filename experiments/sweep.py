@@ -30,24 +30,17 @@ import jax
 
 from experiments import cli
 from experiments.console import Console
-from experiments.sweep_output import (
-    MEMBERS_FILE,
-    PER_MEMBER_FIELDS,
-    SUMMARY_FILE,
-    ProgressPrinter,
-    analyse,
-    data_sources,
-    member_entries,
-    print_plan,
-    print_table,
-    throughput,
-    write_sweep_files,
-)
+from experiments.sweep_output import ProgressPrinter, print_plan, print_table
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
-from mnist_jax.checkpoint.processes import barrier
 from mnist_jax.data import load_dataset
+from mnist_jax.device_data import check_fits, to_device
+from mnist_jax.distributed import (
+    ENV_COORDINATOR,
+    barrier,
+    check_shared_folder,
+    path_of_process_0,
+)
 from mnist_jax.errors import ConfigError, MnistJaxError
-from mnist_jax.fit import check_fits, to_device
 from mnist_jax.logs import SweepLog
 from mnist_jax.models import model_record
 from mnist_jax.rundir import (
@@ -75,12 +68,17 @@ from mnist_jax.sweep import (
     resolve_members_per_program,
     run_sweep,
 )
-from mnist_jax.sweep.distributed import (
-    ENV_COORDINATOR,
-    check_shared_folder,
-    path_of_process_0,
-)
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
+from mnist_jax.sweep.outputs import (
+    MEMBERS_FILE,
+    PER_MEMBER_FIELDS,
+    SUMMARY_FILE,
+    analyse,
+    data_sources,
+    member_entries,
+    throughput,
+    write_sweep_files,
+)
 from mnist_jax.sweep.plan import plan_record, recorded_plan
 from mnist_jax.sweep.results import config_labels
 from mnist_jax.sweep.select import parse_assignments, select_configuration

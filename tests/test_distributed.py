@@ -63,7 +63,7 @@ SLURM_TWO_TASKS = {
 
 @pytest.mark.parametrize("tasks, starts", [("2", True), ("1", False)])
 def test_a_cluster_jax_detects_starts_the_processes_without_variables(monkeypatch, tasks, starts):
-    from mnist_jax.sweep import distributed
+    from mnist_jax import distributed
 
     calls = []
     monkeypatch.setattr(distributed, "_initialized", False)
@@ -80,7 +80,7 @@ def test_a_cluster_jax_detects_starts_the_processes_without_variables(monkeypatc
 
 
 def test_cluster_detection_can_be_turned_off(monkeypatch):
-    from mnist_jax.sweep import distributed
+    from mnist_jax import distributed
 
     for name, value in SLURM_TWO_TASKS.items():
         monkeypatch.setenv(name, value)
@@ -89,7 +89,7 @@ def test_cluster_detection_can_be_turned_off(monkeypatch):
 
 
 def test_a_lost_process_is_recognised_in_any_error_type_and_only_with_several(monkeypatch):
-    from mnist_jax.sweep import distributed
+    from mnist_jax import distributed
 
     lost = ValueError("Gloo AllGather failed: [pair.cc:547] Connection closed by peer [1.2.3.4]:5")
     wrapped = RuntimeError("cannot write a checkpoint")
@@ -105,7 +105,7 @@ def test_a_lost_process_is_recognised_in_any_error_type_and_only_with_several(mo
 def no_jax_start(monkeypatch):
     """`jax.distributed.initialize` recorded instead of started: a bad value must be refused before
     (JAX's runtime crashes on some, and waits its whole start-up timeout on others)."""
-    from mnist_jax.sweep import distributed
+    from mnist_jax import distributed
 
     calls = []
     monkeypatch.setattr(distributed, "_initialized", False)
@@ -148,7 +148,7 @@ def test_a_bad_coordinator_address_is_refused_before_jax_starts(no_jax_start, co
     "coordinator", ["127.0.0.1:1", "host0:4321", "localhost:65535", "[::1]:1234", " host0:80 "]
 )
 def test_a_good_coordinator_address_reaches_jax_as_given(no_jax_start, coordinator):
-    from mnist_jax.sweep.distributed import coordinator_address
+    from mnist_jax.distributed import coordinator_address
 
     env = {
         "MNIST_JAX_COORDINATOR": coordinator,

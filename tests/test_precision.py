@@ -10,7 +10,7 @@ from helpers import assert_bitwise_equal, prototype_data
 
 from experiments import baseline
 from experiments.cli import run_main
-from mnist_jax import fit as fit_module
+from mnist_jax import device_data
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.fit import DeviceData, check_precision, fit, spec_for
@@ -117,7 +117,7 @@ class _UnsupportedDevice:
 def test_baseline_refuses_bf16_without_hardware_support_in_one_line(
     tmp_path, mnist_dir, monkeypatch, capsys
 ):
-    monkeypatch.setattr(fit_module, "bf16_unsupported", lambda device=None: "no bf16 here")
+    monkeypatch.setattr(device_data, "bf16_unsupported", lambda device=None: "no bf16 here")
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
         run_main(

@@ -11,8 +11,9 @@ import pytest
 import scipy.stats
 from conftest import SMALL_TEST, SMALL_TRAIN
 
-from experiments import sweep, sweep_output
+from experiments import sweep
 from experiments.cli import run_main
+from mnist_jax.sweep import outputs as sweep_output
 
 # Held out from the small cut's 2,000 training images (the default, 10,000, is more than it has).
 VALIDATION_SIZE = 500

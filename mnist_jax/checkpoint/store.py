@@ -45,7 +45,7 @@ from mnist_jax.checkpoint.orbax_quirks import (
     silence_reports_into_closed_loops,
     write_failure_reason,
 )
-from mnist_jax.checkpoint.processes import (
+from mnist_jax.distributed import (
     all_agree,
     all_digests,
     barrier,

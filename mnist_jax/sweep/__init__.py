@@ -2,85 +2,62 @@
 
 The sweep uses the single run's `train_epoch` under `jax.vmap` (no second copy of the training
 maths), with the members' leading axis sharded over all devices of all processes. See `run_sweep`.
+
+The names below load their module on first use (PEP 562): importing one sweep module, e.g.
+`mnist_jax.sweep.members`, does not load the runner, the statistics and the outputs with it.
 """
 
-from mnist_jax.sweep.distributed import (
-    gather_to_host,
-    initialize_distributed_from_env,
-    is_main_process,
-)
-from mnist_jax.sweep.members import (
-    MIN_MEMBERS_PER_DEVICE,
-    ConfigKey,
-    Member,
-    expand_members,
-    parse_int_ranges,
-)
-from mnist_jax.sweep.plan import SweepProgram, plan_sweep, resolve_members_per_program
-from mnist_jax.sweep.program import (
-    MEMBER_AXIS,
-    default_budget_bytes,
-    default_members_per_step,
-    epoch_program,
-    init_members,
-    logits_program,
-    member_mesh,
-    member_sharding,
-    replicate_data,
-    replicated,
-    validate_program,
-)
-from mnist_jax.sweep.results import (
-    config_label,
-    config_labels,
-    curves_by_config,
-    paired_difference,
-    values_by_config,
-)
-from mnist_jax.sweep.run import (
-    MemberResult,
-    SweepCallback,
-    SweepResult,
-    SweepStart,
-    ensembles,
-    run_sweep,
-)
-from mnist_jax.sweep.stats import summarize, summarize_by_config
+from __future__ import annotations
 
-__all__ = [
-    "ConfigKey",
-    "MEMBER_AXIS",
-    "MIN_MEMBERS_PER_DEVICE",
-    "Member",
-    "MemberResult",
-    "SweepCallback",
-    "SweepProgram",
-    "SweepResult",
-    "SweepStart",
-    "config_label",
-    "config_labels",
-    "curves_by_config",
-    "default_budget_bytes",
-    "default_members_per_step",
-    "ensembles",
-    "epoch_program",
-    "expand_members",
-    "gather_to_host",
-    "init_members",
-    "initialize_distributed_from_env",
-    "is_main_process",
-    "logits_program",
-    "member_mesh",
-    "member_sharding",
-    "paired_difference",
-    "parse_int_ranges",
-    "plan_sweep",
-    "replicate_data",
-    "replicated",
-    "resolve_members_per_program",
-    "run_sweep",
-    "summarize",
-    "summarize_by_config",
-    "validate_program",
-    "values_by_config",
-]
+import importlib
+
+_EXPORTS = {
+    "config_label": "mnist_jax.sweep.results",
+    "config_labels": "mnist_jax.sweep.results",
+    "ConfigKey": "mnist_jax.sweep.members",
+    "curves_by_config": "mnist_jax.sweep.results",
+    "default_budget_bytes": "mnist_jax.sweep.program",
+    "default_members_per_step": "mnist_jax.sweep.program",
+    "ensembles": "mnist_jax.sweep.run",
+    "epoch_program": "mnist_jax.sweep.program",
+    "expand_members": "mnist_jax.sweep.members",
+    "gather_to_host": "mnist_jax.distributed",
+    "init_members": "mnist_jax.sweep.program",
+    "initialize_distributed_from_env": "mnist_jax.distributed",
+    "is_main_process": "mnist_jax.distributed",
+    "logits_program": "mnist_jax.sweep.program",
+    "Member": "mnist_jax.sweep.members",
+    "MEMBER_AXIS": "mnist_jax.sweep.program",
+    "member_mesh": "mnist_jax.sweep.program",
+    "member_sharding": "mnist_jax.sweep.program",
+    "MemberResult": "mnist_jax.sweep.run",
+    "MIN_MEMBERS_PER_DEVICE": "mnist_jax.sweep.members",
+    "paired_difference": "mnist_jax.sweep.results",
+    "parse_int_ranges": "mnist_jax.sweep.members",
+    "plan_sweep": "mnist_jax.sweep.plan",
+    "replicate_data": "mnist_jax.sweep.program",
+    "replicated": "mnist_jax.sweep.program",
+    "resolve_members_per_program": "mnist_jax.sweep.plan",
+    "run_sweep": "mnist_jax.sweep.run",
+    "summarize": "mnist_jax.sweep.stats",
+    "summarize_by_config": "mnist_jax.sweep.stats",
+    "SweepCallback": "mnist_jax.sweep.run",
+    "SweepProgram": "mnist_jax.sweep.plan",
+    "SweepResult": "mnist_jax.sweep.run",
+    "SweepStart": "mnist_jax.sweep.run",
+    "validate_program": "mnist_jax.sweep.program",
+    "values_by_config": "mnist_jax.sweep.results",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -20,10 +20,10 @@ import numpy as np
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME, CheckpointStore
 from mnist_jax.checkpoint.run import model_check, restore_state
 from mnist_jax.config import TrainConfig
+from mnist_jax.distributed import gather_to_host
 from mnist_jax.epochs import diverged
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.distributed import gather_to_host
 from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.plan import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState

@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from mnist_jax.config import MODELS, TrainConfig
+from mnist_jax.device_data import DeviceData
 from mnist_jax.errors import ConfigError
-from mnist_jax.fit import DeviceData
 from mnist_jax.models import Model, check_model
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import Member, chunk_sizes, group_members, padded_size

@@ -24,8 +24,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mnist_jax.config import TrainConfig
+from mnist_jax.device_data import DeviceData
 from mnist_jax.evaluate import predict_logits
-from mnist_jax.fit import DeviceData
 from mnist_jax.models import footprint
 from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
 from mnist_jax.train import (

@@ -25,6 +25,8 @@ import jax
 import numpy as np
 
 from mnist_jax.config import TrainConfig
+from mnist_jax.device_data import DeviceData
+from mnist_jax.distributed import gather_to_host
 from mnist_jax.epochs import (
     compile_all,
     diverged,
@@ -33,13 +35,11 @@ from mnist_jax.epochs import (
     time_to_target,
 )
 from mnist_jax.errors import ConfigError
-from mnist_jax.fit import DeviceData
 from mnist_jax.metrics import classification_report
 from mnist_jax.models import Model
 from mnist_jax.predictions import Predictions
 from mnist_jax.stats import softmax
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.distributed import gather_to_host
 from mnist_jax.sweep.members import ConfigKey, Member
 from mnist_jax.sweep.plan import SweepProgram, plan_sweep
 from mnist_jax.train import TrainSpec, TrainState

@@ -1,9 +1,11 @@
-"""Multi-process JAX: start-up from environment variables and gathering results to every process.
+"""Everything about several processes (`jax.distributed`), in one module: start-up from environment
+variables, gathering results to every process, barriers, and what a checkpoint store checks across
+processes (the layout a step was saved on, digests of each process's shards).
 
-Every process runs the same sweep code; `jax.devices()` then lists the devices of all processes and
-the member mesh spans them. Each process holds the members of its own devices; `gather_to_host`
-brings every member's numbers to every process (a collective: all processes must call it), so
-process 0 can write the files.
+Every process runs the same code; `jax.devices()` then lists the devices of all processes and the
+member mesh spans them. Each process holds the members of its own devices; `gather_to_host` brings
+every member's numbers to every process (a collective: all processes must call it), so process 0
+can write the files. With one process every function here is a cheap local no-op or copy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mnist_jax.errors import ConfigError
+from mnist_jax.fileio import write_text_atomic
 
 ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"  # host:port of process 0's coordinator service
 ENV_NUM_PROCESSES = "MNIST_JAX_NUM_PROCESSES"
@@ -192,9 +195,6 @@ def is_main_process() -> bool:
 def check_shared_folder(folder: Path) -> None:
     """Every process sees `folder` as the same folder (checkpoints need one file system shared by
     all processes): process 0 writes a token there, and every process must read the same one."""
-    from mnist_jax.checkpoint.processes import barrier
-    from mnist_jax.fileio import write_text_atomic
-
     probe = folder / ".shared-folder-check"
     if jax.process_index() == 0:
         write_text_atomic(probe, f"{os.getpid()}-{time.time_ns()}")
@@ -226,3 +226,62 @@ def path_of_process_0(path: Path | None) -> Path | None:
     shared = np.asarray(multihost_utils.broadcast_one_to_all(encoded))
     text = bytes(shared[shared != 0])
     return Path(os.fsdecode(text)) if text else None
+
+
+def several() -> bool:
+    return jax.process_count() > 1
+
+
+def barrier(name: str) -> None:
+    """Every process waits here for the others (process 0's file moves, a finished save)."""
+    if several():
+        multihost_utils.sync_global_devices(f"mnist_jax: {name}")
+
+
+def layout() -> dict:
+    """The processes and how many devices each has: shard digests compare only on an equal one."""
+    per_process = [0] * jax.process_count()
+    for device in jax.devices():
+        per_process[device.process_index] += 1
+    return {"processes": jax.process_count(), "devices": per_process}
+
+
+def local_digest(tree: Any) -> str:
+    """SHA-256 over the shards of every array that this process holds (path, shard index,
+    dtype, bytes): with several processes, each checks its own part."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(flat(tree).items()):
+        shards = getattr(leaf, "addressable_shards", None)
+        if shards is None:
+            parts = [((), np.asarray(leaf))]
+        else:
+            unique = {str(shard.index): shard for shard in shards if shard.replica_id == 0}
+            parts = [(index, np.asarray(unique[index].data)) for index in sorted(unique)]
+        for index, array in parts:
+            digest.update(f"{path}|{index}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def all_digests(tree: Any) -> list[str]:
+    """Every process's `local_digest`, in process order, on every process (a small collective)."""
+    mine = np.frombuffer(bytes.fromhex(local_digest(tree)), np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(mine))
+    return [bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)]
+
+
+def all_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process, so that every process takes the same branch."""
+    if not several():
+        return ok
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([ok], np.uint8))))
+
+
+def flat(tree: Any) -> dict[str, Any]:
+    """Leaves by a path that does not depend on container types (a dataclass or orbax's dicts)."""
+
+    def name(key) -> str:
+        return str(next((getattr(key, a) for a in ("key", "name", "idx") if hasattr(key, a)), key))
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(name(k) for k in path): leaf for path, leaf in leaves}

@@ -1,0 +1,147 @@
+"""The data training reads, on the device (`DeviceData`, made by `to_device`), a configuration's
+`TrainSpec` for a dataset, and the checks that refuse, before anything is created, a configuration
+the dataset or the device cannot serve. Shared by single runs and sweeps (`fit`, `sweep.run`)."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.data import Dataset, holdout_split, scale_to_layout
+from mnist_jax.errors import ConfigError
+from mnist_jax.models import Model, check_model, describe_text, footprint
+from mnist_jax.models.precision import bf16_unsupported
+from mnist_jax.train import TrainSpec
+
+
+class DeviceData(NamedTuple):
+    """The arrays training reads, on the device: images float32 in [0, 1] in a model's layout
+    (N, *example_shape), labels int32; and what the arrays alone do not say."""
+
+    train_images: jax.Array
+    train_labels: jax.Array
+    val_images: jax.Array
+    val_labels: jax.Array
+    test_images: jax.Array
+    test_labels: jax.Array
+    num_classes: int
+    image_shape: tuple[int, ...] = (28, 28)
+
+    @property
+    def arrays(self) -> tuple[jax.Array, ...]:
+        return tuple(self[:6])
+
+    def in_layout(self, example_shape: tuple[int, ...]) -> DeviceData:
+        """The same data with each example shaped `example_shape` (another model's layout): a
+        reshape on the device, nothing moves through the host; `self` when it already is."""
+        if tuple(self.train_images.shape[1:]) == tuple(example_shape):
+            return self
+        reshaped = [
+            x.reshape(x.shape[0], *example_shape) if k % 2 == 0 else x
+            for k, x in enumerate(self.arrays)
+        ]
+        return self._replace(**dict(zip(self._fields, reshaped)))
+
+
+def spec_for(
+    config: TrainConfig, dataset_or_data: Dataset | DeviceData, model: Model | None = None
+) -> TrainSpec:
+    """The spec of `config` for this dataset: its classes and image shape, the configuration's
+    built-in model or `model`."""
+    return TrainSpec.from_config(
+        config, dataset_or_data.num_classes, tuple(dataset_or_data.image_shape), model=model
+    )
+
+
+def to_device(dataset: Dataset, config: TrainConfig, spec: TrainSpec | None = None) -> DeviceData:
+    """Preprocess as the notebook (/255), in the layout of `spec`'s model (default: the
+    configuration's built-in model), and place every split on the default device once.
+
+    The validation split is the test set (`validation="test"`, as the notebook did) or the last
+    `validation_size` training examples (`validation="holdout"`), which are then not trained on.
+    """
+    spec = spec or spec_for(config, dataset)
+    train_images, train_labels = dataset.train_images, dataset.train_labels
+    if config.validation == "holdout":
+        train_images, train_labels, val_images, val_labels = holdout_split(
+            train_images, train_labels, config.validation_size
+        )
+    else:
+        val_images, val_labels = dataset.test_images, dataset.test_labels
+    arrays = []
+    for images, labels in (
+        (train_images, train_labels),
+        (val_images, val_labels),
+        (dataset.test_images, dataset.test_labels),
+    ):
+        arrays += [scale_to_layout(images, spec.example_shape), np.asarray(labels, np.int32)]
+    return DeviceData(
+        *jax.device_put(arrays),
+        num_classes=dataset.num_classes,
+        image_shape=tuple(dataset.image_shape),
+    )
+
+
+def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = None) -> None:
+    """Refuses, before anything is created, a configuration the dataset cannot serve: a held-out
+    split that leaves no training examples, a batch larger than the training set (it would be
+    padded with weight-0 rows to its full size, at its full memory cost), a model that cannot
+    train on these images (`check_model`), a precision the device has no hardware for
+    (`check_precision`) or a model that needs more memory than the device has."""
+    spec = spec or spec_for(config, dataset)
+    examples = int(dataset.train_images.shape[0])
+    if config.validation == "holdout":
+        if not 1 <= config.validation_size < examples:
+            raise ConfigError(
+                f"invalid validation_size={config.validation_size}: --validation holdout needs "
+                f"1 to {examples - 1} of the {examples} training examples of {dataset.name}"
+            )
+        examples -= config.validation_size
+    if config.batch_size > examples:
+        raise ConfigError(
+            f"invalid batch_size={config.batch_size}: larger than the {examples} training "
+            f"examples of {dataset.name}"
+        )
+    if int(dataset.test_images.shape[0]) == 0:
+        raise ConfigError(f"{dataset.name} has no test examples to evaluate on")
+    check_model(spec.model, spec.example_shape, dataset.num_classes)
+    check_precision(config.precision)
+    needed, available = training_bytes(spec, config.eval_batch_size), memory_bytes()
+    if needed > available:
+        raise ConfigError(
+            f"model {describe_text(spec.model.describe())} needs about {needed / 2**30:,.1f} GiB "
+            f"to train (parameters, Adam's moments, gradients and a batch's activations); this "
+            f"device has {available / 2**30:,.1f} GiB"
+        )
+
+
+def check_precision(precision: str, device: jax.Device | None = None) -> None:
+    """ConfigError where `device` (default: the first local one) cannot run `precision` at
+    hardware speed (`models.precision.bf16_unsupported`)."""
+    reason = bf16_unsupported(device) if precision == "bf16" else None
+    if reason:
+        raise ConfigError(f"--precision bf16 is not supported here: {reason}")
+
+
+def training_bytes(spec: TrainSpec, eval_batch_size: int = 2_000) -> int:
+    """A lower estimate of the memory one run needs (float32): parameters, the best epoch's,
+    Adam's two moments, the gradient and the update (6 copies), and a training batch's
+    activations (twice, for the backward pass) and an evaluation chunk's."""
+    size = footprint(spec.model, spec.example_shape)
+    batches = (2 * spec.batch_size + eval_batch_size) * size.activations_per_example
+    return 4 * (6 * size.parameters + batches)
+
+
+def memory_bytes(device: jax.Device | None = None) -> int:
+    """The memory a device offers: its `bytes_limit` where it reports one (GPU, TPU), else the
+    machine's physical memory (a CPU device shares it)."""
+    device = device or jax.local_devices()[0]
+    try:
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:
+        limit = None
+    return int(limit) if limit else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,251 @@
+"""What a sweep writes: members.json, summary.json (the analysis behind it), predictions.npz, the
+figures and report.md, and the throughput of the epochs trained. Pure functions of a `SweepResult`;
+`experiments.sweep` prints and calls them, and report.md's captions are in `sweep.report`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from mnist_jax.epochs import time_to_target
+from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.logs import json_safe
+from mnist_jax.predictions import PREDICTIONS_FILE
+from mnist_jax.stats import verdict, wilson_interval
+from mnist_jax.sweep.analysis import (
+    comparisons,
+    ensemble_curves,
+    search_curve,
+    selected_configuration,
+    test_intervals,
+)
+from mnist_jax.sweep.members import Member
+from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
+from mnist_jax.sweep.results import config_labels, curves_by_config, row_key, values_by_config
+from mnist_jax.sweep.stats import member_histories, time_to_target_by_config
+
+MEMBERS_FILE, SUMMARY_FILE = "members.json", "summary.json"
+# The members' own fields: in sweep.json's "config" these hold the first member's values.
+PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
+# The sweep's figures: report.md's FIGURE_CAPTIONS key -> file.
+PLOT_FILES = {
+    "accuracy_distribution": "accuracy_distribution.png",
+    "learning_curves": "learning_curves.png",
+    "ensemble_size": "ensemble_size.png",
+    "reliability": "reliability.png",
+    "expected_max": "expected_max.png",
+}
+
+
+def throughput(
+    programs,
+    epoch_seconds: dict[int, list[float]],
+    num_train: int,
+    epoch_members: dict[int, list[int]] | None = None,
+) -> dict:
+    """Training examples per second of the epochs trained in this process, all members together and
+    per member; the first epoch of a program is left out when it trained more (warm-up).
+    `epoch_members`: how many members each epoch trained (default: all of the program's); a member
+    stopped early or diverged trains no examples."""
+    examples, seconds = 0, 0.0
+    for program in programs:
+        times = epoch_seconds.get(program.index, [])
+        counts = (epoch_members or {}).get(program.index) or [len(program.members)] * len(times)
+        start = 1 if len(times) > 1 else 0
+        examples += num_train * sum(counts[start:])
+        seconds += sum(times[start:])
+    if not seconds:
+        return {
+            "train_seconds": 0.0,
+            "examples_per_second": None,
+            "examples_per_second_per_member": None,
+        }
+    members = sum(len(p.members) for p in programs)
+    return {
+        "train_seconds": sum(sum(t) for t in epoch_seconds.values()),
+        "examples_per_second": examples / seconds,
+        "examples_per_second_per_member": examples / seconds / members,
+    }
+
+
+def analyse(result, config, reference, data_record: dict) -> dict:
+    """summary.json's statistics: per configuration (`summary_rows`) its label (naming what
+    varies), test intervals from the predictions, comparison with `reference` (a configuration
+    key) and ensemble curve; the configuration selected by validation accuracy; the search's
+    expected-best curve; and `data` (which data each number comes from)."""
+    keys = [r.member.config_key for r in result.members]
+    labels = config_labels(keys)
+    rows = summary_rows(result, config.target_accuracy)
+    intervals = test_intervals(keys, result.predictions())
+    compared = comparisons(result.members, reference)
+    curves = ensemble_curves(result.members, result.test_labels)
+    for row in rows:
+        key = row_key(row)
+        row["label"] = labels[key]
+        row["test_intervals"] = intervals[key]
+        row["ensemble_curve"] = curves.get(key)
+        row["comparison"] = None
+        if key in compared:
+            row["comparison"] = {
+                **compared[key],
+                "verdict": verdict(labels[key], labels[reference], compared[key]),
+            }
+    chosen = selected_configuration(rows)
+    selected = None
+    if chosen is not None:
+        row = rows[chosen]
+        both = row["test_intervals"]["over_seeds_and_examples"]
+        selected = {
+            "label": row["label"],
+            "index": chosen,
+            "by": "final_val_accuracy",
+            "validation": row["final_val_accuracy"]["mean"],
+            "test": row["test_accuracy"]["mean"],
+            "test_interval": [both["low"], both["high"]],
+        }
+    # The reliability diagram shows the selected configuration's ensemble, or the first one's
+    # when the selected configuration has fewer than two live members.
+    ensembled = [row["label"] for row in rows if row["ensemble_curve"]]
+    reliability_of = None
+    if ensembled:
+        chosen = selected["label"] if selected else None
+        reliability_of = chosen if chosen in ensembled else ensembled[0]
+    return {
+        "configurations": rows,
+        "reference": labels[reference],
+        "selected": selected,
+        "reliability_of": reliability_of,
+        "search": search_curve(result.members),
+        "data": data_record,
+    }
+
+
+def write_plots(
+    sweep_dir: Path, result, summary: dict, only_missing: bool = False
+) -> dict[str, Path]:
+    """The sweep's figures that have something to show (`only_missing`: those not in
+    `sweep_dir` already); returns `PLOT_FILES` key -> path of the figures written."""
+    from mnist_jax import plots
+
+    labels = config_labels([r.member.config_key for r in result.members])
+    accuracies = {
+        labels[key]: list(values.values())
+        for key, values in values_by_config(result.members, "test_accuracy").items()
+    }
+    curves = {
+        labels[key]: values
+        for key, values in curves_by_config(result.members, "val_accuracy").items()
+    }
+    rows = summary["configurations"]
+    ensembles = {row["label"]: row["ensemble_curve"] for row in rows if row["ensemble_curve"]}
+    draw = {}
+    if accuracies:
+        draw["accuracy_distribution"] = lambda: plots.plot_accuracy_distribution(accuracies)
+        draw["learning_curves"] = lambda: plots.plot_learning_curves_band(curves)
+    if ensembles:
+        draw["ensemble_size"] = lambda: plots.plot_ensemble_curves(ensembles)
+        label = summary["reliability_of"]
+        full = ensembles[label]
+        draw["reliability"] = lambda: plots.plot_reliability_diagram(
+            {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
+            ece=full["full_ece"],
+            label=f"{label}, ensemble of {full['size'][-1]}",
+        )
+    if summary["search"]:
+        search = summary["search"]
+        draw["expected_max"] = lambda: plots.plot_expected_max({"this sweep": search})
+    return {
+        key: plots.save_figure(figure(), sweep_dir / PLOT_FILES[key])
+        for key, figure in draw.items()
+        if not (only_missing and (sweep_dir / PLOT_FILES[key]).exists())
+    }
+
+
+def member_time_to_target(result, target: float, histories) -> dict:
+    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share
+    (`histories`: `sweep.stats.member_histories` of the sweep's members)."""
+    reached = time_to_target(result.history, target)
+    return {**reached, "member_seconds": time_to_target(histories(result), target)["seconds"]}
+
+
+def member_entries(result, target: float | None) -> list[dict]:
+    """members.json: each member's values, program, final and best-epoch test numbers (with the
+    Wilson 95% interval of its test accuracy), history, divergence and (with a target) time to
+    target."""
+    predictions = result.predictions()
+    correct = predictions.correct.sum(axis=1)
+    examples = len(predictions.labels)
+    histories = member_histories(result.members)
+    return [
+        json_safe(
+            {
+                **r.member.to_dict(),
+                "program": r.program,
+                "test_accuracy": (r.test or {}).get("test_accuracy"),
+                "test_loss": (r.test or {}).get("test_loss"),
+                "test_correct": int(correct[k]) if predictions.valid[k] else None,
+                "test_accuracy_wilson95": list(wilson_interval(int(correct[k]), examples))
+                if predictions.valid[k]
+                else None,
+                **(r.best or {}),
+                "history": r.history,
+                "diverged_epoch": r.diverged_epoch,
+                "time_to_target": None
+                if target is None
+                else member_time_to_target(r, target, histories),
+            }
+        )
+        for k, r in enumerate(result.members)
+    ]
+
+
+def summary_rows(result, target: float | None) -> list[dict]:
+    """summary.json's configurations: `SweepResult.summary`, with time to target per
+    configuration when there is a target (in each member's share of its program's time)."""
+    rows = result.summary()
+    if target is not None:
+        histories = member_histories(result.members)
+        reached = time_to_target_by_config(result.members, target, histories)
+        for row in rows:
+            row["time_to_target"] = reached[row_key(row)]
+    return rows
+
+
+def data_sources(dataset, data, config) -> dict:
+    """Which data trained, validated and tested the members (summary.json's "data")."""
+    return {
+        "dataset": dataset.name,
+        "validation": config.validation,
+        "train_examples": int(data.train_images.shape[0]),
+        "validation_examples": int(data.val_images.shape[0]),
+        "test_examples": int(data.test_images.shape[0]),
+    }
+
+
+def write_sweep_files(
+    sweep_dir: Path, result, summary: dict, entries: list[dict], *, only_missing: bool
+) -> list[Path]:
+    """members.json, predictions.npz, summary.json, the figures and report.md (`only_missing`:
+    those not in `sweep_dir` already, for a finished sweep resumed); the paths written."""
+
+    def wanted(name: str) -> bool:
+        return not (only_missing and (sweep_dir / name).exists())
+
+    written = []
+    if wanted(MEMBERS_FILE):
+        written.append(write_json_atomic(sweep_dir / MEMBERS_FILE, entries))
+    if wanted(PREDICTIONS_FILE):
+        written.append(result.predictions().save(sweep_dir / PREDICTIONS_FILE))
+    summary = json_safe(summary)
+    if wanted(SUMMARY_FILE):
+        written.append(write_json_atomic(sweep_dir / SUMMARY_FILE, summary))
+    written += write_plots(sweep_dir, result, summary, only_missing=only_missing).values()
+    if wanted(REPORT_FILE):
+        keys = [r.member.config_key for r in result.members]
+        labels = config_labels(keys)
+        present = {key: name for key, name in PLOT_FILES.items() if (sweep_dir / name).exists()}
+        report = render_sweep_report(summary, entries, [labels[k] for k in keys], present)
+        written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))
+    return written
