@@ -23,6 +23,7 @@ from mnist_jax.fileio import write_text_atomic
 from mnist_jax.predictions import PREDICTIONS_FILE, Predictions
 from mnist_jax.rundir import read_json
 from mnist_jax.sweep import Member
+from mnist_jax.sweep.outputs import PER_MEMBER_FIELDS
 from mnist_jax.sweep.results import config_labels
 from mnist_jax.sweep.select import parse_assignments, select_configuration
 
@@ -144,7 +145,7 @@ def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
         raise ConfigError(f"{folder / 'members.json'} lists no members")
     try:
         members = [
-            Member(**{k: v for k, v in entry.items() if k in Member.__dataclass_fields__})
+            Member(**{k: v for k, v in entry.items() if k in PER_MEMBER_FIELDS})
             for entry in entries
         ]
     except (TypeError, AttributeError, ConfigError) as error:

@@ -88,12 +88,6 @@ SWEEPS_ROOT = "sweeps"
 SWEEP_FILE = "sweep.json"
 # Flags that define the sweep: --resume takes them from sweep.json instead.
 SWEEP_DEFINING_FLAGS = ("--seeds", "--members-per-program", "--members-per-step", "--reference")
-# The lists `expand_members` takes by field name (beyond its first five).
-RECIPE_LISTS = tuple(
-    name
-    for name in CONFIG_KEY_FIELDS
-    if name not in ("learning_rate", "dropout_rate", "hidden_sizes", "model")
-)
 
 
 def build_parser() -> cli.Parser:
@@ -232,14 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_same_data(dataset, record, sweep_dir)
     else:
         seeds = parse_int_ranges(args.seeds)
-        members = expand_members(
-            seeds,
-            args.learning_rate,
-            args.dropout_rate,
-            args.hidden_sizes,
-            args.model,
-            **{name: getattr(args, name) for name in RECIPE_LISTS},
-        )
+        members = expand_members(seeds, **{name: getattr(args, name) for name in CONFIG_KEY_FIELDS})
         first = members[0]
         reference = first  # the first value of each list
         if args.reference:

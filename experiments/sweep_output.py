@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.console import Console
+from mnist_jax.config import applies
 from mnist_jax.epochs import diverged
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.outputs import PER_MEMBER_FIELDS
 
 
@@ -101,24 +103,26 @@ def print_plan(
     """What the sweep will train: shared configuration, members, programs, devices."""
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
+    lists = {  # every field's values among the members, where it does something
+        name: list(dict.fromkeys(getattr(m, name) for m in members if applies(name, m.to_dict())))
+        for name in CONFIG_KEY_FIELDS
+    }
     console.info(
-        f"members: {len(members)} = seeds {sorted({m.seed for m in members})} x learning "
-        f"rates {sorted({m.learning_rate for m in members})} x dropout "
-        f"{sorted({m.dropout_rate for m in members})} x hidden "
-        f"{[list(h) for h in dict.fromkeys(m.hidden_sizes for m in members)]} x models "
-        f"{list(dict.fromkeys(m.model for m in members))}"
+        f"members: {len(members)} = seeds {sorted({m.seed for m in members})}"
+        + "".join(f" x {name} {values}" for name, values in lists.items() if values)
     )
     console.info(
         f"programs: {len(programs)} (at most {members_per_program} members each, "
         f"{members_per_step or 'all'} per device at a time)"
     )
     for p in programs:
+        shared = " ".join(  # the program's compiled values, where they do something
+            f"{name}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for name, v in p.group.items()
+            if applies(name, p.group)
+        )
         console.info(
-            f"  program {p.index}: {p.model}"
-            + (f" hidden {','.join(map(str, p.hidden_sizes))}" if p.model == "mlp" else "")
-            + (f" {p.optimizer}" if p.optimizer != "adam" else "")
-            + (f" {p.schedule}" if p.schedule != "constant" else "")
-            + f", {len(p.members)} members padded to {p.num_padded}"
+            f"  program {p.index}: {shared}, {len(p.members)} members padded to {p.num_padded}"
         )
     console.info(
         f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,13 +46,25 @@ def _field(
     parse: Any = None,
     choices: tuple[str, ...] | None = None,
     list_separator: str = ",",
+    short: str | None = None,
+    label: str = "changed",
+    applies: tuple[Callable[[Mapping[str, Any]], bool], str] | None = None,
+    compiled: bool = False,
 ) -> Any:
-    """A configuration field with what its command-line flag needs, next to it.
+    """A configuration field with everything the rest of the code knows about it, next to it.
 
     The flag is the field name (`--learning-rate`); `aliases` keep older spellings working;
-    `sweep` marks a value the sweep command takes as a list (`list_separator` between values),
-    members vmap over it; `defines_run`: a resumed run takes it from its config.json and refuses
-    the flag; `parse` turns the flag's text into the value (default: the default's type).
+    `sweep` marks a value the sweep command takes as a list (`list_separator` between values):
+    a sweep's members differ in it; `compiled`: it is part of the compiled program (`TrainSpec`),
+    so members that differ in it train in separate programs, where the others are arrays in the
+    train state that a program vmaps over; `defines_run`: a resumed run takes it from its
+    config.json and refuses the flag; `parse` turns the flag's text into the value (default: the
+    default's type). `short` names it in labels and selections (`lr=0.003`; None: a text value
+    stands for itself, e.g. `sgd`); `label` says when a configuration's label shows it: "always",
+    or when "changed" from the default. `applies` is (when, why): `when(values)` says whether the
+    field does anything with the configuration's other values; where it does not it must keep its
+    default (a silently ignored value is an error, `why` says so: a format string of the values),
+    and labels leave it out.
     """
     metadata = {
         "help": help,
@@ -62,8 +75,24 @@ def _field(
         "parse": parse,
         "choices": choices,
         "list_separator": list_separator,
+        "short": short,
+        "label": label,
+        "applies": applies,
+        "compiled": compiled,
     }
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _mlp(values: Mapping[str, Any]) -> bool:
+    return values.get("model", "mlp") == "mlp"
+
+
+def _optimizer_is(*names: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda values: values.get("optimizer", "adam") in names
+
+
+def _schedule_is(*names: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda values: values.get("schedule", "constant") in names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +122,75 @@ class TrainConfig:
         "3x3 convolutions with average pooling, Dense 256)",
         sweep=True,
         choices=MODELS,
+        compiled=True,
+    )
+    optimizer: str = _field(
+        "adam",
+        "adam (Keras's), adamw (adam with decoupled --weight-decay) or sgd (with --momentum, "
+        "--nesterov, and --weight-decay as an L2 term in the gradient)",
+        sweep=True,
+        choices=OPTIMIZERS,
+        compiled=True,
+    )
+    schedule: str = _field(
+        "constant",
+        "constant, cosine (decay over the run's epochs to --final-lr-fraction of the peak) or "
+        "warmup-cosine (linear warm-up from 0 over --warmup-epochs, then that cosine decay)",
+        sweep=True,
+        choices=SCHEDULES,
+        compiled=True,
+    )
+    learning_rate: float = _field(
+        1e-3,
+        "the (peak) learning rate; the schedule scales it",
+        sweep=True,
+        short="lr",
+        label="always",
+    )
+    weight_decay: float = _field(
+        0.0,
+        "weight decay for adamw (decoupled) and sgd (L2); adam takes none",
+        sweep=True,
+        short="wd",
+        applies=(
+            _optimizer_is("adamw", "sgd"),
+            "adam takes no weight decay: use --optimizer adamw or sgd",
+        ),
+    )
+    momentum: float = _field(
+        0.9,
+        "sgd's momentum, in [0, 1)",
+        sweep=True,
+        short="momentum",
+        applies=(_optimizer_is("sgd"), "only sgd has momentum"),
+    )
+    nesterov: bool = _field(
+        False,
+        "sgd with Nesterov momentum",
+        parse="flag",
+        applies=(_optimizer_is("sgd"), "only sgd has Nesterov momentum"),
+    )
+    warmup_epochs: float = _field(
+        0.0,
+        "epochs of linear warm-up with --schedule warmup-cosine",
+        sweep=True,
+        short="warmup",
+        applies=(_schedule_is("warmup-cosine"), "only --schedule warmup-cosine warms up"),
+    )
+    final_lr_fraction: float = _field(
+        0.0,
+        "where the cosine decay ends, as a fraction of the peak learning rate",
+        sweep=True,
+        short="final",
+        applies=(_schedule_is("cosine", "warmup-cosine"), "only the cosine schedules decay"),
+    )
+    dropout_rate: float = _field(
+        0.25,
+        "dropout rate after the last hidden layer, in [0, 1)",
+        aliases=("--dropout",),
+        sweep=True,
+        short="dropout",
+        label="always",
     )
     hidden_sizes: tuple[int, ...] = _field(
         DEFAULT_HIDDEN_SIZES,
@@ -101,43 +199,15 @@ class TrainConfig:
         sweep=True,
         parse=parse_sizes,
         list_separator=":",
-    )
-    dropout_rate: float = _field(
-        0.25,
-        "dropout rate after the last hidden layer, in [0, 1)",
-        aliases=("--dropout",),
-        sweep=True,
-    )
-    learning_rate: float = _field(
-        1e-3, "the (peak) learning rate; the schedule scales it", sweep=True
-    )
-    optimizer: str = _field(
-        "adam",
-        "adam (Keras's), adamw (adam with decoupled --weight-decay) or sgd (with --momentum, "
-        "--nesterov, and --weight-decay as an L2 term in the gradient)",
-        sweep=True,
-        choices=OPTIMIZERS,
-    )
-    weight_decay: float = _field(
-        0.0, "weight decay for adamw (decoupled) and sgd (L2); adam takes none", sweep=True
-    )
-    momentum: float = _field(0.9, "sgd's momentum, in [0, 1)", sweep=True)
-    nesterov: bool = _field(False, "sgd with Nesterov momentum", parse="flag")
-    schedule: str = _field(
-        "constant",
-        "constant, cosine (decay over the run's epochs to --final-lr-fraction of the peak) or "
-        "warmup-cosine (linear warm-up from 0 over --warmup-epochs, then that cosine decay)",
-        sweep=True,
-        choices=SCHEDULES,
-    )
-    warmup_epochs: float = _field(
-        0.0, "epochs of linear warm-up with --schedule warmup-cosine", sweep=True
-    )
-    final_lr_fraction: float = _field(
-        0.0, "where the cosine decay ends, as a fraction of the peak learning rate", sweep=True
+        short="hidden",
+        label="always",
+        applies=(_mlp, "model={model!r} has no hidden sizes, they set the MLP's layers"),
+        compiled=True,
     )
     adam_epsilon: float = _field(
-        1e-7, "epsilon of adam and adamw (Keras's default; optax's is 1e-8)"
+        1e-7,
+        "epsilon of adam and adamw (Keras's default; optax's is 1e-8)",
+        applies=(_optimizer_is("adam", "adamw"), "sgd has no epsilon"),
     )
     precision: str = _field(
         "f32",
@@ -191,12 +261,6 @@ class TrainConfig:
             "a non-empty name",
         )
         _check(self.model in MODELS, "model", self.model, " or ".join(MODELS))
-        _check(
-            self.model == "mlp" or self.hidden_sizes == DEFAULT_HIDDEN_SIZES,
-            "hidden_sizes",
-            self.hidden_sizes,
-            f"no other value with model={self.model!r}: it sets the MLP's layers",
-        )
         _check(
             len(self.hidden_sizes) >= 1 and all(_is_int(h) and h > 0 for h in self.hidden_sizes),
             "hidden_sizes",
@@ -283,29 +347,11 @@ class TrainConfig:
             _check(
                 inside and not (name == "momentum" and _float32(value) >= 1.0), name, value, what
             )
-        defaults = TrainConfig.__dataclass_fields__
-        unused = [
-            (name, reason)
-            for name, reason in (
-                ("weight_decay", "adam takes no weight decay: use --optimizer adamw or sgd"),
-                ("momentum", "only sgd has momentum"),
-                ("nesterov", "only sgd has Nesterov momentum"),
-                ("warmup_epochs", "only --schedule warmup-cosine warms up"),
-                ("final_lr_fraction", "only the cosine schedules decay"),
-                ("adam_epsilon", "sgd has no epsilon"),
-            )
-            if getattr(self, name) != defaults[name].default
-        ]
-        used = {
-            "weight_decay": self.optimizer != "adam",
-            "momentum": self.optimizer == "sgd",
-            "nesterov": self.optimizer == "sgd",
-            "warmup_epochs": self.schedule == "warmup-cosine",
-            "final_lr_fraction": self.schedule != "constant",
-            "adam_epsilon": self.optimizer != "sgd",
-        }
-        for name, reason in unused:
-            _check(used[name], name, getattr(self, name), f"the default here: {reason}")
+        values = dataclasses.asdict(self)
+        for name, field in FIELDS.items():  # a value where it does nothing would be ignored
+            when, why = field.metadata["applies"] or (None, "")
+            if when is not None and not when(values) and values[name] != field.default:
+                _check(False, name, values[name], "the default here: " + why.format(**values))
         _check(  # Nesterov's look-ahead is a momentum step: without momentum it does nothing
             not (self.nesterov and _is_real(self.momentum) and _float32(self.momentum) == 0.0),
             "nesterov",
@@ -341,6 +387,26 @@ class TrainConfig:
                 f"known fields: {', '.join(sorted(known))}"
             )
         return cls(**values)
+
+
+# The schema, read off the fields' metadata: what the sweep, the labels and the selections use.
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+# What a sweep's members differ in besides the seed, in the order labels name them: the fields of
+# a configuration's key (`sweep.members.Member.config_key`).
+SWEEP_FIELDS = tuple(name for name, field in FIELDS.items() if field.metadata["sweep"])
+# Those compiled into the program: members that differ in one train in separate programs.
+COMPILED_SWEEP_FIELDS = tuple(name for name in SWEEP_FIELDS if FIELDS[name].metadata["compiled"])
+# Short names in labels and selections (`lr=0.003`) -> the field.
+SHORT_NAMES = {
+    field.metadata["short"]: name for name, field in FIELDS.items() if field.metadata["short"]
+}
+
+
+def applies(name: str, values: Mapping[str, Any]) -> bool:
+    """Whether field `name` does anything in a configuration with these `values` (missing ones
+    at their defaults): momentum only for sgd, hidden sizes only for the MLP..."""
+    when = (FIELDS[name].metadata["applies"] or (None, ""))[0]
+    return when is None or when(values)
 
 
 def _is_int(value: Any) -> bool:

@@ -64,16 +64,20 @@ def test_expand_members_gives_the_grid_with_seeds_innermost():
 
 def test_group_members_puts_equal_hidden_sizes_in_one_group():
     groups = group_members(expand_members([0, 1], [1e-3, 3e-3], [0.0, 0.5], [(32,), (64, 64)]))
+    # A group's key: the compiled fields' values (model, optimizer, schedule, hidden sizes).
     assert list(groups) == [
-        ("mlp", (32,), "adam", "constant"),
-        ("mlp", (64, 64), "adam", "constant"),
+        ("mlp", "adam", "constant", (32,)),
+        ("mlp", "adam", "constant", (64, 64)),
     ]
     assert all(len(g) == 8 and {m.group_key for m in g} == {k} for k, g in groups.items())
 
 
 def test_models_form_their_own_groups_and_the_cnn_refuses_hidden_sizes():
     members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
-    assert [key[:2] for key in group_members(members)] == [("mlp", (128, 128)), ("cnn", (128, 128))]
+    assert [(k[0], k[-1]) for k in group_members(members)] == [
+        ("mlp", (128, 128)),
+        ("cnn", (128, 128)),
+    ]
     with pytest.raises(ConfigError, match="model='cnn'"):
         expand_members([0], [1e-3], [0.25], [(32,)], ["mlp", "cnn"])
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from mnist_jax.config import TrainConfig
 from mnist_jax.sweep import (
     Member,
     MemberResult,
@@ -16,6 +17,7 @@ from mnist_jax.sweep import (
     summarize,
     values_by_config,
 )
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 
 BASE = Member(0, 1e-3, 0.25, (128, 128)).config_key
 FAST = Member(0, 3e-3, 0.25, (128, 128)).config_key
@@ -36,9 +38,9 @@ def result(seed, key, val_accuracy, test_accuracy=None, diverged=False):
     ]
     if diverged:
         history[-1]["train_loss"] = math.nan
-        return MemberResult(Member(seed, *key), history, diverged_epoch=len(history))
+        return MemberResult(Member.from_key(seed, key), history, diverged_epoch=len(history))
     return MemberResult(
-        Member(seed, *key),
+        Member.from_key(seed, key),
         history,
         test={"test_accuracy": test_accuracy, "test_loss": 1 - test_accuracy},
     )
@@ -56,11 +58,21 @@ RESULTS = [
 
 def test_config_label_is_the_cli_format():
     assert config_label(BASE) == "lr=0.001 dropout=0.25 hidden=128,128"
-    assert config_label((0.01, 0.0, [64])) == "lr=0.01 dropout=0 hidden=64"
+    # A mapping of some fields names a configuration too, the others at their defaults.
+    assert config_label({"learning_rate": 0.01, "dropout_rate": 0.0, "hidden_sizes": [64]}) == (
+        "lr=0.01 dropout=0 hidden=64"
+    )
 
 
 def key(lr=1e-3, dropout=0.25, hidden=(128, 128), model="mlp", **recipe):
     return Member(0, lr, dropout, hidden, model, **recipe).config_key
+
+
+def raw_key(**values):
+    """A configuration key as a tuple, unvalidated (a Member would refuse some of these)."""
+    return tuple(
+        values.get(f, TrainConfig.__dataclass_fields__[f].default) for f in CONFIG_KEY_FIELDS
+    )
 
 
 def test_config_labels_name_only_the_field_that_varies():
@@ -113,7 +125,8 @@ def test_config_labels_keep_the_order_of_the_keys_once_each():
 
 def test_config_labels_are_distinct_for_distinct_keys_even_where_short_ones_collide():
     # hidden sizes do nothing for the CNN, but these hand-made keys differ only there
-    cnns = [(1e-3, 0.25, (64,), "cnn"), (1e-3, 0.25, (32,), "cnn")]
+    fields = {"learning_rate": 1e-3, "dropout_rate": 0.25, "model": "cnn"}
+    cnns = [raw_key(**fields, hidden_sizes=(64,)), raw_key(**fields, hidden_sizes=(32,))]
     assert list(config_labels(cnns).values()) == ["hidden=64", "hidden=32"]
     # `:g` keeps six digits: the full precision tells these apart
     close = [key(lr=1e-3), key(lr=1.0000001e-3)]

@@ -204,3 +204,28 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(reference, tmp_path)
     assert "program 1: resuming after epoch 1" in proc.stdout
     assert "program 0 epoch" not in proc.stdout and "program 1 epoch   2/2:" in proc.stdout
     assert_same_sweep(reference, out)
+
+
+@pytest.mark.slow
+def test_a_sweep_written_by_the_code_before_the_schema_resumes_to_its_result(tmp_path, capsys):
+    # tests/data/legacy/sweep: a 3-epoch sweep (2 seeds x 2 learning rates, sgd with momentum
+    # 0.8) made by the code before members were read off the configuration's schema (commit
+    # dd6eb02), with its epoch-1 and epoch-3 checkpoints and its results removed, as if killed
+    # after epoch 3's log line; sweep-expected.json holds what the uninterrupted sweep wrote.
+    legacy = Path(__file__).parent / "data" / "legacy"
+    shutil.copytree(legacy / "sweep", tmp_path / "sweep")
+    sweep_dir, data = tmp_path / "sweep", legacy / "tiny"
+    runs = sorted(p.name for p in (sweep_dir / "tensorboard").iterdir())
+    argv = ["--resume", str(sweep_dir), "--data-dir", str(data), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(sweep.main, "sweep", argv)
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    expected = json.loads((legacy / "sweep-expected.json").read_text())
+    members = json.loads((sweep_dir / "members.json").read_text())
+    assert [
+        {k: m[k] for k in expected[0]} | {"history": without_seconds(m["history"])} for m in members
+    ] == expected
+    # The members' TensorBoard runs are named by their labels: the resumed sweep wrote into the
+    # runs it had, and made no others.
+    assert sorted(p.name for p in (sweep_dir / "tensorboard").iterdir()) == runs
+    assert "| lr=0.003 |" in (sweep_dir / "report.md").read_text()

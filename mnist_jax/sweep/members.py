@@ -1,16 +1,15 @@
-"""The members of a sweep: one (seed, learning rate, dropout rate, hidden sizes, model) each, and
+"""The members of a sweep: a seed and the values of the configuration's sweep fields each, and
 how they are grouped into compiled programs.
 
-Members of one model with equal hidden sizes have the same parameter shapes, so they share one
-compiled, vmapped program (a "group"); seed, learning rate and dropout rate are arrays in the train
-state and are vmapped over. A group larger than the memory bound is cut into chunks, each one
-program call.
+Members equal in the compiled fields (model, hidden sizes, optimizer, schedule: the configuration's
+schema says which) share one compiled, vmapped program (a "group"); seed, learning rate, dropout
+rate and the recipe's numbers are arrays in the train state and are vmapped over. A group larger
+than the memory bound is cut into chunks, each one program call.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import math
 import re
@@ -18,126 +17,153 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from mnist_jax.config import MODELS, TrainConfig
+from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, SWEEP_FIELDS, TrainConfig
 from mnist_jax.errors import ConfigError
 
 MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
-# What a member sets beyond its seed, in this order: a configuration's key (`Member.config_key`).
-CONFIG_KEY_FIELDS = (
-    "learning_rate",
-    "dropout_rate",
-    "hidden_sizes",
-    "model",
-    "optimizer",
-    "weight_decay",
-    "momentum",
-    "schedule",
-    "warmup_epochs",
-    "final_lr_fraction",
-)
+# What a member sets beyond its seed, in the order labels name them: a configuration's key
+# (`Member.config_key`). Read off the configuration's schema (`config.SWEEP_FIELDS`).
+CONFIG_KEY_FIELDS = SWEEP_FIELDS
 ConfigKey = tuple  # the values of CONFIG_KEY_FIELDS
-GroupKey = tuple[str, tuple[int, ...], str, str]  # (model, hidden_sizes, optimizer, schedule)
+GroupKey = tuple  # the values of COMPILED_SWEEP_FIELDS: what fixes a member's program
+# `Member(seed, learning_rate, dropout_rate, hidden_sizes, model)`: the positional order members
+# were written in before the schema; any field may be given by name.
+POSITIONAL_FIELDS = ("learning_rate", "dropout_rate", "hidden_sizes", "model")
 # Members are validated against a run of any length: the warm-up is checked against the sweep's
 # epochs when the sweep is planned (`run.plan_sweep`).
 _ANY_RUN = TrainConfig(epochs=2**31 - 1)
 
 
-@dataclasses.dataclass(frozen=True)
 class Member:
-    """One run of a sweep. Its results equal (up to vmap rounding) `fit` with these values.
+    """One run of a sweep: a seed and the values of `CONFIG_KEY_FIELDS` (a field not given takes
+    the configuration's default). Its results equal `fit` with these values.
 
-    Members of one model, hidden sizes, optimizer and schedule share a compiled program; the other
-    values are arrays in the train state, vmapped over.
+    Members equal in the compiled fields (`config.COMPILED_SWEEP_FIELDS`: model, hidden sizes,
+    optimizer, schedule) share a compiled program; the other values are arrays in the train state,
+    vmapped over. Fields read as attributes (`member.learning_rate`). Immutable and hashable.
     """
 
-    seed: int
-    learning_rate: float
-    dropout_rate: float
-    hidden_sizes: tuple[int, ...]
-    # A built-in model's name (`TrainConfig.model`), or the name `run_sweep(models=...)` gives a
-    # user's model.
-    model: str = "mlp"
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    final_lr_fraction: float = 0.0
+    __slots__ = ("seed", "config_key")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if not (isinstance(self.model, str) and self.model):
-            raise ConfigError(f"invalid model={self.model!r}: expected a model's name")
+    def __init__(self, seed: int, *positional, **values) -> None:
+        if len(positional) > len(POSITIONAL_FIELDS):
+            raise TypeError(f"Member takes at most {len(POSITIONAL_FIELDS) + 1} positional values")
+        given = dict(zip(POSITIONAL_FIELDS, positional))
+        twice = sorted(set(given) & set(values))
+        unknown = sorted(set(values) - set(CONFIG_KEY_FIELDS))
+        if twice or unknown:
+            raise TypeError(f"Member: {'repeated' if twice else 'unknown'} {twice or unknown}")
+        given.update(values)
+        key = tuple(_normal(given.get(name, FIELDS[name].default)) for name in CONFIG_KEY_FIELDS)
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "config_key", key)
+        model = self.model
+        if not (isinstance(model, str) and model):
+            raise ConfigError(f"invalid model={model!r}: expected a model's name")
         # One place validates run values: TrainConfig raises ConfigError naming the field and value.
         self.config(_ANY_RUN)
 
-    @property
-    def config_key(self) -> ConfigKey:
-        """The hyper-parameters without the seed: members with equal keys are repeats over seeds."""
-        return tuple(getattr(self, name) for name in CONFIG_KEY_FIELDS)
+    def __getattr__(self, name: str):
+        if name in Member.__slots__:  # not set yet
+            raise AttributeError(name)
+        try:
+            return self.config_key[CONFIG_KEY_FIELDS.index(name)]
+        except ValueError:
+            raise AttributeError(f"Member has no field {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Member is immutable")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Member):
+            return NotImplemented
+        return (self.seed, self.config_key) == (other.seed, other.config_key)
+
+    def __hash__(self) -> int:
+        return hash((self.seed, self.config_key))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in zip(CONFIG_KEY_FIELDS, self.config_key))
+        return f"Member(seed={self.seed!r}, {values})"
+
+    def __reduce__(self):
+        return (_member_from_dict, (self.to_dict(),))
+
+    @classmethod
+    def from_key(cls, seed: int, key: ConfigKey) -> Member:
+        """The member of configuration `key` (a `config_key`) with this seed."""
+        return cls(seed, **dict(zip(CONFIG_KEY_FIELDS, key, strict=True)))
 
     @property
     def group_key(self) -> GroupKey:
         """What fixes the program: members with equal keys share a compiled program."""
-        return (self.model, self.hidden_sizes, self.optimizer, self.schedule)
+        return tuple(getattr(self, name) for name in COMPILED_SWEEP_FIELDS)
 
     def config(self, base: TrainConfig) -> TrainConfig:
         """`base` with this member's values: the single-run configuration this member reproduces
         (a user's model, not a configuration value, leaves `base.model` as it is)."""
-        values = {name: getattr(self, name) for name in CONFIG_KEY_FIELDS}
+        values = dict(zip(CONFIG_KEY_FIELDS, self.config_key))
         if self.model not in MODELS:
             del values["model"]
         return base.replace(seed=self.seed, **values)
 
     def to_dict(self) -> dict:
-        out = {"seed": self.seed, **{name: getattr(self, name) for name in CONFIG_KEY_FIELDS}}
-        out["hidden_sizes"] = list(self.hidden_sizes)
-        return out
+        values = {name: _json(v) for name, v in zip(CONFIG_KEY_FIELDS, self.config_key)}
+        return {"seed": self.seed, **values}
 
 
-# The sweep's lists beyond seeds, by field, in the grid's order (outermost first): what forms
-# programs first, so that a program's members are neighbours.
-GRID_ORDER = (
-    "model",
-    "hidden_sizes",
-    "optimizer",
-    "schedule",
-    "learning_rate",
-    "weight_decay",
-    "momentum",
-    "warmup_epochs",
-    "final_lr_fraction",
-    "dropout_rate",
+def _member_from_dict(values: dict) -> Member:
+    return Member(**values)
+
+
+def _normal(value):
+    """Sequences become tuples (hashable; a record read back from JSON holds lists)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _json(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+# The sweep's lists beyond seeds, in the grid's order (outermost first): the compiled fields, so
+# that a program's members are neighbours, then the others.
+GRID_ORDER = COMPILED_SWEEP_FIELDS + tuple(
+    name for name in CONFIG_KEY_FIELDS if name not in COMPILED_SWEEP_FIELDS
 )
+# `expand_members`'s names for the lists of the positional fields.
+_LIST_NAMES = {
+    "learning_rates": "learning_rate",
+    "dropout_rates": "dropout_rate",
+    "hidden_sizes_list": "hidden_sizes",
+    "models": "model",
+}
 
 
 def expand_members(
     seeds: Iterable[int],
-    learning_rates: Iterable[float] = (1e-3,),
-    dropout_rates: Iterable[float] = (0.25,),
-    hidden_sizes_list: Iterable[Sequence[int]] = ((128, 128),),
-    models: Iterable[str] = ("mlp",),
+    learning_rates: Iterable[float] | None = None,
+    dropout_rates: Iterable[float] | None = None,
+    hidden_sizes_list: Iterable[Sequence[int]] | None = None,
+    models: Iterable[str] | None = None,
     **lists: Iterable,
 ) -> list[Member]:
-    """The grid of every combination: model, hidden sizes, optimizer, schedule, learning rate, the
-    other recipe values, dropout rate, then seed (innermost, so the seeds of one configuration are
-    neighbours and usually share a program chunk). `lists` holds the other fields' lists by name
-    (`weight_decay=[0, 1e-4]`, `schedule=["constant", "cosine"]`...).
+    """The grid of every combination of the lists, then seed (innermost, so the seeds of one
+    configuration are neighbours and usually share a program chunk), in `GRID_ORDER`. `lists`
+    holds any field's list by its name (`weight_decay=[0, 1e-4]`, `schedule=["constant",
+    "cosine"]`...); a field without a list takes the configuration's default.
 
     Raises ConfigError for an empty list, an invalid value or a repeated value, and for a value
     crossed with one it does nothing with (hidden sizes with the CNN, momentum with adam...).
     """
+    positional = dict(zip(_LIST_NAMES, (learning_rates, dropout_rates, hidden_sizes_list, models)))
+    for name, values in positional.items():
+        if values is not None:
+            lists[_LIST_NAMES[name]] = values
     unknown = sorted(set(lists) - set(GRID_ORDER))
     if unknown:
         raise ConfigError(f"unknown sweep list(s) {', '.join(unknown)}")
     seeds = list(seeds)
-    axes = {
-        "learning_rate": list(learning_rates),
-        "dropout_rate": list(dropout_rates),
-        "hidden_sizes": [tuple(h) for h in hidden_sizes_list],
-        "model": list(models),
-        **{name: list(values) for name, values in lists.items()},
-    }
+    axes = {name: [_normal(v) for v in lists[name]] for name in GRID_ORDER if name in lists}
     for name, values in {"seeds": seeds, **axes}.items():
         if not values:
             raise ConfigError(f"invalid {name}: empty; give at least one value")
@@ -150,10 +176,9 @@ def expand_members(
             )
     if math.prod(len(values) for values in axes.values()) * len(seeds) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
-    names = [name for name in GRID_ORDER if name in axes]
     return [
-        Member(seed=seed, **dict(zip(names, combination)))
-        for combination in itertools.product(*(axes[name] for name in names))
+        Member(seed=seed, **dict(zip(axes, combination)))
+        for combination in itertools.product(*axes.values())
         for seed in seeds
     ]
 

@@ -4,7 +4,6 @@ figures and report.md, and the throughput of the epochs trained. Pure functions 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,14 @@ from mnist_jax.sweep.analysis import (
     selected_configuration,
     test_intervals,
 )
-from mnist_jax.sweep.members import Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.report import REPORT_FILE, render_sweep_report
 from mnist_jax.sweep.results import config_labels, curves_by_config, row_key, values_by_config
 from mnist_jax.sweep.stats import member_histories, time_to_target_by_config
 
 MEMBERS_FILE, SUMMARY_FILE = "members.json", "summary.json"
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
-PER_MEMBER_FIELDS = tuple(field.name for field in dataclasses.fields(Member))
+PER_MEMBER_FIELDS = ("seed", *CONFIG_KEY_FIELDS)
 # The sweep's figures: report.md's FIGURE_CAPTIONS key -> file.
 PLOT_FILES = {
     "accuracy_distribution": "accuracy_distribution.png",

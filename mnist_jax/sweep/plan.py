@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from mnist_jax.config import MODELS, TrainConfig
+from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, TrainConfig
 from mnist_jax.device_data import DeviceData
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model, check_model
@@ -28,13 +28,20 @@ class SweepProgram:
     `len(members)` to `num_padded - 1` are dummies (copies of `members[0]`), their results dropped.
     """
 
-    model: str
-    hidden_sizes: tuple[int, ...]
     index: int  # position of this chunk in the sweep (0, 1, ...)
     members: tuple[Member, ...]
     num_padded: int
-    optimizer: str = "adam"
-    schedule: str = "constant"
+
+    @property
+    def group(self) -> dict:
+        """The compiled fields its members share (`config.COMPILED_SWEEP_FIELDS`), by name; each
+        is also an attribute (`program.model`)."""
+        return dict(zip(COMPILED_SWEEP_FIELDS, self.members[0].group_key))
+
+    def __getattr__(self, name: str):
+        if name in COMPILED_SWEEP_FIELDS and "members" in self.__dict__:
+            return getattr(self.members[0], name)
+        raise AttributeError(f"SweepProgram has no attribute {name!r}")
 
     def spec(
         self,
@@ -71,14 +78,11 @@ def plan_programs(
     """A sweep's program calls: groups by model, hidden sizes, optimizer and schedule, cut into
     chunks, padded for the devices."""
     programs = []
-    for (model, hidden_sizes, optimizer, schedule), group in group_members(members).items():
+    for group in group_members(members).values():
         start = 0
         for size in chunk_sizes(len(group), members_per_program, num_devices):
             chunk = tuple(group[start : start + size])
-            padded = padded_size(size, num_devices)
-            programs.append(
-                SweepProgram(model, hidden_sizes, len(programs), chunk, padded, optimizer, schedule)
-            )
+            programs.append(SweepProgram(len(programs), chunk, padded_size(size, num_devices)))
             start += size
     return programs
 
@@ -156,15 +160,17 @@ def plan_record(programs: Sequence[SweepProgram]) -> list[dict]:
     return [
         {
             "index": p.index,
-            "model": p.model,
-            "hidden_sizes": list(p.hidden_sizes),
-            "optimizer": p.optimizer,
-            "schedule": p.schedule,
+            **{name: list(v) if isinstance(v, tuple) else v for name, v in p.group.items()},
             "num_padded": p.num_padded,
             "members": [m.to_dict() for m in p.members],
         }
         for p in programs
     ]
+
+
+def _recorded_default(name: str):
+    default = FIELDS[name].default
+    return list(default) if isinstance(default, tuple) else default
 
 
 def recorded_plan(plan: list) -> list:
@@ -176,10 +182,7 @@ def recorded_plan(plan: list) -> list:
         return [
             {
                 "index": p.get("index"),
-                "model": p.get("model", "mlp"),
-                "hidden_sizes": p.get("hidden_sizes"),
-                "optimizer": p.get("optimizer", "adam"),
-                "schedule": p.get("schedule", "constant"),
+                **{name: p.get(name, _recorded_default(name)) for name in COMPILED_SWEEP_FIELDS},
                 **{k: v for k, v in p.items() if k in ("num_padded",)},
                 "members": [Member(**m).to_dict() for m in p["members"]],
             }

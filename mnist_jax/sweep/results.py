@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mnist_jax.config import DEFAULT_HIDDEN_SIZES
+from mnist_jax.config import FIELDS, applies
 from mnist_jax.epochs import RECORD_METRICS
 from mnist_jax.stats import paired_difference  # noqa: F401  (re-exported: the seed-by-seed view)
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
@@ -22,80 +22,43 @@ from mnist_jax.sweep.stats import MEMBER_METRICS
 HISTORY_METRICS = RECORD_METRICS
 
 
-# How `config_label` names the recipe's values when they are not the default.
-_RECIPE_LABELS = {
-    "weight_decay": ("wd", 0.0),
-    "momentum": ("momentum", 0.9),
-    "warmup_epochs": ("warmup", 0.0),
-    "final_lr_fraction": ("final", 0.0),
-}
+def _default(field: str):
+    return FIELDS[field].default
 
 
-def config_label(key: ConfigKey | Sequence) -> str:
-    """A configuration (a `Member.config_key`, or its first 3 or 4 values: learning rate, dropout
-    rate, hidden sizes[, model]) as one line of text, e.g. "lr=0.001 dropout=0.25 hidden=128,128"
-    for the MLP, "cnn lr=0.001 dropout=0.25" for another model (its hidden sizes are the MLP's
-    setting, left out); a recipe other than adam at a constant rate adds what differs, e.g.
-    "sgd cosine lr=0.1 momentum=0.8 ..."."""
-    values = dict(zip(CONFIG_KEY_FIELDS, key))
-    model = values.get("model", "mlp")
-    words = [] if model == "mlp" else [model]
-    words += [
-        values[k]
-        for k, d in (("optimizer", "adam"), ("schedule", "constant"))
-        if values.get(k, d) != d
-    ]
-    words.append(f"lr={values['learning_rate']:g}")
-    words += [
-        f"{name}={values[k]:g}"
-        for k, (name, default) in _RECIPE_LABELS.items()
-        if values.get(k, default) != default
-    ]
-    words.append(f"dropout={values['dropout_rate']:g}")
-    if model == "mlp":
-        words.append(f"hidden={','.join(map(str, values['hidden_sizes']))}")
-    return " ".join(words)
-
-
-# When a field does something, by the configuration's other values (TrainConfig keeps it at its
-# default where it does nothing); `config_labels` leaves it out of the other configurations' labels.
-_FIELD_USED = {
-    "hidden_sizes": lambda v: v.get("model", "mlp") == "mlp",
-    "weight_decay": lambda v: v.get("optimizer", "adam") != "adam",
-    "momentum": lambda v: v.get("optimizer", "adam") == "sgd",
-    "warmup_epochs": lambda v: v.get("schedule", "constant") == "warmup-cosine",
-    "final_lr_fraction": lambda v: v.get("schedule", "constant") != "constant",
-}
-# A label's fields in `config_label`'s order, each with its default (None: every key has it).
-_LABEL_FIELDS = (
-    ("model", "mlp"),
-    ("optimizer", "adam"),
-    ("schedule", "constant"),
-    ("learning_rate", None),
-    *((k, default) for k, (_, default) in _RECIPE_LABELS.items()),
-    ("dropout_rate", None),
-    ("hidden_sizes", DEFAULT_HIDDEN_SIZES),
-)
-_LABEL_NAMES = {
-    "learning_rate": "lr",
-    "dropout_rate": "dropout",
-    "hidden_sizes": "hidden",
-    **{k: name for k, (name, _) in _RECIPE_LABELS.items()},
-}
-
-
-def _used(field: str, values: Mapping) -> bool:
-    return _FIELD_USED.get(field, lambda v: True)(values)
-
-
-def _label_word(field: str, value, precise: bool) -> str:
-    if field in ("model", "optimizer", "schedule"):
+def _word(field: str, value, precise: bool = False) -> str:
+    """A field's word in a label: a text value stands for itself ("sgd"), others are
+    "short=value" ("lr=0.001", "hidden=128,128")."""
+    short = FIELDS[field].metadata["short"]
+    if short is None:
         return str(value)
-    if field == "hidden_sizes":
+    if isinstance(value, (tuple, list)):
         text = ",".join(map(str, value))
     else:
         text = repr(float(value)) if precise else f"{value:g}"
-    return f"{_LABEL_NAMES[field]}={text}"
+    return f"{short}={text}"
+
+
+def config_label(key: ConfigKey | Sequence | Mapping) -> str:
+    """A configuration (a `Member.config_key`, or a mapping of some of its fields, the others at
+    their defaults) as one line of text, e.g. "lr=0.001 dropout=0.25 hidden=128,128" for the MLP,
+    "cnn lr=0.001 dropout=0.25" for another model (its hidden sizes are the MLP's setting, left
+    out). A field is named where it does something (`config.applies`), and then always or when it
+    differs from its default, as the configuration's schema says: "sgd cosine lr=0.1 momentum=0.8
+    ..." for a recipe other than adam at a constant rate."""
+    values = _values(key)
+    return " ".join(
+        _word(field, values[field])
+        for field in CONFIG_KEY_FIELDS
+        if applies(field, values)
+        and (FIELDS[field].metadata["label"] == "always" or values[field] != _default(field))
+    )
+
+
+def _values(key: ConfigKey | Sequence | Mapping) -> dict:
+    """A key's values by field, every field of `CONFIG_KEY_FIELDS` (missing ones: defaults)."""
+    given = dict(key) if isinstance(key, Mapping) else dict(zip(CONFIG_KEY_FIELDS, key))
+    return {field: given.get(field, _default(field)) for field in CONFIG_KEY_FIELDS}
 
 
 def config_labels(keys: Sequence[ConfigKey | Sequence]) -> dict[ConfigKey, str]:
@@ -116,24 +79,24 @@ def config_labels(keys: Sequence[ConfigKey | Sequence]) -> dict[ConfigKey, str]:
     unique = list(dict.fromkeys(keys))
     if len(unique) <= 1:
         return {key: config_label(key) for key in unique}
-    values = [dict(zip(CONFIG_KEY_FIELDS, key)) for key in unique]
+    values = [_values(key) for key in unique]
 
     def short_label(v: Mapping) -> str:
         words = []
-        for field, default in _LABEL_FIELDS:
-            users = [u.get(field, default) for u in values if _used(field, u)]
-            if not _used(field, v):
+        for field in CONFIG_KEY_FIELDS:
+            users = [u[field] for u in values if applies(field, u)]
+            if not applies(field, v):
                 continue
-            value = v.get(field, default)
-            if len(set(users)) > 1 or (len(users) < len(values) and value != default):
-                words.append(_label_word(field, value, precise=False))
+            value = v[field]
+            if len(set(users)) > 1 or (len(users) < len(values) and value != _default(field)):
+                words.append(_word(field, value))
         return " ".join(words)
 
     def precise_label(v: Mapping) -> str:
         return " ".join(
-            _label_word(field, v.get(field, default), precise=True)
-            for field, default in _LABEL_FIELDS
-            if len({u.get(field, default) for u in values}) > 1
+            _word(field, v[field], precise=True)
+            for field in CONFIG_KEY_FIELDS
+            if len({u[field] for u in values}) > 1
         )
 
     for label in (short_label, precise_label):
@@ -146,7 +109,7 @@ def config_labels(keys: Sequence[ConfigKey | Sequence]) -> dict[ConfigKey, str]:
 def row_key(row: Mapping) -> ConfigKey:
     """A `summarize_by_config` row's configuration key (for `config_label`)."""
     return tuple(
-        tuple(row[name]) if name == "hidden_sizes" else row[name] for name in CONFIG_KEY_FIELDS
+        tuple(row[name]) if isinstance(row[name], list) else row[name] for name in CONFIG_KEY_FIELDS
     )
 
 

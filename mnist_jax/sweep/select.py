@@ -1,8 +1,9 @@
 """Naming configurations of a sweep on the command line: `lr=0.003 dropout=0.1`.
 
-An assignment is a field of the configuration key (`CONFIG_KEY_FIELDS`, with `-` or `_`) or a short
-name (`lr`, `dropout`, `hidden`, `wd`, `warmup`, `final`), `=`, and a value as the sweep's flags
-take it (hidden sizes as `256,256`). A selection is the configurations that match every assignment.
+An assignment is a field of the configuration key (`CONFIG_KEY_FIELDS`, with `-` or `_`) or its
+short name in the configuration's schema (`lr`, `dropout`, `hidden`, `wd`, `warmup`, `final`),
+`=`, and a value as the sweep's flags take it (hidden sizes as `256,256`). A selection is the
+configurations that match every assignment.
 """
 
 from __future__ import annotations
@@ -10,25 +11,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from mnist_jax.config import FIELDS
+from mnist_jax.config import SHORT_NAMES as ALL_SHORT_NAMES
 from mnist_jax.errors import ConfigError
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 
-SHORT_NAMES = {
-    "lr": "learning_rate",
-    "dropout": "dropout_rate",
-    "hidden": "hidden_sizes",
-    "wd": "weight_decay",
-    "warmup": "warmup_epochs",
-    "final": "final_lr_fraction",
-}
-_TEXT_FIELDS = ("model", "optimizer", "schedule")
+SHORT_NAMES = {short: name for short, name in ALL_SHORT_NAMES.items() if short != name}
 
 
 def _value(field: str, text: str):
-    if field in _TEXT_FIELDS:
+    """The value `text` names, as the field's flag reads it (a text field's value is its text)."""
+    default, parse = FIELDS[field].default, FIELDS[field].metadata["parse"]
+    if isinstance(default, str):
         return text
-    if field == "hidden_sizes":
-        return tuple(int(part) for part in text.split(","))
+    if callable(parse):
+        return parse(text)
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(text)
@@ -69,7 +66,7 @@ def _matches(key: ConfigKey, assignments: Mapping[str, object]) -> bool:
         if isinstance(wanted, float):
             if not math.isclose(float(have), wanted, rel_tol=1e-9, abs_tol=0.0):
                 return False
-        elif tuple(have) != wanted if field == "hidden_sizes" else have != wanted:
+        elif (tuple(have) if isinstance(have, list) else have) != wanted:
             return False
     return True
 
