@@ -2,8 +2,9 @@
 hold afterwards. The commands train on the small cut of MNIST (`small_mnist`: the faults are the
 point, not the data), except the Ctrl-C case, which needs the real MNIST's long epochs. They run as
 subprocesses where only a process shows the behaviour (signals, a file-size limit, two processes at
-once, a warning printed once per process); refusals that come before any training run in this
-process (`run_in_process`), where their one line on stderr and exit status are as visible.
+once, a warning printed once per process); the rest run in this process (`run_in_process`: the
+refusals, the reference run, resumes that only have to finish), where their one line on stderr,
+exit status and files are as visible, without a process's start-up of some seconds each.
 
 Rules checked in every case: an error is one line on stderr with exit status 2 (no traceback);
 nothing that existed is overwritten or lost; no command waits without a bound; a run interrupted
@@ -12,13 +13,17 @@ a checkpoint save, is in test_resume.py and test_sweep_resume.py; each kind of d
 file in test_checkpoint.py.)
 """
 
+import contextlib
 import errno
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -106,10 +111,30 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, mnist_dir, small_mnist):
-    """An uninterrupted 2-epoch run, the result every faulted run must reach."""
+def reference(tmp_path_factory, small_mnist):
+    """An uninterrupted 2-epoch run, the result every faulted run must reach. Run in this process:
+    nothing of it is about a process (runs that are, killed or resumed twice at once, reach it
+    bitwise all the same)."""
+    from experiments import baseline as command
+    from experiments.cli import run_main
+
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert run(baseline("--epochs", 2, "--out", out, *small_mnist), mnist_dir).returncode == 0
+    printed = io.StringIO()
+    absl_level = logging.getLogger("absl").level
+    try:
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stderr(printed),
+            pytest.raises(SystemExit) as exit_info,
+        ):
+            # run_main prints warnings in one line and quiets absl's log: both undone after it.
+            patch.setattr(warnings, "showwarning", warnings.showwarning)
+            argv = baseline("--epochs", 2, "--out", out, *small_mnist)[1:]
+            run_main(command.main, "python -m experiments.baseline", argv)
+    finally:
+        logging.getLogger("absl").setLevel(absl_level)
+    assert exit_info.value.code == 0, printed.getvalue()
     return out
 
 
@@ -156,7 +181,7 @@ def test_two_resumes_of_one_run_at_once_one_wins(reference, tmp_path, mnist_dir,
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(
-    reference, tmp_path, mnist_dir, small_mnist
+    reference, tmp_path, mnist_dir, small_mnist, monkeypatch, capsys
 ):
     out = tmp_path / "run"
     # The first layer's arrays alone are larger than this (784 x 128 float32: 401,408 bytes, on any
@@ -164,7 +189,8 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(
     args = baseline("--epochs", 2, "--out", out, *small_mnist)
     result = run(args, mnist_dir, limit_bytes=300_000)
     assert_one_line_error(result, "cannot write a checkpoint", os.strerror(errno.EFBIG))
-    assert run(["experiments.baseline", "--resume", str(out)], mnist_dir).returncode == 0
+    resume = ["experiments.baseline", "--resume", out]  # in this process, without the limit
+    assert run_in_process(resume, mnist_dir, monkeypatch, capsys).returncode == 0
     assert_same_run(reference, out)
 
 
@@ -195,18 +221,20 @@ def test_a_full_disk_at_the_plots_is_one_line_and_resume_writes_what_is_missing(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and os.strerror(errno.ENOSPC) in err[0], err
     monkeypatch.undo()
-    assert run(["experiments.baseline", "--resume", str(out)], mnist_dir).returncode == 0
+    resume = ["experiments.baseline", "--resume", out]
+    assert run_in_process(resume, mnist_dir, monkeypatch, capsys).returncode == 0
     assert_same_run(reference, out)
 
 
 def test_resuming_a_finished_run_rewrites_nothing_and_restores_a_lost_plot(
-    reference, tmp_path, mnist_dir
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
 ):
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
     (out / "top_errors.png").unlink()
     before = snapshot(out)
-    result = run(["experiments.baseline", "--resume", str(out)], mnist_dir)
+    resume = ["experiments.baseline", "--resume", out]
+    result = run_in_process(resume, mnist_dir, monkeypatch, capsys)
     assert result.returncode == 0, result.stderr
     after = snapshot(out)
     assert "top_errors.png" in after
@@ -324,14 +352,20 @@ def test_a_finished_run_without_checkpoints_is_not_trained_again_over_its_files(
     assert snapshot(out) == before
 
 
-def test_resuming_a_finished_sweep_rewrites_nothing(tmp_path, mnist_dir, small_mnist):
+def test_resuming_a_finished_sweep_rewrites_nothing(
+    tmp_path, mnist_dir, small_mnist, monkeypatch, capsys
+):
+    # In this process: nothing here is about a process (each command's files, output and status
+    # are the same; sweeps killed and resumed as processes are in test_sweep_resume.py).
     out = tmp_path / "sweep"
-    sweep = ["experiments.sweep", "--quiet", "--seeds", "0-1", "--epochs", "1", "--out", str(out)]
+    sweep = ["experiments.sweep", "--quiet", "--seeds", "0-1", "--epochs", "1", "--out", out]
     sweep += [*small_mnist, "--validation-size", "500"]  # held out from the cut's 2,000 images
-    assert run(sweep, mnist_dir).returncode == 0
+    result = run_in_process(sweep, mnist_dir, monkeypatch, capsys)
+    assert result.returncode == 0, result.stderr
     (out / "learning_curves.png").unlink()
     before = snapshot(out)
-    result = run(["experiments.sweep", "--resume", str(out)], mnist_dir)
+    resume = ["experiments.sweep", "--resume", out]
+    result = run_in_process(resume, mnist_dir, monkeypatch, capsys)
     assert result.returncode == 0, result.stderr
     after = snapshot(out)
     assert "learning_curves.png" in after
@@ -339,6 +373,6 @@ def test_resuming_a_finished_sweep_rewrites_nothing(tmp_path, mnist_dir, small_m
     # A damaged members.json is not kept as if intact ("every output was there"): one line.
     (out / "members.json").write_text('{"damaged": true}')
     before = snapshot(out)
-    result = run(["experiments.sweep", "--resume", str(out)], mnist_dir)
+    result = run_in_process(resume, mnist_dir, monkeypatch, capsys)
     assert_one_line_error(result, "members.json is damaged")
     assert snapshot(out) == before

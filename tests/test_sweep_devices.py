@@ -57,7 +57,9 @@ def tiny_sweep_arrays() -> dict:
 
 
 def worker_env(devices: int, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
+    # The multi-process settings are each test's own; the session's compilation cache is kept.
+    keep = ("MNIST_JAX_COMPILATION_CACHE",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
     env.update(
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",

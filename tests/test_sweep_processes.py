@@ -37,7 +37,9 @@ def free_port() -> int:
 
 
 def start(argv, log: Path, devices: int, process_id: int | None = None, port: int = 0):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
+    # The multi-process settings are each test's own; the session's compilation cache is kept.
+    keep = ("MNIST_JAX_COMPILATION_CACHE",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     if process_id is not None:
         env.update(
@@ -173,7 +175,9 @@ def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path)
 @pytest.mark.slow
 def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path):
     # JAX's runtime waited its whole start-up timeout (300 s), then aborted with a C++ stack.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_")}
+    # The multi-process settings are each test's own; the session's compilation cache is kept.
+    keep = ("MNIST_JAX_COMPILATION_CACHE",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
     env.update(
         MNIST_JAX_COORDINATOR="127.0.0.1:", MNIST_JAX_NUM_PROCESSES="2", MNIST_JAX_PROCESS_ID="0"
     )
