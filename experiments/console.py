@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
+from mnist_jax.epochs import metric_keys, metric_words
+
 
 class Console:
     def __init__(self, quiet: bool = False):
@@ -55,8 +57,9 @@ class EpochPrinter:
     def __call__(self, state, record: dict, history: list) -> None:
         self.bar.update(1)
         self.bar.set_postfix(val_acc=f"{record['val_accuracy']:.4f}")
-        self.console.info(
-            f"epoch {record['epoch']:>3}: train loss {record['train_loss']:.4f} acc "
-            f"{record['train_accuracy']:.4f} | val loss {record['val_loss']:.4f} acc "
-            f"{record['val_accuracy']:.4f} | {record['seconds']:.2f} s"
-        )
+        parts: dict[str, list[str]] = {}  # per split: "loss 0.1234", "acc 0.9612", ...
+        for key in metric_keys(record):
+            split, name = metric_words(key)
+            parts.setdefault(split, []).append(f"{name} {record[key]:.4f}")
+        metrics = " | ".join(f"{split} {' '.join(words)}" for split, words in parts.items())
+        self.console.info(f"epoch {record['epoch']:>3}: {metrics} | {record['seconds']:.2f} s")

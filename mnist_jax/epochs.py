@@ -20,7 +20,33 @@ import numpy as np
 
 from mnist_jax.errors import TrainingError
 
-RECORD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+# An epoch record holds every metric the compiled epoch and validation return, prefixed by the
+# split it was measured on (`train_loss`, `val_accuracy`, ...), then the learning rate in effect
+# (where the optimizer keeps one) and the epoch's seconds. Logs, TensorBoard, the console line and
+# the report's table loop over `metric_keys(record)`: a new metric is one edit, in `train.py`.
+SPLITS = ("train", "val")  # the record's prefix: the data a metric was measured on
+UNPREFIXED = ("learning_rate",)  # what the epoch program returns that is not a training metric
+# Compiled programs return their metrics by name (jax orders a dict's keys); records put these
+# first, then the others by name.
+FIRST_METRICS = ("loss", "accuracy")
+
+
+def _ordered(metrics: dict) -> list[str]:
+    return sorted(metrics, key=lambda m: ((*FIRST_METRICS, m).index(m), m))
+
+
+RECORD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # always there
+
+
+def metric_keys(record: dict) -> list[str]:
+    """The per-epoch metrics of a record, in its order: every `train_*` and `val_*` number."""
+    return [k for k in record if k.partition("_")[0] in SPLITS and k.partition("_")[2]]
+
+
+def metric_words(key: str) -> tuple[str, str]:
+    """`"val_accuracy"` -> ("val", "acc"): a metric's split and its short name for tables."""
+    split, _, name = key.partition("_")
+    return split, name.replace("accuracy", "acc").replace("_", " ")
 
 
 def exact_accuracy(accuracy: float, examples: int) -> float:
@@ -91,21 +117,23 @@ def run_epochs(
             state, val = validate_program(state, data.val_images, data.val_labels)
         train, val = gather((train, val))
         seconds = time.perf_counter() - start
-        columns = [train["loss"], train["accuracy"], val["loss"], val["accuracy"]]
-        columns = [np.reshape(np.asarray(c, np.float64), -1) for c in columns]
-        rates = train.get("learning_rate")  # absent for an optimizer that keeps no rate
-        rates = None if rates is None else np.reshape(np.asarray(rates, np.float64), -1)
+        columns = {
+            **{f"train_{k}": train[k] for k in _ordered(train) if k not in UNPREFIXED},
+            **{f"val_{k}": val[k] for k in _ordered(val) if k != "stopped"},
+            **{k: train[k] for k in UNPREFIXED if k in train},
+        }
+        columns = {m: np.reshape(np.asarray(c, np.float64), -1) for m, c in columns.items()}
         records: list[dict | None] = []
         for k, history in enumerate(histories):
             if stopped[k] or (history and diverged(history[-1])):
                 records.append(None)
                 continue
-            record = {"epoch": epoch, **{m: float(c[k]) for m, c in zip(RECORD_METRICS, columns)}}
+            record = {"epoch": epoch, **{m: float(c[k]) for m, c in columns.items()}}
             for metric, n in examples.items():
                 record[metric] = exact_accuracy(record[metric], n)
-            if rates is not None:
+            if "learning_rate" in record:
                 # The epoch's last step's rate, a float32 written as its shortest decimal.
-                record["learning_rate"] = float(str(np.float32(rates[k])))
+                record["learning_rate"] = float(str(np.float32(record["learning_rate"])))
             record["seconds"] = seconds  # of the whole program: its members train together
             if diverged(record) and raise_on_divergence:
                 raise TrainingError(

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from mnist_jax import plots
+from mnist_jax.epochs import metric_keys, metric_words
 from mnist_jax.evaluate import predict_logits
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.metrics import classification_arrays, report_from_arrays
@@ -210,15 +211,18 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
             line += f"; steady epochs ran at {metrics['examples_per_second']:,.0f} examples/s"
         lines.append(line)
     lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
+    columns = metric_keys(history[0]) if history else []  # every metric the records hold
     lines += [
         "",
-        "| epoch | train loss | train acc | val loss | val acc | learning rate | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| epoch | "
+        + " | ".join(" ".join(metric_words(k)) for k in columns)
+        + " | learning rate | seconds |",
+        "|---:|" + "---:|" * (len(columns) + 2),
     ]
     lines += [
-        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
-        f"| {r['val_accuracy']:.4f} | {r.get('learning_rate', float('nan')):.3g} "
-        f"| {r['seconds']:.2f} |"
+        f"| {r['epoch']} | "
+        + " | ".join(f"{r.get(k, float('nan')):.4f}" for k in columns)
+        + f" | {r.get('learning_rate', float('nan')):.3g} | {r['seconds']:.2f} |"
         for r in history
     ]
     per_class = ", ".join(

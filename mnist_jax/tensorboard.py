@@ -18,15 +18,27 @@ from typing import Any
 
 from mnist_jax.errors import OutputError
 
-SCALARS = {  # record key -> TensorBoard tag
-    "train_loss": "loss/train",
-    "val_loss": "loss/validation",
-    "train_accuracy": "accuracy/train",
-    "val_accuracy": "accuracy/validation",
+# An epoch record's metric `<split>_<name>` (every one the compiled programs return: see
+# `epochs.metric_keys`) is the scalar `<name>/<split's data>`, so a metric's curves on the training
+# and validation data share one chart; the others logged are these, by their tags.
+SPLIT_TAGS = {"train": "train", "val": "validation"}
+OTHER_SCALARS = {
     "learning_rate": "learning_rate",
     "seconds": "epoch/seconds",
     "examples_per_second": "epoch/examples_per_second",
 }
+
+
+def scalar_tags(record: Mapping[str, Any]) -> dict[str, str]:
+    """The record's keys that are scalars in TensorBoard -> their tags."""
+    tags = {}
+    for key in record:
+        split, _, name = key.partition("_")
+        if split in SPLIT_TAGS and name:
+            tags[key] = f"{name}/{SPLIT_TAGS[split]}"
+        elif key in OTHER_SCALARS:
+            tags[key] = OTHER_SCALARS[key]
+    return tags
 
 
 def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()):
@@ -65,7 +77,7 @@ def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()
 
 def log_epoch(writer, record: Mapping[str, Any]) -> None:
     """The record's numbers as scalars at step = its epoch (non-finite values are skipped)."""
-    for key, tag in SCALARS.items():
+    for key, tag in scalar_tags(record).items():
         value = record.get(key)
         if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
             writer.add_scalar(tag, value, int(record["epoch"]))

@@ -241,8 +241,12 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Ar
 def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     """One optimizer step on `batch`. Pure; dropout keyed by `fold_in(dropout stream, step)`.
 
-    Returns the new state and the batch's summed loss and correct count over real examples (sums,
-    not means, so that an epoch's totals are exact whatever its batch sizes).
+    Returns the new state and, per metric, its sum over the batch's real examples (`loss`,
+    `accuracy` as the count of correct ones, and `grad_norm`, the gradient's global norm, once per
+    example), with that `count`: sums, not means, so that an epoch's totals are exact whatever its
+    batch sizes (the epoch's `grad_norm` is the mean of its steps' norms, each weighted by its real
+    examples: the last, smaller batch counts less). `train_epoch` reports every metric here as
+    its mean over the epoch's examples, and the epoch records carry it (`epochs.run_epochs`).
     """
     dropout_key = jax.random.fold_in(stream_key(state, DROPOUT_STREAM), state.step)
 
@@ -258,7 +262,12 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     count = jnp.sum(batch.weights)
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == batch.labels) * batch.weights)
     new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
-    return new_state, {"loss_sum": loss * count, "correct": correct, "count": count}
+    sums = {
+        "loss": loss * count,
+        "accuracy": correct,
+        "grad_norm": optax.global_norm(grads) * count,
+    }
+    return new_state, {**sums, "count": count}
 
 
 def epoch_plan(
@@ -302,14 +311,10 @@ def train_epoch(
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
-    def metrics(state: TrainState, loss: jax.Array, accuracy: jax.Array) -> dict:
+    def metrics(state: TrainState, means: dict) -> dict:
         rate = learning_rate_in_effect(spec.schedule, state.opt_state, state.step - 1)
         # the rate of the epoch's last step, where the optimizer keeps one
-        return {
-            "loss": loss,
-            "accuracy": accuracy,
-            **({} if rate is None else {"learning_rate": rate}),
-        }
+        return {**means, **({} if rate is None else {"learning_rate": rate})}
 
     def train(state: TrainState) -> tuple[TrainState, dict]:
         order, weights = epoch_plan(state, images.shape[0], spec.batch_size)
@@ -319,15 +324,16 @@ def train_epoch(
             return train_step(spec, state, Batch(images[index], labels[index], weight))
 
         trained, sums = jax.lax.scan(body, state, (order, weights))
-        count = jnp.sum(sums["count"])
-        loss, accuracy = jnp.sum(sums["loss_sum"]) / count, jnp.sum(sums["correct"]) / count
-        return trained.replace(epoch=trained.epoch + 1), metrics(trained, loss, accuracy)
+        count = jnp.sum(sums.pop("count"))
+        means = {name: jnp.sum(total) / count for name, total in sums.items()}
+        return trained.replace(epoch=trained.epoch + 1), metrics(trained, means)
 
     def keep(state: TrainState) -> tuple[TrainState, dict]:
         # NaN as `full_like` of a state leaf: inside shard_map a constant would not vary over
         # members as the other branch's numbers do, and cond needs both branches' types equal.
         nan = jnp.full_like(state.best_accuracy, jnp.nan)
-        return state, metrics(state, nan, nan)
+        shapes = jax.eval_shape(train, state)[1]  # the metrics the other branch returns
+        return state, {**{name: nan for name in shapes}, **metrics(state, {})}
 
     # An early-stopped member keeps its state; its loss and accuracy are NaN (never read: the host
     # loop records nothing for it). Unbatched (a sweep's members one at a time) this is a real

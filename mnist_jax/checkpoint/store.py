@@ -410,11 +410,9 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
     if not stored:
         raise Damaged("its array metadata is missing")
     expected = {p: (tuple(np.shape(x)), np.dtype(x.dtype)) for p, x in flat(template).items()}
-    model = info.get("model") if isinstance(info.get("model"), dict) else {}
-    settings = model.get("settings") or {
-        "hidden_sizes": (info.get("config") or {}).get("hidden_sizes")
-    }
-    where += f" (made with model {model.get('name', 'mlp')} {settings})"
+    model = info.get("model") if isinstance(info.get("model"), dict) else None
+    if model is not None:
+        where += f" (made with model {model.get('name')} {model.get('settings') or {}})"
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         raise CheckpointError(

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mnist_jax.config import MODELS
 from mnist_jax.errors import ConfigError
 from mnist_jax.models.base import (
     INPUT_LAYOUTS,
@@ -29,18 +30,22 @@ from mnist_jax.models.base import (
 from mnist_jax.models.cnn import CNN, cnn
 from mnist_jax.models.mlp import MLP, MLPModel, init_params, mlp
 
-BUILTIN_MODELS = ("mlp", "cnn")
+# The built-in models by the name `TrainConfig.model` gives (`config.MODELS`), each built from the
+# configuration and the number of classes.
+BUILDERS = {
+    "mlp": lambda config, num_classes: mlp(config.hidden_sizes, num_classes),
+    "cnn": lambda config, num_classes: cnn(num_classes),
+}
+BUILTIN_MODELS = MODELS
 
 
 def model_from_config(config: Any, num_classes: int = 10) -> Model:
     """The built-in model a `TrainConfig` names (`config.model`), for `num_classes` classes."""
-    if config.model == "mlp":
-        return mlp(config.hidden_sizes, num_classes)
-    if config.model == "cnn":
-        return cnn(num_classes)
-    raise ConfigError(
-        f"unknown model {config.model!r}: expected one of {', '.join(BUILTIN_MODELS)}"
-    )
+    if config.model not in BUILDERS:
+        raise ConfigError(
+            f"unknown model {config.model!r}: expected one of {', '.join(BUILTIN_MODELS)}"
+        )
+    return BUILDERS[config.model](config, num_classes)
 
 
 def parameter_count(model: Model, example: tuple[int, ...]) -> int:

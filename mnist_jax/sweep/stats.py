@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mnist_jax.stats import summarize
-from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
+from mnist_jax.sweep.members import ConfigKey
 
 # The final numbers of a member (`MemberResult.metrics()`), summarised over seeds.
 MEMBER_METRICS = (
@@ -45,8 +45,7 @@ def summarize_by_config(
         row = rows.setdefault(
             key,
             {
-                **dict(zip(CONFIG_KEY_FIELDS, key)),
-                "hidden_sizes": list(result.member.hidden_sizes),
+                **{k: v for k, v in result.member.to_dict().items() if k != "seed"},
                 "seeds": [],
                 "diverged": [],
                 "_values": {m: [] for m in metrics},
