@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.console import Console
-from mnist_jax.config import applies
+from mnist_jax.config import FIELDS, applies
 from mnist_jax.epochs import diverged
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.outputs import PER_MEMBER_FIELDS
@@ -103,9 +103,14 @@ def print_plan(
     """What the sweep will train: shared configuration, members, programs, devices."""
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
-    lists = {  # every field's values among the members, where it does something
+    lists = {  # each field's values among the members where it does something
         name: list(dict.fromkeys(getattr(m, name) for m in members if applies(name, m.to_dict())))
         for name in CONFIG_KEY_FIELDS
+    }
+    lists = {  # those that vary, or that differ from the configuration's default
+        name: values
+        for name, values in lists.items()
+        if len(values) > 1 or (values and values[0] != FIELDS[name].default)
     }
     console.info(
         f"members: {len(members)} = seeds {sorted({m.seed for m in members})}"

@@ -10,9 +10,9 @@ plots.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -32,13 +32,63 @@ SAMPLE_INDEX = 0
 TOP_ERRORS = 5
 REPORT_FILE = "report.md"
 
-PLOT_FILES = {
-    "samples_per_class": "samples_per_class.png",
-    "training_curves": "training_curves.png",
-    "confusion_matrix": "confusion_matrix.png",
-    "top_errors": "top_errors.png",
-    "sample_prediction": "sample_prediction.png",
+
+class RunArrays(NamedTuple):
+    """What a run's figures are drawn from."""
+
+    dataset: Any  # `data.Dataset`: images, labels, class names
+    history: Sequence[dict]  # the epoch records
+    metrics: dict[str, Any]  # `evaluate_test_set`'s report (confusion matrix, top errors...)
+    probabilities: np.ndarray  # (N_test, C)
+
+
+class RunFigure(NamedTuple):
+    file: str
+    caption: str  # its heading in report.md
+    draw: Callable[[RunArrays], Any]  # arrays -> a matplotlib Figure
+
+
+# The run's figures, in report.md's order: a new figure is one entry here (and its function in
+# `plots`, from arrays to a figure).
+RUN_FIGURES = {
+    "samples_per_class": RunFigure(
+        "samples_per_class.png",
+        "One training example per class",
+        lambda a: plots.plot_samples_per_class(
+            a.dataset.train_images, a.dataset.train_labels, list(a.dataset.class_names)
+        ),
+    ),
+    "training_curves": RunFigure(
+        "training_curves.png",
+        "Loss and accuracy per epoch",
+        lambda a: plots.plot_training_curves(a.history),
+    ),
+    "confusion_matrix": RunFigure(
+        "confusion_matrix.png",
+        "Confusion matrix on the test set",
+        lambda a: plots.plot_confusion_matrix(
+            np.asarray(a.metrics["confusion_matrix"]), list(a.dataset.class_names)
+        ),
+    ),
+    "top_errors": RunFigure(
+        "top_errors.png",
+        f"The {TOP_ERRORS} most confidently wrong test images",
+        lambda a: plots.plot_top_errors(
+            a.dataset.test_images, a.metrics["top_errors"], list(a.dataset.class_names)
+        ),
+    ),
+    "sample_prediction": RunFigure(
+        "sample_prediction.png",
+        f"Test image {SAMPLE_INDEX} with its prediction",
+        lambda a: plots.plot_sample_prediction(
+            a.dataset.test_images[SAMPLE_INDEX],
+            a.probabilities[SAMPLE_INDEX],
+            int(a.dataset.test_labels[SAMPLE_INDEX]),
+            list(a.dataset.class_names),
+        ),
+    ),
 }
+PLOT_FILES = {key: figure.file for key, figure in RUN_FIGURES.items()}
 
 
 def evaluate_test_set(
@@ -68,30 +118,12 @@ def write_plots(
     probabilities: np.ndarray,
     only: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Draws the run's figures (all five, or the keys of `PLOT_FILES` in `only`) from arrays and
+    """Draws the run's figures (`RUN_FIGURES`, or those of its keys in `only`) from arrays and
     saves them as PNGs in `run_dir`."""
-    names = list(dataset.class_names)
-    draw = {
-        "samples_per_class": lambda: plots.plot_samples_per_class(
-            dataset.train_images, dataset.train_labels, names
-        ),
-        "training_curves": lambda: plots.plot_training_curves(history),
-        "confusion_matrix": lambda: plots.plot_confusion_matrix(
-            np.asarray(metrics["confusion_matrix"]), names
-        ),
-        "top_errors": lambda: plots.plot_top_errors(
-            dataset.test_images, metrics["top_errors"], names
-        ),
-        "sample_prediction": lambda: plots.plot_sample_prediction(
-            dataset.test_images[SAMPLE_INDEX],
-            probabilities[SAMPLE_INDEX],
-            int(dataset.test_labels[SAMPLE_INDEX]),
-            names,
-        ),
-    }
+    arrays = RunArrays(dataset, history, metrics, probabilities)
     return {
-        key: plots.save_figure(figure(), run_dir / PLOT_FILES[key])
-        for key, figure in draw.items()
+        key: plots.save_figure(figure.draw(arrays), run_dir / figure.file)
+        for key, figure in RUN_FIGURES.items()
         if only is None or key in only
     }
 
@@ -231,13 +263,6 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
         if acc is not None
     )
     lines += ["", f"Per-class accuracy: {per_class}.", ""]
-    captions = {
-        "samples_per_class": "One training example per class",
-        "training_curves": "Loss and accuracy per epoch",
-        "confusion_matrix": "Confusion matrix on the test set",
-        "top_errors": f"The {TOP_ERRORS} most confidently wrong test images",
-        "sample_prediction": f"Test image {SAMPLE_INDEX} with its prediction",
-    }
-    for key, caption in captions.items():
-        lines += [f"## {caption}", "", f"![{caption}]({PLOT_FILES[key]})", ""]
+    for figure in RUN_FIGURES.values():
+        lines += [f"## {figure.caption}", "", f"![{figure.caption}]({figure.file})", ""]
     return "\n".join(lines)

@@ -4,15 +4,19 @@ figures and report.md, and the throughput of the epochs trained. Pure functions 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from mnist_jax import plots
 from mnist_jax.epochs import time_to_target
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.logs import json_safe
 from mnist_jax.predictions import PREDICTIONS_FILE
 from mnist_jax.stats import verdict, wilson_interval
+from mnist_jax.stats.calibration import MAX_SUBSETS
 from mnist_jax.sweep.analysis import (
     comparisons,
     ensemble_curves,
@@ -28,14 +32,109 @@ from mnist_jax.sweep.stats import member_histories, time_to_target_by_config
 MEMBERS_FILE, SUMMARY_FILE = "members.json", "summary.json"
 # The members' own fields: in sweep.json's "config" these hold the first member's values.
 PER_MEMBER_FIELDS = ("seed", *CONFIG_KEY_FIELDS)
-# The sweep's figures: report.md's FIGURE_CAPTIONS key -> file.
-PLOT_FILES = {
-    "accuracy_distribution": "accuracy_distribution.png",
-    "learning_curves": "learning_curves.png",
-    "ensemble_size": "ensemble_size.png",
-    "reliability": "reliability.png",
-    "expected_max": "expected_max.png",
+
+
+class SweepArrays(NamedTuple):
+    """What a sweep's figures are drawn from."""
+
+    result: Any  # `SweepResult`
+    summary: dict  # summary.json (`analyse`)
+    labels: dict  # configuration key -> its label among the sweep's
+
+
+class SweepFigure(NamedTuple):
+    file: str
+    caption: str  # report.md's text under it; {reliability_of} is summary.json's
+    draw: Callable[[SweepArrays], Any]  # arrays -> a matplotlib Figure, or None: nothing to show
+
+
+def _by_label(a: SweepArrays, by_config: dict) -> dict:
+    return {a.labels[key]: values for key, values in by_config.items()}
+
+
+def _ensembles(a: SweepArrays) -> dict:
+    return {
+        r["label"]: r["ensemble_curve"] for r in a.summary["configurations"] if r["ensemble_curve"]
+    }
+
+
+def _accuracy_distribution(a: SweepArrays):
+    accuracies = {
+        label: list(seeds.values())
+        for label, seeds in _by_label(
+            a, values_by_config(a.result.members, "test_accuracy")
+        ).items()
+    }
+    return plots.plot_accuracy_distribution(accuracies) if accuracies else None
+
+
+def _learning_curves(a: SweepArrays):
+    curves = _by_label(a, curves_by_config(a.result.members, "val_accuracy"))
+    return plots.plot_learning_curves_band(curves) if curves else None
+
+
+def _ensemble_size(a: SweepArrays):
+    return plots.plot_ensemble_curves(_ensembles(a)) if _ensembles(a) else None
+
+
+def _reliability(a: SweepArrays):
+    if not _ensembles(a):
+        return None
+    label = a.summary["reliability_of"]
+    full = _ensembles(a)[label]
+    return plots.plot_reliability_diagram(
+        {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
+        ece=full["full_ece"],
+        label=f"{label}, ensemble of {full['size'][-1]}",
+    )
+
+
+def _expected_max(a: SweepArrays):
+    search = a.summary["search"]
+    return plots.plot_expected_max({"this sweep": search}) if search else None
+
+
+# The sweep's figures, in report.md's order: a new figure is one entry here (and its function in
+# `plots`, from arrays to a figure).
+SWEEP_FIGURES = {
+    "accuracy_distribution": SweepFigure(
+        "accuracy_distribution.png",
+        "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
+        "interval over seeds: the spread of a configuration's seeds; whether two configurations "
+        "differ is the paired comparison's question (above), which can tell apart overlapping "
+        "clouds because seed s is shared.",
+        _accuracy_distribution,
+    ),
+    "learning_curves": SweepFigure(
+        "learning_curves.png",
+        "Validation accuracy per epoch, mean and one standard deviation over seeds: where curves "
+        "still rise at the last epoch, more epochs would help.",
+        _learning_curves,
+    ),
+    "ensemble_size": SweepFigure(
+        "ensemble_size.png",
+        "Accuracy, negative log-likelihood and expected calibration error of the average of k "
+        f"members' probabilities, averaged over every subset of k members (over {MAX_SUBSETS} "
+        "drawn at random where there are more): how much each added member buys.",
+        _ensemble_size,
+    ),
+    "reliability": SweepFigure(
+        "reliability.png",
+        "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
+        "are over-confident bins, above it under-confident; the lower panel counts examples per "
+        "bin.",
+        _reliability,
+    ),
+    "expected_max": SweepFigure(
+        "expected_max.png",
+        "Expected best validation accuracy after n trials of this search (each trial one member: "
+        "a configuration and a seed; unbiased estimator of Tang et al. 2020), with the standard "
+        "deviation of the best of n trials drawn from these: where it flattens, more trials of "
+        "this search would not find a better configuration.",
+        _expected_max,
+    ),
 }
+PLOT_FILES = {key: figure.file for key, figure in SWEEP_FIGURES.items()}
 
 
 def throughput(
@@ -125,41 +224,17 @@ def write_plots(
     sweep_dir: Path, result, summary: dict, only_missing: bool = False
 ) -> dict[str, Path]:
     """The sweep's figures that have something to show (`only_missing`: those not in
-    `sweep_dir` already); returns `PLOT_FILES` key -> path of the figures written."""
-    from mnist_jax import plots
-
+    `sweep_dir` already); returns `SWEEP_FIGURES` key -> path of the figures written."""
     labels = config_labels([r.member.config_key for r in result.members])
-    accuracies = {
-        labels[key]: list(values.values())
-        for key, values in values_by_config(result.members, "test_accuracy").items()
-    }
-    curves = {
-        labels[key]: values
-        for key, values in curves_by_config(result.members, "val_accuracy").items()
-    }
-    rows = summary["configurations"]
-    ensembles = {row["label"]: row["ensemble_curve"] for row in rows if row["ensemble_curve"]}
-    draw = {}
-    if accuracies:
-        draw["accuracy_distribution"] = lambda: plots.plot_accuracy_distribution(accuracies)
-        draw["learning_curves"] = lambda: plots.plot_learning_curves_band(curves)
-    if ensembles:
-        draw["ensemble_size"] = lambda: plots.plot_ensemble_curves(ensembles)
-        label = summary["reliability_of"]
-        full = ensembles[label]
-        draw["reliability"] = lambda: plots.plot_reliability_diagram(
-            {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
-            ece=full["full_ece"],
-            label=f"{label}, ensemble of {full['size'][-1]}",
-        )
-    if summary["search"]:
-        search = summary["search"]
-        draw["expected_max"] = lambda: plots.plot_expected_max({"this sweep": search})
-    return {
-        key: plots.save_figure(figure(), sweep_dir / PLOT_FILES[key])
-        for key, figure in draw.items()
-        if not (only_missing and (sweep_dir / PLOT_FILES[key]).exists())
-    }
+    arrays = SweepArrays(result, summary, labels)
+    written = {}
+    for key, figure in SWEEP_FIGURES.items():
+        if only_missing and (sweep_dir / figure.file).exists():
+            continue
+        drawn = figure.draw(arrays)
+        if drawn is not None:
+            written[key] = plots.save_figure(drawn, sweep_dir / figure.file)
+    return written
 
 
 def member_time_to_target(result, target: float, histories) -> dict:
@@ -244,7 +319,11 @@ def write_sweep_files(
     if wanted(REPORT_FILE):
         keys = [r.member.config_key for r in result.members]
         labels = config_labels(keys)
-        present = {key: name for key, name in PLOT_FILES.items() if (sweep_dir / name).exists()}
+        present = {
+            key: (figure.file, figure.caption.format(reliability_of=summary.get("reliability_of")))
+            for key, figure in SWEEP_FIGURES.items()
+            if (sweep_dir / figure.file).exists()
+        }
         report = render_sweep_report(summary, entries, [labels[k] for k in keys], present)
         written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))
     return written

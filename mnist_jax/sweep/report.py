@@ -14,38 +14,9 @@ from mnist_jax.stats.intervals import MIN_BOOTSTRAP_SEEDS
 
 REPORT_FILE = "report.md"
 
+
 # What each figure shows, in the order the report gives them; a figure absent from `figures` is
 # left out with its section.
-FIGURE_CAPTIONS = {
-    "accuracy_distribution": (
-        "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
-        "interval over seeds: the spread of a configuration's seeds; whether two configurations "
-        "differ is the paired comparison's question (above), which can tell apart overlapping "
-        "clouds because seed s is shared."
-    ),
-    "learning_curves": (
-        "Validation accuracy per epoch, mean and one standard deviation over seeds: where curves "
-        "still rise at the last epoch, more epochs would help."
-    ),
-    "ensemble_size": (
-        "Accuracy, negative log-likelihood and expected calibration error of the average of k "
-        f"members' probabilities, averaged over every subset of k members (over {MAX_SUBSETS} "
-        "drawn at random where there are more): how much each added member buys."
-    ),
-    "reliability": (
-        "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
-        "are over-confident bins, above it under-confident; the lower panel counts examples per "
-        "bin."
-    ),
-    "expected_max": (
-        "Expected best validation accuracy after n trials of this search (each trial one member: "
-        "a configuration and a seed; unbiased estimator of Tang et al. 2020), with the standard "
-        "deviation of the best of n trials drawn from these: where it flattens, more trials of "
-        "this search would not find a better configuration."
-    ),
-}
-
-
 def _pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -192,10 +163,10 @@ def render_sweep_report(
     summary: Mapping,
     members: Sequence[Mapping],
     member_labels: Sequence[str],
-    figures: Mapping[str, str],
+    figures: Mapping[str, tuple[str, str]],
 ) -> str:
     """report.md from `summary` (summary.json), `members` (members.json), each member's
-    configuration label, and the figure files written (`FIGURE_CAPTIONS` key -> file name)."""
+    configuration label, and the figures present, in order: key -> (file name, caption)."""
     rows = summary["configurations"]
     data = summary["data"]
     lines = [
@@ -236,9 +207,7 @@ def render_sweep_report(
     lines += _comparisons(summary)
     lines += _time_to_target(rows)
     lines += _ensembles(rows)
-    for key, caption in FIGURE_CAPTIONS.items():
-        if key in figures:
-            text = caption.format(reliability_of=summary.get("reliability_of"))
-            lines += [f"![{key}]({figures[key]})", "", text, ""]
+    for key, (file, caption) in figures.items():
+        lines += [f"![{key}]({file})", "", caption, ""]
     lines += _members(members, dict(enumerate(member_labels)))
     return "\n".join(lines)
