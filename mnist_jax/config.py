@@ -50,6 +50,7 @@ def _field(
     label: str = "changed",
     applies: tuple[Callable[[Mapping[str, Any]], bool], str] | None = None,
     compiled: bool = False,
+    in_state: bool = False,
 ) -> Any:
     """A configuration field with everything the rest of the code knows about it, next to it.
 
@@ -64,7 +65,8 @@ def _field(
     or when "changed" from the default. `applies` is (when, why): `when(values)` says whether the
     field does anything with the configuration's other values; where it does not it must keep its
     default (a silently ignored value is an error, `why` says so: a format string of the values),
-    and labels leave it out.
+    and labels leave it out. `in_state`: a traced number kept in the train state's `hyper` dict
+    (`train.state_hyperparams`), where the training code reads it.
     """
     metadata = {
         "help": help,
@@ -79,6 +81,7 @@ def _field(
         "label": label,
         "applies": applies,
         "compiled": compiled,
+        "in_state": in_state,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -192,6 +195,15 @@ class TrainConfig:
         short="dropout",
         label="always",
     )
+    label_smoothing: float = _field(
+        0.0,
+        "label smoothing of the training loss, in [0, 1): the targets are optax.smooth_labels' "
+        "(1 - this on the label, this spread over every class); validation and test losses are "
+        "not smoothed",
+        sweep=True,
+        short="ls",
+        in_state=True,
+    )
     hidden_sizes: tuple[int, ...] = _field(
         DEFAULT_HIDDEN_SIZES,
         "widths of the MLP's ReLU hidden layers, e.g. 128,128",
@@ -269,12 +281,14 @@ class TrainConfig:
         )
         # Training computes in float32: a value that rounds to 0, 1 or infinity there would
         # silently train something else (a learning rate of 1e-50 trains nothing).
-        _check(
-            _is_real(self.dropout_rate) and 0.0 <= _float32(self.dropout_rate) < 1.0,
-            "dropout_rate",
-            self.dropout_rate,
-            "a number in [0, 1) (and below 1 in float32)",
-        )
+        for name in ("dropout_rate", "label_smoothing"):
+            value = getattr(self, name)
+            _check(
+                _is_real(value) and 0.0 <= _float32(value) < 1.0,
+                name,
+                value,
+                "a number in [0, 1) (and below 1 in float32)",
+            )
         for name in ("learning_rate", "adam_epsilon"):
             value = getattr(self, name)
             _check(

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from mnist_jax import random_bits
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import FIELDS, TrainConfig
 from mnist_jax.evaluate import evaluate_loss_accuracy
 from mnist_jax.models import Model, Params, mlp, model_from_config
 from mnist_jax.models.precision import with_precision
@@ -58,6 +58,9 @@ class TrainState:
       stale_epochs: int32 scalar, epochs validated since the last improvement.
       stopped: bool scalar, early-stopped (`TrainSpec.patience`): `train_epoch` leaves it as it
         is (NaN loss and accuracy) while the other members of its program train on.
+      hyper: the run's other traced hyper-parameters by name, float32 scalars (the configuration's
+        fields marked `in_state`, e.g. `label_smoothing`): a new one is a field there and its use
+        here. Checkpoints from before a name existed restore it at the configuration's value.
     """
 
     params: Params
@@ -71,6 +74,7 @@ class TrainState:
     best_epoch: jax.Array
     stale_epochs: jax.Array
     stopped: jax.Array
+    hyper: dict[str, jax.Array]
 
 
 # The fields of a train state saved before best-epoch tracking existed (see `from_legacy`).
@@ -80,7 +84,7 @@ LEGACY_FIELDS = ("params", "opt_state", "dropout_rate", "key", "step", "epoch")
 def from_legacy(saved: Mapping[str, Any], best_accuracy: Any = -1.0) -> TrainState:
     """A train state from one saved before best-epoch tracking: its current parameters become
     the best ones, at its epoch, with `best_accuracy` (that epoch's validation accuracy; arrays
-    for stacked states), nothing stale and nothing stopped."""
+    for stacked states), nothing stale and nothing stopped; no `hyper` (the restore fills it)."""
     epoch = np.asarray(saved["epoch"])
     return TrainState(
         **{name: saved[name] for name in LEGACY_FIELDS},
@@ -89,6 +93,7 @@ def from_legacy(saved: Mapping[str, Any], best_accuracy: Any = -1.0) -> TrainSta
         best_epoch=epoch.astype(np.int32),
         stale_epochs=np.zeros(epoch.shape, np.int32),
         stopped=np.zeros(epoch.shape, bool),
+        hyper={},
     )
 
 
@@ -172,13 +177,15 @@ def init_train_state(
     learning_rate: float | jax.Array = 1e-3,
     dropout_rate: float | jax.Array = 0.25,
     recipe: Mapping[str, Any] | None = None,
+    hyper: Mapping[str, Any] | None = None,
 ) -> TrainState:
     """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters is a sweep.
 
     `learning_rate` and `recipe` (`recipe.recipe_values`: weight decay, momentum, schedule
     lengths...) are written into the optimizer state where the optimizer keeps them (as
     `recipe.make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps
-    its own.
+    its own. `hyper`: the state's other traced hyper-parameters (`state_hyperparams`; default:
+    the configuration's defaults).
     """
     if recipe is None and spec.tx is None and spec.schedule != "constant":
         raise ValueError(
@@ -201,7 +208,21 @@ def init_train_state(
         best_epoch=jnp.zeros((), jnp.int32),
         stale_epochs=jnp.zeros((), jnp.int32),
         stopped=jnp.zeros((), bool),
+        hyper={
+            name: jnp.asarray(value, jnp.float32)
+            for name, value in {**state_hyperparams(TrainConfig()), **(hyper or {})}.items()
+        },
     )
+
+
+def state_hyperparams(config: TrainConfig) -> dict[str, np.float32]:
+    """The configuration's traced hyper-parameters that live in `TrainState.hyper`: its fields
+    marked `in_state` in the schema."""
+    return {
+        name: np.float32(getattr(config, name))
+        for name, field in FIELDS.items()
+        if field.metadata["in_state"]
+    }
 
 
 # Compiled once per spec: seed and hyper-parameters are traced, so every run of a shape shares it.
@@ -210,13 +231,14 @@ init_train_state_jit = jax.jit(init_train_state, static_argnums=0)
 
 def run_hyperparams(config: TrainConfig, train_examples: int) -> tuple:
     """The traced arguments of `init_train_state` for `config`: (seed, learning rate, dropout
-    rate, recipe), as the arrays a compiled init takes."""
+    rate, recipe, hyper), as the arrays a compiled init takes."""
     recipe = {k: np.float32(v) for k, v in recipe_values(config, train_examples).items()}
     return (
         np.uint32(config.seed),
         np.float32(config.learning_rate),
         np.float32(config.dropout_rate),
         recipe,
+        state_hyperparams(config),
     )
 
 
@@ -229,12 +251,19 @@ def create_train_state(
     return init_train_state_jit(spec, *run_hyperparams(config, train_examples))
 
 
-def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+def weighted_cross_entropy(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array, label_smoothing: Any = 0.0
+) -> jax.Array:
     """Mean softmax cross-entropy over the examples with weight 1 (padding rows weigh 0).
 
     Integer labels give the same value as Keras's categorical cross-entropy on one-hot labels.
+    `label_smoothing` a: the targets of `optax.smooth_labels`, 1 - a on the label plus a spread
+    evenly over every class, i.e. (1 - a) * the cross-entropy + a * the mean of -log p over the
+    classes (with a = 0, exactly the unsmoothed loss and gradient).
     """
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    spread = -jnp.mean(jax.nn.log_softmax(logits), axis=-1)
+    per_example = (1.0 - label_smoothing) * per_example + label_smoothing * spread
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
@@ -254,7 +283,10 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
         logits = spec.model.apply(
             params, batch.images, dropout_rate=state.dropout_rate, dropout_key=dropout_key
         )
-        return weighted_cross_entropy(logits, batch.labels, batch.weights), logits
+        loss = weighted_cross_entropy(
+            logits, batch.labels, batch.weights, state.hyper["label_smoothing"]
+        )
+        return loss, logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = spec.optimizer.update(grads, state.opt_state, state.params)
@@ -265,7 +297,7 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     sums = {
         "loss": loss * count,
         "accuracy": correct,
-        "grad_norm": optax.global_norm(grads) * count,
+        "grad_norm": optax.tree.norm(grads) * count,
     }
     return new_state, {**sums, "count": count}
 

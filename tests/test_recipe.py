@@ -253,3 +253,44 @@ def test_a_sweep_member_whose_warmup_outlasts_the_run_is_refused_before_any_fold
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "warmup_epochs=3" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sweep").exists()
+
+
+# Label smoothing: a traced hyper-parameter in the train state -------------------------------------
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_label_smoothing_is_cross_entropy_against_optax_smoothed_labels(smoothing):
+    from mnist_jax.train import weighted_cross_entropy
+
+    logits = jax.random.normal(jax.random.key(0), (6, 10))
+    labels = jnp.array([0, 3, 9, 1, 1, 5])
+    weights = jnp.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])  # the last row is padding
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, 10), smoothing)
+    expected = jnp.sum(optax.softmax_cross_entropy(logits, targets)[:5]) / 5
+    ours = weighted_cross_entropy(logits, labels, weights, jnp.float32(smoothing))
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    if smoothing == 0.0:  # unsmoothed: exactly the loss before label smoothing existed
+        plain = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        assert ours == jnp.sum(plain * weights) / 5
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_label_smoothing_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TrainConfig(label_smoothing=value)
+
+
+@pytest.mark.slow
+def test_sweep_members_differing_in_label_smoothing_equal_their_single_runs_bitwise(data):
+    members = expand_members([0], label_smoothing=[0.0, 0.2], hidden_sizes=[(16,)])
+    result = run_sweep(CONFIG.replace(epochs=2), members, data, members_per_step=1)
+    assert [float(r.state.hyper["label_smoothing"]) for r in result.members] == [
+        0.0,
+        np.float32(0.2),
+    ]
+    for r in result.members:
+        single = fit(r.member.config(CONFIG.replace(epochs=2)), data)
+        assert_bitwise_equal(r.state, single.state)
+    # Smoothing changed the training: the two members' parameters differ.
+    a, b = (r.state.params for r in result.members)
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -105,16 +105,18 @@ def restore_state(
 
     A checkpoint from before best-epoch tracking (its info lacks "tracks_best") is read with its
     own fields and upgraded (`train.from_legacy`): its parameters become the best ones, with its
-    last validation accuracy, so a run or sweep saved then resumes here.
+    last validation accuracy, so a run or sweep saved then resumes here. `TrainState.hyper` holds
+    the names the info's "hyper" lists; the others take the template's values.
     """
-    legacy = []
+    legacy, chosen = [], []
 
     def pick(info: dict) -> Any:
-        chosen = template(info) if callable(template) else template
+        chosen.append(template(info) if callable(template) else template)
         legacy.append(not info.get("tracks_best"))
         if legacy[-1]:
-            return {name: getattr(chosen, name) for name in LEGACY_FIELDS}
-        return chosen
+            return {name: getattr(chosen[-1], name) for name in LEGACY_FIELDS}
+        stored = info.get("hyper") or []  # the names it holds (none before `hyper` existed)
+        return chosen[-1].replace(hyper={k: v for k, v in chosen[-1].hyper.items() if k in stored})
 
     state, info = store.restore(which, pick, check=check)
     if legacy and legacy[-1]:
@@ -127,6 +129,9 @@ def restore_state(
         else:
             accuracy = histories[-1]["val_accuracy"] if histories else -1.0
             state = jax.device_put(from_legacy(state, accuracy))
+    # A hyper-parameter the checkpoint predates takes the template's value: its configuration's,
+    # which is the default its run trained with.
+    state = state.replace(hyper={**chosen[-1].hyper, **state.hyper})
     return state, info
 
 
@@ -180,6 +185,7 @@ class RunCheckpointer:
             "config": self.config.to_dict(),
             "model": self.spec.model.describe(),
             "tracks_best": True,
+            "hyper": sorted(state.hyper),
             "num_classes": self.num_classes,
             "image_shape": list(self.spec.image_shape),
             "history": [dict(r) for r in history],

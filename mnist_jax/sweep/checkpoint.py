@@ -82,6 +82,7 @@ class SweepCheckpointer:
             "num_classes": self.num_classes,
             "model": self.specs(program).model.describe(),
             "tracks_best": True,
+            "hyper": sorted(state.hyper),
             "image_shape": list(self.specs(program).image_shape),
             "program": program.index,
             "num_padded": program.num_padded,
