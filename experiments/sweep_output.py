@@ -121,11 +121,16 @@ def print_plan(
         f"{members_per_step or 'all'} per device at a time)"
     )
     for p in programs:
-        shared = " ".join(  # the program's compiled values, where they do something
-            f"{name}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-            for name, v in p.group.items()
-            if applies(name, p.group)
-        )
+        words = []  # its compiled values: the outermost always, the others where they matter
+        for k, (name, value) in enumerate(p.group.items()):
+            meta = FIELDS[name].metadata
+            if not applies(name, p.group) or (
+                k and meta["label"] != "always" and value == FIELDS[name].default
+            ):
+                continue
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            words.append(text if meta["short"] is None else f"{meta['short']} {text}")
+        shared = " ".join(words)
         console.info(
             f"  program {p.index}: {shared}, {len(p.members)} members padded to {p.num_padded}"
         )

@@ -49,16 +49,17 @@ def _field(
     short: str | None = None,
     label: str = "changed",
     applies: tuple[Callable[[Mapping[str, Any]], bool], str] | None = None,
-    compiled: bool = False,
+    compiled: int = 0,
     in_state: bool = False,
 ) -> Any:
     """A configuration field with everything the rest of the code knows about it, next to it.
 
     The flag is the field name (`--learning-rate`); `aliases` keep older spellings working;
     `sweep` marks a value the sweep command takes as a list (`list_separator` between values):
-    a sweep's members differ in it; `compiled`: it is part of the compiled program (`TrainSpec`),
-    so members that differ in it train in separate programs, where the others are arrays in the
-    train state that a program vmaps over; `defines_run`: a resumed run takes it from its
+    a sweep's members differ in it; `compiled` (for a sweep field: 1, 2, ... its place among the
+    sweep grid's outer loops): it is part of the compiled program (`TrainSpec`), so members that
+    differ in it train in separate programs, where the others are arrays in the train state that
+    a program vmaps over; `defines_run`: a resumed run takes it from its
     config.json and refuses the flag; `parse` turns the flag's text into the value (default: the
     default's type). `short` names it in labels and selections (`lr=0.003`; None: a text value
     stands for itself, e.g. `sgd`); `label` says when a configuration's label shows it: "always",
@@ -125,7 +126,7 @@ class TrainConfig:
         "3x3 convolutions with average pooling, Dense 256)",
         sweep=True,
         choices=MODELS,
-        compiled=True,
+        compiled=1,
     )
     optimizer: str = _field(
         "adam",
@@ -133,7 +134,7 @@ class TrainConfig:
         "--nesterov, and --weight-decay as an L2 term in the gradient)",
         sweep=True,
         choices=OPTIMIZERS,
-        compiled=True,
+        compiled=3,
     )
     schedule: str = _field(
         "constant",
@@ -141,7 +142,7 @@ class TrainConfig:
         "warmup-cosine (linear warm-up from 0 over --warmup-epochs, then that cosine decay)",
         sweep=True,
         choices=SCHEDULES,
-        compiled=True,
+        compiled=4,
     )
     learning_rate: float = _field(
         1e-3,
@@ -214,7 +215,7 @@ class TrainConfig:
         short="hidden",
         label="always",
         applies=(_mlp, "model={model!r} has no hidden sizes, they set the MLP's layers"),
-        compiled=True,
+        compiled=2,
     )
     adam_epsilon: float = _field(
         1e-7,
@@ -409,7 +410,19 @@ FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # a configuration's key (`sweep.members.Member.config_key`).
 SWEEP_FIELDS = tuple(name for name, field in FIELDS.items() if field.metadata["sweep"])
 # Those compiled into the program: members that differ in one train in separate programs.
-COMPILED_SWEEP_FIELDS = tuple(name for name in SWEEP_FIELDS if FIELDS[name].metadata["compiled"])
+# Those compiled into the program, by their place among the sweep grid's outer loops (a model,
+# then its own settings): members that differ in one train in separate programs.
+COMPILED_SWEEP_FIELDS = tuple(
+    sorted(
+        (name for name in SWEEP_FIELDS if FIELDS[name].metadata["compiled"]),
+        key=lambda name: FIELDS[name].metadata["compiled"],
+    )
+)
+# The sweep grid's order, outermost first: the compiled fields (so that a program's members are
+# neighbours), then the others as declared.
+GRID_ORDER = COMPILED_SWEEP_FIELDS + tuple(
+    name for name in SWEEP_FIELDS if name not in COMPILED_SWEEP_FIELDS
+)
 # Short names in labels and selections (`lr=0.003`) -> the field.
 SHORT_NAMES = {
     field.metadata["short"]: name for name, field in FIELDS.items() if field.metadata["short"]

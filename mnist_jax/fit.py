@@ -111,7 +111,8 @@ def fit(
     The state passed in is consumed (its buffers are donated to the first epoch); use the returned
     one. `history` continues an earlier history when resuming. After each epoch, each callback is
     called as `callback(state, record, history)` with the epoch's record:
-    `{"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}`.
+    `{"epoch", "train_loss", "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy",
+    "learning_rate", "seconds"}` (every metric the compiled programs return: `epochs.run_epochs`).
 
     Raises TrainingError, before any callback sees the epoch, if the training or validation loss is
     not finite, so that a diverged state is never checkpointed.

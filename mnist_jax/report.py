@@ -243,7 +243,8 @@ def render_report(dataset, metrics: dict[str, Any]) -> str:
             line += f"; steady epochs ran at {metrics['examples_per_second']:,.0f} examples/s"
         lines.append(line)
     lines.append(f"- dataset fingerprint `{dataset.fingerprint[:16]}`")
-    columns = metric_keys(history[0]) if history else []  # every metric the records hold
+    # Every metric any record holds (a resumed run's older records may lack a newer one).
+    columns = list(dict.fromkeys(key for record in history for key in metric_keys(record)))
     lines += [
         "",
         "| epoch | "

@@ -376,3 +376,30 @@ def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_resul
     # The final evaluation is one compiled program since the legacy run was made (it was eager
     # operations): its float32 mean over 64 examples may round in another last bit.
     assert metrics["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_checkpointed_before_the_state_held_hyper_resumes_to_the_same_result(tmp_path):
+    # tests/data/legacy/run-best: a 3-epoch run made by the code before TrainState.hyper
+    # (commit dd6eb02), with its epoch-1 and epoch-3 checkpoints and its results removed, as if
+    # killed after epoch 3's log line; run-best-expected.json holds what the whole run wrote.
+    import shutil
+
+    from experiments import baseline
+    from experiments.cli import run_main
+
+    legacy = Path(__file__).parent / "data" / "legacy"
+    shutil.copytree(legacy / "run-best", tmp_path / "run")
+    run = tmp_path / "run"
+    argv = ["--resume", str(run), "--data-dir", str(legacy / "tiny"), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(baseline.main, "baseline", [*argv, "--no-tensorboard"])
+    assert exit_info.value.code == 0
+    expected = json.loads((legacy / "run-best-expected.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    new = ("seconds", "train_grad_norm")  # the code that made it recorded no gradient norm
+    history = [{k: v for k, v in r.items() if k not in new} for r in metrics["history"]]
+    assert {**{k: metrics[k] for k in expected if k != "history"}, "history": history} == expected
+    assert "train_grad_norm" in metrics["history"][-1]
+    state = load_run(run, "latest").state
+    assert float(state.hyper["label_smoothing"]) == 0.0

@@ -64,20 +64,17 @@ def test_expand_members_gives_the_grid_with_seeds_innermost():
 
 def test_group_members_puts_equal_hidden_sizes_in_one_group():
     groups = group_members(expand_members([0, 1], [1e-3, 3e-3], [0.0, 0.5], [(32,), (64, 64)]))
-    # A group's key: the compiled fields' values (model, optimizer, schedule, hidden sizes).
+    # A group's key: the compiled fields' values (model, hidden sizes, optimizer, schedule).
     assert list(groups) == [
-        ("mlp", "adam", "constant", (32,)),
-        ("mlp", "adam", "constant", (64, 64)),
+        ("mlp", (32,), "adam", "constant"),
+        ("mlp", (64, 64), "adam", "constant"),
     ]
     assert all(len(g) == 8 and {m.group_key for m in g} == {k} for k, g in groups.items())
 
 
 def test_models_form_their_own_groups_and_the_cnn_refuses_hidden_sizes():
     members = expand_members([0, 1], [1e-3], [0.25], [(128, 128)], ["mlp", "cnn"])
-    assert [(k[0], k[-1]) for k in group_members(members)] == [
-        ("mlp", (128, 128)),
-        ("cnn", (128, 128)),
-    ]
+    assert [key[:2] for key in group_members(members)] == [("mlp", (128, 128)), ("cnn", (128, 128))]
     with pytest.raises(ConfigError, match="model='cnn'"):
         expand_members([0], [1e-3], [0.25], [(32,)], ["mlp", "cnn"])
 
@@ -379,3 +376,44 @@ def test_summarize_by_config_has_one_row_per_configuration_over_seeds():
 
 
 # Multi-process start-up ---------------------------------------------------------------------------
+
+
+def test_the_grid_takes_compiled_fields_outermost_a_model_then_its_settings():
+    members = expand_members(
+        [0], hidden_sizes_list=[(64,), (128,)], optimizer=["adam", "sgd"], schedule=["constant"]
+    )
+    assert [(m.hidden_sizes, m.optimizer) for m in members] == [
+        ((64,), "adam"),
+        ((64,), "sgd"),
+        ((128,), "adam"),
+        ((128,), "sgd"),
+    ]
+
+
+def test_the_schema_marks_compiled_exactly_the_sweep_fields_that_change_the_spec():
+    # A sweep field not marked compiled must leave TrainSpec as it is (members differing in it
+    # share one program); one marked compiled must change it.
+    from mnist_jax.config import COMPILED_SWEEP_FIELDS, SWEEP_FIELDS
+    from mnist_jax.train import TrainSpec
+
+    base = TrainConfig(optimizer="sgd", schedule="warmup-cosine", epochs=3)
+    changed = {
+        "model": "cnn",
+        "hidden_sizes": (64,),
+        "optimizer": "adamw",
+        "schedule": "cosine",
+        "learning_rate": 0.3,
+        "weight_decay": 1e-3,
+        "momentum": 0.5,
+        "warmup_epochs": 1.0,
+        "final_lr_fraction": 0.1,
+        "dropout_rate": 0.5,
+        "label_smoothing": 0.1,
+    }
+    assert set(changed) == set(SWEEP_FIELDS)
+    for name, value in changed.items():
+        other = base.replace(
+            **{name: value}, **({"hidden_sizes": (128, 128)} if name == "model" else {})
+        )
+        differs = TrainSpec.from_config(other) != TrainSpec.from_config(base)
+        assert differs == (name in COMPILED_SWEEP_FIELDS), name

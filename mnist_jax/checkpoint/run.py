@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +100,38 @@ def run_checks(model: Model | None, config: TrainConfig | None):
 
 
 def restore_state(
-    store: CheckpointStore, which: str | int, template: Any, check: Any = None
+    store: CheckpointStore,
+    which: str | int,
+    template: Any,
+    check: Any = None,
+    hyper_values: Callable[[], dict] | None = None,
 ) -> tuple[TrainState, dict]:
     """`store.restore` of a train state (stacked or not) into `template` (or `template(info)`).
 
     A checkpoint from before best-epoch tracking (its info lacks "tracks_best") is read with its
     own fields and upgraded (`train.from_legacy`): its parameters become the best ones, with its
-    last validation accuracy, so a run or sweep saved then resumes here. `TrainState.hyper` holds
-    the names the info's "hyper" lists; the others take the template's values.
+    last validation accuracy, so a run or sweep saved then resumes here. Of `TrainState.hyper` a
+    checkpoint holds the names its info's "hyper" lists (none before `hyper` existed); the others
+    take their values from `hyper_values()` (default: the template's, which must then be arrays):
+    the run's configuration's, the default the run trained with.
     """
-    legacy, chosen = [], []
+    legacy, chosen, partial = [], [], []
 
     def pick(info: dict) -> Any:
         chosen.append(template(info) if callable(template) else template)
         legacy.append(not info.get("tracks_best"))
         if legacy[-1]:
             return {name: getattr(chosen[-1], name) for name in LEGACY_FIELDS}
-        stored = info.get("hyper") or []  # the names it holds (none before `hyper` existed)
-        return chosen[-1].replace(hyper={k: v for k, v in chosen[-1].hyper.items() if k in stored})
+        stored = set(info.get("hyper") or [])
+        partial.append(stored != set(chosen[-1].hyper))
+        if not partial[-1]:
+            return chosen[-1]
+        fields = {f.name: getattr(chosen[-1], f.name) for f in dataclasses.fields(TrainState)}
+        held = {k: v for k, v in chosen[-1].hyper.items() if k in stored}
+        return {
+            **{k: v for k, v in fields.items() if k != "hyper"},
+            **({"hyper": held} if held else {}),
+        }
 
     state, info = store.restore(which, pick, check=check)
     if legacy and legacy[-1]:
@@ -129,9 +144,11 @@ def restore_state(
         else:
             accuracy = histories[-1]["val_accuracy"] if histories else -1.0
             state = jax.device_put(from_legacy(state, accuracy))
-    # A hyper-parameter the checkpoint predates takes the template's value: its configuration's,
-    # which is the default its run trained with.
-    state = state.replace(hyper={**chosen[-1].hyper, **state.hyper})
+    elif partial and partial[-1]:
+        state = TrainState(**{**state, "hyper": state.get("hyper", {})})
+    if set(state.hyper) != set(chosen[-1].hyper):  # names the checkpoint predates
+        values = hyper_values() if hyper_values is not None else chosen[-1].hyper
+        state = state.replace(hyper={**values, **state.hyper})
     return state, info
 
 

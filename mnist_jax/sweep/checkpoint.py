@@ -161,7 +161,14 @@ def sweep_start(
                 raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
 
         template = _abstract_state(spec, program, mesh, config)
-        state, info = restore_state(store, "latest", template, check=check)
+
+        def hyper_values() -> dict:  # the members' own (padded rows copy the first member)
+            padded = program.members + (program.members[0],) * (
+                program.num_padded - len(program.members)
+            )
+            return prog.member_arrays(padded, config)[4]
+
+        state, info = restore_state(store, "latest", template, check, hyper_values)
         if on_restore is not None:
             on_restore(program, info)
         return state, info["history"]

@@ -17,7 +17,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, SWEEP_FIELDS, TrainConfig
+from mnist_jax.config import (
+    COMPILED_SWEEP_FIELDS,
+    FIELDS,
+    GRID_ORDER,
+    MODELS,
+    SWEEP_FIELDS,
+    TrainConfig,
+)
 from mnist_jax.errors import ConfigError
 
 MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
@@ -36,7 +43,8 @@ _ANY_RUN = TrainConfig(epochs=2**31 - 1)
 
 class Member:
     """One run of a sweep: a seed and the values of `CONFIG_KEY_FIELDS` (a field not given takes
-    the configuration's default). Its results equal `fit` with these values.
+    the configuration's default). Its results equal `fit` with these values (bitwise one member per
+    step, up to vmap rounding with --members-per-step all).
 
     Members equal in the compiled fields (`config.COMPILED_SWEEP_FIELDS`: model, hidden sizes,
     optimizer, schedule) share a compiled program; the other values are arrays in the train state,
@@ -51,10 +59,17 @@ class Member:
         given = dict(zip(POSITIONAL_FIELDS, positional))
         twice = sorted(set(given) & set(values))
         unknown = sorted(set(values) - set(CONFIG_KEY_FIELDS))
-        if twice or unknown:
-            raise TypeError(f"Member: {'repeated' if twice else 'unknown'} {twice or unknown}")
+        if twice:
+            raise TypeError(f"Member: {', '.join(twice)} given twice")
+        if unknown:
+            raise TypeError(
+                f"Member: unknown field(s) {', '.join(unknown)}; a member has a seed and any of "
+                f"{', '.join(CONFIG_KEY_FIELDS)}"
+            )
         given.update(values)
-        key = tuple(_normal(given.get(name, FIELDS[name].default)) for name in CONFIG_KEY_FIELDS)
+        key = tuple(
+            _normal(name, given.get(name, FIELDS[name].default)) for name in CONFIG_KEY_FIELDS
+        )
         object.__setattr__(self, "seed", seed)
         object.__setattr__(self, "config_key", key)
         model = self.model
@@ -89,6 +104,10 @@ class Member:
     def __reduce__(self):
         return (_member_from_dict, (self.to_dict(),))
 
+    def replace(self, **values) -> Member:
+        """A copy with some values (or the seed) changed, validated again."""
+        return Member(**{**self.to_dict(), **values})
+
     @classmethod
     def from_key(cls, seed: int, key: ConfigKey) -> Member:
         """The member of configuration `key` (a `config_key`) with this seed."""
@@ -116,20 +135,21 @@ def _member_from_dict(values: dict) -> Member:
     return Member(**values)
 
 
-def _normal(value):
-    """Sequences become tuples (hashable; a record read back from JSON holds lists)."""
-    return tuple(value) if isinstance(value, list) else value
+def _normal(name: str, value):
+    """A field's value as members hold it: a sequence field's (its default is a tuple, e.g.
+    hidden sizes) as a tuple of ints (hashable; a record read back from JSON holds lists)."""
+    if isinstance(FIELDS[name].default, tuple) and not isinstance(value, str):
+        try:
+            return tuple(int(v) if isinstance(v, (int, np.integer)) else v for v in value)
+        except TypeError:
+            return value  # not a sequence: TrainConfig names it
+    return value
 
 
 def _json(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-# The sweep's lists beyond seeds, in the grid's order (outermost first): the compiled fields, so
-# that a program's members are neighbours, then the others.
-GRID_ORDER = COMPILED_SWEEP_FIELDS + tuple(
-    name for name in CONFIG_KEY_FIELDS if name not in COMPILED_SWEEP_FIELDS
-)
 # `expand_members`'s names for the lists of the positional fields.
 _LIST_NAMES = {
     "learning_rates": "learning_rate",
@@ -158,12 +178,14 @@ def expand_members(
     positional = dict(zip(_LIST_NAMES, (learning_rates, dropout_rates, hidden_sizes_list, models)))
     for name, values in positional.items():
         if values is not None:
+            if _LIST_NAMES[name] in lists:
+                raise TypeError(f"expand_members: {name} and {_LIST_NAMES[name]} given both")
             lists[_LIST_NAMES[name]] = values
     unknown = sorted(set(lists) - set(GRID_ORDER))
     if unknown:
         raise ConfigError(f"unknown sweep list(s) {', '.join(unknown)}")
     seeds = list(seeds)
-    axes = {name: [_normal(v) for v in lists[name]] for name in GRID_ORDER if name in lists}
+    axes = {name: [_normal(name, v) for v in lists[name]] for name in GRID_ORDER if name in lists}
     for name, values in {"seeds": seeds, **axes}.items():
         if not values:
             raise ConfigError(f"invalid {name}: empty; give at least one value")

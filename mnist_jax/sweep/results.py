@@ -13,13 +13,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mnist_jax.config import FIELDS, applies
-from mnist_jax.epochs import RECORD_METRICS
+from mnist_jax.epochs import RECORD_METRICS, metric_keys
 from mnist_jax.stats import paired_difference  # noqa: F401  (re-exported: the seed-by-seed view)
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 from mnist_jax.sweep.stats import MEMBER_METRICS
-
-# The per-epoch numbers of a member's history records; `curves_by_config` accepts these.
-HISTORY_METRICS = RECORD_METRICS
 
 
 def _default(field: str):
@@ -57,6 +54,12 @@ def config_label(key: ConfigKey | Sequence | Mapping) -> str:
 
 def _values(key: ConfigKey | Sequence | Mapping) -> dict:
     """A key's values by field, every field of `CONFIG_KEY_FIELDS` (missing ones: defaults)."""
+    if not isinstance(key, Mapping) and len(key) != len(CONFIG_KEY_FIELDS):
+        raise ValueError(
+            f"a configuration key has {len(CONFIG_KEY_FIELDS)} values "
+            f"({', '.join(CONFIG_KEY_FIELDS)}), not {len(key)}: give a Member's config_key, or a "
+            "mapping of some of these fields"
+        )
     given = dict(key) if isinstance(key, Mapping) else dict(zip(CONFIG_KEY_FIELDS, key))
     return {field: given.get(field, _default(field)) for field in CONFIG_KEY_FIELDS}
 
@@ -142,15 +145,19 @@ def curves_by_config(
     """Per configuration: the float64 array (members, epochs) of `metric` per epoch, one row per
     non-diverged member in the order of `results` (the input of `plots.plot_learning_curves_band`).
 
-    `metric` is a key of the history records (`HISTORY_METRICS`: "train_loss", "train_accuracy",
-    "val_loss", "val_accuracy"). A member that stopped before the others of its configuration
-    (`--patience`, `--stop-at-target`) has NaN for the epochs it did not train.
+    `metric` is any per-epoch metric of the history records (`epochs.metric_keys`: "train_loss",
+    "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy", ...). A member that stopped
+    before the others of its configuration (`--patience`, `--stop-at-target`) has NaN for the
+    epochs it did not train, and a record without the metric (written before it existed) NaN.
     """
-    if metric not in HISTORY_METRICS:
-        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(HISTORY_METRICS)}")
+    live = _live(results)
+    known = {key for r in live for record in r.history for key in metric_keys(record)}
+    if metric not in known | set(RECORD_METRICS):
+        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(sorted(known))}")
     rows: dict[ConfigKey, list[list[float]]] = {}
-    for r in _live(results):
-        rows.setdefault(r.member.config_key, []).append([record[metric] for record in r.history])
+    for r in live:
+        curve = [record.get(metric, np.nan) for record in r.history]
+        rows.setdefault(r.member.config_key, []).append(curve)
     out = {}
     for key, curves in rows.items():
         table = np.full((len(curves), max(map(len, curves))), np.nan)

@@ -31,8 +31,8 @@ def summarize_by_config(
     ensembles: Mapping[ConfigKey, dict] | None = None,
     metrics: Sequence[str] = MEMBER_METRICS,
 ) -> list[dict]:
-    """One row per configuration (every `CONFIG_KEY_FIELDS` value: learning rate, dropout rate,
-    hidden sizes, model, optimizer...), over its seeds.
+    """One row per configuration (every `CONFIG_KEY_FIELDS` value: model, optimizer, schedule,
+    learning rate...), over its seeds.
 
     `member_results` are `MemberResult`s (anything with `.member`, `.diverged_epoch` and
     `.metrics()`). Diverged members are counted in `diverged` and left out of the statistics. Each
