@@ -20,7 +20,6 @@ from experiments.console import Console
 from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.data import load_dataset
 from mnist_jax.epochs import exact_accuracy, time_to_target
-from mnist_jax.errors import CheckpointError, MnistJaxError
 from mnist_jax.fit import check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog
 from mnist_jax.models import model_record
@@ -33,8 +32,9 @@ from mnist_jax.rundir import (
     default_run_name,
     device_summary,
     lock_run_dir,
-    read_json,
+    read_kept,
     read_run_record,
+    refuse_finished_without_checkpoints,
     run_record,
     write_json_atomic,
 )
@@ -105,11 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = spec_for(config, dataset)
     data = to_device(dataset, config, spec)
     state, history = None, []
-    if args.resume and not list_checkpoints(run_dir) and (run_dir / METRICS_FILE).exists():
-        raise CheckpointError(
-            f"{run_dir} holds a finished run's results but no checkpoints: nothing to resume "
-            "from, and training again would replace its files"
-        )
+    if args.resume:
+        refuse_finished_without_checkpoints(run_dir, METRICS_FILE, bool(list_checkpoints(run_dir)))
     if args.resume and list_checkpoints(run_dir):
         template = create_train_state(config, spec)
         state, info = restore_checkpoint(
@@ -172,11 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained_now = result.history[len(history) :]
     finished_before = args.resume and not trained_now
     if finished_before and (run_dir / METRICS_FILE).is_file():
-        metrics = read_json(run_dir / METRICS_FILE)  # keeps the timings of the run that trained
-        if not (isinstance(metrics, dict) and {"test_loss", "test_accuracy"} <= set(metrics)):
-            raise MnistJaxError(
-                f"{run_dir / METRICS_FILE} is damaged; move it away and resume again to rewrite it"
-            )
+        metrics = read_kept(  # keeps the timings of the run that trained
+            run_dir / METRICS_FILE,
+            lambda m: isinstance(m, dict) and {"test_loss", "test_accuracy"} <= set(m),
+        )
     else:
         examples = int(data.train_labels.shape[0])
         metrics.update(

@@ -50,8 +50,9 @@ from mnist_jax.rundir import (
     holds_run,
     is_empty_folder,
     lock_run_dir,
-    read_json,
+    read_kept,
     read_run_record,
+    refuse_finished_without_checkpoints,
     run_record,
     write_json_atomic,
 )
@@ -217,11 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"{sweep_dir / SWEEP_FILE} is damaged ({error!r})") from None
         if main_process:
             lock_run_dir(sweep_dir)
-        if (sweep_dir / SUMMARY_FILE).exists() and not (sweep_dir / CHECKPOINTS_DIRNAME).is_dir():
-            raise ConfigError(
-                f"{sweep_dir} holds a finished sweep's results but no checkpoints: nothing to "
-                "resume from, and training again would replace its files"
-            )
+        checkpoints = (sweep_dir / CHECKPOINTS_DIRNAME).is_dir()
+        refuse_finished_without_checkpoints(sweep_dir, SUMMARY_FILE, checkpoints, "sweep")
         dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
         check_same_data(dataset, record, sweep_dir)
     else:
@@ -399,10 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished_before = bool(args.resume) and len(complete) == len(programs)
     if finished_before:  # what is kept must be intact: a damaged file is set aside by the user
         for name, kind in ((MEMBERS_FILE, list), (SUMMARY_FILE, dict)):
-            if (sweep_dir / name).is_file() and not isinstance(read_json(sweep_dir / name), kind):
-                raise MnistJaxError(
-                    f"{sweep_dir / name} is damaged; move it away and resume again to rewrite it"
-                )
+            if (sweep_dir / name).is_file():
+                read_kept(sweep_dir / name, lambda content, kind=kind: isinstance(content, kind))
     written = [] if args.resume else [sweep_dir / SWEEP_FILE]
     written += write_sweep_files(
         sweep_dir,

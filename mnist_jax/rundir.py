@@ -46,6 +46,27 @@ LOCK_FILE = ".lock"
 _held_locks: dict[Path, int] = {}  # folder -> descriptor, held until the process ends
 
 
+def refuse_finished_without_checkpoints(
+    folder: Path, results_file: str, has_checkpoints: bool, what: str = "run"
+) -> None:
+    """A resume's first guard, for runs and sweeps alike: a folder whose results are written but
+    whose checkpoints are gone cannot be resumed, and training again would replace its files."""
+    if (folder / results_file).exists() and not has_checkpoints:
+        raise ConfigError(
+            f"{folder} holds a finished {what}'s results but no checkpoints: nothing to resume "
+            "from, and training again would replace its files"
+        )
+
+
+def read_kept(path: Path, intact: Any) -> Any:
+    """A result file that a resumed, finished run or sweep keeps as it is, read back; where
+    `intact(content)` is false it is damaged, and the user sets it aside (nothing is replaced)."""
+    content = read_json(path)
+    if not intact(content):
+        raise MnistJaxError(f"{path} is damaged; move it away and resume again to rewrite it")
+    return content
+
+
 def holds_run(folder: Path) -> bool:
     return any((folder / marker).exists() for marker in RUN_MARKERS)
 
