@@ -110,8 +110,7 @@ def _abstract_state(
     spec: TrainSpec, program: SweepProgram, mesh: jax.sharding.Mesh, config: TrainConfig
 ) -> Any:
     """Shapes, dtypes and member sharding of the program's stacked state, computing nothing."""
-    padded = program.members + (program.members[0],) * (program.num_padded - len(program.members))
-    init = functools.partial(prog.init_members, spec, padded, base=config)
+    init = functools.partial(prog.init_members, spec, program.padded_members, base=config)
     sharding = prog.member_sharding(mesh)
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), jax.eval_shape(init)
@@ -163,10 +162,7 @@ def sweep_start(
         template = _abstract_state(spec, program, mesh, config)
 
         def hyper_values() -> dict:  # the members' own (padded rows copy the first member)
-            padded = program.members + (program.members[0],) * (
-                program.num_padded - len(program.members)
-            )
-            return prog.member_arrays(padded, config)[4]
+            return prog.member_arrays(program.padded_members, config)[4]
 
         state, info = restore_state(store, "latest", template, check, hyper_values)
         if on_restore is not None:

@@ -33,6 +33,11 @@ class SweepProgram:
     num_padded: int
 
     @property
+    def padded_members(self) -> tuple[Member, ...]:
+        """The members of the stacked state's rows: the real ones, then copies of the first."""
+        return self.members + (self.members[0],) * (self.num_padded - len(self.members))
+
+    @property
     def group(self) -> dict:
         """The compiled fields its members share (`config.COMPILED_SWEEP_FIELDS`), by name; each
         is also an attribute (`program.model`)."""

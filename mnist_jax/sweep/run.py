@@ -235,10 +235,9 @@ def _run_program(
 ) -> tuple[list[MemberResult], float]:
     real = len(program.members)
     if started is None:
-        padded = program.members + (program.members[0],) * (program.num_padded - real)
         state = prog.init_members(
             spec,
-            padded,
+            program.padded_members,
             mesh=mesh,
             base=config,
             train_examples=int(data.train_images.shape[0]),
