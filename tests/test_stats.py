@@ -25,13 +25,20 @@ def test_summarize_of_one_value_has_no_interval():
     assert out["mean"] == 0.5 and out["std"] is None and out["ci95_low"] is None
 
 
-def test_bootstrap_interval_is_scipys_percentile_bootstrap_with_the_same_seed():
+def test_bootstrap_interval_is_the_expanded_percentile_bootstrap_by_hand():
     values = np.array([0.970, 0.975, 0.972, 0.979, 0.971, 0.974, 0.973, 0.976, 0.970, 0.977])
-    expected = scipy.stats.bootstrap(
-        (values,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(7)
-    ).confidence_interval
-    assert stats.bootstrap_interval(values, seed=7) == pytest.approx((expected.low, expected.high))
+    rng = np.random.default_rng(7)
+    means = values[rng.integers(0, 10, size=(10_000, 10))].mean(axis=1)
+    # Hesterberg's expanded tails: Phi(-sqrt(n / (n-1)) t(0.975, n-1)), 0.86% for n = 10.
+    tail = scipy.stats.norm.cdf(-math.sqrt(10 / 9) * scipy.stats.t.ppf(0.975, 9))
+    assert tail == pytest.approx(0.00856, abs=1e-5)
+    expected = tuple(np.quantile(means, [tail, 1 - tail]))
+    assert stats.bootstrap_interval(values, seed=7) == pytest.approx(expected)
     assert stats.bootstrap_interval(values, seed=7) == stats.bootstrap_interval(values, seed=7)
+    # wider than the plain percentile interval it replaces
+    plain = np.quantile(means, [0.025, 0.975])
+    low, high = stats.bootstrap_interval(values, seed=7)
+    assert low < plain[0] and high > plain[1]
 
 
 def test_bootstrap_interval_of_equal_or_too_few_values():
@@ -51,17 +58,30 @@ def test_wilson_interval_matches_scipy():
     assert stats.wilson_interval(0, 0) is None
 
 
-def test_two_level_bootstrap_by_hand_on_a_tiny_case():
-    # Two seeds, three examples: each draw picks seeds, then examples, with the same generator
-    # calls as the function; the quantiles of those draws are the interval.
-    correct = np.array([[1, 1, 0], [1, 0, 0]], bool)
-    out = stats.seeds_and_examples_interval(correct, resamples=500, seed=3, chunk=500)
+def test_seeds_and_examples_interval_by_hand_on_a_small_case():
+    # The t interval over seeds and the test set's normal interval, added in quadrature; the mean
+    # squares by their textbook formulas (two-way table without replication).
     rng = np.random.default_rng(3)
-    seed_rows = rng.integers(0, 2, size=(500, 2))
-    example_columns = rng.integers(0, 3, size=(500, 3))
-    draws = [correct[s][:, e].mean() for s, e in zip(seed_rows, example_columns)]
-    assert out["mean"] == pytest.approx(0.5)
-    assert (out["low"], out["high"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    correct = rng.random((3, 40)) < 0.8
+    y = correct.astype(float)
+    seeds, examples = y.shape
+    rows, columns, grand = y.mean(axis=1), y.mean(axis=0), y.mean()
+    residual = y - rows[:, None] - columns[None, :] + grand
+    ms_examples = seeds * np.sum((columns - grand) ** 2) / (examples - 1)
+    ms_both = np.sum(residual**2) / ((seeds - 1) * (examples - 1))
+    seeds_half = scipy.stats.t.ppf(0.975, 2) * np.std(rows, ddof=1) / math.sqrt(seeds)
+    examples_half = 1.959964 * math.sqrt(max(ms_examples - ms_both, 0) / (seeds * examples))
+    half = math.hypot(seeds_half, examples_half)
+    out = stats.seeds_and_examples_interval(correct)
+    assert out["mean"] == pytest.approx(grand)
+    assert (out["low"], out["high"]) == pytest.approx((grand - half, grand + half), rel=1e-6)
+    assert out["seeds_half"] == pytest.approx(seeds_half)
+    assert out["examples_half"] == pytest.approx(examples_half, rel=1e-6)
+    # With every seed alike it is the test set's interval alone; with one seed, none is given.
+    same = stats.seeds_and_examples_interval(np.repeat(correct[:1], 4, axis=0))
+    assert same["seeds_half"] == 0 and same["examples_half"] > 0
+    one = stats.seeds_and_examples_interval(correct[:1])
+    assert one["mean"] == pytest.approx(correct[0].mean()) and one["low"] is None
 
 
 def test_two_level_interval_is_wider_than_the_seeds_only_one():
@@ -71,7 +91,7 @@ def test_two_level_interval_is_wider_than_the_seeds_only_one():
     truth = rng.random(2000) < 0.97
     correct = np.stack([truth ^ (rng.random(2000) < 0.002) for _ in range(12)])
     seeds_only = stats.bootstrap_interval(correct.mean(axis=1))
-    both = stats.seeds_and_examples_interval(correct)
+    both = stats.seeds_and_examples_interval(correct, seed=1)  # `seed` kept for old callers
     assert both["high"] - both["low"] > 3 * (seeds_only[1] - seeds_only[0])
     assert both["low"] < correct.mean() < both["high"]
 
@@ -100,15 +120,23 @@ def test_probability_of_improvement_is_the_share_of_seeds_won_by_hand():
     # Seed by seed: a win, a tie (one half), a loss; seed 7 is not shared.
     out = stats.probability_of_improvement(reference, candidate)
     assert out["p"] == pytest.approx(0.5) and out["n"] == 3
-    assert out["low"] is None  # fewer than 10 seeds: no bootstrap interval
-    reference = {s: 0.97 for s in range(12)}
-    candidate = {s: 0.97 + (0.001 if s % 4 else -0.001) for s in range(12)}
-    out = stats.probability_of_improvement(reference, candidate, seed=1)
-    wins = np.array([1.0 if s % 4 else 0.0 for s in range(12)])
-    rng = np.random.default_rng(1)
-    draws = wins[rng.integers(0, 12, size=(10_000, 12))].mean(axis=1)
-    assert out["p"] == pytest.approx(0.75)
-    assert (out["low"], out["high"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    assert (out["wins"], out["ties"]) == (1, 1)
+    # Exact: the lower end of 1 win in 3 (the tie a loss), the upper end of 2 in 3 (a win).
+    assert out["low"] == pytest.approx(scipy.stats.binomtest(1, 3).proportion_ci().low)
+    assert out["high"] == pytest.approx(scipy.stats.binomtest(2, 3).proportion_ci().high)
+    assert out["low"] < out["p"] < out["high"]
+
+
+def test_probability_of_improvement_when_every_seed_wins_has_a_width():
+    reference = {s: 0.97 for s in range(10)}
+    out = stats.probability_of_improvement(reference, {s: 0.98 for s in range(10)})
+    assert out["p"] == 1.0 and out["high"] == 1.0
+    assert out["low"] == pytest.approx(0.025 ** (1 / 10)) and out["low"] < 0.7  # [0.69, 1.00]
+    for n in range(1, 17):  # never zero-width, whatever the counts
+        for wins in range(n + 1):
+            for ties in range(n - wins + 1):
+                low, high = stats.compare.beats_interval(wins, ties, n)
+                assert high - low > 0.1 and low <= (wins + ties / 2) / n <= high
 
 
 def test_holm_by_hand():
@@ -203,11 +231,24 @@ def test_expected_max_is_the_mean_max_over_subsets():
     for n in range(1, len(values) + 1):
         maxima = [max(s) for s in itertools.combinations(values, n)]
         assert out["expected"][n - 1] == pytest.approx(np.mean(maxima))
-        # The spread of the best of n trials drawn with replacement (every n-tuple equally likely).
-        drawn = [max(t) for t in itertools.product(values, repeat=n)]
-        assert out["std"][n - 1] == pytest.approx(np.std(drawn), abs=1e-12)
+        # The band and the spread are those of the same best of n-subsets.
+        assert out["std"][n - 1] == pytest.approx(np.std(maxima), abs=1e-12)
+        assert out["low"][n - 1] == np.quantile(maxima, 0.1, method="inverted_cdf")
+        assert out["high"][n - 1] == np.quantile(maxima, 0.9, method="inverted_cdf")
     assert out["expected"][-1] == pytest.approx(max(values))
+    assert out["low"][-1] == out["high"][-1] == out["observed_max"] == max(values)
     assert out["trials"] == list(range(1, 7))
+
+
+def test_expected_max_band_never_leaves_the_observed_range():
+    # 18 trials as in the audit, where the old band (with-replacement std around the
+    # without-replacement mean) reached 97.34% against an observed best of 97.29%.
+    rng = np.random.default_rng(5)
+    for size in (2, 3, 18, 40):
+        values = rng.normal(0.97, 0.004, size)
+        out = stats.expected_max(values)
+        assert max(out["high"]) <= values.max() and min(out["low"]) >= values.min()
+        assert max(out["expected"]) <= values.max()
 
 
 def test_expected_max_is_stable_for_many_trials():

@@ -13,12 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mnist_jax.stats.intervals import (
-    BOOTSTRAP_RESAMPLES,
-    CONFIDENCE,
-    MIN_BOOTSTRAP_SEEDS,
-    summarize,
-)
+from mnist_jax.stats.intervals import CONFIDENCE, exact_interval, summarize
 
 ALPHA = 1 - CONFIDENCE
 MIN_VERDICT_SEEDS = 3  # fewer pairs give the numbers but no verdict
@@ -69,30 +64,45 @@ def probability_of_improvement(
     candidate: Mapping[int, float],
     *,
     confidence: float = CONFIDENCE,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
+    resamples: int | None = None,
+    seed: int | None = None,
 ) -> dict:
     """P(candidate > reference): the probability that, for a seed drawn at random, the candidate's
-    run beats the reference's run with the same seed (ties count one half), estimated as the share
-    of the shared seeds where it does. The seed pairs the two runs (same initial parameters and
-    batch order), so this is the paired version of Agarwal et al. 2021's (rliable's) statistic.
+    run beats the reference's run with the same seed, a tie counting one half:
+    P(beats) = P(win) + P(tie) / 2, estimated as (wins + ties / 2) / n over the n shared seeds.
+    The seed pairs the two runs (same initial parameters and batch order), so this is the paired
+    version of Agarwal et al. 2021's (rliable's) statistic.
 
-    Returns `{"p", "low", "high", "n"}`; the interval is a percentile bootstrap over seeds, given
-    only from `MIN_BOOTSTRAP_SEEDS` seeds (with fewer it covers far less than its nominal level).
+    The interval is exact (Clopper-Pearson) on the wins and brackets the ties: its lower end is
+    that of the wins alone (ties counted as losses), its upper end that of wins and ties (ties
+    counted as wins). P(win) <= P(beats) <= P(win) + P(tie), so it covers P(beats) at least 95%
+    of the time for every n and every chance of a tie, and has positive width: 10 wins of 10
+    seeds give [0.69, 1.00]. (The percentile bootstrap it replaces gave [1.00, 1.00] there and
+    covered 65% of the time at P = 0.9 with 10 seeds.) Accuracies move in steps of 1 / test images,
+    so ties are rare; each one widens the interval by about 1 / n.
+
+    Returns `{"p", "low", "high", "n", "wins", "ties", "method"}`; `resamples` and `seed` are
+    accepted for old callers (nothing is drawn).
     """
+    del resamples, seed
     _, a, b = _shared(reference, candidate)
-    out = {"p": None, "low": None, "high": None, "n": int(a.size)}
-    if a.size == 0:
+    n = int(a.size)
+    out = {"p": None, "low": None, "high": None, "n": n, "wins": None, "ties": None}
+    out["method"] = "Clopper-Pearson on the wins, ties bracketed"
+    if n == 0:
         return out
-    wins = _wins(a, b)
-    out["p"] = float(wins.mean())
-    if a.size < MIN_BOOTSTRAP_SEEDS:
-        return out
-    rng = np.random.default_rng(seed)
-    draws = wins[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    out["low"], out["high"] = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
+    wins, ties = int(np.sum(b > a)), int(np.sum(b == a))
+    out.update(p=float(_wins(a, b).mean()), wins=wins, ties=ties)
+    low, high = beats_interval(wins, ties, n, confidence)
+    out["low"], out["high"] = float(low), float(high)
     return out
+
+
+def beats_interval(wins, ties, n, confidence: float = CONFIDENCE):
+    """`probability_of_improvement`'s interval from the counts (arrays broadcast): the exact
+    lower end of wins / n and the exact upper end of (wins + ties) / n."""
+    wins, ties = np.asarray(wins), np.asarray(ties)
+    return exact_interval(wins, n, confidence)[0], exact_interval(wins + ties, n, confidence)[1]
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -189,7 +199,8 @@ def _points(fraction: float) -> str:
 
 def verdict(candidate: str, reference: str, row: Mapping) -> str:
     """One line from a `compare_with_reference` row: the paired difference with its (unadjusted)
-    interval, P(improvement), the Holm-adjusted p-value, and the conclusion those numbers allow."""
+    Student-t interval over seeds (the test set fixed), P(improvement) with its exact interval,
+    the Holm-adjusted p-value of the paired t-test, and the conclusion those numbers allow."""
     difference, improvement = row["difference"], row["improvement"]
     n = difference["n"]
     if n == 0:
@@ -198,8 +209,8 @@ def verdict(candidate: str, reference: str, row: Mapping) -> str:
     text = f"{candidate} vs {reference}: {_points(difference['mean'])} over {seeds}"
     if difference["ci95_low"] is not None:
         text += (
-            f" (95% CI {_points(difference['ci95_low'])} to {_points(difference['ci95_high'])}, "
-            "unadjusted)"
+            f" (95% CI over seeds, test set fixed: {_points(difference['ci95_low'])} to "
+            f"{_points(difference['ci95_high'])}, unadjusted)"
         )
     if improvement["p"] is not None:
         text += f", P({candidate} beats {reference} on a seed) = {improvement['p']:.2f}"
@@ -207,7 +218,11 @@ def verdict(candidate: str, reference: str, row: Mapping) -> str:
             text += f" [{improvement['low']:.2f}, {improvement['high']:.2f}]"
     family = row.get("holm_family", 1)
     if row["p_holm"] is not None:
-        corrected = f"Holm-adjusted over {family} comparisons" if family > 1 else "paired t"
+        corrected = (
+            f"paired t-test, Holm-adjusted over {family} comparisons"
+            if family > 1
+            else "paired t-test"
+        )
         text += f", p = {row['p_holm']:.3g} ({corrected})"
     result = row["outcome"]
     if result == "too few seeds":
