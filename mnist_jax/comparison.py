@@ -4,8 +4,8 @@
   interval over test images, and McNemar's exact test, example by example. One seed each, so the
   difference includes each seed's own luck; a sweep over seeds separates the two.
 - Two configurations of a sweep: the paired difference seed by seed (Student-t), the probability
-  of improvement and the paired t-test, a two-level bootstrap of the difference (seeds and test
-  images), and McNemar's test per seed with Holm's correction over the seeds.
+  of improvement and the paired t-test (the verdict's test), the interval of the difference over
+  seeds and test images, and McNemar's test per seed with Holm's correction over the seeds.
 
 `render_comparison` turns either into comparison.md. Pure functions of `Predictions` and numbers.
 """
@@ -131,6 +131,18 @@ def _points(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.2f}"
 
 
+RUNS_CAVEAT = (
+    "One seed each: this compares two trained models, and a seed's own luck is part of the "
+    "difference; a sweep over seeds tells whether their configurations differ."
+)
+SEEDS_CAVEAT = (
+    "The verdict rests on the paired t-test over seeds, with the test set fixed. McNemar's tests "
+    "above ask another question, whether the two models of one seed differ on these test images, "
+    "and Holm's correction over the seeds makes each of them weaker: they can all be above 0.05 "
+    "where the paired t-test finds a difference, and the reverse."
+)
+
+
 def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
     verdict = result["outcome"]
     better = name_b if verdict == "better" else name_a
@@ -138,11 +150,7 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
         basis = f"McNemar's exact test, p = {result['mcnemar']['p_value']:.3g}"
         if verdict == "no difference shown":
             return f"No difference shown between {name_a} and {name_b} ({basis})."
-        return (
-            f"{better} is more accurate ({basis}). One seed each: this compares two trained "
-            "models, and a seed's own luck is part of the difference; a sweep over seeds tells "
-            "whether their configurations differ."
-        )
+        return f"{better} is more accurate ({basis})."
     seeds = len(result["seeds"])
     if verdict == "too few seeds":
         diverged = result["diverged"]
@@ -163,9 +171,14 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
     return (
         f"{better} is better on this test set ({basis}); the difference "
         + ("also holds" if holds else "is not shown to hold")
-        + " when the test images are resampled too (two-level interval "
+        + " when the test images' sampling is counted too (interval over seeds and test images "
         f"[{_points(both['low'])}, {_points(both['high'])}] points)."
     )
+
+
+def _caveat(result: Mapping) -> str:
+    """What the verdict does not say, whatever it is."""
+    return RUNS_CAVEAT if result["kind"] == "runs" else SEEDS_CAVEAT
 
 
 def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequence[str]) -> str:
@@ -220,13 +233,16 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
                 )
             if both["low"] is not None:
                 text += (
-                    f"; two-level bootstrap [{_points(both['low'])}, {_points(both['high'])}] "
-                    "(seeds and test images)"
+                    f"; 95% interval over seeds and test images [{_points(both['low'])}, "
+                    f"{_points(both['high'])}]"
                 )
             if improvement["p"] is not None:
-                text += f"; B beats A on {improvement['p']:.0%} of the seeds"
+                text += f"; B beats A on {improvement['p']:.0%} of the seeds (ties count one half)"
                 if improvement["low"] is not None:
-                    text += f" [{improvement['low']:.0%}, {improvement['high']:.0%}]"
+                    text += (
+                        f", exact 95% interval [{improvement['low']:.0%}, "
+                        f"{improvement['high']:.0%}]"
+                    )
             lines.append(text + ".")
-    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", ""]
+    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", "", _caveat(result), ""]
     return "\n".join(lines)

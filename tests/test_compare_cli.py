@@ -61,10 +61,51 @@ def test_compare_two_runs_is_mcnemars_test_on_their_predictions(two_runs, tmp_pa
     if p < 0.05:
         better = "b (mlp lr=0.003 seed 1)" if only_b > only_a else "a (mlp lr=0.001 seed 0)"
         assert f"{better} is more accurate" in conclusion
-        assert "One seed each" in conclusion
     else:
         assert "No difference shown" in conclusion
-    assert conclusion.strip("*") in printed.out
+    # The caveat follows the conclusion whatever it is.
+    assert text.split(conclusion, 1)[1].strip().startswith("One seed each")
+    assert conclusion.strip("*") in printed.out and "One seed each" in printed.out
+
+
+def _configurations(differ: bool):
+    """Two configurations of 6 seeds on 400 images: B is right on 8 more images per seed (or on
+    as many, other ones)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 400)
+    a, b = [], []
+    for _ in range(6):
+        right = rng.random(400) < 0.9
+        other = right.copy()
+        wrong = np.flatnonzero(~right)[:8]
+        other[wrong] = True
+        if not differ:
+            other[np.flatnonzero(right)[:8]] = False
+        for runs, correct in ((a, right), (b, other)):
+            probabilities = np.full((400, 10), 0.01)
+            probabilities[np.arange(400), np.where(correct, labels, (labels + 1) % 10)] = 0.91
+            runs.append(probabilities)
+    return (
+        Predictions.from_probabilities(a, labels),
+        Predictions.from_probabilities(b, labels),
+    )
+
+
+@pytest.mark.parametrize("differ", [True, False])
+def test_configuration_comparison_names_the_verdicts_test_and_its_caveat_whatever_it_finds(differ):
+    from mnist_jax.comparison import SEEDS_CAVEAT, compare_configurations, render_comparison
+
+    a, b = _configurations(differ)
+    result = compare_configurations(a, range(6), b, range(6))
+    assert result["outcome"] == ("better" if differ else "no difference shown")
+    text = render_comparison(result, "A", "B", ["sweep"])
+    conclusion = next(line for line in text.splitlines() if line.startswith("**"))
+    assert "paired t-test over 6 seeds" in conclusion
+    assert SEEDS_CAVEAT in text.split(conclusion, 1)[1]
+    assert "The verdict rests on the paired t-test" in SEEDS_CAVEAT
+    # P(beats) with its exact interval, ties counted as the text says
+    assert "(ties count one half), exact 95% interval [" in text
+    assert "95% interval over seeds and test images [" in text
 
 
 def test_compare_refuses_bad_input_with_one_line(tmp_path, capsys):

@@ -48,7 +48,10 @@ def test_accuracy_distribution_marks_mean_and_t_confidence_interval():
     assert len(markers) == 1
     assert markers[0].get_ydata()[0] == pytest.approx(values.mean())
     half = 3.182446305284263 * values.std(ddof=1) / 2  # t(0.975, 3) * s / sqrt(4)
-    assert f"± {half:.2%}" in ax.get_xticklabels()[0].get_text()
+    # a half-width of a difference of accuracies is in points, not percent
+    assert f"± {100 * half:.2f} pts" in ax.get_xticklabels()[0].get_text()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "mean ± 95% CI over seeds (test set fixed)" in legend
 
 
 def test_accuracy_distribution_y_axis_is_test_accuracy_in_percent():
@@ -94,6 +97,17 @@ def test_learning_curves_band_single_member_has_no_band():
     ax = plots.plot_learning_curves_band({"one": np.array([0.9, 0.95])}).axes[0]
     assert len(ax.get_lines()) == 1
     assert not any(isinstance(c, PolyCollection) for c in ax.collections)
+    assert "std" not in ax.get_title()  # no band, so the title promises none
+
+
+def test_learning_curves_of_one_epoch_draw_their_spread_as_error_bars():
+    # After one epoch a band has no width: the promised ± 1 std is drawn as an error bar.
+    runs = np.array([[0.90], [0.92], [0.94]])
+    ax = plots.plot_learning_curves_band({"a": runs}).axes[0]
+    assert ax.get_title().endswith("(mean ± 1 std)")
+    assert not any(isinstance(c, PolyCollection) for c in ax.collections)
+    (bar,) = [c for c in ax.collections if c.get_segments()]
+    np.testing.assert_allclose(bar.get_segments()[0][:, 1], [0.90, 0.94])
 
 
 def test_learning_curves_band_labels_the_metric():
@@ -251,15 +265,38 @@ def test_reliability_diagram_draws_accuracy_bars_their_gaps_the_diagonal_and_cou
     assert len(bars) == 6  # an accuracy bar and a gap for each of the 3 non-empty bins
     heights = [bar.get_height() for bar in bars]
     np.testing.assert_allclose(heights[:3], [0.33, 0.8, 0.995])
+    # the over-confident gap first, then the under-confident ones
     np.testing.assert_allclose(heights[3:], [0.55 - 0.33, 0.72 - 0.8, 0.99 - 0.995])
     np.testing.assert_allclose([bar.get_y() for bar in bars[3:]], [0.33, 0.8, 0.995])
+    # each bin's bar says how many images it holds
+    texts = [t.get_text() for t in top.texts]
+    assert {"3", "10", "987"} <= set(texts)
     diagonal = top.get_lines()[0]
     assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
     assert top.get_xlim() == (0, 1) and top.get_ylim() == (0, 1)
     assert bottom.get_yscale() == "log"
     assert [bar.get_height() for bar in _bars(bottom)] == [3, 10, 987]
     assert top.get_title() == "reliability diagram, ECE 1.23%\ncnn lr=0.001"
-    assert "987 examples" in top.texts[0].get_text()
+    assert any("987 examples" in text for text in texts)
+
+
+def test_reliability_diagram_legend_draws_each_gap_as_it_appears():
+    # Over-confident gaps lie above the blue bar (on white), under-confident ones on it: each
+    # has its own legend entry whose patch has the colour and opacity of its bars.
+    top = plots.plot_reliability_diagram(_bins()).axes[0]
+    legend = top.get_legend()
+    entries = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+    over = entries["gap to mean confidence: over-confident"]
+    under = entries["gap to mean confidence: under-confident"]
+    bars = _bars(top)
+    np.testing.assert_allclose(over.get_facecolor(), bars[3].get_facecolor())
+    np.testing.assert_allclose(under.get_facecolor(), bars[4].get_facecolor())
+    assert under.get_facecolor()[3] == 1.0  # opaque: it looks the same on the blue bar
+    only_over = plots.plot_reliability_diagram(
+        {**_bins(), "accuracy": [np.nan, np.nan, 0.3, 0.7, 0.9]}
+    )
+    texts = [t.get_text() for t in only_over.axes[0].get_legend().get_texts()]
+    assert "gap to mean confidence: under-confident" not in texts
 
 
 def test_reliability_diagram_title_without_ece_or_label():
@@ -285,19 +322,20 @@ def test_reliability_diagram_refuses_bad_input():
 # --------------------------------------------------------------------------- expected max
 
 
-def _expected(n: int = 6, std: bool = True) -> dict:
+def _expected(n: int = 6, band: bool = True) -> dict:
     trials = np.arange(1, n + 1)
     out = {"trials": trials, "expected": 0.98 - 0.01 / trials}
-    if std:
-        out["std"] = 0.002 / trials
+    if band:
+        out["low"] = out["expected"] - 0.002 / trials
+        out["high"] = np.minimum(out["expected"] + 0.002 / trials, 0.98)
     return out
 
 
-def test_expected_max_draws_a_line_per_label_and_a_band_where_a_std_is_given():
+def test_expected_max_draws_a_line_per_label_and_a_band_where_one_is_given():
     curves = {
         "mlp": _expected(),
-        "cnn": _expected(std=False),
-        "other": {**_expected(), "std": None},
+        "cnn": _expected(band=False),
+        "other": {**_expected(), "low": None},
     }
     ax = plots.plot_expected_max(curves).axes[0]
     lines = ax.get_lines()
@@ -305,11 +343,32 @@ def test_expected_max_draws_a_line_per_label_and_a_band_where_a_std_is_given():
     np.testing.assert_allclose(lines[0].get_ydata(), curves["mlp"]["expected"])
     assert list(lines[0].get_xdata()) == [1, 2, 3, 4, 5, 6]
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 1
-    assert ax.get_xlabel() == "trials"
+    assert ax.get_xlabel() == "trials (a configuration and a seed each)"
     assert ax.get_ylabel() == "expected best validation accuracy"
+    assert "nothing past N" in ax.get_title()
     assert isinstance(ax.yaxis.get_major_formatter(), PercentFormatter)
     assert list(ax.get_xticks()) == [1, 2, 3, 4, 5, 6]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp", "cnn", "other"]
+
+
+def test_expected_max_band_stays_within_the_observed_trials():
+    from mnist_jax import stats
+
+    values = np.random.default_rng(0).normal(0.97, 0.003, 18)
+    ax = plots.plot_expected_max({"a": stats.expected_max(values)}).axes[0]
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.max() <= values.max() and ys.min() >= values.min()
+
+
+def test_expected_max_by_configuration_is_a_second_panel():
+    fig = plots.plot_expected_max(
+        {"members": _expected(8)}, by_configuration={"by the mean over 2 seeds": _expected(4)}
+    )
+    left, right = fig.axes
+    assert right.get_xlabel() == "configurations (each by its mean over seeds)"
+    assert "expected best configuration" in right.get_title()
+    assert len(right.get_lines()) == 1 and list(right.get_lines()[0].get_xdata()) == [1, 2, 3, 4]
 
 
 def test_expected_max_of_another_metric_is_not_in_percent():
@@ -322,9 +381,9 @@ def test_expected_max_refuses_bad_input():
     with pytest.raises(ValueError, match="empty"):
         plots.plot_expected_max({})
     with pytest.raises(ValueError, match="different lengths: trials 6, expected 5"):
-        plots.plot_expected_max({"a": {**_expected(std=False), "expected": [0.9] * 5}})
-    with pytest.raises(ValueError, match="std 3"):
-        plots.plot_expected_max({"a": {**_expected(), "std": [0.1] * 3}})
+        plots.plot_expected_max({"a": {**_expected(band=False), "expected": [0.9] * 5}})
+    with pytest.raises(ValueError, match="low 3"):
+        plots.plot_expected_max({"a": {**_expected(), "low": [0.1] * 3}})
     with pytest.raises(ValueError, match=r"curves\['a'\] has no expected"):
         plots.plot_expected_max({"a": {"trials": [1, 2]}})
     with pytest.raises(ValueError, match="count from 1"):

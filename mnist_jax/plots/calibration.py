@@ -56,10 +56,12 @@ def plot_reliability_diagram(
     ``"count"`` (examples per bin), ``"confidence"`` (mean confidence in the bin) and
     ``"accuracy"`` (accuracy in the bin), NaN for an empty bin, as `stats.calibration_bins`
     returns. The top panel draws each non-empty bin's accuracy as a bar next to the diagonal of
-    perfect calibration, with the gap from its accuracy to its mean confidence hatched (red above
-    the bar: over-confident; below its top: under-confident). The bottom panel counts the examples
-    per bin on a log scale (a good MNIST model puts nearly all of them in the top bin). The title
-    names `label` and the expected calibration error `ece` (a fraction) when given.
+    perfect calibration, with the gap from its accuracy to its mean confidence hatched: red above
+    the bar where the bin is over-confident, orange inside its top where it is under-confident,
+    each with its own legend entry drawn as it appears. Each bar is labelled with the examples it
+    holds (a bin of 2 images at 100% says little), and the bottom panel counts them on a log scale
+    (a good MNIST model puts nearly all of them in the top bin). The title names `label` and the
+    expected calibration error `ece` (a fraction) when given.
     """
     values = _bins(bins)
     filled = values["count"] > 0
@@ -81,19 +83,41 @@ def plot_reliability_diagram(
         linewidth=0.5,
         label="accuracy",
     )
-    top.bar(
-        lower,
-        gap,
-        bottom=accuracy,
-        width=width,
-        align="edge",
-        color="tab:red",
-        alpha=0.3,
-        edgecolor="tab:red",
-        hatch="//",
-        linewidth=0.5,
-        label="gap to mean confidence",
-    )
+    over = gap > 0
+    for chosen, colour, alpha, text in (
+        (over, "tab:red", 0.3, "gap to mean confidence: over-confident"),
+        (gap < 0, "tab:orange", 1.0, "gap to mean confidence: under-confident"),
+    ):
+        if not np.any(chosen):
+            continue
+        # Opaque where it lies on the blue bar, so that it looks as its legend entry does.
+        top.bar(
+            lower[chosen],
+            gap[chosen],
+            bottom=accuracy[chosen],
+            width=width[chosen],
+            align="edge",
+            color=colour,
+            alpha=alpha,
+            edgecolor=colour if alpha < 1 else "white",
+            hatch="//",
+            linewidth=0.5,
+            label=text,
+        )
+    counts = values["count"][filled]
+    for left, size, height, count in zip(
+        lower, width, np.maximum(accuracy, accuracy + gap), counts
+    ):
+        top.text(
+            left + size / 2,
+            min(height + 0.01, 0.99),
+            f"{int(count):,}",
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            rotation=90 if size < 0.1 else 0,
+            color="0.25",
+        )
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")

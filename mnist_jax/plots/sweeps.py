@@ -49,9 +49,10 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
     """Test accuracy across seeds, one column per configuration.
 
     Each seed is a dot over a light box plot; a black diamond marks the mean with a
-    bar for its 95% confidence interval (Student's t, mean ± t·s/√n; no bar for a
-    single seed). Tick labels give the number of seeds and the mean ± half-width.
-    Accuracies are fractions in [0, 1], shown as percent.
+    bar for its 95% confidence interval over seeds with the test set fixed (Student's t,
+    mean ± t·s/√n; no bar for a single seed): it does not count the test images' own sampling.
+    Tick labels give the number of seeds and the mean ± half-width, the half-width in
+    percentage points. Accuracies are fractions in [0, 1], shown as percent.
     """
     labels = [str(label) for label in results]
     samples = [np.asarray(values, dtype=float).ravel() for values in results.values()]
@@ -122,9 +123,9 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
                 markersize=5,
                 capsize=4,
                 zorder=4,
-                label="mean ± 95% CI" if i == 0 else None,
+                label="mean ± 95% CI over seeds (test set fixed)" if i == 0 else None,
             )
-            stats = f"n={values.size}, {mean:.2%} ± {half:.2%}"
+            stats = f"n={values.size}, {mean:.2%} ± {100 * half:.2f} pts"
         else:
             ax.plot(
                 i + 0.3,
@@ -177,10 +178,12 @@ def plot_learning_curves_band(
 
     Each value is an array ``(members, epochs)`` (a 1-D array counts as one member);
     the line is the mean over members and the band ± one standard deviation (ddof=1;
-    no band for a single member). NaN marks an epoch a member did not train (it stopped
-    early): each epoch's mean and band are over the members that trained it, and the label
-    gives how many trained the last epoch when that is fewer. Epochs are numbered from 1. When
-    `metric_name` mentions accuracy and the values lie in [0, 1] the y axis is shown as percent.
+    no band for a single member; error bars where there is a single epoch, which a band cannot
+    show). The title promises the band only where one is drawn. NaN marks an epoch a member did
+    not train (it stopped early): each epoch's mean and band are over the members that trained
+    it, and the label gives how many trained the last epoch when that is fewer. Epochs are
+    numbered from 1. When `metric_name` mentions accuracy and the values lie in [0, 1] the y axis
+    is shown as percent.
     """
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
@@ -203,6 +206,7 @@ def plot_learning_curves_band(
     fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
     in_unit_range = True
     longest = 1
+    spread_drawn = False
     for (shown, runs, trained), style in zip(table.values(), _styles(len(table))):
         epochs = np.arange(1, runs.shape[1] + 1)
         longest = max(longest, runs.shape[1])
@@ -211,9 +215,13 @@ def plot_learning_curves_band(
         if runs.shape[0] > 1:
             # ddof=1 over the members that trained each epoch; 0 where one is left
             std = np.sqrt(np.nansum((runs - mean) ** 2, axis=0) / np.maximum(trained - 1, 1))
-            ax.fill_between(
-                epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0
-            )
+            if runs.shape[1] > 1:
+                ax.fill_between(
+                    epochs, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0
+                )
+            else:  # one epoch: a band would have no width
+                ax.errorbar(epochs, mean, yerr=std, color=style["color"], capsize=4, fmt="none")
+            spread_drawn = True
         in_unit_range &= bool(np.nanmin(runs) >= 0.0 and np.nanmax(runs) <= 1.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric_name)
@@ -221,7 +229,7 @@ def plot_learning_curves_band(
     if "accuracy" in metric_name.lower() and in_unit_range:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{metric_name} (mean ± 1 std)")
+    ax.set_title(f"{metric_name} (mean ± 1 std)" if spread_drawn else f"{metric_name} (mean)")
     _line_legend(ax, labels)
     return fig
 
@@ -305,38 +313,75 @@ def plot_ensemble_curves(curves: Mapping[str, Mapping[str, Sequence[float]]]) ->
     return fig
 
 
-def plot_expected_max(
-    curves: Mapping[str, Mapping[str, Any]], metric_name: str = "validation accuracy"
-) -> Figure:
-    """The expected best `metric_name` after n trials of a search, one line per label.
-
-    `curves` maps a label (a search, e.g. a model) to ``"trials"`` (1..N), ``"expected"`` (the
-    expected best value after that many trials) and optionally ``"std"`` (its standard deviation,
-    drawn as a band ± one std; None or missing draws none), as `stats.expected_max` returns. When
-    `metric_name` mentions accuracy and the values lie in [0, 1] the y axis is shown as percent.
-    """
-    series = _series(curves, ("trials", "expected"), optional=("std",))
-    for label, values in series.items():
-        if not np.all(values["trials"] >= 1):
-            raise ValueError(f"curves[{label!r}]['trials'] must count from 1")
-    labels = list(series)
-    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
+def _expected_max_panel(ax, series, metric_name, xlabel, wrap) -> bool:
+    """One line per label with its band; whether the values lie in [0, 1]."""
     in_unit_range = True
-    for (label, values), style in zip(series.items(), _styles(len(labels))):
-        trials, expected, std = values["trials"], values["expected"], values["std"]
+    for (label, values), style in zip(series.items(), _styles(len(series))):
+        trials, expected = values["trials"], values["expected"]
         ax.plot(trials, expected, markersize=3, label=_wrap(label, wrap), **style)
-        if std is not None:
+        if values["low"] is not None and values["high"] is not None:
             ax.fill_between(
-                trials, expected - std, expected + std, color=style["color"], alpha=0.15, lw=0
+                trials, values["low"], values["high"], color=style["color"], alpha=0.15, lw=0
             )
         in_unit_range &= bool(np.nanmin(expected) >= 0.0 and np.nanmax(expected) <= 1.0)
-    ax.set_xlabel("trials")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"expected best {metric_name}")
     _count_axis(ax, max(v["trials"].max() for v in series.values()), steps=[1, 2, 5, 10])
-    if "accuracy" in metric_name.lower() and in_unit_range:
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, alpha=0.3)
-    band = " (± 1 std)" if any(v["std"] is not None for v in series.values()) else ""
-    ax.set_title(f"expected best {metric_name} after n trials{band}")
-    _line_legend(ax, labels)
+    return in_unit_range
+
+
+def plot_expected_max(
+    curves: Mapping[str, Mapping[str, Any]],
+    metric_name: str = "validation accuracy",
+    *,
+    by_configuration: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Figure:
+    """The expected best `metric_name` of n trials of a search, one line per label.
+
+    `curves` maps a label (a search, e.g. a model) to ``"trials"`` (1..N), ``"expected"`` (the
+    expected best value of that many trials) and optionally ``"low"`` and ``"high"`` (a band of
+    that best, drawn where both are given), as `stats.expected_max` returns (its ``"std"`` is not
+    drawn: mean ± std can leave the observed range). The estimate equals the observed best at
+    n = N by construction, so the x axis stops at N and the title says so.
+    `by_configuration`, with the same keys, adds a right panel whose trials are configurations
+    judged by their mean over seeds. When `metric_name` mentions accuracy and the values lie in
+    [0, 1] the y axis is shown as percent.
+    """
+    optional = ("std", "low", "high")
+    series = _series(curves, ("trials", "expected"), optional=optional)
+    panels = [series]
+    if by_configuration:
+        panels.append(_series(by_configuration, ("trials", "expected"), optional=optional))
+    for panel in panels:
+        for label, values in panel.items():
+            if not np.all(values["trials"] >= 1):
+                raise ValueError(f"curves[{label!r}]['trials'] must count from 1")
+    labels = list(series)
+    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
+    axes = [ax]
+    if len(panels) > 1:
+        width, height = fig.get_size_inches()
+        fig = Figure(figsize=(width + 5.5, height), layout="constrained")
+        axes = list(fig.subplots(1, 2, sharey=True, width_ratios=(width, 5.5)))
+    texts = (
+        ("trials (a configuration and a seed each)", f"expected best {metric_name} of n trials"),
+        ("configurations (each by its mean over seeds)", "expected best configuration"),
+    )
+    in_unit_range = True
+    sources = [curves, by_configuration]
+    for panel, source, ax, (xlabel, title) in zip(panels, sources, axes, texts):
+        in_unit_range &= _expected_max_panel(ax, panel, metric_name, xlabel, wrap)
+        banded = any(v["low"] is not None for v in panel.values())
+        low, high = next(iter(source.values())).get("band") or (0.1, 0.9)
+        ax.set_title(
+            title
+            + (f"\n(band: the best's {low:.0%}-{high:.0%} quantiles)" if banded else "")
+            + "\nat n = N it is the observed best; nothing past N",
+            fontsize=10,
+        )
+        _line_legend(ax, list(panel))
+    if "accuracy" in metric_name.lower() and in_unit_range:
+        for ax in axes:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     return fig

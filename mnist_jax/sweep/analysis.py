@@ -1,7 +1,7 @@
 """What a sweep's report says beyond means over seeds, from the members and their predictions.
 
 - `test_intervals`: per configuration, the test accuracy's intervals over seeds (bootstrap) and
-  over seeds and test examples (two-level bootstrap), from the saved predictions;
+  over seeds and test examples, from the saved predictions;
 - `comparisons`: every configuration against a reference, seed by seed, with Holm's correction;
 - `ensemble_curves`: accuracy, likelihood and calibration against ensemble size;
 - `search_curve`: the expected best validation accuracy after n trials of the sweep;
@@ -46,9 +46,10 @@ def test_intervals(
 ) -> dict[ConfigKey, dict]:
     """Per configuration (`keys[i]` is member i's, the row order of `predictions`; invalid rows
     left out), intervals of the mean test accuracy beyond `summarize_by_config`'s Student-t one:
-    - `over_seeds_bootstrap`: the percentile bootstrap over seeds, test set fixed (None below
-      `stats.intervals.MIN_BOOTSTRAP_SEEDS` seeds);
-    - `over_seeds_and_examples`: the two-level bootstrap, seeds and test examples resampled.
+    - `over_seeds_bootstrap`: the expanded percentile bootstrap over seeds, test set fixed (None
+      below `stats.intervals.MIN_BOOTSTRAP_SEEDS` seeds);
+    - `over_seeds_and_examples`: `stats.seeds_and_examples_interval`, over seeds and test images
+      (None below two seeds).
     """
     if len(keys) != predictions.num_models:
         raise ValueError(f"{len(keys)} members for {predictions.num_models} rows of predictions")
@@ -106,11 +107,23 @@ def ensemble_curves(
 
 def search_curve(results: Sequence, metric: str = "final_val_accuracy") -> dict | None:
     """`stats.expected_max` of `metric` over the non-diverged members, each member one trial of
-    the search (a configuration and a seed): None with fewer than two configurations."""
+    the search (a configuration and a seed: its best includes the seed's luck): None with fewer
+    than two configurations. Where some configuration has several seeds, `configurations` holds
+    `expected_max` of the configurations' means over their seeds (each configuration one trial,
+    `seeds` the fewest and most it has): the expected best configuration, the reader's question."""
     live = [r for r in results if r.diverged_epoch is None and r.metrics()[metric] is not None]
-    if len({r.member.config_key for r in live}) < 2:
+    by_config: dict = {}
+    for r in live:
+        by_config.setdefault(r.member.config_key, []).append(r.metrics()[metric])
+    if len(by_config) < 2:
         return None
-    return {"metric": metric, **expected_max(r.metrics()[metric] for r in live)}
+    out = {"metric": metric, **expected_max(r.metrics()[metric] for r in live)}
+    counts = [len(values) for values in by_config.values()]
+    out["configurations"] = None
+    if max(counts) > 1:
+        means = [float(np.mean(values)) for values in by_config.values()]
+        out["configurations"] = {**expected_max(means), "seeds": [min(counts), max(counts)]}
+    return out
 
 
 def selected_configuration(rows: Sequence[dict], metric: str = "final_val_accuracy") -> int | None:

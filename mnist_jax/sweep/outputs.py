@@ -91,7 +91,17 @@ def _reliability(a: SweepArrays):
 
 def _expected_max(a: SweepArrays):
     search = a.summary["search"]
-    return plots.plot_expected_max({"this sweep": search}) if search else None
+    if not search:
+        return None
+    configurations = search.get("configurations")
+    by_configuration = None
+    if configurations:
+        low, high = configurations["seeds"]
+        seeds = f"{low}" if low == high else f"{low}-{high}"
+        by_configuration = {f"by the mean over {seeds} seeds": configurations}
+    return plots.plot_expected_max(
+        {"members (configuration x seed)": search}, by_configuration=by_configuration
+    )
 
 
 # The sweep's figures, in report.md's order: a new figure is one entry here (and its function in
@@ -100,15 +110,17 @@ SWEEP_FIGURES = {
     "accuracy_distribution": SweepFigure(
         "accuracy_distribution.png",
         "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
-        "interval over seeds: the spread of a configuration's seeds; whether two configurations "
-        "differ is the paired comparison's question (above), which can tell apart overlapping "
-        "clouds because seed s is shared.",
+        "interval over seeds, the test set fixed (the test images' own sampling is in the "
+        "table's seeds-and-test-images interval): the spread of a configuration's seeds; "
+        "whether two configurations differ is the paired comparison's question (above), which "
+        "can tell apart overlapping clouds because seed s is shared.",
         _accuracy_distribution,
     ),
     "learning_curves": SweepFigure(
         "learning_curves.png",
-        "Validation accuracy per epoch, mean and one standard deviation over seeds: where curves "
-        "still rise at the last epoch, more epochs would help.",
+        "Validation accuracy per epoch, mean and one standard deviation over seeds (a band, or "
+        "error bars for a single epoch): where curves still rise at the last epoch, more epochs "
+        "would help.",
         _learning_curves,
     ),
     "ensemble_size": SweepFigure(
@@ -121,16 +133,20 @@ SWEEP_FIGURES = {
     "reliability": SweepFigure(
         "reliability.png",
         "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
-        "are over-confident bins, above it under-confident; the lower panel counts examples per "
-        "bin.",
+        "are over-confident bins, above it under-confident; each bar is labelled with the images "
+        "it holds (a bin of a few images says little), and the lower panel counts them on a log "
+        "scale.",
         _reliability,
     ),
     "expected_max": SweepFigure(
         "expected_max.png",
-        "Expected best validation accuracy after n trials of this search (each trial one member: "
-        "a configuration and a seed; unbiased estimator of Tang et al. 2020), with the standard "
-        "deviation of the best of n trials drawn from these: where it flattens, more trials of "
-        "this search would not find a better configuration.",
+        "Expected best validation accuracy of n trials drawn without replacement from this "
+        "sweep's N (each trial one member: a configuration and a seed, so the best includes the "
+        "seed's luck; unbiased estimator of Tang et al. 2020), with the band holding the middle "
+        "80% of that best. At n = N it is the observed best by construction, so the curve "
+        "flattens there whatever the search: it says nothing about more than N trials. Where "
+        "configurations have several seeds, the right panel gives the expected best "
+        "configuration judged by its mean over seeds, each configuration one trial.",
         _expected_max,
     ),
 }

@@ -75,10 +75,10 @@ def _comparisons(summary: Mapping) -> list[str]:
         "Seed by seed (seed s shares initial parameters and batch order across configurations of "
         "one model), on this test set: the paired difference of test accuracy with its Student-t "
         "95% interval (unadjusted), the share of seeds on which the configuration beats the "
-        f"reference (with a bootstrap interval from {MIN_BOOTSTRAP_SEEDS} seeds), and the paired "
+        "reference (ties count one half; with its exact interval), and the paired "
         "t-test's p-value"
         + (f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else "")
-        + f". Each verdict is computed from those numbers; fewer than {MIN_VERDICT_SEEDS} paired "
+        + f". Each verdict rests on the paired t-test alone; fewer than {MIN_VERDICT_SEEDS} paired "
         "seeds give none.",
         "",
     ]
@@ -180,10 +180,11 @@ def render_sweep_report(
         "Three intervals, each for a different question. *t 95% (seeds)* and *bootstrap 95% "
         "(seeds)* resample seeds with the test set held fixed: how well the mean over seeds is "
         "known on these test images (the bootstrap is given from "
-        f"{MIN_BOOTSTRAP_SEEDS} seeds: with fewer it covers far less than 95%). *95% (seeds and "
-        "test images)*, a two-level bootstrap, also resamples the test images: the interval to "
-        "quote for how good a configuration is on this task (with one seed it covers the test "
-        "images only). *Ensemble*: the accuracy of the average of the members' probabilities. "
+        f"{MIN_BOOTSTRAP_SEEDS} seeds: with fewer it covers less than 93%). *95% (seeds and "
+        "test images)* adds the test images' sampling to the t interval over seeds: the interval "
+        "to quote for how good a configuration is on this task (given from two seeds; simulated, "
+        "each covers at least 94% where given, see docs/statistics.md). *Ensemble*: the accuracy "
+        "of the average of the members' probabilities. "
         "*Validation mean*: the final epoch's validation accuracy, the number to choose by.",
         "",
         *_table(rows),
