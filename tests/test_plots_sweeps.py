@@ -43,14 +43,15 @@ def test_accuracy_distribution_plots_every_seed():
 
 def test_accuracy_distribution_marks_mean_and_t_confidence_interval():
     values = np.array([0.980, 0.982, 0.981, 0.985])
-    ax = plots.plot_accuracy_distribution({"mlp": values}).axes[0]
+    fig = plots.plot_accuracy_distribution({"mlp": values})
+    ax = fig.axes[0]
     markers = [line for line in ax.get_lines() if line.get_marker() == "D"]
     assert len(markers) == 1
     assert markers[0].get_ydata()[0] == pytest.approx(values.mean())
     half = 3.182446305284263 * values.std(ddof=1) / 2  # t(0.975, 3) * s / sqrt(4)
     # a half-width of a difference of accuracies is in points, not percent
     assert f"± {100 * half:.2f} pts" in ax.get_xticklabels()[0].get_text()
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "mean ± 95% CI over seeds (test set fixed)" in legend
 
 

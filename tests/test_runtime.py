@@ -86,11 +86,32 @@ def test_off_sets_no_flags():
 @pytest.mark.slow
 def test_a_single_runs_commands_import_neither_scipy_nor_seaborn_nor_pandas():
     """A single run needs neither: importing them (seaborn brings the other two) took a second or
-    two of every command's start-up on a 2-core CPU. Sweeps and comparisons import them where
-    they use them."""
+    two of every command's start-up on a 2-core CPU."""
     script = (
         "import sys, experiments.baseline, experiments.evaluate, mnist_jax.report, mnist_jax.logs;"
         "print(sorted(m for m in ('scipy', 'seaborn', 'pandas') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_sweeps_statistics_and_figures_import_neither_scipy_stats_nor_seaborn_nor_pandas():
+    """scipy.stats (most of a second) and seaborn (a second, with pandas) in every sweep and
+    comparison: the statistics use scipy.special's distributions, the figures matplotlib."""
+    script = (
+        "import sys, numpy as np, experiments.sweep, experiments.compare;"
+        "from mnist_jax import plots, stats;"
+        "a = {0: 0.97, 1: 0.975, 2: 0.971}; b = {0: 0.972, 1: 0.976, 2: 0.974};"
+        "stats.summarize(list(a.values())); stats.paired_p_value(a, b);"
+        "stats.probability_of_improvement(a, b);"
+        "stats.mcnemar(np.arange(9) % 2 == 0, np.arange(9) % 3 == 0);"
+        "plots.plot_accuracy_distribution({'a': list(a.values()), 'b': list(b.values())});"
+        "plots.plot_learning_curves_band({'a': [[0.9, 0.95], [0.91, 0.96]]});"
+        "print(sorted(m for m in ('scipy.stats', 'seaborn', 'pandas') if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120

@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -25,11 +26,9 @@ def _wrap(label: str, width: int) -> str:
 
 
 def _styles(count: int) -> list[dict[str, Any]]:
-    """Line styles for `count` lines that stay apart: seaborn's ten colours, then the same colours
-    again with another marker and dash pattern."""
-    import seaborn as sns  # imported where used: it brings pandas and scipy.stats (seconds)
-
-    colours = sns.color_palette(n_colors=min(count, 10))
+    """Line styles for `count` lines that stay apart: matplotlib's ten colours (tab10), then the
+    same colours again with another marker and dash pattern."""
+    colours = list(matplotlib.colormaps["tab10"].colors)[: min(count, 10)]
     return [
         {
             "color": colours[i % len(colours)],
