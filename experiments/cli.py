@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import signal
 import subprocess
@@ -264,6 +265,10 @@ def run_main(
     quiet_library_logs()
     configure_xla_cpu()  # before anything starts jax's backend: XLA reads its flags once
     watcher = stop_promptly_on_interrupt()
+    # The imported modules' objects (jax, flax, orbax, matplotlib: about a million) live as long as
+    # the process: frozen out of the garbage collector, they are not traversed again by each full
+    # collection, nor at exit, where that traversal took a third of a second of every command.
+    gc.freeze()
     try:
         status = main(argv)
     except Exception as error:
@@ -301,6 +306,7 @@ def run_main(
             # before they print their own line.
             time.sleep(PROCESS_0_GRACE_SECONDS)
         os._exit(status)
+    gc.freeze()  # what the command imported and kept, as above
     sys.exit(status)
 
 
