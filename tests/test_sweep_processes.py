@@ -1,7 +1,8 @@
 """`python -m experiments.sweep` as several processes (two local processes x two host devices):
-checkpoints written shard by shard, a sweep killed after its first checkpoint and resumed, and one
-process killed alone, the local launcher stopped by a signal. The reference is one process with the
-same four devices. Also the checks that refuse bad multi-process settings before JAX starts."""
+checkpoints written shard by shard, a sweep killed after its first checkpoint and resumed by the
+local launcher, one process killed alone, the local launcher stopped by a signal. The reference is
+one process with the same four devices. Also the checks that refuse bad multi-process settings
+before JAX starts."""
 
 import json
 import os
@@ -112,9 +113,11 @@ def test_a_two_process_sweep_killed_and_resumed_equals_one_process(tiny, one, tm
     (tmp_path / "damaged" / "checkpoints" / "program-0" / "1" / "metrics" / "metrics").write_text(
         "{not json"
     )
-    procs = start_two(["--resume", str(two), "--no-tensorboard"], tmp_path, "resume")
-    finish(procs, [tmp_path / f"resume{k}.log" for k in range(2)])
-    log = (tmp_path / "resume0.log").read_text()
+    # Resumed by the local launcher's two processes (`--processes 2`, two host devices each).
+    argv = ["--processes", "2", "--resume", str(two), "--no-tensorboard"]
+    finish([start(argv, tmp_path / "resume.log", devices=2)], [tmp_path / "resume.log"])
+    log = (tmp_path / "resume.log").read_text()
+    assert "[process 0] devices: 4 x cpu (cpu), 2 process(es)" in log
     assert "program 0: resuming after epoch 1 of 3" in log or "after epoch 2 of 3" in log
     assert results(two) == one  # bitwise: the same four devices' partitioned program
     # Every process finds the only step damaged, and says so: none waits for the others.
@@ -156,13 +159,8 @@ def test_one_process_killed_ends_the_other_with_one_line(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_local_launcher_runs_the_processes_of_one_sweep(tiny, one, tmp_path):
-    argv = ["--processes", "2", *tiny, *SWEEP, "--out", str(tmp_path / "s")]
-    proc = start(argv, tmp_path / "log", devices=2)
-    finish([proc], [tmp_path / "log"])
-    log = (tmp_path / "log").read_text()
-    assert "[process 0] devices: 4 x cpu (cpu), 2 process(es)" in log
-    assert results(tmp_path / "s") == one
+def test_the_local_launchers_processes_refuse_a_bad_setting_with_one_line(tiny, tmp_path):
+    # (The launcher running a sweep to its end is the resume above, and the signals below.)
     proc = start(["--processes", "2", *tiny, "--out", str(tmp_path / "t")], tmp_path / "bad", 2)
     assert proc.wait(timeout=TIMEOUT_S) == 2
     errors = [line for line in (tmp_path / "bad").read_text().splitlines() if "error" in line]
