@@ -281,7 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         members_per_step = default_members_per_step(mesh)
     if members_per_program is None:
         members_per_program = resolve_members_per_program(config, members, data, mesh.size)
-    programs = plan_sweep(config, members, data, mesh.size, members_per_program)
+    programs = plan_sweep(
+        config, members, data, mesh.size, members_per_program, members_per_step=members_per_step
+    )
+    if args.resume and plan_record(programs) != recorded_plan(record["programs"]):
+        # Sweeps from before members trained one per step went unpadded kept their padding: its
+        # rows are dummies, each member computes the same.
+        programs = plan_sweep(config, members, data, mesh.size, members_per_program)
     if args.resume and plan_record(programs) != recorded_plan(record["programs"]):
         raise ConfigError(
             f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "

@@ -20,7 +20,7 @@ from mnist_jax.sweep import (
     summarize_by_config,
 )
 from mnist_jax.sweep.members import chunk_sizes, group_members, padded_size
-from mnist_jax.sweep.plan import plan_programs
+from mnist_jax.sweep.plan import plan_programs, plan_sweep
 from mnist_jax.sweep.program import member_bytes, members_per_program
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
@@ -137,6 +137,12 @@ def test_chunk_sizes_cut_a_group_evenly_under_the_limit(members, limit, devices,
 def test_padded_size_is_a_multiple_of_the_devices_with_two_members_each():
     assert [padded_size(n, 1) for n in (1, 2, 3)] == [2, 2, 3]
     assert [padded_size(n, 8) for n in (1, 3, 16, 17)] == [16, 16, 16, 24]
+    assert [padded_size(n, 8, members_per_step=2) for n in (1, 17)] == [16, 24]
+
+
+def test_members_trained_one_per_step_are_padded_only_to_the_devices():
+    assert [padded_size(n, 1, members_per_step=1) for n in (1, 2, 3)] == [1, 2, 3]
+    assert [padded_size(n, 8, members_per_step=1) for n in (1, 3, 16, 17)] == [8, 8, 16, 24]
 
 
 # Init and training equal the single run -----------------------------------------------------------
@@ -200,6 +206,39 @@ def test_members_trained_one_per_step_equal_their_single_runs_bitwise():
         assert_bitwise_equal(jax.device_get(single.state), result.state)
         strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
         assert strip(result.history) == strip(single.history)
+
+
+@pytest.mark.slow
+def test_an_unpadded_one_member_program_equals_that_member_in_larger_and_padded_ones_bitwise():
+    """One member per step: no dummy member (what `fit` trains), and the member computes the same
+    alone, padded to two (the plan of older sweeps, which they resume with) or among others."""
+    data = synthetic_data(num_test=100)
+    config = CONFIG.replace(epochs=2)
+    one = expand_members([0], [1e-3], [0.25], [(32,)])
+    alone = run_sweep(config, one, data, members_per_step=1)
+    assert [p.num_padded for p in alone.programs] == [1]
+    padded = plan_sweep(config, one, data, 1)  # the vmapped default pads to two
+    assert [p.num_padded for p in padded] == [2]
+    others = [
+        run_sweep(config, one, data, members_per_step=1, programs=padded),
+        run_sweep(
+            config, expand_members([0, 1], [1e-3], [0.25], [(32,)]), data, members_per_step=1
+        ),
+        run_sweep(
+            config, expand_members([0, 1, 2], [1e-3], [0.25], [(32,)]), data, members_per_step=1
+        ),
+    ]
+    assert [p.num_padded for p in others[2].programs] == [3]
+    member = alone.members[0]
+    single = fit(member.member.config(config), data)
+    assert_bitwise_equal(jax.device_get(single.state), member.state)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert strip(single.history) == strip(member.history)
+    for other in others:
+        assert other.members[0].member == member.member
+        assert_bitwise_equal(other.members[0].state, member.state)
+        np.testing.assert_array_equal(other.members[0].test_logits, member.test_logits)
+        assert strip(other.members[0].history) == strip(member.history)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ wrote; every bad-input case is one line and exit status 2."""
 import contextlib
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -288,6 +289,33 @@ def test_a_sweep_whose_seeds_stop_early_apart_reports_and_draws_them(tmp_path, c
     assert [m["stopped_early"] for m in members] == [n < 8 for n in lengths]
     for name in ["learning_curves.png", "accuracy_distribution.png", "report.md", "summary.json"]:
         assert (tmp_path / "sweep" / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_a_sweep_padded_for_vmapped_members_resumes_one_member_per_step(tmp_path, capsys):
+    """A sweep of one member recorded with a dummy member beside it (vmapped members, or one per
+    step before those went unpadded) resumes one per step with its recorded plan and checkpoints."""
+    from mnist_jax.data.fake import write_fake_dataset
+
+    write_fake_dataset(tmp_path / "tiny", num_train=256, num_test=64, shape=(28, 28))
+    out = tmp_path / "sweep"
+    argv = ["--dataset", "tiny", "--data-dir", str(tmp_path / "tiny"), "--seeds", "0"]
+    argv += ["--epochs", "2", "--batch-size", "32", "--hidden", "16", "--members-per-step", "2"]
+    argv += ["--validation-size", "64", "--no-tensorboard", "--quiet", "--out", str(out)]
+    code, printed = run_cli(argv, capsys)
+    assert code == 0, printed.err
+    record = json.loads((out / "sweep.json").read_text())
+    assert [p["num_padded"] for p in record["programs"]] == [2]
+    record["members_per_step"] = 1
+    (out / "sweep.json").write_text(json.dumps(record))
+    for name in ["members.json", "summary.json"]:
+        (out / name).unlink()
+    shutil.rmtree(out / "checkpoints" / "program-0" / "2")  # killed before epoch 2's checkpoint
+    code, printed = run_cli(["--resume", str(out)], capsys)
+    assert code == 0, printed.err
+    assert "program 0: resuming after epoch 1" in printed.out
+    members = json.loads((out / "members.json").read_text())
+    assert [r["epoch"] for r in members[0]["history"]] == [1, 2]
 
 
 def test_throughput_counts_the_examples_of_the_members_each_epoch_trained():

@@ -277,14 +277,17 @@ def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) ->
 
 # XLA simplifies a batched matmul with batch size 1 to a plain matmul, whose rounding differs from
 # the batched kernel's (measured on CPU: a 1-member program's parameters differ in the last bits
-# from the same member's in a 2- or 3-member program, while 2 and 3 agree bitwise). Padding every
-# device to at least 2 members keeps each member's result bitwise independent of the device count
-# and of how a sweep is cut into programs, at the cost of one dummy member per device in the
-# smallest sweeps.
+# from the same member's in a 2- or 3-member program, while 2 and 3 agree bitwise). Where members
+# are vmapped, padding every device to at least 2 members keeps each member's result bitwise
+# independent of the device count and of how a sweep is cut into programs, at the cost of one dummy
+# member per device in the smallest sweeps. Members trained one per step are never batched (each
+# computes what a single run computes), so they are padded only to a multiple of the devices.
 MIN_MEMBERS_PER_DEVICE = 2
 
 
-def padded_size(num_members: int, num_devices: int) -> int:
+def padded_size(num_members: int, num_devices: int, members_per_step: int | None = None) -> int:
     """The members a program call computes: a multiple of `num_devices` (the leading axis must
-    divide evenly) holding `num_members`, with at least `MIN_MEMBERS_PER_DEVICE` on each device."""
-    return max(MIN_MEMBERS_PER_DEVICE, math.ceil(num_members / num_devices)) * num_devices
+    divide evenly) holding `num_members`, with at least `MIN_MEMBERS_PER_DEVICE` on each device
+    unless the members train one per step (`members_per_step=1`)."""
+    least = 1 if members_per_step == 1 else MIN_MEMBERS_PER_DEVICE
+    return max(least, math.ceil(num_members / num_devices)) * num_devices

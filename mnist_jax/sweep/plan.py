@@ -78,16 +78,20 @@ def model_named(name: str, models: Mapping[str, Model] | None) -> Model | None:
 
 
 def plan_programs(
-    members: Sequence[Member], members_per_program: int, num_devices: int
+    members: Sequence[Member],
+    members_per_program: int,
+    num_devices: int,
+    members_per_step: int | None = None,
 ) -> list[SweepProgram]:
     """A sweep's program calls: groups by model, hidden sizes, optimizer and schedule, cut into
-    chunks, padded for the devices."""
+    chunks, padded for the devices (`padded_size`: less with one member per step)."""
     programs = []
     for group in group_members(members).values():
         start = 0
         for size in chunk_sizes(len(group), members_per_program, num_devices):
             chunk = tuple(group[start : start + size])
-            programs.append(SweepProgram(len(programs), chunk, padded_size(size, num_devices)))
+            padded = padded_size(size, num_devices, members_per_step)
+            programs.append(SweepProgram(len(programs), chunk, padded))
             start += size
     return programs
 
@@ -122,10 +126,11 @@ def plan_sweep(
     num_devices: int,
     members_per_program: int | None = None,
     models: Mapping[str, Model] | None = None,
+    members_per_step: int | None = None,
 ) -> list[SweepProgram]:
     """The sweep's program calls (`plan_programs`), by default as large as the memory estimate
-    for the largest group allows. Planned once: the command line records this plan and trains
-    it."""
+    for the largest group allows, padded for `members_per_step` (see `run_sweep`; the default pads
+    as vmapped members need). Planned once: the command line records this plan and trains it."""
     members = list(members)
     if not members:
         raise ConfigError("a sweep needs at least one member")
@@ -139,7 +144,7 @@ def plan_sweep(
         members_per_program = resolve_members_per_program(
             config, members, data, num_devices, models
         )
-    return plan_programs(members, members_per_program, num_devices)
+    return plan_programs(members, members_per_program, num_devices, members_per_step)
 
 
 def check_program_model(

@@ -150,7 +150,9 @@ def run_sweep(
     if members_per_step == "auto":
         members_per_step = prog.default_members_per_step(mesh)
     if programs is None:
-        programs = plan_sweep(config, members, data, num_devices, members_per_program, models)
+        programs = plan_sweep(
+            config, members, data, num_devices, members_per_program, models, members_per_step
+        )
     elif sorted(map(repr, (m for p in programs for m in p.members))) != sorted(map(repr, members)):
         raise ConfigError("the planned programs do not hold exactly the sweep's members")
     shared = prog.replicate_data(data, mesh)
