@@ -3,6 +3,8 @@ and a sweep member matches its single run there (the notebook's MLP reaching 95%
 the golden test, which trains that very run). One file, so that
 pytest-xdist can run these long trainings beside the rest of their modules' tests."""
 
+import dataclasses
+
 import pytest
 
 from mnist_jax.config import TrainConfig
@@ -11,12 +13,17 @@ from mnist_jax.sweep import expand_members, run_sweep
 
 
 @pytest.mark.slow
-def test_one_cnn_epoch_on_real_mnist_reaches_97_percent(mnist):
+def test_one_cnn_epoch_on_20000_real_mnist_images_reaches_96_percent(mnist):
+    # The first 25,000 training images: 20,000 to train on, 5,000 held out. One CNN epoch on them
+    # reaches 96.6% (on all 54,000, 97-98%, in two and a half times the suite's time).
     from mnist_jax.fit import to_device
 
-    config = TrainConfig(model="cnn", epochs=1, batch_size=128)
-    result = fit(config, to_device(mnist, config))
-    assert result.history[-1]["val_accuracy"] >= 0.97
+    subset = dataclasses.replace(
+        mnist, train_images=mnist.train_images[:25_000], train_labels=mnist.train_labels[:25_000]
+    )
+    config = TrainConfig(model="cnn", epochs=1, batch_size=128, validation_size=5_000)
+    result = fit(config, to_device(subset, config))
+    assert result.history[-1]["val_accuracy"] >= 0.96
 
 
 @pytest.mark.slow
