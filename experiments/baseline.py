@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_same_data(dataset, record, run_dir)
     else:
         config = cli.config_from_args(args)
+        cli.refuse_flags_that_do_nothing(argv, [config])
         dataset = load_dataset(config.dataset, config.data_dir)
         spec = spec_for(config, dataset)
         check_fits(config, dataset, spec)

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import FIELDS, TrainConfig
+from mnist_jax.config import applies as config_applies
 from mnist_jax.errors import ConfigError, MnistJaxError
 from mnist_jax.rundir import unlock_run_dir
 from mnist_jax.runtime import configure_xla_cpu
@@ -246,6 +247,25 @@ def refuse_flags_with_resume(argv: Sequence[str], record: str = "config.json") -
         )
 
 
+def refuse_flags_that_do_nothing(argv: Sequence[str], configs: Iterable[TrainConfig]) -> None:
+    """A flag given for a field that applies to none of `configs` (`--momentum` with adam alone)
+    is one line, even at its default value, which `TrainConfig`'s own check cannot tell from a
+    value left unset."""
+    given = {
+        field.name: flag
+        for field in dataclasses.fields(TrainConfig)
+        for flag in flag_names(field)
+        if any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+    }
+    if not given:
+        return
+    values = [dataclasses.asdict(config) for config in configs]
+    for name, flag in given.items():
+        if values and not any(config_applies(name, v) for v in values):
+            why = FIELDS[name].metadata["applies"][1].format(**values[0])
+            raise ConfigError(f"{flag} does nothing here ({why}): drop it")
+
+
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     """The validated TrainConfig of parsed flags (fields without a flag keep their defaults)."""
     values = {
@@ -394,6 +414,7 @@ __all__ = [
     "add_data_flags",
     "add_output_flags",
     "config_from_args",
+    "refuse_flags_that_do_nothing",
     "run_main",
     "ConfigError",
 ]

@@ -246,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         for member in members:  # every member's values with the sweep's, before any folder
             member.config(config)
+        grid = {m.config_key: m for m in members}.values()  # one member per configuration
+        cli.refuse_flags_that_do_nothing(argv, [m.config(config) for m in grid])
         dataset = load_dataset(config.dataset, config.data_dir)
         for member in {m.group_key: m for m in members}.values():  # one per program's shapes
             check_fits(member.config(config), dataset)

@@ -80,3 +80,34 @@ def test_the_cnn_with_hidden_sizes_is_one_line_and_exit_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "hidden_sizes" in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "command, argv, flag",
+    [
+        (baseline, ["--optimizer", "adam", "--momentum", "0.9"], "--momentum"),  # sgd's default
+        (baseline, ["--momentum=0.9"], "--momentum"),
+        (baseline, ["--model", "cnn", "--hidden-sizes", "128,128"], "--hidden-sizes"),
+        (baseline, ["--schedule", "constant", "--final-lr-fraction", "0"], "--final-lr-fraction"),
+        (sweep, ["--optimizer", "adam,adamw", "--momentum", "0.9"], "--momentum"),
+    ],
+)
+def test_a_flag_given_where_it_does_nothing_is_refused_even_at_its_default(
+    command, argv, flag, capsys, tmp_path
+):
+    # TrainConfig sees only values: a default one looks unset, so the command checks its flags.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main(command.main, "python -m cmd", [*argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{flag} does nothing here" in err and not (tmp_path / "out").exists()
+
+
+def test_a_sweep_flag_that_applies_to_some_of_its_members_is_accepted():
+    members_argv = ["--optimizer", "adam,sgd", "--momentum", "0.9", "--seeds", "0"]
+    args = sweep.build_parser().parse_args(members_argv)
+    members = sweep.expand_members(
+        [0], **{name: getattr(args, name) for name in sweep.CONFIG_KEY_FIELDS}
+    )
+    config = cli.config_from_args(args, **members[0].to_dict())
+    cli.refuse_flags_that_do_nothing(members_argv, [m.config(config) for m in members])
