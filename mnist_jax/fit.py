@@ -3,17 +3,16 @@
 `DeviceData`, `to_device`, `spec_for` and the checks live in `mnist_jax.device_data` (sweeps use
 them too) and are importable from here, where a notebook looks for them.
 
-`fit` compiles init, the epoch and the validation ahead of time (so their cost is measured on its
-own), then hands them to `mnist_jax.epochs.run_epochs`, the host loop it shares with sweeps.
+`fit` is a sweep of one member on one device, trained one member per step and unpadded
+(`sweep.run.train_program`, the sweep's own compile-and-train path): what it computes is bitwise
+sweep member k's with seed k, and the run's init, epoch and validation compile ahead of time, side
+by side, their cost measured on its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 
@@ -25,26 +24,19 @@ from mnist_jax.device_data import (
     spec_for,
     to_device,
 )
-from mnist_jax.epochs import compile_all, run_epochs, time_to_target
 from mnist_jax.models import Model
-from mnist_jax.train import (
-    TrainSpec,
-    TrainState,
-    init_train_state,
-    init_train_state_jit,
-    run_hyperparams,
-    train_epoch_jit,
-    validate_epoch_jit,
-)
+from mnist_jax.sweep import program as prog
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.plan import SweepProgram
+from mnist_jax.sweep.run import train_program
+from mnist_jax.train import TrainSpec, TrainState
 
 __all__ = [  # the data's functions, re-exported for notebooks (see the module's docstring)
     "DeviceData",
     "EpochCallback",
     "FitResult",
-    "Programs",
     "check_fits",
     "check_precision",
-    "compile_programs",
     "fit",
     "spec_for",
     "to_device",
@@ -60,36 +52,9 @@ class FitResult:
 
 EpochCallback = Callable[[TrainState, dict, list], None]
 
-
-class Programs(NamedTuple):
-    """The compiled programs of a run: init (None when resuming), epoch, validation."""
-
-    init: Callable | None
-    epoch: Callable
-    validate: Callable
-
-
-def compile_programs(
-    config: TrainConfig, spec: TrainSpec, data: DeviceData, state: TrainState | None = None
-) -> Programs:
-    """Compile init, the epoch and validation ahead of time, the three at once.
-
-    Tracing happens here, in this thread; XLA's compilation, the larger part, runs in parallel
-    threads (`epochs.compile_all`). The epoch is lowered against the state's abstract shapes, so
-    it need not wait for init to run.
-    """
-    hyper = run_hyperparams(config, int(data.train_images.shape[0]))
-    init = None if state is not None else init_train_state_jit.lower(spec, *hyper)
-    abstract = (
-        state
-        if state is not None
-        else jax.eval_shape(functools.partial(init_train_state, spec), *hyper)
-    )
-    epoch = train_epoch_jit.lower(spec, abstract, data.train_images, data.train_labels)
-    validate = validate_epoch_jit.lower(
-        spec, abstract, data.val_images, data.val_labels, chunk_size=config.eval_batch_size
-    )
-    return Programs(*compile_all([init, epoch, validate]))
+# The one member of a stacked state (on its device), and a state stacked as one member.
+_unstack = jax.jit(lambda state: jax.tree.map(lambda x: x[0], state))
+_stack = jax.jit(lambda state: jax.tree.map(lambda x: x[None], state))
 
 
 def fit(
@@ -106,11 +71,11 @@ def fit(
 
     The model is `spec.model`; without a spec, `model` (any `Model`, e.g. a user's
     `LinenModel`), else the configuration's built-in one. `data` is reshaped on the device to the
-    model's layout if it is in another's.
+    model's layout if it is in another's. It trains on the device that holds `data`.
 
-    The state passed in is consumed (its buffers are donated to the first epoch); use the returned
-    one. `history` continues an earlier history when resuming. After each epoch, each callback is
-    called as `callback(state, record, history)` with the epoch's record:
+    The state passed in is consumed (use the returned one). `history` continues an earlier history
+    when resuming. After each epoch, each callback is called as `callback(state, record, history)`
+    with the epoch's record:
     `{"epoch", "train_loss", "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy",
     "learning_rate", "seconds"}` (every metric the compiled programs return: `epochs.run_epochs`).
 
@@ -118,30 +83,37 @@ def fit(
     not finite, so that a diverged state is never checkpointed.
     """
     spec = spec or spec_for(config, data, model)
-    data = data.in_layout(spec.example_shape)
-    start = time.perf_counter()
-    programs = compile_programs(config, spec, data, state)
-    compile_seconds = time.perf_counter() - start
-    if state is None:
-        state = programs.init(*run_hyperparams(config, int(data.train_images.shape[0])))
-    history = list(history)
-    epochs = range(int(state.epoch) + 1, config.epochs + 1)
-    if config.stop_at_target and time_to_target(history, config.target_accuracy)["reached"]:
-        epochs = range(0)  # a resumed run that had stopped at its target
-    name = f"training (learning rate {config.learning_rate})"
-    loop = run_epochs(
-        programs.epoch,
-        programs.validate,
-        state,
-        data,
-        epochs,
-        [history],
-        raise_on_divergence=True,
-        name=lambda _: name,
-    )
-    for state, (record,) in loop:
+    mesh = prog.member_mesh([_device_of(data)])
+    data = prog.replicate_data(data, mesh).in_layout(spec.example_shape)
+    member = Member(config.seed, **{name: getattr(config, name) for name in CONFIG_KEY_FIELDS})
+    first_epoch = 1
+    if state is not None:
+        first_epoch = int(state.epoch) + 1
+        state = jax.device_put(_stack(state), prog.member_sharding(mesh))
+
+    def each_epoch(program, stacked, records, histories):
+        one = _unstack(stacked)
         for callback in callbacks:
-            callback(state, record, history)
-        if config.stop_at_target and time_to_target(history, config.target_accuracy)["reached"]:
-            break
-    return FitResult(state, history, compile_seconds)
+            callback(one, records[0], histories[0])
+
+    state, (history,), compile_seconds = train_program(
+        config,
+        SweepProgram(0, (member,), 1),
+        spec,
+        data,
+        mesh,
+        state=state,
+        histories=[list(history)],
+        callbacks=[each_epoch] if callbacks else (),
+        raise_on_divergence=True,
+        name=lambda _: f"training (learning rate {config.learning_rate})",
+        gather=jax.device_get,
+        first_epoch=first_epoch,
+    )
+    return FitResult(_unstack(state), history, compile_seconds)
+
+
+def _device_of(data: DeviceData) -> jax.Device:
+    """The device that holds the data (the default device for arrays not yet on one)."""
+    devices = getattr(data.train_images, "devices", lambda: ())()
+    return next(iter(devices)) if len(devices) == 1 else jax.local_devices()[0]

@@ -1,5 +1,7 @@
 """The host epoch loop shared by fit and run_sweep: records, the divergence guard, no transfers."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.epochs import diverged, exact_accuracy, run_epochs
 from mnist_jax.errors import TrainingError
 from mnist_jax.fit import DeviceData, fit
+from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit, validate_epoch_jit
 
 CONFIG = TrainConfig(hidden_sizes=(8,), batch_size=32, epochs=2, eval_batch_size=64)
 
@@ -22,11 +25,23 @@ def tiny_data(device=True) -> DeviceData:
 
 @pytest.mark.slow
 def test_an_epoch_makes_no_implicit_host_transfer():
-    # The epoch loop runs the compiled calls under transfer_guard("disallow"): with the data on
-    # the device a run trains; data left on the host is a transfer inside the epoch, refused.
+    # The epoch loop runs the compiled calls under transfer_guard("disallow"): data left on the
+    # host is a transfer inside the epoch, refused. fit (as a sweep) puts its data on its device
+    # once, before the loop, so it trains on data given on the host.
     assert len(fit(CONFIG, tiny_data()).history) == 2
+    assert len(fit(CONFIG, tiny_data(device=False)).history) == 2
+    spec = TrainSpec.from_config(CONFIG)
+    loop = run_epochs(
+        functools.partial(train_epoch_jit, spec),
+        functools.partial(validate_epoch_jit, spec, chunk_size=CONFIG.eval_batch_size),
+        create_train_state(CONFIG, spec),
+        tiny_data(device=False),
+        range(1, 2),
+        [[]],
+        raise_on_divergence=True,
+    )
     with pytest.raises(Exception, match="host-to-device transfer"):
-        fit(CONFIG, tiny_data(device=False))
+        next(loop)
 
 
 class FakeState:

@@ -112,6 +112,20 @@ def init_members(
     masks and learning-rate curve. With a `mesh`, the state is created sharded over it (the member
     count must then be a multiple of the mesh size; `run_sweep` pads).
     """
+    program, arrays = init_call(spec, members, mesh=mesh, base=base, train_examples=train_examples)
+    return program(*arrays)
+
+
+def init_call(
+    spec: TrainSpec,
+    members: Sequence[Member],
+    *,
+    mesh: Mesh | None = None,
+    base: TrainConfig | None = None,
+    train_examples: int = 60_000,
+) -> tuple:
+    """`init_members`'s jitted program and its arguments, placed on the mesh: `(program, args)`,
+    to call or to lower and compile ahead of time (`sweep.run.train_program`)."""
     sharding = None if mesh is None else member_sharding(mesh)
     arrays = member_arrays(members, base, train_examples)
     if sharding is not None:
@@ -120,7 +134,7 @@ def init_members(
                 f"{len(members)} members do not divide over {mesh.size} devices; pad them"
             )
         arrays = jax.tree.map(lambda a: _global_array(a, sharding), arrays)
-    return _init_program(spec, sharding)(*arrays)
+    return _init_program(spec, sharding), arrays
 
 
 def default_members_per_step(mesh: Mesh) -> int | None:

@@ -1,8 +1,9 @@
-"""`run_sweep`: many members at once, through the same host loop as `fit` (`epochs.run_epochs`).
+"""`run_sweep`: many members at once; `train_program`, the one path that trains, for it and `fit`.
 
-Members are planned once into programs (`sweep.plan.plan_sweep`). Each program creates
-its stacked state sharded over the member mesh, compiles its epoch and validation, and runs the
-shared epoch loop; at the end come per-member test metrics and each configuration's ensemble.
+Members are planned once into programs (`sweep.plan.plan_sweep`). Each program creates its stacked
+state sharded over the member mesh, compiles init, its epoch and validation, and runs the epoch loop
+(`train_program`, all that `fit` does for its program of one member); then come per-member test
+metrics and each configuration's ensemble.
 
 Divergence: a member whose loss is not finite is *marked* (`diverged_epoch`), not fatal: one
 too-large learning rate must not throw away the other members. Its history ends with the
@@ -217,9 +218,98 @@ def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, li
     def place(x):
         if isinstance(x, jax.Array) and x.sharding == sharding:
             return x
-        return prog._global_array(np.asarray(x), sharding)
+        return prog._global_array(x, sharding)
 
     return jax.tree_util.tree_map(place, state), histories
+
+
+def _finished(config: TrainConfig, histories: Sequence[list[dict]]) -> bool:
+    """Whether every member has reached the target (`config.stop_at_target`) or diverged."""
+    return config.stop_at_target and all(
+        _diverged_epoch(h) is not None or time_to_target(h, config.target_accuracy)["reached"]
+        for h in histories
+    )
+
+
+def train_program(
+    config: TrainConfig,
+    program: SweepProgram,
+    spec: TrainSpec,
+    data: DeviceData,
+    mesh,
+    *,
+    state: TrainState | None = None,
+    histories: list[list[dict]] | None = None,
+    callbacks: Sequence[SweepCallback] = (),
+    members_per_step: int | None = 1,
+    raise_on_divergence: bool = False,
+    name: Callable[[int], str] | None = None,
+    gather: Callable = gather_to_host,
+    first_epoch: int | None = None,
+) -> tuple[TrainState, list[list[dict]], float]:
+    """Trains one program's members to `config.epochs`: what `run_sweep` does for each program
+    before its evaluation, and all that `fit` does (a program of one member).
+
+    Starts from `state` (stacked, `program.num_padded` rows, member-sharded on `mesh`) and
+    `histories` (one per real member), else from the members' initial state. Init, the epoch and
+    validation are compiled ahead of time, side by side (`epochs.compile_all`), then the shared host
+    loop (`epochs.run_epochs`) trains from epoch `first_epoch` (default: after the longest history),
+    calling `callback(program, state, records, histories)` after each epoch; with
+    `config.stop_at_target` it ends once every member has reached the target or diverged (a resumed
+    program that had trains no further). `data`: replicated on the mesh, in the spec's layout.
+    Returns the final stacked state, the histories and the compile seconds.
+    """
+    histories = [[] for _ in program.members] if histories is None else histories
+    if first_epoch is None:
+        first_epoch = 1 + max(len(h) for h in histories)
+    epochs = range(first_epoch, config.epochs + 1)
+    if _finished(config, histories):
+        epochs = range(0)  # a resumed program that had stopped at its target
+    start = time.perf_counter()  # tracing and lowering count as compilation
+    lowered, init_args = [], None
+    if state is None:
+        init, init_args = prog.init_call(
+            spec,
+            program.padded_members,
+            mesh=mesh,
+            base=config,
+            train_examples=int(data.train_images.shape[0]),
+        )
+        lowered.append(init.lower(*init_args))
+        abstract = jax.eval_shape(init, *init_args)
+    else:
+        abstract = state
+    if epochs:
+        lowered += [
+            prog.epoch_program(spec, mesh, members_per_step).lower(
+                abstract, data.train_images, data.train_labels
+            ),
+            prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
+                abstract, data.val_images, data.val_labels
+            ),
+        ]
+    compiled = compile_all(lowered)
+    compile_seconds = time.perf_counter() - start
+    if state is None:
+        state = compiled.pop(0)(*init_args)
+    if not epochs:
+        return state, histories, compile_seconds
+    loop = run_epochs(
+        *compiled,
+        state,
+        data,
+        epochs,
+        histories,
+        raise_on_divergence=raise_on_divergence,
+        name=name or (lambda k: f"sweep member {program.members[k]}"),
+        gather=gather,
+    )
+    for state, records in loop:
+        for callback in callbacks:
+            callback(program, state, records, histories)
+        if _finished(config, histories):
+            break
+    return state, histories, compile_seconds
 
 
 def _run_program(
@@ -236,64 +326,25 @@ def _run_program(
     members_per_step: int | None = None,
 ) -> tuple[list[MemberResult], float]:
     real = len(program.members)
-    if started is None:
-        state = prog.init_members(
-            spec,
-            program.padded_members,
-            mesh=mesh,
-            base=config,
-            train_examples=int(data.train_images.shape[0]),
-        )
-        histories = [[] for _ in program.members]
-    else:
+    state, histories = None, None
+    if started is not None:
         state, histories = _started_state(program, started, mesh)
+    state, histories, compile_seconds = train_program(
+        config,
+        program,
+        spec,
+        data,
+        mesh,
+        state=state,
+        histories=histories,
+        callbacks=callbacks,
+        members_per_step=members_per_step,
+        raise_on_divergence=raise_on_divergence,
+    )
     results = [
         MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
         for m, h in zip(program.members, histories)
     ]
-    epochs = range(1 + max(len(h) for h in histories), config.epochs + 1)
-    if config.stop_at_target and all(
-        r.diverged_epoch is not None or time_to_target(r.history, config.target_accuracy)["reached"]
-        for r in results
-    ):
-        epochs = range(0)  # a resumed program that had stopped at its target
-    compile_seconds = 0.0
-    if epochs:
-        start = time.perf_counter()
-        epoch_call, validate = compile_all(
-            [
-                prog.epoch_program(spec, mesh, members_per_step).lower(
-                    state, data.train_images, data.train_labels
-                ),
-                prog.validate_program(spec, mesh, config.eval_batch_size, members_per_step).lower(
-                    state, data.val_images, data.val_labels
-                ),
-            ]
-        )
-        compile_seconds = time.perf_counter() - start
-        loop = run_epochs(
-            epoch_call,
-            validate,
-            state,
-            data,
-            epochs,
-            [r.history for r in results],
-            raise_on_divergence=raise_on_divergence,
-            name=lambda k: f"sweep member {program.members[k]}",
-            gather=gather_to_host,
-        )
-        for state, records in loop:
-            for result in results:
-                result.diverged_epoch = _diverged_epoch(result.history)
-            for callback in callbacks:
-                callback(program, state, records, [r.history for r in results])
-            if config.stop_at_target and all(
-                r.diverged_epoch is not None
-                or time_to_target(r.history, config.target_accuracy)["reached"]
-                for r in results
-            ):
-                break
-
     predict = prog.logits_program(spec, mesh, config.eval_batch_size, members_per_step)
     logits = np.asarray(gather_to_host(predict(state.params, data.test_images)))[:real]
     best_logits = np.asarray(gather_to_host(predict(state.best_params, data.test_images)))[:real]
