@@ -141,7 +141,7 @@ def test_missing_file(tmp_path):
     assert_data_error(tmp_path / "nothing-here", "not found")
 
 
-@pytest.mark.parametrize("ndim", [4, 65])
+@pytest.mark.parametrize("ndim", [5, 65])
 def test_more_dimensions_than_a_dataset_file_has(tmp_path, ndim):
     # 65 is past numpy's limit of 64, which used to end in a ValueError traceback.
     path = write_bytes(tmp_path, header(0x08, *[1] * ndim) + b"x")
@@ -305,6 +305,18 @@ def test_labels_must_be_one_dimensional(tmp_path):
     with pytest.raises(DataError, match="1-D") as info:
         read_dataset_dir(tmp_path, "my_digits")
     assert str(labels) in str(info.value)
+
+
+def test_colour_images_are_read_and_refused_as_colour_not_as_damaged(tmp_path):
+    # A (N, 32, 32, 3) IDX file is valid IDX: it used to be called damaged.
+    write_fake_dataset(tmp_path, shape=(4, 4))
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    colour = np.zeros((10, 32, 32, 3), np.uint8)
+    write_idx(images, colour)
+    assert read_idx(images).shape == colour.shape
+    with pytest.raises(DataError, match=r"colour images of shape \(10, 32, 32, 3\)") as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert "damaged" not in str(info.value) and "greyscale" in str(info.value)
 
 
 def test_train_and_test_images_must_have_one_shape(tmp_path):

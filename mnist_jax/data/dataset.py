@@ -56,6 +56,12 @@ def fingerprint_of(file_sha256s: list[str] | tuple[str, ...]) -> str:
 
 def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
     """Check one split's arrays; `images_name`/`labels_name` (file paths) go into the messages."""
+    if images.ndim == 4 and images.dtype == np.uint8:
+        raise DataError(
+            f"{images_name}: holds colour images of shape {images.shape} (N, height, width, "
+            "channels); the models here take greyscale images (N, height, width): convert them "
+            "first, e.g. average the channels"
+        )
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{images_name}: expected uint8 images of shape (N, height, width), got {images.dtype} "

@@ -44,9 +44,10 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _CODE_BY_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 
 # The dataset files have 1 dimension (labels) or 3 (images: N, height, width). A header declaring
-# more is damaged (numpy could not even hold more than 64); 2 is let through so that
-# `dataset.check_split` can say which shape it expected.
-MAX_NDIM = 3
+# more than 4 is damaged (numpy could not even hold more than 64); 2 and 4 (colour images: N,
+# height, width, channels, a valid IDX file) are let through so that `dataset.check_split` can say
+# which shape it expected.
+MAX_NDIM = 4
 
 
 def read_idx_bytes(path: str | os.PathLike) -> bytes:
@@ -133,8 +134,8 @@ def _parse_header(data: bytes, path) -> tuple[np.dtype, tuple[int, ...], int, in
         )
     if ndim > MAX_NDIM:
         raise DataError(
-            f"{path}: IDX header declares {ndim} dimensions, but dataset files have 1 (labels) "
-            "or 3 (images); the file is damaged or not a dataset file."
+            f"{path}: IDX header declares {ndim} dimensions, but dataset files have 1 (labels), "
+            "3 (images) or 4 (colour images); the file is damaged or not a dataset file."
         )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
