@@ -25,6 +25,7 @@ from mnist_jax.distributed import (
     ENV_COORDINATOR,
     ENV_NUM_PROCESSES,
     ENV_PROCESS_ID,
+    ENV_START_TIMEOUT,
     PEER_TIMEOUT_SECONDS,
 )
 from mnist_jax.errors import ConfigError
@@ -151,6 +152,8 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
                     ENV_PROCESS_ID: str(index),
                     "PYTHONUNBUFFERED": "1",
                 }
+                # Local processes start within seconds of each other: a minute is ample.
+                env.setdefault(ENV_START_TIMEOUT, "60")
                 child = subprocess.Popen(
                     [sys.executable, "-c", _DIE_WITH_LAUNCHER, str(os.getpid()), module, *argv],
                     env=env,

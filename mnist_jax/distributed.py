@@ -10,10 +10,13 @@ can write the files. With one process every function here is a cheap local no-op
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +36,12 @@ ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
 # coordination service marks a process dead after this many seconds without a heartbeat, and every
 # barrier or collective waiting for it then fails (JAX's default is 100 s).
 PEER_TIMEOUT_SECONDS = 60
+# How long a process waits at start-up for every process of the job to reach the coordinator
+# (seconds; JAX's own default, 300 s, fits a cluster that starts its processes one by one). When
+# it passes, the process says so in one line and exits with status 2: JAX's runtime would abort
+# with a C++ stack trace instead.
+ENV_START_TIMEOUT = "MNIST_JAX_START_TIMEOUT"
+START_TIMEOUT_SECONDS = 300
 # What JAX's runtime says when another process has died or cannot be reached (gloo's collectives,
 # the coordination service's barriers and heartbeats); in any exception type: a barrier reports it
 # as a ValueError.
@@ -70,7 +79,7 @@ def detected_cluster() -> str | None:
 
 
 def initialize_distributed_from_env(
-    environ: Mapping[str, str] | None = None, *, timeout_s: int = 300
+    environ: Mapping[str, str] | None = None, *, timeout_s: int = START_TIMEOUT_SECONDS
 ) -> bool:
     """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set, or when JAX detects a
     cluster running several processes of this job (`detected_cluster`); return whether it did.
@@ -109,16 +118,46 @@ def initialize_distributed_from_env(
             f"invalid {ENV_PROCESS_ID}={process_id}: expected below "
             f"{ENV_NUM_PROCESSES}={num_processes}"
         )
+    if env.get(ENV_START_TIMEOUT, "").strip():
+        timeout_s = _env_int(env, ENV_START_TIMEOUT, minimum=1)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator,
-        num_processes=num_processes,
-        process_id=process_id,
-        initialization_timeout=timeout_s,
-        heartbeat_timeout_seconds=PEER_TIMEOUT_SECONDS,
+    message = (
+        f"error: the job's {num_processes} processes did not all reach the coordinator at "
+        f"{coordinator} within {timeout_s} s (this is process {process_id}); start every process, "
+        f"{ENV_PROCESS_ID} 0 to {num_processes - 1}, with the same {ENV_COORDINATOR}, or give "
+        f"them longer with {ENV_START_TIMEOUT}=seconds"
     )
+    with _exit_with_one_line_after(timeout_s, message):
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            # JAX's own deadline comes later: at it, the runtime aborts with a stack trace.
+            initialization_timeout=timeout_s + 30,
+            heartbeat_timeout_seconds=PEER_TIMEOUT_SECONDS,
+        )
     _initialized = True
     return True
+
+
+@contextlib.contextmanager
+def _exit_with_one_line_after(seconds: float, message: str):
+    """Print `message` to stderr and end the process with status 2 if the block is still running
+    after `seconds`: for a call into JAX's runtime that only a process exit can interrupt."""
+
+    def expire():
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # python -m NAME
+        prog = f"python -m {spec.name}" if spec else Path(sys.argv[0]).name or "python"
+        print(f"{prog}: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def coordinator_address(text: str) -> tuple[str, int]:

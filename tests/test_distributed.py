@@ -159,3 +159,16 @@ def test_a_good_coordinator_address_reaches_jax_as_given(no_jax_start, coordinat
     assert [call["coordinator_address"] for call in no_jax_start] == [coordinator.strip()]
     host, port = coordinator_address(coordinator.strip())
     assert f"{host}:{port}" == coordinator.strip()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "1.5"])
+def test_a_bad_start_timeout_is_one_line(no_jax_start, value):
+    env = {
+        "MNIST_JAX_COORDINATOR": "127.0.0.1:1234",
+        "MNIST_JAX_NUM_PROCESSES": "2",
+        "MNIST_JAX_PROCESS_ID": "0",
+        "MNIST_JAX_START_TIMEOUT": value,
+    }
+    with pytest.raises(ConfigError, match="MNIST_JAX_START_TIMEOUT") as error:
+        initialize_distributed_from_env(env)
+    assert "\n" not in str(error.value) and no_jax_start == []

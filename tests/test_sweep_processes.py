@@ -192,6 +192,31 @@ def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path
     assert done.stderr.count("\n") == 1 and "MNIST_JAX_COORDINATOR" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
+def test_a_coordinator_whose_peers_never_come_ends_with_one_line(tiny, tmp_path):
+    # JAX's runtime waited its 300 s start-up, then aborted with a C++ stack trace.
+    keep = ("MNIST_JAX_COMPILATION_CACHE",)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
+    env.update(
+        MNIST_JAX_COORDINATOR=f"127.0.0.1:{free_port()}",
+        MNIST_JAX_NUM_PROCESSES="2",
+        MNIST_JAX_PROCESS_ID="0",
+        MNIST_JAX_START_TIMEOUT="3",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", *tiny, *SWEEP, "--out", str(tmp_path / "s")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("python -m experiments.sweep: error: the job's 2 processes")
+    assert "within 3 s" in done.stderr and "MNIST_JAX_START_TIMEOUT" in done.stderr
+
+
 def test_the_local_launcher_refuses_more_processes_than_the_machine_runs(monkeypatch):
     import experiments.launch
     from experiments import sweep
