@@ -167,20 +167,18 @@ def run_sweep(
         if spec.example_shape not in layouts:
             layouts[spec.example_shape] = shared.in_layout(spec.example_shape)
         started = start(program) if start is not None else None
-        outcome, seconds = _run_program(
-            config,
-            program,
-            spec,
-            layouts[spec.example_shape],
-            mesh,
-            callbacks,
-            keep_states,
-            raise_on_divergence,
-            test_labels,
-            started,
-            members_per_step,
+        state, histories = _started_state(program, started, mesh)
+        args = (config, program, spec, layouts[spec.example_shape], mesh)
+        state, histories, seconds = train_program(
+            *args,
+            state=state,
+            histories=histories,
+            callbacks=callbacks,
+            members_per_step=members_per_step,
+            raise_on_divergence=raise_on_divergence,
         )
         compile_seconds += seconds
+        outcome = _evaluate(*args, state, histories, keep_states, test_labels, members_per_step)
         results.update({r.member: r for r in outcome})
     ordered = [results[m] for m in members]
     return SweepResult(
@@ -200,6 +198,8 @@ def _diverged_epoch(history: Sequence[dict]) -> int | None:
 
 def _started_state(program: SweepProgram, started, mesh) -> tuple[TrainState, list[list[dict]]]:
     """Check a `start` answer against the program and place its state sharded over the mesh."""
+    if started is None:
+        return None, None
     state, histories = started
     histories = [list(h) for h in histories]
     if len(histories) != len(program.members):
@@ -247,18 +247,13 @@ def train_program(
     gather: Callable = gather_to_host,
     first_epoch: int | None = None,
 ) -> tuple[TrainState, list[list[dict]], float]:
-    """Trains one program's members to `config.epochs`: what `run_sweep` does for each program
-    before its evaluation, and all that `fit` does (a program of one member).
-
-    Starts from `state` (stacked, `program.num_padded` rows, member-sharded on `mesh`) and
-    `histories` (one per real member), else from the members' initial state. Init, the epoch and
-    validation are compiled ahead of time, side by side (`epochs.compile_all`), then the shared host
-    loop (`epochs.run_epochs`) trains from epoch `first_epoch` (default: after the longest history),
-    calling `callback(program, state, records, histories)` after each epoch; with
-    `config.stop_at_target` it ends once every member has reached the target or diverged (a resumed
-    program that had trains no further). `data`: replicated on the mesh, in the spec's layout.
-    Returns the final stacked state, the histories and the compile seconds.
-    """
+    """Trains a program's members to `config.epochs` (all `fit` does, for its one member):
+    from `state` (stacked, member-sharded) and `histories` (one per real member), else from the
+    members' initial state; init, the epoch and validation compiled ahead of time side by side, then
+    `epochs.run_epochs` from `first_epoch` (default: after the longest history), the callbacks after
+    each epoch, until every member has reached the target (`config.stop_at_target`) or diverged.
+    `data`: replicated on the mesh, in the spec's layout. Returns the stacked state, the histories
+    and the compile seconds."""
     histories = [[] for _ in program.members] if histories is None else histories
     if first_epoch is None:
         first_epoch = 1 + max(len(h) for h in histories)
@@ -312,35 +307,11 @@ def train_program(
     return state, histories, compile_seconds
 
 
-def _run_program(
-    config: TrainConfig,
-    program: SweepProgram,
-    spec: TrainSpec,
-    data: DeviceData,
-    mesh,
-    callbacks,
-    keep_states: bool,
-    raise_on_divergence: bool,
-    test_labels: np.ndarray,
-    started=None,
-    members_per_step: int | None = None,
-) -> tuple[list[MemberResult], float]:
+def _evaluate(
+    config, program, spec, data, mesh, state, histories, keep_states, test_labels, members_per_step
+) -> list[MemberResult]:
+    """The trained program's members: test metrics of their final and best parameters, states."""
     real = len(program.members)
-    state, histories = None, None
-    if started is not None:
-        state, histories = _started_state(program, started, mesh)
-    state, histories, compile_seconds = train_program(
-        config,
-        program,
-        spec,
-        data,
-        mesh,
-        state=state,
-        histories=histories,
-        callbacks=callbacks,
-        members_per_step=members_per_step,
-        raise_on_divergence=raise_on_divergence,
-    )
     results = [
         MemberResult(m, h, diverged_epoch=_diverged_epoch(h), program=program.index)
         for m, h in zip(program.members, histories)
@@ -368,7 +339,7 @@ def _run_program(
                 "best_test_loss": report["test_loss"],
                 "stopped_early": bool(best["stopped"][k]),
             }
-    return results, compile_seconds
+    return results
 
 
 def ensembles(results: Sequence[MemberResult], test_labels: np.ndarray) -> dict[ConfigKey, dict]:
