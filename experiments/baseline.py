@@ -21,9 +21,9 @@ from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_chec
 from mnist_jax.data import load_dataset
 from mnist_jax.epochs import exact_accuracy, time_to_target
 from mnist_jax.fit import check_fits, fit, spec_for, to_device
-from mnist_jax.logs import ProfileSteadyEpoch, RunLog
+from mnist_jax.logs import ProfileSteadyEpoch, RunLog, tensorboard_incomplete
 from mnist_jax.models import model_record
-from mnist_jax.report import evaluate_test_set, time_to_target_text, write_run_outputs
+from mnist_jax.report import PLOT_FILES, evaluate_test_set, time_to_target_text, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -138,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tensorboard=not args.no_tensorboard,
         )
         if first_epoch <= config.epochs
+        or (not args.no_tensorboard and tensorboard_incomplete(run_dir))
         else None
-    )  # a finished run has nothing to log
+    )  # a finished run has nothing to log, unless its TensorBoard events were cut short
     profiler = ProfileSteadyEpoch(run_dir / PROFILE_DIR) if args.profile else None
     with (
         checkpointer,
@@ -208,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     if run_log is not None:
-        run_log.finish(record, [p for p in written if p.suffix == ".png"], len(result.history))
+        figures = [run_dir / name for name in PLOT_FILES.values() if (run_dir / name).is_file()]
+        run_log.finish(record, figures, len(result.history))
     if profiler is not None:
         console.info(profiler.summary())
     accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"

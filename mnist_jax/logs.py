@@ -109,6 +109,17 @@ class MetricsLog:
         self.close()
 
 
+# Written once a run's TensorBoard events are whole (the run record and the figures included): a
+# resume of a finished run whose events were cut short (a full disk) writes them again.
+TENSORBOARD_COMPLETE = Path("tensorboard") / "complete"
+
+
+def tensorboard_incomplete(run_dir: str | os.PathLike) -> bool:
+    """Whether the run wrote TensorBoard events that did not finish (see `TENSORBOARD_COMPLETE`)."""
+    run_dir = Path(run_dir)
+    return (run_dir / "tensorboard").is_dir() and not (run_dir / TENSORBOARD_COMPLETE).exists()
+
+
 class RunLog:
     """A `fit` callback: each epoch's record, with its learning rate and examples per second, to
     RUN/metrics.jsonl and (unless `tensorboard` is False) RUN/tensorboard/.
@@ -127,13 +138,15 @@ class RunLog:
         first_epoch: int = 1,
         tensorboard: bool = True,
     ) -> None:
-        run_dir = Path(run_dir)
+        run_dir = self.run_dir = Path(run_dir)
         self.learning_rate, self.train_examples = learning_rate, train_examples
         self.log = MetricsLog(run_dir / METRICS_LOG, keep=lambda line: _epoch(line) < first_epoch)
         earlier = read_metrics_log(self.log.path) if first_epoch > 1 else []
         self.writer = (
             tb.open_writer(run_dir / "tensorboard", earlier=earlier) if tensorboard else None
         )
+        if self.writer is not None:  # complete again only once `finish` has written it all
+            (run_dir / TENSORBOARD_COMPLETE).unlink(missing_ok=True)
 
     def __call__(self, state: Any, record: dict, history: list) -> None:
         line = {
@@ -146,12 +159,14 @@ class RunLog:
             tb.log_epoch(self.writer, line)
 
     def finish(self, run_record: dict, figures: Iterable[os.PathLike], epoch: int) -> None:
-        """Adds the run record (as text) and the PNG `figures` (at step `epoch`) to TensorBoard,
-        then closes the log."""
+        """Adds the run record (as text) and the PNG `figures` to TensorBoard, both at step
+        `epoch`, then closes the log and marks the events complete (`tensorboard_complete`)."""
         if self.writer is not None:
-            tb.log_text(self.writer, "run", run_record)
+            tb.log_text(self.writer, "run", run_record, epoch)
             tb.log_images(self.writer, figures, epoch)
         self.close()
+        if self.writer is not None:
+            write_text_atomic(self.run_dir / TENSORBOARD_COMPLETE, "")
 
     def close(self) -> None:
         self.log.close()

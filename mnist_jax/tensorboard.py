@@ -5,10 +5,16 @@ the end, the configuration as text, and for sweeps each member's hyper-parameter
 metrics as an HParams session. A resumed run's writer purges the earlier event files and writes
 again the epochs its metrics log keeps, so no step appears twice or goes missing. Without
 tensorboardX installed, `open_writer` warns once and returns None: the metrics log has everything.
+
+Events are written by `EventWriter`, synchronously, in the command's own thread: tensorboardX's
+`SummaryWriter` writes from a background thread that dies on a full disk with a traceback, after
+which its bounded queue blocks the next event, and its exit hook, forever. Here a failed write is
+an `OutputError` where it happens, and closing never waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -41,15 +47,81 @@ def scalar_tags(record: Mapping[str, Any]) -> dict[str, str]:
     return tags
 
 
+class EventWriter:
+    """An event file written synchronously (tensorboardX's record format and summaries, without
+    its writer thread): each call writes through, `flush` and `close` return at once, and a write
+    the system refuses (a full disk, a vanished folder) is an `OutputError` naming the file."""
+
+    def __init__(self, logdir: str | Path, *, purge_step: int | None = None, suffix: str = ""):
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        self._event = Event
+        self._path = Path(logdir)
+        start = SessionLog(status=SessionLog.START)
+        with self._writing():
+            self._writer = EventsWriter(str(self._path / "events"), suffix)
+            # TensorBoard's server takes a run's first session start for its beginning, and each
+            # later one as a restart, dropping the events before it from its step on: a new run
+            # writes its start, a resumed one two (its purge then holds even after a file of an
+            # older version, which wrote none).
+            for _ in range(1 if purge_step is None else 2):
+                self._write(Event(step=purge_step or 1, session_log=start))
+        self._path = Path(self._writer._file_name)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+        except OSError as error:
+            raise OutputError(
+                f"cannot write TensorBoard events to {self._path}: {error.strerror or error}"
+            ) from None
+
+    def _write(self, event) -> None:
+        event.wall_time = time.time()
+        self._writer.write_event(event)
+
+    def add_summary(self, summary, step: int | None = None) -> None:
+        event = self._event(summary=summary)
+        if step is not None:
+            event.step = int(step)
+        with self._writing():
+            self._write(event)
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboardX.summary import scalar
+
+        self.add_summary(scalar(tag, float(value)), step)
+
+    def add_text(self, tag: str, text: str, step: int | None = None) -> None:
+        from tensorboardX.summary import text as text_summary
+
+        self.add_summary(text_summary(tag, text), step)
+
+    def add_image(self, tag: str, pixels, step: int, dataformats: str = "HWC") -> None:
+        from tensorboardX.summary import image
+
+        self.add_summary(image(tag, pixels, dataformats=dataformats), step)
+
+    def flush(self) -> None:
+        with self._writing():
+            self._writer.flush()
+
+    def close(self) -> None:
+        with self._writing():
+            self._writer.close()
+
+
 def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()):
-    """A tensorboardX `SummaryWriter` on `logdir`, or None (with a warning) without tensorboardX.
+    """An `EventWriter` on `logdir`, or None (with a warning) without tensorboardX.
 
     `earlier`: the epoch records a resumed run keeps (from its metrics log). The new writer then
     purges every earlier event and writes these again, so TensorBoard shows exactly the log: no
     step of an abandoned continuation, and none lost because a killed process had not flushed it.
     """
     try:
-        from tensorboardX import SummaryWriter
+        import tensorboardX  # noqa: F401
     except ImportError:
         warnings.warn(
             "tensorboardX is not installed: no TensorBoard events, metrics.jsonl only", stacklevel=2
@@ -57,19 +129,15 @@ def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()
         return None
     try:
         Path(logdir).mkdir(parents=True, exist_ok=True)
-        # tensorboardX names a file by the second it was opened, and readers take files in name
-        # order: a nanosecond suffix keeps a resume within the same second from overwriting the
-        # earlier file, and sorts it after that file (so its purge applies).
-        writer = SummaryWriter(
-            str(logdir),
-            purge_step=1 if any(Path(logdir).iterdir()) else None,
-            flush_secs=10,
-            filename_suffix=f".{time.time_ns()}",
-        )
+        resumed = any(Path(logdir).iterdir())
     except OSError as error:
         raise OutputError(
             f"cannot write TensorBoard events to {logdir}: {error.strerror}"
         ) from None
+    # tensorboardX names a file by the second it was opened, and readers take files in name
+    # order: a nanosecond suffix keeps a resume within the same second from overwriting the
+    # earlier file, and sorts it after that file (so its purge applies).
+    writer = EventWriter(logdir, purge_step=1 if resumed else None, suffix=f".{time.time_ns()}")
     for record in earlier:
         log_epoch(writer, record)
     return writer
@@ -84,9 +152,11 @@ def log_epoch(writer, record: Mapping[str, Any]) -> None:
     writer.flush()
 
 
-def log_text(writer, tag: str, value: Any) -> None:
-    """A value as pretty JSON text (TensorBoard renders it as Markdown code)."""
-    writer.add_text(tag, "```\n" + json.dumps(value, indent=2, default=str) + "\n```")
+def log_text(writer, tag: str, value: Any, step: int | None = None) -> None:
+    """A value as pretty JSON text (TensorBoard renders it as Markdown code), at `step`: a resumed
+    writer's purge drops an earlier file's events from step 1 on, so text meant to be replaced by
+    a resume goes at a step of 1 or more."""
+    writer.add_text(tag, "```\n" + json.dumps(value, indent=2, default=str) + "\n```", step)
 
 
 def log_images(writer, paths: Iterable[str | Path], step: int) -> None:
@@ -113,7 +183,7 @@ def log_hparams(writer, hparams: Mapping[str, Any], metrics: Mapping[str, float 
         if v is not None and v == v and abs(v) != float("inf")
     }
     for summary in hparams_summaries(clean, values):
-        writer.file_writer.add_summary(summary)
+        writer.add_summary(summary)
     for tag, value in values.items():
         writer.add_scalar(tag, value, 0)
     writer.flush()

@@ -226,6 +226,56 @@ def test_a_full_disk_at_the_plots_is_one_line_and_resume_writes_what_is_missing(
     assert_same_run(reference, out)
 
 
+def test_a_full_disk_at_the_last_tensorboard_events_is_one_line_and_resume_repairs_them(
+    tmp_path, mnist_dir, small_mnist, monkeypatch, capsys
+):
+    # tensorboardX's writer thread died with a traceback, and the command then never exited.
+    # The accumulator TensorBoard's server reads with (it purges every kind of event).
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    from experiments import baseline as command
+    from experiments.cli import run_main
+    from mnist_jax import tensorboard
+    from mnist_jax.logs import TENSORBOARD_COMPLETE
+
+    write = tensorboard.EventWriter._write
+
+    def disk_full_at_images(self, event):
+        if any(value.HasField("image") for value in event.summary.value):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(self, event)
+
+    out = tmp_path / "run"
+    monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
+    monkeypatch.setattr(tensorboard.EventWriter, "_write", disk_full_at_images)
+    monkeypatch.setattr("warnings.showwarning", warnings.showwarning)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(
+            command.main,
+            "python -m experiments.baseline",
+            baseline("--epochs", 2, "--out", out, *small_mnist)[1:],
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "TensorBoard" in err[0] and os.strerror(errno.ENOSPC) in err[0], err
+    assert (out / "metrics.json").is_file() and not (out / TENSORBOARD_COMPLETE).exists()
+    monkeypatch.undo()
+
+    resume = ["experiments.baseline", "--resume", out]
+    result = run_in_process(resume, mnist_dir, monkeypatch, capsys)
+    assert result.returncode == 0, result.stderr
+    assert (out / TENSORBOARD_COMPLETE).exists()
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"tensors": 0}).Reload()
+    steps = {tag: [e.step for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
+    assert steps["training_curves"] == steps["confusion_matrix"] == [2]  # the figures, once
+    assert steps["loss/validation"] == [1, 2]  # each epoch once
+    assert steps["run/text_summary"] == [2]  # the run record once
+    # A second resume finds the events complete: it writes nothing.
+    files = sorted((out / "tensorboard").iterdir())
+    assert run_in_process(resume, mnist_dir, monkeypatch, capsys).returncode == 0
+    assert sorted((out / "tensorboard").iterdir()) == files
+
+
 def test_resuming_a_finished_run_rewrites_nothing_and_restores_a_lost_plot(
     reference, tmp_path, mnist_dir, monkeypatch, capsys
 ):

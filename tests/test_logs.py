@@ -126,10 +126,12 @@ def test_a_run_killed_mid_training_then_resumed_logs_each_epoch_exactly_once(tmp
 
 
 def tensorboard_steps(logdir: Path, tag: str) -> list[int]:
-    """The steps TensorBoard shows for `tag` (its reader applies purge_step as the server does)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """The steps TensorBoard shows for `tag`, read as its server reads them (the plugin
+    accumulator: it takes a run's first session start for its beginning, not a restart)."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 
-    return [event.step for event in EventAccumulator(str(logdir)).Reload().Scalars(tag)]
+    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0}).Reload()
+    return [event.step for event in events.Tensors(tag)]
 
 
 @pytest.mark.slow
