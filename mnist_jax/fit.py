@@ -3,10 +3,8 @@
 `DeviceData`, `to_device`, `spec_for` and the checks live in `mnist_jax.device_data` (sweeps use
 them too) and are importable from here, where a notebook looks for them.
 
-`fit` is a sweep of one member on one device, trained one member per step and unpadded
-(`sweep.run.train_program`, the sweep's own compile-and-train path): what it computes is bitwise
-sweep member k's with seed k, and the run's init, epoch and validation compile ahead of time, side
-by side, their cost measured on its own.
+`fit` is a sweep of one member on one device, unpadded, one member per step: the sweep's own
+compile-and-train path (`sweep.run.train_program`), so it computes bitwise sweep member k's result.
 """
 
 from __future__ import annotations
@@ -115,5 +113,5 @@ def fit(
 
 def _device_of(data: DeviceData) -> jax.Device:
     """The device that holds the data (the default device for arrays not yet on one)."""
-    devices = getattr(data.train_images, "devices", lambda: ())()
-    return next(iter(devices)) if len(devices) == 1 else jax.local_devices()[0]
+    devices = list(getattr(data.train_images, "devices", list)())
+    return devices[0] if len(devices) == 1 else jax.local_devices()[0]

@@ -124,8 +124,7 @@ def init_call(
     base: TrainConfig | None = None,
     train_examples: int = 60_000,
 ) -> tuple:
-    """`init_members`'s jitted program and its arguments, placed on the mesh: `(program, args)`,
-    to call or to lower and compile ahead of time (`sweep.run.train_program`)."""
+    """`init_members`'s jitted program and its arguments placed on the mesh, to call or lower."""
     sharding = None if mesh is None else member_sharding(mesh)
     arrays = member_arrays(members, base, train_examples)
     if sharding is not None:
