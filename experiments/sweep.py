@@ -33,7 +33,7 @@ from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter, print_plan, print_table
 from mnist_jax.checkpoint import CHECKPOINTS_DIRNAME
 from mnist_jax.data import load_dataset
-from mnist_jax.device_data import check_fits, to_device
+from mnist_jax.device_data import check_fits, check_results_fit, to_device
 from mnist_jax.distributed import (
     ENV_COORDINATOR,
     barrier,
@@ -244,13 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--out {args.out} already holds {what}; choose a new folder (or continue "
                 f"that sweep with --resume {args.out})"
             )
-        for member in members:  # every member's values with the sweep's, before any folder
-            member.config(config)
-        grid = {m.config_key: m for m in members}.values()  # one member per configuration
-        cli.refuse_flags_that_do_nothing(argv, [m.config(config) for m in grid])
+        # Every configuration's values with the sweep's, before any folder (the seeds, checked by
+        # each member, do not change what is valid)
+        grid = [m.config(config) for m in {m.config_key: m for m in members}.values()]
+        cli.refuse_flags_that_do_nothing(argv, grid)
         dataset = load_dataset(config.dataset, config.data_dir)
         for member in {m.group_key: m for m in members}.values():  # one per program's shapes
             check_fits(member.config(config), dataset)
+        check_results_fit(len(members), dataset)
         sweep_dir = None
         if several:  # every process has checked --out before process 0 creates it
             from jax.experimental import multihost_utils

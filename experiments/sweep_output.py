@@ -97,14 +97,32 @@ def print_table(console: Console, rows: list[dict]) -> None:
         console.result(text)
 
 
+def int_ranges(values: list[int]) -> str:
+    """Sorted distinct integers as `--seeds` takes them: `0-3,7,9-12`."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+# A plan of more programs lists the first ones and counts the rest.
+MAX_PROGRAMS_LISTED = 12
+
+
 def print_plan(
     console: Console, config, members, programs, members_per_program, members_per_step, devices
 ) -> None:
     """What the sweep will train: shared configuration, members, programs, devices."""
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
+    configurations = {m.config_key: m for m in members}.values()  # one member each
     lists = {  # each field's values among the members where it does something
-        name: list(dict.fromkeys(getattr(m, name) for m in members if applies(name, m.to_dict())))
+        name: list(
+            dict.fromkeys(getattr(m, name) for m in configurations if applies(name, m.to_dict()))
+        )
         for name in CONFIG_KEY_FIELDS
     }
     lists = {  # those that vary, or that differ from the configuration's default
@@ -113,14 +131,17 @@ def print_plan(
         if len(values) > 1 or (values and values[0] != FIELDS[name].default)
     }
     console.info(
-        f"members: {len(members)} = seeds {sorted({m.seed for m in members})}"
+        f"members: {len(members):,} = seeds {int_ranges(sorted({m.seed for m in members}))}"
         + "".join(f" x {name} {values}" for name, values in lists.items() if values)
     )
     console.info(
         f"programs: {len(programs)} (at most {members_per_program} members each, "
         f"{members_per_step or 'all'} per device at a time)"
     )
-    for p in programs:
+    shown = (
+        programs if len(programs) <= MAX_PROGRAMS_LISTED else programs[: MAX_PROGRAMS_LISTED - 2]
+    )
+    for p in shown:
         words = []  # its compiled values: the outermost always, the others where they matter
         for k, (name, value) in enumerate(p.group.items()):
             meta = FIELDS[name].metadata
@@ -134,6 +155,8 @@ def print_plan(
         console.info(
             f"  program {p.index}: {shared}, {len(p.members)} members padded to {p.num_padded}"
         )
+    if len(shown) < len(programs):
+        console.info(f"  ... and {len(programs) - len(shown):,} more programs")
     console.info(
         f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
         f"{devices['process_count']} process(es)"

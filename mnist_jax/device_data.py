@@ -145,3 +145,19 @@ def memory_bytes(device: jax.Device | None = None) -> int:
     except Exception:
         limit = None
     return int(limit) if limit else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_results_fit(num_members: int, dataset: Dataset) -> None:
+    """Refuses, before anything is created, a sweep whose members' test predictions would not fit
+    in the host's memory: each member's test logits (float32, test examples x classes) stay on the
+    host for the statistics, ensembles and predictions.npz, with their softmax beside them (a
+    100,000-member MNIST sweep: 75 GiB). Half the machine's memory is the most they may take."""
+    per_member = 2 * 4 * int(dataset.test_images.shape[0]) * int(dataset.num_classes)
+    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    if num_members * per_member > available:
+        raise ConfigError(
+            f"{num_members:,} members' test predictions would take about "
+            f"{num_members * per_member / 2**30:,.1f} GiB of host memory, more than half of this "
+            f"machine's {2 * available / 2**30:,.1f} GiB: sweep at most "
+            f"{max(available // per_member, 1):,} members at once (e.g. fewer seeds per sweep)"
+        )

@@ -426,3 +426,43 @@ def test_resuming_a_finished_sweep_rewrites_nothing(
     result = run_in_process(resume, mnist_dir, monkeypatch, capsys)
     assert_one_line_error(result, "members.json is damaged")
     assert snapshot(out) == before
+
+
+def test_a_grid_whose_predictions_exceed_host_memory_is_refused_before_anything_is_created(
+    tmp_path, mnist_dir, small_mnist, monkeypatch, capsys
+):
+    # 100,000 MNIST members planned for over a minute in silence, then would have held 75 GiB of
+    # test logits on the host. Here the machine reports 512 MiB: 256 MiB for the predictions.
+    import mnist_jax.device_data
+
+    real = os.sysconf
+    pages = {"SC_PHYS_PAGES": 512 * 2**20 // 4096, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(
+        mnist_jax.device_data.os, "sysconf", lambda name: pages.get(name) or real(name)
+    )
+    out = tmp_path / "sweep"
+    argv = ["experiments.sweep", "--seeds", "0-9999", "--validation-size", "500", "--out", out]
+    argv += small_mnist
+    result = run_in_process(argv, mnist_dir, monkeypatch, capsys)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, "10,000 members' test predictions", "sweep at most")
+    assert not out.exists()
+
+
+def test_a_plan_of_many_programs_lists_the_first_and_counts_the_rest():
+    from experiments.sweep_output import int_ranges, print_plan
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.sweep import expand_members
+    from mnist_jax.sweep.plan import SweepProgram
+
+    lines = []
+    console = type("Console", (), {"info": lambda self, text: lines.append(text)})()
+    members = expand_members([*range(30), 40, 42, 43, 44])
+    programs = [SweepProgram(k, members[2 * k : 2 * k + 2], 2) for k in range(17)]
+    devices = {"count": 1, "kind": "cpu", "platform": "cpu", "process_count": 1}
+    print_plan(console, TrainConfig(), members, programs, 2, 1, devices)
+    assert "members: 34 = seeds 0-29,40,42-44" in lines[1]
+    listed = [line for line in lines if line.startswith("  program ")]
+    assert len(listed) == 10 and listed[0].startswith("  program 0:")
+    assert "  ... and 7 more programs" in lines
+    assert int_ranges([]) == "" and int_ranges([5]) == "5"

@@ -10,6 +10,7 @@ than the memory bound is cut into chunks, each one program call.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import math
 import re
@@ -76,7 +77,10 @@ class Member:
         if not (isinstance(model, str) and model):
             raise ConfigError(f"invalid model={model!r}: expected a model's name")
         # One place validates run values: TrainConfig raises ConfigError naming the field and value.
-        self.config(_ANY_RUN)
+        # Once per configuration (a grid's members share a few): seeds only need their range.
+        _validate_key(key)
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+            _ANY_RUN.replace(seed=seed)  # raises TrainConfig's own message
 
     def __getattr__(self, name: str):
         if name in Member.__slots__:  # not set yet
@@ -129,6 +133,14 @@ class Member:
     def to_dict(self) -> dict:
         values = {name: _json(v) for name, v in zip(CONFIG_KEY_FIELDS, self.config_key)}
         return {"seed": self.seed, **values}
+
+
+@functools.lru_cache(maxsize=4096)
+def _validate_key(key: ConfigKey) -> None:
+    values = dict(zip(CONFIG_KEY_FIELDS, key))
+    if values["model"] not in MODELS:  # a user's model: its name is not a configuration value
+        del values["model"]
+    _ANY_RUN.replace(**values)
 
 
 def _member_from_dict(values: dict) -> Member:
