@@ -194,13 +194,26 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(
     assert_same_run(reference, out)
 
 
+def baseline_in_process_error(out, small_mnist, capsys) -> list[str]:
+    """A 2-epoch baseline run into `out`, in this process (with the test's patches), that must
+    end with exit status 2: its stderr lines."""
+    from experiments import baseline as command
+    from experiments.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(
+            command.main,
+            "python -m experiments.baseline",
+            baseline("--epochs", 2, "--out", out, *small_mnist)[1:],
+        )
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.splitlines()
+
+
 def test_a_full_disk_at_the_plots_is_one_line_and_resume_writes_what_is_missing(
     reference, tmp_path, mnist_dir, small_mnist, monkeypatch, capsys
 ):
     import matplotlib.figure
-
-    from experiments import baseline as command
-    from experiments.cli import run_main
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -211,14 +224,7 @@ def test_a_full_disk_at_the_plots_is_one_line_and_resume_writes_what_is_missing(
     monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", disk_full)
     monkeypatch.setattr("warnings.showwarning", __import__("warnings").showwarning)
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(
-            command.main,
-            "python -m experiments.baseline",
-            baseline("--epochs", 2, "--out", out, *small_mnist)[1:],
-        )
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.splitlines()
+    err = baseline_in_process_error(out, small_mnist, capsys)
     assert len(err) == 1 and os.strerror(errno.ENOSPC) in err[0], err
     monkeypatch.undo()
     resume = ["experiments.baseline", "--resume", out]
@@ -233,8 +239,6 @@ def test_a_full_disk_at_the_last_tensorboard_events_is_one_line_and_resume_repai
     # The accumulator TensorBoard's server reads with (it purges every kind of event).
     from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 
-    from experiments import baseline as command
-    from experiments.cli import run_main
     from mnist_jax import tensorboard
     from mnist_jax.logs import TENSORBOARD_COMPLETE
 
@@ -249,14 +253,7 @@ def test_a_full_disk_at_the_last_tensorboard_events_is_one_line_and_resume_repai
     monkeypatch.setenv("MNIST_JAX_DATA", str(mnist_dir))
     monkeypatch.setattr(tensorboard.EventWriter, "_write", disk_full_at_images)
     monkeypatch.setattr("warnings.showwarning", warnings.showwarning)
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(
-            command.main,
-            "python -m experiments.baseline",
-            baseline("--epochs", 2, "--out", out, *small_mnist)[1:],
-        )
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.splitlines()
+    err = baseline_in_process_error(out, small_mnist, capsys)
     assert len(err) == 1 and "TensorBoard" in err[0] and os.strerror(errno.ENOSPC) in err[0], err
     assert (out / "metrics.json").is_file() and not (out / TENSORBOARD_COMPLETE).exists()
     monkeypatch.undo()

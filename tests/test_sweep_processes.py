@@ -170,39 +170,13 @@ def test_the_local_launchers_processes_refuse_a_bad_setting_with_one_line(tiny, 
 # Refused before anything starts ---------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path):
-    # JAX's runtime waited its whole start-up timeout (300 s), then aborted with a C++ stack.
+def one_process_error(tiny, tmp_path, **settings) -> str:
+    """Process 0 of a 2-process sweep started alone with `settings`: its one line on stderr, with
+    exit status 2."""
     # The multi-process settings are each test's own; the session's compilation cache is kept.
     keep = ("MNIST_JAX_COMPILATION_CACHE",)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
-    env.update(
-        MNIST_JAX_COORDINATOR="127.0.0.1:", MNIST_JAX_NUM_PROCESSES="2", MNIST_JAX_PROCESS_ID="0"
-    )
-    argv = [*tiny, *SWEEP, "--out", str(tmp_path / "s")]
-    done = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep", *argv],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.count("\n") == 1 and "MNIST_JAX_COORDINATOR" in done.stderr, done.stderr
-
-
-@pytest.mark.slow
-def test_a_coordinator_whose_peers_never_come_ends_with_one_line(tiny, tmp_path):
-    # JAX's runtime waited its 300 s start-up, then aborted with a C++ stack trace.
-    keep = ("MNIST_JAX_COMPILATION_CACHE",)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_JAX_") or k in keep}
-    env.update(
-        MNIST_JAX_COORDINATOR=f"127.0.0.1:{free_port()}",
-        MNIST_JAX_NUM_PROCESSES="2",
-        MNIST_JAX_PROCESS_ID="0",
-        MNIST_JAX_START_TIMEOUT="3",
-    )
+    env.update(MNIST_JAX_NUM_PROCESSES="2", MNIST_JAX_PROCESS_ID="0", **settings)
     done = subprocess.run(
         [sys.executable, "-m", "experiments.sweep", *tiny, *SWEEP, "--out", str(tmp_path / "s")],
         cwd=REPO,
@@ -213,8 +187,25 @@ def test_a_coordinator_whose_peers_never_come_ends_with_one_line(tiny, tmp_path)
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1, done.stderr[-2000:]
-    assert done.stderr.startswith("python -m experiments.sweep: error: the job's 2 processes")
-    assert "within 3 s" in done.stderr and "MNIST_JAX_START_TIMEOUT" in done.stderr
+    return done.stderr
+
+
+@pytest.mark.slow
+def test_an_empty_coordinator_port_ends_the_command_with_one_line(tiny, tmp_path):
+    # JAX's runtime waited its whole start-up timeout (300 s), then aborted with a C++ stack.
+    error = one_process_error(tiny, tmp_path, MNIST_JAX_COORDINATOR="127.0.0.1:")
+    assert "MNIST_JAX_COORDINATOR" in error
+
+
+@pytest.mark.slow
+def test_a_coordinator_whose_peers_never_come_ends_with_one_line(tiny, tmp_path):
+    # JAX's runtime waited its 300 s start-up, then aborted with a C++ stack trace.
+    coordinator = f"127.0.0.1:{free_port()}"
+    error = one_process_error(
+        tiny, tmp_path, MNIST_JAX_COORDINATOR=coordinator, MNIST_JAX_START_TIMEOUT="3"
+    )
+    assert error.startswith("python -m experiments.sweep: error: the job's 2 processes")
+    assert "within 3 s" in error and "MNIST_JAX_START_TIMEOUT" in error
 
 
 def test_the_local_launcher_refuses_more_processes_than_the_machine_runs(monkeypatch):
