@@ -22,7 +22,7 @@ from mnist_jax.device_data import (
     spec_for,
     to_device,
 )
-from mnist_jax.models import Model
+from mnist_jax.models import Model, check_model
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
 from mnist_jax.sweep.plan import SweepProgram
@@ -81,6 +81,9 @@ def fit(
     not finite, so that a diverged state is never checkpointed.
     """
     spec = spec or spec_for(config, data, model)
+    # A model that cannot train on these examples is one line before anything compiles: a wrong
+    # output width trained, or diverged an epoch later with advice about the learning rate.
+    check_model(spec.model, spec.example_shape, data.num_classes)
     mesh = prog.member_mesh([_device_of(data)])
     data = prog.replicate_data(data, mesh).in_layout(spec.example_shape)
     member = Member(config.seed, **{name: getattr(config, name) for name in CONFIG_KEY_FIELDS})

@@ -250,6 +250,26 @@ def test_a_model_that_cannot_train_here_is_one_config_error(module, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("module", [WrongWidth(), WithBatchNorm(), IntegerLogits()])
+def test_fit_and_the_run_checkpointer_refuse_such_a_model_before_anything_is_written(
+    module, data, tmp_path, monkeypatch
+):
+    # fit trained a model of 12 logits to 89%, and RunCheckpointer created checkpoints/ first.
+    import mnist_jax.fit
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(mnist_jax.fit, "train_program", no_training)
+    config = TrainConfig(epochs=1, batch_size=64)
+    spec = spec_for(config, data, LinenModel(module))
+    with pytest.raises(ConfigError):
+        RunCheckpointer(tmp_path / "run", config, spec=spec)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError):
+        fit(config, data, spec=spec)
+
+
 def test_fit_reshapes_data_to_the_models_layout(data):
     images = data.in_layout((28, 28, 1)).train_images
     assert images.shape == (256, 28, 28, 1)

@@ -20,7 +20,7 @@ import numpy as np
 from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import CheckpointError, ConfigError
-from mnist_jax.models import BUILTIN_MODELS, Model, describe_text, mlp
+from mnist_jax.models import BUILTIN_MODELS, Model, check_model, describe_text, mlp
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -184,6 +184,8 @@ class RunCheckpointer:
         self.config, self.save_every = config, save_every
         self.spec = spec or TrainSpec.from_config(config, num_classes)
         self.num_classes = num_classes
+        # Before the folder exists: a model `fit` would refuse leaves nothing behind.
+        check_model(self.spec.model, self.spec.example_shape, num_classes)
         self.store = CheckpointStore(
             checkpoints_dir(run_dir),
             keep_latest=keep_latest,
