@@ -163,7 +163,7 @@ class LinenModel(Model):
     `rate_field` (default "dropout_rate"), each call sets it to the train state's rate, a traced
     value; `nn.Dropout` layers given that rate work as written (see `_traced_rate_dropout`), so a
     sweep vmaps over dropout rates. A module without the field keeps its own dropout.
-    `name` labels the model in records (default: the module's class, with its module path).
+    `label` names the model in records (default: the module's class, with its module path).
     """
 
     module: nn.Module

@@ -174,9 +174,9 @@ def compare_with_reference(
     values: Mapping[object, Mapping[int, float]], reference: object, *, seed: int = 0
 ) -> dict:
     """Every configuration of `values` (key -> seed -> accuracy, higher is better, e.g.
-    `values_by_config`) against `reference`, one of its keys: per other key, the
-    `paired_difference` (other - reference), the paired test's `p_value`,
-    `probability_of_improvement` and the `outcome`. Configurations with at least
+    `values_by_config`) against `reference`, one of its keys: per other key, `difference` (the
+    `paired_difference`, other - reference), the paired test's `p_value`, `improvement` (the
+    `probability_of_improvement`) and the `outcome`. Configurations with at least
     `MIN_VERDICT_SEEDS` shared seeds form the family of tests: their p-values are Holm-adjusted
     together (`p_holm`; `holm_family` is its size) and decide the outcome; the others get "too
     few seeds" and no adjusted p.
