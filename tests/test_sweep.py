@@ -1,6 +1,7 @@
 """Sweeps: members, grouping, chunking; vmapped init/training equal the single run's; statistics."""
 
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -456,3 +457,26 @@ def test_the_schema_marks_compiled_exactly_the_sweep_fields_that_change_the_spec
         )
         differs = TrainSpec.from_config(other) != TrainSpec.from_config(base)
         assert differs == (name in COMPILED_SWEEP_FIELDS), name
+
+
+def test_expand_members_takes_unlisted_values_from_base_and_run_sweep_warns_of_unused_ones():
+    # TrainConfig(learning_rate=3e-3, dropout_rate=0.1) with expand_members(range(1)) trained at
+    # 1e-3 and 0.25 without a word.
+    config = TrainConfig(learning_rate=3e-3, dropout_rate=0.1, hidden_sizes=(32,))
+    (member,) = expand_members(range(1), base=config, weight_decay=[0.0])
+    assert (member.learning_rate, member.dropout_rate, member.hidden_sizes) == (3e-3, 0.1, (32,))
+    assert expand_members(range(1), base=config, learning_rates=[1e-2])[0].learning_rate == 1e-2
+    defaults = expand_members(range(1))
+    refused = pytest.raises(ConfigError, match="planned programs")  # no program holds them
+    with pytest.warns(UserWarning) as caught, refused:
+        run_sweep(config, defaults, synthetic_data(60, 20), programs=[])
+    messages = sorted(str(w.message).split(" trains")[0] for w in caught)
+    assert messages == [
+        "the configuration's dropout_rate=0.1",
+        "the configuration's hidden_sizes=(32,)",
+        "the configuration's learning_rate=0.003",
+    ]
+    refused = pytest.raises(ConfigError, match="planned programs")
+    with warnings.catch_warnings(), refused:
+        warnings.simplefilter("error")  # members that take the configuration's values: silent
+        run_sweep(config, [member], synthetic_data(60, 20), programs=[])

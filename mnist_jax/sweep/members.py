@@ -177,12 +177,15 @@ def expand_members(
     dropout_rates: Iterable[float] | None = None,
     hidden_sizes_list: Iterable[Sequence[int]] | None = None,
     models: Iterable[str] | None = None,
+    *,
+    base: TrainConfig | None = None,
     **lists: Iterable,
 ) -> list[Member]:
     """The grid of every combination of the lists, then seed (innermost, so the seeds of one
     configuration are neighbours and usually share a program chunk), in `GRID_ORDER`. `lists`
     holds any field's list by its name (`weight_decay=[0, 1e-4]`, `schedule=["constant",
-    "cosine"]`...); a field without a list takes the configuration's default.
+    "cosine"]`...); a field without a list takes `base`'s value, or without `base` the field's
+    default (`TrainConfig`'s).
 
     Raises ConfigError for an empty list, an invalid value or a repeated value, and for a value
     crossed with one it does nothing with (hidden sizes with the CNN, momentum with adam...).
@@ -210,8 +213,9 @@ def expand_members(
             )
     if math.prod(len(values) for values in axes.values()) * len(seeds) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
+    fixed = {} if base is None else {name: getattr(base, name) for name in CONFIG_KEY_FIELDS}
     return [
-        Member(seed=seed, **dict(zip(axes, combination)))
+        Member(seed=seed, **{**fixed, **dict(zip(axes, combination))})
         for combination in itertools.product(*axes.values())
         for seed in seeds
     ]

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import FIELDS, TrainConfig
 from mnist_jax.device_data import DeviceData
 from mnist_jax.distributed import gather_to_host
 from mnist_jax.epochs import (
@@ -41,7 +42,7 @@ from mnist_jax.models import Model
 from mnist_jax.predictions import Predictions
 from mnist_jax.stats import softmax
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.members import ConfigKey, Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey, Member
 from mnist_jax.sweep.plan import SweepProgram, plan_sweep
 from mnist_jax.train import TrainSpec, TrainState
 
@@ -105,6 +106,21 @@ class SweepResult:
         return summarize_by_config(self.members, self.ensembles)
 
 
+def _warn_config_values_no_member_takes(config: TrainConfig, members: Sequence[Member]) -> None:
+    """A configuration value of a member's field that no member has was silently unused (each
+    member sets its own: `TrainConfig(learning_rate=3e-3)` with `expand_members(range(4))` trains
+    at 1e-3): a warning naming it and the way to pass it on."""
+    for name in CONFIG_KEY_FIELDS:
+        value = getattr(config, name)
+        if value != FIELDS[name].default and all(getattr(m, name) != value for m in members):
+            warnings.warn(
+                f"the configuration's {name}={value!r} trains no member: each member sets its "
+                f"own (expand_members(..., base=config) gives the members the configuration's "
+                "values)",
+                stacklevel=3,
+            )
+
+
 SweepCallback = Callable[[SweepProgram, TrainState, list, list], None]
 # program -> (stacked state with `program.num_padded` rows, one history per real member) or None.
 SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | None"]
@@ -146,6 +162,7 @@ def run_sweep(
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     members = list(members)
+    _warn_config_values_no_member_takes(config, members)
     mesh = mesh or prog.member_mesh()
     num_devices = mesh.size
     if members_per_step == "auto":
