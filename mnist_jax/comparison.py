@@ -1,8 +1,8 @@
 """Comparing two runs, or two configurations of a sweep, from their saved test predictions.
 
-- Two runs (one model each): accuracy with Wilson intervals, the difference with a bootstrap
-  interval over test images, and McNemar's exact test, example by example. One seed each, so the
-  difference includes each seed's own luck; a sweep over seeds separates the two.
+- Two runs (one model each): accuracy with Wilson intervals, the difference with Bonett and
+  Price's interval over test images, and McNemar's exact test, example by example. One seed
+  each, so the difference includes each seed's own luck; a sweep over seeds separates the two.
 - Two configurations of a sweep: the paired difference seed by seed (Student-t), the probability
   of improvement and the paired t-test (the verdict's test), the interval of the difference over
   seeds and test images, and McNemar's test per seed with Holm's correction over the seeds.
@@ -18,11 +18,11 @@ import numpy as np
 
 from mnist_jax.predictions import Predictions
 from mnist_jax.stats import (
-    bootstrap_interval,
     holm,
     mcnemar,
     paired_difference,
     paired_p_value,
+    paired_proportions_interval,
     probability_of_improvement,
     seeds_and_examples_interval,
     wilson_interval,
@@ -50,8 +50,11 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
     correct_a, correct_b = a.correct[0], b.correct[0]
     examples = correct_a.size
     difference = correct_b.astype(np.float64) - correct_a
-    interval = bootstrap_interval(difference, resamples=2_000)
     test = mcnemar(correct_a, correct_b)
+    # Over the test images, the two models fixed: Bonett and Price's adjusted Wald interval of the
+    # discordant shares, which covers 94-99% from one disagreement up (stats.coverage); the
+    # percentile bootstrap of the differences it replaces covered 88% with three of 1,000.
+    low, high = paired_proportions_interval(test["b_only"], test["a_only"], examples)
     return {
         "kind": "runs",
         "examples": examples,
@@ -65,8 +68,9 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
         },
         "difference": {
             "mean": float(difference.mean()),
-            "low": None if interval is None else interval[0],
-            "high": None if interval is None else interval[1],
+            "low": low,
+            "high": high,
+            "method": "Bonett-Price adjusted Wald, over test images",
         },
         "mcnemar": test,
         # Examples, not seeds, are the sample here: any count clears the seeds' minimum.
@@ -201,9 +205,9 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
             f"| B: {name_b} | {_pct(result['b']['accuracy'])} | "
             f"[{_pct(result['b']['wilson95'][0])}, {_pct(result['b']['wilson95'][1])}] |",
             "",
-            f"Difference {_points(result['difference']['mean'])} points, 95% bootstrap interval "
-            f"over test images [{_points(result['difference']['low'])}, "
-            f"{_points(result['difference']['high'])}].",
+            f"Difference {_points(result['difference']['mean'])} points, 95% interval over test "
+            f"images [{_points(result['difference']['low'])}, "
+            f"{_points(result['difference']['high'])}] (Bonett-Price; the two models fixed).",
             "",
             f"Example by example: both right {table['both']:,}, only A {table['a_only']:,}, only B "
             f"{table['b_only']:,}, both wrong {table['neither']:,}; McNemar's exact p = "

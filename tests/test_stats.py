@@ -58,6 +58,24 @@ def test_wilson_interval_matches_scipy():
     assert stats.wilson_interval(0, 0) is None
 
 
+def test_paired_proportions_interval_is_bonett_and_prices_by_hand():
+    # 8 images right for B alone, 2 for A alone, of 1,000: one added to each, over 1,002.
+    b, a, n = 9 / 1002, 3 / 1002, 1002
+    half = 1.959963984540054 * math.sqrt((b + a - (b - a) ** 2) / n)
+    assert stats.paired_proportions_interval(8, 2, 1000) == pytest.approx(
+        (b - a - half, b - a + half)
+    )
+    # no disagreement: centred on 0, with a width; every image B's alone: clipped at 1
+    low, high = stats.paired_proportions_interval(0, 0, 50)
+    assert low == pytest.approx(-high) and high > 0.03
+    assert stats.paired_proportions_interval(20, 0, 20)[1] == 1.0
+    lows, highs = stats.paired_proportions_interval(np.array([8, 0]), np.array([2, 0]), 1000)
+    assert (lows[0], highs[0]) == pytest.approx(stats.paired_proportions_interval(8, 2, 1000))
+    assert stats.paired_proportions_interval(0, 0, 0) is None
+    with pytest.raises(ValueError, match="at most trials"):
+        stats.paired_proportions_interval(8, 3, 10)
+
+
 def test_seeds_and_examples_interval_by_hand_on_a_small_case():
     # The t interval over seeds and the test set's normal interval, added in quadrature; the mean
     # squares by their textbook formulas (two-way table without replication).

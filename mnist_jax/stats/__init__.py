@@ -4,7 +4,8 @@ Every interval says what it resamples:
 - `intervals`: a mean over seeds with the test set fixed (`summarize`: Student-t;
   `bootstrap_interval`: percentile bootstrap), over seeds *and* test examples
   (`seeds_and_examples_interval`, a two-level bootstrap), and one run's accuracy over test
-  examples (`wilson_interval`);
+  examples (`wilson_interval`), and the difference of two runs' accuracies over the test examples
+  they share (`paired_proportions_interval`);
 - `compare`: two configurations seed by seed (`paired_difference`, `probability_of_improvement`,
   `paired_p_value`, Holm's correction, `compare_with_reference`, `verdict`), and two sets of
   predictions example by example (`mcnemar`);
@@ -37,6 +38,7 @@ from mnist_jax.stats.compare import (
 from mnist_jax.stats.intervals import (
     CONFIDENCE,
     bootstrap_interval,
+    paired_proportions_interval,
     seeds_and_examples_interval,
     summarize,
     wilson_interval,
@@ -55,6 +57,7 @@ __all__ = [
     "mcnemar",
     "paired_difference",
     "paired_p_value",
+    "paired_proportions_interval",
     "probability_of_improvement",
     "seeds_and_examples_interval",
     "softmax",

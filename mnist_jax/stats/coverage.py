@@ -11,6 +11,10 @@ larger, made by adding a normal seed effect to every image's score. The interval
 ratio, not on E, so E is kept small (fast); the seeds-only intervals do not depend on the spread
 at all (they are scale-free), and are simulated on normal seed means.
 
+Two runs compared image by image hold their two models fixed: each test image is one both get
+right or both wrong, one only B gets right, or one only A does, with fixed chances
+(`RUNS_SETTINGS`), and the interval is to cover B's accuracy minus A's on the task.
+
 `coverage_table()` measures every interval, with the methods they replace (`before`) for
 comparison; `render_table` gives docs/statistics.md's table (`python -m experiments.coverage`).
 """
@@ -27,6 +31,7 @@ from mnist_jax.stats.intervals import (
     MIN_BOOTSTRAP_SEEDS,
     bootstrap_means,
     expanded_tail,
+    paired_proportions_interval,
     seeds_and_examples_parts,
     wilson_interval,
 )
@@ -35,6 +40,24 @@ DIFFICULTY = ((1.0, 0.927), (0.75, 0.0595), (0.25, 0.0135))  # (chance right, sh
 SPREADS = {"like the MNIST MLP": 1.0, "10x": 10.0}  # seed spread, times the MLP-like one
 SEEDS = (2, 3, 5, 10, 16)
 TRUE_BEATS = (0.5, 0.8, 0.9, 0.95)
+# Two runs compared image by image (`compare_runs`): (test images, share of the images on which
+# the two fixed models disagree, true difference B minus A). Two MNIST runs disagree on 2-4% of
+# the 10,000 images; 1,000 images with 3-10 disagreements is where the bootstrap it replaced
+# fell short. The bootstrap's ends fall on multiples of 1/images, so a true difference on one
+# would count as covered whenever an end touches it: the differences other than 0 lie between
+# (+0.305 points on 10,000 images; +0.15, +0.25, +0.35 and +0.95 on 1,000).
+RUNS_SETTINGS = (
+    (10_000, 0.02, 0.0),
+    (10_000, 0.02, 0.00305),
+    (10_000, 0.04, 0.0),
+    (10_000, 0.04, 0.00305),
+    (1_000, 0.01, 0.0),
+    (1_000, 0.01, 0.0035),
+    (1_000, 0.005, 0.0025),
+    (1_000, 0.003, 0.0015),
+    (1_000, 0.01, 0.0095),
+)
+RUNS_RESAMPLES = 2_000  # what compare_runs's bootstrap drew
 
 
 def true_accuracy() -> float:
@@ -185,14 +208,88 @@ def wilson_coverage(trials: int, accuracy: float) -> float:
     return float(np.sum(binom.pmf(k, trials, accuracy) * covered))
 
 
+# ------------------------------------------------------------------- two runs, image by image
+
+
+def _discordant_chances(discordant: float, difference: float) -> tuple[float, float]:
+    """P(only B right), P(only A right) for a share `discordant` of disagreements and a true
+    difference B minus A."""
+    only_b, only_a = (discordant + difference) / 2, (discordant - difference) / 2
+    if min(only_b, only_a) < 0 or discordant > 1:
+        raise ValueError(f"a difference of {difference} needs more than {discordant} disagreements")
+    return only_b, only_a
+
+
+def runs_bootstrap_intervals(only_b, only_a, images: int, rng, resamples: int = RUNS_RESAMPLES):
+    """`bootstrap_interval(difference, resamples=resamples)` of each test set whose per-image
+    differences (B minus A: 1, -1, 0) hold `only_b` ones and `only_a` minus ones, drawn in O(1)
+    per resample: a resample's counts of ones and minus ones are multinomial with the observed
+    shares (drawn as a binomial and a conditional binomial), and its mean is their difference
+    over `images`, the same number to the last bit as the mean of the resampled values. The
+    quantiles are read as `bootstrap_interval` reads them, at `expanded_tail(images)`."""
+    only_b = np.asarray(only_b, np.int64)[:, None]
+    only_a = np.asarray(only_a, np.int64)[:, None]
+    rest = images - only_b
+    drawn_b = rng.binomial(images, only_b / images, size=(only_b.shape[0], resamples))
+    chance_a = np.divide(only_a, rest, out=np.zeros(only_a.shape), where=rest > 0)
+    drawn_a = rng.binomial(images - drawn_b, chance_a)
+    tail = expanded_tail(images)
+    low, high = np.quantile((drawn_b - drawn_a) / images, [tail, 1 - tail], axis=1)
+    return low, high
+
+
+def runs_bootstrap_coverage(
+    images: int,
+    discordant: float,
+    difference: float,
+    replicates: int,
+    rng: np.random.Generator,
+    *,
+    resamples: int = RUNS_RESAMPLES,
+) -> float:
+    """How often the bootstrap interval `compare_runs` used to print (`runs_bootstrap_intervals`)
+    covers the true difference of two fixed models, a new test set per replicate."""
+    only_b, only_a = _discordant_chances(discordant, difference)
+    counts = rng.multinomial(images, [only_b, only_a, 1 - only_b - only_a], size=replicates)
+    low, high = runs_bootstrap_intervals(counts[:, 0], counts[:, 1], images, rng, resamples)
+    return _covers(low, high, difference)
+
+
+def _binomial_pmf(k, n, p):
+    """Binomial probabilities, from scipy.special (importing scipy.stats takes a second)."""
+    from scipy.special import gammaln, xlog1py, xlogy
+
+    log = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + xlogy(k, p) + xlog1py(n - k, -p)
+    return np.exp(log)
+
+
+def runs_difference_coverage(images: int, discordant: float, difference: float) -> float:
+    """Exact coverage of `paired_proportions_interval`, `compare_runs`'s interval of the
+    difference of two fixed models' accuracies: the sum over every count m of disagreements
+    (binomial) and of the m won by B (binomial given m), counts of m beyond ten standard
+    deviations aside (a share below 1e-20)."""
+    only_b, _ = _discordant_chances(discordant, difference)
+    mean, sd = images * discordant, math.sqrt(images * discordant * (1 - discordant))
+    first = max(0, math.floor(mean - 10 * sd - 10))
+    last = min(images, math.ceil(mean + 10 * sd + 10))
+    m = np.concatenate([np.full(k + 1, k) for k in range(first, last + 1)])
+    won = np.concatenate([np.arange(k + 1) for k in range(first, last + 1)])
+    chance = _binomial_pmf(m, images, discordant) * _binomial_pmf(
+        won, m, only_b / discordant if discordant > 0 else 0.5
+    )
+    low, high = paired_proportions_interval(won, m - won, images)
+    return float(np.sum(chance * ((low <= difference) & (difference <= high))))
+
+
 # --------------------------------------------------------------------------- the table
 
 
 def coverage_table(replicates: int = 2000, seed: int = 0, examples: int = 1000) -> list[dict]:
     """Every interval's measured coverage: rows of `interval`, `seeds`, `setting`, `before` (the
     replaced method's; None where it was not offered, "same" where the method is unchanged) and
-    `now`. `replicates` simulated sweeps per row (a fifth of them for the slow two-level
-    bootstrap of `before`); P(beats) and Wilson are summed exactly over every outcome."""
+    `now`. `replicates` simulated sweeps (or test sets) per row (a fifth of them for the slow
+    two-level bootstrap of `before`); P(beats), Wilson and the two runs' interval are summed
+    exactly over every outcome."""
     rng = np.random.default_rng(seed)
     rows = []
     for n in SEEDS:
@@ -246,6 +343,17 @@ def coverage_table(replicates: int = 2000, seed: int = 0, examples: int = 1000) 
                         "now": beats_coverage(n, beats, tie),
                     }
                 )
+    for images, discordant, difference in RUNS_SETTINGS:
+        rows.append(
+            {
+                "interval": "difference of two runs 95%, test images (models fixed)",
+                "seeds": 1,
+                "setting": f"{images:,} images, {100 * discordant:g}% discordant, "
+                "true difference " + (f"{100 * difference:+g} points" if difference else "0"),
+                "before": runs_bootstrap_coverage(images, discordant, difference, replicates, rng),
+                "now": runs_difference_coverage(images, discordant, difference),
+            }
+        )
     for accuracy in (0.975, 0.99):
         rows.append(
             {

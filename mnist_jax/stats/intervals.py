@@ -7,6 +7,8 @@
   task's images, shared by every seed, so its sampling error does not average out over seeds: this
   is the interval for "how good is this configuration on this task".
 - `wilson_interval`: one run's accuracy over its test examples (binomial).
+- `paired_proportions_interval`: the difference of two runs' accuracies over the test examples
+  they share, the two models fixed (Bonett and Price's adjusted Wald interval).
 - `exact_interval`: a binomial proportion's Clopper-Pearson interval (P(beats) uses it).
 
 Each is offered only where a seeded simulation (`stats.coverage`, docs/statistics.md) measures it
@@ -220,6 +222,36 @@ def wilson_interval(
     center = (p + z * z / (2 * trials)) / scale
     half = z / scale * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     return max(0.0, center - half), min(1.0, center + half)
+
+
+def paired_proportions_interval(only_b, only_a, trials, confidence: float = CONFIDENCE):
+    """The interval of the difference of two paired proportions, B minus A: two models' accuracies
+    on one test set of `trials` examples, `only_b` of them right for B alone and `only_a` for A
+    alone (the examples both get right or both wrong do not move the difference). Bonett and
+    Price's adjusted Wald interval (2012): the Wald interval of the discordant shares with one
+    example added to each, (c + 1) / (n + 2),
+
+        d~ +- z sqrt((p~b + p~a - d~^2) / (n + 2)),   d~ = p~b - p~a,
+
+    clipped to [-1, 1]. Exact sums over every outcome (`stats.coverage`) put its coverage at
+    94-99% from 100 test examples and one disagreement up, where the percentile bootstrap of the
+    per-example differences it replaces covered 88% with three disagreements expected in 1,000
+    examples and 92% with five; with hundreds (two MNIST runs) both are the Wald interval.
+    Arrays broadcast; floats for scalar counts; None for no trials."""
+    b, a, n = (np.asarray(x, np.float64) for x in (only_b, only_a, trials))
+    if np.any(n <= 0):
+        if n.ndim == 0:
+            return None
+        raise ValueError("paired_proportions_interval needs trials > 0")
+    if np.any((b < 0) | (a < 0) | (a + b > n)):
+        raise ValueError("only_b and only_a must be counts that add up to at most trials")
+    share_b, share_a = (b + 1) / (n + 2), (a + 1) / (n + 2)
+    d = share_b - share_a
+    half = _z(confidence) * np.sqrt((share_b + share_a - d * d) / (n + 2))
+    low, high = np.maximum(d - half, -1.0), np.minimum(d + half, 1.0)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 def exact_interval(
