@@ -326,3 +326,17 @@ def test_a_modules_description_is_the_same_in_every_process():
 def test_a_module_that_cannot_be_hashed_is_one_config_error():
     with pytest.raises(ConfigError, match="cannot be hashed.*tuples rather than lists"):
         check_model(LinenModel(WithActivation(widths=[8])), (784,), 10)
+
+
+class SmallConv(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.Conv(4, (3, 3))(x)
+        return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+
+def test_a_conv_module_given_flat_examples_is_told_to_take_images():
+    # It said only "operands could not be broadcast together with shapes (0,) (2,)".
+    with pytest.raises(ConfigError, match="input_layout='image'"):
+        check_model(LinenModel(SmallConv()), (784,), 10)
+    check_model(LinenModel(SmallConv(), input_layout="image"), (28, 28, 1), 10)

@@ -111,9 +111,14 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
         evaluation = jax.eval_shape(model.apply, params, batch)
     except Exception as error:  # a user's module can fail in any way; say which and why
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        hint = (  # the usual slip: a convolutional module left with the default, flat layout
+            "; if it takes images, give it input_layout='image' (examples (H, W, 1))"
+            if len(example) == 1
+            else ""
+        )
         raise ConfigError(
             f"model {model.name} cannot train on examples of shape {example}: "
-            f"{type(error).__name__}: {first}"
+            f"{type(error).__name__}: {first}{hint}"
         ) from None
     for mode, out in (("train", train), ("eval", evaluation)):
         if getattr(out, "shape", None) != (2, num_classes):
