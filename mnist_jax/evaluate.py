@@ -22,7 +22,14 @@ from mnist_jax.models import Model, Params
 def predict_logits(
     model: Model, params: Params, images: jax.Array, *, chunk_size: int = 2000
 ) -> jax.Array:
-    """Logits (N, classes) of the model in eval mode (no dropout) for `images` (N, *example)."""
+    """Logits (N, classes) of the model in eval mode (no dropout) for `images` (N, *example):
+    floating-point, scaled to [0, 1] and in the model's layout, as `to_device` gives them."""
+    if not jnp.issubdtype(images.dtype, jnp.floating):  # raw dataset images: a Flax shape error
+        raise ValueError(
+            f"predict_logits takes floating-point images scaled to [0, 1] in the model's layout, "
+            f"got {images.dtype} images of shape {images.shape}: scale them first "
+            "(mnist_jax.data.scale_to_layout(images, example_shape))"
+        )
     num_examples = images.shape[0]
     chunk_size = min(chunk_size, num_examples)
     chunks = math.ceil(num_examples / chunk_size)

@@ -145,3 +145,12 @@ def test_classification_report_is_one_compiled_program():
     assert len(compilations) == 1
     assert report["test_accuracy"] == pytest.approx(float(accuracy(logits, labels)))
     assert len(report["top_errors"]) == 4
+
+
+def test_predict_logits_given_raw_uint8_images_says_to_scale_them():
+    # A raw Flax ScopeParamShapeError came out of the model instead.
+    model = mlp()
+    params = model.init(jax.random.key(0), (784,))
+    with pytest.raises(ValueError, match="scale_to_layout"):
+        predict_logits(model, params, np.zeros((3, 28, 28), np.uint8))
+    assert predict_logits(model, params, np.zeros((3, 784), np.float32)).shape == (3, 10)

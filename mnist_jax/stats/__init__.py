@@ -2,8 +2,9 @@
 
 Every interval says what it resamples:
 - `intervals`: a mean over seeds with the test set fixed (`summarize`: Student-t;
-  `bootstrap_interval`: percentile bootstrap), over seeds *and* test examples
-  (`seeds_and_examples_interval`, a two-level bootstrap), and one run's accuracy over test
+  `bootstrap_interval`: expanded percentile bootstrap), over seeds *and* test examples
+  (`seeds_and_examples_interval`: the t interval over seeds and the test set's, added in
+  quadrature), and one run's accuracy over test
   examples (`wilson_interval`), and the difference of two runs' accuracies over the test examples
   they share (`paired_proportions_interval`);
 - `compare`: two configurations seed by seed (`paired_difference`, `probability_of_improvement`,
