@@ -283,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if members_per_step == "auto":
         members_per_step = default_members_per_step(mesh)
     if members_per_program is None:
-        members_per_program = resolve_members_per_program(config, members, data, mesh.size)
+        members_per_program = resolve_members_per_program(
+            config, members, data, mesh.size, members_per_step=members_per_step
+        )
     programs = plan_sweep(
         config, members, data, mesh.size, members_per_program, members_per_step=members_per_step
     )

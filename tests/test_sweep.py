@@ -294,6 +294,23 @@ def test_a_small_memory_budget_splits_the_sweep_into_programs_with_unchanged_res
         np.testing.assert_array_equal(a.test_logits, b.test_logits)
 
 
+def test_members_trained_one_at_a_time_count_one_working_set_per_program():
+    # Four members of a user's model became two program calls under a CPU's 2 GiB budget, as if
+    # each member's whole working set were held at once.
+    budget, devices = 2**31, 1
+    vmapped = members_per_program(SPEC, 50_000, budget, num_devices=devices)
+    one_at_a_time = members_per_program(
+        SPEC, 50_000, budget, num_devices=devices, members_per_step=1
+    )
+    assert vmapped == budget // member_bytes(SPEC, 50_000)
+    assert one_at_a_time > 10 * vmapped
+    # A working set larger than the budget still leaves half of it to the members' states.
+    small = members_per_program(SPEC, 50_000, 1000, num_devices=devices, members_per_step=1)
+    assert small == 1
+    two_devices = members_per_program(SPEC, 50_000, budget, num_devices=2, members_per_step=1)
+    assert two_devices == 2 * one_at_a_time
+
+
 def test_each_hidden_size_gets_its_own_program():
     programs = plan_programs(expand_members([0, 1], [1e-3], [0.25], [(32,), (16, 16)]), 100, 1)
     assert [(p.model, p.hidden_sizes, len(p.members), p.num_padded) for p in programs] == [

@@ -102,9 +102,10 @@ def resolve_members_per_program(
     data: DeviceData,
     num_devices: int,
     models: Mapping[str, Model] | None = None,
+    members_per_step: int | None = None,
 ) -> int:
     """The default program size: what the memory estimate allows for the largest group of
-    `members` (the smallest of the groups' sizes)."""
+    `members` (the smallest of the groups' sizes), trained `members_per_step` at a time."""
     programs = plan_programs(members, len(members), num_devices)  # one per group
     return min(
         prog.members_per_program(
@@ -114,6 +115,7 @@ def resolve_members_per_program(
             num_classes=data.num_classes,
             eval_examples=max(int(data.val_images.shape[0]), int(data.test_images.shape[0])),
             eval_chunk_size=config.eval_batch_size,
+            members_per_step=members_per_step,
         )
         for program in programs
     )
@@ -136,13 +138,14 @@ def plan_sweep(
         raise ConfigError("a sweep needs at least one member")
     if len(set(members)) != len(members):
         raise ConfigError("the sweep lists a member twice")
-    for member in members:  # each member's values with the sweep's (the warm-up vs its epochs)
+    # each configuration's values with the sweep's (the warm-up vs its epochs); seeds change nothing
+    for member in {m.config_key: m for m in members}.values():
         member.config(config)
     for program in plan_programs(members, len(members), num_devices):  # one per group
         check_program_model(config, program, data, models)
     if members_per_program is None:
         members_per_program = resolve_members_per_program(
-            config, members, data, num_devices, models
+            config, members, data, num_devices, models, members_per_step
         )
     return plan_programs(members, members_per_program, num_devices, members_per_step)
 

@@ -248,15 +248,24 @@ def member_bytes(
     - evaluation: one chunk's activations and the (padded) logits of the evaluated split, twice.
     The data itself is shared by all members and not counted.
     """
+    return sum(_member_bytes_parts(spec, num_examples, num_classes, eval_examples, eval_chunk_size))
+
+
+def _member_bytes_parts(
+    spec: TrainSpec, num_examples: int, num_classes: int, eval_examples: int, eval_chunk_size: int
+) -> tuple[int, int]:
+    """`member_bytes` as (what stays for the whole program: the state and the evaluated logits,
+    what exists only while the member trains or evaluates: a step's activations, the shuffle, an
+    evaluation chunk's activations)."""
     size = footprint(spec.model, spec.example_shape)
-    state = 6 * size.parameters
-    step = 2 * spec.batch_size * size.activations_per_example
-    shuffle = 4 * num_examples
-    evaluation = 2 * (
-        eval_chunk_size * size.activations_per_example
-        + (eval_examples + eval_chunk_size) * num_classes
+    logits = 2 * (eval_examples + eval_chunk_size) * num_classes
+    resident = 6 * size.parameters + logits
+    working = (
+        2 * spec.batch_size * size.activations_per_example
+        + 4 * num_examples
+        + 2 * eval_chunk_size * size.activations_per_example
     )
-    return 4 * (state + step + shuffle + evaluation)
+    return 4 * resident, 4 * working
 
 
 def default_budget_bytes(device: jax.Device | None = None) -> int:
@@ -280,20 +289,26 @@ def members_per_program(
     num_classes: int = 10,
     eval_examples: int = 10_000,
     eval_chunk_size: int = 2_000,
+    members_per_step: int | None = None,
 ) -> int:
     """How many members one compiled program call may hold: per device
     `bytes_budget // member_bytes` (at least `MIN_MEMBERS_PER_DEVICE`, which every call computes
     anyway), times the number of devices (so a multiple of it).
 
+    With `members_per_step` (members trained a few at a time, `over_members`), only that many
+    members' working memory exists at once, beside every member's state and logits: the bound is
+    then `(bytes_budget - members_per_step * working) // resident`, with at least half the budget
+    left to the members' state (a working set alone over the budget, as a CNN's evaluation chunk
+    on a CPU's 2 GiB, runs anyway: more members only add their state).
+
     `bytes_budget` is per device (default `default_budget_bytes()`); `num_devices` defaults to all.
     """
     budget = default_budget_bytes() if bytes_budget is None else int(bytes_budget)
     num_devices = jax.device_count() if num_devices is None else num_devices
-    per_member = member_bytes(
-        spec,
-        num_examples,
-        num_classes=num_classes,
-        eval_examples=eval_examples,
-        eval_chunk_size=eval_chunk_size,
+    resident, working = _member_bytes_parts(
+        spec, num_examples, num_classes, eval_examples, eval_chunk_size
     )
-    return max(MIN_MEMBERS_PER_DEVICE, budget // per_member) * num_devices
+    if members_per_step is None:
+        return max(MIN_MEMBERS_PER_DEVICE, budget // (resident + working)) * num_devices
+    for_states = max(budget - members_per_step * working, budget // 2)
+    return max(1, for_states // resident) * num_devices
