@@ -1,6 +1,7 @@
 """Checkpoints: bitwise round trips, donation safety, retention, resume, damage, compatibility."""
 
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -293,6 +294,13 @@ def test_load_run_returns_config_params_and_history(trained):
     )
     latest = load_run(run_dir, "latest")
     assert_bitwise_equal(latest.params, result.state.params)
+
+
+def test_load_run_logs_no_routine_warnings(trained, caplog):
+    # Every load_run printed orbax's "Given directory is read only" warnings (issue 27).
+    with caplog.at_level(logging.WARNING):
+        load_run(trained[0], "latest")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_load_run_prefers_the_run_config_json_and_refuses_one_of_another_run(two_checkpoints):

@@ -106,18 +106,20 @@ class CheckpointStore:
         silence_reports_into_closed_loops()
         if not self.directory.is_dir():
             raise CheckpointError(f"no checkpoints: {self.directory} does not exist")
-        # Lightweight: no per-step reads when opening, so one damaged step cannot block the rest.
-        options = ocp.CheckpointManagerOptions(
-            read_only=True,
-            create=False,
-            lightweight_initialize=True,
-            enable_async_checkpointing=False,
-        )
         handlers = {
             STATE_ITEM: ocp.StandardCheckpointHandler(),
             INFO_ITEM: ocp.JsonCheckpointHandler(),
         }
-        manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        with _absl_quiet():  # orbax warns, each time, that a read-only manager saves nothing
+            # Lightweight: no per-step reads when opening, so one damaged step cannot block the
+            # rest.
+            options = ocp.CheckpointManagerOptions(
+                read_only=True,
+                create=False,
+                lightweight_initialize=True,
+                enable_async_checkpointing=False,
+            )
+            manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
         with contextlib.closing(manager):
             yield manager
 
@@ -426,3 +428,17 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
                 f"{where} has {path} of shape {s_shape} {s_dtype}, the template "
                 f"has {t_shape} {t_dtype}"
             )
+
+
+@contextlib.contextmanager
+def _absl_quiet():
+    """absl's (orbax's) routine warnings left out for the block; errors still come through."""
+    import logging
+
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
