@@ -293,6 +293,17 @@ def test_sample_prediction_highlights_predicted_and_true_bars_in_different_colou
     assert len(bar_ax.get_legend().get_texts()) == 2
 
 
+def test_sample_prediction_when_wrong_marks_and_labels_the_true_class_however_small():
+    # The true class's bar of a confident mistake was invisible and unlabelled.
+    probabilities = np.full(10, 0.0001)
+    probabilities[7] = 1 - probabilities.sum() + 0.0001
+    bar_ax = plots.plot_sample_prediction(_images(1)[0], probabilities, true_label=2).axes[1]
+    labels = {text.get_text(): text.xy[0] for text in bar_ax.texts}
+    assert labels == {f"{probabilities[7]:.1%}": 7, "0.0%": 2}
+    (mark,) = [line for line in bar_ax.get_lines() if line.get_marker() == "^"]
+    assert list(mark.get_xdata()) == [2]
+
+
 def test_sample_prediction_when_right_highlights_one_bar():
     bar_ax = plots.plot_sample_prediction(_images(1)[0], _probabilities(4), true_label=4).axes[1]
     assert len(set(_bar_colours(bar_ax))) == 2

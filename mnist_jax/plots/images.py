@@ -143,7 +143,8 @@ def plot_sample_prediction(
 
     Left: the image titled ``"predicted P (conf%) / true T"``. Right: a bar per class;
     the predicted bar is green when right and red when wrong, the true class's bar is
-    blue (a correct prediction is one green bar), the others grey, with a legend.
+    blue, marked at its foot and labelled with its probability however short it is (a correct
+    prediction is one green bar), the others grey, with a legend.
     """
     picture = _square(np.asarray(image))
     probs = np.asarray(probabilities, dtype=float).ravel()
@@ -195,6 +196,17 @@ def plot_sample_prediction(
         handles = [Patch(color=_RIGHT, label="predicted = true")]
     else:
         handles = [Patch(color=_WRONG, label="predicted (wrong)"), Patch(color=_TRUE, label="true")]
+        # The true class's bar is often too short to see: a mark at its foot and its value on top.
+        bar_ax.plot(true, 0, marker="^", color=_TRUE, markersize=9, clip_on=False, zorder=3)
+        bar_ax.annotate(
+            f"{probs[true]:.1%}",
+            (true, probs[true]),
+            xytext=(0, 10),  # above the mark
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            color=_TRUE,
+        )
     bar_ax.legend(
         handles=handles, loc="upper right" if predicted < num_classes / 2 else "upper left"
     )
