@@ -102,12 +102,21 @@ def evaluate_test_set(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The notebook's final evaluation: (report dict, test probabilities (N, C) as numpy).
 
-    The dict has `test_loss`, `test_accuracy`, `per_class_accuracy`, `confusion_matrix` and the
+    The dict has `test_loss`, `test_accuracy`, `test_correct`, `test_accuracy_wilson95` (the
+    Wilson 95% interval over the test images), `per_class_accuracy`, `confusion_matrix` and the
     `top_errors` (the 5 most confidently wrong test images).
     """
     logits = predict_logits(model, params, test_images, chunk_size=chunk_size)
     arrays = jax.device_get(classification_arrays(logits, test_labels, num_classes, TOP_ERRORS))
-    return report_from_arrays(arrays), np.asarray(arrays["probabilities"])
+    probabilities = np.asarray(arrays["probabilities"])
+    labels = np.asarray(jax.device_get(test_labels))
+    correct = int(np.sum(np.argmax(probabilities, axis=1) == labels))
+    report = report_from_arrays(arrays)
+    report.update(
+        test_correct=correct,
+        test_accuracy_wilson95=list(wilson_interval(correct, int(labels.size))),
+    )
+    return report, probabilities
 
 
 def write_plots(

@@ -154,3 +154,17 @@ def test_predict_logits_given_raw_uint8_images_says_to_scale_them():
     with pytest.raises(ValueError, match="scale_to_layout"):
         predict_logits(model, params, np.zeros((3, 28, 28), np.uint8))
     assert predict_logits(model, params, np.zeros((3, 784), np.float32)).shape == (3, 10)
+
+
+def test_evaluate_test_set_gives_the_wilson_interval_that_metrics_json_has():
+    from mnist_jax.report import evaluate_test_set
+    from mnist_jax.stats import wilson_interval
+
+    model = mlp()
+    params = model.init(jax.random.key(0), (784,))
+    images = jax.random.uniform(jax.random.key(1), (300, 784))
+    labels = jax.random.randint(jax.random.key(2), (300,), 0, 10)
+    report, probabilities = evaluate_test_set(model, params, images, labels, num_classes=10)
+    assert report["test_correct"] == round(report["test_accuracy"] * 300)
+    assert report["test_correct"] == int(np.sum(probabilities.argmax(1) == np.asarray(labels)))
+    assert report["test_accuracy_wilson95"] == list(wilson_interval(report["test_correct"], 300))
