@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine (Python >= 3.11 with venv and pip):
 #   make baseline   train the notebook's model and write a run directory under runs/
 #   make test       run the test suite (both cores; prints its 15 slowest tests)
-#   make test-fast  the one-minute tier for the edit loop: pure functions, the golden test, lint
+#   make test-fast  the one-minute tier for the edit loop (both cores): pure functions, the golden test, lint
 #                   and format, and each command once on tiny data (pytest -m "not slow")
 # Both create .venv/ on first use and install the project into it (pinned by constraints.txt).
 
@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" --durations=5 $(ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadscope --durations=5 $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)
