@@ -71,9 +71,9 @@ def fit(
     `LinenModel`), else the configuration's built-in one. `data` is reshaped on the device to the
     model's layout if it is in another's. It trains on the device that holds `data`.
 
-    The state passed in is consumed (use the returned one). `history` continues an earlier history
-    when resuming. After each epoch, each callback is called as `callback(state, record, history)`
-    with the epoch's record:
+    A state passed in is copied into the one-member program, not changed; the returned state is
+    the trained one. `history` continues an earlier history when resuming. After each epoch, each
+    callback is called as `callback(state, record, history)` with the epoch's record:
     `{"epoch", "train_loss", "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy",
     "learning_rate", "seconds"}` (every metric the compiled programs return: `epochs.run_epochs`).
 
