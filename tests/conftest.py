@@ -34,22 +34,26 @@ def pytest_configure(config):
     enable_compilation_cache()
 
 
-# The test files that take longest (most of a minute each on a 2-core machine), longest first.
+# The test files that take longest (half a minute to two minutes each on a 2-core machine, in
+# the fresh-clone runs' durations), longest first.
 # pytest-xdist hands each worker a whole file at a time, in collection order: starting with these
 # keeps one worker from being left with a long file at the end while the other has finished.
 LONGEST_FILES = (
     "test_sweep_processes.py",
     "test_faults.py",
+    "test_models.py",
     "test_resume.py",
     "test_notebooks.py",
     "test_bench.py",
-    "test_models.py",
-    "test_real_data.py",
     "test_sweep.py",
-    "test_sweep_resume.py",
     "test_readme.py",
-    "test_sweep_devices.py",
+    "test_real_data.py",
+    "test_recipe.py",
+    "test_sweep_resume.py",
+    "test_sweep_cli.py",
+    "test_precision.py",
     "test_logs.py",
+    "test_sweep_devices.py",
 )
 
 
