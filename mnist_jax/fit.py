@@ -23,6 +23,7 @@ from mnist_jax.device_data import (
     to_device,
 )
 from mnist_jax.models import Model, check_model
+from mnist_jax.runtime import compilation_cache_by_default
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
 from mnist_jax.sweep.plan import SweepProgram
@@ -77,9 +78,13 @@ def fit(
     `{"epoch", "train_loss", "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy",
     "learning_rate", "seconds"}` (every metric the compiled programs return: `epochs.run_epochs`).
 
+    The first call turns on the persistent compilation cache where jax has none (as the commands
+    do; `runtime.compilation_cache_by_default`); MNIST_JAX_COMPILATION_CACHE=off keeps it off.
+
     Raises TrainingError, before any callback sees the epoch, if the training or validation loss is
     not finite, so that a diverged state is never checkpointed.
     """
+    compilation_cache_by_default()
     spec = spec or spec_for(config, data, model)
     # A model that cannot train on these examples is one line before anything compiles: a wrong
     # output width trained, or diverged an epoch later with advice about the learning rate.

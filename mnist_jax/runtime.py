@@ -1,5 +1,8 @@
-"""Process-level JAX settings the commands share (the library itself changes no global state):
-the persistent compilation cache and the XLA:CPU flags."""
+"""Process-level JAX settings: the persistent compilation cache and the XLA:CPU flags.
+
+The commands set both before anything starts. A Python user's first `fit`, `train_run` or
+`run_sweep` turns the cache on too (`compilation_cache_by_default`), unless jax already has a cache
+folder or $MNIST_JAX_COMPILATION_CACHE is `off`; the XLA:CPU flags stay the command's choice."""
 
 from __future__ import annotations
 
@@ -44,6 +47,27 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     # Some of our programs compile faster than the default threshold (1 s) and would not be cached.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return Path(setting)
+
+
+def compilation_cache_by_default() -> Path | None:
+    """`enable_compilation_cache()` where jax has no cache folder yet; the folder in use, if any.
+
+    A notebook's first compilations (its data's reshapes) have already asked jax whether a cache
+    is in use, and jax keeps that answer: it is reset (jax's public `reset_cache`) so the next
+    compilation opens the folder. A folder the user chose (`jax_compilation_cache_dir`) is kept.
+    """
+    chosen = jax.config.jax_compilation_cache_dir
+    if chosen:
+        return Path(chosen)
+    try:
+        folder = enable_compilation_cache()
+    except ConfigError:  # a bad $MNIST_JAX_COMPILATION_CACHE: the commands refuse it; a library
+        return None  # call trains without the cache rather than fail over a speed-up
+    if folder is not None:
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
+    return folder
 
 
 # XLA:CPU flags the commands set, each measured to help this project's programs. YNNPACK taking

@@ -154,3 +154,41 @@ def test_a_backend_that_cannot_start_is_named_as_such_in_one_line(tmp_path, mnis
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "jax cannot start its backend" in proc.stderr  # it blamed the model
     assert not (tmp_path / "run").exists()
+
+
+# A notebook's session: something compiles first (jax then settles whether a cache is in use),
+# then `fit`. Prints the cache folder `fit` left jax with.
+FIT_SCRIPT = """
+import sys, jax, jax.numpy as jnp
+sys.path.insert(0, "tests")
+from helpers import teacher_data
+from mnist_jax.config import TrainConfig
+from mnist_jax.fit import fit
+jnp.arange(3).sum().block_until_ready()
+fit(TrainConfig(epochs=1, batch_size=32, hidden_sizes=(8,), validation="test"), teacher_data())
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+@pytest.mark.slow
+def test_python_users_get_the_compilation_cache_by_default_and_can_turn_it_off(tmp_path):
+    from mnist_jax.runtime import CACHE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != CACHE_ENV}
+    env.update(JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "home"))
+
+    def fit_once(**changes):
+        done = subprocess.run(
+            [sys.executable, "-c", FIT_SCRIPT],
+            env={**env, **changes},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    folder = tmp_path / "home" / "mnist_jax" / "jax"
+    assert fit_once() == str(folder)
+    assert any(folder.iterdir())  # the epoch's program was written, though jax had compiled first
+    assert fit_once(**{CACHE_ENV: "off"}) == "None"

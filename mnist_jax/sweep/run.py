@@ -40,6 +40,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.metrics import classification_report
 from mnist_jax.models import Model
 from mnist_jax.predictions import Predictions
+from mnist_jax.runtime import compilation_cache_by_default
 from mnist_jax.stats import softmax
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey, Member
@@ -161,6 +162,7 @@ def run_sweep(
     `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
+    compilation_cache_by_default()
     members = list(members)
     _warn_config_values_no_member_takes(config, members)
     mesh = mesh or prog.member_mesh()
