@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds,search]'
 	touch $(STAMP)
 
 baseline: $(STAMP)
