@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from mnist_jax.errors import ConfigError
 
 VALIDATION_MODES = ("test", "holdout")
 MODELS = ("mlp", "cnn")  # the built-in models (`mnist_jax.models.model_from_config`)
+# A user's model by import name, `package.module:factory` (`mnist_jax.models.imported`).
+_IMPORT_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRECISIONS = ("f32", "bf16")  # `mnist_jax.models.precision`
@@ -87,6 +90,20 @@ def _field(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def is_model_name(name: Any) -> bool:
+    """Whether a configuration can name this model: built in, or `package.module:factory`."""
+    return isinstance(name, str) and (name in MODELS or bool(_IMPORT_NAME.fullmatch(name)))
+
+
+def _model_name(text: str) -> str:
+    if not is_model_name(text):
+        raise ValueError(
+            f"invalid model {text!r}: expected {' or '.join(MODELS)}, or a model of yours as "
+            "PACKAGE.MODULE:FACTORY"
+        )
+    return text
+
+
 def _mlp(values: Mapping[str, Any]) -> bool:
     return values.get("model", "mlp") == "mlp"
 
@@ -122,10 +139,12 @@ class TrainConfig:
     )
     model: str = _field(
         "mlp",
-        "mlp (the notebook's, layers from --hidden-sizes) or cnn (the Flax examples' CNN: two "
-        "3x3 convolutions with average pooling, Dense 256)",
+        "mlp (the notebook's, layers from --hidden-sizes), cnn (the Flax examples' CNN: two "
+        "3x3 convolutions with average pooling, Dense 256), or a model of yours imported as "
+        "PACKAGE.MODULE:FACTORY (a flax.linen module class, an nnx module class or factory "
+        "taking rngs, or a function returning a mnist_jax Model)",
         sweep=True,
-        choices=MODELS,
+        parse=_model_name,
         compiled=1,
     )
     optimizer: str = _field(
@@ -273,7 +292,12 @@ class TrainConfig:
             self.dataset,
             "a non-empty name",
         )
-        _check(self.model in MODELS, "model", self.model, " or ".join(MODELS))
+        _check(
+            is_model_name(self.model),
+            "model",
+            self.model,
+            f"{' or '.join(MODELS)}, or PACKAGE.MODULE:FACTORY",
+        )
         _check(
             len(self.hidden_sizes) >= 1 and all(_is_int(h) and h > 0 for h in self.hidden_sizes),
             "hidden_sizes",

@@ -67,7 +67,7 @@ def test_model_is_a_flag_and_a_sweep_list_with_its_choices_checked(capsys):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(["--model", value])
         assert exit_info.value.code == 2
-        assert "invalid choice" in capsys.readouterr().err
+        assert "invalid model 'rnn'" in capsys.readouterr().err
 
 
 def test_the_cnn_with_hidden_sizes_is_one_line_and_exit_2(capsys, tmp_path):

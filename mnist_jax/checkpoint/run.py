@@ -18,9 +18,9 @@ import jax
 import numpy as np
 
 from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import TrainConfig, is_model_name
 from mnist_jax.errors import CheckpointError, ConfigError
-from mnist_jax.models import BUILTIN_MODELS, Model, check_model, describe_text, mlp
+from mnist_jax.models import Model, check_model, describe_text, mlp
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -290,7 +290,7 @@ def spec_of_checkpoint(
     num_classes = int(info.get("num_classes") or 10)
     image_shape = tuple(info.get("image_shape") or (28, 28))
     if model is None:
-        if stored.get("name") not in BUILTIN_MODELS:
+        if not is_model_name(stored.get("name")):
             raise CheckpointError(
                 f"{where} holds the user model {describe_text(stored)}: pass that model "
                 "(model=...) to rebuild it"

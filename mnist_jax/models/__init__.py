@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.config import MODELS
+from mnist_jax.config import MODELS, is_model_name
 from mnist_jax.errors import ConfigError
 from mnist_jax.models.base import (
     INPUT_LAYOUTS,
@@ -40,7 +40,12 @@ BUILTIN_MODELS = MODELS
 
 
 def model_from_config(config: Any, num_classes: int = 10) -> Model:
-    """The built-in model a `TrainConfig` names (`config.model`), for `num_classes` classes."""
+    """The model a `TrainConfig` names (`config.model`), for `num_classes` classes: a built-in
+    one, or a user's by import name (`package.module:factory`, `models.imported`)."""
+    if config.model not in BUILDERS and is_model_name(config.model):
+        from mnist_jax.models.imported import import_model
+
+        return import_model(config.model, num_classes)
     if config.model not in BUILDERS:
         raise ConfigError(
             f"unknown model {config.model!r}: expected one of {', '.join(BUILTIN_MODELS)}"

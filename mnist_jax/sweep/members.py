@@ -22,9 +22,9 @@ from mnist_jax.config import (
     COMPILED_SWEEP_FIELDS,
     FIELDS,
     GRID_ORDER,
-    MODELS,
     SWEEP_FIELDS,
     TrainConfig,
+    is_model_name,
 )
 from mnist_jax.errors import ConfigError
 
@@ -126,7 +126,7 @@ class Member:
         """`base` with this member's values: the single-run configuration this member reproduces
         (a user's model, not a configuration value, leaves `base.model` as it is)."""
         values = dict(zip(CONFIG_KEY_FIELDS, self.config_key))
-        if self.model not in MODELS:
+        if not is_model_name(self.model):
             del values["model"]
         return base.replace(seed=self.seed, **values)
 
@@ -138,7 +138,7 @@ class Member:
 @functools.lru_cache(maxsize=4096)
 def _validate_key(key: ConfigKey) -> None:
     values = dict(zip(CONFIG_KEY_FIELDS, key))
-    if values["model"] not in MODELS:  # a user's model: its name is not a configuration value
+    if not is_model_name(values["model"]):  # a model given in models=: not a configuration value
         del values["model"]
     _ANY_RUN.replace(**values)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, TrainConfig
+from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, TrainConfig, is_model_name
 from mnist_jax.device_data import DeviceData
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model, check_model
@@ -69,7 +69,7 @@ def model_named(name: str, models: Mapping[str, Model] | None) -> Model | None:
     """`models[name]` for a user's model; None (the configuration's built-in) for a built-in."""
     if models and name in models:
         return models[name]
-    if name in MODELS:
+    if is_model_name(name):
         return None
     raise ConfigError(
         f"the sweep names model {name!r}, which is neither built in ({', '.join(MODELS)}) nor "

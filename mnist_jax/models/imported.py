@@ -1,0 +1,102 @@
+"""A user's model by import name, `package.module:factory`, as big_vision picks models by name.
+
+The name is what a configuration records (`TrainConfig.model`), so `--resume`,
+`experiments.evaluate` and a sweep's `--model` lists rebuild the model from config.json alone.
+What the name may point at:
+
+- a `flax.linen` module class: instantiated (with `num_classes=` when it has that field) and
+  trained through `LinenModel`;
+- a `flax.nnx` module class, or a factory taking `rngs` (and `num_classes` if it names it): trained
+  through `NNXModel`;
+- a function of no argument (or of `num_classes`) returning a `Model`, a linen module, or an nnx
+  factory; or such a `Model` or linen module itself.
+
+A class or factory that takes images, not flat vectors, says so with an attribute
+`input_layout = "image"` (a function returning a `Model` sets it on the model).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from typing import Any
+
+import flax.linen as nn
+
+from mnist_jax.errors import ConfigError
+from mnist_jax.models.base import LinenModel, Model
+
+
+@functools.lru_cache(maxsize=64)  # one object per name: jit keys its programs on the model
+def import_model(name: str, num_classes: int = 10) -> Model:
+    """The model `name` (`package.module:factory`) points at, for `num_classes` classes."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except Exception as error:  # ImportError, AttributeError, or the module's own failure
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"model {name} does not import ({type(error).__name__}: {first}); the module must "
+            "be importable from the current folder or the Python path"
+        ) from None
+    model = _as_model(found, name, num_classes)
+    if model is None:
+        raise ConfigError(
+            f"model {name} is a {type(found).__name__}, not a flax.linen module class, an nnx "
+            "module class or factory taking rngs, or a function returning a mnist_jax Model"
+        )
+    return model
+
+
+def _as_model(found: Any, name: str, num_classes: int, called: bool = False) -> Model | None:
+    layout = getattr(found, "input_layout", "flat")
+    if isinstance(found, Model):
+        return found
+    if isinstance(found, nn.Module):
+        return LinenModel(found, input_layout=layout, label=name)
+    if isinstance(found, type) and issubclass(found, nn.Module):
+        module = found(**_classes(found, num_classes))
+        return LinenModel(module, input_layout=layout, label=name)
+    if not callable(found):
+        return None
+    parameters, required = _parameters(found)
+    if "rngs" in parameters:  # an nnx module class or factory
+        from mnist_jax.models.nnx_adapter import NNXModel
+
+        make = found
+        if "num_classes" in parameters:
+            make = functools.partial(found, num_classes=num_classes)
+        return NNXModel(make, input_layout=layout, label=name)
+    if called or required - {"num_classes"}:
+        return None
+    try:
+        built = found(**({"num_classes": num_classes} if "num_classes" in parameters else {}))
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"model {name} failed to build: {type(error).__name__}: {first}"
+        ) from None
+    return _as_model(built, name, num_classes, called=True)
+
+
+def _parameters(function: Any) -> tuple[set[str], set[str]]:
+    """Names of the parameters a call may give by name, and of those it must give."""
+    if isinstance(function, type):  # a class's own __init__ (nnx's metaclass hides it)
+        function = functools.partial(function.__init__, None)
+    try:
+        named = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return set(), set()
+    return {p.name for p in named}, {p.name for p in named if p.default is p.empty}
+
+
+def _classes(module_class: type, num_classes: int) -> dict[str, int]:
+    fields = getattr(module_class, "__dataclass_fields__", {})
+    return {"num_classes": num_classes} if "num_classes" in fields else {}
