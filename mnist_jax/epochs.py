@@ -86,6 +86,7 @@ def run_epochs(
     raise_on_divergence: bool,
     name: Callable[[int], str] = lambda k: "training",
     gather: Callable[[Any], Any] = jax.device_get,
+    stop: Callable[[list[dict | None]], Sequence[bool] | None] | None = None,
 ) -> Iterator[tuple[Any, list[dict | None]]]:
     """Trains `epochs`, yielding `(state, records)` after each: one record per member (None for a
     member that diverged or stopped early in an earlier epoch), already appended to that member's
@@ -97,7 +98,10 @@ def run_epochs(
     whose loss is not finite raises TrainingError (`raise_on_divergence`, naming it by `name(k)`),
     or is marked: its history ends with the non-finite record and it is not trained further (its
     rows still compute, unused). Stops early when every member has diverged. `gather` brings the
-    metrics to the host (`sweep.gather_to_host` with several processes).
+    metrics to the host (`sweep.gather_to_host` with several processes). `stop(records)`, a
+    host-side stop rule (a search's pruner), may name members to stop after an epoch, one flag per
+    member: they are marked stopped in the state it yields, as patience marks them, and train no
+    further.
     """
     # Members stopped early (restored with a resumed state) train no further.
     stopped = np.reshape(np.asarray(gather(state.stopped)), -1).tolist()
@@ -143,7 +147,17 @@ def run_epochs(
             history.append(record)
             records.append(record)
         stopped = np.reshape(np.asarray(val["stopped"]), -1).tolist()
+        more = stop(records) if stop is not None else None
+        if more is not None and any(m and not s for m, s in zip(more, stopped)):
+            stopped = [bool(m) or s for m, s in zip(more, stopped)] + stopped[len(more) :]
+            state = state.replace(stopped=_placed(stopped, state.stopped))
         yield state, records
+
+
+def _placed(values: list[bool], like: jax.Array) -> jax.Array:
+    """`values` as an array of `like`'s shape and sharding (each process fills its own shards)."""
+    host = np.reshape(np.asarray(values, bool), np.shape(like))
+    return jax.make_array_from_callback(host.shape, like.sharding, lambda index: host[index])
 
 
 def time_to_target(history: Sequence[dict], target: float) -> dict:

@@ -125,6 +125,8 @@ def _warn_config_values_no_member_takes(config: TrainConfig, members: Sequence[M
 SweepCallback = Callable[[SweepProgram, TrainState, list, list], None]
 # program -> (stacked state with `program.num_padded` rows, one history per real member) or None.
 SweepStart = Callable[[SweepProgram], "tuple[TrainState, list[list[dict]]] | None"]
+# (program, records, histories) -> one flag per real member: stop it now (or None: stop none).
+SweepStop = Callable[[SweepProgram, list, list], "Sequence[bool] | None"]
 
 
 def run_sweep(
@@ -141,6 +143,7 @@ def run_sweep(
     members_per_step: int | None | str = "auto",
     programs: Sequence[SweepProgram] | None = None,
     models: Mapping[str, Model] | None = None,
+    stop: SweepStop | None = None,
 ) -> SweepResult:
     """Trains every member for `config.epochs` epochs: per-member histories, test metrics, states.
 
@@ -160,6 +163,8 @@ def run_sweep(
     state: numpy or jax arrays with `program.num_padded` rows, as a callback saw it; histories: one
     list of records per real member, diverged members' ending at their non-finite record).
     `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
+    `stop(program, records, histories)`, a host-side stop rule, may name members of `program` (one
+    flag each) to stop after an epoch, before the callbacks see its state (`epochs.run_epochs`).
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     compilation_cache_by_default()
@@ -195,6 +200,7 @@ def run_sweep(
             callbacks=callbacks,
             members_per_step=members_per_step,
             raise_on_divergence=raise_on_divergence,
+            stop=stop,
         )
         compile_seconds += seconds
         outcome = _evaluate(*args, state, histories, keep_states, test_labels, members_per_step)
@@ -265,6 +271,7 @@ def train_program(
     name: Callable[[int], str] | None = None,
     gather: Callable = gather_to_host,
     first_epoch: int | None = None,
+    stop: SweepStop | None = None,
 ) -> tuple[TrainState, list[list[dict]], float]:
     """Trains a program's members to `config.epochs` (all `fit` does, for its one member):
     from `state` (stacked, member-sharded) and `histories` (one per real member), else from the
@@ -317,6 +324,7 @@ def train_program(
         raise_on_divergence=raise_on_divergence,
         name=name or (lambda k: f"sweep member {program.members[k]}"),
         gather=gather,
+        stop=None if stop is None else lambda records: stop(program, records, histories),
     )
     for state, records in loop:
         for callback in callbacks:

@@ -1,0 +1,244 @@
+"""`python -m experiments.search`: a hyper-parameter search, each population trained as a sweep.
+
+Optuna asks a population of trials at once (`--population`), the sweep trains them as compiled
+programs, each epoch's validation accuracy is reported per trial, and the pruner's decisions stop
+members inside the running program (`mnist_jax.search`). The search ends with a confirmation: the
+best `--confirm-top` configurations trained again over fresh seeds as a sweep, with its intervals
+and paired verdicts (SEARCH/confirmation/report.md); the test set is met only there. The study is
+kept in SEARCH/study.journal or `--storage URL`; `--resume SEARCH_DIR` continues a killed search.
+Needs the search extra: pip install -e '.[search]'.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments import cli
+from experiments.console import Console
+from experiments.sweep_output import ProgressPrinter
+from mnist_jax.data import load_dataset
+from mnist_jax.device_data import check_fits, to_device
+from mnist_jax.errors import ConfigError
+from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.rundir import create_run_dir, is_empty_folder, lock_run_dir, read_run_record
+from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.search.space import parse_space, space_text
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
+from mnist_jax.sweep.program import default_members_per_step, member_mesh
+
+PROG = "python -m experiments.search"
+SEARCH_FILE, RESULTS_FILE, REPORT_FILE = "search.json", "results.json", "report.md"
+SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "sampler_seed",
+            "pruner", "storage", "confirm_top", "confirm_seeds")  # fmt: skip
+
+
+def build_parser() -> cli.Parser:
+    from mnist_jax.search.engine import PRUNERS, SAMPLERS
+
+    parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    cli.add_config_flags(parser, skip=("seed",), defaults={"validation": "holdout"})
+    group = parser.add_argument_group("search")
+    group.add_argument("--space", nargs="+", default=None, metavar="ITEM|FILE",
+                       help="the search space: NAME=loguniform(LOW,HIGH), uniform(LOW,HIGH), "
+                       "int(LOW,HIGH) or choice(A|B), NAME a sweep field (lr, dropout, wd, "
+                       "schedule, optimizer, model...), or a file of such items")  # fmt: skip
+    group.add_argument("--trials", type=cli.positive_int, default=64)
+    group.add_argument(
+        "--population",
+        type=cli.positive_int,
+        default=16,
+        help="trials asked at once and trained together (default 16)",
+    )
+    group.add_argument("--seeds-per-trial", type=cli.positive_int, default=1)
+    group.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    group.add_argument("--sampler-seed", type=int, default=0)
+    group.add_argument("--pruner", choices=PRUNERS, default="successive-halving")
+    group.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an Optuna storage URL (default: SEARCH/study.journal)",
+    )
+    group.add_argument(
+        "--confirm-top",
+        type=cli.positive_int,
+        default=2,
+        metavar="K",
+        help="best configurations trained again over fresh seeds (default 2)",
+    )
+    group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N")
+    cli.add_output_flags(parser, "searches")
+    parser.add_argument(
+        "--resume",
+        type=cli.folder_path,
+        default=None,
+        metavar="SEARCH_DIR",
+        help="continue the search in SEARCH_DIR with its search.json",
+    )
+    return parser  # fmt: skip
+
+
+_RESUMABLE = ("--resume", "--quiet", "--data-dir")
+
+
+def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
+    """The search's settings and configuration, checked before anything is created, or read back
+    from SEARCH_DIR/search.json with --resume; and the search directory (not yet created)."""
+    if args.resume:
+        given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUMABLE]
+        if given:
+            raise ConfigError(f"--resume takes the search from its {SEARCH_FILE}; drop {given[0]}")
+        record, config = read_run_record(args.resume, SEARCH_FILE)
+        return record["settings"], config, Path(args.resume)
+    if not args.space:
+        raise ConfigError("give the search space: --space 'lr=loguniform(1e-4,1e-2)' ...")
+    config = cli.config_from_args(args)
+    space = parse_space(args.space, {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
+    if args.storage is not None:
+        from mnist_jax.search.engine import check_storage_url
+
+        check_storage_url(args.storage)
+    from mnist_jax.search.engine import make_pruner, make_sampler
+
+    make_sampler(args.sampler, args.sampler_seed, space), make_pruner(args.pruner, config.epochs)
+    if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
+        raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    settings["space"] = space_text(space)
+    name = f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{args.sampler}"
+    settings["study_name"] = f"search-{name}"
+    return settings, config, Path(args.out or Path("searches") / name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ConfigError("the search needs Optuna: pip install -e '.[search]'") from None
+    from mnist_jax.search import confirm, engine
+
+    args = build_parser().parse_args(argv)
+    settings, config, search_dir = _settings(args, argv)
+    space = parse_space([settings["space"]], {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
+    console = Console(quiet=args.quiet)
+    enable_compilation_cache()
+    dataset = load_dataset(config.dataset, config.data_dir)
+    check_fits(config, dataset)
+    if args.resume:
+        lock_run_dir(search_dir)
+    else:
+        search_dir = create_run_dir(args.out, root="searches", name=search_dir.name)
+        record = {"config": config.to_dict(), "settings": settings,
+                  "command": " ".join([PROG, *argv])}  # fmt: skip
+        write_json_atomic(search_dir / SEARCH_FILE, record)
+    console.info(f"search directory: {search_dir}")
+    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
+    pruner = engine.make_pruner(settings["pruner"], config.epochs)
+    study = engine.open_study(
+        settings["storage"],
+        search_dir,
+        settings["study_name"],
+        sampler,
+        pruner,
+        create=not args.resume,
+    )
+    data = to_device(dataset, config)
+    mesh = member_mesh()
+    per_step = default_members_per_step(mesh)
+    progress = ProgressPrinter(console, config.epochs)
+    timing: dict[int, dict] = {}
+
+    def on_population(index, trials, programs):
+        progress.epoch_seconds.clear(), progress.epoch_members.clear()
+        timing[index] = {"start": time.perf_counter(), "trials": len(trials)}
+        console.info(f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
+                     f"{len(programs)} program(s)")  # fmt: skip
+
+    settings_ = engine.SearchSettings(
+        settings["trials"], settings["population"], settings["seeds_per_trial"]
+    )
+    engine.run_search(
+        config, space, data, study, settings_, search_dir, mesh=mesh, members_per_step=per_step,
+        callbacks=[progress], on_population=on_population,
+    )  # fmt: skip
+    trials = study.get_trials(deepcopy=False)
+    curve = confirm.compute_curve(trials)
+    keys = engine.best_configurations(study, settings["confirm_top"], config, space)
+    if not keys:
+        raise ConfigError("no trial was trained to the end: nothing to confirm")
+    first_seed = settings["trials"] * settings["seeds_per_trial"] + 1000  # fresh seeds
+    seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
+    console.info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
+    summary = confirm.confirm(
+        config, keys, seeds, dataset, data, search_dir / confirm.CONFIRMATION_DIR, mesh=mesh,
+        members_per_step=per_step, callbacks=[progress],
+    )  # fmt: skip
+    results = {
+        "trials": [_trial_entry(t) for t in trials],
+        "compute_curve": curve,
+        "member_epochs": curve[-1]["member_epochs"] if curve else 0,
+        "confirmation": {"seeds": seeds, "member_epochs": summary["member_epochs"],
+                         "configurations": [_confirmed(r) for r in summary["configurations"]]},
+    }  # fmt: skip
+    write_json_atomic(search_dir / RESULTS_FILE, json.loads(json.dumps(results, default=str)))
+    write_text_atomic(search_dir / REPORT_FILE, _report(settings, results))
+    best = results["confirmation"]["configurations"][0]
+    console.result(
+        f"best: {best['label']}: test accuracy {best['test_accuracy']:.4%} over {len(seeds)} fresh "
+        f"seeds; search {results['member_epochs']} member-epochs, confirmation "
+        f"{summary['member_epochs']}; {search_dir / REPORT_FILE}"
+    )
+    return 0
+
+
+def _trial_entry(trial) -> dict:
+    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
+            "params": trial.params, **trial.user_attrs,
+            "intermediate": {str(k): v for k, v in trial.intermediate_values.items()}}  # fmt: skip
+
+
+def _confirmed(row: dict) -> dict:
+    both = row["test_intervals"]["over_seeds_and_examples"]
+    return {"label": row["label"], "test_accuracy": row["test_accuracy"]["mean"],
+            "interval": [both["low"], both["high"]],
+            "verdict": (row.get("comparison") or {}).get("verdict")}  # fmt: skip
+
+
+def _report(settings: dict, results: dict) -> str:
+    states = [t["state"] for t in results["trials"]]
+    lines = [
+        f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
+        f"{settings['trials']} trials in populations of {settings['population']}",
+        "", f"Space: `{settings['space']}`", "",
+        f"Trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+        f"{states.count('FAIL')} failed; {results['member_epochs']} member-epochs.", "",
+        "## Best validation accuracy against compute", "",
+        "| trials | member-epochs | best validation accuracy (complete trials) |",
+        "|---:|---:|---:|",
+    ]  # fmt: skip
+    curve = results["compute_curve"]
+    shown = {len(curve) * k // 8 - 1 for k in range(1, 9)} | {len(curve) - 1}
+    for i, point in enumerate(curve):
+        if i in shown and point["best_val_accuracy"] is not None:
+            lines.append(
+                f"| {i + 1} | {point['member_epochs']} | {point['best_val_accuracy']:.2%} |"
+            )
+    lines += ["", "## Confirmation over fresh seeds (test set, met once)", "",
+              f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
+              "[confirmation/report.md](confirmation/report.md).", ""]  # fmt: skip
+    for row in results["confirmation"]["configurations"]:
+        low, high = row["interval"]
+        lines.append(
+            f"- {row['label']}: {row['test_accuracy']:.2%} [{low:.2%}, {high:.2%}]"
+            + (f"; {row['verdict']}" if row["verdict"] else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    cli.run_main(main, PROG)

@@ -1,0 +1,281 @@
+"""A search on the member axis: Optuna asks a population of trials at once, the sweep trains them.
+
+Each population is `study.ask`ed together (each trial with its user attrs: population, seeds),
+planned into programs by their compile key as any sweep's members, and trained by `run_sweep`
+with program checkpoints in `SEARCH/population-<p>/`. After each epoch, every live trial reports
+the mean validation accuracy of its seeds (`trial.report`) and is asked `should_prune`; a pruned
+trial's members are marked stopped inside the running program (`run_sweep(stop=...)`, the
+patience mechanism: on CPU their epochs are not computed). When the population ends, its trials are
+told: COMPLETE with the mean final validation accuracy, or PRUNED.
+
+Killed and resumed: the study's storage says what is done. Trials still RUNNING with a population
+are that population, retrained from its program checkpoints (bitwise, as a sweep resumes); a
+pruning decision is kept in the trial (`pruned_at`), so an epoch trained again decides the same;
+a trial asked but never given a population is told FAIL and replaced. No trial is told twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.errors import ConfigError
+from mnist_jax.search.space import member_values, optuna_distributions
+from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.plan import plan_sweep
+from mnist_jax.sweep.run import run_sweep
+
+SAMPLERS = ("tpe", "random", "cmaes", "grid")
+PRUNERS = ("none", "successive-halving", "hyperband")
+JOURNAL_FILE = "study.journal"
+
+
+def check_storage_url(url: str) -> None:
+    """ConfigError (one line) for a storage URL SQLAlchemy cannot read or has no driver for:
+    checked before anything is created."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception as error:  # SQLAlchemy's errors for a bad URL vary
+        raise ConfigError(f"invalid --storage {url!r}: {str(error).splitlines()[0]}") from None
+
+
+def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner, *, create: bool):
+    """The search's study `name`: in `storage` (an Optuna storage URL) or the journal file in
+    `search_dir`; created (refused if it exists) or loaded (refused if it does not)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL_FILE)))
+    try:
+        if create:
+            return optuna.create_study(
+                storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                direction="maximize",
+            )  # fmt: skip
+        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+    except (optuna.exceptions.DuplicatedStudyError, KeyError) as error:
+        raise ConfigError(f"study {name!r} in the storage: {error}") from None
+
+
+def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
+    """Optuna's sampler by name, seeded. TPE lies about running trials (`constant_liar`), so that
+    a population asked at once spreads out; grid takes choice and int items only."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        except ImportError:
+            raise ConfigError(
+                "--sampler cmaes needs the cmaes package: pip install cmaes"
+            ) from None
+    ranges = [f for f, (kind, _) in space.items() if kind in ("uniform", "loguniform")]
+    if ranges:
+        raise ConfigError(f"--sampler grid needs choice() or int() items; {ranges[0]} is a range")
+    grid = {
+        f: list(range(v[0], v[1] + 1)) if kind == "int" else list(optuna_distributions(
+            {f: (kind, v)})[f].choices)
+        for f, (kind, v) in space.items()
+    }  # fmt: skip
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def make_pruner(name: str, epochs: int):
+    """Successive halving and Hyperband from epoch 1, a third kept at each rung (1, 3, 9 epochs)."""
+    import optuna
+
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    return optuna.pruners.NopPruner()
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    trials: int
+    population: int
+    seeds_per_trial: int = 1
+
+
+def trial_members(config: TrainConfig, space, number: int, params: Mapping, seeds: int):
+    """A trial's members: the configuration's values, the trial's, and seeds number*seeds+j."""
+    base = {name: getattr(config, name) for name in CONFIG_KEY_FIELDS}
+    values = {**base, **member_values(space, params)}
+    return [Member(number * seeds + j, **values) for j in range(seeds)]
+
+
+def _finished(trial) -> bool:
+    return trial.state.is_finished()
+
+
+def run_search(
+    config: TrainConfig,
+    space: Mapping[str, tuple],
+    data,
+    study,
+    settings: SearchSettings,
+    search_dir: Path,
+    *,
+    mesh,
+    members_per_program: int | None = None,
+    members_per_step: int | None = 1,
+    callbacks: Sequence = (),
+    on_population: Callable[[int, list, list], None] | None = None,
+) -> None:
+    """Asks, trains and tells populations until `settings.trials` trials are COMPLETE or PRUNED
+    (resuming the RUNNING population first). `on_population(index, trials, programs)` is told of
+    each population before it trains."""
+    from optuna.trial import Trial, TrialState
+
+    distributions = optuna_distributions(space)
+    while True:
+        frozen = study.get_trials(deepcopy=False)
+        running = [t for t in frozen if t.state == TrialState.RUNNING]
+        for t in running:
+            if "population" not in t.user_attrs:  # asked, never trained: killed while asking
+                study.tell(t.number, state=TrialState.FAIL)
+        running = [t for t in running if "population" in t.user_attrs]
+        populations = [t.user_attrs.get("population", -1) for t in frozen]
+        if running:
+            index = running[0].user_attrs["population"]
+            trials = [Trial(study, t._trial_id) for t in running]
+        else:
+            done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in frozen)
+            size = min(settings.population, settings.trials - done)
+            if size <= 0:
+                return
+            index = max(populations, default=-1) + 1
+            trials = []
+            for _ in range(size):
+                trial = study.ask(distributions)
+                trial.set_user_attr("population", index)
+                trials.append(trial)
+        _train_population(
+            config, space, data, study, settings, search_dir, index, trials, mesh=mesh,
+            members_per_program=members_per_program, members_per_step=members_per_step,
+            callbacks=callbacks, on_population=on_population,
+        )  # fmt: skip
+
+
+def _train_population(
+    config, space, data, study, settings, search_dir, index, trials, *, mesh,
+    members_per_program, members_per_step, callbacks, on_population,
+) -> None:  # fmt: skip
+    from optuna.trial import TrialState
+
+    population_dir = search_dir / f"population-{index}"
+    by_trial, trial_of, failed = {}, {}, []
+    for trial in trials:
+        try:
+            members = trial_members(
+                config, space, trial.number, trial.params, settings.seeds_per_trial
+            )
+        except ConfigError as error:  # a combination no run may take (e.g. wd with adam)
+            trial.set_user_attr("error", str(error))
+            failed.append(trial)
+            continue
+        by_trial[trial.number] = (trial, members)
+        trial_of.update({m: trial for m in members})
+    for trial in failed:
+        study.tell(trial, state=TrialState.FAIL)
+    members = [m for _, ms in by_trial.values() for m in ms]
+    if not members:
+        return
+    programs = plan_sweep(
+        config, members, data, mesh.size, members_per_program, members_per_step=members_per_step
+    )
+    for program in programs:
+        for member in program.members:
+            trial = trial_of[member]
+            store = program_store(population_dir, program.index).directory
+            trial.set_user_attr("program", program.index)
+            trial.set_user_attr("seeds", [m.seed for m in by_trial[trial.number][1]])
+            trial.set_user_attr("checkpoints", str(store))
+    if on_population is not None:
+        on_population(index, [t for t, _ in by_trial.values()], programs)
+
+    def stop(program, records, histories) -> list[bool]:
+        current = {t.number: t for t in study.get_trials(deepcopy=False)}
+        values: dict[int, list[float]] = {}
+        epoch = None
+        for member, record in zip(program.members, records):
+            if record is not None:
+                epoch = record["epoch"]
+                value = record["val_accuracy"]
+                values.setdefault(trial_of[member].number, []).append(
+                    value if np.isfinite(value) else 0.0
+                )
+        pruned = set()
+        for number, accuracies in values.items():
+            trial, frozen = by_trial[number][0], current[number]
+            at = frozen.user_attrs.get("pruned_at")
+            if at is not None and at <= epoch:  # decided before a kill: decided again the same
+                pruned.add(number)
+                continue
+            if _finished(frozen):
+                continue
+            with warnings.catch_warnings():  # a step reported before a kill is reported again
+                warnings.simplefilter("ignore")
+                trial.report(float(np.mean(accuracies)), int(epoch))
+            if epoch < config.epochs and trial.should_prune():
+                trial.set_user_attr("pruned_at", int(epoch))
+                pruned.add(number)
+        return [trial_of[m].number in pruned for m in program.members]
+
+    checkpointer = SweepCheckpointer(
+        population_dir, config, num_classes=data.num_classes,
+        specs=lambda p: p.spec(config, data.num_classes, data.image_shape),
+    )  # fmt: skip
+    start = sweep_start(
+        population_dir, config, mesh=mesh, num_classes=data.num_classes,
+        specs=lambda p: p.spec(config, data.num_classes, data.image_shape),
+    )  # fmt: skip
+    with checkpointer:
+        result = run_sweep(
+            config, members, data, programs=programs, callbacks=[*callbacks, checkpointer],
+            mesh=mesh, keep_states=False, start=start, members_per_step=members_per_step,
+            stop=stop,
+        )  # fmt: skip
+    histories = {r.member: r.history for r in result.members}
+    current = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number, (trial, members) in by_trial.items():
+        if _finished(current[number]):
+            continue
+        trial.set_user_attr("member_epochs", sum(len(histories[m]) for m in members))
+        if "pruned_at" in current[number].user_attrs:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        finals = [histories[m][-1]["val_accuracy"] if histories[m] else 0.0 for m in members]
+        study.tell(trial, float(np.mean(np.nan_to_num(finals, nan=0.0))))
+
+
+def best_configurations(study, k: int, config: TrainConfig, space) -> list[tuple]:
+    """The configuration keys of the `k` best COMPLETE trials (distinct), best first."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    keys: list[tuple] = []
+    for trial in sorted(done, key=lambda t: (-t.value, t.number)):
+        key = trial_members(config, space, 0, trial.params, 1)[0].config_key
+        if key not in keys:
+            keys.append(key)
+    return keys[:k]

@@ -1,0 +1,121 @@
+"""A search space over the sweep's fields: `lr=loguniform(1e-4,1e-2) schedule=choice(a|b)`.
+
+Each item is a field of the configuration key (its name or short name, as `--reference` takes them),
+`=`, and a distribution: `loguniform(LOW,HIGH)`, `uniform(LOW,HIGH)`, `int(LOW,HIGH)` (inclusive)
+or `choice(A|B|...)` with values as the sweep's flags take them (hidden sizes as `256,256`). Every
+value the space can give is checked, as a sweep's members are, before anything is created: the
+bounds of ranges and every choice. A space file holds the same items, one or more a line, `#`
+comments.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from mnist_jax.config import FIELDS
+from mnist_jax.errors import ConfigError
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.select import SHORT_NAMES, _value
+
+KINDS = ("loguniform", "uniform", "int", "choice")
+_ITEM = re.compile(r"^([A-Za-z_-]+)=([a-z]+)\((.*)\)$")
+
+
+def parse_space(texts: Iterable[str], base: Mapping | None = None) -> dict[str, tuple]:
+    """`["lr=loguniform(1e-4,1e-2) dropout=uniform(0,0.5)"]` (or a file's path) -> `{field:
+    (kind, values)}`: (low, high) for ranges, the values for a choice. ConfigError names the
+    first item that is not a distribution over a sweep field, or a value no member may take with
+    `base`'s other values (a member's fields, e.g. the optimizer for a weight decay)."""
+    items: list[str] = []
+    for text in texts:
+        if Path(text).is_file():
+            lines = Path(text).read_text().splitlines()
+            items += [w for line in lines for w in line.partition("#")[0].split()]
+        else:
+            items += text.split()
+    space: dict[str, tuple] = {}
+    for item in items:
+        match = _ITEM.match(item)
+        name = match.group(1) if match else item.partition("=")[0]
+        field = SHORT_NAMES.get(name, name.replace("-", "_"))
+        if not match or field not in CONFIG_KEY_FIELDS or match.group(2) not in KINDS:
+            known = ", ".join([*SHORT_NAMES, *CONFIG_KEY_FIELDS])
+            raise ConfigError(
+                f"invalid search space item {item!r}: expected NAME=KIND(...), KIND one of "
+                f"{', '.join(KINDS)}, NAME one of {known}"
+            )
+        if field in space:
+            raise ConfigError(f"invalid search space: {name} is given twice")
+        space[field] = _distribution(item, field, match.group(2), match.group(3), base or {})
+    if not space:
+        raise ConfigError("an empty search space: give e.g. 'lr=loguniform(1e-4,1e-2)'")
+    return space
+
+
+def _distribution(item: str, field: str, kind: str, inside: str, base: Mapping) -> tuple:
+    try:
+        if kind == "choice":
+            values = tuple(_value(field, v) for v in inside.split("|"))
+            if len(set(values)) != len(values):
+                raise ValueError("values repeat")
+        else:
+            low, high = (int(v) if kind == "int" else float(v) for v in inside.split(","))
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError("expected finite LOW < HIGH")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError("loguniform needs LOW > 0")
+            if kind == "int" and isinstance(FIELDS[field].default, float):
+                raise ValueError(f"{field} is a real number: use uniform or loguniform")
+            if kind != "int" and not isinstance(FIELDS[field].default, float):
+                raise ValueError(f"{field} is not a real number: use int or choice")
+            values = (low, high)
+        for value in values:  # a member with it raises TrainConfig's own message
+            Member(0, **{**base, field: value})
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"invalid search space item {item!r}: {error}") from None
+    return (kind, values)
+
+
+def optuna_distributions(space: Mapping[str, tuple]) -> dict:
+    """The space as Optuna distributions, by field name (Optuna imported here, not at load)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out = {}
+    for field, (kind, values) in space.items():
+        if kind == "choice":  # Optuna's choices are None, bool, int, float or str
+            out[field] = CategoricalDistribution([_choice_value(v) for v in values])
+        elif kind == "int":
+            out[field] = IntDistribution(*values)
+        else:
+            out[field] = FloatDistribution(*values, log=kind == "loguniform")
+    return out
+
+
+def _choice_value(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def member_values(space: Mapping[str, tuple], params: Mapping) -> dict:
+    """A trial's parameters as a member's values (hidden sizes back to a tuple)."""
+    out = {}
+    for field, value in params.items():
+        if field in space and space[field][0] == "choice":
+            value = next(v for v in space[field][1] if _choice_value(v) == value)
+        out[field] = value
+    return out
+
+
+def space_text(space: Mapping[str, tuple]) -> str:
+    """The space as parse_space reads it (search.json keeps it)."""
+    parts = []
+    for field, (kind, values) in space.items():
+        shown = "|".join(map(str, map(_choice_value, values))) if kind == "choice" else values
+        parts.append(f"{field}={kind}({shown if kind == 'choice' else ','.join(map(str, shown))})")
+    return " ".join(parts)
