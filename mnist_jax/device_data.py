@@ -20,7 +20,7 @@ from mnist_jax.train import TrainSpec
 
 class DeviceData(NamedTuple):
     """The arrays training reads, on the device: images float32 in [0, 1] in a model's layout
-    (N, *example_shape), labels int32; and what the arrays alone do not say."""
+    `(N, *example_shape)`, labels int32; and what the arrays alone do not say."""
 
     train_images: jax.Array
     train_labels: jax.Array

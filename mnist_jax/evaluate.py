@@ -22,7 +22,7 @@ from mnist_jax.models import Model, Params
 def predict_logits(
     model: Model, params: Params, images: jax.Array, *, chunk_size: int = 2000
 ) -> jax.Array:
-    """Logits (N, classes) of the model in eval mode (no dropout) for `images` (N, *example):
+    """Logits (N, classes) of the model in eval mode (no dropout) for `images` `(N, *example)`:
     floating-point, scaled to [0, 1] and in the model's layout, as `to_device` gives them."""
     if not jnp.issubdtype(images.dtype, jnp.floating):  # raw dataset images: a Flax shape error
         raise ValueError(

@@ -334,7 +334,7 @@ def train_epoch(
 ) -> tuple[TrainState, dict]:
     """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
 
-    `images` (N, *spec.example_shape) float32 and `labels` (N,) int32 are the whole training set,
+    `images` `(N, *spec.example_shape)` float32 and `labels` (N,) int32 are the whole training set,
     already on the device in the model's layout; each step gathers its batch from them. Returns
     the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
     trains, with dropout on: what Keras reports), and the learning rate of its last step where the

@@ -237,7 +237,7 @@ def make_dataset(
 
 
 def scale_to_layout(images: np.ndarray, example_shape: tuple[int, ...]) -> np.ndarray:
-    """uint8 images (N, H, W) -> float32 (N, *example_shape) in [0, 1], dividing by 255 as the
+    """uint8 images (N, H, W) -> float32 `(N, *example_shape)` in [0, 1], dividing by 255 as the
     Keras notebook does; `example_shape` is the model's layout of one image, (H*W,) flat or
     (H, W, 1) (a reshape of the same values, no copy)."""
     images = np.asarray(images)

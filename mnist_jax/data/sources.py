@@ -55,7 +55,9 @@ def load_dataset(
     name: 'mnist', 'fashion_mnist', 'kmnist', any other name of an IDX dataset provided as files
         (in `data_dir` or a folder named after it), or 'tfds:NAME' for a prepared
         tensorflow-datasets dataset (then `data_dir` is the TFDS data dir).
+
     cache_dir: root of the cache instead of ~/.cache/mnist_jax (the dataset goes in a subfolder).
+
     Raises `DataError` with a message that says how to provide the files.
     """
     if name.startswith(TFDS_PREFIX):

@@ -1,6 +1,7 @@
 """Statistics for honest reporting, as pure numpy/scipy functions of plain arrays and dicts.
 
 Every interval says what it resamples:
+
 - `intervals`: a mean over seeds with the test set fixed (`summarize`: Student-t;
   `bootstrap_interval`: expanded percentile bootstrap), over seeds *and* test examples
   (`seeds_and_examples_interval`: the t interval over seeds and the test set's, added in
