@@ -6,7 +6,10 @@ with program checkpoints in `SEARCH/population-<p>/`. After each epoch, every li
 the mean validation accuracy of its seeds (`trial.report`) and is asked `should_prune`; a pruned
 trial's members are marked stopped inside the running program (`run_sweep(stop=...)`, the
 patience mechanism: on CPU their epochs are not computed). When the population ends, its trials are
-told: COMPLETE with the mean final validation accuracy, or PRUNED.
+told: COMPLETE with the mean final validation accuracy, or PRUNED. The pruner is asked while at
+least half of the epochs remain: later, pruning saves little and leaves fewer finished trials to
+choose from (measured on MNIST, 10 epochs: successive halving asked up to epoch 9 finished 4 of 64
+trials, its pruning at epoch 9 saving 8 member-epochs).
 
 Killed and resumed: the study's storage says what is done. Trials still RUNNING with a population
 are that population, retrained from its program checkpoints (bitwise, as a sweep resumes); a
@@ -236,7 +239,7 @@ def _train_population(
             with warnings.catch_warnings():  # a step reported before a kill is reported again
                 warnings.simplefilter("ignore")
                 trial.report(float(np.mean(accuracies)), int(epoch))
-            if epoch < config.epochs and trial.should_prune():
+            if 2 * epoch <= config.epochs and trial.should_prune():
                 trial.set_user_attr("pruned_at", int(epoch))
                 pruned.add(number)
         return [trial_of[m].number in pruned for m in program.members]
