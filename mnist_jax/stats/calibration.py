@@ -56,7 +56,7 @@ def calibration_bins(
 def expected_calibration_error(
     confidence: np.ndarray, correct: np.ndarray, num_bins: int = NUM_BINS
 ) -> float:
-    """Sum over bins of (examples in the bin / all examples) * |accuracy - mean confidence|."""
+    """Sum over bins of `(examples in the bin / all examples) * |accuracy - mean confidence|`."""
     bins = calibration_bins(confidence, correct, num_bins)
     total = int(bins["count"].sum())
     if total == 0:
