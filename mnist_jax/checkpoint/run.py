@@ -21,6 +21,7 @@ from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
 from mnist_jax.config import TrainConfig, is_model_name
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.models import Model, check_model, describe_text, mlp
+from mnist_jax.models.imported import model_from_record
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -284,17 +285,20 @@ def _run_config(run_dir: Path) -> TrainConfig | None:
 def spec_of_checkpoint(
     info: dict, config: TrainConfig, model: Model | None = None, where: str = "the checkpoint"
 ) -> TrainSpec:
-    """The spec a checkpoint was trained with: its built-in model rebuilt from the configuration,
+    """The spec a checkpoint was trained with: its model rebuilt from the configuration (built in,
+    or named `package.module:factory`) or from its record (a user's module class that imports),
     or `model` (a user's, which the checkpoint must record), checked against the record."""
     stored = recorded_model(info)
     num_classes = int(info.get("num_classes") or 10)
     image_shape = tuple(info.get("image_shape") or (28, 28))
-    if model is None:
-        if not is_model_name(stored.get("name")):
+    if model is None and not is_model_name(stored.get("name")):
+        model = model_from_record(stored)  # a module class that imports, rebuilt from its record
+        if model is None:
             raise CheckpointError(
-                f"{where} holds the user model {describe_text(stored)}: pass that model "
-                "(model=...) to rebuild it"
+                f"{where} holds the user model {describe_text(stored)}, which does not import "
+                "here: pass that model (model=..., e.g. resume_run(RUN, model=...)) to rebuild it"
             )
+    if model is None:
         try:
             spec = TrainSpec.from_config(config, num_classes, image_shape)
         except ConfigError as error:

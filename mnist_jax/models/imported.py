@@ -100,3 +100,32 @@ def _parameters(function: Any) -> tuple[set[str], set[str]]:
 def _classes(module_class: type, num_classes: int) -> dict[str, int]:
     fields = getattr(module_class, "__dataclass_fields__", {})
     return {"num_classes": num_classes} if "num_classes" in fields else {}
+
+
+def model_from_record(stored: Any) -> Model | None:
+    """A user's model rebuilt from its record in config.json or a checkpoint (`describe()`: the
+    module class or nnx factory by its import path, its settings, its layout), where that path
+    imports; None where it does not (a module defined in a notebook or a script's `__main__`)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("module"), str):
+        return None
+    path, settings = stored["module"], stored.get("settings") or {}
+    module_name, _, attribute = path.rpartition(".")
+    label = stored.get("name") if stored.get("name") != path else None
+    layout = stored.get("input_layout", "flat")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+        if isinstance(found, type) and issubclass(found, nn.Module):
+            module = found(**{key: _hashable(value) for key, value in settings.items()})
+            return LinenModel(module, input_layout=layout, label=label)
+        if callable(found) and "rngs" in _parameters(found)[0] and not settings:
+            from mnist_jax.models.nnx_adapter import NNXModel
+
+            return NNXModel(found, input_layout=layout, label=label)
+    except Exception:  # not importable here, or settings the class no longer takes
+        return None
+    return None
+
+
+def _hashable(value: Any) -> Any:
+    """A JSON value as a module field holds it: lists (JSON's tuples) back to tuples."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
