@@ -104,6 +104,20 @@ def _model_name(text: str) -> str:
     return text
 
 
+class ModelsOwn(float):
+    """The default dropout rate, 0.25 (the notebook's), marked as not set: a user's module that
+    declares its own rate keeps it (`models.resolve_dropout`); everywhere else it is the number.
+    A value given (a flag, `TrainConfig(dropout_rate=...)`, a config.json) is a plain float."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
+DEFAULT_DROPOUT_RATE = ModelsOwn(0.25)
+
+
 def _mlp(values: Mapping[str, Any]) -> bool:
     return values.get("model", "mlp") == "mlp"
 
@@ -208,8 +222,9 @@ class TrainConfig:
         applies=(_schedule_is("cosine", "warmup-cosine"), "only the cosine schedules decay"),
     )
     dropout_rate: float = _field(
-        0.25,
-        "dropout rate after the last hidden layer, in [0, 1)",
+        DEFAULT_DROPOUT_RATE,
+        "dropout rate after the last hidden layer, in [0, 1); unset, a model of yours with its "
+        "own rate keeps it",
         aliases=("--dropout",),
         sweep=True,
         short="dropout",
@@ -404,6 +419,11 @@ class TrainConfig:
             self.warmup_epochs,
             f"fewer than the run's {self.epochs} epochs",
         )
+
+    @property
+    def sets_dropout_rate(self) -> bool:
+        """Whether the dropout rate was given, rather than left at its default (`ModelsOwn`)."""
+        return not isinstance(self.dropout_rate, ModelsOwn)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -22,7 +22,7 @@ from mnist_jax.device_data import (
     spec_for,
     to_device,
 )
-from mnist_jax.models import Model, check_model
+from mnist_jax.models import Model, check_model, resolve_dropout
 from mnist_jax.runtime import compilation_cache_by_default
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
@@ -86,6 +86,7 @@ def fit(
     """
     compilation_cache_by_default()
     spec = spec or spec_for(config, data, model)
+    config = resolve_dropout(config, spec.model)  # a module's own rate, where none is set
     # A model that cannot train on these examples is one line before anything compiles: a wrong
     # output width trained, or diverged an epoch later with advice about the learning rate.
     check_model(spec.model, spec.example_shape, data.num_classes)

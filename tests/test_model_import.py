@@ -21,10 +21,12 @@ from mnist_jax.models import LinenModel
 class ResMLP(nn.Module):
     num_classes: int = 10
     width: int = 16
+    dropout_rate: float = 0.1
 
     @nn.compact
     def __call__(self, x, train=False):
         h = nn.relu(nn.Dense(self.width)(x))
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h + nn.relu(nn.Dense(self.width)(h)))
 
 class ConvNet(nn.Module):
@@ -85,6 +87,18 @@ def test_each_kind_of_factory_becomes_the_model_it_names(user_models):
     assert model("wide", 3).module.width == 32 and model("wide", 3).module.num_classes == 3
 
 
+def test_a_modules_own_dropout_rate_trains_unless_the_configuration_sets_one(user_models):
+    from mnist_jax.sweep import expand_members
+
+    name = f"{user_models}:ResMLP"
+    assert [m.dropout_rate for m in expand_members([0, 1], models=[name, "mlp"])] == [
+        0.1, 0.1, 0.25, 0.25
+    ]  # fmt: skip
+    explicit = TrainConfig(dropout_rate=0.25)  # the default's value, given: it is used
+    assert expand_members([0], models=[name], base=explicit)[0].dropout_rate == 0.25
+    assert expand_members([0], dropout_rates=[0.3], models=[name])[0].dropout_rate == 0.3
+
+
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
@@ -121,6 +135,7 @@ def test_the_commands_train_resume_evaluate_and_sweep_a_model_by_name(
     record = json.loads((run / "config.json").read_text())
     assert record["config"]["model"] == record["model"]["name"] == f"{user_models}:ResMLP"
     assert "hidden_sizes" not in record["model"]["settings"]
+    assert record["config"]["dropout_rate"] == 0.1  # the module's own: what trained
     status, out, err = command(baseline, ["--resume", run])  # rebuilt from config.json alone
     assert status == 0 and "every output was there" in out, err
     status, out, err = command(evaluate, [run])

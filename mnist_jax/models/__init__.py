@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.config import MODELS, is_model_name
+from mnist_jax.config import MODELS, ModelsOwn, is_model_name
 from mnist_jax.errors import ConfigError
 from mnist_jax.models.base import (
     INPUT_LAYOUTS,
@@ -53,6 +53,26 @@ def model_from_config(config: Any, num_classes: int = 10) -> Model:
     return BUILDERS[config.model](config, num_classes)
 
 
+def own_dropout_rate(model: Model | None) -> float | None:
+    """The dropout rate a user's linen module declares in its rate field (None: the model has
+    none of its own, and trains at the configuration's)."""
+    model = getattr(model, "model", model)  # under `BFloat16Model`
+    if isinstance(model, LinenModel) and model.takes_dropout_rate:
+        value = getattr(model.module, model.rate_field)
+        return float(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def resolve_dropout(config: Any, model: Model | None) -> Any:
+    """`config` with the dropout rate that trains `model`: the module's own where the
+    configuration leaves the rate unset (`TrainConfig.sets_dropout_rate`), so that a module
+    declaring 0.1 trains, and is recorded, at 0.1 rather than the default 0.25."""
+    own = own_dropout_rate(model)
+    if own is None or not isinstance(config.dropout_rate, ModelsOwn):
+        return config
+    return config.replace(dropout_rate=own)
+
+
 def parameter_count(model: Model, example: tuple[int, ...]) -> int:
     """The model's number of scalar parameters, computed from shapes only (nothing is drawn)."""
     shapes = jax.eval_shape(lambda key: model.init(key, example), jax.random.key(0))
@@ -81,8 +101,11 @@ def footprint(model: Model, example: tuple[int, ...]) -> Footprint:
 
 
 def model_record(model: Model, example: tuple[int, ...]) -> dict[str, Any]:
-    """What config.json and reports say of a model: its description and parameter count."""
-    return {**model.describe(), "parameters": parameter_count(model, example)}
+    """What config.json and reports say of a model: its description and parameter count, and
+    whether its dropout is its own (a module without a rate field, or an nnx module), so that
+    the configuration's dropout rate does not reach it."""
+    own = {} if model.takes_dropout_rate else {"dropout": "its own"}
+    return {**model.describe(), "parameters": parameter_count(model, example), **own}
 
 
 def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> None:
@@ -169,6 +192,8 @@ __all__ = [
     "mlp",
     "model_from_config",
     "model_record",
+    "own_dropout_rate",
+    "resolve_dropout",
     "param_shapes",
     "parameter_count",
 ]

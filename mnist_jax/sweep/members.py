@@ -14,7 +14,7 @@ import functools
 import itertools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,11 +22,15 @@ from mnist_jax.config import (
     COMPILED_SWEEP_FIELDS,
     FIELDS,
     GRID_ORDER,
+    MODELS,
     SWEEP_FIELDS,
+    ModelsOwn,
     TrainConfig,
     is_model_name,
 )
 from mnist_jax.errors import ConfigError
+from mnist_jax.models import Model, own_dropout_rate
+from mnist_jax.models.imported import import_model
 
 MAX_MEMBERS = 100_000  # bounds the work (and memory) of planning before anything is checked
 # What a member sets beyond its seed, in the order labels name them: a configuration's key
@@ -214,11 +218,31 @@ def expand_members(
     if math.prod(len(values) for values in axes.values()) * len(seeds) > MAX_MEMBERS:
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
     fixed = {} if base is None else {name: getattr(base, name) for name in CONFIG_KEY_FIELDS}
-    return [
+    return with_own_dropout(
         Member(seed=seed, **{**fixed, **dict(zip(axes, combination))})
         for combination in itertools.product(*axes.values())
         for seed in seeds
-    ]
+    )
+
+
+def with_own_dropout(
+    members: Iterable[Member], models: Mapping[str, Model] | None = None
+) -> list[Member]:
+    """`members`, those whose dropout rate is unset (`config.ModelsOwn`) at their model's own
+    (a user's module declaring one: `models.own_dropout_rate`), so that records say what trains.
+    Their model is `models[name]`, or one named `package.module:factory`."""
+    resolved, own = [], {}
+    for member in members:
+        if isinstance(member.dropout_rate, ModelsOwn):
+            if member.model not in own:
+                model = (models or {}).get(member.model)
+                if model is None and member.model not in MODELS and is_model_name(member.model):
+                    model = import_model(member.model)
+                own[member.model] = own_dropout_rate(model)
+            if own[member.model] is not None:
+                member = member.replace(dropout_rate=own[member.model])
+        resolved.append(member)
+    return resolved
 
 
 def group_members(members: Iterable[Member]) -> dict[GroupKey, list[Member]]:

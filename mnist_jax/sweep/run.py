@@ -43,7 +43,7 @@ from mnist_jax.predictions import Predictions
 from mnist_jax.runtime import compilation_cache_by_default
 from mnist_jax.stats import softmax
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey, Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey, Member, with_own_dropout
 from mnist_jax.sweep.plan import SweepProgram, plan_sweep
 from mnist_jax.train import TrainSpec, TrainState
 
@@ -168,7 +168,7 @@ def run_sweep(
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     compilation_cache_by_default()
-    members = list(members)
+    members = with_own_dropout(members, models)
     _warn_config_values_no_member_takes(config, members)
     mesh = mesh or prog.member_mesh()
     num_devices = mesh.size
