@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 
 import jax
@@ -38,8 +39,10 @@ from mnist_jax.train import (
 )
 
 MEMBER_AXIS = "members"
-CPU_DEFAULT_BUDGET_BYTES = 2 * 2**30  # per device, when the device does not report its memory
 DEVICE_MEMORY_FRACTION = 0.5  # of `bytes_limit` where the device reports it
+# Of the host's memory, shared by its CPU devices; the other quarter the sweep's results may take
+# (`device_data.check_results_fit` allows them half) and the rest is the process's own.
+HOST_MEMORY_FRACTION = 0.25
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -270,14 +273,18 @@ def _member_bytes_parts(
 
 def default_budget_bytes(device: jax.Device | None = None) -> int:
     """Per-device bytes a sweep may use: half the device's `bytes_limit` when it reports one
-    (GPU/TPU), else a conservative 2 GiB (CPU: `memory_stats()` is None there)."""
+    (GPU/TPU), else (a CPU: `memory_stats()` is None there) a quarter of the host's physical
+    memory, shared by its local devices (24 GiB and one device: 6 GiB)."""
     device = device or jax.local_devices()[0]
     try:
         stats = device.memory_stats()
     except Exception:
         stats = None
     limit = (stats or {}).get("bytes_limit")
-    return int(limit * DEVICE_MEMORY_FRACTION) if limit else CPU_DEFAULT_BUDGET_BYTES
+    if limit:
+        return int(limit * DEVICE_MEMORY_FRACTION)
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(host * HOST_MEMORY_FRACTION) // len(jax.local_devices(backend=device.platform))
 
 
 def members_per_program(
@@ -299,7 +306,7 @@ def members_per_program(
     members' working memory exists at once, beside every member's state and logits: the bound is
     then `(bytes_budget - members_per_step * working) // resident`, with at least half the budget
     left to the members' state (a working set alone over the budget, as a CNN's evaluation chunk
-    on a CPU's 2 GiB, runs anyway: more members only add their state).
+    on a small budget, runs anyway: more members only add their state).
 
     `bytes_budget` is per device (default `default_budget_bytes()`); `num_devices` defaults to all.
     """
