@@ -33,7 +33,7 @@ from mnist_jax.sweep.program import default_members_per_step, member_mesh
 PROG = "python -m experiments.search"
 SEARCH_FILE, RESULTS_FILE, REPORT_FILE = "search.json", "results.json", "report.md"
 SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "sampler_seed",
-            "pruner", "storage", "confirm_top", "confirm_seeds")  # fmt: skip
+            "pruner", "reduction_factor", "storage", "confirm_top", "confirm_seeds")  # fmt: skip
 
 
 def build_parser() -> cli.Parser:
@@ -58,6 +58,13 @@ def build_parser() -> cli.Parser:
     group.add_argument("--sampler-seed", type=int, default=0)
     group.add_argument("--pruner", choices=PRUNERS, default="successive-halving")
     group.add_argument(
+        "--reduction-factor",
+        type=cli.positive_int,
+        default=3,
+        metavar="ETA",
+        help="the pruner keeps 1/ETA of the trials at each rung (default 3)",
+    )
+    group.add_argument(
         "--storage",
         default=None,
         metavar="URL",
@@ -71,6 +78,14 @@ def build_parser() -> cli.Parser:
         help="best configurations trained again over fresh seeds (default 2)",
     )
     group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N")
+    group.add_argument(
+        "--compare",
+        type=cli.folder_path,
+        default=None,
+        metavar="SEARCH_DIR",
+        help="another finished search (e.g. --sampler random --pruner none): the "
+        "report shows its best validation accuracy at equal member-epochs",
+    )
     cli.add_output_flags(parser, "searches")
     parser.add_argument(
         "--resume",
@@ -82,7 +97,7 @@ def build_parser() -> cli.Parser:
     return parser  # fmt: skip
 
 
-_RESUMABLE = ("--resume", "--quiet", "--data-dir")
+_RESUMABLE = ("--resume", "--quiet", "--data-dir", "--compare")
 
 
 def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
@@ -104,7 +119,10 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
         check_storage_url(args.storage)
     from mnist_jax.search.engine import make_pruner, make_sampler
 
-    make_sampler(args.sampler, args.sampler_seed, space), make_pruner(args.pruner, config.epochs)
+    (
+        make_sampler(args.sampler, args.sampler_seed, space),
+        make_pruner(args.pruner, config.epochs, args.reduction_factor),
+    )
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -123,6 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnist_jax.search import confirm, engine
 
     args = build_parser().parse_args(argv)
+    other = None
+    if args.compare:  # read before anything is created
+        path = Path(args.compare) / RESULTS_FILE
+        try:
+            other = (Path(args.compare).name, json.loads(path.read_text())["compute_curve"])
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(f"--compare {args.compare}: no finished search ({error})") from None
     settings, config, search_dir = _settings(args, argv)
     space = parse_space([settings["space"]], {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
     console = Console(quiet=args.quiet)
@@ -138,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json_atomic(search_dir / SEARCH_FILE, record)
     console.info(f"search directory: {search_dir}")
     sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
-    pruner = engine.make_pruner(settings["pruner"], config.epochs)
+    pruner = engine.make_pruner(
+        settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
+    )
     study = engine.open_study(
         settings["storage"],
         search_dir,
@@ -189,16 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         members_per_step=per_step, callbacks=[progress],
     )  # fmt: skip
     results = {
-        "trials": [_trial_entry(t) for t in trials],
+        "trials": [confirm.trial_entry(t) for t in trials],
         "compute_curve": curve,
         "member_epochs": curve[-1]["member_epochs"] if curve else 0,
         "populations": {str(k): {n: t[n] for n in t if n != "start"} for k, t in timing.items()},
         "confirmation": {"seeds": seeds, "member_epochs": summary["member_epochs"],
                          "selected": summary["selected"],
-                         "configurations": [_confirmed(r) for r in summary["configurations"]]},
+                         "configurations": list(map(confirm.confirmed, summary["configurations"]))},
     }  # fmt: skip
     write_json_atomic(search_dir / RESULTS_FILE, json.loads(json.dumps(results, default=str)))
-    write_text_atomic(search_dir / REPORT_FILE, _report(settings, results))
+    write_text_atomic(search_dir / REPORT_FILE, confirm.render_report(settings, results, other))
     best = summary["selected"] or {"label": keys[0], "test": summary["configurations"][0]}
     console.result(
         f"selected by validation over {len(seeds)} fresh seeds: {best['label']}: test accuracy "
@@ -212,57 +239,6 @@ def _close(timing: dict) -> None:
     """The wall seconds of the last population started, if not yet closed."""
     if timing and "seconds" not in timing[max(timing)]:
         timing[max(timing)]["seconds"] = time.perf_counter() - timing[max(timing)]["start"]
-
-
-def _trial_entry(trial) -> dict:
-    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
-            "params": trial.params, **trial.user_attrs,
-            "intermediate": {str(k): v for k, v in trial.intermediate_values.items()}}  # fmt: skip
-
-
-def _confirmed(row: dict) -> dict:
-    both = row["test_intervals"]["over_seeds_and_examples"]
-    return {"label": row["label"], "test_accuracy": row["test_accuracy"]["mean"],
-            "interval": [both["low"], both["high"]],
-            "verdict": (row.get("comparison") or {}).get("verdict")}  # fmt: skip
-
-
-def _report(settings: dict, results: dict) -> str:
-    states = [t["state"] for t in results["trials"]]
-    lines = [
-        f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
-        f"{settings['trials']} trials in populations of {settings['population']}",
-        "", f"Space: `{settings['space']}`", "",
-        f"Trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-        f"{states.count('FAIL')} failed; {results['member_epochs']} member-epochs.", "",
-        "## Best validation accuracy against compute", "",
-        "| trials | member-epochs | best validation accuracy (complete trials) |",
-        "|---:|---:|---:|",
-    ]  # fmt: skip
-    curve = results["compute_curve"]
-    shown = {len(curve) * k // 8 - 1 for k in range(1, 9)} | {len(curve) - 1}
-    for i, point in enumerate(curve):
-        if i in shown and point["best_val_accuracy"] is not None:
-            lines.append(
-                f"| {i + 1} | {point['member_epochs']} | {point['best_val_accuracy']:.2%} |"
-            )
-    lines += ["", "## Confirmation over fresh seeds (test set, met once)", "",
-              f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
-              "[confirmation/report.md](confirmation/report.md). Each configuration's mean test "
-              "accuracy, its 95% interval over seeds and test images, and its paired comparison "
-              "with the search's best:", ""]  # fmt: skip
-    for row in results["confirmation"]["configurations"]:
-        low, high = row["interval"]
-        lines.append(
-            f"- {row['label']}: {row['test_accuracy']:.2%}"
-            + (f" [{low:.2%}, {high:.2%}]" if low is not None else "")
-            + (f"; {row['verdict']}" if row["verdict"] else "")
-        )
-    selected = results["confirmation"]["selected"]
-    if selected:
-        lines += ["", f"**Selected by the fresh seeds' validation accuracy: {selected['label']}**, "
-                  f"test accuracy {selected['test']:.2%}."]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

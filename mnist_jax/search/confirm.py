@@ -55,3 +55,66 @@ def confirm(
     entries = member_entries(result, config.target_accuracy)
     write_sweep_files(out_dir, result, summary, entries, only_missing=False)
     return summary
+
+
+def trial_entry(trial) -> dict:
+    """results.json's entry of a trial: its number, state, value, params, user attrs, reports."""
+    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
+            "params": trial.params, **trial.user_attrs,
+            "intermediate": {str(k): v for k, v in trial.intermediate_values.items()}}  # fmt: skip
+
+
+def confirmed(row: dict) -> dict:
+    """A confirmed configuration (a summary.json row): mean test accuracy, interval, verdict."""
+    both = row["test_intervals"]["over_seeds_and_examples"]
+    return {"label": row["label"], "test_accuracy": row["test_accuracy"]["mean"],
+            "interval": [both["low"], both["high"]],
+            "verdict": (row.get("comparison") or {}).get("verdict")}  # fmt: skip
+
+
+def _best_within(curve: list, budget: int) -> str:
+    values = [p["best_val_accuracy"] for p in curve if p["member_epochs"] <= budget]
+    values = [v for v in values if v is not None]
+    return f"{values[-1]:.2%}" if values else "-"
+
+
+def render_report(settings: dict, results: dict, other: tuple | None = None) -> str:
+    """SEARCH/report.md from search.json's settings and results.json; `other`: (name, compute
+    curve) of another search, shown at equal member-epochs."""
+    states = [t["state"] for t in results["trials"]]
+    lines = [
+        f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
+        f"{settings['trials']} trials in populations of {settings['population']}",
+        "", f"Space: `{settings['space']}`", "",
+        f"Trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+        f"{states.count('FAIL')} failed; {results['member_epochs']} member-epochs.", "",
+        "## Best validation accuracy against compute", "",
+        "| trials | member-epochs | best validation accuracy (complete trials) |"
+        + (f" {other[0]} at as many member-epochs |" if other else ""),
+        "|---:|---:|---:|" + ("---:|" if other else ""),
+    ]  # fmt: skip
+    curve = results["compute_curve"]
+    shown = {len(curve) * k // 8 - 1 for k in range(1, 9)} | {len(curve) - 1}
+    for i, point in enumerate(curve):
+        if i in shown and point["best_val_accuracy"] is not None:
+            lines.append(
+                f"| {i + 1} | {point['member_epochs']} | {point['best_val_accuracy']:.2%} |"
+                + (f" {_best_within(other[1], point['member_epochs'])} |" if other else "")
+            )
+    lines += ["", "## Confirmation over fresh seeds (test set, met once)", "",
+              f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
+              "[confirmation/report.md](confirmation/report.md). Each configuration's mean test "
+              "accuracy, its 95% interval over seeds and test images, and its paired comparison "
+              "with the search's best:", ""]  # fmt: skip
+    for row in results["confirmation"]["configurations"]:
+        low, high = row["interval"]
+        lines.append(
+            f"- {row['label']}: {row['test_accuracy']:.2%}"
+            + (f" [{low:.2%}, {high:.2%}]" if low is not None else "")
+            + (f"; {row['verdict']}" if row["verdict"] else "")
+        )
+    selected = results["confirmation"]["selected"]
+    if selected:
+        lines += ["", f"**Selected by the fresh seeds' validation accuracy: {selected['label']}**, "
+                  f"test accuracy {selected['test']:.2%}."]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -99,15 +99,20 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
-def make_pruner(name: str, epochs: int):
-    """Successive halving and Hyperband from epoch 1, a third kept at each rung (1, 3, 9 epochs)."""
+def make_pruner(name: str, epochs: int, reduction_factor: int = 3):
+    """Successive halving and Hyperband from epoch 1, 1/`reduction_factor` of the trials kept at
+    each rung (epochs 1, 3, 9 with 3)."""
     import optuna
 
+    if reduction_factor < 2:
+        raise ConfigError(f"invalid --reduction-factor {reduction_factor}: expected 2 or more")
     if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=reduction_factor
+        )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs, reduction_factor=3
+            min_resource=1, max_resource=epochs, reduction_factor=reduction_factor
         )
     return optuna.pruners.NopPruner()
 
