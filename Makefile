@@ -3,6 +3,7 @@
 #   make test       run the test suite (both cores; prints its 15 slowest tests)
 #   make test-fast  the one-minute tier for the edit loop (both cores): pure functions, the golden test, lint
 #                   and format, and each command once on tiny data (pytest -m "not slow")
+#   make docs       build the documentation site into docs/_build/html (offline, warnings as errors)
 # Both create .venv/ on first use and install the project into it (pinned by constraints.txt).
 
 PYTHON ?= python3
@@ -10,12 +11,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: baseline test test-fast bench sweep clean
+.PHONY: baseline test test-fast docs bench sweep clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds,search]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tfds,search,docs]'
 	touch $(STAMP)
 
 baseline: $(STAMP)
@@ -27,8 +28,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadscope --durations=5 $(ARGS)
 
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(PY) -m experiments.bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build
