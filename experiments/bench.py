@@ -193,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
     cli.add_data_flags(parser)
     parser.add_argument(
-        "--model", default="mlp", choices=MODELS, help="the model timed (default %(default)s)"
+        "--model",
+        default="mlp",
+        help=f"the model timed: {', '.join(MODELS)} or PACKAGE.MODULE:FACTORY (default mlp)",
     )
     parser.add_argument(
         "--precision",

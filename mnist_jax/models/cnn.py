@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mnist_jax.models.base import LinenModel, dropout
+from mnist_jax.models.conv_matmul import conv_as_matmul
 
 _GLOROT = {"kernel_init": nn.initializers.glorot_uniform(), "bias_init": nn.initializers.zeros}
 
@@ -23,7 +24,8 @@ class Conv(nn.Module):
 
     XLA:CPU runs a convolution inside a loop (the epoch's `lax.scan`) through a slow generic
     path, about 20 times slower than the same convolution outside one (jax-ml/jax#12868); the
-    slices-and-matmul form runs at matmul speed there. Other backends use `lax.conv`.
+    slices-and-matmul form (`conv_matmul`, which a user's `nn.Conv` layers get too) runs at matmul
+    speed there. Other backends use `lax.conv`.
     """
 
     features: int
@@ -43,15 +45,7 @@ class Conv(nn.Module):
                 x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
             return y + bias
-        height, width = x.shape[-3], x.shape[-2]
-        top, left = (kh - 1) // 2, (kw - 1) // 2  # SAME padding, as lax.conv places it
-        pad = [(0, 0)] * (x.ndim - 3) + [(top, kh - 1 - top), (left, kw - 1 - left), (0, 0)]
-        padded = jnp.pad(x, pad)
-        patches = jnp.concatenate(
-            [padded[..., i : i + height, j : j + width, :] for i in range(kh) for j in range(kw)],
-            axis=-1,
-        )  # (..., H, W, kh * kw * C), ordered as the kernel's (kh, kw, C) axes
-        return patches @ kernel.reshape(kh * kw * channels, self.features) + bias
+        return conv_as_matmul(x, kernel, (1, 1), "SAME", (1, 1)) + bias
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mnist_jax.models.base import Model, Params, example_shape, qualified_name
+from mnist_jax.models.conv_matmul import patch_nnx_convs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +32,14 @@ class NNXModel(Model):
     """`make(rngs)` builds the module (e.g. `lambda rngs: MyNet(rngs=rngs)`); the module is called
     as `module(x)` on a batch and returns logits, with `module.train()`/`module.eval()` switching
     its dropout. Its `nnx.Dropout` layers draw from the "dropout" stream of the `rngs` given to
-    `make` (or "default"), which the adapter seeds from the train state's dropout key."""
+    `make` (or "default"), which the adapter seeds from the train state's dropout key. On CPUs
+    its `nnx.Conv` layers compute as slices and a matmul (`conv_matmul`: the same parameters and
+    maths); `cpu_conv_as_matmul=False` keeps lax's convolution."""
 
     make: Callable[[nnx.Rngs], nnx.Module]
     input_layout: str = "flat"
     label: str | None = None
+    cpu_conv_as_matmul: bool = True
 
     def __post_init__(self) -> None:
         example_shape(self.input_layout, (28, 28))  # validates the layout
@@ -69,6 +73,8 @@ class NNXModel(Model):
         train = dropout_key is not None
         unused = jax.random.key(0)
         module = self._module(unused, dropout_key if train else unused)
+        if self.cpu_conv_as_matmul and jax.default_backend() == "cpu":
+            patch_nnx_convs(module)
         state = nnx.state(module, nnx.Param)
         nnx.replace_by_pure_dict(state, params)
         nnx.update(module, state)

@@ -1,0 +1,84 @@
+"""`python -m experiments.conv_bench`: a user's own convolutional module on a CPU, before and after
+`conv_matmul`: a LeNet written with `nn.Conv` layers trained by `LinenModel` with lax's
+convolutions (`cpu_conv_as_matmul=False`) and as slices and a matmul (the default), epochs timed
+alternately in one process (other processes on the machine slow both alike), against the model's
+forward and backward floor as `experiments.bench` measures it for the built-in CNN.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from experiments import cli
+from experiments.bench import cpu_description, measure_model_floor
+from mnist_jax.config import TrainConfig
+from mnist_jax.data import load_dataset
+from mnist_jax.fit import spec_for, to_device
+from mnist_jax.models import LinenModel
+from mnist_jax.train import create_train_state, train_epoch_jit
+
+
+class LeNet(nn.Module):
+    """LeNet-5 with ReLU and average pooling, as a user writes it (`python -m experiments.bench
+    --model experiments.conv_bench:LeNet` times it alone)."""
+
+    input_layout = "image"  # what `--model PACKAGE.MODULE:FACTORY` reads
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.avg_pool(nn.relu(nn.Conv(6, (5, 5), padding="SAME")(x)), (2, 2), (2, 2))
+        x = nn.avg_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+        x = x.reshape(*x.shape[:-3], -1)
+        x = nn.relu(nn.Dense(84)(nn.relu(nn.Dense(120)(x))))
+        return nn.Dense(10)(x)
+
+
+def lenet_lax_conv() -> LinenModel:
+    """The LeNet with lax's convolutions, as before `conv_matmul` (`--model` of bench)."""
+    return LinenModel(LeNet(), "image", cpu_conv_as_matmul=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = cli.Parser(prog="python -m experiments.conv_bench", description=__doc__)
+    cli.add_data_flags(parser)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of each (default 2)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    args = parser.parse_args(argv)
+    config = TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, epochs=1
+    )
+    dataset = load_dataset(config.dataset, config.data_dir)
+    runs = {}
+    for name, on in (("lax_conv", False), ("conv_as_matmul", True)):
+        spec = spec_for(config, dataset, LinenModel(LeNet(), "image", cpu_conv_as_matmul=on))
+        data = to_device(dataset, config, spec)
+        state = create_train_state(config, spec)
+        epoch = train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
+        state, _ = jax.block_until_ready(epoch(state, data.train_images, data.train_labels))
+        runs[name] = [spec, state, epoch, data, []]  # after a warm-up epoch (threads, pages)
+    matmul = runs["conv_as_matmul"]
+    steps = -(-int(matmul[3].train_labels.shape[0]) // config.batch_size)
+    floors = []
+    for _ in range(args.epochs):  # in turn, so that the machine's other load falls on all three
+        for run in runs.values():
+            _, state, epoch, data, times = run
+            start = time.perf_counter()
+            run[1], _ = jax.block_until_ready(epoch(state, data.train_images, data.train_labels))
+            times.append(time.perf_counter() - start)
+        _, floor = measure_model_floor(matmul[0], matmul[1].params, config.batch_size, steps, 1)
+        floors.append(floor)
+    # The fastest of each: other processes on the machine only ever slow a run down.
+    floor = min(floors)
+    print(f"cpu: {cpu_description()}, jax {jax.__version__}")
+    for name, times in [*((name, run[4]) for name, run in runs.items()), ("floor", floors)]:
+        rounded = [round(t, 2) for t in times]
+        print(f"  {name:<15} {min(times):7.2f} s, {min(times) / floor:5.2f} x floor  {rounded}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main, "python -m experiments.conv_bench")
