@@ -8,8 +8,9 @@ A run directory (and a sweep directory, one row per member in members.json's ord
 - `labels` (examples,): the true classes, so two files can be checked to cover one test set;
 - `valid` (models,) bool: False for a sweep member that diverged (its rows are zeros).
 
-This is what comparing models example by example (McNemar's test), a run's Wilson interval and a
-sweep's two-level bootstrap need, at three bytes per example and model less than the logits.
+This is what comparing models example by example (McNemar's test, the two runs' interval), a run's
+Wilson interval and a sweep's interval over seeds and test images need, at three bytes per example
+and model less than the logits.
 """
 
 from __future__ import annotations
