@@ -411,3 +411,29 @@ def test_a_run_checkpointed_before_the_state_held_hyper_resumes_to_the_same_resu
     assert "train_grad_norm" in metrics["history"][-1]
     state = load_run(run, "latest").state
     assert float(state.hyper["label_smoothing"]) == 0.0
+
+
+def test_a_save_that_never_finishes_ends_in_one_line_after_the_bound(tmp_path, monkeypatch):
+    """orbax's background commit waits at most SAVE_TIMEOUT_SECONDS; a commit still pending then
+    (a hung network disk) is the command's one-line error, not a wait without end."""
+    import time
+
+    from orbax.checkpoint._src.futures import future
+
+    from mnist_jax.checkpoint import store as store_module
+    from mnist_jax.errors import OutputError
+
+    def never_done(self, timeout=None):
+        assert timeout == 1  # the bound reached orbax's commit wait
+        time.sleep(timeout)
+        raise TimeoutError("commit still pending")
+
+    monkeypatch.setattr(store_module, "SAVE_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(future.ChainedFuture, "result", never_done)
+    store = store_module.CheckpointStore(tmp_path / "checkpoints")
+    started = time.monotonic()
+    with pytest.raises(OutputError, match="cannot write a checkpoint to .*: ") as error:
+        store.save(1, {"w": np.zeros(3, np.float32)}, {"epoch": 1}, metric=0.5)
+        store.close()
+    assert "commit still pending" in str(error.value) and "\n" not in str(error.value)
+    assert time.monotonic() - started < 30
