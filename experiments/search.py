@@ -154,6 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
     dataset = load_dataset(config.dataset, config.data_dir)
     check_fits(config, dataset)
+    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
+    pruner = engine.make_pruner(
+        settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
+    )
+
+    def study_in(folder):
+        return engine.open_study(settings["storage"], folder, settings["study_name"], sampler,
+                                 pruner, create=not args.resume)  # fmt: skip
+
+    # A storage URL is reached (and the study created) before the search directory is.
+    study = study_in(search_dir) if settings["storage"] else None
     if args.resume:
         lock_run_dir(search_dir)
     else:
@@ -162,18 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "command": " ".join([PROG, *argv])}  # fmt: skip
         write_json_atomic(search_dir / SEARCH_FILE, record)
     console.info(f"search directory: {search_dir}")
-    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
-    pruner = engine.make_pruner(
-        settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
-    )
-    study = engine.open_study(
-        settings["storage"],
-        search_dir,
-        settings["study_name"],
-        sampler,
-        pruner,
-        create=not args.resume,
-    )
+    study = study or study_in(search_dir)
     data = to_device(dataset, config)
     mesh = member_mesh()
     per_step = default_members_per_step(mesh)

@@ -70,6 +70,10 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
     except (optuna.exceptions.DuplicatedStudyError, KeyError) as error:
         raise ConfigError(f"study {name!r} in the storage: {error}") from None
+    except Exception as error:  # the database cannot be reached or read: SQLAlchemy's errors
+        if type(error).__module__.startswith("sqlalchemy"):
+            raise ConfigError(f"--storage {storage}: {str(error).splitlines()[0]}") from None
+        raise
 
 
 def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
