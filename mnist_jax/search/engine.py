@@ -20,6 +20,7 @@ a trial asked but never given a population is told FAIL and replaced. No trial i
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -86,12 +87,9 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
-        try:
-            return optuna.samplers.CmaEsSampler(seed=seed)
-        except ImportError:
-            raise ConfigError(
-                "--sampler cmaes needs the cmaes package: pip install cmaes"
-            ) from None
+        if importlib.util.find_spec("cmaes") is None:
+            raise ConfigError("--sampler cmaes needs the cmaes package: pip install cmaes")
+        return optuna.samplers.CmaEsSampler(seed=seed)
     ranges = [f for f, (kind, _) in space.items() if kind in ("uniform", "loguniform")]
     if ranges:
         raise ConfigError(f"--sampler grid needs choice() or int() items; {ranges[0]} is a range")
@@ -100,7 +98,13 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
             {f: (kind, v)})[f].choices)
         for f, (kind, v) in space.items()
     }  # fmt: skip
-    return optuna.samplers.GridSampler(grid, seed=seed)
+
+    class Grid(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            """No `study.stop()` once the grid is done: outside `study.optimize` it raises, before
+            the trial's state is told. The search stops by its trial count."""
+
+    return Grid(grid, seed=seed)
 
 
 def make_pruner(name: str, epochs: int, reduction_factor: int = 3):
