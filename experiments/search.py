@@ -107,6 +107,8 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
         given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUMABLE]
         if given:
             raise ConfigError(f"--resume takes the search from its {SEARCH_FILE}; drop {given[0]}")
+        if (Path(args.resume) / RESULTS_FILE).exists():
+            raise ConfigError(f"{args.resume} holds a finished search: nothing to resume")
         record, config = read_run_record(args.resume, SEARCH_FILE)
         return record["settings"], config, Path(args.resume)
     if not args.space:
