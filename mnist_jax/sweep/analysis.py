@@ -7,8 +7,8 @@
 - `search_curve`: the expected best validation accuracy after n trials of the sweep;
 - `selected_configuration`: the configuration a reader would pick, chosen on validation data.
 
-Each takes plain values (configuration keys in member order, `Predictions`, `MemberResult`s), so
-the numbers can be recomputed from a sweep directory's members.json and predictions.npz.
+Each takes plain values (configuration keys in member order, `Predictions`, `MemberResult`
+values), so the numbers can be recomputed from a sweep directory's members.json and predictions.npz.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def test_intervals(
 ) -> dict[ConfigKey, dict]:
     """Per configuration (`keys[i]` is member i's, the row order of `predictions`; invalid rows
     left out), intervals of the mean test accuracy beyond `summarize_by_config`'s Student-t one:
+
     - `over_seeds_bootstrap`: the expanded percentile bootstrap over seeds, test set fixed (None
       below `stats.intervals.MIN_BOOTSTRAP_SEEDS` seeds);
     - `over_seeds_and_examples`: `stats.seeds_and_examples_interval`, over seeds and test images
@@ -68,8 +69,8 @@ def comparisons(
     results: Sequence, reference: ConfigKey, metric: str = "test_accuracy", *, seed: int = 0
 ) -> dict[ConfigKey, dict]:
     """`stats.compare_with_reference` of every configuration's `metric` (an accuracy: higher is
-    better) against `reference`, seed by seed over the non-diverged members (`MemberResult`s or
-    anything with their fields)."""
+    better) against `reference`, seed by seed over the non-diverged members (`MemberResult` values
+    or anything with their fields)."""
     if "accuracy" not in metric:
         raise ValueError(f"comparisons are of accuracies (higher is better), not {metric!r}")
     values = values_by_config(results, metric)
