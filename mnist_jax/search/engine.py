@@ -11,10 +11,11 @@ least half of the epochs remain: later, pruning saves little and leaves fewer fi
 choose from (measured on MNIST, 10 epochs: successive halving asked up to epoch 9 finished 4 of 64
 trials, its pruning at epoch 9 saving 8 member-epochs).
 
-Killed and resumed: the study's storage says what is done. Trials still RUNNING with a population
-are that population, retrained from its program checkpoints (bitwise, as a sweep resumes); a
-pruning decision is kept in the trial (`pruned_at`), so an epoch trained again decides the same;
-a trial asked but never given a population is told FAIL and replaced. No trial is told twice.
+Killed and resumed: the study's storage says what is done. A population with trials still RUNNING
+is retrained whole from its program checkpoints (bitwise, as a sweep resumes; its trials told
+before the kill are not told again); a pruning decision is kept in the trial (`pruned_at`), so an
+epoch trained again decides the same; a trial asked but never given a population is told FAIL and
+replaced. No trial is told twice.
 """
 
 from __future__ import annotations
@@ -171,9 +172,10 @@ def run_search(
                 study.tell(t.number, state=TrialState.FAIL)
         running = [t for t in running if "population" in t.user_attrs]
         populations = [t.user_attrs.get("population", -1) for t in frozen]
-        if running:
+        if running:  # the whole population, as planned: some of it may have been told
             index = running[0].user_attrs["population"]
-            trials = [Trial(study, t._trial_id) for t in running]
+            ours = [t for t in frozen if t.user_attrs.get("population") == index]
+            trials = [Trial(study, t._trial_id) for t in ours]
         else:
             done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in frozen)
             size = min(settings.population, settings.trials - done)
@@ -212,16 +214,19 @@ def _train_population(
         by_trial[trial.number] = (trial, members)
         trial_of.update({m: trial for m in members})
     for trial in failed:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     members = [m for _, ms in by_trial.values() for m in ms]
     if not members:
         return
     programs = plan_sweep(
         config, members, data, mesh.size, members_per_program, members_per_step=members_per_step
     )
+    told = {t.number for t in study.get_trials(deepcopy=False) if _finished(t)}
     for program in programs:
         for member in program.members:
             trial = trial_of[member]
+            if trial.number in told:  # before a kill: its attributes are set
+                continue
             store = program_store(population_dir, program.index).directory
             trial.set_user_attr("program", program.index)
             trial.set_user_attr("seeds", [m.seed for m in by_trial[trial.number][1]])
