@@ -22,7 +22,7 @@ import jax
 from mnist_jax import tensorboard as tb
 from mnist_jax.errors import OutputError
 from mnist_jax.fileio import write_text_atomic
-from mnist_jax.sweep.results import config_label
+from mnist_jax.labels import config_label
 
 METRICS_LOG = "metrics.jsonl"
 

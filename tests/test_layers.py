@@ -27,6 +27,7 @@ LAYERS = (
             "mnist_jax.random_bits",
             "mnist_jax.recipe",
             "mnist_jax.config",
+            "mnist_jax.labels",
             "mnist_jax.runtime",
             "mnist_jax.distributed",
         ),
