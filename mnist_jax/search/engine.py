@@ -32,7 +32,7 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.search.space import member_values, optuna_distributions
 from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
-from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
 from mnist_jax.sweep.plan import plan_sweep
 from mnist_jax.sweep.run import run_sweep
 
@@ -137,7 +137,8 @@ def trial_members(config: TrainConfig, space, number: int, params: Mapping, seed
     """A trial's members: the configuration's values, the trial's, and seeds number*seeds+j."""
     base = {name: getattr(config, name) for name in CONFIG_KEY_FIELDS}
     values = {**base, **member_values(space, params)}
-    return [Member(number * seeds + j, **values) for j in range(seeds)]
+    # A user's model's own dropout rate, as run_sweep would set it: the plan holds what trains.
+    return with_own_dropout([Member(number * seeds + j, **values) for j in range(seeds)])
 
 
 def _finished(trial) -> bool:
