@@ -30,7 +30,7 @@ def test_a_space_is_parsed_and_every_value_it_can_give_is_checked(tmp_path):
     }
     for bad in ("lr=loguniform(0,1e-2)", "lr=uniform(2,1)", "dropout=uniform(0,1.5)",
                 "lr=normal(0,1)", "nope=uniform(0,1)", "wd=loguniform(1e-6,1e-2)",
-                "schedule=choice(constant|warp)", "lr=int(1,3)"):  # fmt: skip
+                "schedule=choice(constant|warp)", "hidden=int(1,3)"):  # fmt: skip
         with pytest.raises(ConfigError, match="search space"):
             parse_space([bad])  # wd: adam, the default optimizer, takes none
     assert parse_space(["wd=loguniform(1e-6,1e-2)"], {"optimizer": "adamw"})

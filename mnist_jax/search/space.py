@@ -1,11 +1,11 @@
 """A search space over the sweep's fields: `lr=loguniform(1e-4,1e-2) schedule=choice(a|b)`.
 
 Each item is a field of the configuration key (its name or short name, as `--reference` takes them),
-`=`, and a distribution: `loguniform(LOW,HIGH)`, `uniform(LOW,HIGH)`, `int(LOW,HIGH)` (inclusive)
-or `choice(A|B|...)` with values as the sweep's flags take them (hidden sizes as `256,256`). Every
-value the space can give is checked, as a sweep's members are, before anything is created: the
-bounds of ranges and every choice. A space file holds the same items, one or more a line, `#`
-comments.
+`=`, and a distribution: `loguniform(LOW,HIGH)`, `uniform(LOW,HIGH)`, `int(LOW,HIGH)` (whole
+numbers, both ends included, e.g. warm-up epochs) or `choice(A|B|...)` with values as the sweep's
+flags take them (hidden sizes as `256,256`). Every value the space can give is checked, as a
+sweep's members are, before anything is created: the bounds of ranges and every choice. A space
+file holds the same items, one or more a line, `#` comments.
 """
 
 from __future__ import annotations
@@ -67,10 +67,8 @@ def _distribution(item: str, field: str, kind: str, inside: str, base: Mapping) 
                 raise ValueError("expected finite LOW < HIGH")
             if kind == "loguniform" and low <= 0:
                 raise ValueError("loguniform needs LOW > 0")
-            if kind == "int" and isinstance(FIELDS[field].default, float):
-                raise ValueError(f"{field} is a real number: use uniform or loguniform")
-            if kind != "int" and not isinstance(FIELDS[field].default, float):
-                raise ValueError(f"{field} is not a real number: use int or choice")
+            if not isinstance(FIELDS[field].default, float):
+                raise ValueError(f"{field} is not a number: use choice")
             values = (low, high)
         for value in values:  # a member with it raises TrainConfig's own message
             Member(0, **{**base, field: value})
@@ -108,6 +106,8 @@ def member_values(space: Mapping[str, tuple], params: Mapping) -> dict:
     for field, value in params.items():
         if field in space and space[field][0] == "choice":
             value = next(v for v in space[field][1] if _choice_value(v) == value)
+        elif field in space and space[field][0] == "int":  # whole numbers of a real field
+            value = float(value)
         out[field] = value
     return out
 
