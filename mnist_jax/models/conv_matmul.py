@@ -104,8 +104,9 @@ def intercept_linen_conv(next_fun, args, kwargs, context):
     if not (
         isinstance(module, nn.Conv)
         and context.method_name == "__call__"
-        and getattr(module, "conv_general_dilated", False) is None  # a later flax may drop it
-        and module.conv_general_dilated_cls is None
+        # flax marks the setting deprecated: where a later flax drops it, lax's convolution runs
+        and getattr(module, "conv_general_dilated", False) is None
+        and getattr(module, "conv_general_dilated_cls", None) is None
     ):
         return next_fun(*args, **kwargs)
     object.__setattr__(module, "conv_general_dilated", conv_general_dilated)  # modules are frozen
