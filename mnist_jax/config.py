@@ -156,7 +156,7 @@ class TrainConfig:
         "mlp (the notebook's, layers from --hidden-sizes), cnn (the Flax examples' CNN: two "
         "3x3 convolutions with average pooling, Dense 256), or a model of yours imported as "
         "PACKAGE.MODULE:FACTORY (a flax.linen module class, an nnx module class or factory "
-        "taking rngs, or a function returning a mnist_jax Model)",
+        "taking rngs, or a function of num_classes returning a Model)",
         sweep=True,
         parse=_model_name,
         compiled=1,

@@ -48,8 +48,20 @@ class NNXNet(nnx.Module):
 def wide(num_classes):
     return LinenModel(ResMLP(num_classes, width=32), label="wide")
 
-def broken():
+def broken(num_classes):
     raise RuntimeError("no GPU here")
+
+class Sideways(nn.Module):
+    input_layout = "sideways"
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(10)(x)
+
+class FirstTwo(nn.Module):  # logits for the first two examples of any batch
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(10)(x[:2])
 
 NOT_A_MODEL = 3
 """
@@ -105,12 +117,32 @@ def test_a_modules_own_dropout_rate_trains_unless_the_configuration_sets_one(use
         ("Missing", "does not import (AttributeError"),
         ("NOT_A_MODEL", "is a int, not a flax.linen module class"),
         ("broken", "failed to build: RuntimeError: no GPU here"),
+        ("Sideways", "failed to build: ValueError: unknown input layout 'sideways'"),
     ],
 )
 def test_a_name_that_does_not_give_a_model_is_one_line(user_models, factory, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as error:
         model_from_config(TrainConfig(model=f"{user_models}:{factory}"))
     assert "\n" not in str(error.value)
+
+
+def test_a_model_whose_logits_do_not_follow_the_batch_is_refused_before_training(user_models):
+    from mnist_jax.models import check_model
+
+    model = model_from_config(TrainConfig(model=f"{user_models}:FirstTwo"))
+    with pytest.raises(ConfigError, match=r"returns \(2, 10\) in eval mode for a batch of 3"):
+        check_model(model, (784,), 10)  # it passed at a batch of 2, then failed in training
+
+
+def test_what_is_not_a_model_factory_is_refused_not_called(tmp_path, monkeypatch):
+    # Found by a hostile pass: these ended the process (silently, or with abort's status 134).
+    for name in ("os:abort", "sys:exit", "experiments.baseline:main"):
+        with pytest.raises(ConfigError, match=f"model {name} is a"):
+            model_from_config(TrainConfig(model=name))
+    (tmp_path / "exits_on_import.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="does not import \\(SystemExit: 3\\)"):
+        model_from_config(TrainConfig(model="exits_on_import:Net"))
 
 
 def test_a_module_that_does_not_import_is_one_line_and_a_malformed_name_is_refused():

@@ -291,6 +291,12 @@ def spec_of_checkpoint(
     stored = recorded_model(info)
     num_classes = int(info.get("num_classes") or 10)
     image_shape = tuple(info.get("image_shape") or (28, 28))
+    named = stored.get("name")
+    if model is None and is_model_name(named) and named != config.model and "name" in stored:
+        raise CheckpointError(  # before config.json's name is imported or built
+            f"{where}: its configuration names model {config.model!r}, its checkpoint "
+            f"{named!r}; the configuration was edited"
+        )
     if model is None and not is_model_name(stored.get("name")):
         model = model_from_record(stored)  # a module class that imports, rebuilt from its record
         if model is None:

@@ -137,6 +137,8 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
             key,
         )
         evaluation = jax.eval_shape(model.apply, params, batch)
+        # A second batch size: logits of a fixed batch (x[:2]) would pass at 2, and fail later.
+        odd = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct((3, *example), jnp.float32))
     except Exception as error:  # a user's module can fail in any way; say which and why
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         hint = (  # the usual slip: a convolutional module left with the default, flat layout
@@ -148,12 +150,12 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
             f"model {model.name} cannot train on examples of shape {example}: "
             f"{type(error).__name__}: {first}{hint}"
         ) from None
-    for mode, out in (("train", train), ("eval", evaluation)):
-        if getattr(out, "shape", None) != (2, num_classes):
+    for mode, out, size in (("train", train, 2), ("eval", evaluation, 2), ("eval", odd, 3)):
+        if getattr(out, "shape", None) != (size, num_classes):
             raise ConfigError(
                 f"model {model.name} returns {getattr(out, 'shape', type(out).__name__)} in "
-                f"{mode} mode for a batch of 2; expected logits of shape (2, {num_classes}) "
-                f"for {num_classes} classes"
+                f"{mode} mode for a batch of {size}; expected logits of shape ({size}, "
+                f"{num_classes}) for {num_classes} classes"
             )
         if not jnp.issubdtype(out.dtype, jnp.floating):  # its gradient is not defined
             raise ConfigError(

@@ -8,8 +8,8 @@ What the name may point at:
   trained through `LinenModel`;
 - a `flax.nnx` module class, or a factory taking `rngs` (and `num_classes` if it names it): trained
   through `NNXModel`;
-- a function of no argument (or of `num_classes`) returning a `Model`, a linen module, or an nnx
-  factory; or such a `Model` or linen module itself.
+- a function of `num_classes` returning a `Model` or a linen module; or such a `Model` or linen
+  module itself. Nothing else is called (a name such as `os:abort` is refused, not run).
 
 A class or factory that takes images, not flat vectors, says so with an attribute
 `input_layout = "image"` (a function returning a `Model` sets it on the model).
@@ -36,19 +36,30 @@ def import_model(name: str, num_classes: int = 10) -> Model:
         found: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
-    except Exception as error:  # ImportError, AttributeError, or the module's own failure
-        first = (str(error).strip().splitlines() or [""])[0]
+    except (Exception, SystemExit) as error:  # a missing name, or the module's own failure
         raise ConfigError(
-            f"model {name} does not import ({type(error).__name__}: {first}); the module must "
-            "be importable from the current folder or the Python path"
+            f"model {name} does not import ({_reason(error)}); the module must be importable "
+            "from the current folder or the Python path"
         ) from None
-    model = _as_model(found, name, num_classes)
+    try:
+        model = _as_model(found, name, num_classes)
+    except (Exception, SystemExit) as error:  # the user's code, or a layout LinenModel refuses
+        raise ConfigError(f"model {name} failed to build: {_reason(error)}") from None
     if model is None:
         raise ConfigError(
             f"model {name} is a {type(found).__name__}, not a flax.linen module class, an nnx "
-            "module class or factory taking rngs, or a function returning a mnist_jax Model"
+            "module class or factory taking rngs, or a function of num_classes returning a "
+            "mnist_jax Model or a linen module"
         )
     return model
+
+
+def _reason(error: BaseException) -> str:
+    try:
+        first = (str(error).strip().splitlines() or [""])[0]
+    except Exception:  # an exception whose own text fails
+        first = ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _as_model(found: Any, name: str, num_classes: int, called: bool = False) -> Model | None:
@@ -60,8 +71,8 @@ def _as_model(found: Any, name: str, num_classes: int, called: bool = False) -> 
     if isinstance(found, type) and issubclass(found, nn.Module):
         module = found(**_classes(found, num_classes))
         return LinenModel(module, input_layout=layout, label=name)
-    if not callable(found):
-        return None
+    if called or not (inspect.isfunction(found) or isinstance(found, type)):
+        return None  # never call what is not a factory of ours (os.abort, sys.exit...)
     parameters, required = _parameters(found)
     if "rngs" in parameters:  # an nnx module class or factory
         from mnist_jax.models.nnx_adapter import NNXModel
@@ -70,16 +81,9 @@ def _as_model(found: Any, name: str, num_classes: int, called: bool = False) -> 
         if "num_classes" in parameters:
             make = functools.partial(found, num_classes=num_classes)
         return NNXModel(make, input_layout=layout, label=name)
-    if called or required - {"num_classes"}:
+    if "num_classes" not in parameters or required - {"num_classes"}:
         return None
-    try:
-        built = found(**({"num_classes": num_classes} if "num_classes" in parameters else {}))
-    except Exception as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise ConfigError(
-            f"model {name} failed to build: {type(error).__name__}: {first}"
-        ) from None
-    return _as_model(built, name, num_classes, called=True)
+    return _as_model(found(num_classes=num_classes), name, num_classes, called=True)
 
 
 def _parameters(function: Any) -> tuple[set[str], set[str]]:
