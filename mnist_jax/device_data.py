@@ -101,14 +101,33 @@ def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = N
                 f"1 to {examples - 1} of the {examples} training examples of {dataset.name}"
             )
         examples -= config.validation_size
+    test = int(dataset.test_images.shape[0])
+    _check_trains(config, spec, examples, test, dataset.num_classes, dataset.name)
+
+
+def check_trains(config: TrainConfig, data: DeviceData, spec: TrainSpec) -> None:
+    """`check_fits` for data already split and on the device (what `fit` and `run_sweep` are
+    given), so that a Python caller meets the commands' checks before anything compiles."""
+    train, test = int(data.train_labels.shape[0]), int(data.test_labels.shape[0])
+    _check_trains(config, spec, train, test, data.num_classes, "the data")
+
+
+def _check_trains(
+    config: TrainConfig,
+    spec: TrainSpec,
+    examples: int,
+    test_examples: int,
+    num_classes: int,
+    name: str,
+) -> None:
     if config.batch_size > examples:
         raise ConfigError(
             f"invalid batch_size={config.batch_size}: larger than the {examples} training "
-            f"examples of {dataset.name}"
+            f"examples of {name}"
         )
-    if int(dataset.test_images.shape[0]) == 0:
-        raise ConfigError(f"{dataset.name} has no test examples to evaluate on")
-    check_model(spec.model, spec.example_shape, dataset.num_classes)
+    if test_examples == 0:
+        raise ConfigError(f"{name} has no test examples to evaluate on")
+    check_model(spec.model, spec.example_shape, num_classes)
     check_precision(config.precision)
     needed, available = training_bytes(spec, config.eval_batch_size), memory_bytes()
     if needed > available:

@@ -19,10 +19,11 @@ from mnist_jax.device_data import (
     DeviceData,
     check_fits,
     check_precision,
+    check_trains,
     spec_for,
     to_device,
 )
-from mnist_jax.models import Model, check_model, resolve_dropout
+from mnist_jax.models import Model, resolve_dropout
 from mnist_jax.runtime import compilation_cache_by_default
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
@@ -89,7 +90,7 @@ def fit(
     config = resolve_dropout(config, spec.model)  # a module's own rate, where none is set
     # A model that cannot train on these examples is one line before anything compiles: a wrong
     # output width trained, or diverged an epoch later with advice about the learning rate.
-    check_model(spec.model, spec.example_shape, data.num_classes)
+    check_trains(config, data, spec)
     mesh = prog.member_mesh([_device_of(data)])
     data = prog.replicate_data(data, mesh).in_layout(spec.example_shape)
     member = Member(config.seed, **{name: getattr(config, name) for name in CONFIG_KEY_FIELDS})

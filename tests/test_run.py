@@ -118,3 +118,18 @@ def test_a_rate_set_for_a_model_with_its_own_dropout_is_one_line_before_the_fold
             config.replace(dropout_rate=0.3), out=tmp_path / "run", model=LinenModel(NoRateField())
         )
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_and_run_sweep_make_the_commands_checks_before_compiling():
+    from mnist_jax.fit import fit
+    from mnist_jax.sweep import expand_members, run_sweep
+    from tests.helpers import teacher_data
+
+    data = teacher_data(num_train=160, num_test=64)
+    too_large = TrainConfig(batch_size=512, epochs=1)  # the commands refuse it: so do these
+    for train in (
+        lambda: fit(too_large, data),
+        lambda: run_sweep(too_large, expand_members([0]), data),
+    ):
+        with pytest.raises(ConfigError, match="larger than the 160 training examples"):
+            train()

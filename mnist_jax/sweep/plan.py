@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, MODELS, TrainConfig, is_model_name
-from mnist_jax.device_data import DeviceData
+from mnist_jax.device_data import DeviceData, check_trains
 from mnist_jax.errors import ConfigError
-from mnist_jax.models import Model, check_model
+from mnist_jax.models import Model
 from mnist_jax.sweep import program as prog
 from mnist_jax.sweep.members import Member, chunk_sizes, group_members, padded_size
 from mnist_jax.train import TrainSpec
@@ -156,10 +156,11 @@ def check_program_model(
     data: DeviceData,
     models: Mapping[str, Model] | None = None,
 ) -> None:
-    """ConfigError if the program's model cannot train on the data (`check_model`), or if its
+    """ConfigError if the program cannot train on the data (`device_data.check_trains`: batch
+    size, model, precision, memory), or if its
     members differ in a dropout rate the model does not take (they would train the same)."""
     spec = program.spec(config, data.num_classes, data.image_shape, models)
-    check_model(spec.model, spec.example_shape, data.num_classes)
+    check_trains(program.members[0].config(config), data, spec)  # the commands' checks
     rates = sorted({m.dropout_rate for m in program.members})
     if len(rates) > 1 and not spec.model.takes_dropout_rate:
         raise ConfigError(
