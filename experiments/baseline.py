@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from experiments import cli
 from experiments.console import Console
+from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.report import time_to_target_text
 from mnist_jax.run import PROFILE_DIR, RUNS_ROOT, complete_run, reopen_run, start_run
 from mnist_jax.rundir import device_summary
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     console = Console(quiet=args.quiet)
+    refuse_multi_process_settings("python -m experiments.baseline")
     enable_compilation_cache()
 
     if args.resume:

@@ -283,7 +283,11 @@ def run_main(
     from mnist_jax.distributed import peer_failure
 
     quiet_library_logs()
-    configure_xla_cpu()  # before anything starts jax's backend: XLA reads its flags once
+    try:
+        configure_xla_cpu()  # before anything starts jax's backend: XLA reads its flags once
+    except MnistJaxError as error:
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
     watcher = stop_promptly_on_interrupt()
     # The imported modules' objects (jax, flax, orbax, matplotlib: about a million) live as long as
     # the process: frozen out of the garbage collector, they are not traversed again by each full
@@ -301,7 +305,7 @@ def run_main(
                 file=sys.stderr,
             )
         elif isinstance(error, MnistJaxError):
-            print(f"{prog}: error: {error}", file=sys.stderr)
+            print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         elif isinstance(error, OSError):  # a path the system refuses (too long, not a folder)
             where = f": {error.filename}" if error.filename else ""
             print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
@@ -331,6 +335,15 @@ def run_main(
 
 
 PROCESS_0_GRACE_SECONDS = 3.0
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's text on one line: a path holding a newline is shown escaped, as repr would."""
+    try:
+        text = str(error)
+    except Exception:  # an exception whose own text fails
+        text = type(error).__name__
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _process_index() -> int:

@@ -15,6 +15,7 @@ from experiments.console import Console
 from mnist_jax.checkpoint import load_run
 from mnist_jax.data import load_dataset
 from mnist_jax.device_data import to_device
+from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
 from mnist_jax.logs import METRICS_LOG, history_from_log
 from mnist_jax.models import model_record
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     which = parse_checkpoint(args.checkpoint)
     console = Console(quiet=args.quiet)
+    refuse_multi_process_settings("python -m experiments.evaluate")
     enable_compilation_cache()
 
     run_dir = Path(args.run_dir)

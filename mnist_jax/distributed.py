@@ -324,3 +324,14 @@ def flat(tree: Any) -> dict[str, Any]:
 
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {"/".join(name(k) for k in path): leaf for path, leaf in leaves}
+
+
+def refuse_multi_process_settings(command: str) -> None:
+    """ConfigError where a multi-process setting is in the environment of a command that runs in
+    one process: each process of the intended job would do the whole work alone."""
+    for name in (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
+        if os.environ.get(name):
+            raise ConfigError(
+                f"{name} is set, but {command} runs in one process (experiments.sweep runs "
+                f"across processes): unset {name}"
+            )

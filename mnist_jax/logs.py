@@ -47,8 +47,8 @@ def read_metrics_log(path: str | os.PathLike) -> list[dict]:
     for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             line = json.loads(text)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
+        except (json.JSONDecodeError, RecursionError):
+            continue  # a line cut short by a crash, or not one the log writes
         if isinstance(line, dict):
             lines.append(line)
     return lines
@@ -217,7 +217,18 @@ def history_from_log(path: str | os.PathLike, last_epoch: int) -> list[dict] | N
     by_epoch = {line.get("epoch"): line for line in read_metrics_log(path) if "member" not in line}
     if not all(epoch in by_epoch for epoch in range(1, last_epoch + 1)):
         return None
+    if not all(_is_record(by_epoch[epoch]) for epoch in range(1, last_epoch + 1)):
+        return None  # an edited or foreign line: the checkpoint's own copy serves
     return [by_epoch[epoch] for epoch in range(1, last_epoch + 1)]
+
+
+def _is_record(line: dict) -> bool:
+    """Whether a log line is an epoch record as `MetricsLog` writes them: numbers, and null for
+    a diverged epoch's non-finite values."""
+    return all(
+        value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        for value in line.values()
+    )
 
 
 class SweepLog:

@@ -40,6 +40,10 @@ def read_json(path: str | os.PathLike) -> Any:
         raise MnistJaxError(f"{path} does not exist: is {path.parent} a run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MnistJaxError(f"{path} is not valid JSON ({error}); the file is damaged") from None
+    except RecursionError:
+        raise MnistJaxError(
+            f"{path} is nested too deeply to be a record; the file is damaged"
+        ) from None
 
 
 LOCK_FILE = ".lock"

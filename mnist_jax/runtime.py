@@ -117,6 +117,8 @@ def configure_xla_cpu(flags: tuple[str, ...] = CPU_FLAGS) -> list[str]:
     from jax._src import xla_bridge  # no public way to ask whether the backend has started
 
     setting = os.environ.get(CPU_FLAGS_ENV, "on").lower()
+    if setting not in ("on", "1", "off", "0", "none", ""):  # a typo must not mean "on"
+        raise ConfigError(f"{CPU_FLAGS_ENV}={setting!r}: expected on or off")
     if setting in ("off", "0", "none", "") or xla_bridge.backends_are_initialized():
         return []
     if not runs_on_cpu():

@@ -332,3 +332,11 @@ def test_gzip_and_raw_files_give_the_same_fingerprint(tmp_path):
     write_fake_dataset(tmp_path / "other", compress=True, seed=2)
     fingerprints = [read_dataset_dir(tmp_path / d, "x").fingerprint for d in ("gz", "raw", "other")]
     assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+
+
+def test_a_single_class_is_refused_rather_than_trained_to_100_percent(tmp_path):
+    write_fake_dataset(tmp_path, num_train=20)
+    labels = replace_labels(tmp_path, TRAIN_LABELS, [0] * 20)
+    with pytest.raises(DataError, match="every training label is 0, one class") as info:
+        read_dataset_dir(tmp_path, "my_digits")
+    assert str(info.value).startswith(f"{labels}:")

@@ -172,3 +172,20 @@ def test_a_bad_start_timeout_is_one_line(no_jax_start, value):
     with pytest.raises(ConfigError, match="MNIST_JAX_START_TIMEOUT") as error:
         initialize_distributed_from_env(env)
     assert "\n" not in str(error.value) and no_jax_start == []
+
+
+@pytest.mark.parametrize("command", ["baseline", "evaluate"])
+def test_a_one_process_command_refuses_a_multi_process_setting(command, monkeypatch, capsys):
+    import importlib
+
+    from experiments.cli import run_main
+
+    # Found by a hostile pass: each process of the intended job trained the whole run alone.
+    monkeypatch.setenv("MNIST_JAX_PROCESS_ID", "1")
+    module = importlib.import_module(f"experiments.{command}")
+    argv = ["RUN"] if command == "evaluate" else ["--epochs", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(module.main, f"python -m experiments.{command}", argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "MNIST_JAX_PROCESS_ID is set, but" in err
+    assert len(err.strip().splitlines()) == 1

@@ -463,3 +463,37 @@ def test_a_plan_of_many_programs_lists_the_first_and_counts_the_rest():
     assert len(listed) == 10 and listed[0].startswith("  program 0:")
     assert "  ... and 7 more programs" in lines
     assert int_ranges([]) == "" and int_ranges([5]) == "5"
+
+
+def test_a_config_json_nested_too_deeply_is_one_line(
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    (out / "config.json").write_text("[" * 100_000)  # found by a hostile pass: a RecursionError
+    result = run_in_process(["experiments.evaluate", out], mnist_dir, monkeypatch, capsys)
+    assert_one_line_error(result, "nested too deeply")
+
+
+def test_an_edited_metrics_log_line_gives_way_to_the_checkpoints_history(
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    log = out / "metrics.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines[0]["train_loss"] = "abc"  # found by a hostile pass: evaluate's plot crashed on it
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_in_process(
+        ["experiments.evaluate", out, "--quiet"], mnist_dir, monkeypatch, capsys
+    )
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((out / "evaluation" / "latest" / "metrics.json").read_text())
+    recorded = json.loads((out / "metrics.json").read_text())
+    assert evaluated["history"][0]["train_loss"] == recorded["history"][0]["train_loss"]
+
+
+def test_a_path_holding_a_newline_stays_one_line(tmp_path, mnist_dir, monkeypatch, capsys):
+    missing = tmp_path / "two\nlines"
+    result = run_in_process(["experiments.evaluate", missing], mnist_dir, monkeypatch, capsys)
+    assert_one_line_error(result, "two\\nlines")

@@ -192,3 +192,12 @@ def test_python_users_get_the_compilation_cache_by_default_and_can_turn_it_off(t
     assert fit_once() == str(folder)
     assert any(folder.iterdir())  # the epoch's program was written, though jax had compiled first
     assert fit_once(**{CACHE_ENV: "off"}) == "None"
+
+
+def test_a_cpu_flags_setting_that_is_neither_on_nor_off_is_refused(monkeypatch):
+    from mnist_jax.errors import ConfigError
+    from mnist_jax.runtime import configure_xla_cpu
+
+    monkeypatch.setenv(CPU_FLAGS_ENV, "offf")  # found by a hostile pass: it meant "on"
+    with pytest.raises(ConfigError, match="MNIST_JAX_CPU_FLAGS='offf': expected on or off"):
+        configure_xla_cpu()

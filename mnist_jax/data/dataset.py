@@ -141,6 +141,7 @@ def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
       the digits 0..9 would otherwise make a 201-class problem, 190 classes of which never occur,
       and a model and confusion matrix sized for them), or labels counted from 1. A class without
       a training example cannot be learned, so no legitimate dataset needs one;
+    - one class leaves nothing to learn (it "trains" to 100%);
     - more than 256 classes cannot be stored in the uint8 labels every consumer expects;
     - test labels are then checked against 0..K-1 by `check_labels`: a class that never occurs
       in training cannot be predicted.
@@ -175,6 +176,11 @@ def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
             f"{labels_name}: the labels must number the classes 0..K-1, each with training "
             f"examples, but {stray} beyond {gap} ({_ranges(missing)}{hint}), which would make "
             f"{num_classes} classes; the file is damaged or holds stray labels."
+        )
+    if len(counts) < 2:  # one class: a model "learns" it at 100% and a zero gradient
+        raise DataError(
+            f"{labels_name}: every training label is 0, one class: classification needs at "
+            "least two; the file is damaged or is not this dataset's labels file."
         )
     return len(counts)
 
