@@ -294,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rows are dummies, each member computes the same.
         programs = plan_sweep(config, members, data, mesh.size, members_per_program)
     if args.resume and plan_record(programs) != recorded_plan(record["programs"]):
+        if record["devices"]["count"] == mesh.size:  # same layout: the record is not this plan
+            raise ConfigError(
+                f"the plan in {sweep_dir / SWEEP_FILE} is not the one its members make here (was "
+                "the file edited?); the sweep cannot be continued from it"
+            )
         raise ConfigError(
             f"the sweep in {sweep_dir} was planned for {record['devices']['count']} "
             f"device(s) as {len(record['programs'])} program(s); here there are "

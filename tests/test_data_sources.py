@@ -196,7 +196,7 @@ def test_mnist_files_are_refused_under_a_name_without_checksums(mnist_dir, cache
         load_dataset(name, mnist_dir, cache_dir=cache)
     assert str(info.value) == (
         f"files in {mnist_dir} are mnist (all four checksums match), not {name}; "
-        "pass --dataset mnist."
+        "the dataset to name is mnist."
     )
 
 

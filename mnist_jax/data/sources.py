@@ -212,7 +212,7 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
             if _verifiable(other) and [other.sha256[stem] for stem in FILE_STEMS] == hashes:
                 raise DataError(
                     f"files in {folder} are {other.name} (all four checksums match), not {name}; "
-                    f"pass --dataset {other.name}."
+                    f"the dataset to name is {other.name}."
                 )
     return make_dataset(
         name,
