@@ -114,6 +114,8 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     if not args.space:
         raise ConfigError("give the search space: --space 'lr=loguniform(1e-4,1e-2)' ...")
     config = cli.config_from_args(args)
+    if config.validation != "holdout":  # trials are chosen, and pruned, by validation accuracy
+        raise ConfigError("a search chooses on its validation images: keep --validation holdout")
     space = parse_space(args.space, {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
     if args.storage is not None:
         from mnist_jax.search.engine import check_storage_url

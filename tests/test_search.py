@@ -115,6 +115,7 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_one(
         (["--space", "lr=uniform(1,0)"], "invalid search space item"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--storage", "nosuch://x"], "invalid --storage"),
         (["--space", "wd=loguniform(1e-6,1e-2)"], "invalid search space item"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--validation", "test"], "--validation holdout"),
     ],
 )
 def test_bad_spaces_and_storages_are_one_line_before_anything_is_created(
