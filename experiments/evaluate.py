@@ -19,6 +19,7 @@ from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
 from mnist_jax.logs import METRICS_LOG, history_from_log
 from mnist_jax.models import model_record
+from mnist_jax.models.imported import warn_if_code_changed
 from mnist_jax.report import evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import check_same_data, create_run_dir, is_empty_folder, read_run_record
 from mnist_jax.runtime import enable_compilation_cache
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     record, _ = read_run_record(run_dir)
     run = load_run(run_dir, which)
+    warn_if_code_changed(record.get("model"), run.spec.model, str(run_dir))
     dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
     check_same_data(dataset, record, run_dir)
     spec = run.spec

@@ -30,7 +30,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.fit import EpochCallback, check_fits, fit, spec_for, to_device
 from mnist_jax.logs import ProfileSteadyEpoch, RunLog, tensorboard_incomplete
 from mnist_jax.models import Model, check_model, describe_text, model_record, resolve_dropout
-from mnist_jax.models.imported import model_from_record
+from mnist_jax.models.imported import model_from_record, warn_if_code_changed
 from mnist_jax.report import PLOT_FILES, evaluate_test_set, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
@@ -143,6 +143,7 @@ def reopen_run(
                 "does not import here: resume it from Python with resume_run(RUN, model=...)"
             )
     spec = spec_for(config, dataset, model)
+    warn_if_code_changed(recorded, spec.model, str(run_dir))
     run = OpenRun(run_dir, config, dataset, spec, record, resumed=True)
     checkpoints = list_checkpoints(run_dir)
     refuse_finished_without_checkpoints(run_dir, METRICS_FILE, bool(checkpoints))

@@ -133,3 +133,15 @@ def test_fit_and_run_sweep_make_the_commands_checks_before_compiling():
     ):
         with pytest.raises(ConfigError, match="larger than the 160 training examples"):
             train()
+
+
+def test_resuming_after_the_models_code_changed_says_so(setup):
+    folder, *_ = setup
+    source = folder / "python_run_models.py"
+    original = source.read_text()
+    try:  # found by a hostile pass: evaluate gave other numbers in silence
+        source.write_text(original.replace("nn.relu", "nn.tanh"))
+        with pytest.warns(UserWarning, match="the code of model .*TwoLayer changed since"):
+            resume_run(folder / "whole")
+    finally:
+        source.write_text(original)

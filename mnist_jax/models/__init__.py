@@ -104,8 +104,12 @@ def model_record(model: Model, example: tuple[int, ...]) -> dict[str, Any]:
     """What config.json and reports say of a model: its description and parameter count, and
     whether its dropout is its own (a module without a rate field, or an nnx module), so that
     the configuration's dropout rate does not reach it."""
+    from mnist_jax.models.imported import code_digest
+
     own = {} if model.takes_dropout_rate else {"dropout": "its own"}
-    return {**model.describe(), "parameters": parameter_count(model, example), **own}
+    digest = code_digest(model)
+    code = {} if digest is None else {"code_sha256": digest}
+    return {**model.describe(), "parameters": parameter_count(model, example), **own, **code}
 
 
 def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> None:

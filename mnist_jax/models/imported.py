@@ -18,8 +18,10 @@ A class or factory that takes images, not flat vectors, says so with an attribut
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
+import warnings
 from typing import Any
 
 import flax.linen as nn
@@ -133,3 +135,33 @@ def model_from_record(stored: Any) -> Model | None:
 def _hashable(value: Any) -> Any:
     """A JSON value as a module field holds it: lists (JSON's tuples) back to tuples."""
     return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def code_digest(model: Model) -> str | None:
+    """sha256 of the source of a user's module class or nnx factory (None for a built-in model,
+    or where the source cannot be read): a run records it, so that evaluating or resuming it
+    after the code changed says so rather than giving other numbers in silence."""
+    model = getattr(model, "model", model)  # under `BFloat16Model`
+    if isinstance(model, LinenModel):
+        code = type(model.module)
+    elif type(model).__name__ == "NNXModel":  # not imported here: flax.nnx loads only for it
+        code = getattr(model.make, "func", model.make)  # a factory given its num_classes
+    else:
+        return None
+    try:
+        source = inspect.getsource(code)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def warn_if_code_changed(recorded: Any, model: Model, where: str) -> None:
+    """A warning where the model's code is not the code the run recorded (`code_digest`)."""
+    before = recorded.get("code_sha256") if isinstance(recorded, dict) else None
+    now = code_digest(model)
+    if before and now and before != now:
+        warnings.warn(
+            f"the code of model {model.name} changed since {where} was trained: its results "
+            "here may differ from the run's",
+            stacklevel=2,
+        )
