@@ -109,6 +109,10 @@ def test_a_modules_own_dropout_rate_trains_unless_the_configuration_sets_one(use
     explicit = TrainConfig(dropout_rate=0.25)  # the default's value, given: it is used
     assert expand_members([0], models=[name], base=explicit)[0].dropout_rate == 0.25
     assert expand_members([0], dropout_rates=[0.3], models=[name])[0].dropout_rate == 0.3
+    # A model keeping its own dropout (nnx) takes no rate: one given does nothing, so is refused.
+    with pytest.raises(ConfigError, match="NNXNet keeps its own dropout, so dropout_rate=0.3"):
+        expand_members([0], dropout_rates=[0.3], models=[f"{user_models}:NNXNet"])
+    assert expand_members([0], models=[f"{user_models}:NNXNet"])[0].dropout_rate == 0.25
 
 
 @pytest.mark.parametrize(

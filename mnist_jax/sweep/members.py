@@ -219,28 +219,45 @@ def expand_members(
         raise ConfigError(f"a sweep of more than {MAX_MEMBERS:,} members is several sweeps")
     fixed = {} if base is None else {name: getattr(base, name) for name in CONFIG_KEY_FIELDS}
     return with_own_dropout(
-        Member(seed=seed, **{**fixed, **dict(zip(axes, combination))})
-        for combination in itertools.product(*axes.values())
-        for seed in seeds
+        (
+            Member(seed=seed, **{**fixed, **dict(zip(axes, combination))})
+            for combination in itertools.product(*axes.values())
+            for seed in seeds
+        ),
+        refuse_unused=True,
     )
 
 
 def with_own_dropout(
-    members: Iterable[Member], models: Mapping[str, Model] | None = None
+    members: Iterable[Member],
+    models: Mapping[str, Model] | None = None,
+    *,
+    refuse_unused: bool = False,
 ) -> list[Member]:
     """`members`, those whose dropout rate is unset (`config.ModelsOwn`) at their model's own
     (a user's module declaring one: `models.own_dropout_rate`), so that records say what trains.
-    Their model is `models[name]`, or one named `package.module:factory`."""
-    resolved, own = [], {}
+    Their model is `models[name]`, or one named `package.module:factory`. `refuse_unused` (a new
+    sweep): a rate given for a model that keeps its own dropout is a ConfigError."""
+    found: dict[str, Model | None] = {}
+
+    def model_of(name: str) -> Model | None:
+        if name not in found:
+            found[name] = (models or {}).get(name)
+            if found[name] is None and name not in MODELS and is_model_name(name):
+                found[name] = import_model(name)
+        return found[name]
+
+    resolved = []
     for member in members:
         if isinstance(member.dropout_rate, ModelsOwn):
-            if member.model not in own:
-                model = (models or {}).get(member.model)
-                if model is None and member.model not in MODELS and is_model_name(member.model):
-                    model = import_model(member.model)
-                own[member.model] = own_dropout_rate(model)
-            if own[member.model] is not None:
-                member = member.replace(dropout_rate=own[member.model])
+            own = own_dropout_rate(model_of(member.model))
+            if own is not None:
+                member = member.replace(dropout_rate=own)
+        elif refuse_unused and not getattr(model_of(member.model), "takes_dropout_rate", True):
+            raise ConfigError(
+                f"model {member.model} keeps its own dropout, so dropout_rate="
+                f"{member.dropout_rate} would do nothing; leave it unset"
+            )
         resolved.append(member)
     return resolved
 
