@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -497,3 +498,18 @@ def test_a_path_holding_a_newline_stays_one_line(tmp_path, mnist_dir, monkeypatc
     missing = tmp_path / "two\nlines"
     result = run_in_process(["experiments.evaluate", missing], mnist_dir, monkeypatch, capsys)
     assert_one_line_error(result, "two\\nlines")
+
+
+def test_a_checkpoint_folder_replaced_by_a_file_is_warned_of(
+    reference, tmp_path, mnist_dir, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    shutil.rmtree(out / "checkpoints" / "2")
+    (out / "checkpoints" / "2").write_text("not a checkpoint")  # found by a hostile pass: unsaid
+    result = run_in_process(
+        ["experiments.evaluate", out, "--quiet"], mnist_dir, monkeypatch, capsys
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipping damaged checkpoint of epoch 2" in result.stderr
+    assert "it is a file, not a checkpoint folder" in result.stderr

@@ -169,6 +169,10 @@ class CheckpointStore:
 
     def _candidates(self, manager, which: str | int, skipped: list) -> list[int]:
         steps = sorted(manager.all_steps())
+        # A step's folder replaced by a file: orbax lists only folders, so it would vanish unsaid.
+        for entry in self.directory.iterdir():
+            if entry.name.isdigit() and not entry.is_dir() and int(entry.name) not in steps:
+                skipped.append((int(entry.name), Damaged("it is a file, not a checkpoint folder")))
         if not steps:
             raise CheckpointError(f"no checkpoints in {self.directory}")
         if which == "latest":
