@@ -18,7 +18,7 @@ extensions = [
     "myst_nb",  # Markdown pages (MyST) and notebooks
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.napoleon",  # the docstrings' "Args:" / "Returns:" sections
+    "sphinx.ext.napoleon",  # the docstrings' "Attributes:" sections (Google style)
 ]
 
 # Sources: the pages in docs/, the notebooks through the docs/notebooks link to ../notebooks.
@@ -39,6 +39,10 @@ autodoc_preserve_defaults = True
 autosummary_generate = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+# Every reference to this project's Python objects must resolve (a renamed function named on a page
+# fails the build); other libraries' objects are not documented here (no intersphinx: offline).
+nitpicky = True
+nitpick_ignore_regex = [(r"py:.*", r"(?!mnist_jax\.).*")]
 # Docstrings quote names in single backticks (Markdown habit): show them as code.
 default_role = "code"
 
