@@ -11,7 +11,6 @@ Needs the search extra: pip install -e '.[search]'.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -20,13 +19,21 @@ from pathlib import Path
 from experiments import cli
 from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter
+from mnist_jax.config import FIELDS
 from mnist_jax.data import load_dataset
 from mnist_jax.device_data import check_fits, to_device
+from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
-from mnist_jax.rundir import create_run_dir, is_empty_folder, lock_run_dir, read_run_record
+from mnist_jax.rundir import (
+    create_run_dir,
+    is_empty_folder,
+    lock_run_dir,
+    read_kept,
+    read_run_record,
+)
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.search.space import parse_space, space_text
+from mnist_jax.search.space import check_space, parse_space, space_text
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.program import default_members_per_step, member_mesh
 
@@ -46,69 +53,51 @@ def build_parser() -> cli.Parser:
                        help="the search space: NAME=loguniform(LOW,HIGH), uniform(LOW,HIGH), "
                        "int(LOW,HIGH) or choice(A|B), NAME a sweep field (lr, dropout, wd, "
                        "schedule, optimizer, model...), or a file of such items")  # fmt: skip
-    group.add_argument("--trials", type=cli.positive_int, default=64)
-    group.add_argument(
-        "--population",
-        type=cli.positive_int,
-        default=16,
-        help="trials asked at once and trained together (default 16)",
-    )
+    # fmt: off
+    group.add_argument("--trials", type=cli.positive_int, default=64,
+                       help="trials trained (default 64; with --sampler grid: the grid's points)")
+    group.add_argument("--population", type=cli.positive_int, default=16,
+                       help="trials asked at once and trained together (default 16)")
     group.add_argument("--seeds-per-trial", type=cli.positive_int, default=1)
     group.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     group.add_argument("--sampler-seed", type=int, default=0)
     group.add_argument("--pruner", choices=PRUNERS, default="successive-halving")
-    group.add_argument(
-        "--reduction-factor",
-        type=cli.positive_int,
-        default=3,
-        metavar="ETA",
-        help="the pruner keeps 1/ETA of the trials at each rung (default 3)",
-    )
-    group.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="an Optuna storage URL (default: SEARCH/study.journal)",
-    )
-    group.add_argument(
-        "--confirm-top",
-        type=cli.positive_int,
-        default=2,
-        metavar="K",
-        help="best configurations trained again over fresh seeds (default 2)",
-    )
-    group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N")
-    group.add_argument(
-        "--compare",
-        type=cli.folder_path,
-        default=None,
-        metavar="SEARCH_DIR",
-        help="another finished search (e.g. --sampler random --pruner none): the "
-        "report shows its best validation accuracy at equal member-epochs",
-    )
+    group.add_argument("--reduction-factor", type=cli.positive_int, default=3, metavar="ETA",
+                       help="the pruner keeps 1/ETA of the trials at each rung (default 3)")
+    group.add_argument("--storage", default=None, metavar="URL",
+                       help="an Optuna storage URL (default: SEARCH/study.journal)")
+    group.add_argument("--confirm-top", type=cli.positive_int, default=2, metavar="K",
+                       help="best configurations trained again over fresh seeds (default 2)")
+    group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N",
+                       help="the fresh seeds, 2 or more: intervals are over seeds (default 4)")
+    group.add_argument("--compare", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
+                       help="another finished search (e.g. --sampler random --pruner none): the "
+                       "report shows its best validation accuracy at equal member-epochs")
     cli.add_output_flags(parser, "searches")
-    parser.add_argument(
-        "--resume",
-        type=cli.folder_path,
-        default=None,
-        metavar="SEARCH_DIR",
-        help="continue the search in SEARCH_DIR with its search.json",
-    )
-    return parser  # fmt: skip
+    parser.add_argument("--resume", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
+                        help="continue the search in SEARCH_DIR with its search.json")
+    # fmt: on
+    return parser
 
 
 _RESUMABLE = ("--resume", "--quiet", "--data-dir", "--compare")
 
 
+def _given(argv: Sequence[str], flag: str) -> bool:
+    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+
+
 def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     """The search's settings and configuration, checked before anything is created, or read back
     from SEARCH_DIR/search.json with --resume; and the search directory (not yet created)."""
+    from mnist_jax.search import engine
+
     if args.resume:
         given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUMABLE]
         if given:
             raise ConfigError(f"--resume takes the search from its {SEARCH_FILE}; drop {given[0]}")
-        if (Path(args.resume) / RESULTS_FILE).exists():
-            raise ConfigError(f"{args.resume} holds a finished search: nothing to resume")
+        if not (Path(args.resume) / SEARCH_FILE).is_file():
+            raise ConfigError(f"{args.resume} holds no {SEARCH_FILE}: is it a search directory?")
         record, config = read_run_record(args.resume, SEARCH_FILE)
         return record["settings"], config, Path(args.resume)
     if not args.space:
@@ -116,17 +105,21 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     config = cli.config_from_args(args)
     if config.validation != "holdout":  # trials are chosen, and pruned, by validation accuracy
         raise ConfigError("a search chooses on its validation images: keep --validation holdout")
+    if args.confirm_seeds < 2:  # one seed: no interval over seeds, no paired verdict
+        raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
     space = parse_space(args.space, {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
+    for field in space:  # the space sets it in every trial: the flag's value trains nothing
+        for flag in (f for f in cli.flag_names(FIELDS[field]) if _given(argv, f)):
+            raise ConfigError(f"{flag} does nothing: the space sets {field} in every trial")
     if args.storage is not None:
-        from mnist_jax.search.engine import check_storage_url
-
-        check_storage_url(args.storage)
-    from mnist_jax.search.engine import make_pruner, make_sampler
-
-    (
-        make_sampler(args.sampler, args.sampler_seed, space),
-        make_pruner(args.pruner, config.epochs, args.reduction_factor),
-    )
+        engine.check_storage_url(args.storage)
+    engine.population_samplers(args.sampler, args.sampler_seed, space)(0)
+    engine.make_pruner(args.pruner, config.epochs, args.reduction_factor)
+    if args.sampler == "grid" and args.trials > engine.grid_size(space):
+        if _given(argv, "--trials"):
+            raise ConfigError(f"--trials {args.trials}: the grid has only "
+                              f"{engine.grid_size(space)} points")  # fmt: skip
+        args.trials = engine.grid_size(space)  # default: the whole grid, each point once
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -138,6 +131,7 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    refuse_multi_process_settings(PROG)  # the search runs in one process
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -145,19 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnist_jax.search import confirm, engine
 
     args = build_parser().parse_args(argv)
-    other = None
-    if args.compare:  # read before anything is created
-        path = Path(args.compare) / RESULTS_FILE
-        try:
-            other = (Path(args.compare).name, json.loads(path.read_text())["compute_curve"])
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(f"--compare {args.compare}: no finished search ({error})") from None
+    other = confirm.compute_curve_of(args.compare, RESULTS_FILE) if args.compare else None
     settings, config, search_dir = _settings(args, argv)
     space = parse_space([settings["space"]], {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
     console = Console(quiet=args.quiet)
     enable_compilation_cache()
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
+    if settings.setdefault("dataset", dataset.fingerprint) != dataset.fingerprint:  # resumed
+        raise ConfigError(f"the {dataset.name} files found ({dataset.source}) are not those "
+                          f"{search_dir} searched on: pass --data-dir with those")  # fmt: skip
     check_fits(config, dataset)
+    if not args.resume:  # every model, field and value of the space, before any folder
+        cli.refuse_flags_that_do_nothing(argv, check_space(config, space, dataset))
     sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
     pruner = engine.make_pruner(
         settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
@@ -171,12 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = study_in(search_dir) if settings["storage"] else None
     if args.resume:
         lock_run_dir(search_dir)
+        engine.recover_journal(search_dir)
     else:
         search_dir = create_run_dir(args.out, root="searches", name=search_dir.name)
         record = {"config": config.to_dict(), "settings": settings,
                   "command": " ".join([PROG, *argv])}  # fmt: skip
         write_json_atomic(search_dir / SEARCH_FILE, record)
-    console.info(f"search directory: {search_dir}")
+    finished = (search_dir / RESULTS_FILE).is_file()  # resumed: write only what is missing
+    console.info(f"search directory: {search_dir}" + (" (finished)" if finished else ""))
     study = study or study_in(search_dir)
     data = to_device(dataset, config)
     mesh = member_mesh()
@@ -185,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing: dict[int, dict] = {}
 
     def on_population(index, trials, programs):
-        _close(timing)
+        confirm.close_timing(timing)
         timing[index] = {"start": time.perf_counter(), "programs": len(programs)}
         console.info(f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
                      f"{len(programs)} program(s)")  # fmt: skip
@@ -196,40 +191,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine.run_search(
         config, space, data, study, settings_, search_dir, mesh=mesh, members_per_step=per_step,
         callbacks=[progress], on_population=on_population,
+        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space),
     )  # fmt: skip
-    _close(timing)
-    trials = study.get_trials(deepcopy=False)
-    curve = confirm.compute_curve(trials)
-    for index, times in timing.items():  # wall seconds, overheads included, per population
-        times["member_epochs"] = sum(
-            t.user_attrs.get("member_epochs", 0)
-            for t in trials
-            if t.user_attrs.get("population") == index
-        )
-        times["examples_per_second"] = (
-            times["member_epochs"] * data.train_images.shape[0] / (times["seconds"])
-        )
+    confirm.close_timing(timing)
     keys = engine.best_configurations(study, settings["confirm_top"], config, space)
     if not keys:
         raise ConfigError("no trial was trained to the end: nothing to confirm")
     first_seed = settings["trials"] * settings["seeds_per_trial"] + 1000  # fresh seeds
     seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
     console.info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
-    summary = confirm.confirm(
+    summary, written = confirm.confirm(
         config, keys, seeds, dataset, data, search_dir / confirm.CONFIRMATION_DIR, mesh=mesh,
         members_per_step=per_step, callbacks=[progress],
     )  # fmt: skip
-    results = {
-        "trials": [confirm.trial_entry(t) for t in trials],
-        "compute_curve": curve,
-        "member_epochs": curve[-1]["member_epochs"] if curve else 0,
-        "populations": {str(k): {n: t[n] for n in t if n != "start"} for k, t in timing.items()},
-        "confirmation": {"seeds": seeds, "member_epochs": summary["member_epochs"],
-                         "selected": summary["selected"],
-                         "configurations": list(map(confirm.confirmed, summary["configurations"]))},
-    }  # fmt: skip
-    write_json_atomic(search_dir / RESULTS_FILE, json.loads(json.dumps(results, default=str)))
-    write_text_atomic(search_dir / REPORT_FILE, confirm.render_report(settings, results, other))
+    if finished:  # kept as the process that trained wrote it (its timings)
+        results = read_kept(search_dir / RESULTS_FILE, lambda r: isinstance(r, dict))
+    else:
+        trials = study.get_trials(deepcopy=False)
+        results = confirm.search_results(trials, timing, data, seeds, summary)
+        written.append(write_json_atomic(search_dir / RESULTS_FILE, results))
+    if not (search_dir / REPORT_FILE).exists():
+        report = confirm.render_report(settings, results, other)
+        written.append(write_text_atomic(search_dir / REPORT_FILE, report))
+    if finished:
+        what = ", ".join(map(str, written)) or "nothing, every output was there"
+        console.info(f"the search was finished; wrote: {what}")
     best = summary["selected"] or {"label": keys[0], "test": summary["configurations"][0]}
     console.result(
         f"selected by validation over {len(seeds)} fresh seeds: {best['label']}: test accuracy "
@@ -237,12 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['member_epochs']}; {search_dir / REPORT_FILE}"
     )
     return 0
-
-
-def _close(timing: dict) -> None:
-    """The wall seconds of the last population started, if not yet closed."""
-    if timing and "seconds" not in timing[max(timing)]:
-        timing[max(timing)]["seconds"] = time.perf_counter() - timing[max(timing)]["start"]
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_a_space_is_parsed_and_every_value_it_can_give_is_checked(tmp_path):
 
 
 ARGS = ["--validation-size", "500", "--epochs", "3", "--space", "lr=loguniform(1e-3,3e-2)",
-        "--trials", "2", "--population", "2", "--sampler-seed", "0",
+        "--trials", "2", "--population", "2", "--sampler-seed", "6",
         "--confirm-top", "1", "--confirm-seeds", "2"]  # fmt: skip
 
 
@@ -107,12 +107,80 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_one(
     assert _trials(out) == _trials(reference[0])  # no trial lost, none told twice, same numbers
     confirmed = json.loads((out / "results.json").read_text())["confirmation"]
     assert confirmed == json.loads((reference[0] / "results.json").read_text())["confirmation"]
+    # Finished, resumed again: it says so and writes only what is missing (report.md).
+    (out / "report.md").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    done = _command(["--resume", str(out)], small_mnist, monkeypatch, capsys)
+    assert done.returncode == 0 and f"was finished; wrote: {out / 'report.md'}\n" in done.stdout
+    assert kept == {p: p.stat().st_mtime_ns for p in kept}
+
+
+def _told_by_params(config, space, data, study, settings, search_dir, index, trials, **_):
+    """`_train_population` without training: each trial told a value of its parameters."""
+    for trial in trials:
+        study.tell(trial, sum(v if isinstance(v, float) else 0.0 for v in trial.params.values()))
+
+
+def test_a_search_resumed_between_populations_asks_what_the_uninterrupted_one_asked(
+    tmp_path, monkeypatch
+):
+    """A sampler's random state is in memory: seeded once, a resumed process restarted it and asked
+    trial 4 what trial 0 had been asked. It is seeded per population (`population_samplers`).
+    A journal a kill cut mid-line, with Optuna's lock left behind, is recovered."""
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.search import engine
+
+    monkeypatch.setattr(engine, "_train_population", _told_by_params)
+    space = parse_space(
+        ["lr=loguniform(1e-4,1e-2) dropout=uniform(0,0.5) schedule=choice(constant|cosine)"]
+    )
+
+    def search(folder, trials, create=True):
+        samplers = engine.population_samplers("tpe", 3, space)
+        study = engine.open_study(None, folder, "s", samplers(0), None, create=create)
+        settings = engine.SearchSettings(trials, population=4)
+        engine.run_search(TrainConfig(), space, None, study, settings, folder, mesh=None,
+                          sampler=samplers)  # fmt: skip
+        return [t.params for t in study.get_trials()]
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    uninterrupted = search(tmp_path / "a", 16)  # 4 populations; TPE's own after 10 trials
+    assert search(tmp_path / "b", 8) == uninterrupted[:8]  # killed after population 1
+    with open(tmp_path / "b" / engine.JOURNAL_FILE, "ab") as journal:
+        journal.write(b'{"op_code": 4, "worker_id": "x", "tri')  # a line a kill cut short
+    (tmp_path / "b" / f"{engine.JOURNAL_FILE}.lock").symlink_to(tmp_path / "gone")
+    engine.recover_journal(tmp_path / "b")
+    assert search(tmp_path / "b", 16, create=False) == uninterrupted
+    assert len({tuple(p.values()) for p in uninterrupted}) == 16
+
+
+def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
+    """Optuna's grid sampler calls `study.stop()` when its grid is done, which raises outside
+    `study.optimize`: the search's grid sampler does not, and the search stops by its trials."""
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.search import engine
+
+    monkeypatch.setattr(engine, "_train_population", _told_by_params)
+    space = parse_space(["lr=choice(1e-3|3e-3|1e-2) schedule=choice(constant|cosine)"])
+    assert engine.grid_size(space) == 6
+    samplers = engine.population_samplers("grid", 0, space)
+    study = engine.open_study(None, tmp_path, "g", samplers(0), None, create=True)
+    engine.run_search(TrainConfig(), space, None, study, engine.SearchSettings(6, 4), tmp_path,
+                      mesh=None, sampler=samplers)  # fmt: skip
+    points = {tuple(t.params.values()) for t in study.get_trials() if t.state.name == "COMPLETE"}
+    assert len(points) == 6
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--space", "lr=uniform(1,0)"], "invalid search space item"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--learning-rate", "0.5"], "--learning-rate does"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--confirm-seeds", "1"], "give 2+"),
+        (["--space", "lr=choice(1e-3|3e-3)", "--sampler", "grid", "--trials", "3"], "2 points"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--sampler-seed", "-1"], "--sampler-seed"),
+        (["--space", "BINARY"], "cannot be read as a text file"),
+        (["--resume", "."], "is it a search directory?"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--storage", "nosuch://x"], "invalid --storage"),
         (["--space", "wd=loguniform(1e-6,1e-2)"], "invalid search space item"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--validation", "test"], "--validation holdout"),
@@ -122,10 +190,45 @@ def test_bad_spaces_and_storages_are_one_line_before_anything_is_created(
     flags, message, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "search"
+    (tmp_path / "space.bin").write_bytes(b"\x95\xff" * 100)
+    flags = [str(tmp_path / "space.bin") if f == "BINARY" else f for f in flags]
+    out_flags = ["--out", str(out)] if "--resume" not in flags else []
+    monkeypatch.chdir(tmp_path)
     done = _processes.run_in_process(
-        ["experiments.search", *flags, "--out", str(out)], tmp_path, monkeypatch, capsys
+        ["experiments.search", *flags, *out_flags], tmp_path, monkeypatch, capsys
     )
     assert done.returncode == 2 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--space", "model=choice(mlp|nope_mod:Net)"], "does not import"),
+        (["--space", "dropout=uniform(0.1,0.5)", "--model", "search_models:Plain"], "own dropout"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--storage", "sqlite:////nonexistent/x.db"], "open"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "ENV"], "MNIST_JAX_NUM_PROCESSES is set"),
+    ],
+)
+def test_models_values_storage_and_settings_that_cannot_serve_are_refused_before_the_folder(
+    flags, message, tmp_path, small_mnist, monkeypatch, capsys
+):
+    """What is found only with the data (each model of the space built and checked, a rate given to
+    a model that keeps its own dropout, a storage opened) still comes before any folder."""
+    (tmp_path / "search_models.py").write_text(
+        "import flax.linen as nn\n\n\nclass Plain(nn.Module):\n    num_classes: int = 10\n\n"
+        "    @nn.compact\n    def __call__(self, x, train=False):\n"
+        "        return nn.Dense(self.num_classes)(x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if "ENV" in flags:
+        monkeypatch.setenv("MNIST_JAX_NUM_PROCESSES", "2")
+    out = tmp_path / "search"
+    args = [*small_mnist, "--validation-size", "500", *(f for f in flags if f != "ENV")]
+    done = _processes.run_in_process(
+        ["experiments.search", *args, "--out", str(out)], small_mnist[-1], monkeypatch, capsys
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
 
 

@@ -4,9 +4,12 @@ validation accuracy against member-epochs spent."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mnist_jax.errors import ConfigError
 from mnist_jax.sweep.checkpoint import SweepCheckpointer, sweep_start
 from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.outputs import analyse, data_sources, member_entries, write_sweep_files
@@ -32,10 +35,11 @@ def compute_curve(trials: Sequence) -> list[dict]:
 def confirm(
     config, keys: Sequence[tuple], seeds: Sequence[int], dataset, data, out_dir: Path, *,
     mesh, members_per_step=1, callbacks: Sequence = (),
-) -> dict:  # fmt: skip
+) -> tuple[dict, list]:  # fmt: skip
     """Trains configurations `keys` (best first) over `seeds` as one sweep in `out_dir` (resumed
     from its checkpoints when there are some) and writes the sweep's members.json, summary.json,
-    figures and report.md, comparing each with the best. Returns summary.json's content."""
+    figures and report.md that `out_dir` lacks, comparing each with the best. Returns
+    summary.json's content and the paths written."""
     members = [Member.from_key(seed, key) for key in keys for seed in seeds]
     out_dir.mkdir(exist_ok=True)
     specs = lambda p: p.spec(config, data.num_classes, data.image_shape)
@@ -53,8 +57,38 @@ def confirm(
         "member_epochs": sum(len(r.history) for r in result.members),
     }
     entries = member_entries(result, config.target_accuracy)
-    write_sweep_files(out_dir, result, summary, entries, only_missing=False)
-    return summary
+    # What a killed search wrote is of these same numbers; a finished one's files stay as they are.
+    return summary, write_sweep_files(out_dir, result, summary, entries, only_missing=True)
+
+
+def close_timing(timing: dict) -> None:
+    """The wall seconds of the last population started, if not yet closed."""
+    if timing and "seconds" not in timing[max(timing)]:
+        timing[max(timing)]["seconds"] = time.perf_counter() - timing[max(timing)]["start"]
+
+
+def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], summary) -> dict:
+    """results.json: every trial, the compute curve, each population's wall seconds (`timing`,
+    this process's) and examples per second, and the confirmation."""
+    curve = compute_curve(trials)
+    for index, times in timing.items():  # wall seconds, overheads included, per population
+        times["member_epochs"] = sum(
+            t.user_attrs.get("member_epochs", 0)
+            for t in trials
+            if t.user_attrs.get("population") == index
+        )
+        examples = times["member_epochs"] * data.train_images.shape[0]
+        times["examples_per_second"] = examples / times["seconds"]
+    results = {
+        "trials": [trial_entry(t) for t in trials],
+        "compute_curve": curve,
+        "member_epochs": curve[-1]["member_epochs"] if curve else 0,
+        "populations": {str(k): {n: t[n] for n in t if n != "start"} for k, t in timing.items()},
+        "confirmation": {"seeds": list(seeds), "member_epochs": summary["member_epochs"],
+                         "selected": summary["selected"],
+                         "configurations": list(map(confirmed, summary["configurations"]))},
+    }  # fmt: skip
+    return json.loads(json.dumps(results, default=str))
 
 
 def trial_entry(trial) -> dict:
@@ -70,6 +104,15 @@ def confirmed(row: dict) -> dict:
     return {"label": row["label"], "test_accuracy": row["test_accuracy"]["mean"],
             "interval": [both["low"], both["high"]],
             "verdict": (row.get("comparison") or {}).get("verdict")}  # fmt: skip
+
+
+def compute_curve_of(search_dir: str, results_file: str) -> tuple[str, list]:
+    """`--compare SEARCH_DIR`: its name and compute curve, read before anything is created."""
+    try:
+        results = json.loads((Path(search_dir) / results_file).read_text(encoding="utf-8"))
+        return Path(search_dir).name, list(results["compute_curve"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ConfigError(f"--compare {search_dir}: no finished search ({error})") from None
 
 
 def _best_within(curve: list, budget: int) -> str:

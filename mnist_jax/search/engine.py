@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -47,9 +48,13 @@ def check_storage_url(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     try:
-        make_url(url).get_dialect()
+        dialect = make_url(url).get_dialect()
     except Exception as error:  # SQLAlchemy's errors for a bad URL vary
         raise ConfigError(f"invalid --storage {url!r}: {str(error).splitlines()[0]}") from None
+    try:  # the driver (psycopg2 for postgresql://, ...), which SQLAlchemy imports on connecting
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise ConfigError(f"--storage {url!r} needs a database driver: {error}") from None
 
 
 def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner, *, create: bool):
@@ -73,9 +78,48 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
     except (optuna.exceptions.DuplicatedStudyError, KeyError) as error:
         raise ConfigError(f"study {name!r} in the storage: {error}") from None
     except Exception as error:  # the database cannot be reached or read: SQLAlchemy's errors
-        if type(error).__module__.startswith("sqlalchemy"):
+        if type(error).__module__.startswith("sqlalchemy") or isinstance(error, ImportError):
             raise ConfigError(f"--storage {storage}: {str(error).splitlines()[0]}") from None
         raise
+
+
+def population_seed(seed: int, index: int) -> int:
+    """The sampler's seed for population `index` of a search seeded `seed`."""
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ConfigError(f"invalid --sampler-seed {seed!r}: expected an integer >= 0")
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def population_samplers(name: str, seed: int, space: Mapping[str, tuple]):
+    """`run_search`'s `sampler`: population -> `make_sampler(name, population_seed(seed, p))`.
+
+    A sampler draws from a random state it keeps in memory (TPE's and random's RandomState, the
+    grid's choice among unvisited points); the storage keeps only the trials. Seeded once, a
+    search resumed in a new process would restart that stream and ask again what it already
+    tried. Seeded per population from (seed, population), each population is asked from the
+    trials in the storage and a state that a resume re-creates: resumed = uninterrupted."""
+    return lambda index: make_sampler(name, population_seed(seed, index), space)
+
+
+def grid_size(space: Mapping[str, tuple]) -> int:
+    """The number of points of the grid sampler's grid (choice and int items)."""
+    return math.prod(
+        values[1] - values[0] + 1 if kind == "int" else len(values)
+        for kind, values in space.values()
+    )
+
+
+def recover_journal(search_dir: Path) -> None:
+    """For a search killed while it wrote SEARCH/study.journal, resumed under the directory's lock
+    (no other process writes the journal): Optuna's lock file, which the next writer would wait 30
+    s for, is removed, and a last line cut short is cut off (the next line would be joined to
+    it, and the journal no longer read)."""
+    path = search_dir / JOURNAL_FILE
+    Path(f"{path}.lock").unlink(missing_ok=True)  # a symbolic link (JournalFileSymlinkLock)
+    content = path.read_bytes() if path.is_file() else b""
+    if content and not content.endswith(b"\n"):
+        with open(path, "r+b") as file:
+            file.truncate(content.rfind(b"\n") + 1)
 
 
 def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
@@ -94,6 +138,8 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
     ranges = [f for f, (kind, _) in space.items() if kind in ("uniform", "loguniform")]
     if ranges:
         raise ConfigError(f"--sampler grid needs choice() or int() items; {ranges[0]} is a range")
+    if grid_size(space) > 100_000:
+        raise ConfigError(f"--sampler grid: a grid of {grid_size(space):,} points is too large")
     grid = {
         f: list(range(v[0], v[1] + 1)) if kind == "int" else list(optuna_distributions(
             {f: (kind, v)})[f].choices)
@@ -158,10 +204,13 @@ def run_search(
     members_per_step: int | None = 1,
     callbacks: Sequence = (),
     on_population: Callable[[int, list, list], None] | None = None,
+    sampler: Callable[[int], object] | None = None,
 ) -> None:
     """Asks, trains and tells populations until `settings.trials` trials are COMPLETE or PRUNED
     (resuming the RUNNING population first). `on_population(index, trials, programs)` is told of
-    each population before it trains."""
+    each population before it trains. `sampler(index)` (`population_samplers`) is the sampler
+    that asks population `index`, so that a resumed search asks what the uninterrupted one would;
+    without it the study's own sampler asks every population."""
     from optuna.trial import Trial, TrialState
 
     distributions = optuna_distributions(space)
@@ -183,6 +232,8 @@ def run_search(
             if size <= 0:
                 return
             index = max(populations, default=-1) + 1
+            if sampler is not None:
+                study.sampler = sampler(index)
             trials = []
             for _ in range(size):
                 trial = study.ask(distributions)

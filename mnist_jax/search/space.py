@@ -10,14 +10,16 @@ file holds the same items, one or more a line, `#` comments.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mnist_jax.config import FIELDS
+from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, TrainConfig
+from mnist_jax.device_data import check_fits
 from mnist_jax.errors import ConfigError
-from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
 from mnist_jax.sweep.select import SHORT_NAMES, _value
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -32,8 +34,15 @@ def parse_space(texts: Iterable[str], base: Mapping | None = None) -> dict[str, 
     items: list[str] = []
     for text in texts:
         if Path(text).is_file():
-            lines = Path(text).read_text().splitlines()
+            try:
+                lines = Path(text).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ConfigError(
+                    f"--space {text}: cannot be read as a text file ({error})"
+                ) from None
             items += [w for line in lines for w in line.partition("#")[0].split()]
+        elif "=" not in text and ("/" in text or Path(text).suffix[1:].isalpha()):
+            raise ConfigError(f"--space {text}: no such file (an item is NAME=KIND(...))")
         else:
             items += text.split()
     space: dict[str, tuple] = {}
@@ -75,6 +84,39 @@ def _distribution(item: str, field: str, kind: str, inside: str, base: Mapping) 
     except (ValueError, TypeError) as error:
         raise ConfigError(f"invalid search space item {item!r}: {error}") from None
     return (kind, values)
+
+
+def corner_members(config: TrainConfig, space: Mapping[str, tuple]) -> list[Member]:
+    """Members at each value the space can give a field (both ends of a range, every choice), the
+    others the configuration's; and at each combination of the choices of the compiled fields
+    (model, hidden sizes, optimizer, schedule: a program each) with each dropout rate. A
+    combination that fails only together (a model without hidden sizes) is left to its trial."""
+    base = {name: getattr(config, name) for name in CONFIG_KEY_FIELDS}
+
+    def values(field):
+        kind, given = space[field]
+        return [float(v) for v in given] if kind == "int" else list(given)
+
+    members = [Member(0, **{**base, field: v}) for field in space for v in values(field)]
+    crossed = [f for f in space if f in COMPILED_SWEEP_FIELDS or f == "dropout_rate"]
+    for combination in itertools.product(*map(values, crossed)):
+        try:
+            members.append(Member(0, **{**base, **dict(zip(crossed, combination))}))
+        except (ConfigError, ValueError):
+            continue
+    return members
+
+
+def check_space(config: TrainConfig, space: Mapping[str, tuple], dataset) -> list[TrainConfig]:
+    """ConfigError (one line) where a value of the space cannot train on `dataset`, checked on
+    `corner_members` before anything is created: each model named imports and passes
+    `check_model`, a dropout rate is not given to a model that keeps its own, a warm-up fits the
+    epochs. Returns the members' configurations."""
+    members = with_own_dropout(corner_members(config, space), refuse_unused=True)
+    configs = {m.config_key: m.config(config) for m in members}
+    for member in {m.group_key: m for m in members}.values():  # one per program's shapes
+        check_fits(configs[member.config_key], dataset)
+    return list(configs.values())
 
 
 def optuna_distributions(space: Mapping[str, tuple]) -> dict:
