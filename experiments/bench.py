@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mnist_jax.config import MODELS, PRECISIONS, TrainConfig
+from mnist_jax.config import MODELS, PRECISIONS, TrainConfig, applies
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluate import evaluate_loss_accuracy
@@ -307,10 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The bench's own settings, as the baseline command's flags.
         timed_fields = ("dataset", "data_dir", "validation", "validation_size", "model")
         timed_fields += ("precision", "epochs", "batch_size")
-        command = [
+        values = dataclasses.asdict(config)
+        command = [  # a flag where it does nothing (the held-out size without holdout) is refused
             f"{cli.flag_names(field)[0]}={getattr(config, field.name)}"
             for field in dataclasses.fields(config)
-            if field.name in timed_fields and getattr(config, field.name) is not None
+            if field.name in timed_fields
+            and getattr(config, field.name) is not None
+            and applies(field.name, values)
         ]
         with tempfile.TemporaryDirectory(prefix="mnist-jax-bench-") as folder:
             for kind in ("cold", "cached"):  # the first run fills the empty cache

@@ -122,6 +122,10 @@ def _mlp(values: Mapping[str, Any]) -> bool:
     return values.get("model", "mlp") == "mlp"
 
 
+def _holdout(values: Mapping[str, Any]) -> bool:
+    return values.get("validation", "test") == "holdout"
+
+
 def _optimizer_is(*names: str) -> Callable[[Mapping[str, Any]], bool]:
     return lambda values: values.get("optimizer", "adam") in names
 
@@ -290,7 +294,10 @@ class TrainConfig:
         choices=VALIDATION_MODES,
     )
     validation_size: int = _field(
-        10_000, "examples held out with --validation holdout", group="data"
+        10_000,
+        "examples held out with --validation holdout",
+        group="data",
+        applies=(_holdout, "only --validation holdout holds examples out"),
     )
     eval_batch_size: int = _field(
         2_000,
@@ -445,6 +452,8 @@ class TrainConfig:
                 f"unknown configuration field(s) {', '.join(unknown)}; "
                 f"known fields: {', '.join(sorted(known))}"
             )
+        if values.get("validation", "test") != "holdout":  # a record from before the rule:
+            values = {k: v for k, v in values.items() if k != "validation_size"}  # it did nothing
         return cls(**values)
 
 

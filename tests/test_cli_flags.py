@@ -111,3 +111,19 @@ def test_a_sweep_flag_that_applies_to_some_of_its_members_is_accepted():
     )
     config = cli.config_from_args(args, **members[0].to_dict())
     cli.refuse_flags_that_do_nothing(members_argv, [m.config(config) for m in members])
+
+
+def test_a_validation_size_without_holdout_is_refused_and_old_records_still_load(capsys):
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.errors import ConfigError
+
+    # Found by a hostile pass: it was accepted and did nothing.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main(baseline.main, "baseline", ["--validation-size", "100", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "only --validation holdout holds examples out" in err
+    with pytest.raises(ConfigError, match="only --validation holdout holds examples out"):
+        TrainConfig(validation="test", validation_size=100)
+    # A record written before the rule (the value did nothing) loads as what trained.
+    old = TrainConfig.from_dict({"validation": "test", "validation_size": 100})
+    assert old == TrainConfig()
