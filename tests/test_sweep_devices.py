@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
+REAL_DATA_ENV = "SWEEP_DEVICES_MNIST"  # the worker trains on real MNIST images from this folder
 
 
 def tiny_sweep_arrays() -> dict:
@@ -31,6 +32,14 @@ def tiny_sweep_arrays() -> dict:
     teacher = rng.normal(size=(784, 10))
     images = rng.normal(size=(500, 784)).astype(np.float32)
     labels = np.argmax(images @ teacher, axis=1).astype(np.int32)
+    hidden = (32,)
+    if os.environ.get(REAL_DATA_ENV):  # real MNIST images, 400 to train and 100 to test on
+        from mnist_jax.data import load_dataset
+
+        mnist = load_dataset("mnist", os.environ[REAL_DATA_ENV], download=False)
+        images = mnist.train_images[:500].reshape(500, -1).astype(np.float32) / 255
+        labels = mnist.train_labels[:500].astype(np.int32)
+        hidden = (128, 128)
     data = DeviceData(
         *jax.device_put(
             [images[:400], labels[:400], images[400:], labels[400:], images[400:], labels[400:]]
@@ -38,9 +47,9 @@ def tiny_sweep_arrays() -> dict:
         num_classes=10,
     )
     members = [
-        Member(0, 1e-3, 0.25, (32,)),
-        Member(1, 3e-3, 0.0, (32,)),
-        Member(2, 1e-3, 0.5, (32,)),
+        Member(0, 1e-3, 0.25, hidden),
+        Member(1, 3e-3, 0.0, hidden),
+        Member(2, 1e-3, 0.5, hidden),
     ]
     result = run_sweep(TrainConfig(epochs=2, batch_size=64, eval_batch_size=50), members, data)
     out = {
@@ -141,20 +150,26 @@ def test_members_get_the_same_results_on_one_and_on_eight_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_give_every_process_the_single_process_results_bitwise(tmp_path):
-    # The reference is one process with the same 4 devices (the same partitioned program): bitwise.
+def test_two_processes_give_every_process_the_single_process_results_bitwise(tmp_path, mnist_dir):
+    # The reference is one process with the same 4 devices (the same partitioned program): bitwise,
+    # on real MNIST images, with XLA:CPU's default kernels (MNIST_JAX_CPU_FLAGS=off: the commands'
+    # threaded YNN matmuls round differently per layout, which the README says).
     port = free_port()
     workers = []
+    real = {REAL_DATA_ENV: str(mnist_dir)}
     for process_id in range(2):
         env = worker_env(
             2,
             MNIST_JAX_COORDINATOR=f"127.0.0.1:{port}",
             MNIST_JAX_NUM_PROCESSES="2",
             MNIST_JAX_PROCESS_ID=str(process_id),
+            **real,
         )
         workers.append(start_worker(tmp_path / f"process{process_id}.npz", env))
     wait_all(workers)
-    single = run_worker(tmp_path, "single", devices=4)
+    out = tmp_path / "single.npz"
+    wait_all([start_worker(out, worker_env(4, **real))])
+    single = dict(np.load(out))
     for process_id in range(2):
         results = dict(np.load(tmp_path / f"process{process_id}.npz"))
         assert (int(results["num_devices"]), int(results["num_processes"])) == (4, 2)
