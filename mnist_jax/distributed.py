@@ -95,6 +95,8 @@ def initialize_distributed_from_env(
     coordinator = env.get(ENV_COORDINATOR, "").strip()
     if _initialized:
         return True
+    if env.get(ENV_START_TIMEOUT, "").strip():  # checked wherever it is set, used or not
+        timeout_s = _env_int(env, ENV_START_TIMEOUT, minimum=1)
     if not coordinator:
         given = [name for name in (ENV_NUM_PROCESSES, ENV_PROCESS_ID) if env.get(name, "").strip()]
         if given:  # each process would train the whole job alone, as if it were the only one
@@ -118,8 +120,6 @@ def initialize_distributed_from_env(
             f"invalid {ENV_PROCESS_ID}={process_id}: expected below "
             f"{ENV_NUM_PROCESSES}={num_processes}"
         )
-    if env.get(ENV_START_TIMEOUT, "").strip():
-        timeout_s = _env_int(env, ENV_START_TIMEOUT, minimum=1)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     message = (
         f"error: the job's {num_processes} processes did not all reach the coordinator at "

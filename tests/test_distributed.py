@@ -189,3 +189,9 @@ def test_a_one_process_command_refuses_a_multi_process_setting(command, monkeypa
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "MNIST_JAX_PROCESS_ID is set, but" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_start_timeout_is_refused_without_a_coordinator_too(no_jax_start):
+    # Found by a hostile pass: MNIST_JAX_START_TIMEOUT=abc was accepted when nothing used it.
+    with pytest.raises(ConfigError, match="MNIST_JAX_START_TIMEOUT"):
+        initialize_distributed_from_env({"MNIST_JAX_START_TIMEOUT": "abc"})
