@@ -44,16 +44,18 @@ LONGEST_FILES = (
     "test_models.py",
     "test_resume.py",
     "test_notebooks.py",
-    "test_bench.py",
     "test_sweep.py",
-    "test_readme.py",
+    "test_bench.py",
+    "test_precision.py",
     "test_real_data.py",
-    "test_recipe.py",
+    "test_readme.py",
     "test_sweep_resume.py",
     "test_sweep_cli.py",
-    "test_precision.py",
+    "test_recipe.py",
+    "test_checkpoint.py",
     "test_logs.py",
     "test_sweep_devices.py",
+    "test_runtime.py",
 )
 
 
