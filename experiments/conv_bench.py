@@ -14,10 +14,10 @@ import flax.linen as nn
 import jax
 
 from experiments import cli
-from experiments.bench import cpu_description, measure_model_floor
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.fit import spec_for, to_device
+from mnist_jax.floors import cpu_description, measure_model_floor
 from mnist_jax.models import LinenModel
 from mnist_jax.train import create_train_state, train_epoch_jit
 

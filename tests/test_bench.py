@@ -6,6 +6,7 @@ import pytest
 
 from experiments import bench
 from experiments.cli import run_main
+from mnist_jax.floors import matmul_flops_per_example
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_bench_reports_both_floors_and_takes_the_better(tiny, tmp_path, capsys):
     assert figures["steady_over_floor"] == pytest.approx(
         figures["steady_epoch_seconds"] / figures["floor_epoch_seconds"]
     )
-    assert figures["flops_per_example"] == bench.matmul_flops_per_example([784, 128, 128, 10])
+    assert figures["flops_per_example"] == matmul_flops_per_example([784, 128, 128, 10])
     # The whole baseline command, timed with an empty compilation cache, then with it filled.
     assert figures["command_cold_seconds"] > 0 and figures["command_cached_seconds"] > 0
     assert figures["cpu"].count(",") >= 1  # the model, its cores, its vector instructions
@@ -50,7 +51,7 @@ def test_matmul_flops_by_hand():
     # Forward 2*(784*128 + 128*10) per example, weight gradients the same, input gradient of the
     # second layer only: 2*128*10.
     forward = 2 * (784 * 128 + 128 * 10)
-    assert bench.matmul_flops_per_example([784, 128, 10]) == 2 * forward + 2 * 128 * 10
+    assert matmul_flops_per_example([784, 128, 10]) == 2 * forward + 2 * 128 * 10
 
 
 @pytest.mark.slow
