@@ -44,7 +44,9 @@ def test_sweep_takes_lists_of_the_swept_fields_only():
     assert args.hidden_sizes == [(8,), (16, 16)]
     assert sweep.build_parser().parse_args(["--epochs", "3"]).epochs == 3
     swept = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["sweep"]}
-    assert set(sweep.PER_MEMBER_FIELDS) == {"seed"} | swept
+    from mnist_jax.sweep.outputs import PER_MEMBER_FIELDS
+
+    assert set(PER_MEMBER_FIELDS) == {"seed"} | swept
 
 
 def test_resume_refuses_every_run_defining_spelling_and_accepts_data_dir():
