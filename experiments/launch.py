@@ -137,8 +137,8 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
     # handlers stay until every process has ended: a second signal must not end the launcher alone.
     previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
     # Ctrl-C reaches this loop at once, as KeyboardInterrupt: without the watcher of
-    # `cli.stop_promptly_on_interrupt`, which would kill the launcher (status 137) while it waits
-    # for its processes to stop (their own watchers end them), and leave them unreaped.
+    # `process.stop_promptly_on_interrupt`, which would kill the launcher (status 137) while it
+    # waits for its processes to stop (their own watchers end them), and leave them unreaped.
     wakeup_fd = signal.set_wakeup_fd(-1)
     try:
         try:
