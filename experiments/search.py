@@ -62,8 +62,8 @@ def build_parser() -> cli.Parser:
     group.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     group.add_argument("--sampler-seed", type=int, default=0)
     group.add_argument("--pruner", choices=PRUNERS, default="successive-halving")
-    group.add_argument("--reduction-factor", type=cli.positive_int, default=3, metavar="ETA",
-                       help="the pruner keeps 1/ETA of the trials at each rung (default 3)")
+    group.add_argument("--reduction-factor", type=cli.positive_int, default=4, metavar="ETA",
+                       help="the pruner keeps 1/ETA of the trials at each rung (default 4)")
     group.add_argument("--storage", default=None, metavar="URL",
                        help="an Optuna storage URL (default: SEARCH/study.journal)")
     group.add_argument("--confirm-top", type=cli.positive_int, default=2, metavar="K",

@@ -154,9 +154,12 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
     return Grid(grid, seed=seed)
 
 
-def make_pruner(name: str, epochs: int, reduction_factor: int = 3):
+def make_pruner(name: str, epochs: int, reduction_factor: int = 4):
     """Successive halving and Hyperband from epoch 1, 1/`reduction_factor` of the trials kept at
-    each rung (epochs 1, 3, 9 with 3)."""
+    each rung (epochs 1, 4, 16 with 4; 1, 3, 9 with 3). The default is 4: on MNIST (10 epochs,
+    TPE, 64 trials, sampler seeds 0-5), 3 spent 159-249 member-epochs, over a third of a 640
+    member-epoch grid on 3 of 6 seeds; 4 spent 151-193, and both confirmed 97.9-98.1% test
+    accuracy (docs/search.md)."""
     import optuna
 
     if reduction_factor < 2:
