@@ -123,16 +123,19 @@ def reopen_run(
     *,
     model: Model | None = None,
     data_dir: str | None = None,
+    dataset: Dataset | None = None,
 ) -> OpenRun:
     """A run directory to continue: its config.json's configuration, the same data (from
-    `data_dir`, else the recorded folder; checked by fingerprint), and the newest intact
+    `data_dir`, else the recorded folder, or `dataset`; checked by fingerprint and example
+    counts), and the newest intact
     checkpoint's state and history. `model`: the run's own, where config.json cannot rebuild it
     (a model object given to `train_run`); it is checked against the recorded one."""
     compilation_cache_by_default()
     run_dir = Path(run_dir)
     record, config = read_run_record(run_dir)
     lock_run_dir(run_dir)
-    dataset = load_dataset(config.dataset, data_dir or config.data_dir)
+    if dataset is None:  # a run given its data in Python (a subset) is given them again
+        dataset = load_dataset(config.dataset, data_dir or config.data_dir)
     check_same_data(dataset, record, run_dir)
     recorded = record.get("model")  # None in runs older than model records: a built-in model
     if model is None and isinstance(recorded, dict) and not is_model_name(recorded.get("name")):
@@ -293,10 +296,14 @@ def resume_run(
     *,
     model: Model | None = None,
     data_dir: str | None = None,
+    dataset: Dataset | None = None,
     **options: Any,
 ) -> RunResult:
-    """Continues the run in `run_dir` (`reopen_run`) and writes what it lacks (`complete_run`)."""
-    return complete_run(reopen_run(run_dir, model=model, data_dir=data_dir), **options)
+    """Continues the run in `run_dir` (`reopen_run`) and writes what it lacks (`complete_run`).
+    `dataset`: the data a run started from Python was given, where it is not what
+    `config.dataset` loads (a subset; checked against the record)."""
+    opened = reopen_run(run_dir, model=model, data_dir=data_dir, dataset=dataset)
+    return complete_run(opened, **options)
 
 
 def steady_examples_per_second(history: Sequence[dict], train_examples: int) -> float:

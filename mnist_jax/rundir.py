@@ -225,6 +225,14 @@ def check_same_data(dataset, record: dict, folder: str | os.PathLike) -> None:
             f"{folder} was trained on (fingerprint mismatch); pass --data-dir with the original "
             "files"
         )
+    for split, images in (("train", dataset.train_images), ("test", dataset.test_images)):
+        count = recorded.get(f"{split}_examples")
+        if isinstance(count, int) and count != int(images.shape[0]):  # a subset of the files
+            raise DataError(
+                f"the run in {folder} was trained on {count} {split} examples of these files, "
+                f"not their {int(images.shape[0])}: give it the same subset (from Python, "
+                "resume_run(RUN, dataset=...))"
+            )
 
 
 def run_record(

@@ -184,3 +184,14 @@ def test_the_commands_train_resume_evaluate_and_sweep_a_model_by_name(
     assert status == 0, err
     members = json.loads((tmp_path / "sweep" / "members.json").read_text())
     assert [m["model"] for m in members] == ["mlp", f"{user_models}:ResMLP"]
+
+
+def test_a_sweep_started_from_python_records_the_dropout_that_trains(user_models, tiny, tmp_path):
+    # Found by a review: start_sweep recorded 0.25 while run_sweep trained the module's own 0.1.
+    from mnist_jax.sweep import Member
+    from mnist_jax.sweep.directory import start_sweep
+
+    config = TrainConfig(dataset="tiny", data_dir=tiny[-1], epochs=1, batch_size=64)
+    member = Member(0, model=f"{user_models}:ResMLP")
+    sweep = start_sweep(config, [member], reference=member, out=tmp_path / "sweep", name="x")
+    assert [m.dropout_rate for m in sweep.members] == [0.1] == [sweep.reference.dropout_rate]

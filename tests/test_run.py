@@ -16,7 +16,10 @@ from tests.helpers import assert_bitwise_equal
 from tests.test_commands import command
 
 MODULE = """
+from typing import Callable
+
 import flax.linen as nn
+import jax.numpy as jnp
 
 class TwoLayer(nn.Module):
     width: int = 16
@@ -27,6 +30,26 @@ class TwoLayer(nn.Module):
     def __call__(self, x, train=False):
         h = nn.relu(nn.Dense(self.width)(x))
         return nn.Dense(10)(nn.Dropout(self.dropout_rate, deterministic=not train)(h))
+
+
+class WithObjects(nn.Module):  # fields the record can only name: a function, a dtype
+    act: Callable = nn.relu
+    dtype: jnp.dtype = jnp.float32
+    width: int = 8
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(10, dtype=self.dtype)(self.act(nn.Dense(self.width)(x)))
+
+
+class RateWithoutDefault(nn.Module):
+    dropout_rate: float
+    width: int = 8
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.Dense(self.width)(x))
+        return nn.Dense(10)(h)
 """
 
 
@@ -145,3 +168,40 @@ def test_resuming_after_the_models_code_changed_says_so(setup):
             resume_run(folder / "whole")
     finally:
         source.write_text(original)
+
+
+def test_a_record_rebuilds_modules_with_object_fields_and_rates_without_defaults(setup):
+    # Found by a review: a function or dtype field was passed back as its name (a traceback on
+    # resume), and a rate field without a default made the module look unimportable.
+    import importlib
+
+    from mnist_jax.models import model_record
+    from mnist_jax.models.imported import model_from_record
+
+    models = importlib.import_module("python_run_models")
+    for module in (models.WithObjects(width=12), models.RateWithoutDefault(0.2, width=12)):
+        record = model_record(LinenModel(module), (784,))
+        rebuilt = model_from_record(record)
+        assert rebuilt is not None and rebuilt.describe() == LinenModel(module).describe()
+    changed = model_record(LinenModel(models.WithObjects(act=models.nn.tanh)), (784,))
+    assert model_from_record(changed) is None  # a function other than the default: not rebuilt
+
+
+def test_a_run_given_a_subset_resumes_only_on_that_subset(setup, tmp_path):
+    # Found by a review: the resume reloaded all the files (their fingerprint) and trained on.
+    import dataclasses
+
+    from mnist_jax.data import load_dataset
+    from mnist_jax.errors import DataError
+
+    folder, config, model, _ = setup
+    full = load_dataset("tiny", folder / "tiny")
+    subset = dataclasses.replace(
+        full, train_images=full.train_images[:128], train_labels=full.train_labels[:128]
+    )
+    train_run(config.replace(epochs=1), subset, out=tmp_path / "run", model=model)
+    with pytest.raises(
+        DataError, match="trained on 128 train examples of these files, not their 256"
+    ):
+        resume_run(tmp_path / "run", model=model)
+    assert resume_run(tmp_path / "run", model=model, dataset=subset).trained_epochs == 0

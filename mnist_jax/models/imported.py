@@ -17,6 +17,7 @@ A class or factory that takes images, not flat vectors, says so with an attribut
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -27,7 +28,7 @@ from typing import Any
 import flax.linen as nn
 
 from mnist_jax.errors import ConfigError
-from mnist_jax.models.base import LinenModel, Model
+from mnist_jax.models.base import LinenModel, Model, _json_value
 
 
 @functools.lru_cache(maxsize=64)  # one object per name: jit keys its programs on the model
@@ -121,8 +122,10 @@ def model_from_record(stored: Any) -> Model | None:
     try:
         found = getattr(importlib.import_module(module_name), attribute)
         if isinstance(found, type) and issubclass(found, nn.Module):
-            module = found(**{key: _hashable(value) for key, value in settings.items()})
-            return LinenModel(module, input_layout=layout, label=label)
+            values = _constructor_values(found, settings)
+            if values is None:
+                return None
+            return LinenModel(found(**values), input_layout=layout, label=label)
         if callable(found) and "rngs" in _parameters(found)[0] and not settings:
             from mnist_jax.models.nnx_adapter import NNXModel
 
@@ -130,6 +133,27 @@ def model_from_record(stored: Any) -> Model | None:
     except Exception:  # not importable here, or settings the class no longer takes
         return None
     return None
+
+
+def _constructor_values(module_class: type, settings: dict) -> dict | None:
+    """The keyword arguments that rebuild a module from its recorded settings: those that differ
+    from the class's defaults, where the record holds them exactly (numbers, text, lists of
+    them), and a placeholder for a rate field with no default (training sets the rate); None
+    where a differing setting was recorded as text for an object (a function, a dtype)."""
+    fields = {f.name: f for f in dataclasses.fields(module_class)}
+    values = {}
+    for name, value in settings.items():
+        field = fields.get(name)
+        default = field.default if field is not None else dataclasses.MISSING
+        if default is not dataclasses.MISSING and _json_value(default) == value:
+            continue  # the class's own default: nothing to pass
+        if isinstance(value, str) and not isinstance(default, str | type(dataclasses.MISSING)):
+            return None  # an object recorded by its name
+        values[name] = _hashable(value)
+    rate = fields.get("dropout_rate")
+    if rate is not None and "dropout_rate" not in settings and rate.default is dataclasses.MISSING:
+        values["dropout_rate"] = 0.0  # skipped in the record; the train state gives the rate
+    return values
 
 
 def _hashable(value: Any) -> Any:

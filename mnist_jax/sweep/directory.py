@@ -42,7 +42,7 @@ from mnist_jax.rundir import (
     write_json_atomic,
 )
 from mnist_jax.sweep.checkpoint import SweepCheckpointer, sweep_start
-from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member
+from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
 from mnist_jax.sweep.outputs import (
     MEMBERS_FILE,
     PER_MEMBER_FIELDS,
@@ -124,6 +124,9 @@ def start_sweep(
     creates its folder, `out` or `root/name`. Every process of a multi-process job calls it: process
     0 creates the folder, and the others take its path."""
     several = jax.process_count() > 1
+    # What trains is what is planned and recorded: a module's own dropout rate where none is set.
+    members = with_own_dropout(members, refuse_unused=True)
+    reference = with_own_dropout([reference])[0]
     if out and Path(out).exists() and not is_empty_folder(out):
         what = "another run" if holds_run(Path(out)) else "other files"
         raise ConfigError(
