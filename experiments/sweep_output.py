@@ -14,20 +14,16 @@ from mnist_jax.sweep.outputs import PER_MEMBER_FIELDS
 
 
 class ProgressPrinter:
-    """A run_sweep callback: one line per epoch per program, and for throughput the epoch times
-    and how many members each epoch trained."""
+    """A run_sweep callback: one line per epoch per program (the throughput's epoch times are
+    `sweep.directory.EpochTimes`')."""
 
     def __init__(self, console: Console, epochs: int):
         self.console, self.epochs = console, epochs
-        self.epoch_seconds: dict[int, list[float]] = {}
-        self.epoch_members: dict[int, list[int]] = {}
 
     def __call__(self, program, state, records, histories) -> None:
         live = [r for r in records if r is not None and not diverged(r)]
         seconds = next(r["seconds"] for r in records if r is not None)
         epoch = next(r["epoch"] for r in records if r is not None)
-        self.epoch_seconds.setdefault(program.index, []).append(seconds)
-        self.epoch_members.setdefault(program.index, []).append(sum(r is not None for r in records))
         if live:
             accuracy = [r["val_accuracy"] for r in live]
             loss = np.mean([r["train_loss"] for r in live])
