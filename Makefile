@@ -3,7 +3,8 @@
 #   make test       run the test suite (both cores; prints its 15 slowest tests)
 #   make test-fast  the one-minute tier for the edit loop (both cores): pure functions, the golden test, lint
 #                   and format, and each command once on tiny data (pytest -m "not slow")
-#   make docs       build the documentation site into docs/_build/html (offline, warnings as errors)
+#   make docs       build the documentation site into docs/_build/html (warnings as errors); it executes the
+#                   notebooks with their defaults on the MNIST of $MNIST_JAX_DATA (cached until they change)
 # Both create .venv/ on first use and install the project into it (pinned by constraints.txt).
 
 PYTHON ?= python3

@@ -26,8 +26,13 @@ exclude_patterns = ["_build", "notebooks/README.md", "**/.ipynb_checkpoints"]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 master_doc = "index"
 
-# Notebooks: shown with the outputs they are committed with (executed with their defaults).
-nb_execution_mode = "off"
+# Notebooks: committed without outputs, executed with their defaults when the site is built, the
+# results cached in _build/.jupyter_cache (a notebook runs again only after it changed); a failing
+# cell fails the build. The suite's build passes -D nb_execution_mode=off: it checks the pages.
+nb_execution_mode = "cache"
+nb_execution_cache_path = str(Path(__file__).parent / "_build" / ".jupyter_cache")
+nb_execution_timeout = 1800
+nb_execution_raise_on_error = True
 nb_merge_streams = True
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3

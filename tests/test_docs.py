@@ -24,6 +24,7 @@ def test_the_documentation_builds_without_warnings(tmp_path, capsys):
 
     status = build_main(
         ["-W", "--keep-going", "-q", "-E", "-b", "dummy", "-d", str(tmp_path / "doctrees")]
+        + ["-D", "nb_execution_mode=off"]  # the notebooks' runs are test_notebooks.py's
         + [str(ROOT / "docs"), str(tmp_path / "out")]
     )
     assert status == 0, capsys.readouterr().err[-4000:]
