@@ -94,6 +94,40 @@ def test_the_command_searches_prunes_confirms_and_reports(reference):
     assert (out / "confirmation" / "report.md").is_file() and (out / "report.md").is_file()
 
 
+def test_optuna_dashboard_opens_the_study_with_each_trials_program_seed_and_checkpoint(reference):
+    """The dashboard's WSGI app on the search's default storage, its JSON API called in-process
+    (no server, no socket): the study, its trials, their reports and user attributes."""
+    from wsgiref.util import setup_testing_defaults
+
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out, _ = reference
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    app = dashboard.wsgi(storage)
+
+    def get(path):
+        environ, status = {}, []
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = path
+        body = b"".join(app(environ, lambda code, headers, info=None: status.append(code)))
+        assert status == ["200 OK"], (path, status, body[:200])
+        return json.loads(body)
+
+    (study,) = get("/api/studies")["study_summaries"]
+    name = json.loads((out / "search.json").read_text())["settings"]["study_name"]
+    assert study["study_name"] == name and study["directions"] == ["maximize"]
+    detail = get(f"/api/studies/{study['study_id']}")
+    trials = detail["trials"]
+    assert [t["state"] for t in trials] == ["Complete", "Pruned"]
+    assert [len(t["intermediate_values"]) for t in trials] == [3, 1]
+    attrs = {a["key"]: a["value"] for a in trials[0]["user_attrs"]}
+    assert attrs["program"] == "0" and attrs["seeds"] == "[0]"
+    assert attrs["checkpoints"] == str(out / "population-0" / "checkpoints" / "program-0")
+    assert {"program", "seeds", "checkpoints"} <= {a["key"] for a in detail["union_user_attrs"]}
+
+
 def test_an_interrupted_search_resumes_to_the_uninterrupted_one(
     reference, tmp_path, small_mnist, monkeypatch, capsys
 ):
