@@ -66,6 +66,34 @@ def test_a_stopped_state_is_left_as_it_is_by_an_epoch(data):
 
 
 @pytest.mark.slow
+def test_a_member_stopped_before_the_epoch_is_not_validated_and_the_others_are_as_alone(data):
+    """Members taken one at a time: a stopped member's validation is a branch not taken (NaN
+    metrics, its state unchanged); the other's equals its single run's validation bitwise."""
+    from mnist_jax.sweep.program import init_members, member_mesh, validate_program
+    from mnist_jax.train import validate_epoch
+
+    spec = TrainSpec.from_config(CONFIG)
+    mesh = member_mesh(jax.devices()[:1])
+    members = [Member(0, 1e-3, 0.25, (16,)), Member(1, 1e-3, 0.25, (16,))]
+    state = init_members(spec, members, mesh=mesh, base=CONFIG, train_examples=160)
+    state = state.replace(stopped=jnp.asarray([True, False]))
+    before = jax.device_get(state)
+    program = validate_program(spec, mesh, CONFIG.eval_batch_size, 1)
+    after, metrics = program(state, data.val_images, data.val_labels)
+    after, metrics = jax.device_get((after, metrics))
+    assert_bitwise_equal(jax.tree.map(lambda a: a[0], after), jax.tree.map(lambda a: a[0], before))
+    assert np.isnan(metrics["loss"][0]) and np.isnan(metrics["accuracy"][0])
+    assert metrics["stopped"].tolist() == [True, False]
+    alone = jax.tree.map(lambda a: a[1], before)
+    single = jax.jit(validate_epoch, static_argnums=(0, 4))(
+        spec, alone, data.val_images, data.val_labels, CONFIG.eval_batch_size
+    )
+    assert_bitwise_equal(
+        (jax.tree.map(lambda a: a[1], after), {k: v[1] for k, v in metrics.items()}), single
+    )
+
+
+@pytest.mark.slow
 def test_patience_stops_a_run_and_its_best_epoch_is_reported(data):
     config = CONFIG.replace(patience=1, learning_rate=3e-2)
     result = fit(config, data)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -201,15 +202,45 @@ def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = No
     )
 
 
+def validate_unless_stopped(
+    spec: TrainSpec, state: TrainState, images: jax.Array, labels: jax.Array, chunk_size: int
+) -> tuple[TrainState, dict]:
+    """`train.validate_epoch`, except for a member stopped before it (by patience or by a host
+    rule such as a search's pruner): that one is returned as it is, its loss and accuracy NaN.
+
+    Validation leaves a stopped state unchanged anyway (`track_best` skips it), and `run_epochs`
+    records nothing for a member stopped before the epoch, so only the forward pass over the
+    validation images is saved. As `train_epoch`'s, the branch is real only for a member taken
+    alone (`over_members` with one per step); under vmap it is a select of both branches."""
+
+    def validate(state: TrainState) -> tuple[TrainState, dict]:
+        return validate_epoch(spec, state, images, labels, chunk_size)
+
+    def keep(state: TrainState) -> tuple[TrainState, dict]:
+        # NaN as `full_like` of a state leaf: inside shard_map a constant would not vary over
+        # members as the other branch's numbers do (see `train_epoch`'s `keep`).
+        nan = jnp.full_like(state.best_accuracy, jnp.nan)
+        shapes = jax.eval_shape(validate, state)[1]
+        return state, {**{name: nan for name in shapes}, "stopped": state.stopped}
+
+    return jax.lax.cond(state.stopped, keep, validate, state)
+
+
 @functools.cache
 def validate_program(
     spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None
 ):
     """Each member's epoch validation (`train.validate_epoch`: loss, accuracy, best-epoch
     tracking and early stopping) on stacked states (donated, member-sharded).
-    Returns (new stacked state, {"loss": (M,), "accuracy": (M,), "stopped": (M,)})."""
+    Returns (new stacked state, {"loss": (M,), "accuracy": (M,), "stopped": (M,)}).
+
+    With `members_per_step`, a member stopped before the epoch is not validated
+    (`validate_unless_stopped`), as `train_epoch` does not train it: its loss and accuracy are
+    NaN, never read (`run_epochs` records nothing for it). Under a plain vmap (None), where the
+    branch would be a select computing both, every member is validated as before."""
     members, data = member_sharding(mesh), replicated(mesh)
-    validate = functools.partial(validate_epoch, spec, chunk_size=chunk_size)
+    per_member = validate_epoch if members_per_step is None else validate_unless_stopped
+    validate = functools.partial(per_member, spec, chunk_size=chunk_size)
     return jax.jit(
         over_members(validate, mesh, members_per_step),
         in_shardings=(members, data, data),
