@@ -11,6 +11,7 @@ Needs the search extra: pip install -e '.[search]'.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -40,7 +41,19 @@ from mnist_jax.sweep.program import default_members_per_step, member_mesh
 PROG = "python -m experiments.search"
 SEARCH_FILE, RESULTS_FILE, REPORT_FILE = "search.json", "results.json", "report.md"
 SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "sampler_seed",
-            "pruner", "reduction_factor", "storage", "confirm_top", "confirm_seeds")  # fmt: skip
+            "pruner", "reduction_factor", "storage", "confirm_top", "confirm_seeds",
+            "random_arm")  # fmt: skip
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 0")
+    return value
 
 
 def build_parser() -> cli.Parser:
@@ -70,6 +83,10 @@ def build_parser() -> cli.Parser:
                        help="best configurations trained again over fresh seeds (default 2)")
     group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N",
                        help="the fresh seeds, 2 or more: intervals are over seeds (default 4)")
+    group.add_argument("--random-arm", type=_count, default=0, metavar="K",
+                       help="K more trials in each population asked by random search, never "
+                       "pruned, unseen by the sampler and pruner: the report's baseline from the "
+                       "same study (default 0)")
     group.add_argument("--compare", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
                        help="another finished search (e.g. --sampler random --pruner none): the "
                        "report shows its best validation accuracy at equal member-epochs")
@@ -186,18 +203,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{len(programs)} program(s)")  # fmt: skip
 
     settings_ = engine.SearchSettings(
-        settings["trials"], settings["population"], settings["seeds_per_trial"]
-    )
+        settings["trials"], settings["population"], settings["seeds_per_trial"],
+        settings.get("random_arm", 0),
+    )  # fmt: skip
     engine.run_search(
         config, space, data, study, settings_, search_dir, mesh=mesh, members_per_step=per_step,
         callbacks=[progress], on_population=on_population,
         sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space),
+        random_seed=settings["sampler_seed"],
     )  # fmt: skip
     confirm.close_timing(timing)
     keys = engine.best_configurations(study, settings["confirm_top"], config, space)
     if not keys:
         raise ConfigError("no trial was trained to the end: nothing to confirm")
-    first_seed = settings["trials"] * settings["seeds_per_trial"] + 1000  # fresh seeds
+    first_seed = engine.trials_asked(settings_) * settings["seeds_per_trial"] + 1000  # fresh
     seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
     console.info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
     summary, written = confirm.confirm(

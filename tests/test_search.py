@@ -149,6 +149,32 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_one(
     assert kept == {p: p.stat().st_mtime_ns for p in kept}
 
 
+def test_a_random_arm_trains_in_the_same_program_unpruned_is_reported_and_resumes(
+    tmp_path, small_mnist, monkeypatch, capsys
+):
+    """`--random-arm 1`: each population has one more trial, asked by random search, trained to the
+    end in the same program, and the report draws its curve from the same study. Interrupted
+    mid-population and resumed, the study equals the uninterrupted one's."""
+    args = [*small_mnist, *ARGS, "--random-arm", "1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = _command([*args, "--out", str(whole)], small_mnist, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((whole / "results.json").read_text())
+    trials = results["trials"]
+    assert [(t["arm"], t["program"]) for t in trials] == [("search", 0)] * 2 + [("random", 0)]
+    assert trials[2]["state"] == "COMPLETE" and trials[2]["member_epochs"] == 3
+    assert results["random_arm"]["member_epochs"] == 3
+    assert results["member_epochs"] == sum(t["member_epochs"] for t in trials[:2])
+    assert results["confirmation"]["seeds"] == [1003, 1004]  # past every trial's seed
+    report = (whole / "report.md").read_text()
+    assert "random search (this study's random arm) at as many member-epochs" in report
+    assert "Random arm (random sampler, no pruner): 1 complete" in report
+    done = _command([*args, "--out", str(cut)], small_mnist, monkeypatch, capsys, 2)
+    assert done.returncode == 130
+    assert _command(["--resume", str(cut)], small_mnist, monkeypatch, capsys).returncode == 0
+    assert _trials(cut) == _trials(whole)
+
+
 def _told_by_params(config, space, data, study, settings, search_dir, index, trials, **_):
     """`_train_population` without training: each trial told a value of its parameters."""
     for trial in trials:
@@ -188,6 +214,41 @@ def test_a_search_resumed_between_populations_asks_what_the_uninterrupted_one_as
     assert len({tuple(p.values()) for p in uninterrupted}) == 16
 
 
+def test_a_random_arm_shares_the_study_unseen_by_the_search_and_resumes_as_it_was(
+    tmp_path, monkeypatch
+):
+    """`random_arm=K`: K random-search trials per population, tagged `arm: random`, in the same
+    study. The search's sampler does not see them: its arm asks what a search without them asks.
+    Resumed between populations, both arms ask what the uninterrupted search asked."""
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.search import engine
+
+    monkeypatch.setattr(engine, "_train_population", _told_by_params)
+    space = parse_space(["lr=loguniform(1e-4,1e-2) dropout=uniform(0,0.5)"])
+
+    def search(folder, trials, random_arm, create=True):
+        samplers = engine.population_samplers("tpe", 3, space)
+        study = engine.open_study(None, folder, "s", samplers(0), None, create=create)
+        settings = engine.SearchSettings(trials, population=4, random_arm=random_arm)
+        engine.run_search(TrainConfig(), space, None, study, settings, folder, mesh=None,
+                          sampler=samplers, random_seed=3)  # fmt: skip
+        return study.get_trials()
+
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    alone = search(tmp_path / "a", 16, 0)
+    both = search(tmp_path / "b", 16, 2)  # 4 populations of 4 + 2
+    arms = [(t.user_attrs["population"], t.user_attrs["arm"]) for t in both]
+    assert arms == [(p, a) for p in range(4) for a in ["search"] * 4 + ["random"] * 2]
+    searched = [t.params for t in both if t.user_attrs["arm"] == "search"]
+    assert searched == [t.params for t in alone]  # TPE's own after 10 trials: it saw none of them
+    randoms = [t.params for t in both if t.user_attrs["arm"] == "random"]
+    assert len({tuple(p.values()) for p in randoms}) == 8
+    search(tmp_path / "c", 8, 2)  # killed after population 1
+    resumed = search(tmp_path / "c", 16, 2, create=False)
+    assert [(t.params, t.user_attrs) for t in resumed] == [(t.params, t.user_attrs) for t in both]
+
+
 def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
     """Optuna's grid sampler calls `study.stop()` when its grid is done, which raises outside
     `study.optimize`: the search's grid sampler does not, and the search stops by its trials."""
@@ -218,6 +279,7 @@ def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
         (["--space", "lr=uniform(1e-3,1e-2)", "--storage", "nosuch://x"], "invalid --storage"),
         (["--space", "wd=loguniform(1e-6,1e-2)"], "invalid search space item"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--validation", "test"], "--validation holdout"),
+        (["--space", "lr=uniform(1e-3,1e-2)", "--random-arm", "-1"], "an integer >= 0"),
     ],
 )
 def test_bad_spaces_and_storages_are_one_line_before_anything_is_created(

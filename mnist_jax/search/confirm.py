@@ -67,10 +67,17 @@ def close_timing(timing: dict) -> None:
         timing[max(timing)]["seconds"] = time.perf_counter() - timing[max(timing)]["start"]
 
 
+def _arm(trial) -> str:
+    return trial.user_attrs.get("arm", "search")
+
+
 def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], summary) -> dict:
-    """results.json: every trial, the compute curve, each population's wall seconds (`timing`,
-    this process's) and examples per second, and the confirmation."""
-    curve = compute_curve(trials)
+    """results.json: every trial, the compute curve of the search's arm (`member_epochs`: its
+    total), the random arm's (`random_arm`, where the search has one), each population's wall
+    seconds (`timing`, this process's) and examples per second (both arms), and the
+    confirmation."""
+    curve = compute_curve([t for t in trials if _arm(t) == "search"])
+    random = compute_curve([t for t in trials if _arm(t) == "random"])
     for index, times in timing.items():  # wall seconds, overheads included, per population
         times["member_epochs"] = sum(
             t.user_attrs.get("member_epochs", 0)
@@ -83,6 +90,8 @@ def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], s
         "trials": [trial_entry(t) for t in trials],
         "compute_curve": curve,
         "member_epochs": curve[-1]["member_epochs"] if curve else 0,
+        **({"random_arm": {"compute_curve": random, "member_epochs": random[-1]["member_epochs"]}}
+           if random else {}),
         "populations": {str(k): {n: t[n] for n in t if n != "start"} for k, t in timing.items()},
         "confirmation": {"seeds": list(seeds), "member_epochs": summary["member_epochs"],
                          "selected": summary["selected"],
@@ -122,28 +131,49 @@ def _best_within(curve: list, budget: int) -> str:
 
 
 def render_report(settings: dict, results: dict, other: tuple | None = None) -> str:
-    """SEARCH/report.md from search.json's settings and results.json; `other`: (name, compute
-    curve) of another search, shown at equal member-epochs."""
-    states = [t["state"] for t in results["trials"]]
-    lines = [
-        f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
-        f"{settings['trials']} trials in populations of {settings['population']}",
-        "", f"Space: `{settings['space']}`", "",
-        f"Trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-        f"{states.count('FAIL')} failed; {results['member_epochs']} member-epochs.", "",
+    """SEARCH/report.md from search.json's settings and results.json; the random arm's curve
+    (from the same study) and `other`'s, (name, compute curve) of another search, shown at equal
+    member-epochs."""
+    random = results.get("random_arm")
+    arms = [("search", settings["sampler"], settings["pruner"])]
+    if random:
+        arms.append(("random", "random", "none"))
+    head = (f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
+            f"{settings['trials']} trials in populations of {settings['population']}")  # fmt: skip
+    if random:
+        head += f" (+ {settings['random_arm']} random search trials in each)"
+    lines = [head, "", f"Space: `{settings['space']}`", ""]
+    for name, sampler, pruner in arms:
+        states = [t["state"] for t in results["trials"] if t.get("arm", "search") == name]
+        spent = random["member_epochs"] if name == "random" else results["member_epochs"]
+        pruned_by = "no pruner" if pruner == "none" else f"{pruner} pruner"
+        title = f"{name.capitalize()} arm ({sampler} sampler, {pruned_by})" if random else ""
+        lines += [f"{title or 'Trials'}: {states.count('COMPLETE')} complete, "
+                  f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed; "
+                  f"{spent} member-epochs.", ""]  # fmt: skip
+    columns = [*(["random search (this study's random arm)"] if random else []),
+               *([other[0]] if other else [])]  # fmt: skip
+    lines += [
         "## Best validation accuracy against compute", "",
         "| trials | member-epochs | best validation accuracy (complete trials) |"
-        + (f" {other[0]} at as many member-epochs |" if other else ""),
-        "|---:|---:|---:|" + ("---:|" if other else ""),
+        + "".join(f" {c} at as many member-epochs |" for c in columns),
+        "|---:|---:|---:|" + "---:|" * len(columns),
     ]  # fmt: skip
+    curves = [*([random["compute_curve"]] if random else []), *([other[1]] if other else [])]
     curve = results["compute_curve"]
     shown = {len(curve) * k // 8 - 1 for k in range(1, 9)} | {len(curve) - 1}
     for i, point in enumerate(curve):
         if i in shown and point["best_val_accuracy"] is not None:
             lines.append(
                 f"| {i + 1} | {point['member_epochs']} | {point['best_val_accuracy']:.2%} |"
-                + (f" {_best_within(other[1], point['member_epochs'])} |" if other else "")
+                + "".join(f" {_best_within(c, point['member_epochs'])} |" for c in curves)
             )
+    if random and random["compute_curve"]:
+        last = random["compute_curve"][-1]
+        best = last["best_val_accuracy"]
+        lines += ["", f"The random arm, all of it: {len(random['compute_curve'])} trials, "
+                  f"{last['member_epochs']} member-epochs, best validation accuracy "
+                  + (f"{best:.2%}." if best is not None else "none complete.")]  # fmt: skip
     lines += ["", "## Confirmation over fresh seeds (test set, met once)", "",
               f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
               "[confirmation/report.md](confirmation/report.md). Each configuration's mean test "

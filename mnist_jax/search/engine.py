@@ -40,6 +40,7 @@ from mnist_jax.sweep.run import run_sweep
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("none", "successive-halving", "hyperband")
 JOURNAL_FILE = "study.journal"
+SEARCH_ARM, RANDOM_ARM = "search", "random"  # a trial's "arm" user attribute
 
 
 def check_storage_url(url: str) -> None:
@@ -177,9 +178,93 @@ def make_pruner(name: str, epochs: int, reduction_factor: int = 4):
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
+    """`trials` of the search's own arm, asked `population` at a time, each with `seeds_per_trial`
+    members; `random_arm` more trials per population asked by random search (`RANDOM_ARM`)."""
+
     trials: int
     population: int
     seeds_per_trial: int = 1
+    random_arm: int = 0
+
+
+def arm(trial) -> str:
+    """A trial's arm: `SEARCH_ARM` (the search's sampler and pruner) or `RANDOM_ARM`."""
+    return trial.user_attrs.get("arm", SEARCH_ARM)
+
+
+def populations_of(settings: SearchSettings) -> int:
+    """How many populations a search of `settings` asks (each short of trials only at the end)."""
+    return -(-settings.trials // settings.population)
+
+
+def trials_asked(settings: SearchSettings) -> int:
+    """The trials a finished search has trained in both arms (failed ones aside): its members'
+    seeds are below `trials_asked * seeds_per_trial`, unless some trials failed."""
+    return settings.trials + settings.random_arm * populations_of(settings)
+
+
+def random_arm_sampler(seed: int, index: int):
+    """The random arm's sampler of population `index`: its own seed stream, apart from the
+    search's (`population_seed`), so the arm is the same whatever sampler the search uses."""
+    import optuna
+
+    stream = int(np.random.SeedSequence([seed, index, 1]).generate_state(1)[0])
+    return optuna.samplers.RandomSampler(seed=stream)
+
+
+def without_random_arm(sampler):
+    """`sampler` asking from the study's trials outside the random arm only: the search's arm
+    learns nothing from the random arm's trials, so each arm's curve is what it would reach
+    alone. (The pruner never sees them either: they are never asked `should_prune`, and Optuna's
+    successive halving and Hyperband compare a trial only with trials they were asked about.)"""
+    import optuna
+
+    class View(optuna.study.Study):
+        """The study, its trials without the random arm's (as Hyperband's `_BracketStudy`)."""
+
+        def __init__(self, study) -> None:
+            super().__init__(
+                study_name=study.study_name, storage=study._storage, sampler=sampler,
+                pruner=study.pruner,
+            )  # fmt: skip
+
+        def get_trials(self, deepcopy=True, states=None):
+            return [t for t in super().get_trials(deepcopy, states) if arm(t) != RANDOM_ARM]
+
+        def _get_trials(self, deepcopy=True, states=None, use_cache=False):
+            # Never the view's cache: the study's `ask` and `tell` clear the study's own only.
+            trials = super()._get_trials(deepcopy, states, use_cache=False)
+            return [t for t in trials if arm(t) != RANDOM_ARM]
+
+    views: dict[int, View] = {}
+
+    def view(study):
+        if id(study) not in views:
+            views[id(study)] = View(study)
+        return views[id(study)]
+
+    class SearchArm(optuna.samplers.BaseSampler):
+        inner = sampler
+
+        def infer_relative_search_space(self, study, trial):
+            return sampler.infer_relative_search_space(view(study), trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return sampler.sample_relative(view(study), trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return sampler.sample_independent(view(study), trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial):
+            sampler.before_trial(view(study), trial)
+
+        def after_trial(self, study, trial, state, values):
+            sampler.after_trial(view(study), trial, state, values)
+
+        def reseed_rng(self):
+            sampler.reseed_rng()
+
+    return SearchArm()
 
 
 def trial_members(config: TrainConfig, space, number: int, params: Mapping, seeds: int):
@@ -208,12 +293,19 @@ def run_search(
     callbacks: Sequence = (),
     on_population: Callable[[int, list, list], None] | None = None,
     sampler: Callable[[int], object] | None = None,
+    random_seed: int = 0,
 ) -> None:
-    """Asks, trains and tells populations until `settings.trials` trials are COMPLETE or PRUNED
-    (resuming the RUNNING population first). `on_population(index, trials, programs)` is told of
-    each population before it trains. `sampler(index)` (`population_samplers`) is the sampler
-    that asks population `index`, so that a resumed search asks what the uninterrupted one would;
-    without it the study's own sampler asks every population."""
+    """Asks, trains and tells populations until `settings.trials` trials of the search's arm are
+    COMPLETE or PRUNED (resuming the RUNNING population first). `on_population(index, trials,
+    programs)` is told of each population before it trains. `sampler(index)`
+    (`population_samplers`) is the sampler that asks population `index`, so that a resumed
+    search asks what the uninterrupted one would; without it the study's own sampler asks every
+    population.
+
+    With `settings.random_arm` = K, each population also asks K trials by random search
+    (`random_arm_sampler(random_seed, index)`), tagged `arm: random`, trained in the same programs
+    to the last epoch (never pruned), and unseen by the search's sampler (`without_random_arm`)
+    and pruner: the study holds both arms, each what it would reach alone."""
     from optuna.trial import Trial, TrialState
 
     distributions = optuna_distributions(space)
@@ -230,18 +322,35 @@ def run_search(
             ours = [t for t in frozen if t.user_attrs.get("population") == index]
             trials = [Trial(study, t._trial_id) for t in ours]
         else:
-            done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in frozen)
+            done = sum(
+                t.state in (TrialState.COMPLETE, TrialState.PRUNED) and arm(t) == SEARCH_ARM
+                for t in frozen
+            )
             size = min(settings.population, settings.trials - done)
             if size <= 0:
                 return
             index = max(populations, default=-1) + 1
             if sampler is not None:
                 study.sampler = sampler(index)
+            if settings.random_arm:
+                study.sampler = without_random_arm(study.sampler)
             trials = []
             for _ in range(size):
                 trial = study.ask(distributions)
+                trial.set_user_attr("arm", SEARCH_ARM)
                 trial.set_user_attr("population", index)
                 trials.append(trial)
+            if settings.random_arm:
+                search_sampler, study.sampler = (
+                    study.sampler,
+                    random_arm_sampler(random_seed, index),
+                )
+                for _ in range(settings.random_arm):
+                    trial = study.ask(distributions)
+                    trial.set_user_attr("arm", RANDOM_ARM)
+                    trial.set_user_attr("population", index)
+                    trials.append(trial)
+                study.sampler = search_sampler
         _train_population(
             config, space, data, study, settings, search_dir, index, trials, mesh=mesh,
             members_per_program=members_per_program, members_per_step=members_per_step,
@@ -312,7 +421,7 @@ def _train_population(
             with warnings.catch_warnings():  # a step reported before a kill is reported again
                 warnings.simplefilter("ignore")
                 trial.report(float(np.mean(accuracies)), int(epoch))
-            if 2 * epoch <= config.epochs and trial.should_prune():
+            if 2 * epoch <= config.epochs and arm(frozen) == SEARCH_ARM and trial.should_prune():
                 trial.set_user_attr("pruned_at", int(epoch))
                 pruned.add(number)
         return [trial_of[m].number in pruned for m in program.members]
@@ -345,10 +454,15 @@ def _train_population(
 
 
 def best_configurations(study, k: int, config: TrainConfig, space) -> list[tuple]:
-    """The configuration keys of the `k` best COMPLETE trials (distinct), best first."""
+    """The configuration keys of the `k` best COMPLETE trials of the search's arm (distinct), best
+    first: the random arm is the baseline, not a source of the search's result."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and arm(t) == SEARCH_ARM
+    ]
     keys: list[tuple] = []
     for trial in sorted(done, key=lambda t: (-t.value, t.number)):
         key = trial_members(config, space, 0, trial.params, 1)[0].config_key
