@@ -37,7 +37,10 @@ __all__ = [  # the data's functions, re-exported for notebooks (see the module's
     "FitResult",
     "check_fits",
     "check_precision",
+    "device_of",
     "fit",
+    "for_member",
+    "member_of",
     "spec_for",
     "to_device",
 ]
@@ -91,18 +94,13 @@ def fit(
     # A model that cannot train on these examples is one line before anything compiles: a wrong
     # output width trained, or diverged an epoch later with advice about the learning rate.
     check_trains(config, data, spec)
-    mesh = prog.member_mesh([_device_of(data)])
+    mesh = prog.member_mesh([device_of(data)])
     data = prog.replicate_data(data, mesh).in_layout(spec.example_shape)
-    member = Member(config.seed, **{name: getattr(config, name) for name in CONFIG_KEY_FIELDS})
+    member = member_of(config)
     first_epoch = 1
     if state is not None:
         first_epoch = int(state.epoch) + 1
         state = jax.device_put(_stack(state), prog.member_sharding(mesh))
-
-    def each_epoch(program, stacked, records, histories):
-        one = _unstack(stacked)
-        for callback in callbacks:
-            callback(one, records[0], histories[0])
 
     state, (history,), compile_seconds = train_program(
         config,
@@ -112,7 +110,7 @@ def fit(
         mesh,
         state=state,
         histories=[list(history)],
-        callbacks=[each_epoch] if callbacks else (),
+        callbacks=[for_member(callbacks)] if callbacks else (),
         raise_on_divergence=True,
         name=lambda _: f"training (learning rate {config.learning_rate})",
         gather=jax.device_get,
@@ -121,7 +119,24 @@ def fit(
     return FitResult(_unstack(state), history, compile_seconds)
 
 
-def _device_of(data: DeviceData) -> jax.Device:
+def member_of(config: TrainConfig) -> Member:
+    """The sweep member that trains as `config` does: its seed and sweepable values."""
+    return Member(config.seed, **{name: getattr(config, name) for name in CONFIG_KEY_FIELDS})
+
+
+def for_member(callbacks: Sequence[EpochCallback]):
+    """`fit`'s callbacks, `callback(state, record, history)`, as one callback of a one-member
+    program (`run_sweep`'s), given the member's own state."""
+
+    def each_epoch(program, stacked, records, histories):
+        one = _unstack(stacked)
+        for callback in callbacks:
+            callback(one, records[0], histories[0])
+
+    return each_epoch
+
+
+def device_of(data: DeviceData) -> jax.Device:
     """The device that holds the data (the default device for arrays not yet on one)."""
     devices = list(getattr(data.train_images, "devices", list)())
     return devices[0] if len(devices) == 1 else jax.local_devices()[0]

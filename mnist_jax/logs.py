@@ -120,66 +120,6 @@ def tensorboard_incomplete(run_dir: str | os.PathLike) -> bool:
     return (run_dir / "tensorboard").is_dir() and not (run_dir / TENSORBOARD_COMPLETE).exists()
 
 
-class RunLog:
-    """A `fit` callback: each epoch's record, with its learning rate and examples per second, to
-    RUN/metrics.jsonl and (unless `tensorboard` is False) RUN/tensorboard/.
-
-    `first_epoch` > 1 continues a resumed run's log: its lines of that epoch and later (an
-    abandoned continuation) are dropped first, and TensorBoard is rewritten from what remains.
-    Use it as a context manager.
-    """
-
-    def __init__(
-        self,
-        run_dir: str | os.PathLike,
-        *,
-        learning_rate: float,
-        train_examples: int,
-        first_epoch: int = 1,
-        tensorboard: bool = True,
-    ) -> None:
-        run_dir = self.run_dir = Path(run_dir)
-        self.learning_rate, self.train_examples = learning_rate, train_examples
-        self.log = MetricsLog(run_dir / METRICS_LOG, keep=lambda line: _epoch(line) < first_epoch)
-        earlier = read_metrics_log(self.log.path) if first_epoch > 1 else []
-        self.writer = (
-            tb.open_writer(run_dir / "tensorboard", earlier=earlier) if tensorboard else None
-        )
-        if self.writer is not None:  # complete again only once `finish` has written it all
-            (run_dir / TENSORBOARD_COMPLETE).unlink(missing_ok=True)
-
-    def __call__(self, state: Any, record: dict, history: list) -> None:
-        line = {
-            "learning_rate": self.learning_rate,  # the configured one, unless the record has it
-            **record,
-            "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
-        }
-        self.log.append([line])
-        if self.writer is not None:
-            tb.log_epoch(self.writer, line)
-
-    def finish(self, run_record: dict, figures: Iterable[os.PathLike], epoch: int) -> None:
-        """Adds the run record (as text) and the PNG `figures` to TensorBoard, both at step
-        `epoch`, then closes the log and marks the events complete (`tensorboard_complete`)."""
-        if self.writer is not None:
-            tb.log_text(self.writer, "run", run_record, epoch)
-            tb.log_images(self.writer, figures, epoch)
-        self.close()
-        if self.writer is not None:
-            write_text_atomic(self.run_dir / TENSORBOARD_COMPLETE, "")
-
-    def close(self) -> None:
-        self.log.close()
-        if self.writer is not None:
-            self.writer.close()
-
-    def __enter__(self) -> RunLog:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
 class ProfileSteadyEpoch:
     """A `fit` callback recording a `jax.profiler` trace of the second epoch it sees (the first
     still compiles and warms caches) into `directory`; `traced` says whether it got one."""
@@ -231,44 +171,49 @@ def _is_record(line: dict) -> bool:
     )
 
 
-class SweepLog:
-    """A `run_sweep` callback: one metrics.jsonl line per member per epoch (member index, program,
-    seed and hyper-parameters beside the epoch record) in SWEEP/metrics.jsonl, and one TensorBoard
-    run per member in SWEEP/tensorboard/<configuration>-seed<k>/; `finish` adds each member's
-    final metrics as an HParams session.
+class EpochLog:
+    """A `run_sweep` callback: each member's epoch records, with its learning rate and examples per
+    second, to DIR/metrics.jsonl and (unless `tensorboard` is False) TensorBoard; `finish` adds
+    each member's hyper-parameters and final metrics as an HParams session.
 
-    A resumed sweep continues both: when a program trains its first epoch here, the log lines and
-    events of that epoch and later of its members (an abandoned continuation) are dropped first.
+    A sweep's lines name their member (its index, program, seed and hyper-parameters beside the
+    record) and each member has its own TensorBoard run, DIR/tensorboard/<configuration>-seed<k>/.
+    A run is a sweep of one member that keeps the run directory's layout (`run=True`): bare
+    records, events in DIR/tensorboard/, and `finish` adds the run record and its figures.
+
+    A resumed run or sweep continues both: when a program trains its first epoch here, the log
+    lines and events of that epoch and later of its members (an abandoned continuation) are
+    dropped first. A run's `finish` marks its events complete (`tensorboard_incomplete`).
     """
 
     def __init__(
         self,
-        sweep_dir: str | os.PathLike,
+        directory: str | os.PathLike,
         members: list,
         *,
         train_examples: int,
         tensorboard: bool = True,
+        run: bool = False,
     ) -> None:
-        self.sweep_dir, self.train_examples, self.tensorboard = (
-            Path(sweep_dir),
-            train_examples,
-            tensorboard,
-        )
+        self.directory, self.train_examples = Path(directory), train_examples
+        self.tensorboard, self.run = tensorboard, run
         self.index = {member: k for k, member in enumerate(members)}
-        self.log = MetricsLog(self.sweep_dir / METRICS_LOG, keep=lambda line: True)
+        self.log = MetricsLog(self.directory / METRICS_LOG, keep=lambda line: True)
         self.writers: dict[Any, Any] = {}
         self._started: set[int] = set()
 
-    def _run_name(self, member) -> str:
-        return f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
+    def _member_of(self, line: dict, member) -> bool:
+        return self.run or line.get("member") == self.index[member]
 
     def _writer(self, member):
         """The member's writer, opened on first use with its epochs already in the log."""
         if self.tensorboard and member not in self.writers:
-            logdir = self.sweep_dir / "tensorboard" / self._run_name(member)
-            index = self.index[member]
+            logdir = self.directory / "tensorboard"
+            if not self.run:
+                logdir /= f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
+            (self.directory / TENSORBOARD_COMPLETE).unlink(missing_ok=True)
             earlier = [
-                line for line in read_metrics_log(self.log.path) if line.get("member") == index
+                line for line in read_metrics_log(self.log.path) if self._member_of(line, member)
             ]
             self.writers[member] = tb.open_writer(logdir, earlier=earlier)
         return self.writers.get(member)
@@ -278,16 +223,21 @@ class SweepLog:
         if program.index not in self._started:  # the first epoch this program trains here
             self._started.add(program.index)
             self.log.rewrite(
-                lambda line: line.get("program") != program.index or _epoch(line) < epoch
+                lambda line: (
+                    _epoch(line) < epoch or not (self.run or line.get("program") == program.index)
+                )
             )
         lines = []
         for member, record in zip(program.members, records):
             if record is None:
                 continue
+            about = (
+                {}
+                if self.run
+                else {"member": self.index[member], "program": program.index, **member.to_dict()}
+            )
             line = {
-                "member": self.index[member],
-                "program": program.index,
-                **member.to_dict(),
+                **about,
                 **record,
                 "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
             }
@@ -298,17 +248,35 @@ class SweepLog:
                 tb.log_epoch(writer, line)
         self.log.append(lines)
 
-    def finish(self, results: list) -> None:
-        """Each member's hyper-parameters and final metrics as an HParams session; closes."""
+    def finish(
+        self,
+        results: list,
+        *,
+        run_record: dict | None = None,
+        figures: Iterable[os.PathLike] = (),
+        epoch: int = 1,
+    ) -> None:
+        """Each member's hyper-parameters and final metrics as an HParams session; a run's
+        `run_record` (as text) and PNG `figures` at step `epoch`. Closes (a run's events are then
+        marked complete)."""
+        figures = list(figures)
         for result in results:
             writer = self._writer(result.member)
-            if writer is not None:
-                hparams = {
-                    k: v if not isinstance(v, list) else ",".join(map(str, v))
-                    for k, v in result.member.to_dict().items()
-                }
-                tb.log_hparams(writer, hparams, result.metrics())
+            if writer is None:
+                continue
+            hparams = {
+                k: v if not isinstance(v, list) else ",".join(map(str, v))
+                for k, v in result.member.to_dict().items()
+            }
+            tb.log_hparams(writer, hparams, result.metrics())
+            if run_record is not None:
+                tb.log_text(writer, "run", run_record, epoch)
+            if figures:
+                tb.log_images(writer, figures, epoch)
+        complete = self.run and bool(self.writers) and None not in self.writers.values()
         self.close()
+        if complete:
+            write_text_atomic(self.directory / TENSORBOARD_COMPLETE, "")
 
     def close(self) -> None:
         self.log.close()
@@ -317,7 +285,7 @@ class SweepLog:
                 writer.close()
         self.writers = {}
 
-    def __enter__(self) -> SweepLog:
+    def __enter__(self) -> EpochLog:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -107,9 +107,14 @@ def evaluate_test_set(
     `top_errors` (the 5 most confidently wrong test images).
     """
     logits = predict_logits(model, params, test_images, chunk_size=chunk_size)
-    arrays = jax.device_get(classification_arrays(logits, test_labels, num_classes, TOP_ERRORS))
+    return test_report(logits, test_labels, num_classes)
+
+
+def test_report(logits: Any, labels: Any, num_classes: int) -> tuple[dict[str, Any], np.ndarray]:
+    """`evaluate_test_set`'s (report dict, probabilities) from the test logits (N, C)."""
+    arrays = jax.device_get(classification_arrays(logits, labels, num_classes, TOP_ERRORS))
     probabilities = np.asarray(arrays["probabilities"])
-    labels = np.asarray(jax.device_get(test_labels))
+    labels = np.asarray(jax.device_get(labels))
     correct = int(np.sum(np.argmax(probabilities, axis=1) == labels))
     report = report_from_arrays(arrays)
     report.update(

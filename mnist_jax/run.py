@@ -22,16 +22,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_jax.checkpoint import RunCheckpointer, list_checkpoints, restore_checkpoint
+import jax
+import numpy as np
+
+from mnist_jax.checkpoint import Checkpointer, list_checkpoints, restore_checkpoint
 from mnist_jax.config import TrainConfig, is_model_name
 from mnist_jax.data import Dataset, load_dataset
-from mnist_jax.epochs import exact_accuracy, time_to_target
+from mnist_jax.epochs import time_to_target
 from mnist_jax.errors import ConfigError
-from mnist_jax.fit import EpochCallback, check_fits, fit, spec_for, to_device
-from mnist_jax.logs import ProfileSteadyEpoch, RunLog, tensorboard_incomplete
+from mnist_jax.fit import (
+    EpochCallback,
+    check_fits,
+    device_of,
+    for_member,
+    member_of,
+    spec_for,
+    to_device,
+)
+from mnist_jax.logs import EpochLog, ProfileSteadyEpoch, tensorboard_incomplete
 from mnist_jax.models import Model, check_model, describe_text, model_record, resolve_dropout
 from mnist_jax.models.imported import model_from_record, warn_if_code_changed
-from mnist_jax.report import PLOT_FILES, evaluate_test_set, write_run_outputs
+from mnist_jax.report import PLOT_FILES, test_report, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -46,6 +57,9 @@ from mnist_jax.rundir import (
     write_json_atomic,
 )
 from mnist_jax.runtime import compilation_cache_by_default
+from mnist_jax.sweep import program as prog
+from mnist_jax.sweep.plan import SweepProgram
+from mnist_jax.sweep.run import run_sweep
 from mnist_jax.train import TrainSpec, TrainState, create_train_state
 
 RUNS_ROOT = "runs"
@@ -168,57 +182,54 @@ def complete_run(
     tensorboard: bool = True,
     profile: bool = False,
 ) -> RunResult:
-    """Trains `run` to its configured epochs (logging and checkpointing each epoch), evaluates
-    the final and best-epoch parameters on the test set, and writes the outputs (a finished run:
-    only those missing). `callbacks` run after each epoch's log line, before its checkpoint."""
+    """Trains `run` to its configured epochs as a sweep of one member (`run_sweep`: logging and
+    checkpointing each epoch, the final and best-epoch parameters evaluated on the test set), then
+    writes a run's own outputs (a finished run: only those missing). `callbacks`, as `fit` takes
+    them, run after each epoch's log line, before its checkpoint."""
     config, dataset, spec, run_dir = run.config, run.dataset, run.spec, run.run_dir
     data = to_device(dataset, config, spec)
     history = run.history
-    first_epoch = len(history) + 1
-    start = time.perf_counter()
-    checkpointer = RunCheckpointer(
+    examples = int(data.train_labels.shape[0])
+    member = member_of(config)
+    mesh = prog.member_mesh([device_of(data)])
+    start = None
+    if run.state is not None:
+        stacked = jax.tree.map(lambda x: np.asarray(x)[None], run.state)
+        start = lambda program: (stacked, [history])
+    checkpointer = Checkpointer(
         run_dir,
         config,
-        spec=spec,
+        specs=lambda _: spec,
         num_classes=dataset.num_classes,
         save_every=save_every,
         keep_latest=keep_latest,
+        keep_best=1,
+        run=True,
     )
-    run_log = (
-        RunLog(
-            run_dir,
-            learning_rate=config.learning_rate,
-            train_examples=int(data.train_labels.shape[0]),
-            first_epoch=first_epoch,
-            tensorboard=tensorboard,
-        )
-        if first_epoch <= config.epochs or (tensorboard and tensorboard_incomplete(run_dir))
-        else None
-    )  # a finished run has nothing to log, unless its TensorBoard events were cut short
+    log = EpochLog(run_dir, [member], train_examples=examples, tensorboard=tensorboard, run=True)
     profiler = ProfileSteadyEpoch(run_dir / PROFILE_DIR) if profile else None
+    began = time.perf_counter()
     with (
         checkpointer,
         contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
     ):
         # The log line of an epoch is on disk before its checkpoint is: a resume never lacks one.
-        every_epoch = [c for c in (*callbacks, run_log, checkpointer, profiler) if c is not None]
-        result = fit(
-            config, data, spec=spec, state=run.state, history=history, callbacks=every_epoch
+        each_member = [c for c in (*callbacks, profiler) if c is not None]
+        sweep = run_sweep(
+            config,
+            [member],
+            data,
+            programs=[SweepProgram(0, (member,), 1)],
+            mesh=mesh,
+            models={member.model: spec.model},
+            callbacks=[log, *([for_member(each_member)] if each_member else []), checkpointer],
+            start=start,
+            raise_on_divergence=True,
+            name=lambda _: f"training (learning rate {config.learning_rate})",
         )
-    train_seconds = time.perf_counter() - start
-
-    def test_set(params):
-        return evaluate_test_set(
-            spec.model,
-            params,
-            data.test_images,
-            data.test_labels,
-            num_classes=dataset.num_classes,
-            chunk_size=config.eval_batch_size,
-        )
-
-    metrics, probabilities = test_set(result.state.params)
-    best, _ = test_set(result.state.best_params)
+    train_seconds = time.perf_counter() - began
+    result = sweep.members[0]
+    metrics, probabilities = test_report(result.test_logits, sweep.test_labels, dataset.num_classes)
     trained_now = result.history[len(history) :]
     finished_before = run.resumed and not trained_now
     if finished_before and (run_dir / METRICS_FILE).is_file():
@@ -227,11 +238,10 @@ def complete_run(
             lambda m: isinstance(m, dict) and {"test_loss", "test_accuracy"} <= set(m),
         )
     else:
-        examples = int(data.train_labels.shape[0])
         metrics.update(
             history=result.history,
             train_seconds=None if finished_before else train_seconds,
-            compile_seconds=None if finished_before else result.compile_seconds,
+            compile_seconds=None if finished_before else sweep.compile_seconds,
             examples_per_second=steady_examples_per_second(trained_now, examples)
             if trained_now
             else None,
@@ -239,13 +249,7 @@ def complete_run(
             epochs=len(result.history),
             dataset=dataset.name,
             model=model_record(spec.model, spec.example_shape),
-            best_epoch=int(result.state.best_epoch),
-            best_val_accuracy=exact_accuracy(
-                float(result.state.best_accuracy), int(data.val_labels.shape[0])
-            ),
-            best_test_accuracy=best["test_accuracy"],
-            best_test_loss=best["test_loss"],
-            stopped_early=bool(result.state.stopped),
+            **result.best,
             time_to_target=None
             if config.target_accuracy is None
             else {
@@ -258,9 +262,11 @@ def complete_run(
     written = write_run_outputs(
         run_dir, dataset, result.history, metrics, probabilities, only_missing=finished_before
     )
-    if run_log is not None:
+    if trained_now or (tensorboard and tensorboard_incomplete(run_dir)):
         figures = [run_dir / name for name in PLOT_FILES.values() if (run_dir / name).is_file()]
-        run_log.finish(run.record, figures, len(result.history))
+        log.finish([result], run_record=run.record, figures=figures, epoch=len(result.history))
+    else:  # a finished run has nothing to log, unless its TensorBoard events were cut short
+        log.close()
     if not run.resumed:
         written = [run_dir / CONFIG_FILE, *written]
     if trained_now:
@@ -273,7 +279,7 @@ def complete_run(
         written,
         len(trained_now),
         train_seconds,
-        result.compile_seconds,
+        sweep.compile_seconds,
         profiler.summary() if profiler else None,
     )
 

@@ -18,7 +18,9 @@ import pytest
 
 from experiments import baseline, sweep
 from experiments.cli import run_main
-from mnist_jax.logs import METRICS_LOG, MetricsLog, ProfileSteadyEpoch, RunLog, read_metrics_log
+from mnist_jax.logs import METRICS_LOG, EpochLog, MetricsLog, ProfileSteadyEpoch, read_metrics_log
+from mnist_jax.sweep.members import Member
+from mnist_jax.sweep.plan import SweepProgram
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +36,25 @@ def record(epoch):
     }
 
 
+MEMBER = Member(0, learning_rate=1e-3)
+ONE = SweepProgram(0, (MEMBER,), 1)
+
+
+def run_log(directory, *, train_examples=100, tensorboard=True):
+    """A run's log: `EpochLog` in the run layout, for the one member of `ONE`."""
+    return EpochLog(
+        directory, [MEMBER], train_examples=train_examples, tensorboard=tensorboard, run=True
+    )
+
+
+def log_epoch(log, line):
+    log(ONE, None, [line], [[{}] * line["epoch"]])
+
+
 def test_each_epoch_is_one_whole_line_on_disk_when_the_callback_returns(tmp_path):
-    with RunLog(tmp_path, learning_rate=1e-3, train_examples=100, tensorboard=False) as log:
+    with run_log(tmp_path, tensorboard=False) as log:
         for epoch in (1, 2):
-            log(None, record(epoch), [])
+            log_epoch(log, record(epoch))
             lines = (tmp_path / METRICS_LOG).read_text().splitlines()
             assert json.loads(lines[-1])["epoch"] == epoch and len(lines) == epoch
     assert read_metrics_log(tmp_path / METRICS_LOG)[1] == {
@@ -50,10 +67,8 @@ def test_each_epoch_is_one_whole_line_on_disk_when_the_callback_returns(tmp_path
 def test_a_resumed_log_drops_later_epochs_and_repairs_a_half_line(tmp_path):
     path = tmp_path / METRICS_LOG
     path.write_text("".join(json.dumps(record(e)) + "\n" for e in (1, 2, 3)) + '{"epoch": 4, "tr')
-    with RunLog(
-        tmp_path, learning_rate=1e-3, train_examples=100, first_epoch=3, tensorboard=False
-    ) as log:
-        log(None, record(3), [])
+    with run_log(tmp_path, tensorboard=False) as log:
+        log_epoch(log, record(3))
     assert [line["epoch"] for line in read_metrics_log(path)] == [1, 2, 3]
     assert path.read_text().endswith("}\n")
 
@@ -294,10 +309,8 @@ def test_the_profile_line_says_what_the_trace_holds(tmp_path):
 
 def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
-    with pytest.warns(UserWarning, match="tensorboardX is not installed"):
-        log = RunLog(tmp_path, learning_rate=1e-3, train_examples=100)
-    with log:
-        log(None, record(1), [])
+    with pytest.warns(UserWarning, match="tensorboardX is not installed"), run_log(tmp_path) as log:
+        log_epoch(log, record(1))
     assert len(read_metrics_log(tmp_path / METRICS_LOG)) == 1
     assert not (tmp_path / "tensorboard").exists()
 
@@ -305,9 +318,9 @@ def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, m
 def test_a_resumed_writer_purges_the_abandoned_continuations_events(tmp_path):
     # The first writer logged epochs 1-3; the run resumed from its epoch-1 checkpoint.
     for first_epoch, epochs in ((1, (1, 2, 3)), (2, (2, 3))):
-        with RunLog(tmp_path, learning_rate=1e-3, train_examples=1, first_epoch=first_epoch) as log:
+        with run_log(tmp_path, train_examples=1) as log:
             for epoch in epochs:
-                log(None, {**record(epoch), "train_loss": float(first_epoch)}, [])
+                log_epoch(log, {**record(epoch), "train_loss": float(first_epoch)})
     logdir = tmp_path / "tensorboard"
     assert tensorboard_steps(logdir, "loss/train") == [1, 2, 3]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,9 +1,7 @@
-"""A run's checkpoints: `RUN/checkpoints/<epoch>/`, a `CheckpointStore` of `TrainState`s.
-
-A run says only what it saves: the state, and an info item with the configuration, the model
-(its name and static settings), the number of classes and the image shape (so `load_run` rebuilds
-the template from the run directory alone) and the history so far. Everything else (digests,
-fallback past damage, retention, setting aside) is the store's.
+"""A run's checkpoints read back: `RUN/checkpoints/<epoch>/`, as `writer.Checkpointer` writes
+them (the state, and an info item with the configuration, the model, the number of classes, the
+image shape and the history), restored for a resume (`restore_checkpoint`) or a notebook
+(`load_run`, which rebuilds the template from the run directory alone).
 """
 
 from __future__ import annotations
@@ -17,14 +15,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax.checkpoint.store import BEST_METRIC, CheckpointStore
+from mnist_jax.checkpoint.store import CheckpointStore
+from mnist_jax.checkpoint.writer import CHECKPOINTS_DIRNAME
 from mnist_jax.config import TrainConfig, is_model_name
 from mnist_jax.errors import CheckpointError, ConfigError
-from mnist_jax.models import Model, check_model, describe_text, mlp
+from mnist_jax.models import Model, describe_text, mlp
 from mnist_jax.models.imported import model_from_record
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
 
-CHECKPOINTS_DIRNAME = "checkpoints"
 CONFIG_FILENAME = "config.json"
 
 
@@ -151,76 +149,6 @@ def restore_state(
         values = hyper_values() if hyper_values is not None else chosen[-1].hyper
         state = state.replace(hyper={**values, **state.hyper})
     return state, info
-
-
-class RunCheckpointer:
-    """A `fit` callback saving the run's state every `save_every` epochs and after the last.
-
-    Keeps the latest `keep_latest` checkpoints and the best `keep_best` by validation accuracy.
-    With `async_save` the files are written while the next epoch trains (the state is copied to
-    host memory first, so `fit` may donate its buffers). Use it as a context manager: leaving it
-    waits for the pending saves.
-    """
-
-    def __init__(
-        self,
-        run_dir: str | Path,
-        config: TrainConfig,
-        *,
-        spec: TrainSpec | None = None,
-        num_classes: int = 10,
-        save_every: int = 1,
-        keep_latest: int = 3,
-        keep_best: int = 1,
-        async_save: bool = True,
-    ) -> None:
-        for name, value, low in (
-            ("save_every", save_every, 1),
-            ("keep_latest", keep_latest, 1),
-            ("keep_best", keep_best, 0),
-        ):
-            if not (isinstance(value, int) and value >= low):
-                raise ConfigError(f"invalid {name}={value!r}: expected an integer >= {low}")
-        self.run_dir = Path(run_dir).resolve()
-        self.config, self.save_every = config, save_every
-        self.spec = spec or TrainSpec.from_config(config, num_classes)
-        self.num_classes = num_classes
-        # Before the folder exists: a model `fit` would refuse leaves nothing behind.
-        check_model(self.spec.model, self.spec.example_shape, num_classes)
-        self.store = CheckpointStore(
-            checkpoints_dir(run_dir),
-            keep_latest=keep_latest,
-            keep_best=keep_best,
-            async_save=async_save,
-        )
-        self.store.open_for_writing()
-
-    def __call__(self, state: TrainState, record: dict, history: list) -> None:
-        epoch = int(record["epoch"])
-        if epoch % self.save_every and epoch != self.config.epochs:
-            return
-        info = {
-            "epoch": epoch,
-            "step": int(state.step),
-            "config": self.config.to_dict(),
-            "model": self.spec.model.describe(),
-            "tracks_best": True,
-            "hyper": sorted(state.hyper),
-            "num_classes": self.num_classes,
-            "image_shape": list(self.spec.image_shape),
-            "history": [dict(r) for r in history],
-        }
-        metric = record.get(BEST_METRIC)
-        self.store.save(epoch, state, info, metric=None if metric is None else float(metric))
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> RunCheckpointer:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:

@@ -26,7 +26,7 @@ from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.device_data import check_fits, check_results_fit, to_device
 from mnist_jax.distributed import barrier, check_shared_folder, is_main_process, path_of_process_0
 from mnist_jax.errors import ConfigError, MnistJaxError
-from mnist_jax.logs import SweepLog
+from mnist_jax.logs import EpochLog
 from mnist_jax.models import model_record
 from mnist_jax.rundir import (
     check_same_data,
@@ -41,7 +41,7 @@ from mnist_jax.rundir import (
     run_record,
     write_json_atomic,
 )
-from mnist_jax.sweep.checkpoint import SweepCheckpointer, sweep_start
+from mnist_jax.sweep.checkpoint import Checkpointer, sweep_start
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
 from mnist_jax.sweep.outputs import (
     MEMBERS_FILE,
@@ -268,7 +268,7 @@ def complete_sweep(
     with contextlib.ExitStack() as stack:
         every_epoch = [times, *callbacks]
         if main_process:  # the log line of an epoch is on disk before its checkpoint is
-            sweep_log = SweepLog(  # closed by `finish`, once the final metrics are known
+            sweep_log = EpochLog(  # closed by `finish`, once the final metrics are known
                 sweep_dir,
                 members,
                 train_examples=int(data.train_images.shape[0]),
@@ -276,13 +276,13 @@ def complete_sweep(
             )
             every_epoch.append(sweep_log)
         # Every process saves its own members' shards (process 0 the info and folders).
-        checkpointer = SweepCheckpointer(
+        checkpointer = Checkpointer(
             sweep_dir,
             config,
             num_classes=dataset.num_classes,
             specs=specs,
             save_every=save_every,
-            keep=keep,
+            keep_latest=keep,
         )
         every_epoch.append(stack.enter_context(checkpointer))
         result = run_sweep(

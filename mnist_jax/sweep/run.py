@@ -144,6 +144,7 @@ def run_sweep(
     programs: Sequence[SweepProgram] | None = None,
     models: Mapping[str, Model] | None = None,
     stop: SweepStop | None = None,
+    name: Callable[[int], str] | None = None,
 ) -> SweepResult:
     """Trains every member for `config.epochs` epochs: per-member histories, test metrics, states.
 
@@ -165,6 +166,7 @@ def run_sweep(
     `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
     `stop(program, records, histories)`, a host-side stop rule, may name members of `program` (one
     flag each) to stop after an epoch, before the callbacks see its state (`epochs.run_epochs`).
+    `name(k)` names a program's member k in a divergence's error (default: the member).
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     compilation_cache_by_default()
@@ -201,6 +203,7 @@ def run_sweep(
             members_per_step=members_per_step,
             raise_on_divergence=raise_on_divergence,
             stop=stop,
+            name=name,
         )
         compile_seconds += seconds
         outcome = _evaluate(*args, state, histories, keep_states, test_labels, members_per_step)
