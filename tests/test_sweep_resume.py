@@ -23,7 +23,7 @@ from experiments import sweep
 from experiments.cli import run_main
 from mnist_jax.config import TrainConfig
 from mnist_jax.sweep import expand_members, member_mesh, run_sweep
-from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
+from mnist_jax.sweep.checkpoint import Checkpointer, program_store, sweep_start
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_ARGS = [
@@ -40,6 +40,30 @@ SWEEP_ARGS = [
 ]
 
 
+class rounded:
+    """Equal to any structure of the same shape, keys, integers and strings whose real numbers are
+    within float32 rounding (1e-6 relative) of these."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other) -> bool:
+        return _close(self.value, other)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_close, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return b == pytest.approx(a, rel=1e-6)
+    return a == b and type(a) is type(b)
+
+
 def without_seconds(history):
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
@@ -52,7 +76,7 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
     data = synthetic_data()
     config = TrainConfig(hidden_sizes=(32,), batch_size=64, epochs=3, eval_batch_size=250)
     members = expand_members([0, 1, 2], [1e-3, 3e-3], [0.25], [(32,)])
-    with SweepCheckpointer(tmp_path / "a", config, num_classes=10, keep=2) as checkpointer:
+    with Checkpointer(tmp_path / "a", config, num_classes=10, keep_latest=2) as checkpointer:
         reference = run_sweep(
             config, members, data, members_per_program=4, callbacks=[checkpointer]
         )
@@ -73,7 +97,7 @@ def test_run_sweep_started_from_checkpoints_equals_the_uninterrupted_sweep(tmp_p
         mesh=mesh,
         on_restore=lambda program, info: restored.append((program.index, info["epoch"])),
     )
-    with SweepCheckpointer(tmp_path / "b", config, num_classes=10, keep=2) as checkpointer:
+    with Checkpointer(tmp_path / "b", config, num_classes=10, keep_latest=2) as checkpointer:
         resumed = run_sweep(
             config,
             members,
@@ -227,10 +251,13 @@ def test_a_sweep_written_by_the_code_before_the_schema_resumes_to_its_result(tmp
         [{k: v for k, v in r.items() if k != "train_grad_norm"} for r in m["history"]]
         for m in members
     ]
+    # Epochs 1-2 come back from the log and checkpoint as they were; epoch 3 is trained here, and
+    # matmul rounding differs between CPUs (on an AMD EPYC its losses differed in the last bit
+    # from those of the machine that wrote the file), so real numbers agree to float32 rounding.
     assert [
         {**{k: m[k] for k in expected[0]}, "history": without_seconds(h)}
         for m, h in zip(members, histories)
-    ] == expected
+    ] == rounded(expected)
     assert "train_grad_norm" in members[0]["history"][-1]
     # The members' TensorBoard runs are named by their labels: the resumed sweep wrote into the
     # runs it had, and made no others.
