@@ -5,7 +5,8 @@ programs, each epoch's validation accuracy is reported per trial, and the pruner
 members inside the running program (`mnist_jax.search`). The search ends with a confirmation: the
 best `--confirm-top` configurations trained again over fresh seeds as a sweep, with its intervals
 and paired verdicts (SEARCH/confirmation/report.md); the test set is met only there. The study is
-kept in SEARCH/study.journal or `--storage URL`; `--resume SEARCH_DIR` continues a killed search.
+kept in SEARCH/study.journal or `--storage URL`; `--resume SEARCH_DIR` continues a killed search,
+and `--join SEARCH_DIR` adds a worker process on the same study (SEARCH/worker-<k>/).
 Needs the search extra: pip install -e '.[search]'.
 """
 
@@ -34,6 +35,7 @@ from mnist_jax.rundir import (
     read_run_record,
 )
 from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.search import workers
 from mnist_jax.search.space import check_space, parse_space, space_text
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 from mnist_jax.sweep.program import default_members_per_step, member_mesh
@@ -93,11 +95,15 @@ def build_parser() -> cli.Parser:
     cli.add_output_flags(parser, "searches")
     parser.add_argument("--resume", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
                         help="continue the search in SEARCH_DIR with its search.json")
+    parser.add_argument("--join", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
+                        help="work on the search in SEARCH_DIR beside its first process (the "
+                        "study's storage shared): train populations in SEARCH_DIR/worker-<k>/; "
+                        "the first process confirms")
     # fmt: on
     return parser
 
 
-_RESUMABLE = ("--resume", "--quiet", "--data-dir", "--compare")
+_RESUMABLE = ("--resume", "--join", "--quiet", "--data-dir", "--compare")
 
 
 def _given(argv: Sequence[str], flag: str) -> bool:
@@ -109,14 +115,19 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     from SEARCH_DIR/search.json with --resume; and the search directory (not yet created)."""
     from mnist_jax.search import engine
 
-    if args.resume:
+    if args.resume and args.join:
+        raise ConfigError("--join works beside a search; --resume continues one: give one")
+    if args.join and args.compare:
+        raise ConfigError("--compare is for the report, which --join does not write")
+    if args.resume or args.join:
+        flag, folder = ("--resume", args.resume) if args.resume else ("--join", args.join)
         given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUMABLE]
         if given:
-            raise ConfigError(f"--resume takes the search from its {SEARCH_FILE}; drop {given[0]}")
-        if not (Path(args.resume) / SEARCH_FILE).is_file():
-            raise ConfigError(f"{args.resume} holds no {SEARCH_FILE}: is it a search directory?")
-        record, config = read_run_record(args.resume, SEARCH_FILE)
-        return record["settings"], config, Path(args.resume)
+            raise ConfigError(f"{flag} takes the search from its {SEARCH_FILE}; drop {given[0]}")
+        if not (Path(folder) / SEARCH_FILE).is_file():
+            raise ConfigError(f"{folder} holds no {SEARCH_FILE}: is it a search directory?")
+        record, config = read_run_record(folder, SEARCH_FILE)
+        return record["settings"], config, Path(folder)
     if not args.space:
         raise ConfigError("give the search space: --space 'lr=loguniform(1e-4,1e-2)' ...")
     config = cli.config_from_args(args)
@@ -148,7 +159,7 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    refuse_multi_process_settings(PROG)  # the search runs in one process
+    refuse_multi_process_settings(PROG)  # each worker (--join) is one JAX process
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -166,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"the {dataset.name} files found ({dataset.source}) are not those "
                           f"{search_dir} searched on: pass --data-dir with those")  # fmt: skip
     check_fits(config, dataset)
-    if not args.resume:  # every model, field and value of the space, before any folder
+    if not (args.resume or args.join):  # every model, field and value of the space, first
         cli.refuse_flags_that_do_nothing(argv, check_space(config, space, dataset))
     sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
     pruner = engine.make_pruner(
@@ -175,13 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def study_in(folder):
         return engine.open_study(settings["storage"], folder, settings["study_name"], sampler,
-                                 pruner, create=not args.resume)  # fmt: skip
+                                 pruner, create=not (args.resume or args.join))  # fmt: skip
 
+    if args.join:
+        return _join(settings, config, space, dataset, search_dir, study_in, console)
     # A storage URL is reached (and the study created) before the search directory is.
     study = study_in(search_dir) if settings["storage"] else None
     if args.resume:
         lock_run_dir(search_dir)
-        engine.recover_journal(search_dir)
+        if not workers.others_working(search_dir, 0)():  # a joined worker may be writing it
+            engine.recover_journal(search_dir)
     else:
         search_dir = create_run_dir(args.out, root="searches", name=search_dir.name)
         record = {"config": config.to_dict(), "settings": settings,
@@ -206,13 +220,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["trials"], settings["population"], settings["seeds_per_trial"],
         settings.get("random_arm", 0),
     )  # fmt: skip
-    engine.run_search(
-        config, space, data, study, settings_, search_dir, mesh=mesh, members_per_step=per_step,
-        callbacks=[progress], on_population=on_population,
-        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space),
-        random_seed=settings["sampler_seed"],
-    )  # fmt: skip
-    confirm.close_timing(timing)
+    while True:  # beside joined workers: until their trials are told, and none is missing
+        engine.run_search(
+            config, space, data, study, settings_, search_dir, mesh=mesh,
+            members_per_step=per_step, callbacks=[progress], on_population=on_population,
+            sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"],
+                                               space),
+            random_seed=settings["sampler_seed"],
+            others_working=workers.others_working(search_dir, 0),
+        )  # fmt: skip
+        confirm.close_timing(timing)
+        workers.wait_for_workers(study, search_dir, on_wait=console.info)
+        if engine.claimed(study.get_trials(deepcopy=False)) >= settings_.trials:
+            break
     keys = engine.best_configurations(study, settings["confirm_top"], config, space)
     if not keys:
         raise ConfigError("no trial was trained to the end: nothing to confirm")
@@ -240,6 +260,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"selected by validation over {len(seeds)} fresh seeds: {best['label']}: test accuracy "
         f"{best['test']:.4%}; search {results['member_epochs']} member-epochs, confirmation "
         f"{summary['member_epochs']}; {search_dir / REPORT_FILE}"
+    )
+    return 0
+
+
+def _join(settings, config, space, dataset, search_dir, study_in, console) -> int:
+    """`--join SEARCH_DIR`: one more worker on the search's study, in SEARCH_DIR/worker-<k>/."""
+    from mnist_jax.search import engine
+
+    if (search_dir / RESULTS_FILE).is_file():
+        console.result(f"{search_dir} is finished: nothing to join")
+        return 0
+    if settings["storage"] is None and not (search_dir / engine.JOURNAL_FILE).is_file():
+        raise ConfigError(f"{search_dir} holds no {engine.JOURNAL_FILE}: is its search started?")
+    study = study_in(search_dir)
+    worker, folder = workers.claim_worker(search_dir)
+    console.info(f"search directory: {search_dir}; this process is worker {worker}: {folder}")
+    data = to_device(dataset, config)
+    mesh = member_mesh()
+    trained = []
+
+    def on_population(index, trials, programs):
+        trained.append(index)
+        numbers = ", ".join(str(t.number) for t in trials)
+        console.info(f"worker {worker}, population {index}: trials {numbers}, "
+                     f"{len(programs)} program(s)")  # fmt: skip
+
+    settings_ = engine.SearchSettings(
+        settings["trials"], settings["population"], settings["seeds_per_trial"],
+        settings.get("random_arm", 0),
+    )  # fmt: skip
+    engine.run_search(
+        config, space, data, study, settings_, folder, mesh=mesh,
+        members_per_step=default_members_per_step(mesh),
+        callbacks=[ProgressPrinter(console, config.epochs)], on_population=on_population,
+        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space,
+                                           worker),
+        random_seed=settings["sampler_seed"], worker=worker,
+        others_working=workers.others_working(search_dir, worker),
+    )  # fmt: skip
+    console.result(
+        f"worker {worker}: {len(trained)} population(s) trained in {folder}; nothing left to ask. "
+        f"The first process (or --resume {search_dir}) confirms and reports."
     )
     return 0
 

@@ -175,6 +175,62 @@ def test_a_random_arm_trains_in_the_same_program_unpruned_is_reported_and_resume
     assert _trials(cut) == _trials(whole)
 
 
+# The first worker, its population 1 held back until the joined worker has started one, so that
+# both work on the study whatever their start-up times (no clock in the test).
+_GATED_FIRST_WORKER = """
+import pathlib, sys, time
+from mnist_jax.search import engine
+train = engine._train_population
+def gated(config, space, data, study, settings, search_dir, index, trials, **options):
+    while index == 1 and not (pathlib.Path(search_dir) / "worker-1" / "population-0").exists():
+        time.sleep(0.2)
+    return train(config, space, data, study, settings, search_dir, index, trials, **options)
+engine._train_population = gated
+from experiments import cli, search
+cli.run_main(search.main, search.PROG, sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_joins_the_study_and_trains_its_own_populations(tmp_path, small_mnist):
+    """`--join SEARCH`: a second process on the same journal asks and trains its own populations
+    in SEARCH/worker-1/; no trial is trained twice or lost, and only the first confirms."""
+    import os
+    import subprocess
+
+    out = tmp_path / "search"
+    args = [*small_mnist, "--validation-size", "500", "--epochs", "2", "--space",
+            "lr=loguniform(1e-3,3e-2)", "--trials", "4", "--population", "1",
+            "--confirm-top", "1", "--confirm-seeds", "2", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(_processes.REPO)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", _GATED_FIRST_WORKER, *args], cwd=_processes.REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        while not (out / "study.journal").is_file():
+            assert first.poll() is None, first.stdout.read()
+        joined = subprocess.run(
+            [sys.executable, "-m", "experiments.search", "--join", str(out)], cwd=_processes.REPO,
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        output = first.communicate(timeout=600)[0]
+    finally:
+        first.kill()
+    assert first.returncode == 0 and joined.returncode == 0, output + joined.stdout + joined.stderr
+    assert "this process is worker 1" in joined.stdout and "confirmation" not in joined.stdout
+    assert output.count("confirmation: 1 configuration(s)") == 1
+    trials = json.loads((out / "results.json").read_text())["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert {t["worker"] for t in trials} == {0, 1}
+    for trial in trials:  # each trained once, by the worker that asked it, in its own folder
+        home = out if trial["worker"] == 0 else out / "worker-1"
+        assert trial["checkpoints"].startswith(str(home / f"population-{trial['population']}"))
+    assert len({t["seeds"][0] for t in trials}) == 4
+    assert not (out / "worker-1" / "confirmation").exists()
+
+
 def _told_by_params(config, space, data, study, settings, search_dir, index, trials, **_):
     """`_train_population` without training: each trial told a value of its parameters."""
     for trial in trials:
@@ -276,6 +332,8 @@ def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
         (["--space", "lr=uniform(1e-3,1e-2)", "--sampler-seed", "-1"], "--sampler-seed"),
         (["--space", "BINARY"], "cannot be read as a text file"),
         (["--resume", "."], "is it a search directory?"),
+        (["--join", "."], "is it a search directory?"),
+        (["--join", "a", "--resume", "b"], "give one"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--storage", "nosuch://x"], "invalid --storage"),
         (["--space", "wd=loguniform(1e-6,1e-2)"], "invalid search space item"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--validation", "test"], "--validation holdout"),
@@ -288,7 +346,7 @@ def test_bad_spaces_and_storages_are_one_line_before_anything_is_created(
     out = tmp_path / "search"
     (tmp_path / "space.bin").write_bytes(b"\x95\xff" * 100)
     flags = [str(tmp_path / "space.bin") if f == "BINARY" else f for f in flags]
-    out_flags = ["--out", str(out)] if "--resume" not in flags else []
+    out_flags = [] if {"--resume", "--join"} & set(flags) else ["--out", str(out)]
     monkeypatch.chdir(tmp_path)
     done = _processes.run_in_process(
         ["experiments.search", *flags, *out_flags], tmp_path, monkeypatch, capsys

@@ -74,15 +74,15 @@ def _arm(trial) -> str:
 def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], summary) -> dict:
     """results.json: every trial, the compute curve of the search's arm (`member_epochs`: its
     total), the random arm's (`random_arm`, where the search has one), each population's wall
-    seconds (`timing`, this process's) and examples per second (both arms), and the
-    confirmation."""
+    seconds (`timing`, this process's: the first worker's) and examples per second (both arms),
+    and the confirmation."""
     curve = compute_curve([t for t in trials if _arm(t) == "search"])
     random = compute_curve([t for t in trials if _arm(t) == "random"])
     for index, times in timing.items():  # wall seconds, overheads included, per population
         times["member_epochs"] = sum(
             t.user_attrs.get("member_epochs", 0)
             for t in trials
-            if t.user_attrs.get("population") == index
+            if t.user_attrs.get("population") == index and t.user_attrs.get("worker", 0) == 0
         )
         examples = times["member_epochs"] * data.train_images.shape[0]
         times["examples_per_second"] = examples / times["seconds"]

@@ -84,14 +84,16 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
         raise
 
 
-def population_seed(seed: int, index: int) -> int:
-    """The sampler's seed for population `index` of a search seeded `seed`."""
+def population_seed(seed: int, index: int, worker: int = 0) -> int:
+    """The sampler's seed for population `index` of a search seeded `seed` (and of `worker`, the
+    first worker's as a search without others)."""
     if not (isinstance(seed, int) and seed >= 0):
         raise ConfigError(f"invalid --sampler-seed {seed!r}: expected an integer >= 0")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    entropy = [seed, index] + ([2, worker] if worker else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def population_samplers(name: str, seed: int, space: Mapping[str, tuple]):
+def population_samplers(name: str, seed: int, space: Mapping[str, tuple], worker: int = 0):
     """`run_search`'s `sampler`: population -> `make_sampler(name, population_seed(seed, p))`.
 
     A sampler draws from a random state it keeps in memory (TPE's and random's RandomState, the
@@ -99,7 +101,7 @@ def population_samplers(name: str, seed: int, space: Mapping[str, tuple]):
     search resumed in a new process would restart that stream and ask again what it already
     tried. Seeded per population from (seed, population), each population is asked from the
     trials in the storage and a state that a resume re-creates: resumed = uninterrupted."""
-    return lambda index: make_sampler(name, population_seed(seed, index), space)
+    return lambda index: make_sampler(name, population_seed(seed, index, worker), space)
 
 
 def grid_size(space: Mapping[str, tuple]) -> int:
@@ -187,6 +189,36 @@ class SearchSettings:
     random_arm: int = 0
 
 
+def worker_of(trial) -> int:
+    """The worker process that asked a trial (`run_search(worker=...)`; 0: the first)."""
+    return int(trial.user_attrs.get("worker", 0))
+
+
+def _of_population(trial, worker: int, index: int | None = None) -> bool:
+    population = trial.user_attrs.get("population")
+    return (
+        population is not None
+        and worker_of(trial) == worker
+        and (index is None or population == index)
+    )
+
+
+def claimed(trials) -> int:
+    """The search arm's trials that count against `--trials`: finished (FAIL aside) or RUNNING,
+    whichever worker asked them; a RUNNING one not yet tagged counts (it may be the search's)."""
+    from optuna.trial import TrialState
+
+    return sum(t.state != TrialState.FAIL and arm(t) == SEARCH_ARM for t in trials)
+
+
+def _over_budget(study, number: int, trials: int) -> bool:
+    """Whether trial `number`, just asked, is past `trials`: as many trials of the search's arm
+    were asked before it (by number, the storage's order; other workers' included). Two workers
+    that counted the same trials before asking cannot both train the last one."""
+    before = [t for t in study.get_trials(deepcopy=False) if t.number < number]
+    return claimed(before) >= trials
+
+
 def arm(trial) -> str:
     """A trial's arm: `SEARCH_ARM` (the search's sampler and pruner) or `RANDOM_ARM`."""
     return trial.user_attrs.get("arm", SEARCH_ARM)
@@ -203,12 +235,14 @@ def trials_asked(settings: SearchSettings) -> int:
     return settings.trials + settings.random_arm * populations_of(settings)
 
 
-def random_arm_sampler(seed: int, index: int):
-    """The random arm's sampler of population `index`: its own seed stream, apart from the
-    search's (`population_seed`), so the arm is the same whatever sampler the search uses."""
+def random_arm_sampler(seed: int, index: int, worker: int = 0):
+    """The random arm's sampler of population `index` (of `worker`): its own seed stream, apart
+    from the search's (`population_seed`), so the arm is the same whatever sampler the search
+    uses."""
     import optuna
 
-    stream = int(np.random.SeedSequence([seed, index, 1]).generate_state(1)[0])
+    entropy = [seed, index, 1] + ([worker] if worker else [])
+    stream = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     return optuna.samplers.RandomSampler(seed=stream)
 
 
@@ -294,6 +328,8 @@ def run_search(
     on_population: Callable[[int, list, list], None] | None = None,
     sampler: Callable[[int], object] | None = None,
     random_seed: int = 0,
+    worker: int = 0,
+    others_working: Callable[[], bool] = lambda: False,
 ) -> None:
     """Asks, trains and tells populations until `settings.trials` trials of the search's arm are
     COMPLETE or PRUNED (resuming the RUNNING population first). `on_population(index, trials,
@@ -305,28 +341,33 @@ def run_search(
     With `settings.random_arm` = K, each population also asks K trials by random search
     (`random_arm_sampler(random_seed, index)`), tagged `arm: random`, trained in the same programs
     to the last epoch (never pruned), and unseen by the search's sampler (`without_random_arm`)
-    and pruner: the study holds both arms, each what it would reach alone."""
+    and pruner: the study holds both arms, each what it would reach alone.
+
+    Several workers (processes, hosts) may run it on one study at once, each with its own
+    `worker` number and `search_dir`: each asks, trains and tells its own populations (its trials
+    tagged `worker`), resumes only its own, and stops when `settings.trials` of the search's arm
+    are finished or being trained by any worker. `others_working()` says whether another worker
+    is alive: only then may a RUNNING trial without attributes be one it is asking, not left by
+    a kill."""
     from optuna.trial import Trial, TrialState
 
     distributions = optuna_distributions(space)
     while True:
         frozen = study.get_trials(deepcopy=False)
         running = [t for t in frozen if t.state == TrialState.RUNNING]
-        for t in running:
-            if "population" not in t.user_attrs:  # asked, never trained: killed while asking
-                study.tell(t.number, state=TrialState.FAIL)
-        running = [t for t in running if "population" in t.user_attrs]
-        populations = [t.user_attrs.get("population", -1) for t in frozen]
+        for t in running:  # asked, never given a population: killed while asking
+            if "population" not in t.user_attrs and (
+                worker_of(t) == worker if "worker" in t.user_attrs else not others_working()
+            ):  # an untagged one may be another worker's, being asked now
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        running = [t for t in running if "population" in t.user_attrs and worker_of(t) == worker]
+        populations = [t.user_attrs["population"] for t in frozen if _of_population(t, worker)]
         if running:  # the whole population, as planned: some of it may have been told
             index = running[0].user_attrs["population"]
-            ours = [t for t in frozen if t.user_attrs.get("population") == index]
+            ours = [t for t in frozen if _of_population(t, worker, index)]
             trials = [Trial(study, t._trial_id) for t in ours]
         else:
-            done = sum(
-                t.state in (TrialState.COMPLETE, TrialState.PRUNED) and arm(t) == SEARCH_ARM
-                for t in frozen
-            )
-            size = min(settings.population, settings.trials - done)
+            size = min(settings.population, settings.trials - claimed(frozen))
             if size <= 0:
                 return
             index = max(populations, default=-1) + 1
@@ -337,16 +378,24 @@ def run_search(
             trials = []
             for _ in range(size):
                 trial = study.ask(distributions)
+                trial.set_user_attr("worker", worker)
+                if _over_budget(study, trial.number, settings.trials):  # another worker's first
+                    trial.set_user_attr("error", "over --trials: other workers asked them first")
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
                 trial.set_user_attr("arm", SEARCH_ARM)
                 trial.set_user_attr("population", index)
                 trials.append(trial)
+            if not trials:
+                continue
             if settings.random_arm:
                 search_sampler, study.sampler = (
                     study.sampler,
-                    random_arm_sampler(random_seed, index),
+                    random_arm_sampler(random_seed, index, worker),
                 )
                 for _ in range(settings.random_arm):
                     trial = study.ask(distributions)
+                    trial.set_user_attr("worker", worker)
                     trial.set_user_attr("arm", RANDOM_ARM)
                     trial.set_user_attr("population", index)
                     trials.append(trial)
