@@ -214,7 +214,6 @@ def complete_run(
         contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
     ):
         # The log line of an epoch is on disk before its checkpoint is: a resume never lacks one.
-        each_member = [c for c in (*callbacks, profiler) if c is not None]
         sweep = run_sweep(
             config,
             [member],
@@ -222,7 +221,12 @@ def complete_run(
             programs=[SweepProgram(0, (member,), 1)],
             mesh=mesh,
             models={member.model: spec.model},
-            callbacks=[log, *([for_member(each_member)] if each_member else []), checkpointer],
+            callbacks=[
+                log,
+                *([for_member(callbacks)] if callbacks else []),
+                checkpointer,
+                *([for_member([profiler])] if profiler else []),  # the trace starts after all else
+            ],
             start=start,
             raise_on_divergence=True,
             name=lambda _: f"training (learning rate {config.learning_rate})",
