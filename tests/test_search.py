@@ -149,6 +149,7 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_one(
     assert kept == {p: p.stat().st_mtime_ns for p in kept}
 
 
+@pytest.mark.slow  # three searches: about a minute
 def test_a_random_arm_trains_in_the_same_program_unpruned_is_reported_and_resumes(
     tmp_path, small_mnist, monkeypatch, capsys
 ):
