@@ -4,7 +4,6 @@ the dataset or the device cannot serve. Shared by single runs and sweeps (`fit`,
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import jax
@@ -13,7 +12,8 @@ import numpy as np
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import Dataset, holdout_split, scale_to_layout
 from mnist_jax.errors import ConfigError
-from mnist_jax.models import Model, check_model, describe_text, footprint
+from mnist_jax.memory import host_bytes, member_bytes, memory_bytes
+from mnist_jax.models import Model, check_model, describe_text
 from mnist_jax.models.precision import bf16_unsupported
 from mnist_jax.train import TrainSpec
 
@@ -129,7 +129,14 @@ def _check_trains(
         raise ConfigError(f"{name} has no test examples to evaluate on")
     check_model(spec.model, spec.example_shape, num_classes)
     check_precision(config.precision)
-    needed, available = training_bytes(spec, config.eval_batch_size), memory_bytes()
+    needed = member_bytes(
+        spec,
+        examples,
+        num_classes=num_classes,
+        eval_examples=test_examples,
+        eval_chunk_size=config.eval_batch_size,
+    )
+    available = memory_bytes()
     if needed > available:
         raise ConfigError(
             f"model {describe_text(spec.model.describe())} needs about {needed / 2**30:,.1f} GiB "
@@ -146,33 +153,13 @@ def check_precision(precision: str, device: jax.Device | None = None) -> None:
         raise ConfigError(f"--precision bf16 is not supported here: {reason}")
 
 
-def training_bytes(spec: TrainSpec, eval_batch_size: int = 2_000) -> int:
-    """A lower estimate of the memory one run needs (float32): parameters, the best epoch's,
-    Adam's two moments, the gradient and the update (6 copies), and a training batch's
-    activations (twice, for the backward pass) and an evaluation chunk's."""
-    size = footprint(spec.model, spec.example_shape)
-    batches = (2 * spec.batch_size + eval_batch_size) * size.activations_per_example
-    return 4 * (6 * size.parameters + batches)
-
-
-def memory_bytes(device: jax.Device | None = None) -> int:
-    """The memory a device offers: its `bytes_limit` where it reports one (GPU, TPU), else the
-    machine's physical memory (a CPU device shares it)."""
-    device = device or jax.local_devices()[0]
-    try:
-        limit = (device.memory_stats() or {}).get("bytes_limit")
-    except Exception:
-        limit = None
-    return int(limit) if limit else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def check_results_fit(num_members: int, dataset: Dataset) -> None:
     """Refuses, before anything is created, a sweep whose members' test predictions would not fit
     in the host's memory: each member's test logits (float32, test examples x classes) stay on the
     host for the statistics, ensembles and predictions.npz, with their softmax beside them (a
     100,000-member MNIST sweep: 75 GiB). Half the machine's memory is the most they may take."""
     per_member = 2 * 4 * int(dataset.test_images.shape[0]) * int(dataset.num_classes)
-    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    available = host_bytes() // 2
     if num_members * per_member > available:
         raise ConfigError(
             f"{num_members:,} members' test predictions would take about "

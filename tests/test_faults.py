@@ -431,13 +431,11 @@ def test_a_grid_whose_predictions_exceed_host_memory_is_refused_before_anything_
 ):
     # 100,000 MNIST members planned for over a minute in silence, then would have held 75 GiB of
     # test logits on the host. Here the machine reports 512 MiB: 256 MiB for the predictions.
-    import mnist_jax.device_data
+    import mnist_jax.memory
 
     real = os.sysconf
     pages = {"SC_PHYS_PAGES": 512 * 2**20 // 4096, "SC_PAGE_SIZE": 4096}
-    monkeypatch.setattr(
-        mnist_jax.device_data.os, "sysconf", lambda name: pages.get(name) or real(name)
-    )
+    monkeypatch.setattr(mnist_jax.memory.os, "sysconf", lambda name: pages.get(name) or real(name))
     out = tmp_path / "sweep"
     argv = ["experiments.sweep", "--seeds", "0-9999", "--validation-size", "500", "--out", out]
     argv += small_mnist

@@ -51,6 +51,7 @@ LAYERS = (
             "mnist_jax.train",
             "mnist_jax.epochs",
             "mnist_jax.device_data",
+            "mnist_jax.memory",
             "mnist_jax.floors",
             "mnist_jax.sweep.members",
             "mnist_jax.sweep.program",

@@ -10,6 +10,7 @@ import pytest
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, TrainingError
 from mnist_jax.fit import DeviceData, fit
+from mnist_jax.memory import member_bytes
 from mnist_jax.models import mlp
 from mnist_jax.sweep import (
     Member,
@@ -22,7 +23,7 @@ from mnist_jax.sweep import (
 )
 from mnist_jax.sweep.members import chunk_sizes, group_members, padded_size
 from mnist_jax.sweep.plan import plan_programs, plan_sweep
-from mnist_jax.sweep.program import member_bytes, members_per_program
+from mnist_jax.sweep.program import members_per_program
 from mnist_jax.train import TrainSpec, create_train_state, epoch_plan, init_train_state
 
 SPEC = TrainSpec(mlp((32,)), batch_size=64)

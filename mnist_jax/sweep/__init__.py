@@ -16,7 +16,7 @@ _EXPORTS = {
     "config_labels": "mnist_jax.sweep.results",
     "ConfigKey": "mnist_jax.sweep.members",
     "curves_by_config": "mnist_jax.sweep.results",
-    "default_budget_bytes": "mnist_jax.sweep.program",
+    "default_budget_bytes": "mnist_jax.memory",
     "default_members_per_step": "mnist_jax.sweep.program",
     "ensembles": "mnist_jax.sweep.run",
     "epoch_program": "mnist_jax.sweep.program",

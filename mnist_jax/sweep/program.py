@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 
 import jax
@@ -28,7 +27,7 @@ from jax.sharding import PartitionSpec as P
 from mnist_jax.config import TrainConfig
 from mnist_jax.device_data import DeviceData
 from mnist_jax.evaluate import predict_logits
-from mnist_jax.models import footprint
+from mnist_jax.memory import default_budget_bytes, member_bytes_parts
 from mnist_jax.sweep.members import MIN_MEMBERS_PER_DEVICE, Member
 from mnist_jax.train import (
     TrainSpec,
@@ -40,10 +39,6 @@ from mnist_jax.train import (
 )
 
 MEMBER_AXIS = "members"
-DEVICE_MEMORY_FRACTION = 0.5  # of `bytes_limit` where the device reports it
-# Of the host's memory, shared by its CPU devices; the other quarter the sweep's results may take
-# (`device_data.check_results_fit` allows them half) and the rest is the process's own.
-HOST_MEMORY_FRACTION = 0.25
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -263,61 +258,6 @@ def logits_program(
     )
 
 
-def member_bytes(
-    spec: TrainSpec,
-    num_examples: int,
-    *,
-    num_classes: int = 10,
-    eval_examples: int = 10_000,
-    eval_chunk_size: int = 2_000,
-) -> int:
-    """An upper estimate of the device memory one member needs during a sweep (float32 everywhere).
-
-    - state: parameters, the best epoch's, Adam's two moments, plus the gradient and update alive
-      during a step (x6);
-    - a step's activations (every value the model's forward pass creates, `models.footprint`),
-      doubled for the backward pass;
-    - the epoch's shuffle: random bits, argsort temporaries, order and weights
-      (num_examples x 16 B);
-    - evaluation: one chunk's activations and the (padded) logits of the evaluated split, twice.
-    The data itself is shared by all members and not counted.
-    """
-    return sum(_member_bytes_parts(spec, num_examples, num_classes, eval_examples, eval_chunk_size))
-
-
-def _member_bytes_parts(
-    spec: TrainSpec, num_examples: int, num_classes: int, eval_examples: int, eval_chunk_size: int
-) -> tuple[int, int]:
-    """`member_bytes` as (what stays for the whole program: the state and the evaluated logits,
-    what exists only while the member trains or evaluates: a step's activations, the shuffle, an
-    evaluation chunk's activations)."""
-    size = footprint(spec.model, spec.example_shape)
-    logits = 2 * (eval_examples + eval_chunk_size) * num_classes
-    resident = 6 * size.parameters + logits
-    working = (
-        2 * spec.batch_size * size.activations_per_example
-        + 4 * num_examples
-        + 2 * eval_chunk_size * size.activations_per_example
-    )
-    return 4 * resident, 4 * working
-
-
-def default_budget_bytes(device: jax.Device | None = None) -> int:
-    """Per-device bytes a sweep may use: half the device's `bytes_limit` when it reports one
-    (GPU/TPU), else (a CPU: `memory_stats()` is None there) a quarter of the host's physical
-    memory, shared by its local devices (24 GiB and one device: 6 GiB)."""
-    device = device or jax.local_devices()[0]
-    try:
-        stats = device.memory_stats()
-    except Exception:
-        stats = None
-    limit = (stats or {}).get("bytes_limit")
-    if limit:
-        return int(limit * DEVICE_MEMORY_FRACTION)
-    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(host * HOST_MEMORY_FRACTION) // len(jax.local_devices(backend=device.platform))
-
-
 def members_per_program(
     spec: TrainSpec,
     num_examples: int,
@@ -343,7 +283,7 @@ def members_per_program(
     """
     budget = default_budget_bytes() if bytes_budget is None else int(bytes_budget)
     num_devices = jax.device_count() if num_devices is None else num_devices
-    resident, working = _member_bytes_parts(
+    resident, working = member_bytes_parts(
         spec, num_examples, num_classes, eval_examples, eval_chunk_size
     )
     if members_per_step is None:
