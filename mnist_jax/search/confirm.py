@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnist_jax.errors import ConfigError
-from mnist_jax.sweep.checkpoint import SweepCheckpointer, sweep_start
+from mnist_jax.sweep.checkpoint import Checkpointer, sweep_start
 from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.outputs import analyse, data_sources, member_entries, write_sweep_files
 from mnist_jax.sweep.run import run_sweep
@@ -44,7 +44,7 @@ def confirm(
     out_dir.mkdir(exist_ok=True)
     specs = lambda p: p.spec(config, data.num_classes, data.image_shape)
     start = sweep_start(out_dir, config, mesh=mesh, num_classes=data.num_classes, specs=specs)
-    with SweepCheckpointer(out_dir, config, num_classes=data.num_classes, specs=specs) as saver:
+    with Checkpointer(out_dir, config, num_classes=data.num_classes, specs=specs) as saver:
         result = run_sweep(
             config, members, data, callbacks=[*callbacks, saver], mesh=mesh, keep_states=False,
             start=start, members_per_step=members_per_step,

@@ -32,7 +32,7 @@ import numpy as np
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.search.space import member_values, optuna_distributions
-from mnist_jax.sweep.checkpoint import SweepCheckpointer, program_store, sweep_start
+from mnist_jax.sweep.checkpoint import Checkpointer, program_store, sweep_start
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
 from mnist_jax.sweep.plan import plan_sweep
 from mnist_jax.sweep.run import run_sweep
@@ -475,7 +475,7 @@ def _train_population(
                 pruned.add(number)
         return [trial_of[m].number in pruned for m in program.members]
 
-    checkpointer = SweepCheckpointer(
+    checkpointer = Checkpointer(
         population_dir, config, num_classes=data.num_classes,
         specs=lambda p: p.spec(config, data.num_classes, data.image_shape),
     )  # fmt: skip

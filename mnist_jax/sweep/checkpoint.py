@@ -25,9 +25,11 @@ from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.plan import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState
 
-__all__ = ["Checkpointer", "SweepCheckpointer", "program_store", "sweep_start"]
-
-SweepCheckpointer = Checkpointer  # the name the search used; one class
+__all__ = [
+    "Checkpointer",
+    "program_store",
+    "sweep_start",
+]  # the writer, re-exported beside its restores
 
 
 def _abstract_state(
