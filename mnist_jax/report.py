@@ -63,6 +63,11 @@ RUN_FIGURES = {
         "Loss and accuracy per epoch",
         lambda a: plots.plot_training_curves(a.history),
     ),
+    "learning_rate": RunFigure(
+        "learning_rate.png",
+        "Learning rate per epoch",
+        lambda a: plots.training.plot_learning_rate(a.history),
+    ),
     "confusion_matrix": RunFigure(
         "confusion_matrix.png",
         "Confusion matrix on the test set",

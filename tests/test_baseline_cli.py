@@ -27,6 +27,7 @@ METRIC_KEYS = {
 PLOTS = [
     "samples_per_class.png",
     "training_curves.png",
+    "learning_rate.png",
     "confusion_matrix.png",
     "top_errors.png",
     "sample_prediction.png",

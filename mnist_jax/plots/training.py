@@ -1,4 +1,5 @@
-"""Figures of one training run: loss and accuracy curves per epoch, and the confusion matrix."""
+"""Figures of one training run: loss and accuracy curves per epoch, the learning rate per epoch,
+and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from mnist_jax.plots._common import _class_names
 
-__all__ = ["plot_training_curves", "plot_confusion_matrix"]
+__all__ = ["plot_training_curves", "plot_learning_rate", "plot_confusion_matrix"]
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
@@ -54,6 +55,39 @@ def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
         ax.grid(True, alpha=0.3)
         ax.legend()
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    return fig
+
+
+def plot_learning_rate(history: Sequence[Mapping[str, float]]) -> Figure:
+    """The learning rate per epoch: each record's ``learning_rate`` (the rate of the epoch's last
+    step), against its ``epoch`` (or 1..E where a record has none). Records without a rate (an
+    optimizer that keeps none, a run recorded before rates were) are left out; where none has
+    one, the figure says so instead of drawing a line.
+    """
+    records = list(history)
+    if not records:
+        raise ValueError("history is empty: nothing to plot")
+    numbered = all("epoch" in record for record in records)
+    points = [
+        (record["epoch"] if numbered else index + 1, record["learning_rate"])
+        for index, record in enumerate(records)
+        if record.get("learning_rate") is not None
+    ]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("learning rate")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate (last step of the epoch)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    if not points:
+        ax.text(
+            0.5, 0.5, "no learning rate recorded", ha="center", va="center", transform=ax.transAxes
+        )
+        return fig
+    epochs, rates = (np.asarray(column, dtype=float) for column in zip(*points))
+    ax.plot(epochs, rates, marker="o", markersize=4, color="tab:green")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     return fig
 
 
