@@ -337,8 +337,8 @@ def train_epoch(
     `images` `(N, *spec.example_shape)` float32 and `labels` (N,) int32 are the whole training set,
     already on the device in the model's layout; each step gathers its batch from them. Returns
     the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
-    trains, with dropout on: what Keras reports), and the learning rate of its last step where the
-    optimizer keeps one. A stopped state (`state.stopped`) is returned as it is, with NaN loss and
+    trains, with dropout on: what Keras reports), the parameters' global L2 norm at its end
+    (`param_norm`), and the learning rate of its last step where the optimizer keeps one. A stopped state (`state.stopped`) is returned as it is, with NaN loss and
     accuracy.
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
@@ -358,6 +358,7 @@ def train_epoch(
         trained, sums = jax.lax.scan(body, state, (order, weights))
         count = jnp.sum(sums.pop("count"))
         means = {name: jnp.sum(total) / count for name, total in sums.items()}
+        means["param_norm"] = optax.tree.norm(trained.params)  # at the epoch's end
         return trained.replace(epoch=trained.epoch + 1), metrics(trained, means)
 
     def keep(state: TrainState) -> tuple[TrainState, dict]:

@@ -369,7 +369,8 @@ def test_a_run_checkpointed_before_best_epoch_tracking_resumes_to_the_same_resul
     assert exit_info.value.code == 0
     expected = json.loads((legacy / "expected.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    drop = ("seconds", "learning_rate", "train_grad_norm")  # the legacy run had no gradient norm
+    # the legacy run had no gradient or parameter norm
+    drop = ("seconds", "learning_rate", "train_grad_norm", "train_param_norm")
     # Records now hold accuracies as exact ratios k/n (`epochs.exact_accuracy`); the legacy run
     # wrote their float32 rounding (14/96 as 0.14583332836...). The epochs it trained keep what it
     # wrote; the epoch trained here is compared as the ratio of the same count.
@@ -405,7 +406,7 @@ def test_a_run_checkpointed_before_the_state_held_hyper_resumes_to_the_same_resu
     assert exit_info.value.code == 0
     expected = json.loads((legacy / "run-best-expected.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    new = ("seconds", "train_grad_norm")  # the code that made it recorded no gradient norm
+    new = ("seconds", "train_grad_norm", "train_param_norm")  # it recorded neither norm
     history = [{k: v for k, v in r.items() if k not in new} for r in metrics["history"]]
     assert {**{k: metrics[k] for k in expected if k != "history"}, "history": history} == expected
     assert "train_grad_norm" in metrics["history"][-1]

@@ -269,6 +269,7 @@ def test_sweep_records_the_same_history_keys_as_fit():
         "train_loss",
         "train_accuracy",
         "train_grad_norm",
+        "train_param_norm",
         "val_loss",
         "val_accuracy",
         "learning_rate",

@@ -150,6 +150,7 @@ def test_fit_records_history_and_calls_callbacks_each_epoch():
         "train_loss",
         "train_accuracy",
         "train_grad_norm",
+        "train_param_norm",
         "val_loss",
         "val_accuracy",
         "learning_rate",
