@@ -338,8 +338,8 @@ def train_epoch(
     already on the device in the model's layout; each step gathers its batch from them. Returns
     the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
     trains, with dropout on: what Keras reports), the parameters' global L2 norm at its end
-    (`param_norm`), and the learning rate of its last step where the optimizer keeps one. A stopped state (`state.stopped`) is returned as it is, with NaN loss and
-    accuracy.
+    (`param_norm`), and the learning rate of its last step where the optimizer keeps one. A
+    stopped state (`state.stopped`) is returned as it is, with NaN loss and accuracy.
     """
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
