@@ -243,6 +243,15 @@ class TrainConfig:
         short="ls",
         in_state=True,
     )
+    z_loss: float = _field(
+        0.0,
+        "coefficient of the logit z-loss added to the training loss: this x the mean over the "
+        "batch's examples of logsumexp(logits)^2 (PaLM's, which keeps the softmax's normaliser "
+        "near 1); validation and test losses leave it out",
+        sweep=True,
+        short="zl",
+        in_state=True,
+    )
     hidden_sizes: tuple[int, ...] = _field(
         DEFAULT_HIDDEN_SIZES,
         "widths of the MLP's ReLU hidden layers, e.g. 128,128",
@@ -344,6 +353,12 @@ class TrainConfig:
                 value,
                 f"a positive number from {FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g} (float32's range)",
             )
+        _check(
+            _is_real(self.z_loss) and 0.0 <= _float32(self.z_loss) <= FLOAT32_MAX,
+            "z_loss",
+            self.z_loss,
+            "a number >= 0 (finite in float32)",
+        )
         _check(
             all(h < 2**31 for h in self.hidden_sizes),
             "hidden_sizes",

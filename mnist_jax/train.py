@@ -267,6 +267,13 @@ def weighted_cross_entropy(
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def weighted_z_loss(logits: jax.Array, weights: jax.Array) -> jax.Array:
+    """Mean of logsumexp(logits)^2 over the examples with weight 1 (padding rows weigh 0): the
+    logit z-loss that `TrainConfig.z_loss` weighs into the training loss."""
+    per_example = jnp.square(jax.nn.logsumexp(logits, axis=-1))
+    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
 def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     """One optimizer step on `batch`. Pure; dropout keyed by `fold_in(dropout stream, step)`.
 
@@ -286,6 +293,7 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
         loss = weighted_cross_entropy(
             logits, batch.labels, batch.weights, state.hyper["label_smoothing"]
         )
+        loss = loss + state.hyper["z_loss"] * weighted_z_loss(logits, batch.weights)
         return loss, logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -468,6 +468,7 @@ def test_the_schema_marks_compiled_exactly_the_sweep_fields_that_change_the_spec
         "final_lr_fraction": 0.1,
         "dropout_rate": 0.5,
         "label_smoothing": 0.1,
+        "z_loss": 1e-4,
     }
     assert set(changed) == set(SWEEP_FIELDS)
     for name, value in changed.items():
