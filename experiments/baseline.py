@@ -1,7 +1,7 @@
 """`python -m experiments.baseline`: the Keras MNIST notebook end to end, through the library.
 
 Loads the data, trains the notebook's MLP (10 epochs, batch 512, Adam 1e-3, dropout 0.25), evaluates
-on the test set and writes a run directory: config.json, metrics.json, the five plots, report.md and
+on the test set and writes a run directory: config.json, metrics.json, the figures, report.md and
 orbax checkpoints. `--resume RUN_DIR` continues a killed run from its newest intact checkpoint and
 ends bitwise where the uninterrupted run would have. The run is `mnist_jax.run`'s `train_run` and
 `resume_run`; this file parses flags and prints.

@@ -66,7 +66,7 @@ RUN_FIGURES = {
     "learning_rate": RunFigure(
         "learning_rate.png",
         "Learning rate per epoch",
-        lambda a: plots.training.plot_learning_rate(a.history),
+        lambda a: plots.plot_learning_rate(a.history),
     ),
     "confusion_matrix": RunFigure(
         "confusion_matrix.png",

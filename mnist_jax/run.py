@@ -2,7 +2,7 @@
 
 `train_run(config)` trains and writes everything a run leaves: config.json (with the model's
 record), metrics.jsonl and TensorBoard events per epoch, orbax checkpoints, then metrics.json,
-predictions.npz, the five figures and report.md. `resume_run(RUN)` continues a killed run from its
+predictions.npz, the figures and report.md. `resume_run(RUN)` continues a killed run from its
 newest intact checkpoint (bitwise where the uninterrupted run would have ended), or writes what a
 finished run lacks. The command is these two calls with flags and printing around them; a run of
 a user's model (`model=`) is the same directory, which `experiments.evaluate`, `--resume` and

@@ -11,9 +11,10 @@ drawn on a 0..255 grey scale, floats in [0, 1] on 0..1, anything else auto-scale
 Functions that show classes take ``class_names`` (default ``"0"``, ``"1"``, ...).
 
 The figures live in one module per subject: `images` (samples per class, top errors, one
-prediction), `training` (training curves, confusion matrix), `sweeps` (accuracy across seeds,
-learning-curve bands, ensembles of growing size, expected best result after n trials),
-`calibration` (reliability diagram) and `files` (`save_figure`); all are importable from here.
+prediction), `training` (training curves, learning rate, confusion matrix), `sweeps` (accuracy
+across seeds, learning-curve bands, ensembles of growing size, expected best result after n
+trials), `calibration` (reliability diagram) and `files` (`save_figure`); all are importable from
+here.
 """
 
 from mnist_jax.plots.calibration import plot_reliability_diagram
@@ -25,11 +26,16 @@ from mnist_jax.plots.sweeps import (
     plot_expected_max,
     plot_learning_curves_band,
 )
-from mnist_jax.plots.training import plot_confusion_matrix, plot_training_curves
+from mnist_jax.plots.training import (
+    plot_confusion_matrix,
+    plot_learning_rate,
+    plot_training_curves,
+)
 
 __all__ = [
     "plot_samples_per_class",
     "plot_training_curves",
+    "plot_learning_rate",
     "plot_confusion_matrix",
     "plot_top_errors",
     "plot_sample_prediction",
