@@ -25,6 +25,13 @@ def data() -> DeviceData:
     return prototype_data()
 
 
+@pytest.fixture
+def emulated_bf16(monkeypatch):
+    """bf16 allowed where the CPU has no bfloat16 instructions (XLA emulates them): these tests
+    check what bf16 computes, not its speed, which is why the commands refuse it there."""
+    monkeypatch.setattr(device_data, "bf16_unsupported", lambda device=None: None)
+
+
 class UsersMLP(nn.Module):
     dropout_rate: float = 0.1
 
@@ -70,7 +77,9 @@ def test_the_spec_wraps_the_model_and_its_matmuls_take_bfloat16(model_name, data
     "model_name, model, epochs",
     [("mlp", None, 3), ("cnn", None, 6), ("linen", LinenModel(UsersMLP()), 3)],
 )
-def test_bf16_trains_with_float32_state_and_close_to_float32(model_name, model, epochs, data):
+def test_bf16_trains_with_float32_state_and_close_to_float32(
+    model_name, model, epochs, data, emulated_bf16
+):
     config = CONFIG.replace(model="cnn" if model_name == "cnn" else "mlp", epochs=epochs)
     result = fit(config, data, model=model)
     history = result.history
@@ -85,7 +94,7 @@ def test_bf16_trains_with_float32_state_and_close_to_float32(model_name, model, 
 
 
 @pytest.mark.slow
-def test_bf16_is_deterministic_per_seed(data):
+def test_bf16_is_deterministic_per_seed(data, emulated_bf16):
     a, b = (fit(CONFIG, data) for _ in range(2))
     assert_bitwise_equal(a.state.params, b.state.params)
     assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
