@@ -33,6 +33,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.fit import (
     EpochCallback,
     check_fits,
+    check_trains,
     device_of,
     for_member,
     member_of,
@@ -188,6 +189,7 @@ def complete_run(
     them, run after each epoch's log line, before its checkpoint."""
     config, dataset, spec, run_dir = run.config, run.dataset, run.spec, run.run_dir
     data = to_device(dataset, config, spec)
+    check_trains(config, data, spec)  # a resumed run too: on another machine, or without bf16
     history = run.history
     examples = int(data.train_labels.shape[0])
     member = member_of(config)
@@ -209,6 +211,11 @@ def complete_run(
     log = EpochLog(run_dir, [member], train_examples=examples, tensorboard=tensorboard, run=True)
     profiler = ProfileSteadyEpoch(run_dir / PROFILE_DIR) if profile else None
     began = time.perf_counter()
+    trained_until = [began]  # the end of the last epoch's callbacks: training, not evaluation
+
+    def clock(*_) -> None:
+        trained_until[0] = time.perf_counter()
+
     with (
         checkpointer,
         contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
@@ -226,12 +233,14 @@ def complete_run(
                 *([for_member(callbacks)] if callbacks else []),
                 checkpointer,
                 *([for_member([profiler])] if profiler else []),  # the trace starts after all else
+                clock,
             ],
             start=start,
             raise_on_divergence=True,
             name=lambda _: f"training (learning rate {config.learning_rate})",
+            members_per_step=1,  # as `fit` trains it, on every backend
         )
-    train_seconds = time.perf_counter() - began
+    train_seconds = trained_until[0] - began
     result = sweep.members[0]
     metrics, probabilities = test_report(result.test_logits, sweep.test_labels, dataset.num_classes)
     trained_now = result.history[len(history) :]

@@ -79,6 +79,8 @@ class Checkpointer:
         self._program: int | None = None
         self._store: CheckpointStore | None = None
         self.saved: list[tuple[int, int]] = []  # (program, epoch) of each save
+        if run:  # an unwritable folder is one line before anything trains
+            self._open(0)
 
     def _open(self, program: int) -> CheckpointStore:
         if self._program != program or self._store is None:
@@ -168,6 +170,8 @@ class RunCheckpointer(Checkpointer):
         async_save: bool = True,
     ) -> None:
         spec = spec or TrainSpec.from_config(config, num_classes)
+        # Before the folder exists: a model `fit` would refuse leaves nothing behind.
+        check_model(spec.model, spec.example_shape, num_classes)
         super().__init__(
             Path(run_dir).resolve(),
             config,
@@ -179,9 +183,6 @@ class RunCheckpointer(Checkpointer):
             async_save=async_save,
             run=True,
         )
-        # Before the folder exists: a model `fit` would refuse leaves nothing behind.
-        check_model(spec.model, spec.example_shape, num_classes)
-        self._open(0)
 
     def __call__(self, state: TrainState, record: dict, history: list) -> None:  # type: ignore[override]
         if self._due(int(record["epoch"])):
