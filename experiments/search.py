@@ -236,7 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = engine.best_configurations(study, settings["confirm_top"], config, space)
     if not keys:
         raise ConfigError("no trial was trained to the end: nothing to confirm")
-    first_seed = engine.trials_asked(settings_) * settings["seeds_per_trial"] + 1000  # fresh
+    # Fresh seeds: past every trial's, joined workers' and failed trials' numbers included.
+    numbers = [t.number for t in study.get_trials(deepcopy=False)]
+    asked = max(engine.trials_asked(settings_), max(numbers, default=-1) + 1)
+    first_seed = asked * settings["seeds_per_trial"] + 1000
     seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
     console.info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
     summary, written = confirm.confirm(

@@ -384,7 +384,6 @@ def run_search(
                     study.tell(trial, state=TrialState.FAIL)
                     break
                 trial.set_user_attr("arm", SEARCH_ARM)
-                trial.set_user_attr("population", index)
                 trials.append(trial)
             if not trials:
                 continue
@@ -397,9 +396,13 @@ def run_search(
                     trial = study.ask(distributions)
                     trial.set_user_attr("worker", worker)
                     trial.set_user_attr("arm", RANDOM_ARM)
-                    trial.set_user_attr("population", index)
                     trials.append(trial)
                 study.sampler = search_sampler
+            # Tagged once both arms are asked: a kill while asking leaves trials without a
+            # population, which a resume fails and asks again, never a population short of its
+            # random arm that it would take for whole.
+            for trial in trials:
+                trial.set_user_attr("population", index)
         _train_population(
             config, space, data, study, settings, search_dir, index, trials, mesh=mesh,
             members_per_program=members_per_program, members_per_step=members_per_step,

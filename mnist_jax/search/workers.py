@@ -38,11 +38,13 @@ def claim_worker(search_dir: Path) -> tuple[int, Path]:
             folder.mkdir(exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot write to {search_dir}: {error.strerror}") from None
-        try:
-            lock_run_dir(folder)
-        except ConfigError:  # another worker holds it
-            continue
-        return worker, folder
+        for attempt in range(3):  # worker 0's liveness probe holds a free lock for a moment
+            try:
+                lock_run_dir(folder)
+            except ConfigError:  # another worker holds it, or a probe did just then
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            return worker, folder
     raise AssertionError("unreachable")
 
 
