@@ -181,9 +181,11 @@ class EpochLog:
     A run is a sweep of one member that keeps the run directory's layout (`run=True`): bare
     records, events in DIR/tensorboard/, and `finish` adds the run record and its figures.
 
-    A resumed run or sweep continues both: when a program trains its first epoch here, the log
-    lines and events of that epoch and later of its members (an abandoned continuation) are
-    dropped first. A run's `finish` marks its events complete (`tensorboard_incomplete`).
+    A resumed run or sweep continues both: when a program trains its first epoch here, its
+    members' earlier lines are written again from the histories it resumed with, so lines of an
+    abandoned continuation, and lines edited or cut short since, do not stay; their TensorBoard
+    events are rewritten from the log. A run's `finish` marks its events complete
+    (`tensorboard_incomplete`).
     """
 
     def __init__(
@@ -198,7 +200,8 @@ class EpochLog:
         self.directory, self.train_examples = Path(directory), train_examples
         self.tensorboard, self.run = tensorboard, run
         self.index = {member: k for k, member in enumerate(members)}
-        self.log = MetricsLog(self.directory / METRICS_LOG, keep=lambda line: True)
+        self.path = self.directory / METRICS_LOG
+        self.log: MetricsLog | None = None  # opened by the first epoch trained here
         self.writers: dict[Any, Any] = {}
         self._started: set[int] = set()
 
@@ -213,35 +216,54 @@ class EpochLog:
                 logdir /= f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
             (self.directory / TENSORBOARD_COMPLETE).unlink(missing_ok=True)
             earlier = [
-                line for line in read_metrics_log(self.log.path) if self._member_of(line, member)
+                line for line in read_metrics_log(self.path) if self._member_of(line, member)
             ]
             self.writers[member] = tb.open_writer(logdir, earlier=earlier)
         return self.writers.get(member)
+
+    def _line(self, program, member, record: dict) -> dict:
+        about = {} if self.run else {
+            "member": self.index[member], "program": program.index, **member.to_dict()
+        }  # fmt: skip
+        line = {**about, **record}
+        if isinstance(record.get("seconds"), int | float):
+            line["examples_per_second"] = self.train_examples / max(record["seconds"], 1e-9)
+        line.setdefault("learning_rate", member.learning_rate)
+        return line
+
+    def _restart(self, program, histories: list, epoch: int) -> None:
+        """Before the first epoch a program trains here: its members' lines of earlier epochs are
+        written again from the histories it starts from (a checkpoint's own copy), so that a log
+        edited, cut short or continued past the checkpoint (an abandoned continuation) holds
+        each epoch once, as trained; the other programs' lines stay."""
+        by_epoch = [{r.get("epoch"): r for r in h} for h in histories]
+        lines = [] if self.run else [
+            line for line in read_metrics_log(self.path) if line.get("program") != program.index
+        ]  # fmt: skip
+        lines += [
+            self._line(program, member, records[e])
+            for e in range(1, epoch)
+            for member, records in zip(program.members, by_epoch)
+            if e in records
+        ]
+        text = "".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines)
+        if self.log is not None:
+            self.log.close()
+        old = self.path.read_text(errors="replace") if self.path.exists() else ""
+        if text != old:
+            write_text_atomic(self.path, text)
+        self.log = MetricsLog(self.path)
 
     def __call__(self, program, state: Any, records: list, histories: list) -> None:
         epoch = max(len(h) for h in histories)
         if program.index not in self._started:  # the first epoch this program trains here
             self._started.add(program.index)
-            self.log.rewrite(
-                lambda line: (
-                    _epoch(line) < epoch or not (self.run or line.get("program") == program.index)
-                )
-            )
+            self._restart(program, histories, epoch)
         lines = []
         for member, record in zip(program.members, records):
             if record is None:
                 continue
-            about = (
-                {}
-                if self.run
-                else {"member": self.index[member], "program": program.index, **member.to_dict()}
-            )
-            line = {
-                **about,
-                **record,
-                "examples_per_second": self.train_examples / max(record["seconds"], 1e-9),
-            }
-            line.setdefault("learning_rate", member.learning_rate)
+            line = self._line(program, member, record)
             lines.append(line)
             writer = self._writer(member)
             if writer is not None:
@@ -279,7 +301,8 @@ class EpochLog:
             write_text_atomic(self.directory / TENSORBOARD_COMPLETE, "")
 
     def close(self) -> None:
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         for writer in self.writers.values():
             if writer is not None:
                 writer.close()

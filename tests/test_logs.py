@@ -47,8 +47,11 @@ def run_log(directory, *, train_examples=100, tensorboard=True):
     )
 
 
-def log_epoch(log, line):
-    log(ONE, None, [line], [[{}] * line["epoch"]])
+def log_epoch(log, line, earlier=()):
+    """`line` as the record of its epoch, after the `earlier` records a resumed run starts from
+    (default: `record` of each earlier epoch)."""
+    earlier = list(earlier) or [record(e) for e in range(1, line["epoch"])]
+    log(ONE, None, [line], [[*earlier, line]])
 
 
 def test_each_epoch_is_one_whole_line_on_disk_when_the_callback_returns(tmp_path):
@@ -71,6 +74,20 @@ def test_a_resumed_log_drops_later_epochs_and_repairs_a_half_line(tmp_path):
         log_epoch(log, record(3))
     assert [line["epoch"] for line in read_metrics_log(path)] == [1, 2, 3]
     assert path.read_text().endswith("}\n")
+
+
+def test_a_resumed_log_writes_its_earlier_epochs_again_from_the_checkpoints_history(tmp_path):
+    # The hostile pass cut epoch 2's line, deleted epoch 1's or repeated it before a resume: the
+    # log kept the damage beside the epochs trained after it.
+    path = tmp_path / METRICS_LOG
+    damaged = [record(2), record(1), {"epoch": 1, "edited": True}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in damaged) + '{"epoch": 3, "tr')
+    with run_log(tmp_path, tensorboard=False) as log:
+        log_epoch(log, record(3))
+    expected = [
+        {**record(e), "learning_rate": 1e-3, "examples_per_second": 200.0} for e in (1, 2, 3)
+    ]
+    assert read_metrics_log(path) == expected
 
 
 def test_non_finite_values_are_written_as_null(tmp_path):
@@ -317,10 +334,16 @@ def test_without_tensorboardx_a_run_logs_jsonl_only_with_one_warning(tmp_path, m
 
 def test_a_resumed_writer_purges_the_abandoned_continuations_events(tmp_path):
     # The first writer logged epochs 1-3; the run resumed from its epoch-1 checkpoint.
-    for first_epoch, epochs in ((1, (1, 2, 3)), (2, (2, 3))):
-        with run_log(tmp_path, train_examples=1) as log:
-            for epoch in epochs:
-                log_epoch(log, {**record(epoch), "train_loss": float(first_epoch)})
+    first = [{**record(epoch), "train_loss": 1.0} for epoch in (1, 2, 3)]
+    with run_log(tmp_path, train_examples=1) as log:
+        for k, line in enumerate(first):
+            log_epoch(log, line, first[:k])
+    resumed = [first[0]]  # the epoch-1 checkpoint's history
+    with run_log(tmp_path, train_examples=1) as log:
+        for epoch in (2, 3):
+            line = {**record(epoch), "train_loss": 2.0}
+            log_epoch(log, line, resumed)
+            resumed.append(line)
     logdir = tmp_path / "tensorboard"
     assert tensorboard_steps(logdir, "loss/train") == [1, 2, 3]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
