@@ -23,25 +23,23 @@ from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter
 from mnist_jax.config import FIELDS
 from mnist_jax.data import load_dataset
-from mnist_jax.device_data import check_fits, to_device
+from mnist_jax.device_data import check_fits
 from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
-from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.fileio import write_json_atomic
 from mnist_jax.rundir import (
     create_run_dir,
     is_empty_folder,
     lock_run_dir,
-    read_kept,
     read_run_record,
 )
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.search import workers
 from mnist_jax.search.space import check_space, parse_space, space_text
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
-from mnist_jax.sweep.program import default_members_per_step, member_mesh
 
 PROG = "python -m experiments.search"
-SEARCH_FILE, RESULTS_FILE, REPORT_FILE = "search.json", "results.json", "report.md"
+SEARCH_FILE = "search.json"
 SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "sampler_seed",
             "pruner", "reduction_factor", "storage", "confirm_top", "confirm_seeds",
             "random_arm")  # fmt: skip
@@ -88,7 +86,7 @@ def build_parser() -> cli.Parser:
     group.add_argument("--random-arm", type=_count, default=0, metavar="K",
                        help="K more trials in each population asked by random search, never "
                        "pruned, unseen by the sampler and pruner: the report's baseline from the "
-                       "same study (default 0)")
+                       "same study; at most --population (default 0)")
     group.add_argument("--compare", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
                        help="another finished search (e.g. --sampler random --pruner none): the "
                        "report shows its best validation accuracy at equal member-epochs")
@@ -148,6 +146,9 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
             raise ConfigError(f"--trials {args.trials}: the grid has only "
                               f"{engine.grid_size(space)} points")  # fmt: skip
         args.trials = engine.grid_size(space)  # default: the whole grid, each point once
+    if args.random_arm > args.population:  # a baseline beside each population, not a search
+        raise ConfigError(f"--random-arm {args.random_arm}: at most --population "
+                          f"({args.population}) random trials per population")  # fmt: skip
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -164,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError("the search needs Optuna: pip install -e '.[search]'") from None
-    from mnist_jax.search import confirm, engine
+    from mnist_jax.search import confirm, directory, engine
+    from mnist_jax.search.directory import REPORT_FILE, RESULTS_FILE
 
     args = build_parser().parse_args(argv)
     other = confirm.compute_curve_of(args.compare, RESULTS_FILE) if args.compare else None
@@ -203,105 +205,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json_atomic(search_dir / SEARCH_FILE, record)
     finished = (search_dir / RESULTS_FILE).is_file()  # resumed: write only what is missing
     console.info(f"search directory: {search_dir}" + (" (finished)" if finished else ""))
-    study = study or study_in(search_dir)
-    data = to_device(dataset, config)
-    mesh = member_mesh()
-    per_step = default_members_per_step(mesh)
-    progress = ProgressPrinter(console, config.epochs)
-    timing: dict[int, dict] = {}
-
-    def on_population(index, trials, programs):
-        confirm.close_timing(timing)
-        timing[index] = {"start": time.perf_counter(), "programs": len(programs)}
-        console.info(f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
-                     f"{len(programs)} program(s)")  # fmt: skip
-
-    settings_ = engine.SearchSettings(
-        settings["trials"], settings["population"], settings["seeds_per_trial"],
-        settings.get("random_arm", 0),
+    outcome = directory.complete_search(
+        config, space, settings, dataset, search_dir, study or study_in(search_dir),
+        callbacks=[ProgressPrinter(console, config.epochs)], info=console.info, compare=other,
     )  # fmt: skip
-    while True:  # beside joined workers: until their trials are told, and none is missing
-        engine.run_search(
-            config, space, data, study, settings_, search_dir, mesh=mesh,
-            members_per_step=per_step, callbacks=[progress], on_population=on_population,
-            sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"],
-                                               space),
-            random_seed=settings["sampler_seed"],
-            others_working=workers.others_working(search_dir, 0),
-        )  # fmt: skip
-        confirm.close_timing(timing)
-        workers.wait_for_workers(study, search_dir, on_wait=console.info)
-        if engine.claimed(study.get_trials(deepcopy=False)) >= settings_.trials:
-            break
-    keys = engine.best_configurations(study, settings["confirm_top"], config, space)
-    if not keys:
-        raise ConfigError("no trial was trained to the end: nothing to confirm")
-    # Fresh seeds: past every trial's, joined workers' and failed trials' numbers included.
-    numbers = [t.number for t in study.get_trials(deepcopy=False)]
-    asked = max(engine.trials_asked(settings_), max(numbers, default=-1) + 1)
-    first_seed = asked * settings["seeds_per_trial"] + 1000
-    seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
-    console.info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
-    summary, written = confirm.confirm(
-        config, keys, seeds, dataset, data, search_dir / confirm.CONFIRMATION_DIR, mesh=mesh,
-        members_per_step=per_step, callbacks=[progress],
-    )  # fmt: skip
-    if finished:  # kept as the process that trained wrote it (its timings)
-        results = read_kept(search_dir / RESULTS_FILE, lambda r: isinstance(r, dict))
-    else:
-        trials = study.get_trials(deepcopy=False)
-        results = confirm.search_results(trials, timing, data, seeds, summary)
-        written.append(write_json_atomic(search_dir / RESULTS_FILE, results))
-    if not (search_dir / REPORT_FILE).exists():
-        report = confirm.render_report(settings, results, other)
-        written.append(write_text_atomic(search_dir / REPORT_FILE, report))
-    if finished:
-        what = ", ".join(map(str, written)) or "nothing, every output was there"
+    if outcome.finished_before:
+        what = ", ".join(map(str, outcome.written)) or "nothing, every output was there"
         console.info(f"the search was finished; wrote: {what}")
+    summary, keys = outcome.summary, outcome.keys
     best = summary["selected"] or {"label": keys[0], "test": summary["configurations"][0]}
     console.result(
-        f"selected by validation over {len(seeds)} fresh seeds: {best['label']}: test accuracy "
-        f"{best['test']:.4%}; search {results['member_epochs']} member-epochs, confirmation "
-        f"{summary['member_epochs']}; {search_dir / REPORT_FILE}"
+        f"selected by validation over {len(outcome.seeds)} fresh seeds: {best['label']}: test "
+        f"accuracy {best['test']:.4%}; search {outcome.results['member_epochs']} member-epochs, "
+        f"confirmation {summary['member_epochs']}; {search_dir / REPORT_FILE}"
     )
     return 0
 
 
 def _join(settings, config, space, dataset, search_dir, study_in, console) -> int:
     """`--join SEARCH_DIR`: one more worker on the search's study, in SEARCH_DIR/worker-<k>/."""
-    from mnist_jax.search import engine
+    from mnist_jax.search import directory
 
-    if (search_dir / RESULTS_FILE).is_file():
+    joined = directory.join_search(
+        config, space, settings, dataset, search_dir, study_in,
+        callbacks=[ProgressPrinter(console, config.epochs)], info=console.info,
+    )  # fmt: skip
+    if joined is None:
         console.result(f"{search_dir} is finished: nothing to join")
         return 0
-    if settings["storage"] is None and not (search_dir / engine.JOURNAL_FILE).is_file():
-        raise ConfigError(f"{search_dir} holds no {engine.JOURNAL_FILE}: is its search started?")
-    study = study_in(search_dir)
-    worker, folder = workers.claim_worker(search_dir)
-    console.info(f"search directory: {search_dir}; this process is worker {worker}: {folder}")
-    data = to_device(dataset, config)
-    mesh = member_mesh()
-    trained = []
-
-    def on_population(index, trials, programs):
-        trained.append(index)
-        numbers = ", ".join(str(t.number) for t in trials)
-        console.info(f"worker {worker}, population {index}: trials {numbers}, "
-                     f"{len(programs)} program(s)")  # fmt: skip
-
-    settings_ = engine.SearchSettings(
-        settings["trials"], settings["population"], settings["seeds_per_trial"],
-        settings.get("random_arm", 0),
-    )  # fmt: skip
-    engine.run_search(
-        config, space, data, study, settings_, folder, mesh=mesh,
-        members_per_step=default_members_per_step(mesh),
-        callbacks=[ProgressPrinter(console, config.epochs)], on_population=on_population,
-        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space,
-                                           worker),
-        random_seed=settings["sampler_seed"], worker=worker,
-        others_working=workers.others_working(search_dir, worker),
-    )  # fmt: skip
+    worker, folder, trained = joined
     console.result(
         f"worker {worker}: {len(trained)} population(s) trained in {folder}; nothing left to ask. "
         f"The first process (or --resume {search_dir}) confirms and reports."

@@ -339,6 +339,8 @@ def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
         (["--space", "wd=loguniform(1e-6,1e-2)"], "invalid search space item"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--validation", "test"], "--validation holdout"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--random-arm", "-1"], "an integer >= 0"),
+        # It asked trials without end (the hostile pass: a 22 MB journal in 5 minutes).
+        (["--space", "lr=uniform(1e-3,1e-2)", "--random-arm", "9" * 20], "at most --population"),
     ],
 )
 def test_bad_spaces_and_storages_are_one_line_before_anything_is_created(

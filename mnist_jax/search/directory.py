@@ -1,0 +1,155 @@
+"""A search directory end to end, as `mnist_jax.sweep.directory` is for a sweep: what `python -m
+experiments.search` calls between parsing its flags and printing.
+
+`complete_search` runs the first worker: it asks, trains and tells populations until the study
+holds `--trials` of the search's arm (beside joined workers, whose populations it waits for), then
+confirms the best configurations over fresh seeds and writes results.json and report.md (a
+finished search: only what is missing). `join_search` runs one more worker on the same study, in
+SEARCH/worker-<k>/, until nothing is left to ask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnist_jax.device_data import to_device
+from mnist_jax.errors import ConfigError
+from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.rundir import read_kept
+from mnist_jax.search import confirm, engine, workers
+from mnist_jax.sweep.program import default_members_per_step, member_mesh
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+
+
+@dataclasses.dataclass
+class SearchOutcome:
+    """What `complete_search` confirmed and wrote."""
+
+    keys: list  # the configurations confirmed, best first
+    seeds: list[int]  # the confirmation's fresh seeds
+    summary: dict  # the confirmation sweep's summary
+    results: dict  # results.json
+    written: list[Path]
+    finished_before: bool  # resumed after its results were written: only what was missing
+
+
+def search_settings(settings: dict) -> engine.SearchSettings:
+    """The engine's settings from search.json's."""
+    return engine.SearchSettings(
+        settings["trials"], settings["population"], settings["seeds_per_trial"],
+        settings.get("random_arm", 0),
+    )  # fmt: skip
+
+
+def complete_search(
+    config,
+    space,
+    settings: dict,
+    dataset,
+    search_dir: Path,
+    study,
+    *,
+    callbacks: Sequence[Callable] = (),
+    info: Callable[[str], None] = lambda line: None,
+    compare: tuple | None = None,
+) -> SearchOutcome:
+    """The first worker's search, its confirmation and its files (see the module's docstring).
+    `info` is told each population and the confirmation's seeds; `compare`, another search's
+    compute curve (`confirm.compute_curve_of`), goes into the report."""
+    finished = (search_dir / RESULTS_FILE).is_file()
+    data = to_device(dataset, config)
+    mesh = member_mesh()
+    per_step = default_members_per_step(mesh)
+    timing: dict[int, dict] = {}
+
+    def on_population(index, trials, programs):
+        confirm.close_timing(timing)
+        timing[index] = {"start": time.perf_counter(), "programs": len(programs)}
+        info(f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
+             f"{len(programs)} program(s)")  # fmt: skip
+
+    settings_ = search_settings(settings)
+    while True:  # beside joined workers: until their trials are told, and none is missing
+        engine.run_search(
+            config, space, data, study, settings_, search_dir, mesh=mesh,
+            members_per_step=per_step, callbacks=callbacks, on_population=on_population,
+            sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"],
+                                               space),
+            random_seed=settings["sampler_seed"],
+            others_working=workers.others_working(search_dir, 0),
+        )  # fmt: skip
+        confirm.close_timing(timing)
+        workers.wait_for_workers(study, search_dir, on_wait=info)
+        if engine.claimed(study.get_trials(deepcopy=False)) >= settings_.trials:
+            break
+    keys = engine.best_configurations(study, settings["confirm_top"], config, space)
+    if not keys:
+        raise ConfigError("no trial was trained to the end: nothing to confirm")
+    # Fresh seeds: past every trial's, joined workers' and failed trials' numbers included.
+    numbers = [t.number for t in study.get_trials(deepcopy=False)]
+    asked = max(engine.trials_asked(settings_), max(numbers, default=-1) + 1)
+    first_seed = asked * settings["seeds_per_trial"] + 1000
+    seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
+    info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
+    summary, written = confirm.confirm(
+        config, keys, seeds, dataset, data, search_dir / confirm.CONFIRMATION_DIR, mesh=mesh,
+        members_per_step=per_step, callbacks=callbacks,
+    )  # fmt: skip
+    if finished:  # kept as the process that trained wrote it (its timings)
+        results = read_kept(search_dir / RESULTS_FILE, lambda r: isinstance(r, dict))
+    else:
+        trials = study.get_trials(deepcopy=False)
+        results = confirm.search_results(trials, timing, data, seeds, summary)
+        written.append(write_json_atomic(search_dir / RESULTS_FILE, results))
+    if not (search_dir / REPORT_FILE).exists():
+        report = confirm.render_report(settings, results, compare)
+        written.append(write_text_atomic(search_dir / REPORT_FILE, report))
+    return SearchOutcome(keys, seeds, summary, results, written, finished)
+
+
+def join_search(
+    config,
+    space,
+    settings: dict,
+    dataset,
+    search_dir: Path,
+    study_in: Callable[[Path], Any],
+    *,
+    callbacks: Sequence[Callable] = (),
+    info: Callable[[str], None] = lambda line: None,
+) -> tuple[int, Path, list[int]] | None:
+    """One more worker on the search in `search_dir` (`study_in(search_dir)` opens its study):
+    (its number, its folder, the populations it trained); None for a finished search."""
+    if (search_dir / RESULTS_FILE).is_file():
+        return None
+    if settings["storage"] is None and not (search_dir / engine.JOURNAL_FILE).is_file():
+        raise ConfigError(f"{search_dir} holds no {engine.JOURNAL_FILE}: is its search started?")
+    study = study_in(search_dir)
+    worker, folder = workers.claim_worker(search_dir)
+    info(f"search directory: {search_dir}; this process is worker {worker}: {folder}")
+    data = to_device(dataset, config)
+    mesh = member_mesh()
+    trained: list[int] = []
+
+    def on_population(index, trials, programs):
+        trained.append(index)
+        numbers = ", ".join(str(t.number) for t in trials)
+        info(f"worker {worker}, population {index}: trials {numbers}, "
+             f"{len(programs)} program(s)")  # fmt: skip
+
+    engine.run_search(
+        config, space, data, study, search_settings(settings), folder, mesh=mesh,
+        members_per_step=default_members_per_step(mesh), callbacks=callbacks,
+        on_population=on_population,
+        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space,
+                                           worker),
+        random_seed=settings["sampler_seed"], worker=worker,
+        others_working=workers.others_working(search_dir, worker),
+    )  # fmt: skip
+    return worker, folder, trained
