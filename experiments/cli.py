@@ -69,7 +69,15 @@ def _list_of(parse: Callable, separator: str = ","):
         parts = text.split(separator)
         if not all(part.strip() for part in parts):
             raise argparse.ArgumentTypeError(f"invalid list {text!r}: an empty item")
-        return [parse(part) for part in parts]
+        values = []
+        for part in parts:
+            try:
+                values.append(parse(part))
+            except (TypeError, ValueError):  # float("abc"): argparse would name this function
+                raise argparse.ArgumentTypeError(
+                    f"invalid value {part.strip()!r} in {text!r}"
+                ) from None
+        return values
 
     return parse_list
 

@@ -200,6 +200,7 @@ def test_compare_two_configurations_of_the_sweep(small_sweep, tmp_path, capsys):
         (["--seeds", "3-1"], "goes down"),
         (["--seeds", "0,x"], "is not N or N-M"),
         (["--learning-rate", ""], "empty"),
+        (["--z-loss", "0,abc"], "invalid value 'abc' in '0,abc'"),  # it named parse_list
         (["--dropout", "0.1,0.1"], "repeat"),
         (["--epochs", "-1"], "epochs"),
         (["--hidden", "128,0"], "positive"),
