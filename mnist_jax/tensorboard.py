@@ -160,12 +160,14 @@ def log_text(writer, tag: str, value: Any, step: int | None = None) -> None:
 
 
 def log_images(writer, paths: Iterable[str | Path], step: int) -> None:
-    """PNG files (the run's figures) as images named by their file names."""
+    """PNG files (the run's figures) as images tagged `figures/<file name>`."""
     import matplotlib.image
 
     for path in paths:
         pixels = matplotlib.image.imread(str(path))  # float HxWxC in [0, 1]
-        writer.add_image(Path(path).stem, pixels, step, dataformats="HWC")
+        # Tagged apart from the scalars: learning_rate.png beside the learning_rate scalar shared
+        # one tag, which TensorBoard's readers take for one series.
+        writer.add_image(f"figures/{Path(path).stem}", pixels, step, dataformats="HWC")
     writer.flush()
 
 

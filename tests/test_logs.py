@@ -277,7 +277,9 @@ def test_tensorboard_serves_a_runs_scalars_equal_to_its_metrics_and_a_sweeps_hpa
             expected = [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in history]
             assert board.scalars("run/tensorboard", tag) == expected
         images = board.get("/data/plugin/images/tags")["run/tensorboard"]
-        assert {"confusion_matrix", "top_errors", "training_curves"} <= set(images)
+        figures = {"confusion_matrix", "top_errors", "training_curves", "learning_rate"}
+        assert {f"figures/{name}" for name in figures} <= set(images)
+        assert len(board.scalars("run/tensorboard", "learning_rate")) == len(history)
         groups = board.get(
             "/data/plugin/hparams/session_groups",
             {
