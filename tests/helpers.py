@@ -38,3 +38,14 @@ def prototype_data(num_train: int = 256, num_test: int = 64, seed: int = 0) -> D
     train = [images[:num_train], labels[:num_train]]
     test = [images[num_train:], labels[num_train:]]
     return DeviceData(*jax.device_put(train + test + test), num_classes=10)
+
+
+def run_command(main, prog, argv, capsys):
+    """Runs a command's `main` in this process as `python -m` would: (exit status, printed)."""
+    import pytest
+
+    from experiments.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, prog, [str(a) for a in argv])
+    return exit_info.value.code, capsys.readouterr()

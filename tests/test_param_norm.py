@@ -7,10 +7,9 @@ import json
 import jax
 import numpy as np
 import pytest
-from helpers import teacher_data
+from helpers import run_command, teacher_data
 
 from experiments import baseline, sweep
-from experiments.cli import run_main
 from mnist_jax.config import TrainConfig
 from mnist_jax.train import TrainSpec, create_train_state, train_epoch_jit
 
@@ -26,12 +25,6 @@ def test_the_epoch_returns_the_norm_of_the_parameters_it_ends_with():
     np.testing.assert_allclose(metrics["param_norm"], expected, rtol=1e-5)
 
 
-def run_cli(main, prog, argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(main, prog, argv)
-    return exit_info.value.code, capsys.readouterr()
-
-
 @pytest.mark.slow
 def test_a_run_and_a_sweep_show_it_everywhere_their_metrics_are(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -43,7 +36,7 @@ def test_a_run_and_a_sweep_show_it_everywhere_their_metrics_are(tmp_path, capsys
     data += ["--epochs", "2", "--hidden", "16"]
 
     run = tmp_path / "run"
-    code, out = run_cli(
+    code, out = run_command(
         baseline.main, "python -m experiments.baseline", [*data, "--out", str(run)], capsys
     )
     assert code == 0, out.err
@@ -68,7 +61,7 @@ def test_a_run_and_a_sweep_show_it_everywhere_their_metrics_are(tmp_path, capsys
 
     out_dir = tmp_path / "sweep"
     argv = [*data, "--seeds", "0-1", "--validation-size", "64", "--quiet", "--out", str(out_dir)]
-    code, out = run_cli(sweep.main, sweep.PROG, argv, capsys)
+    code, out = run_command(sweep.main, sweep.PROG, argv, capsys)
     assert code == 0, out.err
     members = json.loads((out_dir / "members.json").read_text())
     assert all(r["train_param_norm"] > 0 for m in members for r in m["history"])

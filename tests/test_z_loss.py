@@ -10,10 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_bitwise_equal, teacher_data
+from helpers import assert_bitwise_equal, run_command, teacher_data
 
 from experiments import baseline, sweep
-from experiments.cli import run_main
 from mnist_jax.checkpoint import RunCheckpointer, restore_checkpoint
 from mnist_jax.config import SHORT_NAMES, TrainConfig
 from mnist_jax.errors import ConfigError
@@ -110,12 +109,6 @@ def test_a_run_with_z_loss_resumes_bitwise(tmp_path):
     assert_bitwise_equal(resumed.state, whole.state)
 
 
-def run_cli(main, prog, argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(main, prog, argv)
-    return exit_info.value.code, capsys.readouterr()
-
-
 @pytest.mark.slow
 def test_the_commands_take_record_label_and_resume_z_loss(tmp_path, capsys):
     from mnist_jax.data.fake import write_fake_dataset
@@ -126,7 +119,7 @@ def test_the_commands_take_record_label_and_resume_z_loss(tmp_path, capsys):
 
     # A run: config.json records it, and a resume refuses the flag.
     run = tmp_path / "run"
-    code, out = run_cli(
+    code, out = run_command(
         baseline.main,
         "python -m experiments.baseline",
         [*data, "--z-loss", "1e-4", "--out", str(run)],
@@ -134,7 +127,7 @@ def test_the_commands_take_record_label_and_resume_z_loss(tmp_path, capsys):
     )
     assert code == 0, out.err
     assert json.loads((run / "config.json").read_text())["config"]["z_loss"] == 1e-4
-    code, out = run_cli(
+    code, out = run_command(
         baseline.main,
         "python -m experiments.baseline",
         ["--resume", str(run), "--z-loss", "0"],
@@ -157,7 +150,7 @@ def test_the_commands_take_record_label_and_resume_z_loss(tmp_path, capsys):
         "--out",
         str(out_dir),
     ]
-    code, out = run_cli(sweep.main, sweep.PROG, argv, capsys)
+    code, out = run_command(sweep.main, sweep.PROG, argv, capsys)
     assert code == 0, out.err
     record = json.loads((out_dir / "sweep.json").read_text())
     assert "z_loss" in record["per_member_fields"]
@@ -168,7 +161,7 @@ def test_the_commands_take_record_label_and_resume_z_loss(tmp_path, capsys):
     for name in ["members.json", "summary.json"]:
         (out_dir / name).unlink()
     shutil.rmtree(out_dir / "checkpoints" / "program-0" / "2")
-    code, out = run_cli(sweep.main, sweep.PROG, ["--resume", str(out_dir)], capsys)
+    code, out = run_command(sweep.main, sweep.PROG, ["--resume", str(out_dir)], capsys)
     assert code == 0, out.err
     again = json.loads((out_dir / "members.json").read_text())
     assert [m["z_loss"] for m in again] == [0.0, 0.0, 1e-4, 1e-4]
