@@ -265,7 +265,7 @@ def test_a_full_disk_at_the_last_tensorboard_events_is_one_line_and_resume_repai
     assert (out / TENSORBOARD_COMPLETE).exists()
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"tensors": 0}).Reload()
     steps = {tag: [e.step for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
-    assert steps["training_curves"] == steps["confusion_matrix"] == [2]  # the figures, once
+    assert steps["figures/training_curves"] == steps["figures/confusion_matrix"] == [2]  # once
     assert steps["loss/validation"] == [1, 2]  # each epoch once
     assert steps["run/text_summary"] == [2]  # the run record once
     # A second resume finds the events complete: it writes nothing.

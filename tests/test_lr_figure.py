@@ -46,4 +46,4 @@ def test_a_run_writes_it_reports_it_and_logs_it_to_tensorboard(tmp_path, capsys)
     assert "![Learning rate per epoch](learning_rate.png)" in (run / "report.md").read_text()
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    assert "learning_rate" in events.Tags()["images"]
+    assert "figures/learning_rate" in events.Tags()["images"]
