@@ -219,6 +219,7 @@ def complete_run(
     with (
         checkpointer,
         contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
+        _closed_on_error(log),  # `finish` closes it once the outputs are written
     ):
         # The log line of an epoch is on disk before its checkpoint is: a resume never lacks one.
         sweep = run_sweep(
@@ -295,6 +296,15 @@ def complete_run(
         sweep.compile_seconds,
         profiler.summary() if profiler else None,
     )
+
+
+@contextlib.contextmanager
+def _closed_on_error(log: EpochLog):
+    try:
+        yield log
+    except BaseException:
+        log.close()
+        raise
 
 
 def train_run(
