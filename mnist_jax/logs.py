@@ -2,9 +2,9 @@
 
 One JSON object per line, appended as training goes, each line flushed and fsynced before the next
 epoch starts: a killed process leaves whole lines, at most a half-written last one. Reading skips
-such a half line; `MetricsLog.open(..., keep=...)` repairs the file when a run resumes, dropping
-the half line and the lines of epochs the run is about to train again (those after its restored
-checkpoint), so every epoch appears exactly once. report.md, the plots and TensorBoard are views
+such a half line; a resumed run or sweep writes its earlier epochs again from its restored
+checkpoint's histories (`EpochLog`), dropping the half line and the lines of epochs it is about to
+train again, so every epoch appears exactly once. report.md, the plots and TensorBoard are views
 of what this file holds.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,44 +54,30 @@ def read_metrics_log(path: str | os.PathLike) -> list[dict]:
     return lines
 
 
-def _epoch(line: dict) -> int | float:
-    epoch = line.get("epoch")
-    return epoch if isinstance(epoch, int) else float("inf")
+def _as_text(lines: Iterable[dict]) -> str:
+    return "".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines)
 
 
 class MetricsLog:
     """Appends epoch lines to a metrics log, each one on disk before `append` returns."""
 
-    def __init__(self, path: str | os.PathLike, *, keep: Callable[[dict], bool] | None = None):
-        """Opens `path` for appending. With `keep`, the existing lines are first rewritten to those
-        it accepts (a resumed run keeps the epochs of its restored checkpoint), which also drops
-        a half-written last line; without it, a fresh log is expected."""
+    def __init__(self, path: str | os.PathLike, lines: Iterable[dict] | None = None):
+        """Opens `path` for appending. With `lines`, the file first becomes exactly those lines,
+        atomically (a resumed run's earlier epochs; a file that holds them already is left as it
+        is); without, a fresh log is expected."""
         self.path = Path(path)
-        self._file = None
-        if keep is not None:
-            self.rewrite(keep)
-        self._open()
-
-    def _open(self) -> None:
+        if lines is not None:
+            text = _as_text(lines)
+            old = self.path.read_text(errors="replace") if self.path.exists() else ""
+            if text != old:
+                write_text_atomic(self.path, text)
         try:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
         except OSError as error:
             raise OutputError(f"cannot write {self.path}: {error.strerror}") from None
 
-    def rewrite(self, keep: Callable[[dict], bool]) -> None:
-        """Keeps only the whole lines `keep` accepts (atomically), then appends after them."""
-        if self._file is not None:
-            self._file.close()
-        if self.path.exists():
-            kept = [line for line in read_metrics_log(self.path) if keep(line)]
-            text = "".join(json.dumps(line) + "\n" for line in kept)
-            if text != self.path.read_text(encoding="utf-8", errors="replace"):
-                write_text_atomic(self.path, text)
-        if self._file is not None:
-            self._open()
-
     def append(self, lines: Iterable[dict]) -> None:
-        text = "".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines)
+        text = _as_text(lines)
         try:
             self._file.write(text)
             self._file.flush()
@@ -246,13 +232,9 @@ class EpochLog:
             for member, records in zip(program.members, by_epoch)
             if e in records
         ]
-        text = "".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines)
         if self.log is not None:
             self.log.close()
-        old = self.path.read_text(errors="replace") if self.path.exists() else ""
-        if text != old:
-            write_text_atomic(self.path, text)
-        self.log = MetricsLog(self.path)
+        self.log = MetricsLog(self.path, lines)
 
     def __call__(self, program, state: Any, records: list, histories: list) -> None:
         epoch = max(len(h) for h in histories)
