@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import numbers
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -82,27 +84,13 @@ class EventWriter:
         event.wall_time = time.time()
         self._writer.write_event(event)
 
-    def add_summary(self, summary, step: int | None = None) -> None:
+    def add(self, summary, step: int | None = None) -> None:
+        """One summary (`tensorboardX.summary`'s scalar, text, image...) at `step`."""
         event = self._event(summary=summary)
         if step is not None:
             event.step = int(step)
         with self._writing():
             self._write(event)
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        from tensorboardX.summary import scalar
-
-        self.add_summary(scalar(tag, float(value)), step)
-
-    def add_text(self, tag: str, text: str, step: int | None = None) -> None:
-        from tensorboardX.summary import text as text_summary
-
-        self.add_summary(text_summary(tag, text), step)
-
-    def add_image(self, tag: str, pixels, step: int, dataformats: str = "HWC") -> None:
-        from tensorboardX.summary import image
-
-        self.add_summary(image(tag, pixels, dataformats=dataformats), step)
 
     def flush(self) -> None:
         with self._writing():
@@ -145,29 +133,37 @@ def open_writer(logdir: str | Path, *, earlier: Iterable[Mapping[str, Any]] = ()
 
 def log_epoch(writer, record: Mapping[str, Any]) -> None:
     """The record's numbers as scalars at step = its epoch (non-finite values are skipped)."""
+    from tensorboardX.summary import scalar
+
     for key, tag in scalar_tags(record).items():
-        value = record.get(key)
-        if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
-            writer.add_scalar(tag, value, int(record["epoch"]))
+        if _finite(record.get(key)):
+            writer.add(scalar(tag, float(record[key])), int(record["epoch"]))
     writer.flush()
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def log_text(writer, tag: str, value: Any, step: int | None = None) -> None:
     """A value as pretty JSON text (TensorBoard renders it as Markdown code), at `step`: a resumed
     writer's purge drops an earlier file's events from step 1 on, so text meant to be replaced by
     a resume goes at a step of 1 or more."""
-    writer.add_text(tag, "```\n" + json.dumps(value, indent=2, default=str) + "\n```", step)
+    from tensorboardX.summary import text
+
+    writer.add(text(tag, "```\n" + json.dumps(value, indent=2, default=str) + "\n```"), step)
 
 
 def log_images(writer, paths: Iterable[str | Path], step: int) -> None:
     """PNG files (the run's figures) as images tagged `figures/<file name>`."""
     import matplotlib.image
+    from tensorboardX.summary import image
 
     for path in paths:
         pixels = matplotlib.image.imread(str(path))  # float HxWxC in [0, 1]
         # Tagged apart from the scalars: learning_rate.png beside the learning_rate scalar shared
         # one tag, which TensorBoard's readers take for one series.
-        writer.add_image(f"figures/{Path(path).stem}", pixels, step, dataformats="HWC")
+        writer.add(image(f"figures/{Path(path).stem}", pixels, dataformats="HWC"), step)
     writer.flush()
 
 
@@ -175,17 +171,14 @@ def log_hparams(writer, hparams: Mapping[str, Any], metrics: Mapping[str, float 
     """One HParams session in the writer's own run: `hparams` (numbers, strings or booleans; lists
     become strings) and the final `metrics` (None and non-finite values left out)."""
     from tensorboardX.summary import hparams as hparams_summaries
+    from tensorboardX.summary import scalar
 
     clean = {
         k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in hparams.items()
     }
-    values = {
-        f"hparams/{k}": float(v)
-        for k, v in metrics.items()
-        if v is not None and v == v and abs(v) != float("inf")
-    }
+    values = {f"hparams/{k}": float(v) for k, v in metrics.items() if _finite(v)}
     for summary in hparams_summaries(clean, values):
-        writer.add_summary(summary)
+        writer.add(summary)
     for tag, value in values.items():
-        writer.add_scalar(tag, value, 0)
+        writer.add(scalar(tag, value), 0)
     writer.flush()
