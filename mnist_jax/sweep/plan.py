@@ -16,7 +16,7 @@ from mnist_jax.device_data import DeviceData, check_trains
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.members import Member, chunk_sizes, group_members, padded_size
+from mnist_jax.sweep.members import Member, chunk_sizes, group_members, json_value, padded_size
 from mnist_jax.train import TrainSpec
 
 
@@ -174,17 +174,12 @@ def plan_record(programs: Sequence[SweepProgram]) -> list[dict]:
     return [
         {
             "index": p.index,
-            **{name: list(v) if isinstance(v, tuple) else v for name, v in p.group.items()},
+            **{name: json_value(v) for name, v in p.group.items()},
             "num_padded": p.num_padded,
             "members": [m.to_dict() for m in p.members],
         }
         for p in programs
     ]
-
-
-def _recorded_default(name: str):
-    default = FIELDS[name].default
-    return list(default) if isinstance(default, tuple) else default
 
 
 def recorded_plan(plan: list) -> list:
@@ -196,7 +191,10 @@ def recorded_plan(plan: list) -> list:
         return [
             {
                 "index": p.get("index"),
-                **{name: p.get(name, _recorded_default(name)) for name in COMPILED_SWEEP_FIELDS},
+                **{
+                    name: p.get(name, json_value(FIELDS[name].default))
+                    for name in COMPILED_SWEEP_FIELDS
+                },
                 **{k: v for k, v in p.items() if k in ("num_padded",)},
                 "members": [Member(**m).to_dict() for m in p["members"]],
             }
