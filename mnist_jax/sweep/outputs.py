@@ -48,10 +48,6 @@ class SweepFigure(NamedTuple):
     draw: Callable[[SweepArrays], Any]  # arrays -> a matplotlib Figure, or None: nothing to show
 
 
-def _by_label(a: SweepArrays, by_config: dict) -> dict:
-    return {a.labels[key]: values for key, values in by_config.items()}
-
-
 def _ensembles(a: SweepArrays) -> dict:
     return {
         r["label"]: r["ensemble_curve"] for r in a.summary["configurations"] if r["ensemble_curve"]
@@ -59,29 +55,28 @@ def _ensembles(a: SweepArrays) -> dict:
 
 
 def _accuracy_distribution(a: SweepArrays):
-    accuracies = {
-        label: list(seeds.values())
-        for label, seeds in _by_label(
-            a, values_by_config(a.result.members, "test_accuracy")
-        ).items()
-    }
+    by_config = values_by_config(a.result.members, "test_accuracy")
+    accuracies = {a.labels[key]: list(seeds.values()) for key, seeds in by_config.items()}
     return plots.plot_accuracy_distribution(accuracies) if accuracies else None
 
 
 def _learning_curves(a: SweepArrays):
-    curves = _by_label(a, curves_by_config(a.result.members, "val_accuracy"))
+    by_config = curves_by_config(a.result.members, "val_accuracy")
+    curves = {a.labels[key]: curve for key, curve in by_config.items()}
     return plots.plot_learning_curves_band(curves) if curves else None
 
 
 def _ensemble_size(a: SweepArrays):
-    return plots.plot_ensemble_curves(_ensembles(a)) if _ensembles(a) else None
+    curves = _ensembles(a)
+    return plots.plot_ensemble_curves(curves) if curves else None
 
 
 def _reliability(a: SweepArrays):
-    if not _ensembles(a):
+    curves = _ensembles(a)
+    if not curves:
         return None
     label = a.summary["reliability_of"]
-    full = _ensembles(a)[label]
+    full = curves[label]
     return plots.plot_reliability_diagram(
         {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
         ece=full["full_ece"],
@@ -170,28 +165,29 @@ def throughput(
         start = 1 if len(times) > 1 else 0
         examples += num_train * sum(counts[start:])
         seconds += sum(times[start:])
-    if not seconds:
-        return {
-            "train_seconds": 0.0,
-            "examples_per_second": None,
-            "examples_per_second_per_member": None,
-        }
+    rate = examples / seconds if seconds else None
     members = sum(len(p.members) for p in programs)
     return {
-        "train_seconds": sum(sum(t) for t in epoch_seconds.values()),
-        "examples_per_second": examples / seconds,
-        "examples_per_second_per_member": examples / seconds / members,
+        "train_seconds": sum(sum(t) for t in epoch_seconds.values()) if seconds else 0.0,
+        "examples_per_second": rate,
+        "examples_per_second_per_member": None if rate is None else rate / members,
     }
 
 
 def analyse(result, config, reference, data_record: dict) -> dict:
-    """summary.json's statistics: per configuration (`summary_rows`) its label (naming what
-    varies), test intervals from the predictions, comparison with `reference` (a configuration
-    key) and ensemble curve; the configuration selected by validation accuracy; the search's
-    expected-best curve; and `data` (which data each number comes from)."""
+    """summary.json's statistics: per configuration (`SweepResult.summary`) its time to target
+    (with a target), label (naming what varies), test intervals from the predictions, comparison
+    with `reference` (a configuration key) and ensemble curve; the configuration selected by
+    validation accuracy; the search's expected-best curve; and `data` (which data each number
+    comes from)."""
     keys = [r.member.config_key for r in result.members]
     labels = config_labels(keys)
-    rows = summary_rows(result, config.target_accuracy)
+    rows = result.summary()
+    if config.target_accuracy is not None:  # in each member's share of its program's time
+        histories = member_histories(result.members)
+        reached = time_to_target_by_config(result.members, config.target_accuracy, histories)
+        for row in rows:
+            row["time_to_target"] = reached[row_key(row)]
     intervals = test_intervals(keys, result.predictions())
     compared = comparisons(result.members, reference)
     curves = ensemble_curves(result.members, result.test_labels)
@@ -222,10 +218,9 @@ def analyse(result, config, reference, data_record: dict) -> dict:
     # The reliability diagram shows the selected configuration's ensemble, or the first one's
     # when the selected configuration has fewer than two live members.
     ensembled = [row["label"] for row in rows if row["ensemble_curve"]]
-    reliability_of = None
-    if ensembled:
-        chosen = selected["label"] if selected else None
-        reliability_of = chosen if chosen in ensembled else ensembled[0]
+    reliability_of = selected and selected["label"]
+    if reliability_of not in ensembled:
+        reliability_of = ensembled[0] if ensembled else None
     return {
         "configurations": rows,
         "reference": labels[reference],
@@ -253,54 +248,35 @@ def write_plots(
     return written
 
 
-def member_time_to_target(result, target: float, histories) -> dict:
-    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share
-    (`histories`: `sweep.stats.member_histories` of the sweep's members)."""
-    reached = time_to_target(result.history, target)
-    return {**reached, "member_seconds": time_to_target(histories(result), target)["seconds"]}
-
-
 def member_entries(result, target: float | None) -> list[dict]:
     """members.json: each member's values, program, final and best-epoch test numbers (with the
     Wilson 95% interval of its test accuracy), history, divergence and (with a target) time to
-    target."""
+    target: `seconds` its program's, `member_seconds` its share (`stats.member_histories`)."""
     predictions = result.predictions()
     correct = predictions.correct.sum(axis=1)
-    examples = len(predictions.labels)
     histories = member_histories(result.members)
-    return [
-        json_safe(
-            {
-                **r.member.to_dict(),
-                "program": r.program,
-                "test_accuracy": (r.test or {}).get("test_accuracy"),
-                "test_loss": (r.test or {}).get("test_loss"),
-                "test_correct": int(correct[k]) if predictions.valid[k] else None,
-                "test_accuracy_wilson95": list(wilson_interval(int(correct[k]), examples))
-                if predictions.valid[k]
-                else None,
-                **(r.best or {}),
-                "history": r.history,
-                "diverged_epoch": r.diverged_epoch,
-                "time_to_target": None
-                if target is None
-                else member_time_to_target(r, target, histories),
-            }
-        )
-        for k, r in enumerate(result.members)
-    ]
-
-
-def summary_rows(result, target: float | None) -> list[dict]:
-    """summary.json's configurations: `SweepResult.summary`, with time to target per
-    configuration when there is a target (in each member's share of its program's time)."""
-    rows = result.summary()
-    if target is not None:
-        histories = member_histories(result.members)
-        reached = time_to_target_by_config(result.members, target, histories)
-        for row in rows:
-            row["time_to_target"] = reached[row_key(row)]
-    return rows
+    entries = []
+    for k, r in enumerate(result.members):
+        valid, reached = predictions.valid[k], None
+        if target is not None:
+            member_seconds = time_to_target(histories(r), target)["seconds"]
+            reached = {**time_to_target(r.history, target), "member_seconds": member_seconds}
+        entry = {
+            **r.member.to_dict(),
+            "program": r.program,
+            "test_accuracy": (r.test or {}).get("test_accuracy"),
+            "test_loss": (r.test or {}).get("test_loss"),
+            "test_correct": int(correct[k]) if valid else None,
+            "test_accuracy_wilson95": (
+                list(wilson_interval(int(correct[k]), len(predictions.labels))) if valid else None
+            ),
+            **(r.best or {}),
+            "history": r.history,
+            "diverged_epoch": r.diverged_epoch,
+            "time_to_target": reached,
+        }
+        entries.append(json_safe(entry))
+    return entries
 
 
 def data_sources(dataset, data, config) -> dict:
