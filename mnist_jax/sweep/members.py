@@ -237,14 +237,13 @@ def with_own_dropout(
     (a user's module declaring one: `models.own_dropout_rate`), so that records say what trains.
     Their model is `models[name]`, or one named `package.module:factory`. `refuse_unused` (a new
     sweep): a rate given for a model that keeps its own dropout is a ConfigError."""
-    found: dict[str, Model | None] = {}
 
+    @functools.cache
     def model_of(name: str) -> Model | None:
-        if name not in found:
-            found[name] = (models or {}).get(name)
-            if found[name] is None and name not in MODELS and is_model_name(name):
-                found[name] = import_model(name)
-        return found[name]
+        model = (models or {}).get(name)
+        if model is None and name not in MODELS and is_model_name(name):
+            model = import_model(name)
+        return model
 
     resolved = []
     for member in members:

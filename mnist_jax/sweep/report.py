@@ -15,8 +15,6 @@ from mnist_jax.stats.intervals import MIN_BOOTSTRAP_SEEDS
 REPORT_FILE = "report.md"
 
 
-# What each figure shows, in the order the report gives them; a figure absent from `figures` is
-# left out with its section.
 def _pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -137,7 +135,7 @@ def _time_to_target(rows: Sequence[Mapping]) -> list[str]:
     return lines + [""]
 
 
-def _members(members: Sequence[Mapping], labels: Mapping[int, str]) -> list[str]:
+def _members(members: Sequence[Mapping], labels: Sequence[str]) -> list[str]:
     lines = [
         "## Members",
         "",
@@ -147,13 +145,13 @@ def _members(members: Sequence[Mapping], labels: Mapping[int, str]) -> list[str]
         "| member | configuration | seed | test accuracy | Wilson 95% | best epoch |",
         "|---:|---|---:|---:|---:|---:|",
     ]
-    for index, member in enumerate(members):
+    for index, (member, label) in enumerate(zip(members, labels)):
         wilson = member.get("test_accuracy_wilson95") or (None, None)
         accuracy = _pct(member.get("test_accuracy"))
         if member.get("diverged_epoch") is not None:
             accuracy = f"diverged at epoch {member['diverged_epoch']}"
         lines.append(
-            f"| {index} | {labels[index]} | {member['seed']} | {accuracy} | {_interval(*wilson)} "
+            f"| {index} | {label} | {member['seed']} | {accuracy} | {_interval(*wilson)} "
             f"| {member.get('best_epoch') if member.get('best_epoch') is not None else '-'} |"
         )
     return lines + [""]
@@ -210,5 +208,5 @@ def render_sweep_report(
     lines += _ensembles(rows)
     for key, (file, caption) in figures.items():
         lines += [f"![{key}]({file})", "", caption, ""]
-    lines += _members(members, dict(enumerate(member_labels)))
+    lines += _members(members, member_labels)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import collections
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mnist_jax.epochs import time_to_target
 from mnist_jax.stats import summarize
 from mnist_jax.sweep.members import ConfigKey
 
@@ -80,8 +81,6 @@ def time_to_target_by_config(
     A record's seconds are its program's (the members of a program train together); with
     `history=member_histories(member_results)` they are the member's share of them, so
     configurations trained in programs of different sizes compare."""
-    from mnist_jax.epochs import time_to_target
-
     out: dict = {}
     for result in member_results:
         reached = time_to_target(history(result), target)
