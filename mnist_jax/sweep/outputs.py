@@ -43,7 +43,6 @@ class SweepArrays(NamedTuple):
 
 
 class SweepFigure(NamedTuple):
-    file: str
     caption: str  # report.md's text under it; {reliability_of} is summary.json's
     draw: Callable[[SweepArrays], Any]  # arrays -> a matplotlib Figure, or None: nothing to show
 
@@ -99,11 +98,10 @@ def _expected_max(a: SweepArrays):
     )
 
 
-# The sweep's figures, in report.md's order: a new figure is one entry here (and its function in
-# `plots`, from arrays to a figure).
+# The sweep's figures, in report.md's order, each in KEY.png: a new figure is one entry here (and
+# its function in `plots`, from arrays to a figure).
 SWEEP_FIGURES = {
     "accuracy_distribution": SweepFigure(
-        "accuracy_distribution.png",
         "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
         "interval over seeds, the test set fixed (the test images' own sampling is in the "
         "table's seeds-and-test-images interval): the spread of a configuration's seeds; "
@@ -112,21 +110,18 @@ SWEEP_FIGURES = {
         _accuracy_distribution,
     ),
     "learning_curves": SweepFigure(
-        "learning_curves.png",
         "Validation accuracy per epoch, mean and one standard deviation over seeds (a band, or "
         "error bars for a single epoch): where curves still rise at the last epoch, more epochs "
         "would help.",
         _learning_curves,
     ),
     "ensemble_size": SweepFigure(
-        "ensemble_size.png",
         "Accuracy, negative log-likelihood and expected calibration error of the average of k "
         f"members' probabilities, averaged over every subset of k members (over {MAX_SUBSETS} "
         "drawn at random where there are more): how much each added member buys.",
         _ensemble_size,
     ),
     "reliability": SweepFigure(
-        "reliability.png",
         "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
         "are over-confident bins, above it under-confident; each bar is labelled with the images "
         "it holds (a bin of a few images says little), and the lower panel counts them on a log "
@@ -134,7 +129,6 @@ SWEEP_FIGURES = {
         _reliability,
     ),
     "expected_max": SweepFigure(
-        "expected_max.png",
         "Expected best validation accuracy of n trials drawn without replacement from this "
         "sweep's N (each trial one member: a configuration and a seed, so the best includes the "
         "seed's luck; unbiased estimator of Tang et al. 2020), with the band holding the middle "
@@ -145,7 +139,7 @@ SWEEP_FIGURES = {
         _expected_max,
     ),
 }
-PLOT_FILES = {key: figure.file for key, figure in SWEEP_FIGURES.items()}
+PLOT_FILES = {key: f"{key}.png" for key in SWEEP_FIGURES}
 
 
 def throughput(
@@ -239,12 +233,12 @@ def write_plots(
     labels = config_labels([r.member.config_key for r in result.members])
     arrays = SweepArrays(result, summary, labels)
     written = {}
-    for key, figure in SWEEP_FIGURES.items():
-        if only_missing and (sweep_dir / figure.file).exists():
+    for key, file in PLOT_FILES.items():
+        if only_missing and (sweep_dir / file).exists():
             continue
-        drawn = figure.draw(arrays)
+        drawn = SWEEP_FIGURES[key].draw(arrays)
         if drawn is not None:
-            written[key] = plots.save_figure(drawn, sweep_dir / figure.file)
+            written[key] = plots.save_figure(drawn, sweep_dir / file)
     return written
 
 
@@ -311,10 +305,11 @@ def write_sweep_files(
     if wanted(REPORT_FILE):
         keys = [r.member.config_key for r in result.members]
         labels = config_labels(keys)
+        reliability_of = summary.get("reliability_of")
         present = {
-            key: (figure.file, figure.caption.format(reliability_of=summary.get("reliability_of")))
-            for key, figure in SWEEP_FIGURES.items()
-            if (sweep_dir / figure.file).exists()
+            key: (file, SWEEP_FIGURES[key].caption.format(reliability_of=reliability_of))
+            for key, file in PLOT_FILES.items()
+            if (sweep_dir / file).exists()
         }
         report = render_sweep_report(summary, entries, [labels[k] for k in keys], present)
         written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))

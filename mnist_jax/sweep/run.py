@@ -19,6 +19,7 @@ result is bitwise the uninterrupted sweep's. A complete program is only evaluate
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -186,14 +187,12 @@ def run_sweep(
 
     results: dict[Member, MemberResult] = {}
     compile_seconds = 0.0
-    layouts: dict[tuple[int, ...], DeviceData] = {}  # the data in each model's layout, once
+    in_layout = functools.cache(shared.in_layout)  # the data in each model's layout, once
     for program in programs:
         spec = program.spec(config, data.num_classes, data.image_shape, models)
-        if spec.example_shape not in layouts:
-            layouts[spec.example_shape] = shared.in_layout(spec.example_shape)
         started = start(program) if start is not None else None
         state, histories = _started_state(program, started, mesh)
-        args = (config, program, spec, layouts[spec.example_shape], mesh)
+        args = (config, program, spec, in_layout(spec.example_shape), mesh)
         state, histories, seconds = train_program(
             *args,
             state=state,
