@@ -67,17 +67,16 @@ def _comparisons(summary: Mapping) -> list[str]:
     if not rows:
         return []
     family = max(row["comparison"].get("holm_family", 0) for row in rows)
+    holm = f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else ""
     lines = [
         f"## Comparisons with the reference, {summary['reference']}",
         "",
         "Seed by seed (seed s shares initial parameters and batch order across configurations of "
         "one model), on this test set: the paired difference of test accuracy with its Student-t "
         "95% interval (unadjusted), the share of seeds on which the configuration beats the "
-        "reference (ties count one half; with its exact interval), and the paired "
-        "t-test's p-value"
-        + (f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else "")
-        + f". Each verdict rests on the paired t-test alone; fewer than {MIN_VERDICT_SEEDS} paired "
-        "seeds give none.",
+        "reference (ties count one half; with its exact interval), and the paired t-test's "
+        f"p-value{holm}. Each verdict rests on the paired t-test alone; fewer than "
+        f"{MIN_VERDICT_SEEDS} paired seeds give none.",
         "",
     ]
     lines += [f"- {row['comparison']['verdict']}" for row in rows]
@@ -191,18 +190,16 @@ def render_sweep_report(
     selected = summary.get("selected")
     if selected is not None and len(rows) > 1:
         diverged = rows[selected["index"]]["diverged"]
-        lines += [
+        text = (
             f"**Selected by validation accuracy: {selected['label']}** (mean final validation "
             f"accuracy {_pct(selected['validation'])}; test accuracy {_pct(selected['test'])}, "
             f"95% over seeds and test images {_interval(*selected['test_interval'])})"
-            + (
+        )
+        if diverged:
+            text += (
                 f"; {len(diverged)} of its seeds diverged (every configuration had a diverged seed)"
-                if diverged
-                else ""
             )
-            + ".",
-            "",
-        ]
+        lines += [text + ".", ""]
     lines += _comparisons(summary)
     lines += _time_to_target(rows)
     lines += _ensembles(rows)
