@@ -1,11 +1,6 @@
-"""What a sweep's report says beyond means over seeds, from the members and their predictions.
-
-- `test_intervals`: per configuration, the test accuracy's intervals over seeds (bootstrap) and
-  over seeds and test examples, from the saved predictions;
-- `comparisons`: every configuration against a reference, seed by seed, with Holm's correction;
-- `ensemble_curves`: accuracy, likelihood and calibration against ensemble size;
-- `search_curve`: the expected best validation accuracy after n trials of the sweep;
-- `selected_configuration`: the configuration a reader would pick, chosen on validation data.
+"""What a sweep's report says beyond means over seeds, from the members and their predictions:
+test intervals per configuration, comparisons with a reference (Holm-corrected), ensemble curves,
+the search's expected best after n trials, and the configuration selected on validation data.
 
 Each takes plain values (configuration keys in member order, `Predictions`, `MemberResult`
 values), so the numbers can be recomputed from a sweep directory's members.json and predictions.npz.
