@@ -11,43 +11,21 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "config_label": "mnist_jax.sweep.results",
-    "config_labels": "mnist_jax.sweep.results",
-    "ConfigKey": "mnist_jax.sweep.members",
-    "curves_by_config": "mnist_jax.sweep.results",
-    "default_budget_bytes": "mnist_jax.memory",
-    "default_members_per_step": "mnist_jax.sweep.program",
-    "ensembles": "mnist_jax.sweep.run",
-    "epoch_program": "mnist_jax.sweep.program",
-    "expand_members": "mnist_jax.sweep.members",
-    "gather_to_host": "mnist_jax.distributed",
-    "init_members": "mnist_jax.sweep.program",
-    "initialize_distributed_from_env": "mnist_jax.distributed",
-    "is_main_process": "mnist_jax.distributed",
-    "logits_program": "mnist_jax.sweep.program",
-    "Member": "mnist_jax.sweep.members",
-    "MEMBER_AXIS": "mnist_jax.sweep.program",
-    "member_mesh": "mnist_jax.sweep.program",
-    "member_sharding": "mnist_jax.sweep.program",
-    "MemberResult": "mnist_jax.sweep.run",
-    "MIN_MEMBERS_PER_DEVICE": "mnist_jax.sweep.members",
-    "paired_difference": "mnist_jax.sweep.results",
-    "parse_int_ranges": "mnist_jax.sweep.members",
-    "plan_sweep": "mnist_jax.sweep.plan",
-    "replicate_data": "mnist_jax.sweep.program",
-    "replicated": "mnist_jax.sweep.program",
-    "resolve_members_per_program": "mnist_jax.sweep.plan",
-    "run_sweep": "mnist_jax.sweep.run",
-    "summarize": "mnist_jax.sweep.stats",
-    "summarize_by_config": "mnist_jax.sweep.stats",
-    "SweepCallback": "mnist_jax.sweep.run",
-    "SweepProgram": "mnist_jax.sweep.plan",
-    "SweepResult": "mnist_jax.sweep.run",
-    "SweepStart": "mnist_jax.sweep.run",
-    "validate_program": "mnist_jax.sweep.program",
-    "values_by_config": "mnist_jax.sweep.results",
+# Each public name, by the module that defines it.
+_NAMES_BY_MODULE = {
+    "mnist_jax.distributed": "gather_to_host initialize_distributed_from_env is_main_process",
+    "mnist_jax.memory": "default_budget_bytes",
+    "mnist_jax.sweep.members": "ConfigKey expand_members Member MIN_MEMBERS_PER_DEVICE "
+    "parse_int_ranges",
+    "mnist_jax.sweep.plan": "plan_sweep resolve_members_per_program SweepProgram",
+    "mnist_jax.sweep.program": "default_members_per_step epoch_program init_members logits_program "
+    "MEMBER_AXIS member_mesh member_sharding replicate_data replicated validate_program",
+    "mnist_jax.sweep.results": "config_label config_labels curves_by_config paired_difference "
+    "values_by_config",
+    "mnist_jax.sweep.run": "ensembles MemberResult run_sweep SweepCallback SweepResult SweepStart",
+    "mnist_jax.sweep.stats": "summarize summarize_by_config",
 }
+_EXPORTS = {name: module for module, names in _NAMES_BY_MODULE.items() for name in names.split()}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,11 +1,6 @@
-"""What a sweep's report says beyond means over seeds, from the members and their predictions.
-
-- `test_intervals`: per configuration, the test accuracy's intervals over seeds (bootstrap) and
-  over seeds and test examples, from the saved predictions;
-- `comparisons`: every configuration against a reference, seed by seed, with Holm's correction;
-- `ensemble_curves`: accuracy, likelihood and calibration against ensemble size;
-- `search_curve`: the expected best validation accuracy after n trials of the sweep;
-- `selected_configuration`: the configuration a reader would pick, chosen on validation data.
+"""What a sweep's report says beyond means over seeds, from the members and their predictions:
+test intervals per configuration, comparisons with a reference (Holm-corrected), ensemble curves,
+the search's expected best after n trials, and the configuration selected on validation data.
 
 Each takes plain values (configuration keys in member order, `Predictions`, `MemberResult`
 values), so the numbers can be recomputed from a sweep directory's members.json and predictions.npz.
@@ -32,15 +27,6 @@ from mnist_jax.sweep.members import ConfigKey
 from mnist_jax.sweep.results import values_by_config
 
 
-def _rows_by_config(keys: Sequence[ConfigKey], valid: np.ndarray) -> dict[ConfigKey, list[int]]:
-    rows: dict[ConfigKey, list[int]] = {}
-    for index, key in enumerate(keys):
-        rows.setdefault(key, [])
-        if valid[index]:
-            rows[key].append(index)
-    return rows
-
-
 def test_intervals(
     keys: Sequence[ConfigKey], predictions: Predictions, *, seed: int = 0
 ) -> dict[ConfigKey, dict]:
@@ -54,9 +40,13 @@ def test_intervals(
     """
     if len(keys) != predictions.num_models:
         raise ValueError(f"{len(keys)} members for {predictions.num_models} rows of predictions")
+    by_config: dict[ConfigKey, list[int]] = {key: [] for key in keys}
+    for index, key in enumerate(keys):
+        if predictions.valid[index]:
+            by_config[key].append(index)
     accuracy, correct = predictions.accuracy, predictions.correct
     out = {}
-    for key, rows in _rows_by_config(keys, predictions.valid).items():
+    for key, rows in by_config.items():
         interval = bootstrap_interval(accuracy[rows], seed=seed)
         out[key] = {
             "over_seeds_bootstrap": None if interval is None else list(interval),
@@ -112,19 +102,16 @@ def search_curve(results: Sequence, metric: str = "final_val_accuracy") -> dict 
     than two configurations. Where some configuration has several seeds, `configurations` holds
     `expected_max` of the configurations' means over their seeds (each configuration one trial,
     `seeds` the fewest and most it has): the expected best configuration, the reader's question."""
-    live = [r for r in results if r.diverged_epoch is None and r.metrics()[metric] is not None]
-    by_config: dict = {}
-    for r in live:
-        by_config.setdefault(r.member.config_key, []).append(r.metrics()[metric])
+    by_config = [list(seeds.values()) for seeds in values_by_config(results, metric).values()]
     if len(by_config) < 2:
         return None
-    out = {"metric": metric, **expected_max(r.metrics()[metric] for r in live)}
-    counts = [len(values) for values in by_config.values()]
-    out["configurations"] = None
+    counts = [len(values) for values in by_config]
+    configurations = None
     if max(counts) > 1:
-        means = [float(np.mean(values)) for values in by_config.values()]
-        out["configurations"] = {**expected_max(means), "seeds": [min(counts), max(counts)]}
-    return out
+        means = [float(np.mean(values)) for values in by_config]
+        configurations = {**expected_max(means), "seeds": [min(counts), max(counts)]}
+    every_member = expected_max(value for values in by_config for value in values)
+    return {"metric": metric, **every_member, "configurations": configurations}
 
 
 def selected_configuration(rows: Sequence[dict], metric: str = "final_val_accuracy") -> int | None:

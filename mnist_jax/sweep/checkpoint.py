@@ -12,7 +12,6 @@ import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 
@@ -25,22 +24,8 @@ from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.plan import SweepProgram
 from mnist_jax.train import TrainSpec, TrainState
 
-__all__ = [
-    "Checkpointer",
-    "program_store",
-    "sweep_start",
-]  # the writer, re-exported beside its restores
-
-
-def _abstract_state(
-    spec: TrainSpec, program: SweepProgram, mesh: jax.sharding.Mesh, config: TrainConfig
-) -> Any:
-    """Shapes, dtypes and member sharding of the program's stacked state, computing nothing."""
-    init = functools.partial(prog.init_members, spec, program.padded_members, base=config)
-    sharding = prog.member_sharding(mesh)
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), jax.eval_shape(init)
-    )
+# The writer, re-exported beside its restores.
+__all__ = ["Checkpointer", "program_store", "sweep_start"]
 
 
 def sweep_start(
@@ -55,16 +40,15 @@ def sweep_start(
     """A `run_sweep(start=...)` callable resuming every program from its newest intact checkpoint,
     its stacked state sharded over `mesh` (a program without one starts fresh); `specs(program)` is
     the program's spec (default: `SweepProgram.spec` with `num_classes` and 28x28 images). A
-    damaged newest checkpoint falls back to the
-    previous one with a warning; one of another model, other members, padding or epochs is a
-    CheckpointError. `on_restore(program, info)` is told of each restore."""
+    damaged newest checkpoint falls back to the previous one with a warning; one of another model,
+    other members, padding or epochs is a CheckpointError. `on_restore(program, info)` is told of
+    each restore."""
 
     def start(program: SweepProgram) -> tuple[TrainState, list[list[dict]]] | None:
         store = program_store(sweep_dir, program.index)
         if not store.steps():
             return None
         members = [m.to_dict() for m in program.members]
-
         spec = specs(program) if specs else program.spec(config, num_classes)
 
         def check(info: dict, where: str) -> None:
@@ -85,11 +69,15 @@ def sweep_start(
             if max(len(h) for h in info["history"]) != int(info["epoch"]):
                 raise CheckpointError(f"{where}: its histories do not end at epoch {info['epoch']}")
 
-        template = _abstract_state(spec, program, mesh, config)
-
-        def hyper_values() -> dict:  # the members' own (padded rows copy the first member)
-            return prog.member_arrays(program.padded_members, config)[4]
-
+        # Shapes, dtypes and member sharding of the stacked state, computing nothing.
+        init = functools.partial(prog.init_members, spec, program.padded_members, base=config)
+        sharding = prog.member_sharding(mesh)
+        template = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+            jax.eval_shape(init),
+        )
+        # The members' own hyper-parameters (padded rows copy the first member's).
+        hyper_values = lambda: prog.member_arrays(program.padded_members, config)[4]
         state, info = restore_state(store, "latest", template, check, hyper_values)
         if on_restore is not None:
             on_restore(program, info)

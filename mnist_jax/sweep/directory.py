@@ -10,7 +10,6 @@ only what is missing).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -204,12 +203,8 @@ def complete_sweep(
     sweep's files. `on_plan(programs, members_per_program, members_per_step, devices)` is called
     once planned, `on_restore(program, info)` for each program a resume restores; `callbacks` run
     after each epoch of each program, before its log line and checkpoint."""
-    config, dataset, members, sweep_dir = (
-        sweep.config,
-        sweep.dataset,
-        sweep.members,
-        sweep.sweep_dir,
-    )
+    config, dataset, members = sweep.config, sweep.dataset, sweep.members
+    sweep_dir = sweep.sweep_dir
     main_process = is_main_process()
     if jax.process_count() > 1:
         check_shared_folder(sweep_dir)
@@ -265,32 +260,28 @@ def complete_sweep(
 
         start = sweep_start(sweep_dir, config, specs=specs, mesh=mesh, on_restore=restored)
     times = EpochTimes()
-    with contextlib.ExitStack() as stack:
-        every_epoch = [times, *callbacks]
-        if main_process:  # the log line of an epoch is on disk before its checkpoint is
-            sweep_log = EpochLog(  # closed by `finish`, once the final metrics are known
-                sweep_dir,
-                members,
-                train_examples=int(data.train_images.shape[0]),
-                tensorboard=tensorboard,
-            )
-            every_epoch.append(sweep_log)
-        # Every process saves its own members' shards (process 0 the info and folders).
-        checkpointer = Checkpointer(
-            sweep_dir,
-            config,
-            num_classes=dataset.num_classes,
-            specs=specs,
-            save_every=save_every,
-            keep_latest=keep,
-        )
-        every_epoch.append(stack.enter_context(checkpointer))
+    examples = int(data.train_images.shape[0])
+    every_epoch = [times, *callbacks]
+    if main_process:  # the log line of an epoch is on disk before its checkpoint is
+        # closed by `finish`, once the final metrics are known
+        sweep_log = EpochLog(sweep_dir, members, train_examples=examples, tensorboard=tensorboard)
+        every_epoch.append(sweep_log)
+    # Every process saves its own members' shards (process 0 the info and folders).
+    checkpointer = Checkpointer(
+        sweep_dir,
+        config,
+        num_classes=dataset.num_classes,
+        specs=specs,
+        save_every=save_every,
+        keep_latest=keep,
+    )
+    with checkpointer:
         result = run_sweep(
             config,
             members,
             data,
             programs=programs,
-            callbacks=every_epoch,
+            callbacks=[*every_epoch, checkpointer],
             mesh=mesh,
             keep_states=False,
             start=start,
@@ -304,7 +295,6 @@ def complete_sweep(
     analysis = analyse(
         result, config, sweep.reference.config_key, data_sources(dataset, data, config)
     )
-    examples = int(data.train_images.shape[0])
     timing = {
         "wall_seconds": wall_seconds,
         "compile_seconds": result.compile_seconds,

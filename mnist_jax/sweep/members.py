@@ -110,7 +110,7 @@ class Member:
         return f"Member(seed={self.seed!r}, {values})"
 
     def __reduce__(self):
-        return (_member_from_dict, (self.to_dict(),))
+        return functools.partial(Member, **self.to_dict()), ()
 
     def replace(self, **values) -> Member:
         """A copy with some values (or the seed) changed, validated again."""
@@ -135,8 +135,10 @@ class Member:
         return base.replace(seed=self.seed, **values)
 
     def to_dict(self) -> dict:
-        values = {name: _json(v) for name, v in zip(CONFIG_KEY_FIELDS, self.config_key)}
-        return {"seed": self.seed, **values}
+        return {
+            "seed": self.seed,
+            **{name: json_value(v) for name, v in zip(CONFIG_KEY_FIELDS, self.config_key)},
+        }
 
 
 @functools.lru_cache(maxsize=4096)
@@ -145,10 +147,6 @@ def _validate_key(key: ConfigKey) -> None:
     if not is_model_name(values["model"]):  # a model given in models=: not a configuration value
         del values["model"]
     _ANY_RUN.replace(**values)
-
-
-def _member_from_dict(values: dict) -> Member:
-    return Member(**values)
 
 
 def _normal(name: str, value):
@@ -162,7 +160,8 @@ def _normal(name: str, value):
     return value
 
 
-def _json(value):
+def json_value(value):
+    """A field's value as JSON holds it (a tuple as a list)."""
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -238,14 +237,13 @@ def with_own_dropout(
     (a user's module declaring one: `models.own_dropout_rate`), so that records say what trains.
     Their model is `models[name]`, or one named `package.module:factory`. `refuse_unused` (a new
     sweep): a rate given for a model that keeps its own dropout is a ConfigError."""
-    found: dict[str, Model | None] = {}
 
+    @functools.cache
     def model_of(name: str) -> Model | None:
-        if name not in found:
-            found[name] = (models or {}).get(name)
-            if found[name] is None and name not in MODELS and is_model_name(name):
-                found[name] = import_model(name)
-        return found[name]
+        model = (models or {}).get(name)
+        if model is None and name not in MODELS and is_model_name(name):
+            model = import_model(name)
+        return model
 
     resolved = []
     for member in members:
@@ -324,12 +322,7 @@ def chunk_sizes(num_members: int, members_per_program: int, num_devices: int) ->
     size = math.ceil(num_members / count)
     if limit % num_devices == 0:
         size = min(limit, math.ceil(size / num_devices) * num_devices)
-    sizes = []
-    remaining = num_members
-    while remaining > 0:
-        sizes.append(min(size, remaining))
-        remaining -= sizes[-1]
-    return sizes
+    return [min(size, num_members - start) for start in range(0, num_members, size)]
 
 
 # XLA simplifies a batched matmul with batch size 1 to a plain matmul, whose rounding differs from

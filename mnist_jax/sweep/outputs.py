@@ -43,13 +43,8 @@ class SweepArrays(NamedTuple):
 
 
 class SweepFigure(NamedTuple):
-    file: str
     caption: str  # report.md's text under it; {reliability_of} is summary.json's
     draw: Callable[[SweepArrays], Any]  # arrays -> a matplotlib Figure, or None: nothing to show
-
-
-def _by_label(a: SweepArrays, by_config: dict) -> dict:
-    return {a.labels[key]: values for key, values in by_config.items()}
 
 
 def _ensembles(a: SweepArrays) -> dict:
@@ -59,29 +54,28 @@ def _ensembles(a: SweepArrays) -> dict:
 
 
 def _accuracy_distribution(a: SweepArrays):
-    accuracies = {
-        label: list(seeds.values())
-        for label, seeds in _by_label(
-            a, values_by_config(a.result.members, "test_accuracy")
-        ).items()
-    }
+    by_config = values_by_config(a.result.members, "test_accuracy")
+    accuracies = {a.labels[key]: list(seeds.values()) for key, seeds in by_config.items()}
     return plots.plot_accuracy_distribution(accuracies) if accuracies else None
 
 
 def _learning_curves(a: SweepArrays):
-    curves = _by_label(a, curves_by_config(a.result.members, "val_accuracy"))
+    by_config = curves_by_config(a.result.members, "val_accuracy")
+    curves = {a.labels[key]: curve for key, curve in by_config.items()}
     return plots.plot_learning_curves_band(curves) if curves else None
 
 
 def _ensemble_size(a: SweepArrays):
-    return plots.plot_ensemble_curves(_ensembles(a)) if _ensembles(a) else None
+    curves = _ensembles(a)
+    return plots.plot_ensemble_curves(curves) if curves else None
 
 
 def _reliability(a: SweepArrays):
-    if not _ensembles(a):
+    curves = _ensembles(a)
+    if not curves:
         return None
     label = a.summary["reliability_of"]
-    full = _ensembles(a)[label]
+    full = curves[label]
     return plots.plot_reliability_diagram(
         {k: np.asarray(v, np.float64) for k, v in full["reliability"].items()},
         ece=full["full_ece"],
@@ -104,11 +98,10 @@ def _expected_max(a: SweepArrays):
     )
 
 
-# The sweep's figures, in report.md's order: a new figure is one entry here (and its function in
-# `plots`, from arrays to a figure).
+# The sweep's figures, in report.md's order, each in KEY.png: a new figure is one entry here (and
+# its function in `plots`, from arrays to a figure).
 SWEEP_FIGURES = {
     "accuracy_distribution": SweepFigure(
-        "accuracy_distribution.png",
         "Test accuracy of every seed per configuration (dots), with the mean and its Student-t 95% "
         "interval over seeds, the test set fixed (the test images' own sampling is in the "
         "table's seeds-and-test-images interval): the spread of a configuration's seeds; "
@@ -117,21 +110,18 @@ SWEEP_FIGURES = {
         _accuracy_distribution,
     ),
     "learning_curves": SweepFigure(
-        "learning_curves.png",
         "Validation accuracy per epoch, mean and one standard deviation over seeds (a band, or "
         "error bars for a single epoch): where curves still rise at the last epoch, more epochs "
         "would help.",
         _learning_curves,
     ),
     "ensemble_size": SweepFigure(
-        "ensemble_size.png",
         "Accuracy, negative log-likelihood and expected calibration error of the average of k "
         f"members' probabilities, averaged over every subset of k members (over {MAX_SUBSETS} "
         "drawn at random where there are more): how much each added member buys.",
         _ensemble_size,
     ),
     "reliability": SweepFigure(
-        "reliability.png",
         "Reliability diagram of the full ensemble of {reliability_of}: bars below the diagonal "
         "are over-confident bins, above it under-confident; each bar is labelled with the images "
         "it holds (a bin of a few images says little), and the lower panel counts them on a log "
@@ -139,7 +129,6 @@ SWEEP_FIGURES = {
         _reliability,
     ),
     "expected_max": SweepFigure(
-        "expected_max.png",
         "Expected best validation accuracy of n trials drawn without replacement from this "
         "sweep's N (each trial one member: a configuration and a seed, so the best includes the "
         "seed's luck; unbiased estimator of Tang et al. 2020), with the band holding the middle "
@@ -150,7 +139,7 @@ SWEEP_FIGURES = {
         _expected_max,
     ),
 }
-PLOT_FILES = {key: figure.file for key, figure in SWEEP_FIGURES.items()}
+PLOT_FILES = {key: f"{key}.png" for key in SWEEP_FIGURES}
 
 
 def throughput(
@@ -170,28 +159,29 @@ def throughput(
         start = 1 if len(times) > 1 else 0
         examples += num_train * sum(counts[start:])
         seconds += sum(times[start:])
-    if not seconds:
-        return {
-            "train_seconds": 0.0,
-            "examples_per_second": None,
-            "examples_per_second_per_member": None,
-        }
+    rate = examples / seconds if seconds else None
     members = sum(len(p.members) for p in programs)
     return {
-        "train_seconds": sum(sum(t) for t in epoch_seconds.values()),
-        "examples_per_second": examples / seconds,
-        "examples_per_second_per_member": examples / seconds / members,
+        "train_seconds": sum(sum(t) for t in epoch_seconds.values()) if seconds else 0.0,
+        "examples_per_second": rate,
+        "examples_per_second_per_member": None if rate is None else rate / members,
     }
 
 
 def analyse(result, config, reference, data_record: dict) -> dict:
-    """summary.json's statistics: per configuration (`summary_rows`) its label (naming what
-    varies), test intervals from the predictions, comparison with `reference` (a configuration
-    key) and ensemble curve; the configuration selected by validation accuracy; the search's
-    expected-best curve; and `data` (which data each number comes from)."""
+    """summary.json's statistics: per configuration (`SweepResult.summary`) its time to target
+    (with a target), label (naming what varies), test intervals from the predictions, comparison
+    with `reference` (a configuration key) and ensemble curve; the configuration selected by
+    validation accuracy; the search's expected-best curve; and `data` (which data each number
+    comes from)."""
     keys = [r.member.config_key for r in result.members]
     labels = config_labels(keys)
-    rows = summary_rows(result, config.target_accuracy)
+    rows = result.summary()
+    if config.target_accuracy is not None:  # in each member's share of its program's time
+        histories = member_histories(result.members)
+        reached = time_to_target_by_config(result.members, config.target_accuracy, histories)
+        for row in rows:
+            row["time_to_target"] = reached[row_key(row)]
     intervals = test_intervals(keys, result.predictions())
     compared = comparisons(result.members, reference)
     curves = ensemble_curves(result.members, result.test_labels)
@@ -222,10 +212,9 @@ def analyse(result, config, reference, data_record: dict) -> dict:
     # The reliability diagram shows the selected configuration's ensemble, or the first one's
     # when the selected configuration has fewer than two live members.
     ensembled = [row["label"] for row in rows if row["ensemble_curve"]]
-    reliability_of = None
-    if ensembled:
-        chosen = selected["label"] if selected else None
-        reliability_of = chosen if chosen in ensembled else ensembled[0]
+    reliability_of = selected and selected["label"]
+    if reliability_of not in ensembled:
+        reliability_of = ensembled[0] if ensembled else None
     return {
         "configurations": rows,
         "reference": labels[reference],
@@ -244,63 +233,44 @@ def write_plots(
     labels = config_labels([r.member.config_key for r in result.members])
     arrays = SweepArrays(result, summary, labels)
     written = {}
-    for key, figure in SWEEP_FIGURES.items():
-        if only_missing and (sweep_dir / figure.file).exists():
+    for key, file in PLOT_FILES.items():
+        if only_missing and (sweep_dir / file).exists():
             continue
-        drawn = figure.draw(arrays)
+        drawn = SWEEP_FIGURES[key].draw(arrays)
         if drawn is not None:
-            written[key] = plots.save_figure(drawn, sweep_dir / figure.file)
+            written[key] = plots.save_figure(drawn, sweep_dir / file)
     return written
-
-
-def member_time_to_target(result, target: float, histories) -> dict:
-    """`time_to_target` of a member: `seconds` its program's, `member_seconds` its share
-    (`histories`: `sweep.stats.member_histories` of the sweep's members)."""
-    reached = time_to_target(result.history, target)
-    return {**reached, "member_seconds": time_to_target(histories(result), target)["seconds"]}
 
 
 def member_entries(result, target: float | None) -> list[dict]:
     """members.json: each member's values, program, final and best-epoch test numbers (with the
     Wilson 95% interval of its test accuracy), history, divergence and (with a target) time to
-    target."""
+    target: `seconds` its program's, `member_seconds` its share (`stats.member_histories`)."""
     predictions = result.predictions()
     correct = predictions.correct.sum(axis=1)
-    examples = len(predictions.labels)
     histories = member_histories(result.members)
-    return [
-        json_safe(
-            {
-                **r.member.to_dict(),
-                "program": r.program,
-                "test_accuracy": (r.test or {}).get("test_accuracy"),
-                "test_loss": (r.test or {}).get("test_loss"),
-                "test_correct": int(correct[k]) if predictions.valid[k] else None,
-                "test_accuracy_wilson95": list(wilson_interval(int(correct[k]), examples))
-                if predictions.valid[k]
-                else None,
-                **(r.best or {}),
-                "history": r.history,
-                "diverged_epoch": r.diverged_epoch,
-                "time_to_target": None
-                if target is None
-                else member_time_to_target(r, target, histories),
-            }
-        )
-        for k, r in enumerate(result.members)
-    ]
-
-
-def summary_rows(result, target: float | None) -> list[dict]:
-    """summary.json's configurations: `SweepResult.summary`, with time to target per
-    configuration when there is a target (in each member's share of its program's time)."""
-    rows = result.summary()
-    if target is not None:
-        histories = member_histories(result.members)
-        reached = time_to_target_by_config(result.members, target, histories)
-        for row in rows:
-            row["time_to_target"] = reached[row_key(row)]
-    return rows
+    entries = []
+    for k, r in enumerate(result.members):
+        valid, reached = predictions.valid[k], None
+        if target is not None:
+            member_seconds = time_to_target(histories(r), target)["seconds"]
+            reached = {**time_to_target(r.history, target), "member_seconds": member_seconds}
+        entry = {
+            **r.member.to_dict(),
+            "program": r.program,
+            "test_accuracy": (r.test or {}).get("test_accuracy"),
+            "test_loss": (r.test or {}).get("test_loss"),
+            "test_correct": int(correct[k]) if valid else None,
+            "test_accuracy_wilson95": (
+                list(wilson_interval(int(correct[k]), len(predictions.labels))) if valid else None
+            ),
+            **(r.best or {}),
+            "history": r.history,
+            "diverged_epoch": r.diverged_epoch,
+            "time_to_target": reached,
+        }
+        entries.append(json_safe(entry))
+    return entries
 
 
 def data_sources(dataset, data, config) -> dict:
@@ -335,10 +305,11 @@ def write_sweep_files(
     if wanted(REPORT_FILE):
         keys = [r.member.config_key for r in result.members]
         labels = config_labels(keys)
+        reliability_of = summary.get("reliability_of")
         present = {
-            key: (figure.file, figure.caption.format(reliability_of=summary.get("reliability_of")))
-            for key, figure in SWEEP_FIGURES.items()
-            if (sweep_dir / figure.file).exists()
+            key: (file, SWEEP_FIGURES[key].caption.format(reliability_of=reliability_of))
+            for key, file in PLOT_FILES.items()
+            if (sweep_dir / file).exists()
         }
         report = render_sweep_report(summary, entries, [labels[k] for k in keys], present)
         written.append(write_text_atomic(sweep_dir / REPORT_FILE, report))

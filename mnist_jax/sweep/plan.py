@@ -16,7 +16,7 @@ from mnist_jax.device_data import DeviceData, check_trains
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import Model
 from mnist_jax.sweep import program as prog
-from mnist_jax.sweep.members import Member, chunk_sizes, group_members, padded_size
+from mnist_jax.sweep.members import Member, chunk_sizes, group_members, json_value, padded_size
 from mnist_jax.train import TrainSpec
 
 
@@ -57,24 +57,14 @@ class SweepProgram:
     ) -> TrainSpec:
         """The program's spec: the members' model (a built-in, or `models[name]`), their hidden
         sizes, the data's classes and image shape."""
-        return TrainSpec.from_config(
-            self.members[0].config(config),
-            num_classes,
-            tuple(image_shape),
-            model=model_named(self.model, models),
-        )
-
-
-def model_named(name: str, models: Mapping[str, Model] | None) -> Model | None:
-    """`models[name]` for a user's model; None (the configuration's built-in) for a built-in."""
-    if models and name in models:
-        return models[name]
-    if is_model_name(name):
-        return None
-    raise ConfigError(
-        f"the sweep names model {name!r}, which is neither built in ({', '.join(MODELS)}) nor "
-        f"given in models= ({', '.join(models or ()) or 'none'})"
-    )
+        model = (models or {}).get(self.model)  # None: the configuration's built-in
+        if model is None and not is_model_name(self.model):
+            raise ConfigError(
+                f"the sweep names model {self.model!r}, which is neither built in "
+                f"({', '.join(MODELS)}) nor given in models= ({', '.join(models or ()) or 'none'})"
+            )
+        config = self.members[0].config(config)
+        return TrainSpec.from_config(config, num_classes, tuple(image_shape), model=model)
 
 
 def plan_programs(
@@ -141,8 +131,17 @@ def plan_sweep(
     # each configuration's values with the sweep's (the warm-up vs its epochs); seeds change nothing
     for member in {m.config_key: m for m in members}.values():
         member.config(config)
+    # Each group can train on the data (`device_data.check_trains`: batch size, model, precision,
+    # memory), and its members do not differ in a dropout rate the model does not take.
     for program in plan_programs(members, len(members), num_devices):  # one per group
-        check_program_model(config, program, data, models)
+        spec = program.spec(config, data.num_classes, data.image_shape, models)
+        check_trains(program.members[0].config(config), data, spec)
+        rates = sorted({m.dropout_rate for m in program.members})
+        if len(rates) > 1 and not spec.model.takes_dropout_rate:
+            raise ConfigError(
+                f"model {spec.model.name} keeps its own dropout rate; the sweep's dropout rates "
+                f"{rates} would all train the same"
+            )
     if members_per_program is None:
         members_per_program = resolve_members_per_program(
             config, members, data, num_devices, models, members_per_step
@@ -150,41 +149,17 @@ def plan_sweep(
     return plan_programs(members, members_per_program, num_devices, members_per_step)
 
 
-def check_program_model(
-    config: TrainConfig,
-    program: SweepProgram,
-    data: DeviceData,
-    models: Mapping[str, Model] | None = None,
-) -> None:
-    """ConfigError if the program cannot train on the data (`device_data.check_trains`: batch
-    size, model, precision, memory), or if its
-    members differ in a dropout rate the model does not take (they would train the same)."""
-    spec = program.spec(config, data.num_classes, data.image_shape, models)
-    check_trains(program.members[0].config(config), data, spec)  # the commands' checks
-    rates = sorted({m.dropout_rate for m in program.members})
-    if len(rates) > 1 and not spec.model.takes_dropout_rate:
-        raise ConfigError(
-            f"model {spec.model.name} keeps its own dropout rate; the sweep's dropout rates "
-            f"{rates} would all train the same"
-        )
-
-
 def plan_record(programs: Sequence[SweepProgram]) -> list[dict]:
     """The plan as sweep.json records it; a resumed sweep compares it with its own plan."""
     return [
         {
             "index": p.index,
-            **{name: list(v) if isinstance(v, tuple) else v for name, v in p.group.items()},
+            **{name: json_value(v) for name, v in p.group.items()},
             "num_padded": p.num_padded,
             "members": [m.to_dict() for m in p.members],
         }
         for p in programs
     ]
-
-
-def _recorded_default(name: str):
-    default = FIELDS[name].default
-    return list(default) if isinstance(default, tuple) else default
 
 
 def recorded_plan(plan: list) -> list:
@@ -196,8 +171,11 @@ def recorded_plan(plan: list) -> list:
         return [
             {
                 "index": p.get("index"),
-                **{name: p.get(name, _recorded_default(name)) for name in COMPILED_SWEEP_FIELDS},
-                **{k: v for k, v in p.items() if k in ("num_padded",)},
+                **{
+                    name: p.get(name, json_value(FIELDS[name].default))
+                    for name in COMPILED_SWEEP_FIELDS
+                },
+                **({"num_padded": p["num_padded"]} if "num_padded" in p else {}),
                 "members": [Member(**m).to_dict() for m in p["members"]],
             }
             for p in plan

@@ -178,6 +178,17 @@ def over_members(fn, mesh: Mesh, members_per_step: int | None):
     return program
 
 
+def _member_program(fn, mesh: Mesh, members_per_step: int | None, num_shared: int, **jit_options):
+    """`fn` over the members (`over_members`), jitted with every sharding stated: the stacked first
+    argument and every output member-sharded, the `num_shared` other arguments replicated."""
+    return jax.jit(
+        over_members(fn, mesh, members_per_step),
+        in_shardings=(member_sharding(mesh),) + (replicated(mesh),) * num_shared,
+        out_shardings=member_sharding(mesh),
+        **jit_options,
+    )
+
+
 @functools.cache
 def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = None):
     """`jit(vmap(train_epoch))`: stacked states (donated, member-sharded), shared replicated data.
@@ -187,14 +198,8 @@ def epoch_program(spec: TrainSpec, mesh: Mesh, members_per_step: int | None = No
     on CPUs is faster per member (see `default_members_per_step`).
     Returns (new stacked state, {"loss": (M,), "accuracy": (M,)}).
     """
-    members, data = member_sharding(mesh), replicated(mesh)
-    program = over_members(functools.partial(train_epoch, spec), mesh, members_per_step)
-    return jax.jit(
-        program,
-        in_shardings=(members, data, data),
-        out_shardings=(members, members),
-        donate_argnums=0,
-    )
+    epoch = functools.partial(train_epoch, spec)
+    return _member_program(epoch, mesh, members_per_step, 2, donate_argnums=0)
 
 
 def validate_unless_stopped(
@@ -230,18 +235,11 @@ def validate_program(
     Returns (new stacked state, {"loss": (M,), "accuracy": (M,), "stopped": (M,)}).
 
     With `members_per_step`, a member stopped before the epoch is not validated
-    (`validate_unless_stopped`), as `train_epoch` does not train it: its loss and accuracy are
-    NaN, never read (`run_epochs` records nothing for it). Under a plain vmap (None), where the
-    branch would be a select computing both, every member is validated as before."""
-    members, data = member_sharding(mesh), replicated(mesh)
+    (`validate_unless_stopped`); under a plain vmap (None), where that branch would be a select
+    computing both, every member is validated."""
     per_member = validate_epoch if members_per_step is None else validate_unless_stopped
     validate = functools.partial(per_member, spec, chunk_size=chunk_size)
-    return jax.jit(
-        over_members(validate, mesh, members_per_step),
-        in_shardings=(members, data, data),
-        out_shardings=(members, members),
-        donate_argnums=0,
-    )
+    return _member_program(validate, mesh, members_per_step, 2, donate_argnums=0)
 
 
 @functools.cache
@@ -249,13 +247,8 @@ def logits_program(
     spec: TrainSpec, mesh: Mesh, chunk_size: int, members_per_step: int | None = None
 ):
     """Per-member logits (M, N, C) of stacked params (`predict_logits`), member-sharded."""
-    members, data = member_sharding(mesh), replicated(mesh)
     predict = functools.partial(predict_logits, spec.model, chunk_size=chunk_size)
-    return jax.jit(
-        over_members(predict, mesh, members_per_step),
-        in_shardings=(members, data),
-        out_shardings=members,
-    )
+    return _member_program(predict, mesh, members_per_step, 1)
 
 
 def members_per_program(

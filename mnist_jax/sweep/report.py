@@ -15,8 +15,6 @@ from mnist_jax.stats.intervals import MIN_BOOTSTRAP_SEEDS
 REPORT_FILE = "report.md"
 
 
-# What each figure shows, in the order the report gives them; a figure absent from `figures` is
-# left out with its section.
 def _pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -69,17 +67,16 @@ def _comparisons(summary: Mapping) -> list[str]:
     if not rows:
         return []
     family = max(row["comparison"].get("holm_family", 0) for row in rows)
+    holm = f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else ""
     lines = [
         f"## Comparisons with the reference, {summary['reference']}",
         "",
         "Seed by seed (seed s shares initial parameters and batch order across configurations of "
         "one model), on this test set: the paired difference of test accuracy with its Student-t "
         "95% interval (unadjusted), the share of seeds on which the configuration beats the "
-        "reference (ties count one half; with its exact interval), and the paired "
-        "t-test's p-value"
-        + (f", Holm-adjusted over the {family} comparisons with enough seeds" if family > 1 else "")
-        + f". Each verdict rests on the paired t-test alone; fewer than {MIN_VERDICT_SEEDS} paired "
-        "seeds give none.",
+        "reference (ties count one half; with its exact interval), and the paired t-test's "
+        f"p-value{holm}. Each verdict rests on the paired t-test alone; fewer than "
+        f"{MIN_VERDICT_SEEDS} paired seeds give none.",
         "",
     ]
     lines += [f"- {row['comparison']['verdict']}" for row in rows]
@@ -137,7 +134,7 @@ def _time_to_target(rows: Sequence[Mapping]) -> list[str]:
     return lines + [""]
 
 
-def _members(members: Sequence[Mapping], labels: Mapping[int, str]) -> list[str]:
+def _members(members: Sequence[Mapping], labels: Sequence[str]) -> list[str]:
     lines = [
         "## Members",
         "",
@@ -147,13 +144,13 @@ def _members(members: Sequence[Mapping], labels: Mapping[int, str]) -> list[str]
         "| member | configuration | seed | test accuracy | Wilson 95% | best epoch |",
         "|---:|---|---:|---:|---:|---:|",
     ]
-    for index, member in enumerate(members):
+    for index, (member, label) in enumerate(zip(members, labels)):
         wilson = member.get("test_accuracy_wilson95") or (None, None)
         accuracy = _pct(member.get("test_accuracy"))
         if member.get("diverged_epoch") is not None:
             accuracy = f"diverged at epoch {member['diverged_epoch']}"
         lines.append(
-            f"| {index} | {labels[index]} | {member['seed']} | {accuracy} | {_interval(*wilson)} "
+            f"| {index} | {label} | {member['seed']} | {accuracy} | {_interval(*wilson)} "
             f"| {member.get('best_epoch') if member.get('best_epoch') is not None else '-'} |"
         )
     return lines + [""]
@@ -193,22 +190,20 @@ def render_sweep_report(
     selected = summary.get("selected")
     if selected is not None and len(rows) > 1:
         diverged = rows[selected["index"]]["diverged"]
-        lines += [
+        text = (
             f"**Selected by validation accuracy: {selected['label']}** (mean final validation "
             f"accuracy {_pct(selected['validation'])}; test accuracy {_pct(selected['test'])}, "
             f"95% over seeds and test images {_interval(*selected['test_interval'])})"
-            + (
+        )
+        if diverged:
+            text += (
                 f"; {len(diverged)} of its seeds diverged (every configuration had a diverged seed)"
-                if diverged
-                else ""
             )
-            + ".",
-            "",
-        ]
+        lines += [text + ".", ""]
     lines += _comparisons(summary)
     lines += _time_to_target(rows)
     lines += _ensembles(rows)
     for key, (file, caption) in figures.items():
         lines += [f"![{key}]({file})", "", caption, ""]
-    lines += _members(members, dict(enumerate(member_labels)))
+    lines += _members(members, member_labels)
     return "\n".join(lines)

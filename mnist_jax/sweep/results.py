@@ -36,8 +36,8 @@ def values_by_config(
     """Per configuration: seed -> `metric` of that member, for the non-diverged members.
 
     `metric` is one of `MemberResult.metrics()`'s names (`MEMBER_METRICS`: "test_accuracy",
-    "test_loss", "final_val_accuracy", "final_val_loss"). Members without the value (no test
-    metrics) are left out; a configuration with no values left is absent.
+    "final_val_accuracy", "best_epoch"...). Members without the value (no test metrics) are left
+    out; a configuration with no values left is absent.
     """
     if metric not in MEMBER_METRICS:
         raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(MEMBER_METRICS)}")

@@ -19,6 +19,7 @@ result is bitwise the uninterrupted sweep's. A complete program is only evaluate
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -81,9 +82,7 @@ class MemberResult:
 @dataclasses.dataclass
 class SweepResult:
     members: list[MemberResult]
-    ensembles: dict[
-        ConfigKey, dict
-    ]  # config key -> {"ensemble_accuracy", "ensemble_loss", "ensemble_size"}
+    ensembles: dict[ConfigKey, dict]  # {"ensemble_accuracy", "ensemble_loss", "ensemble_size"}
     programs: list[SweepProgram]
     compile_seconds: float
     num_devices: int
@@ -148,25 +147,26 @@ def run_sweep(
 ) -> SweepResult:
     """Trains every member for `config.epochs` epochs: per-member histories, test metrics, states.
 
-    `config` gives what members share (batch size, epochs, Adam epsilon, eval chunk size); each
-    member its seed, learning rate, dropout rate, hidden sizes and model. Member k trains exactly
-    as `fit(member.config(config), data)` does (same init, keys, data order, maths). A member's
-    model is a built-in one by name, or a user's `Model` that `models` names (a member with
-    `model="mine"` trains `models["mine"]`, as `fit(..., model=models["mine"])` would).
-    `members_per_program` bounds the members of one program call (default: the memory estimate).
-    `members_per_step` bounds how many of a device's members one step of the program trains at
-    once (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one at a
-    time on CPUs), None all. `mesh` defaults to all devices of all processes. After each epoch of
-    each program, `callback(program, stacked_state, records, histories)` runs (records and
-    histories per real member of `program.members`; padded rows are in the state, beyond them).
-    `start(program)`, if given, is asked for each program's starting point: None trains it from
-    the initial state; `(stacked_state, histories)` continues after `len(history)` epochs (the
-    state: numpy or jax arrays with `program.num_padded` rows, as a callback saw it; histories: one
-    list of records per real member, diverged members' ending at their non-finite record).
-    `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
-    `stop(program, records, histories)`, a host-side stop rule, may name members of `program` (one
-    flag each) to stop after an epoch, before the callbacks see its state (`epochs.run_epochs`).
-    `name(k)` names a program's member k in a divergence's error (default: the member).
+    `config` gives what members share (batch size, epochs, eval chunk size...), each member its own
+    values: member k trains exactly as `fit(member.config(config), data)` does (same init, keys,
+    data order, maths). A member's model is a built-in one by name, or `models[name]` (as
+    `fit(..., model=models[name])` would train it).
+
+    - `members_per_program` bounds a program call's members (default: the memory estimate);
+      `programs`, a plan from `plan_sweep` for this mesh, is trained instead of planning here.
+    - `members_per_step`: how many of a device's members one step trains at once
+      (`epoch_program`): "auto" is `default_members_per_step` (all on accelerators, one at a time
+      on CPUs), None all. `mesh` defaults to all devices of all processes.
+    - `callback(program, stacked_state, records, histories)` runs after each epoch of each program
+      (records and histories per real member; padded rows are in the state, beyond them).
+    - `start(program)`: None trains from the initial state; `(stacked_state, histories)` continues
+      after `len(history)` epochs (the state numpy or jax arrays with `program.num_padded` rows, as
+      a callback saw it; one history per real member, a diverged one ending at its non-finite
+      record).
+    - `stop(program, records, histories)`, a host-side rule, may flag members to stop after an
+      epoch, before the callbacks see its state (`epochs.run_epochs`).
+    - `name(k)` names a program's member k in a divergence's error (default: the member).
+
     Multi-process: call it on every process with the same arguments; results are on every process.
     """
     compilation_cache_by_default()
@@ -187,14 +187,12 @@ def run_sweep(
 
     results: dict[Member, MemberResult] = {}
     compile_seconds = 0.0
-    layouts: dict[tuple[int, ...], DeviceData] = {}  # the data in each model's layout, once
+    in_layout = functools.cache(shared.in_layout)  # the data in each model's layout, once
     for program in programs:
         spec = program.spec(config, data.num_classes, data.image_shape, models)
-        if spec.example_shape not in layouts:
-            layouts[spec.example_shape] = shared.in_layout(spec.example_shape)
         started = start(program) if start is not None else None
         state, histories = _started_state(program, started, mesh)
-        args = (config, program, spec, layouts[spec.example_shape], mesh)
+        args = (config, program, spec, in_layout(spec.example_shape), mesh)
         state, histories, seconds = train_program(
             *args,
             state=state,

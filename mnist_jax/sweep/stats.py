@@ -11,6 +11,7 @@ import collections
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mnist_jax.epochs import time_to_target
 from mnist_jax.stats import summarize
 from mnist_jax.sweep.members import ConfigKey
 
@@ -42,15 +43,10 @@ def summarize_by_config(
     rows: dict[ConfigKey, dict] = {}
     for result in member_results:
         key = result.member.config_key
-        row = rows.setdefault(
-            key,
-            {
-                **{k: v for k, v in result.member.to_dict().items() if k != "seed"},
-                "seeds": [],
-                "diverged": [],
-                "_values": {m: [] for m in metrics},
-            },
-        )
+        if key not in rows:
+            fields = {k: v for k, v in result.member.to_dict().items() if k != "seed"}
+            rows[key] = {**fields, "seeds": [], "diverged": [], "_values": {m: [] for m in metrics}}
+        row = rows[key]
         row["seeds"].append(result.member.seed)
         if result.diverged_epoch is not None:
             row["diverged"].append(result.member.seed)
@@ -59,14 +55,12 @@ def summarize_by_config(
         for m in metrics:
             if values.get(m) is not None:
                 row["_values"][m].append(values[m])
-    out = []
     for key, row in rows.items():
         for m, values in row.pop("_values").items():
             row[m] = summarize(values)
         if ensembles is not None and key in ensembles:
             row.update(ensembles[key])
-        out.append(row)
-    return out
+    return list(rows.values())
 
 
 def time_to_target_by_config(
@@ -80,8 +74,6 @@ def time_to_target_by_config(
     A record's seconds are its program's (the members of a program train together); with
     `history=member_histories(member_results)` they are the member's share of them, so
     configurations trained in programs of different sizes compare."""
-    from mnist_jax.epochs import time_to_target
-
     out: dict = {}
     for result in member_results:
         reached = time_to_target(history(result), target)
