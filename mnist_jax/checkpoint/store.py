@@ -67,11 +67,6 @@ class Damaged(Exception):
     """A step that cannot be read back intact."""
 
 
-def host_copy(tree: Any) -> Any:
-    """Owned numpy copies of every array (safe to keep while the device buffers are donated)."""
-    return jax.tree.map(lambda x: np.array(x, copy=True), tree)
-
-
 def state_digest(tree: Any) -> str:
     """SHA-256 over every array's path, dtype, shape and bytes: equal iff bitwise equal."""
     digest = hashlib.sha256()
@@ -233,7 +228,7 @@ class CheckpointStore:
         if several():
             info.update(shard_sha256=all_digests(tree), layout=layout())
         else:
-            tree = host_copy(tree)
+            tree = jax.tree.map(lambda x: np.array(x, copy=True), tree)  # owned by the host
             info["state_sha256"] = state_digest(tree)
         writer = self.open_for_writing()
         later = [s for s in writer.all_steps() if s >= step]
