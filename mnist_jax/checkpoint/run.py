@@ -21,9 +21,8 @@ from mnist_jax.config import FIELDS, TrainConfig, is_model_name
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.models import Model, describe_text, mlp
 from mnist_jax.models.imported import model_from_record
+from mnist_jax.rundir import CONFIG_FILE
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
-
-CONFIG_FILENAME = "config.json"
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -182,7 +181,7 @@ class LoadedRun:
 
 def _run_config(run_dir: Path) -> TrainConfig | None:
     """RUN/config.json's configuration (a run record with a "config" entry, or that dict itself)."""
-    config_file = run_dir / CONFIG_FILENAME
+    config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         return None
     try:
