@@ -370,11 +370,12 @@ class TrainConfig:
         # In declaration order, so that the fields an `applies` reads (model, optimizer, schedule,
         # validation) are checked before the fields that depend on them.
         for name, field in FIELDS.items():
-            value, valid, applies = values[name], field.metadata["valid"], field.metadata["applies"]
+            value, valid = values[name], field.metadata["valid"]
             if valid is not None and not valid[0](value):
                 _refuse(name, value, valid[1])
-            if applies is not None and not applies[0](values) and value != field.default:
-                _refuse(name, value, "the default here: " + applies[1].format(**values))
+            if not applies(name, values) and value != field.default:  # it would be ignored
+                why = field.metadata["applies"][1].format(**values)
+                _refuse(name, value, "the default here: " + why)
         if self.nesterov and _float32(self.momentum) == 0.0:  # the look-ahead is a momentum step
             _refuse("nesterov", True, "false with momentum 0 (Nesterov momentum needs momentum)")
         if self.warmup_epochs >= self.epochs:
@@ -440,8 +441,8 @@ SHORT_NAMES = {
 def applies(name: str, values: Mapping[str, Any]) -> bool:
     """Whether field `name` does anything in a configuration with these `values` (missing ones
     at their defaults): momentum only for sgd, hidden sizes only for the MLP..."""
-    when = (FIELDS[name].metadata["applies"] or (None, ""))[0]
-    return when is None or when(values)
+    rule = FIELDS[name].metadata["applies"]
+    return rule is None or rule[0](values)
 
 
 def _is_int(value: Any) -> bool:
