@@ -139,22 +139,20 @@ class ProfileSteadyEpoch:
 
 def history_from_log(path: str | os.PathLike, last_epoch: int) -> list[dict] | None:
     """A run's history of epochs 1..`last_epoch` as its metrics log holds it (the log's lines are
-    the epoch records), or None when the log lacks any of those epochs."""
+    the epoch records), or None when the log lacks any of those epochs, or a line is not an epoch
+    record as `MetricsLog` writes them (numbers, null for a diverged epoch's non-finite values):
+    an edited or foreign line, where the checkpoint's own copy serves."""
     by_epoch = {line.get("epoch"): line for line in read_metrics_log(path) if "member" not in line}
-    if not all(epoch in by_epoch for epoch in range(1, last_epoch + 1)):
+    history = [by_epoch.get(epoch) for epoch in range(1, last_epoch + 1)]
+    if not all(
+        line is not None and all(map(_is_number_or_null, line.values())) for line in history
+    ):
         return None
-    if not all(_is_record(by_epoch[epoch]) for epoch in range(1, last_epoch + 1)):
-        return None  # an edited or foreign line: the checkpoint's own copy serves
-    return [by_epoch[epoch] for epoch in range(1, last_epoch + 1)]
+    return history
 
 
-def _is_record(line: dict) -> bool:
-    """Whether a log line is an epoch record as `MetricsLog` writes them: numbers, and null for
-    a diverged epoch's non-finite values."""
-    return all(
-        value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-        for value in line.values()
-    )
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 class EpochLog:
@@ -191,9 +189,6 @@ class EpochLog:
         self.writers: dict[Any, Any] = {}
         self._started: set[int] = set()
 
-    def _member_of(self, line: dict, member) -> bool:
-        return self.run or line.get("member") == self.index[member]
-
     def _writer(self, member):
         """The member's writer, opened on first use with its epochs already in the log."""
         if self.tensorboard and member not in self.writers:
@@ -202,7 +197,9 @@ class EpochLog:
                 logdir /= f"{config_label(member.config_key)}-seed{member.seed}".replace(" ", "_")
             (self.directory / TENSORBOARD_COMPLETE).unlink(missing_ok=True)
             earlier = [
-                line for line in read_metrics_log(self.path) if self._member_of(line, member)
+                line
+                for line in read_metrics_log(self.path)
+                if self.run or line.get("member") == self.index[member]
             ]
             self.writers[member] = tb.open_writer(logdir, earlier=earlier)
         return self.writers.get(member)

@@ -246,6 +246,7 @@ def complete_run(
     metrics, probabilities = test_report(result.test_logits, sweep.test_labels, dataset.num_classes)
     trained_now = result.history[len(history) :]
     finished_before = run.resumed and not trained_now
+    steady = trained_now[1:] or trained_now  # the first epoch still warms caches and threads
     if finished_before and (run_dir / METRICS_FILE).is_file():
         metrics = read_kept(  # keeps the timings of the run that trained
             run_dir / METRICS_FILE,
@@ -256,8 +257,8 @@ def complete_run(
             history=result.history,
             train_seconds=None if finished_before else train_seconds,
             compile_seconds=None if finished_before else sweep.compile_seconds,
-            examples_per_second=steady_examples_per_second(trained_now, examples)
-            if trained_now
+            examples_per_second=examples * len(steady) / sum(r["seconds"] for r in steady)
+            if steady
             else None,
             seed=config.seed,
             epochs=len(result.history),
@@ -333,9 +334,3 @@ def resume_run(
     `config.dataset` loads (a subset; checked against the record)."""
     opened = reopen_run(run_dir, model=model, data_dir=data_dir, dataset=dataset)
     return complete_run(opened, **options)
-
-
-def steady_examples_per_second(history: Sequence[dict], train_examples: int) -> float:
-    """Throughput of the epochs after the first (the first one still warms caches and threads)."""
-    steady = history[1:] or history
-    return train_examples * len(steady) / sum(record["seconds"] for record in steady)

@@ -132,12 +132,10 @@ def create_run_dir(
     `resume_hint`: the error for a folder holding a run suggests --resume (the commands that can).
     """
     if out is None:
-        base = Path(root) / name
-        folder, suffix = base, 1
-        while True:
-            _make_folder(folder.parent, flag, parents=True)
-            if _make_folder(folder, flag):
-                break
+        base = folder = Path(root) / name
+        _make_folder(base.parent, flag, parents=True)
+        suffix = 1
+        while not _make_folder(folder, flag):
             suffix += 1
             folder = base.with_name(f"{base.name}-{suffix}")
     else:

@@ -1,11 +1,6 @@
-"""Two ways orbax 0.12.8 and tensorstore misbehave on failures, handled in one place.
-
-- A failed restore or background save leaves tensorstore operations running after orbax has closed
-  their event loop; each then reports into the closed loop as an unraisable traceback (hundreds of
-  lines for one skipped checkpoint). `silence_reports_into_closed_loops` drops exactly those.
-- A failed write's operating-system reason is buried in orbax's and tensorstore's messages;
-  `write_failure_reason` digs it out for a one-line error.
-"""
+"""Two ways orbax 0.12.8 and tensorstore misbehave on failures, handled in one place: reports
+into closed event loops (`silence_reports_into_closed_loops`), and a failed write's reason buried
+in their messages (`write_failure_reason`)."""
 
 from __future__ import annotations
 

@@ -17,13 +17,12 @@ import numpy as np
 
 from mnist_jax.checkpoint.store import CheckpointStore
 from mnist_jax.checkpoint.writer import CHECKPOINTS_DIRNAME
-from mnist_jax.config import TrainConfig, is_model_name
+from mnist_jax.config import FIELDS, TrainConfig, is_model_name
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.models import Model, describe_text, mlp
 from mnist_jax.models.imported import model_from_record
+from mnist_jax.rundir import CONFIG_FILE
 from mnist_jax.train import LEGACY_FIELDS, TrainSpec, TrainState, create_train_state, from_legacy
-
-CONFIG_FILENAME = "config.json"
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -56,46 +55,29 @@ def model_check(model: Model | None):
     return check
 
 
-def config_check(config: TrainConfig | None):
-    """A store `check` refusing a checkpoint trained with another configuration than `config`
-    (the run's config.json) in any field that defines the run (seed, learning rate, dataset,
-    epochs...): a config.json or a checkpoint copied from another run would otherwise resume or
-    evaluate one run under the other's name."""
+def _refuse_other_config(config: TrainConfig, info: dict, where: str) -> None:
+    """Refuses a checkpoint trained with another configuration than `config` (the run's
+    config.json) in any field that defines the run (seed, learning rate, dataset, epochs...): a
+    config.json or a checkpoint copied from another run would otherwise resume or evaluate one run
+    under the other's name."""
+    try:
+        saved = TrainConfig.from_dict(info["config"])
+    except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{where}: its configuration is invalid: {error}") from None
+    differ = [
+        name
+        for name, field in FIELDS.items()
+        if field.metadata["defines_run"] and getattr(saved, name) != getattr(config, name)
+    ]
+    if differ:
 
-    def check(info: dict, where: str) -> None:
-        if config is None:
-            return
-        try:
-            saved = TrainConfig.from_dict(info["config"])
-        except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as error:
-            raise CheckpointError(f"{where}: its configuration is invalid: {error}") from None
-        differ = [
-            f.name
-            for f in dataclasses.fields(TrainConfig)
-            if f.metadata.get("defines_run", True)
-            and getattr(saved, f.name) != getattr(config, f.name)
-        ]
-        if differ:
+        def values(c: TrainConfig) -> str:
+            return ", ".join(f"{name}={getattr(c, name)!r}" for name in differ)
 
-            def values(c: TrainConfig) -> str:
-                return ", ".join(f"{name}={getattr(c, name)!r}" for name in differ)
-
-            raise CheckpointError(
-                f"{where} was trained with {values(saved)}, but the run's config.json says "
-                f"{values(config)}: they come from different runs"
-            )
-
-    return check
-
-
-def run_checks(model: Model | None, config: TrainConfig | None):
-    """`model_check` and `config_check` as one store `check`."""
-
-    def check(info: dict, where: str) -> None:
-        model_check(model)(info, where)
-        config_check(config)(info, where)
-
-    return check
+        raise CheckpointError(
+            f"{where} was trained with {values(saved)}, but the run's config.json says "
+            f"{values(config)}: they come from different runs"
+        )
 
 
 def restore_state(
@@ -114,26 +96,22 @@ def restore_state(
     take their values from `hyper_values()` (default: the template's, which must then be arrays):
     the run's configuration's, the default the run trained with.
     """
-    legacy, chosen, partial = [], [], []
+    chosen: list[TrainState] = []  # the template of each step tried; the last one is restored
 
     def pick(info: dict) -> Any:
         chosen.append(template(info) if callable(template) else template)
-        legacy.append(not info.get("tracks_best"))
-        if legacy[-1]:
-            return {name: getattr(chosen[-1], name) for name in LEGACY_FIELDS}
-        stored = set(info.get("hyper") or [])
-        partial.append(stored != set(chosen[-1].hyper))
-        if not partial[-1]:
-            return chosen[-1]
         fields = {f.name: getattr(chosen[-1], f.name) for f in dataclasses.fields(TrainState)}
+        if not info.get("tracks_best"):
+            return {name: fields[name] for name in LEGACY_FIELDS}
+        stored = set(info.get("hyper") or [])
+        if stored == set(chosen[-1].hyper):
+            return chosen[-1]
         held = {k: v for k, v in chosen[-1].hyper.items() if k in stored}
-        return {
-            **{k: v for k, v in fields.items() if k != "hyper"},
-            **({"hyper": held} if held else {}),
-        }
+        del fields["hyper"]
+        return {**fields, "hyper": held} if held else fields
 
     state, info = store.restore(which, pick, check=check)
-    if legacy and legacy[-1]:
+    if not info.get("tracks_best"):
         histories = info["history"]
         if histories and isinstance(histories[0], list):  # a sweep program: one per member
             rows = int(np.shape(state["epoch"])[0])
@@ -143,8 +121,8 @@ def restore_state(
         else:
             accuracy = histories[-1]["val_accuracy"] if histories else -1.0
             state = jax.device_put(from_legacy(state, accuracy))
-    elif partial and partial[-1]:
-        state = TrainState(**{**state, "hyper": state.get("hyper", {})})
+    elif isinstance(state, dict):  # a template left out the hyper-parameters the step lacks
+        state = TrainState(**{"hyper": {}, **state})
     if set(state.hyper) != set(chosen[-1].hyper):  # names the checkpoint predates
         values = hyper_values() if hyper_values is not None else chosen[-1].hyper
         state = state.replace(hyper={**values, **state.hyper})
@@ -170,11 +148,16 @@ def restore_checkpoint(
     or an epoch. For "latest"/"best" a damaged checkpoint is skipped with a warning and the next one
     is tried; for an epoch it is a CheckpointError. Nothing on disk is modified. `model`, if given,
     refuses a checkpoint of another model before any array is read, and `config` one trained with
-    another configuration (`config_check`). `info` holds format_version,
+    another configuration (in a field that defines the run). `info` holds format_version,
     epoch, step, config (a dict), model, num_classes, image_shape, history, val_accuracy.
     """
-    store = CheckpointStore(checkpoints_dir(run_dir))
-    return restore_state(store, which, template_state, check=run_checks(model, config))
+
+    def check(info: dict, where: str) -> None:
+        model_check(model)(info, where)
+        if config is not None:
+            _refuse_other_config(config, info, where)
+
+    return restore_state(CheckpointStore(checkpoints_dir(run_dir)), which, template_state, check)
 
 
 @dataclasses.dataclass
@@ -198,7 +181,7 @@ class LoadedRun:
 
 def _run_config(run_dir: Path) -> TrainConfig | None:
     """RUN/config.json's configuration (a run record with a "config" entry, or that dict itself)."""
-    config_file = run_dir / CONFIG_FILENAME
+    config_file = run_dir / CONFIG_FILE
     if not config_file.is_file():
         return None
     try:
@@ -220,25 +203,23 @@ def spec_of_checkpoint(
     num_classes = int(info.get("num_classes") or 10)
     image_shape = tuple(info.get("image_shape") or (28, 28))
     named = stored.get("name")
-    if model is None and is_model_name(named) and named != config.model and "name" in stored:
-        raise CheckpointError(  # before config.json's name is imported or built
-            f"{where}: its configuration names model {config.model!r}, its checkpoint "
-            f"{named!r}; the configuration was edited"
-        )
-    if model is None and not is_model_name(stored.get("name")):
+    if model is None and is_model_name(named):
+        if named != config.model:  # before config.json's name is imported or built
+            raise CheckpointError(
+                f"{where}: its configuration names model {config.model!r}, its checkpoint "
+                f"{named!r}; the configuration was edited"
+            )
+    elif model is None:
         model = model_from_record(stored)  # a module class that imports, rebuilt from its record
         if model is None:
             raise CheckpointError(
                 f"{where} holds the user model {describe_text(stored)}, which does not import "
                 "here: pass that model (model=..., e.g. resume_run(RUN, model=...)) to rebuild it"
             )
-    if model is None:
-        try:
-            spec = TrainSpec.from_config(config, num_classes, image_shape)
-        except ConfigError as error:
-            raise CheckpointError(f"{where}: {error}") from None
-    else:
+    try:
         spec = TrainSpec.from_config(config, num_classes, image_shape, model=model)
+    except ConfigError as error:  # the configuration's model does not build here
+        raise CheckpointError(f"{where}: {error}") from None
     model_check(spec.model)(info, where)
     return spec
 
@@ -261,7 +242,10 @@ def load_run(run_dir: str | Path, which: str | int = "best", *, model: Model | N
             raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from None
         spec = spec_of_checkpoint(info, config, model, f"{run_dir}")
         # After the model's check, whose message names the architecture that differs.
-        config_check(known)(info, f"the checkpoint of epoch {info.get('epoch')} in {run_dir}")
+        if known is not None:
+            _refuse_other_config(
+                known, info, f"the checkpoint of epoch {info.get('epoch')} in {run_dir}"
+            )
         specs.update(config=config, spec=spec)
         return create_train_state(config, spec)
 

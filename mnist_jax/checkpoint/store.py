@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,11 +65,6 @@ SAVE_TIMEOUT_SECONDS = 300  # a background save still running then is an error, 
 
 class Damaged(Exception):
     """A step that cannot be read back intact."""
-
-
-def host_copy(tree: Any) -> Any:
-    """Owned numpy copies of every array (safe to keep while the device buffers are donated)."""
-    return jax.tree.map(lambda x: np.array(x, copy=True), tree)
 
 
 def state_digest(tree: Any) -> str:
@@ -110,9 +106,8 @@ class CheckpointStore:
             STATE_ITEM: ocp.StandardCheckpointHandler(),
             INFO_ITEM: ocp.JsonCheckpointHandler(),
         }
+        # Lightweight: no per-step reads when opening, so one damaged step cannot block the rest.
         with _absl_quiet():  # orbax warns, each time, that a read-only manager saves nothing
-            # Lightweight: no per-step reads when opening, so one damaged step cannot block the
-            # rest.
             options = ocp.CheckpointManagerOptions(
                 read_only=True,
                 create=False,
@@ -143,9 +138,8 @@ class CheckpointStore:
         structure, shapes and dtypes; a callable builds it from the step's info; None restores
         nested dicts. `check(info, where)` may refuse a step before any array is read.
         """
-        skipped: list[
-            tuple[int, Damaged]
-        ] = []  # warned of once a fallback succeeds, else in the error
+        # Warned of once a fallback succeeds, else named in the error.
+        skipped: list[tuple[int, Damaged]] = []
         with self._reader() as manager:
             for step in self._candidates(manager, which, skipped):
                 where = f"checkpoint epoch {step} in {self.directory}"
@@ -199,9 +193,8 @@ class CheckpointStore:
         info = _read_info(manager, step)
         if info.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(
-                f"{where}: checkpoint format version {info.get('format_version')}"
-                f" is not supported (this mnist-jax reads version "
-                f"{FORMAT_VERSION})"
+                f"{where}: checkpoint format version {info.get('format_version')} is not "
+                f"supported (this mnist-jax reads version {FORMAT_VERSION})"
             )
         missing = [key for key in ("epoch", "config", "history") if key not in info]
         if missing:
@@ -235,7 +228,7 @@ class CheckpointStore:
         if several():
             info.update(shard_sha256=all_digests(tree), layout=layout())
         else:
-            tree = host_copy(tree)
+            tree = jax.tree.map(lambda x: np.array(x, copy=True), tree)  # owned by the host
             info["state_sha256"] = state_digest(tree)
         writer = self.open_for_writing()
         later = [s for s in writer.all_steps() if s >= step]
@@ -437,8 +430,6 @@ def _check_shapes(manager, step: int, template: Any, info: dict, where: str) -> 
 @contextlib.contextmanager
 def _absl_quiet():
     """absl's (orbax's) routine warnings left out for the block; errors still come through."""
-    import logging
-
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(max(level, logging.ERROR))

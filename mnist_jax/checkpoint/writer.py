@@ -71,11 +71,7 @@ class Checkpointer:
         self.directory, self.config, self.save_every = Path(directory), config, save_every
         self.num_classes, self.run = num_classes, run
         self.specs = specs or (lambda program: program.spec(config, num_classes))
-        self._options = {
-            "keep_latest": keep_latest,
-            "keep_best": keep_best,
-            "async_save": async_save,
-        }
+        self._options = dict(keep_latest=keep_latest, keep_best=keep_best, async_save=async_save)
         self._program: int | None = None
         self._store: CheckpointStore | None = None
         self.saved: list[tuple[int, int]] = []  # (program, epoch) of each save
@@ -85,10 +81,10 @@ class Checkpointer:
     def _open(self, program: int) -> CheckpointStore:
         if self._program != program or self._store is None:
             self.close()
-            where = self.directory / CHECKPOINTS_DIRNAME
-            if not self.run:
-                where = where / f"program-{program}"
-            self._store = CheckpointStore(where, **self._options)
+            if self.run:
+                self._store = CheckpointStore(self.directory / CHECKPOINTS_DIRNAME, **self._options)
+            else:
+                self._store = program_store(self.directory, program, **self._options)
             self._store.open_for_writing()
             self._program = program
         return self._store
