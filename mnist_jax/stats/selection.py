@@ -58,11 +58,8 @@ def expected_max(values: Iterable[float], band: tuple[float, float] = BAND) -> d
         cumulative = np.cumsum(weights)
         # the smallest value whose cumulative probability reaches q (a small tolerance for rounding)
         low, high = (v[min(int(np.searchsorted(cumulative, q - 1e-12)), size - 1)] for q in band)
-        out["trials"].append(n)
-        out["expected"].append(min(max(mean, float(v[0])), float(v[-1])))
-        out["low"].append(float(low))
-        out["high"].append(float(high))
-        out["std"].append(max(0.0, float(weights @ (v - mean) ** 2)) ** 0.5)
-    out["observed_max"] = float(v[-1])
-    out["band"] = list(band)
-    return out
+        expected = min(max(mean, float(v[0])), float(v[-1]))
+        std = max(0.0, float(weights @ (v - mean) ** 2)) ** 0.5
+        for key, value in zip(out, (n, expected, float(low), float(high), std)):
+            out[key].append(value)
+    return {**out, "observed_max": float(v[-1]), "band": list(band)}
