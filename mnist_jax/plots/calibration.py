@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from mnist_jax.plots._lines import _wrap
+from mnist_jax.plots.sweeps import _wrap
 
 __all__ = ["plot_reliability_diagram"]
 

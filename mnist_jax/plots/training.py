@@ -11,7 +11,7 @@ from matplotlib.colors import PowerNorm, to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from mnist_jax.plots._common import _class_names
+from mnist_jax.plots.images import _class_names
 
 __all__ = ["plot_training_curves", "plot_learning_rate", "plot_confusion_matrix"]
 
