@@ -38,21 +38,11 @@ _LINESTYLES = ("-", "--", ":", "-.")
 # are wrapped to.
 _INSIDE_LEGEND_ENTRIES = 4
 _INSIDE_LEGEND_CHARS = 32
+_OUTSIDE = dict(fontsize=8, borderaxespad=0)
 _LEGENDS = {
-    "inside": {"fontsize": 9},
-    "right": {
-        "loc": "upper left",
-        "bbox_to_anchor": (1.01, 1.0),
-        "fontsize": 8,
-        "borderaxespad": 0,
-    },
-    "below": {
-        "loc": "upper center",
-        "bbox_to_anchor": (0.5, -0.15),
-        "ncols": 3,
-        "fontsize": 8,
-        "borderaxespad": 0,
-    },
+    "inside": dict(fontsize=9),
+    "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), **_OUTSIDE),
+    "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, **_OUTSIDE),
 }
 _LEGEND_WRAP = {"inside": _INSIDE_LEGEND_CHARS + 8, "right": 30, "below": 42}  # room for " (n=16)"
 
