@@ -1,9 +1,5 @@
 """Figures of images: one example per class, the most confidently wrong predictions, and one
-prediction.
-
-Images may be square, ``(N, H, W)`` (or ``(N, H, W, 1)``), or flat, ``(N, H*W)``; one batch
-shares one grey scale, so panels are comparable.
-"""
+prediction."""
 
 from __future__ import annotations
 
@@ -69,7 +65,8 @@ def _images(images: Any) -> np.ndarray:
 
 
 def _grey_range(images: np.ndarray) -> tuple[float | None, float | None]:
-    """uint8 on 0..255, floats in [0, 1] on 0..1, anything else auto-scaled (None)."""
+    """One grey scale for the whole batch, so panels are comparable: uint8 on 0..255, floats in
+    [0, 1] on 0..1, anything else auto-scaled (None)."""
     if images.dtype == np.uint8:
         return 0.0, 255.0
     if images.size and np.issubdtype(images.dtype, np.floating):

@@ -21,8 +21,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-from mnist_jax.stats import summarize
-
 __all__ = [
     "plot_accuracy_distribution",
     "plot_learning_curves_band",
@@ -45,6 +43,13 @@ _LEGENDS = {
     "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, **_OUTSIDE),
 }
 _LEGEND_WRAP = {"inside": _INSIDE_LEGEND_CHARS + 8, "right": 30, "below": 42}  # room for " (n=16)"
+
+
+def _t_critical(dof: int) -> float:
+    """The two-sided 95% critical value of Student's t with `dof` degrees of freedom."""
+    from scipy import special  # scipy comes with jax; scipy.stats would take most of a second
+
+    return float(special.stdtrit(dof, 0.975))
 
 
 def _wrap(label: str, width: int) -> str:
@@ -111,13 +116,13 @@ def _series(
         missing = [name for name in names if name not in entry]
         if missing:
             raise ValueError(f"curves[{label!r}] has no {', '.join(missing)}")
-        arrays = {name: entry.get(name) for name in [*names, *optional]}
-        for name, values in arrays.items():
-            if values is not None:
-                arrays[name] = np.asarray(values, dtype=float)
-                if arrays[name].ndim != 1:
-                    shape = arrays[name].shape
-                    raise ValueError(f"curves[{label!r}][{name!r}] must be 1-D, got {shape}")
+        arrays = {
+            name: None if entry.get(name) is None else np.asarray(entry[name], dtype=float)
+            for name in [*names, *optional]
+        }
+        for name, array in arrays.items():
+            if array is not None and array.ndim != 1:
+                raise ValueError(f"curves[{label!r}][{name!r}] must be 1-D, got {array.shape}")
         lengths = {name: a.size for name, a in arrays.items() if a is not None}
         if len(set(lengths.values())) != 1:
             text = ", ".join(f"{name} {size}" for name, size in lengths.items())
@@ -133,9 +138,9 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
 
     Each seed is a dot over a light box plot; a black diamond marks the mean with a
     bar for its 95% confidence interval over seeds with the test set fixed (Student's t,
-    mean ± t·s/√n, as `stats.summarize`; no bar for a single seed): it does not count the test
-    images' own sampling. Tick labels give the number of seeds and the mean ± half-width, the
-    half-width in percentage points. Accuracies are fractions in [0, 1], shown as percent.
+    mean ± t·s/√n; no bar for a single seed): it does not count the test images' own sampling.
+    Tick labels give the number of seeds and the mean ± half-width, the half-width in percentage
+    points. Accuracies are fractions in [0, 1], shown as percent.
     """
     labels = [str(label) for label in results]
     samples = [np.asarray(values, dtype=float).ravel() for values in results.values()]
@@ -184,13 +189,12 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
 
     tick_labels = []
     for i, values in enumerate(samples):
-        summary = summarize(values)
-        mean, diamond = summary["mean"], {"color": "black", "markersize": 5, "zorder": 4}
-        if summary["std"] is None:
+        mean, diamond = float(values.mean()), {"color": "black", "markersize": 5, "zorder": 4}
+        if values.size == 1:
             ax.plot(i + 0.3, mean, "D", label="mean" if i == 0 else None, **diamond)
             stats = f"n=1, {mean:.2%}"
         else:
-            half = summary["ci95_high"] - mean
+            half = _t_critical(values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
             label = "mean ± 95% CI over seeds (test set fixed)" if i == 0 else None
             ax.errorbar(i + 0.3, mean, yerr=half, fmt="D", capsize=4, label=label, **diamond)
             stats = f"n={values.size}, {mean:.2%} ± {100 * half:.2f} pts"
