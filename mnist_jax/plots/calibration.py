@@ -11,8 +11,6 @@ from matplotlib.ticker import PercentFormatter
 
 from mnist_jax.plots.sweeps import _wrap
 
-__all__ = ["plot_reliability_diagram"]
-
 _BIN_KEYS = ("lower", "upper", "count", "confidence", "accuracy")
 
 

@@ -13,8 +13,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-__all__ = ["plot_samples_per_class", "plot_top_errors", "plot_sample_prediction"]
-
 _MAX_COLUMNS = 10  # image grids wrap after this many panels
 _WRONG, _TRUE, _RIGHT, _OTHER = "tab:red", "tab:blue", "tab:green", "0.75"
 

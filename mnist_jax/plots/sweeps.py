@@ -21,13 +21,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-__all__ = [
-    "plot_accuracy_distribution",
-    "plot_learning_curves_band",
-    "plot_ensemble_curves",
-    "plot_expected_max",
-]
-
 _MAX_WIDTH = 16.0  # inches: a figure wider than a screen is no easier to read
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 _LINESTYLES = ("-", "--", ":", "-.")

@@ -13,8 +13,6 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from mnist_jax.plots.images import _class_names
 
-__all__ = ["plot_training_curves", "plot_learning_rate", "plot_confusion_matrix"]
-
 
 def _epochs(history: Sequence[Mapping[str, float]]) -> tuple[list, np.ndarray]:
     """The records of `history` and their epochs: each one's ``epoch`` where every record has
