@@ -113,7 +113,7 @@ def ensemble_curve(
         raise ValueError(f"ensemble sizes must be in 1..{members}, got {sizes}")
     rng = np.random.default_rng(seed)
     rows = np.arange(labels.shape[0])
-    out: dict[str, list] = {"size": [], "accuracy": [], "nll": [], "ece": [], "subsets": []}
+    results = []
     for k in sizes:
         scores = []
         for subset in _subsets(members, k, max_subsets, rng):
@@ -124,6 +124,6 @@ def ensemble_curve(
             ece = expected_calibration_error(mean[rows, predicted], correct, num_bins)
             scores.append((float(correct.mean()), float(nll), ece))
         accuracy, nll, ece = map(float, np.mean(scores, axis=0))
-        for key, value in zip(out, (k, accuracy, nll, ece, len(scores))):
-            out[key].append(value)
-    return out
+        results.append((k, accuracy, nll, ece, len(scores)))
+    keys = ("size", "accuracy", "nll", "ece", "subsets")
+    return {key: [row[i] for row in results] for i, key in enumerate(keys)}
