@@ -13,12 +13,18 @@ Functions that show classes take ``class_names`` (default ``"0"``, ``"1"``, ...)
 The figures live in one module per subject: `images` (samples per class, top errors, one
 prediction), `training` (training curves, learning rate, confusion matrix), `sweeps` (accuracy
 across seeds, learning-curve bands, ensembles of growing size, expected best result after n
-trials), `calibration` (reliability diagram) and `files` (`save_figure`); all are importable from
-here.
+trials) and `calibration` (reliability diagram); all are importable from here, with `save_figure`.
 """
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from mnist_jax.fileio import save
 from mnist_jax.plots.calibration import plot_reliability_diagram
-from mnist_jax.plots.files import save_figure
 from mnist_jax.plots.images import plot_sample_prediction, plot_samples_per_class, plot_top_errors
 from mnist_jax.plots.sweeps import (
     plot_accuracy_distribution,
@@ -46,3 +52,16 @@ __all__ = [
     "plot_reliability_diagram",
     "save_figure",
 ]
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
+    """Write `fig` to `path` atomically and return the path.
+
+    Parent directories are created. The image is written through `mnist_jax.fileio.save`, so a
+    reader never sees a half-written file, a failure leaves the old file intact, and a file that
+    cannot be written (disk full, read-only folder) is an `OutputError` naming it. The format
+    follows the suffix (PNG when there is none or it is ``.png``).
+    """
+    target = Path(path)
+    fmt = target.suffix[1:].lower() or "png"
+    return save(target, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi))

@@ -9,9 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from mnist_jax.plots._lines import _wrap
-
-__all__ = ["plot_reliability_diagram"]
+from mnist_jax.plots.sweeps import _wrap
 
 _BIN_KEYS = ("lower", "upper", "count", "confidence", "accuracy")
 
@@ -42,11 +40,6 @@ def _bins(bins: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def _percent(fraction: float) -> str:
-    """A bin edge as a percentage of at most three digits: 93.3%, 100%."""
-    return f"{100 * fraction:.3g}%"
-
-
 def plot_reliability_diagram(
     bins: Mapping[str, Any], *, ece: float | None = None, label: str | None = None
 ) -> Figure:
@@ -69,42 +62,31 @@ def plot_reliability_diagram(
     width = values["upper"][filled] - lower
     accuracy = values["accuracy"][filled]
     gap = values["confidence"][filled] - accuracy
+    counts = values["count"][filled]
+    bars = {"align": "edge", "linewidth": 0.5}
 
     fig = Figure(figsize=(6.0, 6.8), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle="--", color="0.4", linewidth=1, label="perfect calibration")
-    top.bar(
-        lower,
-        accuracy,
-        width=width,
-        align="edge",
-        color="tab:blue",
-        edgecolor="white",
-        linewidth=0.5,
-        label="accuracy",
-    )
-    over = gap > 0
+    top.bar(lower, accuracy, width, color="tab:blue", edgecolor="white", label="accuracy", **bars)
     for chosen, colour, alpha, text in (
-        (over, "tab:red", 0.3, "gap to mean confidence: over-confident"),
+        (gap > 0, "tab:red", 0.3, "gap to mean confidence: over-confident"),
         (gap < 0, "tab:orange", 1.0, "gap to mean confidence: under-confident"),
     ):
-        if not np.any(chosen):
-            continue
-        # Opaque where it lies on the blue bar, so that it looks as its legend entry does.
-        top.bar(
-            lower[chosen],
-            gap[chosen],
-            bottom=accuracy[chosen],
-            width=width[chosen],
-            align="edge",
-            color=colour,
-            alpha=alpha,
-            edgecolor=colour if alpha < 1 else "white",
-            hatch="//",
-            linewidth=0.5,
-            label=text,
-        )
-    counts = values["count"][filled]
+        if np.any(chosen):
+            # Opaque where it lies on the blue bar, so that it looks as its legend entry does.
+            top.bar(
+                lower[chosen],
+                gap[chosen],
+                bottom=accuracy[chosen],
+                width=width[chosen],
+                color=colour,
+                alpha=alpha,
+                edgecolor=colour if alpha < 1 else "white",
+                hatch="//",
+                label=text,
+                **bars,
+            )
     for left, size, height, count in zip(
         lower, width, np.maximum(accuracy, accuracy + gap), counts
     ):
@@ -118,9 +100,7 @@ def plot_reliability_diagram(
             rotation=90 if size < 0.1 else 0,
             color="0.25",
         )
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
     top.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     top.grid(True, alpha=0.3)
     top.legend(loc="upper left", fontsize=9)
@@ -132,12 +112,12 @@ def plot_reliability_diagram(
     top.set_title(title, fontsize=11)
     # The fullest bin's gap is often too small to see (MNIST: ~99% of examples at ~99.5%
     # confidence), so its numbers are written out.
-    full = int(np.argmax(values["count"][filled]))
+    full = int(np.argmax(counts))
+    low, high = lower[full], lower[full] + width[full]
     top.annotate(
-        f"fullest bin, {_percent(lower[full])}-{_percent(lower[full] + width[full])}: "
-        f"{int(values['count'][filled][full]):,} examples\n"
+        f"fullest bin, {100 * low:.3g}%-{100 * high:.3g}%: {int(counts[full]):,} examples\n"
         f"accuracy {accuracy[full]:.2%}, mean confidence {accuracy[full] + gap[full]:.2%}",
-        xy=(lower[full] + width[full] / 2, accuracy[full]),
+        xy=(low + width[full] / 2, accuracy[full]),
         xytext=(0.03, 0.74),
         textcoords="axes fraction",
         fontsize=8.5,
@@ -145,12 +125,8 @@ def plot_reliability_diagram(
         arrowprops={"arrowstyle": "->", "color": "0.3", "linewidth": 0.8},
     )
 
-    bottom.bar(
-        lower, values["count"][filled], width=width, align="edge", color="0.5", edgecolor="white"
-    )
-    bottom.set_yscale("log")
-    bottom.set_ylabel("examples")
-    bottom.set_xlabel("confidence")
+    bottom.bar(lower, counts, width=width, align="edge", color="0.5", edgecolor="white")
+    bottom.set(yscale="log", ylabel="examples", xlabel="confidence")
     bottom.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     bottom.grid(True, axis="y", alpha=0.3)
     return fig

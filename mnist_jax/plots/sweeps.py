@@ -11,31 +11,31 @@ moves outside the axes.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator, PercentFormatter
-
-from mnist_jax.plots._lines import (
-    _INSIDE_LEGEND_CHARS,
-    _count_axis,
-    _line_legend,
-    _lines_figure,
-    _styles,
-    _wrap,
-)
-
-__all__ = [
-    "plot_accuracy_distribution",
-    "plot_learning_curves_band",
-    "plot_ensemble_curves",
-    "plot_expected_max",
-]
+from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
 _MAX_WIDTH = 16.0  # inches: a figure wider than a screen is no easier to read
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINESTYLES = ("-", "--", ":", "-.")
+# A legend with more entries than this, or longer labels, goes outside the axes: at the right, or
+# below in three columns for more than six entries. Each place's legend, and the width its labels
+# are wrapped to.
+_INSIDE_LEGEND_ENTRIES = 4
+_INSIDE_LEGEND_CHARS = 32
+_OUTSIDE = dict(fontsize=8, borderaxespad=0)
+_LEGENDS = {
+    "inside": dict(fontsize=9),
+    "right": dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), **_OUTSIDE),
+    "below": dict(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, **_OUTSIDE),
+}
+_LEGEND_WRAP = {"inside": _INSIDE_LEGEND_CHARS + 8, "right": 30, "below": 42}  # room for " (n=16)"
 
 
 def _t_critical(dof: int) -> float:
@@ -45,14 +45,95 @@ def _t_critical(dof: int) -> float:
     return float(special.stdtrit(dof, 0.975))
 
 
+def _wrap(label: str, width: int) -> str:
+    """`label` on lines of at most `width` characters, broken at spaces (a longer word is cut)."""
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
+
+
+def _styles(count: int) -> list[dict[str, Any]]:
+    """Line styles for `count` lines that stay apart: matplotlib's ten colours (tab10), then the
+    same colours again with another marker and dash pattern."""
+    colours = list(matplotlib.colormaps["tab10"].colors)[: min(count, 10)]
+    return [
+        {
+            "color": colours[i % len(colours)],
+            "marker": _MARKERS[(i // len(colours)) % len(_MARKERS)],
+            "linestyle": _LINESTYLES[(i // len(colours)) % len(_LINESTYLES)],
+        }
+        for i in range(count)
+    ]
+
+
+def _count_axis(ax, highest: float, steps: Sequence[float] | None = None) -> None:
+    """An x axis of counts from 1 to `highest`: whole-number ticks (each one up to 12, where
+    MaxNLocator would tick one point alone at fractions) and room on both sides."""
+    pad = max(0.5, 0.04 * (highest - 1))
+    ax.set_xlim(1 - pad, highest + pad)
+    if highest <= 12:
+        ax.set_xticks(np.arange(1, int(highest) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=steps))
+
+
+def _legend_place(labels: Sequence[str]) -> str:
+    """Where the legend of one line per label goes: a key of `_LEGENDS`."""
+    if len(labels) <= _INSIDE_LEGEND_ENTRIES and max(map(len, labels)) <= _INSIDE_LEGEND_CHARS:
+        return "inside"
+    return "right" if len(labels) <= 6 else "below"
+
+
+def _lines_layout(labels: Sequence[str], width: float, height: float):
+    """The size of a one-axes figure of one line per label, with room for its legend, and the
+    width to wrap the labels to."""
+    place = _legend_place(labels)
+    wrap = _LEGEND_WRAP[place]
+    if place != "inside":
+        width += 3.0
+    if place == "below":  # each entry's lines 0.16 inch apart
+        lines = max(_wrap(label, wrap).count("\n") + 1 for label in labels)
+        height = height + 0.4 + 0.16 * math.ceil(len(labels) / 3) * lines
+    return (width, height), wrap
+
+
+def _series(
+    curves: Mapping[str, Mapping[str, Any]], names: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, dict[str, np.ndarray | None]]:
+    """Each label's `names` (and, when present and not None, `optional`) as 1-D float arrays of one
+    common, non-zero length; a ValueError names what is missing or mismatched."""
+    if not curves:
+        raise ValueError("curves is empty: nothing to plot")
+    out = {}
+    for label, entry in curves.items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"curves[{label!r}] must be a mapping of {', '.join(names)}")
+        missing = [name for name in names if name not in entry]
+        if missing:
+            raise ValueError(f"curves[{label!r}] has no {', '.join(missing)}")
+        arrays = {
+            name: None if entry.get(name) is None else np.asarray(entry[name], dtype=float)
+            for name in [*names, *optional]
+        }
+        for name, array in arrays.items():
+            if array is not None and array.ndim != 1:
+                raise ValueError(f"curves[{label!r}][{name!r}] must be 1-D, got {array.shape}")
+        lengths = {name: a.size for name, a in arrays.items() if a is not None}
+        if len(set(lengths.values())) != 1:
+            text = ", ".join(f"{name} {size}" for name, size in lengths.items())
+            raise ValueError(f"curves[{label!r}] has values of different lengths: {text}")
+        if not next(iter(lengths.values())):
+            raise ValueError(f"curves[{label!r}] is empty: nothing to plot")
+        out[str(label)] = arrays
+    return out
+
+
 def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure:
     """Test accuracy across seeds, one column per configuration.
 
     Each seed is a dot over a light box plot; a black diamond marks the mean with a
     bar for its 95% confidence interval over seeds with the test set fixed (Student's t,
     mean ± t·s/√n; no bar for a single seed): it does not count the test images' own sampling.
-    Tick labels give the number of seeds and the mean ± half-width, the half-width in
-    percentage points. Accuracies are fractions in [0, 1], shown as percent.
+    Tick labels give the number of seeds and the mean ± half-width, the half-width in percentage
+    points. Accuracies are fractions in [0, 1], shown as percent.
     """
     labels = [str(label) for label in results]
     samples = [np.asarray(values, dtype=float).ravel() for values in results.values()]
@@ -62,8 +143,6 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
         if values.size == 0:
             raise ValueError(f"configuration {label!r} has no accuracies")
 
-    xs = np.concatenate([np.full(values.size, i) for i, values in enumerate(samples)])
-    ys = np.concatenate(samples)
     # Each column's tick label is wrapped to the column's width (widening the figure up to
     # _MAX_WIDTH); a column too narrow for even short lines turns its label on end.
     count = len(labels)
@@ -73,14 +152,14 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
     upright = chars >= 12
     wrap = min(chars, 26) if upright else 30
     wrapped = [_wrap(label, wrap) for label in labels]
-    line_height = 1.3 * fontsize / 72  # inches
-    if upright:  # the labels' lines and two of numbers below the axes
-        below = (max(text.count("\n") for text in wrapped) + 3) * line_height
+    if upright:  # the labels' lines and two of numbers below the axes, 1.3 em apart
+        below = (max(text.count("\n") for text in wrapped) + 3) * 1.3 * fontsize / 72
     else:
         below = (wrap + 4) * 0.6 * fontsize / 72
     fig = Figure(figsize=(width, max(5.0, 3.8 + below)), layout="constrained")
     ax = fig.add_subplot()
-    positions = list(range(len(labels)))
+    positions = list(range(count))
+    grey = {"color": "0.5"}
     # matplotlib's own box plot: seaborn 0.13's boxplot passes the `vert` argument that
     # matplotlib 3.11 deprecates
     ax.boxplot(
@@ -90,55 +169,35 @@ def plot_accuracy_distribution(results: Mapping[str, Sequence[float]]) -> Figure
         showfliers=False,
         patch_artist=True,
         boxprops={"facecolor": "0.92", "edgecolor": "0.5"},
-        medianprops={"color": "0.5"},
-        whiskerprops={"color": "0.5"},
-        capprops={"color": "0.5"},
+        medianprops=grey,
+        whiskerprops=grey,
+        capprops=grey,
         zorder=1,
     )
     # Each seed a dot, jittered sideways (seeded: the same figure each time) so equal values show.
+    xs = np.concatenate([np.full(values.size, i) for i, values in enumerate(samples)])
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, xs.size)
+    ys = np.concatenate(samples)
     ax.scatter(xs + jitter, ys, color="tab:blue", s=25, alpha=0.7, zorder=3, linewidths=0)
 
     tick_labels = []
     for i, values in enumerate(samples):
-        mean = float(values.mean())
-        if values.size > 1:
-            half = _t_critical(values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
-            ax.errorbar(
-                i + 0.3,
-                mean,
-                yerr=half,
-                fmt="D",
-                color="black",
-                markersize=5,
-                capsize=4,
-                zorder=4,
-                label="mean ± 95% CI over seeds (test set fixed)" if i == 0 else None,
-            )
-            stats = f"n={values.size}, {mean:.2%} ± {100 * half:.2f} pts"
-        else:
-            ax.plot(
-                i + 0.3,
-                mean,
-                "D",
-                color="black",
-                markersize=5,
-                zorder=4,
-                label="mean" if i == 0 else None,
-            )
+        mean, diamond = float(values.mean()), {"color": "black", "markersize": 5, "zorder": 4}
+        if values.size == 1:
+            ax.plot(i + 0.3, mean, "D", label="mean" if i == 0 else None, **diamond)
             stats = f"n=1, {mean:.2%}"
+        else:
+            half = _t_critical(values.size - 1) * float(values.std(ddof=1)) / math.sqrt(values.size)
+            label = "mean ± 95% CI over seeds (test set fixed)" if i == 0 else None
+            ax.errorbar(i + 0.3, mean, yerr=half, fmt="D", capsize=4, label=label, **diamond)
+            stats = f"n={values.size}, {mean:.2%} ± {100 * half:.2f} pts"
         if upright and len(stats) > wrap:
             stats = stats.replace(", ", "\n")
         tick_labels.append(f"{wrapped[i]}\n{stats}")
-    if upright:
-        ax.set_xticks(positions, tick_labels, fontsize=fontsize)
-    else:
-        ax.set_xticks(
-            positions, tick_labels, fontsize=fontsize, rotation=90, multialignment="right"
-        )
-    ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_xlabel("configuration")
-    ax.set_ylabel("test accuracy")
+    on_end = {} if upright else {"rotation": 90, "multialignment": "right"}
+    ax.set_xticks(positions, tick_labels, fontsize=fontsize, **on_end)
+    ax.set_xlim(-0.6, count - 0.4)
+    ax.set(xlabel="configuration", ylabel="test accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("test accuracy across seeds", loc="left")
@@ -193,13 +252,12 @@ def plot_learning_curves_band(
         fewer = f", {trained[-1]} at epoch {runs.shape[1]}" if trained[-1] < len(runs) else ""
         table[f"{label}{fewer}"] = (f"{label} (n={len(runs)}{fewer})", runs, trained)
     labels = list(table)
-    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
-    in_unit_range = True
-    longest = 1
-    spread_drawn = False
+    size, wrap = _lines_layout(labels, 7.0, 4.5)
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    in_unit_range, spread_drawn = True, False
     for (shown, runs, trained), style in zip(table.values(), _styles(len(table))):
         epochs = np.arange(1, runs.shape[1] + 1)
-        longest = max(longest, runs.shape[1])
         mean = np.nanmean(runs, axis=0)
         ax.plot(epochs, mean, markersize=3, label=_wrap(shown, wrap), **style)
         if runs.shape[0] > 1:
@@ -213,48 +271,14 @@ def plot_learning_curves_band(
                 ax.errorbar(epochs, mean, yerr=std, color=style["color"], capsize=4, fmt="none")
             spread_drawn = True
         in_unit_range &= bool(np.nanmin(runs) >= 0.0 and np.nanmax(runs) <= 1.0)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric_name)
-    _count_axis(ax, longest)
+    ax.set(xlabel="epoch", ylabel=metric_name)
+    _count_axis(ax, max(runs.shape[1] for _, runs, _ in table.values()))
     if "accuracy" in metric_name.lower() and in_unit_range:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.grid(True, alpha=0.3)
     ax.set_title(f"{metric_name} (mean ± 1 std)" if spread_drawn else f"{metric_name} (mean)")
-    _line_legend(ax, labels)
+    ax.legend(**_LEGENDS[_legend_place(labels)])
     return fig
-
-
-def _series(
-    curves: Mapping[str, Mapping[str, Any]], names: Sequence[str], optional: Sequence[str] = ()
-) -> dict[str, dict[str, np.ndarray | None]]:
-    """Each label's `names` (and, when present and not None, `optional`) as 1-D float arrays of one
-    common, non-zero length; a ValueError names what is missing or mismatched."""
-    if not curves:
-        raise ValueError("curves is empty: nothing to plot")
-    out = {}
-    for label, entry in curves.items():
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"curves[{label!r}] must be a mapping of {', '.join(names)}")
-        missing = [name for name in names if name not in entry]
-        if missing:
-            raise ValueError(f"curves[{label!r}] has no {', '.join(missing)}")
-        arrays: dict[str, np.ndarray | None] = {}
-        for name in [*names, *optional]:
-            if entry.get(name) is None:
-                arrays[name] = None
-                continue
-            array = np.asarray(entry[name], dtype=float)
-            if array.ndim != 1:
-                raise ValueError(f"curves[{label!r}][{name!r}] must be 1-D, got {array.shape}")
-            arrays[name] = array
-        lengths = {name: a.size for name, a in arrays.items() if a is not None}
-        if len(set(lengths.values())) != 1:
-            text = ", ".join(f"{name} {size}" for name, size in lengths.items())
-            raise ValueError(f"curves[{label!r}] has values of different lengths: {text}")
-        if not next(iter(lengths.values())):
-            raise ValueError(f"curves[{label!r}] is empty: nothing to plot")
-        out[str(label)] = arrays
-    return out
 
 
 def plot_ensemble_curves(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
@@ -292,33 +316,13 @@ def plot_ensemble_curves(curves: Mapping[str, Mapping[str, Sequence[float]]]) ->
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [f"{size:g}" for size in sizes])
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("ensemble size (members)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        ax.set(xlabel="ensemble size (members)", ylabel=ylabel, title=title)
         ax.grid(True, alpha=0.3)
         if name != "nll":
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     handles, _ = axes[0].get_legend_handles_labels()
     fig.legend(handles, texts, loc="outside lower center", ncols=ncols, fontsize=9)
     return fig
-
-
-def _expected_max_panel(ax, series, metric_name, xlabel, wrap) -> bool:
-    """One line per label with its band; whether the values lie in [0, 1]."""
-    in_unit_range = True
-    for (label, values), style in zip(series.items(), _styles(len(series))):
-        trials, expected = values["trials"], values["expected"]
-        ax.plot(trials, expected, markersize=3, label=_wrap(label, wrap), **style)
-        if values["low"] is not None and values["high"] is not None:
-            ax.fill_between(
-                trials, values["low"], values["high"], color=style["color"], alpha=0.15, lw=0
-            )
-        in_unit_range &= bool(np.nanmin(expected) >= 0.0 and np.nanmax(expected) <= 1.0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"expected best {metric_name}")
-    _count_axis(ax, max(v["trials"].max() for v in series.values()), steps=[1, 2, 5, 10])
-    ax.grid(True, alpha=0.3)
-    return in_unit_range
 
 
 def plot_expected_max(
@@ -338,30 +342,36 @@ def plot_expected_max(
     judged by their mean over seeds. When `metric_name` mentions accuracy and the values lie in
     [0, 1] the y axis is shown as percent.
     """
-    optional = ("std", "low", "high")
-    series = _series(curves, ("trials", "expected"), optional=optional)
-    panels = [series]
-    if by_configuration:
-        panels.append(_series(by_configuration, ("trials", "expected"), optional=optional))
+    sources = [curves, by_configuration] if by_configuration else [curves]
+    panels = [_series(source, ("trials", "expected"), ("std", "low", "high")) for source in sources]
     for panel in panels:
         for label, values in panel.items():
             if not np.all(values["trials"] >= 1):
                 raise ValueError(f"curves[{label!r}]['trials'] must count from 1")
-    labels = list(series)
-    fig, ax, wrap = _lines_figure(labels, 7.0, 4.5)
-    axes = [ax]
+    (width, height), wrap = _lines_layout(list(panels[0]), 7.0, 4.5)
     if len(panels) > 1:
-        width, height = fig.get_size_inches()
         fig = Figure(figsize=(width + 5.5, height), layout="constrained")
         axes = list(fig.subplots(1, 2, sharey=True, width_ratios=(width, 5.5)))
+    else:
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = [fig.add_subplot()]
     texts = (
         ("trials (a configuration and a seed each)", f"expected best {metric_name} of n trials"),
         ("configurations (each by its mean over seeds)", "expected best configuration"),
     )
     in_unit_range = True
-    sources = [curves, by_configuration]
     for panel, source, ax, (xlabel, title) in zip(panels, sources, axes, texts):
-        in_unit_range &= _expected_max_panel(ax, panel, metric_name, xlabel, wrap)
+        for (label, values), style in zip(panel.items(), _styles(len(panel))):
+            trials, expected = values["trials"], values["expected"]
+            ax.plot(trials, expected, markersize=3, label=_wrap(label, wrap), **style)
+            if values["low"] is not None and values["high"] is not None:
+                ax.fill_between(
+                    trials, values["low"], values["high"], color=style["color"], alpha=0.15, lw=0
+                )
+            in_unit_range &= bool(np.nanmin(expected) >= 0.0 and np.nanmax(expected) <= 1.0)
+        ax.set(xlabel=xlabel, ylabel=f"expected best {metric_name}")
+        _count_axis(ax, max(v["trials"].max() for v in panel.values()), steps=[1, 2, 5, 10])
+        ax.grid(True, alpha=0.3)
         banded = any(v["low"] is not None for v in panel.values())
         low, high = next(iter(source.values())).get("band") or (0.1, 0.9)
         ax.set_title(
@@ -370,7 +380,7 @@ def plot_expected_max(
             + "\nat n = N it is the observed best; nothing past N",
             fontsize=10,
         )
-        _line_legend(ax, list(panel))
+        ax.legend(**_LEGENDS[_legend_place(list(panel))])
     if "accuracy" in metric_name.lower() and in_unit_range:
         for ax in axes:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))

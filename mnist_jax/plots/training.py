@@ -7,13 +7,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import PowerNorm, to_rgba_array
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from mnist_jax.plots._common import _class_names
+from mnist_jax.plots.images import _class_names
 
-__all__ = ["plot_training_curves", "plot_learning_rate", "plot_confusion_matrix"]
+
+def _epochs(history: Sequence[Mapping[str, float]]) -> tuple[list, np.ndarray]:
+    """The records of `history` and their epochs: each one's ``epoch`` where every record has
+    one, else 1..E."""
+    records = list(history)
+    if not records:
+        raise ValueError("history is empty: nothing to plot")
+    if all("epoch" in record for record in records):
+        return records, np.asarray([record["epoch"] for record in records])
+    return records, np.arange(1, len(records) + 1)
+
+
+def _per_epoch(ax, title: str, ylabel: str) -> None:
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
@@ -24,35 +39,18 @@ def plot_training_curves(history: Sequence[Mapping[str, float]]) -> Figure:
     taken from an ``epoch`` key when every entry has one, else numbered 1..E. A metric
     missing from every entry (e.g. no validation set) is left out of its panel.
     """
-    records = list(history)
-    if not records:
-        raise ValueError("history is empty: nothing to plot")
-    if all("epoch" in record for record in records):
-        epochs = np.asarray([record["epoch"] for record in records])
-    else:
-        epochs = np.arange(1, len(records) + 1)
-
+    records, epochs = _epochs(history)
     fig = Figure(figsize=(10, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-        drawn = 0
-        for split, label, colour in (
-            ("train", "training", "tab:blue"),
-            ("val", "validation", "tab:orange"),
-        ):
-            key = f"{split}_{metric}"
-            if not any(key in record for record in records):
-                continue
-            values = np.asarray([record.get(key, np.nan) for record in records], dtype=float)
-            ax.plot(epochs, values, marker="o", markersize=4, label=label, color=colour)
-            drawn += 1
-        if not drawn:
+        keys = [f"{split}_{metric}" for split in ("train", "val")]
+        if not any(key in record for key in keys for record in records):
             raise ValueError(f"history has neither train_{metric} nor val_{metric}")
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
+        for key, label, colour in zip(keys, ("training", "validation"), ("tab:blue", "tab:orange")):
+            if any(key in record for record in records):
+                values = np.asarray([record.get(key, np.nan) for record in records], dtype=float)
+                ax.plot(epochs, values, marker="o", markersize=4, label=label, color=colour)
+        _per_epoch(ax, metric, metric)
         ax.legend()
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     return fig
@@ -64,29 +62,18 @@ def plot_learning_rate(history: Sequence[Mapping[str, float]]) -> Figure:
     optimizer that keeps none, a run recorded before rates were) are left out; where none has
     one, the figure says so instead of drawing a line.
     """
-    records = list(history)
-    if not records:
-        raise ValueError("history is empty: nothing to plot")
-    numbered = all("epoch" in record for record in records)
-    points = [
-        (record["epoch"] if numbered else index + 1, record["learning_rate"])
-        for index, record in enumerate(records)
-        if record.get("learning_rate") is not None
-    ]
+    records, epochs = _epochs(history)
+    known = [i for i, record in enumerate(records) if record.get("learning_rate") is not None]
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    ax.set_title("learning rate")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate (last step of the epoch)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.3)
-    if not points:
+    _per_epoch(ax, "learning rate", "learning rate (last step of the epoch)")
+    if not known:
         ax.text(
             0.5, 0.5, "no learning rate recorded", ha="center", va="center", transform=ax.transAxes
         )
         return fig
-    epochs, rates = (np.asarray(column, dtype=float) for column in zip(*points))
-    ax.plot(epochs, rates, marker="o", markersize=4, color="tab:green")
+    rates = np.asarray([records[i]["learning_rate"] for i in known], dtype=float)
+    ax.plot(epochs[known].astype(float), rates, marker="o", markersize=4, color="tab:green")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     return fig
 
@@ -126,64 +113,44 @@ def plot_confusion_matrix(
     else:
         values, fmt, colour_label = counts, ".3g", "count"
 
+    # A seaborn-style annotated heatmap drawn with matplotlib alone (importing seaborn brings pandas
+    # and scipy.stats, over a second of every run's start-up on a small CPU): square cells split by
+    # white lines, row 0 at the top, a NaN cell left blank as seaborn leaves it.
     side = max(4.5, 0.55 * num_classes + 2.0)
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.add_subplot()
     vmax = float(values.max()) if values.size and values.max() > 0 else 1.0
-    _heatmap(
-        ax,
-        values,
-        fmt=fmt,
-        norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax),
-        colour_label=colour_label,
-        fontsize=9 if num_classes <= 10 else 7,
-    )
+    values = np.ma.masked_invalid(values)
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax)
+    mesh = ax.pcolormesh(values, cmap="Blues", norm=norm, linewidths=0.5, edgecolors="white")
+    ax.set(xlim=(0, num_classes), ylim=(0, num_classes), aspect="equal")
+    ax.invert_yaxis()
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    percent = PercentFormatter(xmax=1.0) if normalize else None
+    fig.colorbar(mesh, ax=ax, label=colour_label, format=percent).outline.set_linewidth(0)
+    mesh.update_scalarmappable()
+    # dark text on a light cell, white on a dark one: the cell's W3C relative luminance
+    rgb = mesh.get_facecolors()[:, :3]
+    rgb = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    light = rgb @ np.array([0.2126, 0.7152, 0.0722]) > 0.408
+    blank = np.ma.getmaskarray(values).flat
+    cells = zip(np.ndindex(num_classes, num_classes), values.data.flat, blank, light)
+    for (row, column), value, masked, on_light in cells:
+        if not masked:
+            ax.text(
+                column + 0.5,
+                row + 0.5,
+                format(value, fmt),
+                ha="center",
+                va="center",
+                fontsize=9 if num_classes <= 10 else 7,
+                color=".15" if on_light else "w",
+            )
     ax.set_xticks(np.arange(num_classes) + 0.5, names)
     ax.set_yticks(np.arange(num_classes) + 0.5, names, va="center")
-    if normalize:
-        ax.collections[0].colorbar.formatter = PercentFormatter(xmax=1.0)
-        ax.collections[0].colorbar.update_ticks()
-    ax.set_xlabel("predicted label")
-    ax.set_ylabel("true label")
+    ax.set(xlabel="predicted label", ylabel="true label")
     ax.tick_params(axis="y", labelrotation=0)
     ax.tick_params(axis="x", labelrotation=0 if max(len(n) for n in names) <= 3 else 45)
     ax.set_title(f"confusion matrix{' (row-normalised)' if normalize else ''}: {accuracy}")
     return fig
-
-
-def _heatmap(ax, values: np.ndarray, *, fmt: str, norm, colour_label: str, fontsize: int) -> None:
-    """A seaborn-style annotated heatmap drawn with matplotlib alone: square cells separated by
-    white lines, row 0 at the top, each cell's value in dark or white text by the cell's
-    luminance, and a colour bar. (Matplotlib rather than seaborn: importing seaborn brings pandas
-    and scipy.stats, over a second of every run's start-up on a small CPU.)"""
-    rows, columns = values.shape
-    values = np.ma.masked_invalid(values)  # a NaN cell is left blank, as seaborn leaves it
-    mesh = ax.pcolormesh(values, cmap="Blues", norm=norm, linewidths=0.5, edgecolors="white")
-    ax.set(xlim=(0, columns), ylim=(0, rows), aspect="equal")
-    ax.invert_yaxis()
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    colour_bar = ax.figure.colorbar(mesh, ax=ax, label=colour_label)
-    colour_bar.outline.set_linewidth(0)
-    mesh.update_scalarmappable()
-    blank = np.ma.getmaskarray(values).flat
-    cells = zip(np.ndindex(rows, columns), values.data.flat, blank, mesh.get_facecolors())
-    for (row, column), value, masked, colour in cells:
-        if masked:
-            continue
-        ax.text(
-            column + 0.5,
-            row + 0.5,
-            format(value, fmt),
-            ha="center",
-            va="center",
-            fontsize=fontsize,
-            color=".15" if _relative_luminance(colour) > 0.408 else "w",
-        )
-
-
-def _relative_luminance(colour) -> float:
-    """The W3C relative luminance of a colour (0 black, 1 white)."""
-    rgb = to_rgba_array(colour)[0, :3]
-    rgb = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    return float(rgb @ np.array([0.2126, 0.7152, 0.0722]))

@@ -2,24 +2,22 @@
 
 Every interval says what it resamples:
 
-- `intervals`: a mean over seeds with the test set fixed (`summarize`: Student-t;
-  `bootstrap_interval`: expanded percentile bootstrap), over seeds *and* test examples
-  (`seeds_and_examples_interval`: the t interval over seeds and the test set's, added in
-  quadrature), and one run's accuracy over test
-  examples (`wilson_interval`), and the difference of two runs' accuracies over the test examples
-  they share (`paired_proportions_interval`);
+- `intervals`: a mean over seeds with the test set fixed (`summarize`, `bootstrap_interval`),
+  over seeds *and* test examples (`seeds_and_examples_interval`), one run's accuracy over test
+  examples (`wilson_interval`), and two runs' difference over the test examples they share
+  (`paired_proportions_interval`);
 - `compare`: two configurations seed by seed (`paired_difference`, `probability_of_improvement`,
   `paired_p_value`, Holm's correction, `compare_with_reference`, `verdict`), and two sets of
   predictions example by example (`mcnemar`);
 - `calibration`: reliability bins, expected calibration error, and ensembles of growing size;
-- `selection`: the expected best result after n trials of a hyper-parameter search.
+- `selection`: the expected best result after n trials of a hyper-parameter search;
+- `coverage`: how often each of those intervals covers the truth, simulated.
 
 scipy is imported inside the functions that use it: importing scipy.stats takes about a second,
-and a single run, which needs only the Wilson interval, should not pay it.
-
-Bootstrap draws come from `numpy.random.default_rng(seed)` with a fixed default seed, so a report's
-numbers are the same each time they are computed. Values that are undefined (an interval of one
-seed) are None, so results are valid JSON as they are.
+and a single run, which needs only the Wilson interval, should not pay it. Bootstrap draws come
+from `numpy.random.default_rng(seed)` with a fixed default seed, so a report's numbers are the
+same each time they are computed. Undefined values (an interval of one seed) are None, so results
+are valid JSON as they are.
 """
 
 from mnist_jax.stats.calibration import (

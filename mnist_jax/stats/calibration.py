@@ -109,28 +109,21 @@ def ensemble_curve(
     if not members:
         raise ValueError("an ensemble needs at least one member")
     sizes = ensemble_sizes(members) if sizes is None else list(sizes)
-    if not members or any(not 1 <= k <= members for k in sizes):
+    if any(not 1 <= k <= members for k in sizes):
         raise ValueError(f"ensemble sizes must be in 1..{members}, got {sizes}")
     rng = np.random.default_rng(seed)
     rows = np.arange(labels.shape[0])
-    out: dict[str, list] = {"size": [], "accuracy": [], "nll": [], "ece": [], "subsets": []}
+    results = []
     for k in sizes:
         scores = []
         for subset in _subsets(members, k, max_subsets, rng):
             mean = probabilities[list(subset)].mean(axis=0)
             predicted = np.argmax(mean, axis=-1)
             correct = predicted == labels
-            scores.append(
-                (
-                    float(correct.mean()),
-                    float(-np.mean(np.log(np.maximum(mean[rows, labels], 1e-12)))),
-                    expected_calibration_error(mean[rows, predicted], correct, num_bins),
-                )
-            )
-        accuracy, nll, ece = np.mean(scores, axis=0)
-        out["size"].append(k)
-        out["accuracy"].append(float(accuracy))
-        out["nll"].append(float(nll))
-        out["ece"].append(float(ece))
-        out["subsets"].append(len(scores))
-    return out
+            nll = -np.mean(np.log(np.maximum(mean[rows, labels], 1e-12)))
+            ece = expected_calibration_error(mean[rows, predicted], correct, num_bins)
+            scores.append((float(correct.mean()), float(nll), ece))
+        accuracy, nll, ece = map(float, np.mean(scores, axis=0))
+        results.append((k, accuracy, nll, ece, len(scores)))
+    keys = ("size", "accuracy", "nll", "ece", "subsets")
+    return {key: [row[i] for row in results] for i, key in enumerate(keys)}

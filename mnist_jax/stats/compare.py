@@ -55,11 +55,6 @@ def paired_p_value(reference: Mapping[int, float], candidate: Mapping[int, float
     return float(2 * scipy.special.stdtr(differences.size - 1, -abs(t)))
 
 
-def _wins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1 where b > a, 1/2 where equal, 0 where b < a (along the last axis: seeds)."""
-    return (b > a) + 0.5 * (b == a)
-
-
 def probability_of_improvement(
     reference: Mapping[int, float],
     candidate: Mapping[int, float],
@@ -90,12 +85,10 @@ def probability_of_improvement(
     n = int(a.size)
     out = {"p": None, "low": None, "high": None, "n": n, "wins": None, "ties": None}
     out["method"] = "Clopper-Pearson on the wins, ties bracketed"
-    if n == 0:
-        return out
-    wins, ties = int(np.sum(b > a)), int(np.sum(b == a))
-    out.update(p=float(_wins(a, b).mean()), wins=wins, ties=ties)
-    low, high = beats_interval(wins, ties, n, confidence)
-    out["low"], out["high"] = float(low), float(high)
+    if n:
+        wins, ties = int(np.sum(b > a)), int(np.sum(b == a))
+        low, high = beats_interval(wins, ties, n, confidence)
+        out.update(p=(wins + ties / 2) / n, low=float(low), high=float(high), wins=wins, ties=ties)
     return out
 
 
@@ -149,17 +142,13 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     if a.shape != b.shape:
         raise ValueError(f"the two prediction sets cover {a.size} and {b.size} examples")
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    discordant = a_only + b_only
-    import scipy.special
+    p = 1.0
+    if a_only + b_only:
+        import scipy.special
 
-    # The exact two-sided binomial test at 1/2 (scipy.stats.binomtest's p-value): twice the
-    # smaller tail, as the distribution is symmetric.
-    smaller = min(a_only, b_only)
-    p = (
-        1.0
-        if discordant == 0
-        else min(1.0, float(2 * scipy.special.bdtr(smaller, discordant, 0.5)))
-    )
+        # The exact two-sided binomial test at 1/2 (scipy.stats.binomtest's p-value): twice the
+        # smaller tail, as the distribution is symmetric.
+        p = min(1.0, float(2 * scipy.special.bdtr(min(a_only, b_only), a_only + b_only, 0.5)))
     return {
         "both": int(np.sum(a & b)),
         "a_only": a_only,
@@ -183,18 +172,18 @@ def compare_with_reference(
     """
     if reference not in values:
         raise ValueError("the reference configuration has no values")
-    others = [key for key in values if key != reference]
-    rows = {}
-    for key in others:
-        rows[key] = {
+    rows = {
+        key: {
             "difference": paired_difference(values[reference], values[key]),
             "p_value": paired_p_value(values[reference], values[key]),
             "improvement": probability_of_improvement(values[reference], values[key], seed=seed),
         }
-    family = [key for key in others if rows[key]["difference"]["n"] >= MIN_VERDICT_SEEDS]
+        for key in values
+        if key != reference
+    }
+    family = [key for key, row in rows.items() if row["difference"]["n"] >= MIN_VERDICT_SEEDS]
     adjusted = dict(zip(family, holm([rows[key]["p_value"] for key in family])))
-    for key in others:
-        row = rows[key]
+    for key, row in rows.items():
         row["p_holm"] = adjusted.get(key)
         row["holm_family"] = len(family)
         row["outcome"] = outcome(row["difference"]["mean"], row["p_holm"], row["difference"]["n"])
@@ -226,17 +215,11 @@ def verdict(candidate: str, reference: str, row: Mapping) -> str:
             text += f" [{improvement['low']:.2f}, {improvement['high']:.2f}]"
     family = row.get("holm_family", 1)
     if row["p_holm"] is not None:
-        corrected = (
-            f"paired t-test, Holm-adjusted over {family} comparisons"
-            if family > 1
-            else "paired t-test"
-        )
-        text += f", p = {row['p_holm']:.3g} ({corrected})"
-    result = row["outcome"]
-    if result == "too few seeds":
-        return text + f": too few seeds for a verdict (at least {MIN_VERDICT_SEEDS})."
-    if result == "better":
-        return text + f": {candidate} is better on this test set."
-    if result == "worse":
-        return text + f": {reference} is better on this test set."
-    return text + f": no difference shown with {n} seeds."
+        corrected = f", Holm-adjusted over {family} comparisons" if family > 1 else ""
+        text += f", p = {row['p_holm']:.3g} (paired t-test{corrected})"
+    conclusion = {
+        "too few seeds": f"too few seeds for a verdict (at least {MIN_VERDICT_SEEDS})",
+        "better": f"{candidate} is better on this test set",
+        "worse": f"{reference} is better on this test set",
+    }.get(row["outcome"], f"no difference shown with {n} seeds")
+    return f"{text}: {conclusion}."

@@ -29,12 +29,14 @@ from mnist_jax.stats.compare import beats_interval
 from mnist_jax.stats.intervals import (
     CONFIDENCE,
     MIN_BOOTSTRAP_SEEDS,
+    _t,
     bootstrap_means,
     expanded_tail,
     paired_proportions_interval,
     seeds_and_examples_parts,
     wilson_interval,
 )
+from mnist_jax.stats.selection import _log_comb
 
 DIFFICULTY = ((1.0, 0.927), (0.75, 0.0595), (0.25, 0.0135))  # (chance right, share of the images)
 SPREADS = {"like the MNIST MLP": 1.0, "10x": 10.0}  # seed spread, times the MLP-like one
@@ -64,11 +66,6 @@ def true_accuracy() -> float:
     return float(sum(p * share for p, share in DIFFICULTY))
 
 
-def _interaction_std(examples: int) -> float:
-    """The seed-to-seed standard deviation of accuracy on one test set from the images' luck."""
-    return math.sqrt(sum(share * p * (1 - p) for p, share in DIFFICULTY) / examples)
-
-
 def simulate_tables(
     replicates: int, seeds: int, examples: int, spread: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -80,8 +77,9 @@ def simulate_tables(
     tables = (rng.random((replicates, seeds, examples), dtype=np.float32) < chance[kind]).astype(
         np.float64
     )
-    if spread > 1:
-        extra = _interaction_std(examples) * math.sqrt(spread**2 - 1)
+    if spread > 1:  # the images' luck alone spreads seeds by `luck`; the seed effect adds the rest
+        luck = math.sqrt(sum(share * p * (1 - p) for p, share in DIFFICULTY) / examples)
+        extra = luck * math.sqrt(spread**2 - 1)
         tables += rng.normal(0.0, extra, size=(replicates, seeds, 1))
     return tables
 
@@ -95,8 +93,6 @@ def _covers(low, high, truth) -> float:
 
 def t_coverage(seeds: int, replicates: int, rng: np.random.Generator) -> float:
     """The Student-t interval over seeds (`summarize`), normal seed means around 0."""
-    from mnist_jax.stats.intervals import _t
-
     x = rng.normal(size=(replicates, seeds))
     half = _t(CONFIDENCE, seeds - 1) * x.std(axis=1, ddof=1) / math.sqrt(seeds)
     mean = x.mean(axis=1)
@@ -257,10 +253,9 @@ def runs_bootstrap_coverage(
 
 def _binomial_pmf(k, n, p):
     """Binomial probabilities, from scipy.special (importing scipy.stats takes a second)."""
-    from scipy.special import gammaln, xlog1py, xlogy
+    from scipy.special import xlog1py, xlogy
 
-    log = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + xlogy(k, p) + xlog1py(n - k, -p)
-    return np.exp(log)
+    return np.exp(_log_comb(n, k) + xlogy(k, p) + xlog1py(n - k, -p))
 
 
 def runs_difference_coverage(images: int, discordant: float, difference: float) -> float:
@@ -292,78 +287,61 @@ def coverage_table(replicates: int = 2000, seed: int = 0, examples: int = 1000) 
     exactly over every outcome."""
     rng = np.random.default_rng(seed)
     rows = []
-    for n in SEEDS:
+
+    def add(interval: str, seeds: int, setting: str, before, now) -> None:
         rows.append(
-            {
-                "interval": "Student-t 95%, seeds (test set fixed)",
-                "seeds": n,
-                "setting": "any spread (scale-free)",
-                "before": "same",
-                "now": t_coverage(n, replicates, rng),
-            }
+            {"interval": interval, "seeds": seeds, "setting": setting, "before": before, "now": now}
         )
+
+    scale_free = "any spread (scale-free)"
     for n in SEEDS:
-        offered = n >= MIN_BOOTSTRAP_SEEDS
-        rows.append(
-            {
-                "interval": "bootstrap 95%, seeds (test set fixed)",
-                "seeds": n,
-                "setting": "any spread (scale-free)"
-                + ("" if offered else "; not offered below 10 seeds"),
-                "before": bootstrap_coverage(n, replicates, rng, before=True),
-                "now": bootstrap_coverage(n, replicates, rng),
-            }
+        interval = "Student-t 95%, seeds (test set fixed)"
+        add(interval, n, scale_free, "same", t_coverage(n, replicates, rng))
+    for n in SEEDS:
+        offered = "" if n >= MIN_BOOTSTRAP_SEEDS else "; not offered below 10 seeds"
+        add(
+            "bootstrap 95%, seeds (test set fixed)",
+            n,
+            scale_free + offered,
+            bootstrap_coverage(n, replicates, rng, before=True),
+            bootstrap_coverage(n, replicates, rng),
         )
     for name, spread in SPREADS.items():
         for n in SEEDS:
-            rows.append(
-                {
-                    "interval": "seeds and test images 95%",
-                    "seeds": n,
-                    "setting": f"seed spread {name}",
-                    "before": seeds_and_examples_coverage(
-                        n, spread, max(200, replicates // 5), rng, examples=examples, before=True
-                    ),
-                    "now": seeds_and_examples_coverage(
-                        n, spread, replicates, rng, examples=examples
-                    ),
-                }
+            add(
+                "seeds and test images 95%",
+                n,
+                f"seed spread {name}",
+                seeds_and_examples_coverage(
+                    n, spread, max(200, replicates // 5), rng, examples=examples, before=True
+                ),
+                seeds_and_examples_coverage(n, spread, replicates, rng, examples=examples),
             )
     for n in SEEDS:
         for beats in TRUE_BEATS:
             for tie in (0.0, 0.1) if beats == 0.9 else (0.0,):
-                rows.append(
-                    {
-                        "interval": "P(beats the reference on a seed) 95%",
-                        "seeds": n,
-                        "setting": f"P = {beats:g}" + (f", P(tie) = {tie:g}" if tie else ""),
-                        "before": beats_coverage(n, beats, tie, before=True)
-                        if n >= MIN_BOOTSTRAP_SEEDS
-                        else None,
-                        "now": beats_coverage(n, beats, tie),
-                    }
+                add(
+                    "P(beats the reference on a seed) 95%",
+                    n,
+                    f"P = {beats:g}" + (f", P(tie) = {tie:g}" if tie else ""),
+                    beats_coverage(n, beats, tie, before=True)
+                    if n >= MIN_BOOTSTRAP_SEEDS
+                    else None,
+                    beats_coverage(n, beats, tie),
                 )
     for images, discordant, difference in RUNS_SETTINGS:
-        rows.append(
-            {
-                "interval": "difference of two runs 95%, test images (models fixed)",
-                "seeds": 1,
-                "setting": f"{images:,} images, {100 * discordant:g}% discordant, "
-                "true difference " + (f"{100 * difference:+g} points" if difference else "0"),
-                "before": runs_bootstrap_coverage(images, discordant, difference, replicates, rng),
-                "now": runs_difference_coverage(images, discordant, difference),
-            }
+        add(
+            "difference of two runs 95%, test images (models fixed)",
+            1,
+            f"{images:,} images, {100 * discordant:g}% discordant, "
+            "true difference " + (f"{100 * difference:+g} points" if difference else "0"),
+            runs_bootstrap_coverage(images, discordant, difference, replicates, rng),
+            runs_difference_coverage(images, discordant, difference),
         )
     for accuracy in (0.975, 0.99):
-        rows.append(
-            {
-                "interval": "Wilson 95%, one run's test images",
-                "seeds": 1,
-                "setting": f"10,000 images, accuracy {accuracy:g}",
-                "before": "same",
-                "now": wilson_coverage(10_000, accuracy),
-            }
-        )
+        interval = "Wilson 95%, one run's test images"
+        setting = f"10,000 images, accuracy {accuracy:g}"
+        add(interval, 1, setting, "same", wilson_coverage(10_000, accuracy))
     return rows
 
 
@@ -373,13 +351,8 @@ def render_table(rows: list[dict]) -> str:
     def pct(x):
         return "-" if x is None else x if isinstance(x, str) else f"{100 * x:.1f}%"
 
-    lines = [
-        "| interval | seeds | setting | before | now |",
-        "|---|---:|---|---:|---:|",
-    ]
-    lines += [
-        f"| {r['interval']} | {r['seeds']} | {r['setting']} "
-        f"| {pct(r['before'])} | {pct(r['now'])} |"
-        for r in rows
-    ]
+    lines = ["| interval | seeds | setting | before | now |", "|---|---:|---|---:|---:|"]
+    for r in rows:
+        cells = (r["interval"], r["seeds"], r["setting"], pct(r["before"]), pct(r["now"]))
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

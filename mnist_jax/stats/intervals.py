@@ -34,7 +34,6 @@ BOOTSTRAP_RESAMPLES = 10_000  # over seeds: cheap, so many
 MIN_BOOTSTRAP_SEEDS = 10
 # The seeds-and-examples interval needs a seed spread: two seeds at least.
 MIN_SEEDS_AND_EXAMPLES_SEEDS = 2
-TWO_LEVEL_RESAMPLES = 2_000  # the old two-level bootstrap's draws; kept for old imports
 
 
 def _values(values: Iterable[float]) -> np.ndarray:
@@ -62,8 +61,7 @@ def summarize(values: Iterable[float], confidence: float = CONFIDENCE) -> dict:
     """
     x = _values(values)
     n = int(x.size)
-    out = dict.fromkeys(("mean", "std", "ci95_low", "ci95_high", "min", "max"))
-    out["n"] = n
+    out = {**dict.fromkeys(("mean", "std", "ci95_low", "ci95_high", "min", "max")), "n": n}
     if n == 0:
         return out
     out.update(mean=float(np.mean(x)), min=float(np.min(x)), max=float(np.max(x)))
@@ -85,8 +83,7 @@ def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator
     with the same resampled indices."""
     values = np.asarray(values, np.float64)
     n = values.shape[-1]
-    draws = rng.integers(0, n, size=(resamples, n))
-    return values[..., draws].mean(axis=-1)
+    return values[..., rng.integers(0, n, size=(resamples, n))].mean(axis=-1)
 
 
 def bootstrap_interval(
@@ -125,11 +122,9 @@ def seeds_and_examples_parts(values: np.ndarray, confidence: float = CONFIDENCE)
     y = np.asarray(values, np.float64)
     seeds, examples = y.shape[-2:]
     grand = y.mean(axis=(-2, -1))
-    rows = y.mean(axis=-1)  # each seed's accuracy
-    columns = y.mean(axis=-2)  # each example's mean over seeds
     g = grand[..., None]
-    ss_seeds = examples * np.sum((rows - g) ** 2, axis=-1)
-    ss_examples = seeds * np.sum((columns - g) ** 2, axis=-1)
+    ss_seeds = examples * np.sum((y.mean(axis=-1) - g) ** 2, axis=-1)  # over seed accuracies
+    ss_examples = seeds * np.sum((y.mean(axis=-2) - g) ** 2, axis=-1)  # over example means
     ss_total = np.sum((y - grand[..., None, None]) ** 2, axis=(-2, -1))
     ss_both = np.maximum(ss_total - ss_seeds - ss_examples, 0.0)
     ms_seeds = ss_seeds / (seeds - 1)
@@ -137,10 +132,10 @@ def seeds_and_examples_parts(values: np.ndarray, confidence: float = CONFIDENCE)
     ms_both = ss_both / ((seeds - 1) * max(examples - 1, 1))
     # Var(mean) = MS_seeds / (S E)  [the t interval's: the seeds' own spread, interaction included]
     #           + (MS_examples - MS_both) / (S E)  [the test set's sampling, shared by every seed]
-    seed_var = ms_seeds / (seeds * examples)
-    example_var = np.maximum(ms_examples - ms_both, 0.0) / (seeds * examples)
-    seeds_half = _t(confidence, seeds - 1) * np.sqrt(seed_var)
-    examples_half = _z(confidence) * np.sqrt(example_var)
+    seeds_half = _t(confidence, seeds - 1) * np.sqrt(ms_seeds / (seeds * examples))
+    examples_half = _z(confidence) * np.sqrt(
+        np.maximum(ms_examples - ms_both, 0.0) / (seeds * examples)
+    )
     half = np.sqrt(seeds_half**2 + examples_half**2)
     return {
         "mean": grand,
@@ -184,26 +179,19 @@ def seeds_and_examples_interval(
     if values.ndim != 2:
         raise ValueError(f"correct must be (seeds, examples), got shape {values.shape}")
     seeds, examples = values.shape
-    out = {
-        "mean": None,
-        "low": None,
-        "high": None,
-        "seeds": seeds,
-        "examples": examples,
-        "seeds_half": None,
-        "examples_half": None,
-        "method": "t over seeds + normal over test examples (MOVER)",
-        "resamples": None,
-    }
+    keys = ("mean", "low", "high", "seeds", "examples", "seeds_half", "examples_half", "method")
+    out = {**dict.fromkeys(keys), "resamples": None}
+    out.update(seeds=seeds, examples=examples)
+    out["method"] = "t over seeds + normal over test examples (MOVER)"
     if seeds == 0 or examples == 0:
         return out
     values = values.astype(np.float64)
     out["mean"] = float(values.mean())
-    if seeds < MIN_SEEDS_AND_EXAMPLES_SEEDS or examples < 2:
-        return out
-    parts = seeds_and_examples_parts(values, confidence)
-    for key in ("low", "high", "seeds_half", "examples_half"):
-        out[key] = float(parts[key])
+    if seeds >= MIN_SEEDS_AND_EXAMPLES_SEEDS and examples >= 2:
+        parts = seeds_and_examples_parts(values, confidence)
+        out.update(
+            {key: float(parts[key]) for key in ("low", "high", "seeds_half", "examples_half")}
+        )
     return out
 
 
@@ -249,9 +237,7 @@ def paired_proportions_interval(only_b, only_a, trials, confidence: float = CONF
     d = share_b - share_a
     half = _z(confidence) * np.sqrt((share_b + share_a - d * d) / (n + 2))
     low, high = np.maximum(d - half, -1.0), np.minimum(d + half, 1.0)
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
 def exact_interval(

@@ -51,18 +51,16 @@ def expected_max(values: Iterable[float], band: tuple[float, float] = BAND) -> d
     if not 0 <= band[0] <= band[1] <= 1:
         raise ValueError(f"band must be two quantiles 0 <= low <= high <= 1, got {band}")
     size = v.size
-    out: dict = {"trials": [], "expected": [], "low": [], "high": [], "std": []}
+    rows = []
     for n in range(1, size + 1):
         weights = best_of_n_weights(size, n)
         mean = float(weights @ v)
         cumulative = np.cumsum(weights)
         # the smallest value whose cumulative probability reaches q (a small tolerance for rounding)
         low, high = (v[min(int(np.searchsorted(cumulative, q - 1e-12)), size - 1)] for q in band)
-        out["trials"].append(n)
-        out["expected"].append(min(max(mean, float(v[0])), float(v[-1])))
-        out["low"].append(float(low))
-        out["high"].append(float(high))
-        out["std"].append(max(0.0, float(weights @ (v - mean) ** 2)) ** 0.5)
-    out["observed_max"] = float(v[-1])
-    out["band"] = list(band)
-    return out
+        expected = min(max(mean, float(v[0])), float(v[-1]))
+        std = max(0.0, float(weights @ (v - mean) ** 2)) ** 0.5
+        rows.append((n, expected, float(low), float(high), std))
+    keys = ("trials", "expected", "low", "high", "std")
+    out = {key: [row[i] for row in rows] for i, key in enumerate(keys)}
+    return {**out, "observed_max": float(v[-1]), "band": list(band)}
