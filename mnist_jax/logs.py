@@ -10,10 +10,11 @@ of what this file holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,16 @@ class EpochLog:
             if writer is not None:
                 writer.close()
         self.writers = {}
+
+    @contextlib.contextmanager
+    def closed_on_error(self) -> Iterator[EpochLog]:
+        """Closes the log where training raises (a divergence, an interrupt); otherwise `finish`
+        closes it, once the outputs are written."""
+        try:
+            yield self
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> EpochLog:
         return self

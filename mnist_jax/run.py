@@ -219,7 +219,7 @@ def complete_run(
     with (
         checkpointer,
         contextlib.closing(profiler) if profiler else contextlib.nullcontext(),
-        _closed_on_error(log),  # `finish` closes it once the outputs are written
+        log.closed_on_error(),
     ):
         # The log line of an epoch is on disk before its checkpoint is: a resume never lacks one.
         sweep = run_sweep(
@@ -297,15 +297,6 @@ def complete_run(
         sweep.compile_seconds,
         profiler.summary() if profiler else None,
     )
-
-
-@contextlib.contextmanager
-def _closed_on_error(log: EpochLog):
-    try:
-        yield log
-    except BaseException:
-        log.close()
-        raise
 
 
 def train_run(

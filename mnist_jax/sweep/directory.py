@@ -10,6 +10,7 @@ only what is missing).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -275,7 +276,7 @@ def complete_sweep(
         save_every=save_every,
         keep_latest=keep,
     )
-    with checkpointer:
+    with checkpointer, sweep_log.closed_on_error() if main_process else contextlib.nullcontext():
         result = run_sweep(
             config,
             members,
