@@ -113,27 +113,10 @@ def _members_per_step(text: str) -> int | str | None:
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
-    seeds_text = (
-        f"{seeds[0]}-{seeds[-1]}"
-        if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
-        else f"{seeds[0]}-x{len(seeds)}"
-    )
-    return (
-        f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-        f"-seeds{seeds_text}"
-    )
-
-
-def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    return sorted(
-        {flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")}
-    )
-
-
-def without_processes(argv: Sequence[str]) -> list[str]:
-    from experiments.launch import without_flag
-
-    return without_flag(argv, "--processes")
+    contiguous = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+    seeds_text = f"{seeds[0]}-{seeds[-1]}" if contiguous else f"{seeds[0]}-x{len(seeds)}"
+    dataset = dataset.replace(":", "-").replace("/", "-")
+    return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-seeds{seeds_text}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.processes is not None:
         if os.environ.get(ENV_COORDINATOR):
             raise ConfigError(f"--processes starts its own processes: unset {ENV_COORDINATOR}")
-        from experiments.launch import launch_local
+        from experiments.launch import launch_local, without_flag
 
-        return launch_local("experiments.sweep", without_processes(argv), args.processes)
+        return launch_local("experiments.sweep", without_flag(argv, "--processes"), args.processes)
     initialize_distributed_from_env()
     main_process = is_main_process()
     console = Console(quiet=args.quiet or not main_process)
@@ -152,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.resume:
         cli.refuse_flags_with_resume(argv, record=SWEEP_FILE)
-        given = _given(argv, SWEEP_DEFINING_FLAGS)
+        given = cli.given_flags(argv, SWEEP_DEFINING_FLAGS)
         if given:
             raise ConfigError(
                 f"--resume continues a sweep with the configuration in its "
@@ -215,18 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outcome is None:  # another process than 0: process 0 prints and writes
         return 0
     print_table(console, outcome.rows)
-    timing, rate = outcome.timing, outcome.timing["examples_per_second"]
-    console.info(
-        f"wall {timing['wall_seconds']:.2f} s, compilation {timing['compile_seconds']:.2f} s"
-        + (
-            f", {rate:,.0f} examples/s over all members = "
+    timing = outcome.timing
+    line = f"wall {timing['wall_seconds']:.2f} s, compilation {timing['compile_seconds']:.2f} s"
+    if timing["examples_per_second"]:
+        line += (
+            f", {timing['examples_per_second']:,.0f} examples/s over all members = "
             f"{timing['examples_per_second_per_member']:,.0f} per member"
-            if rate
-            else ""
         )
+    console.info(line)
+    console.info(
+        "wrote: " + (", ".join(map(str, outcome.written)) or "nothing, every output was there")
     )
-    written = outcome.written
-    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
     console.result(f"sweep directory: {sweep.sweep_dir}")
     return 0
 

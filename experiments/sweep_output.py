@@ -115,28 +115,19 @@ def print_plan(
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
     configurations = {m.config_key: m for m in members}.values()  # one member each
-    lists = {  # each field's values among the members where it does something
-        name: list(
-            dict.fromkeys(getattr(m, name) for m in configurations if applies(name, m.to_dict()))
-        )
-        for name in CONFIG_KEY_FIELDS
-    }
-    lists = {  # those that vary, or that differ from the configuration's default
-        name: values
-        for name, values in lists.items()
-        if len(values) > 1 or (values and values[0] != FIELDS[name].default)
-    }
-    console.info(
-        f"members: {len(members):,} = seeds {int_ranges(sorted({m.seed for m in members}))}"
-        + "".join(f" x {name} {values}" for name, values in lists.items() if values)
-    )
+    swept = ""  # each field's values where it does something, if they vary or are not the default
+    for name in CONFIG_KEY_FIELDS:
+        values = [getattr(m, name) for m in configurations if applies(name, m.to_dict())]
+        values = list(dict.fromkeys(values))
+        if len(values) > 1 or (values and values[0] != FIELDS[name].default):
+            swept += f" x {name} {values}"
+    seeds = int_ranges(sorted({m.seed for m in members}))
+    console.info(f"members: {len(members):,} = seeds {seeds}{swept}")
     console.info(
         f"programs: {len(programs)} (at most {members_per_program} members each, "
         f"{members_per_step or 'all'} per device at a time)"
     )
-    shown = (
-        programs if len(programs) <= MAX_PROGRAMS_LISTED else programs[: MAX_PROGRAMS_LISTED - 2]
-    )
+    shown = programs[: MAX_PROGRAMS_LISTED - 2] if len(programs) > MAX_PROGRAMS_LISTED else programs
     for p in shown:
         words = []  # its compiled values: the outermost always, the others where they matter
         for k, (name, value) in enumerate(p.group.items()):
