@@ -159,7 +159,7 @@ def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
         result = compare_configurations(*sides)
     except ValueError as error:
         raise ConfigError(f"{folder}: {error}") from None
-    return result, labels[chosen[0]], labels[chosen[1]], [str(folder)]
+    return result, labels[chosen[0]], labels[chosen[1]]
 
 
 def _check_rows(folder: Path, entries: list, predictions: Predictions) -> None:
@@ -209,15 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             [f.name for f in folders] if folders[0].name != folders[1].name else map(str, folders)
         )
         name_a, name_b = (f"{n} ({d})" if d else n for n, d in zip(names, details))
-        sources = [str(f) for f in folders]
     elif len(folders) == 1 and args.a and args.b:
-        result, name_a, name_b, sources = _compare_sweep(folders[0], args.a, args.b)
+        result, name_a, name_b = _compare_sweep(folders[0], args.a, args.b)
     else:
         raise ConfigError(
             "give two run directories, or one sweep directory with --a and --b naming two of "
             "its configurations"
         )
-    text = render_comparison(result, name_a, name_b, sources)
+    text = render_comparison(result, name_a, name_b, [str(f) for f in folders])
     for line in text.splitlines():
         if line.startswith("**"):
             console.result(line.strip("*"))
