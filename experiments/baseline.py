@@ -80,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = result.metrics
     if result.profile_summary:
         console.info(result.profile_summary)
-    accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
-    console.result(accuracy)
+    console.result(
+        f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
+    )
     target = time_to_target_text(metrics.get("time_to_target"))
     if target:
         console.result(target)
@@ -90,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"training {result.train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
             f"steady epochs {metrics['examples_per_second']:,.0f} examples/s"
         )
-    written = result.written
-    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
+    wrote = ", ".join(map(str, result.written)) or "nothing, every output was there"
+    console.info(f"wrote: {wrote}")
     console.result(f"run directory: {run.run_dir}")
     return 0
 

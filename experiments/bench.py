@@ -52,10 +52,6 @@ from mnist_jax.train import (
     train_epoch_jit,
 )
 
-# The benchmark's settings that the timed `python -m experiments.baseline` is given as flags.
-COMMAND_FIELDS = ("dataset", "data_dir", "validation", "validation_size", "model", "precision",
-                  "epochs", "batch_size")  # fmt: skip
-
 
 def timed(fn):
     """`fn()`'s result, once ready, and the wall seconds it took."""
@@ -73,8 +69,10 @@ def time_module(prog: str, module: str, argv: Sequence[str], env: dict | None = 
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        print(f"{prog}: {module} failed: {lines[-1] if lines else ''}", file=sys.stderr)
+        last = (
+            (done.stderr or done.stdout).strip().splitlines() or [f"exit status {done.returncode}"]
+        )[-1]
+        print(f"{prog}: {module} failed: {last}", file=sys.stderr)
         raise SystemExit(done.returncode)
     return seconds
 
@@ -189,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command:
         values = dataclasses.asdict(config)
-        command = [  # a flag where it does nothing (the held-out size without holdout) is refused
-            f"{cli.flag_names(FIELDS[name])[0]}={values[name]}"
-            for name in COMMAND_FIELDS
-            if values[name] is not None and applies(name, values)
+        command = [  # the bench's own settings; a flag where it does nothing is refused
+            f"{cli.flag_names(field)[0]}={values[name]}"
+            for name, field in FIELDS.items()
+            if hasattr(args, name) and values[name] is not None and applies(name, values)
         ]
         with tempfile.TemporaryDirectory(prefix="mnist-jax-bench-") as folder:
             env = dict(os.environ, **{CACHE_ENV: str(Path(folder) / "cache")})
@@ -209,11 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cpu: {cpu_description()}")  # the host's: it runs the Python, and the training on CPU
     width = max(map(len, figures))
     for name, value in figures.items():
-        print(
-            f"  {name:<{width}}  {value:,.4f}"
-            if isinstance(value, float)
-            else f"  {name:<{width}}  {value:,}"
-        )
+        spec = ",.4f" if isinstance(value, float) else ","
+        print(f"  {name:<{width}}  {value:{spec}}")
     if args.json:
         if Path(args.json).exists():  # made while the benchmark ran
             raise ConfigError(f"--json {args.json} appeared meanwhile; it was left as it is")

@@ -206,9 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{timing['examples_per_second_per_member']:,.0f} per member"
         )
     console.info(line)
-    console.info(
-        "wrote: " + (", ".join(map(str, outcome.written)) or "nothing, every output was there")
-    )
+    wrote = ", ".join(map(str, outcome.written)) or "nothing, every output was there"
+    console.info(f"wrote: {wrote}")
     console.result(f"sweep directory: {sweep.sweep_dir}")
     return 0
 
