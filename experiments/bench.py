@@ -69,9 +69,8 @@ def time_module(prog: str, module: str, argv: Sequence[str], env: dict | None = 
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        last = (
-            (done.stderr or done.stdout).strip().splitlines() or [f"exit status {done.returncode}"]
-        )[-1]
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        last = lines[-1] if lines else f"exit status {done.returncode}"
         print(f"{prog}: {module} failed: {last}", file=sys.stderr)
         raise SystemExit(done.returncode)
     return seconds
