@@ -144,7 +144,7 @@ def add_config_flags(
     """
     defaults = defaults or {}
     sections = {name: parser.add_argument_group(name) for name in groups}
-    for field in dataclasses.fields(TrainConfig):
+    for field in FIELDS.values():
         group = field.metadata.get("group")
         if group not in sections or field.name in skip:
             continue
@@ -214,12 +214,7 @@ def add_checkpoint_flags(
 
 # Flags that decide what a run computes: a resumed run takes them from its config.json instead.
 RUN_DEFINING_FLAGS = (
-    *(
-        name
-        for field in dataclasses.fields(TrainConfig)
-        if field.metadata["defines_run"]
-        for name in flag_names(field)
-    ),
+    *(flag for f in FIELDS.values() if f.metadata["defines_run"] for flag in flag_names(f)),
     "--out",
 )
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from experiments import cli
@@ -29,6 +28,7 @@ from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter, print_plan, print_table
 from mnist_jax.distributed import ENV_COORDINATOR, is_main_process
 from mnist_jax.errors import ConfigError
+from mnist_jax.rundir import default_run_name
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.sweep import expand_members, initialize_distributed_from_env, parse_int_ranges
 from mnist_jax.sweep.directory import (
@@ -113,10 +113,11 @@ def _members_per_step(text: str) -> int | str | None:
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
+    """A run's default name, its seed part `seeds0-15` (or `seeds3-x5` when not contiguous)."""
     contiguous = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
-    seeds_text = f"{seeds[0]}-{seeds[-1]}" if contiguous else f"{seeds[0]}-x{len(seeds)}"
-    dataset = dataset.replace(":", "-").replace("/", "-")
-    return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-seeds{seeds_text}"
+    return default_run_name(
+        dataset, f"s{seeds[0]}-{seeds[-1]}" if contiguous else f"s{seeds[0]}-x{len(seeds)}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
