@@ -206,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cpu: {cpu_description()}")  # the host's: it runs the Python, and the training on CPU
     width = max(map(len, figures))
     for name, value in figures.items():
-        spec = ",.4f" if isinstance(value, float) else ","
-        print(f"  {name:<{width}}  {value:{spec}}")
+        form = ",.4f" if isinstance(value, float) else ","
+        print(f"  {name:<{width}}  {value:{form}}")
     if args.json:
         if Path(args.json).exists():  # made while the benchmark ran
             raise ConfigError(f"--json {args.json} appeared meanwhile; it was left as it is")

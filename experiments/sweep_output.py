@@ -22,8 +22,7 @@ class ProgressPrinter:
 
     def __call__(self, program, state, records, histories) -> None:
         live = [r for r in records if r is not None and not diverged(r)]
-        seconds = next(r["seconds"] for r in records if r is not None)
-        epoch = next(r["epoch"] for r in records if r is not None)
+        first = next(r for r in records if r is not None)
         if live:
             accuracy = [r["val_accuracy"] for r in live]
             loss = np.mean([r["train_loss"] for r in live])
@@ -39,10 +38,10 @@ class ProgressPrinter:
         stopped = sum(not (h and diverged(h[-1])) for h in idle)
         lost = len(records) - len(live) - stopped
         self.console.info(
-            f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
+            f"program {program.index} epoch {first['epoch']:>3}/{self.epochs}: {text}"
             + (f" | {lost} diverged" if lost else "")
             + (f" | {stopped} stopped" if stopped else "")
-            + f" | {seconds:.2f} s"
+            + f" | {first['seconds']:.2f} s"
         )
 
 
@@ -138,9 +137,9 @@ def print_plan(
                 continue
             text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
             words.append(text if meta["short"] is None else f"{meta['short']} {text}")
-        shared = " ".join(words)
         console.info(
-            f"  program {p.index}: {shared}, {len(p.members)} members padded to {p.num_padded}"
+            f"  program {p.index}: {' '.join(words)}, {len(p.members)} members padded to "
+            f"{p.num_padded}"
         )
     if len(shown) < len(programs):
         console.info(f"  ... and {len(programs) - len(shown):,} more programs")
