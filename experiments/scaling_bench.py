@@ -12,6 +12,7 @@ Prints a table of seconds per epoch and examples/s (all members and per member) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,34 +35,22 @@ MODES = ("vmap", "map", "single")
 def time_members(config: TrainConfig, data, spec, n: int, mode: str, repeats: int) -> dict:
     """Compile and steady-epoch seconds of `n` members trained the `mode` way."""
     jax.clear_caches()  # each mode and count compiles from scratch: its compile time is its own
-    if mode == "single":
+    if mode == "single":  # a state per member
         images, labels = data.train_images, data.train_labels
         states = [create_train_state(config.replace(seed=k), spec) for k in range(n)]
-        epoch, compile_seconds = timed(
-            lambda: train_epoch_jit.lower(spec, states[0], images, labels).compile()
-        )
-
-        def call():
-            for k in range(n):
-                states[k], _ = epoch(states[k], images, labels)
-            return states[-1].params
-
-    else:
+        lower = functools.partial(train_epoch_jit.lower, spec)
+    else:  # one state of all members
         mesh = prog.member_mesh(jax.devices()[:1] if n % jax.device_count() else None)
         shared = prog.replicate_data(data, mesh)
         images, labels = shared.train_images, shared.train_labels
         states = [prog.init_members(spec, expand_members(range(n)), mesh=mesh, base=config)]
-        epoch, compile_seconds = timed(
-            lambda: (
-                prog.epoch_program(spec, mesh, None if mode == "vmap" else 1)
-                .lower(states[0], images, labels)
-                .compile()
-            )
-        )
+        lower = prog.epoch_program(spec, mesh, None if mode == "vmap" else 1).lower
+    epoch, compile_seconds = timed(lambda: lower(states[0], images, labels).compile())
 
-        def call():
-            states[0], metrics = epoch(states[0], images, labels)
-            return metrics
+    def call():
+        for k, state in enumerate(states):
+            states[k], metrics = epoch(state, images, labels)
+        return metrics
 
     timed(call)  # warm-up: threads and allocations
     steady = min(timed(call)[1] for _ in range(repeats))
