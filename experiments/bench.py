@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 
 from experiments import cli
+from experiments.console import device_text
 from mnist_jax.config import FIELDS, MODELS, PRECISIONS, applies
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
@@ -44,6 +45,7 @@ from mnist_jax.floors import (
     measure_numpy_matmul_floor,
 )
 from mnist_jax.models import parameter_count
+from mnist_jax.rundir import device_summary
 from mnist_jax.runtime import CACHE_ENV, enable_compilation_cache
 from mnist_jax.train import (
     create_train_state,
@@ -74,11 +76,6 @@ def time_module(prog: str, module: str, argv: Sequence[str], env: dict | None = 
         print(f"{prog}: {module} failed: {last}", file=sys.stderr)
         raise SystemExit(done.returncode)
     return seconds
-
-
-def device_text() -> str:
-    device = jax.devices()[0]
-    return f"{jax.device_count()} x {device.device_kind} ({device.platform})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
 
     print(
-        f"device: {device_text()}, jax {jax.__version__}, "
+        f"device: {device_text(device_summary())}, jax {jax.__version__}, "
         f"compilation cache {'on' if args.compile_cache else 'off'}"
     )
     print(f"cpu: {cpu_description()}")  # the host's: it runs the Python, and the training on CPU

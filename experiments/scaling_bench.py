@@ -19,12 +19,14 @@ from pathlib import Path
 import jax
 
 from experiments import cli
-from experiments.bench import device_text, timed
+from experiments.bench import timed
+from experiments.console import device_text
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.device_data import spec_for, to_device
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.rundir import device_summary
 from mnist_jax.sweep import expand_members, parse_int_ranges
 from mnist_jax.sweep import program as prog
 from mnist_jax.train import create_train_state, train_epoch_jit
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = spec_for(config, dataset)
     data = to_device(dataset, config, spec)
     examples = int(data.train_images.shape[0])
-    device = device_text()
+    device = device_text(device_summary())
     print(f"device: {device}; {examples:,} training examples per member and epoch")
     print(
         f"{'members':>7} {'mode':<6} {'compile s':>9} {'epoch s':>9} {'ex/s all':>12} "

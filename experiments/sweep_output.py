@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.console import Console
+from experiments.console import Console, device_text
 from mnist_jax.config import FIELDS, applies
 from mnist_jax.epochs import diverged
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
@@ -143,7 +143,4 @@ def print_plan(
         )
     if len(shown) < len(programs):
         console.info(f"  ... and {len(programs) - len(shown):,} more programs")
-    console.info(
-        f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
-        f"{devices['process_count']} process(es)"
-    )
+    console.info(f"devices: {device_text(devices)}, {devices['process_count']} process(es)")
