@@ -25,6 +25,11 @@ from pathlib import Path
 
 from experiments import cli
 from experiments.bench import time_module
+from mnist_jax.data import load_dataset
+from mnist_jax.fit import fit, spec_for, to_device
+from mnist_jax.report import evaluate_test_set
+from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.sweep import expand_members, run_sweep
 
 PROG = "python -m experiments.sweep_bench"
 
@@ -34,23 +39,15 @@ def time_in_process(n: int, args: argparse.Namespace) -> tuple[float, float]:
     `run_sweep` of the same N members (which evaluates every member on the test set too), in this
     process, on data loaded once (not timed): the like-for-like comparison of the training
     itself."""
-    from mnist_jax.config import TrainConfig
-    from mnist_jax.data import load_dataset
-    from mnist_jax.fit import fit, spec_for, to_device
-    from mnist_jax.report import evaluate_test_set
-    from mnist_jax.runtime import enable_compilation_cache
-    from mnist_jax.sweep import expand_members, run_sweep
-
     enable_compilation_cache()
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir
-    )
+    config = cli.config_from_args(args)
     data = to_device(load_dataset(config.dataset, config.data_dir), config)
     start = time.perf_counter()
+    model = spec_for(config, data).model
     for k in range(n):
         result = fit(config.replace(seed=k), data)
         evaluate_test_set(
-            spec_for(config, data).model,
+            model,
             result.state.params,
             data.test_images,
             data.test_labels,
