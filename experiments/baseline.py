@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from experiments import cli
-from experiments.console import Console
+from experiments.console import Console, device_text
 from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.report import time_to_target_text
 from mnist_jax.run import PROFILE_DIR, RUNS_ROOT, complete_run, reopen_run, start_run
@@ -57,10 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m experiments.baseline", *argv])
         run = start_run(config, out=args.out, command=command)
 
-    devices = device_summary()
     console.info(f"configuration: {console.describe(run.config)}")
     console.info(f"dataset: {run.dataset!r}")
-    console.info(f"devices: {devices['count']} x {devices['kind']} ({devices['platform']})")
+    console.info(f"devices: {device_text(device_summary())}")
     console.info(f"run directory: {run.run_dir}")
     if run.finished:
         console.info(f"the run is complete ({len(run.history)} epochs): writing what it lacks")
@@ -80,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = result.metrics
     if result.profile_summary:
         console.info(result.profile_summary)
-    accuracy = f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
-    console.result(accuracy)
+    console.result(
+        f"test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.4f}"
+    )
     target = time_to_target_text(metrics.get("time_to_target"))
     if target:
         console.result(target)
@@ -90,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"training {result.train_seconds:.2f} s (compilation {result.compile_seconds:.2f} s), "
             f"steady epochs {metrics['examples_per_second']:,.0f} examples/s"
         )
-    written = result.written
-    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
+    wrote = ", ".join(map(str, result.written)) or "nothing, every output was there"
+    console.info(f"wrote: {wrote}")
     console.result(f"run directory: {run.run_dir}")
     return 0
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import jax
 
 from experiments import cli
-from mnist_jax.config import MODELS, PRECISIONS, TrainConfig, applies
+from experiments.console import device_text
+from mnist_jax.config import FIELDS, MODELS, PRECISIONS, applies
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluate import evaluate_loss_accuracy
@@ -44,6 +45,7 @@ from mnist_jax.floors import (
     measure_numpy_matmul_floor,
 )
 from mnist_jax.models import parameter_count
+from mnist_jax.rundir import device_summary
 from mnist_jax.runtime import CACHE_ENV, enable_compilation_cache
 from mnist_jax.train import (
     create_train_state,
@@ -53,29 +55,27 @@ from mnist_jax.train import (
 )
 
 
-def time_command(argv: Sequence[str], cache_dir: str | os.PathLike) -> float:
-    """Wall seconds of `python -m experiments.baseline ARGV` in a subprocess whose persistent
-    compilation cache is `cache_dir`."""
-    env = dict(os.environ, **{CACHE_ENV: str(cache_dir)})
+def timed(fn):
+    """`fn()`'s result, once ready, and the wall seconds it took."""
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn())
+    return result, time.perf_counter() - start
+
+
+def time_module(prog: str, module: str, argv: Sequence[str], env: dict | None = None) -> float:
+    """Wall seconds of `python -m MODULE ARGV` in a subprocess, as a user runs it. One that fails
+    ends `prog` with the subprocess's last line and its exit status (2: bad input)."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "experiments.baseline", *argv, "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+        [sys.executable, "-m", module, *argv], env=env, capture_output=True, text=True
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise RuntimeError(f"the timed baseline command failed: {lines[-1] if lines else ''}")
+        last = lines[-1] if lines else f"exit status {done.returncode}"
+        print(f"{prog}: {module} failed: {last}", file=sys.stderr)
+        raise SystemExit(done.returncode)
     return seconds
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = jax.block_until_ready(fn())
-    return result, time.perf_counter() - start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,23 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--json {args.json} exists; choose another file (nothing is replaced)")
     if args.compile_cache:
         enable_compilation_cache()
-    config = TrainConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        validation=args.validation,
-        validation_size=args.validation_size,
-        model=args.model,
-        precision=args.precision,
-    )
+    config = cli.config_from_args(args)
     check_precision(config.precision)
     figures: dict[str, float] = {}
 
     dataset, figures["load_seconds"] = timed(lambda: load_dataset(config.dataset, config.data_dir))
     spec = spec_for(config, dataset)
     data, figures["to_device_seconds"] = timed(lambda: to_device(dataset, config, spec))
-    n = int(data.train_labels.shape[0])
+    images, labels = data.train_images, data.train_labels
+    n = int(labels.shape[0])
     steps = math.ceil(n / config.batch_size)
 
     # Compilation, each program on its own.
@@ -136,23 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )[1]
     state = create_train_state(config, spec)
     epoch_program, figures["compile_epoch_seconds"] = timed(
-        lambda: train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
+        lambda: train_epoch_jit.lower(spec, state, images, labels).compile()
     )
-    evaluate = lambda: evaluate_loss_accuracy.lower(
-        spec.model,
-        state.params,
-        data.test_images,
-        data.test_labels,
-        chunk_size=config.eval_batch_size,
-    ).compile()
-    validate, figures["compile_eval_seconds"] = timed(evaluate)
+    validate, figures["compile_eval_seconds"] = timed(
+        lambda: evaluate_loss_accuracy.lower(
+            spec.model,
+            state.params,
+            data.test_images,
+            data.test_labels,
+            chunk_size=config.eval_batch_size,
+        ).compile()
+    )
 
     # Steady epochs (the first call warms threads and allocations, so it is left out).
     epoch_times = []
     for _ in range(max(args.epochs, 2)):
-        (state, _), seconds = timed(
-            functools.partial(epoch_program, state, data.train_images, data.train_labels)
-        )
+        (state, _), seconds = timed(functools.partial(epoch_program, state, images, labels))
         epoch_times.append(seconds)
     steady = statistics.median(epoch_times[1:])
     figures["steady_epoch_seconds"] = steady
@@ -164,15 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     figures["parameters"] = parameter_count(spec.model, spec.example_shape)
     if config.model == "mlp":
-        layer_sizes = [data.train_images.shape[1], *config.hidden_sizes, dataset.num_classes]
+        layer_sizes = [images.shape[1], *config.hidden_sizes, dataset.num_classes]
         flops = matmul_flops_per_example(layer_sizes)
         floors = {
             "xla": measure_matmul_floor(layer_sizes, config.batch_size, steps),
             "numpy": measure_numpy_matmul_floor(layer_sizes, config.batch_size, steps),
         }
     else:  # numpy has no convolutions to compare with: XLA's own count and rate
-        flops, floors = measure_model_floor(spec, state.params, config.batch_size, steps)
-        floors = {"xla": floors}
+        flops, floor = measure_model_floor(spec, state.params, config.batch_size, steps)
+        floors = {"xla": floor}
     figures["flops_per_example"] = flops
     for source, seconds in floors.items():
         figures[f"floor_{source}_epoch_seconds"] = seconds
@@ -186,49 +177,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The whole training as a user runs it: a fresh state, fit() with its compilation, all epochs.
     jax.clear_caches()
-    start = time.perf_counter()
-    result = fit(config, data, spec=spec)
-    figures["fit_seconds_including_compile"] = time.perf_counter() - start
+    result, figures["fit_seconds_including_compile"] = timed(lambda: fit(config, data, spec=spec))
     figures["fit_compile_seconds"] = result.compile_seconds
     figures["final_val_accuracy"] = result.history[-1]["val_accuracy"]
 
     if args.command:
-        # The bench's own settings, as the baseline command's flags.
-        timed_fields = ("dataset", "data_dir", "validation", "validation_size", "model")
-        timed_fields += ("precision", "epochs", "batch_size")
         values = dataclasses.asdict(config)
-        command = [  # a flag where it does nothing (the held-out size without holdout) is refused
-            f"{cli.flag_names(field)[0]}={getattr(config, field.name)}"
-            for field in dataclasses.fields(config)
-            if field.name in timed_fields
-            and getattr(config, field.name) is not None
-            and applies(field.name, values)
+        command = [  # the bench's own settings; a flag where it does nothing is refused
+            f"{cli.flag_names(field)[0]}={values[name]}"
+            for name, field in FIELDS.items()
+            if hasattr(args, name) and values[name] is not None and applies(name, values)
         ]
         with tempfile.TemporaryDirectory(prefix="mnist-jax-bench-") as folder:
+            env = dict(os.environ, **{CACHE_ENV: str(Path(folder) / "cache")})
             for kind in ("cold", "cached"):  # the first run fills the empty cache
-                out = ["--out", str(Path(folder) / f"run-{kind}")]
-                figures[f"command_{kind}_seconds"] = time_command(
-                    [*command, *out], Path(folder) / "cache"
+                out = ["--out", str(Path(folder) / f"run-{kind}"), "--quiet"]
+                figures[f"command_{kind}_seconds"] = time_module(
+                    parser.prog, "experiments.baseline", [*command, *out], env
                 )
 
-    devices = jax.devices()
     print(
-        f"device: {len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
-        f"jax {jax.__version__}, compilation cache {'on' if args.compile_cache else 'off'}"
+        f"device: {device_text(device_summary())}, jax {jax.__version__}, "
+        f"compilation cache {'on' if args.compile_cache else 'off'}"
     )
     print(f"cpu: {cpu_description()}")  # the host's: it runs the Python, and the training on CPU
     width = max(map(len, figures))
     for name, value in figures.items():
-        print(
-            f"  {name:<{width}}  {value:,.4f}"
-            if isinstance(value, float)
-            else f"  {name:<{width}}  {value:,}"
-        )
+        form = ",.4f" if isinstance(value, float) else ","
+        print(f"  {name:<{width}}  {value:{form}}")
     if args.json:
         if Path(args.json).exists():  # made while the benchmark ran
             raise ConfigError(f"--json {args.json} appeared meanwhile; it was left as it is")
-        device = {"device": devices[0].device_kind, "cpu": cpu_description()}
-        write_json_atomic(args.json, {**figures, **device})
+        write_json_atomic(
+            args.json, {**figures, "device": jax.devices()[0].device_kind, "cpu": cpu_description()}
+        )
     return 0
 
 

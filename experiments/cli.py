@@ -15,12 +15,10 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from experiments.process import run_main  # every command's entry, re-exported
+from experiments.process import run_main  # noqa: F401 (every command's entry, re-exported)
 from mnist_jax.config import FIELDS, TrainConfig
 from mnist_jax.config import applies as config_applies
 from mnist_jax.errors import ConfigError
-
-DEFAULTS = TrainConfig()
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,20 +46,22 @@ def folder_path(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive integer")
-    return value
+def _int_at_least(minimum: int, expected: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected {expected}")
+        return value
+
+    return parse
 
 
-def positive_int_list(text: str) -> list[int]:
-    """An argparse type: comma-separated integers >= 1 (e.g. member counts)."""
-    return _list_of(positive_int)(text)
+# argparse types: an integer >= 1; >= 0.
+positive_int = _int_at_least(1, "a positive integer")
+non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _list_of(parse: Callable, separator: str = ","):
@@ -80,6 +80,11 @@ def _list_of(parse: Callable, separator: str = ","):
         return values
 
     return parse_list
+
+
+def positive_int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integers >= 1 (e.g. member counts)."""
+    return _list_of(positive_int)(text)
 
 
 def _parser_of(field: dataclasses.Field) -> Callable[[str], Any]:
@@ -118,6 +123,11 @@ def flag_names(field: dataclasses.Field) -> tuple[str, ...]:
     return ("--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ()))
 
 
+def given_flags(argv: Sequence[str], flags: Iterable[str]) -> list[str]:
+    """Those of `flags` that `argv` gives (as `--flag VALUE` or `--flag=VALUE`), sorted."""
+    return sorted({f for f in flags for arg in argv if arg == f or arg.startswith(f + "=")})
+
+
 def add_config_flags(
     parser: argparse.ArgumentParser,
     *,
@@ -134,36 +144,23 @@ def add_config_flags(
     """
     defaults = defaults or {}
     sections = {name: parser.add_argument_group(name) for name in groups}
-    for field in dataclasses.fields(TrainConfig):
+    for field in FIELDS.values():
         group = field.metadata.get("group")
         if group not in sections or field.name in skip:
             continue
+        flags, text = flag_names(field), field.metadata["help"]
         if field.metadata.get("parse") == "flag":  # a switch: present or not, never a list
-            sections[group].add_argument(
-                *flag_names(field),
-                dest=field.name,
-                action="store_true",
-                help=field.metadata["help"],
-            )
+            sections[group].add_argument(*flags, dest=field.name, action="store_true", help=text)
             continue
-        parse, default = _parser_of(field), defaults.get(field.name, field.default)
-        listed = multi and field.metadata.get("sweep")
-        choices = field.metadata.get("choices")
-        if listed:
+        default = defaults.get(field.name, field.default)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text += "" if shown is None else f" (default {shown})"
+        parse, choices = _parser_of(field), field.metadata.get("choices")
+        if multi and field.metadata.get("sweep"):
             parse = _list_of(_choice_of(parse, choices), field.metadata["list_separator"])
-            default, choices = [default], None
-        shown = defaults.get(field.name, field.default)
-        shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
-        text = field.metadata["help"] + ("" if shown is None else f" (default {shown})")
-        if listed:
-            text += "; a list sweeps over it"
+            default, choices, text = [default], None, text + "; a list sweeps over it"
         sections[group].add_argument(
-            *flag_names(field),
-            dest=field.name,
-            type=parse,
-            default=default,
-            help=text,
-            choices=choices,
+            *flags, dest=field.name, type=parse, default=default, help=text, choices=choices
         )
 
 
@@ -186,7 +183,6 @@ def add_output_flags(parser: argparse.ArgumentParser, default_root: str) -> None
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
-    """--no-tensorboard (metrics.jsonl is always written)."""
     parser.add_argument(
         "--no-tensorboard",
         action="store_true",
@@ -197,7 +193,6 @@ def add_logging_flags(parser: argparse.ArgumentParser) -> None:
 def add_checkpoint_flags(
     parser: argparse.ArgumentParser, *, resume_metavar: str, resume_help: str
 ) -> None:
-    """--save-every, --keep and --resume (whose text names what the command resumes)."""
     group = parser.add_argument_group("checkpoints")
     group.add_argument(
         "--resume", metavar=resume_metavar, type=folder_path, default=None, help=resume_help
@@ -219,12 +214,7 @@ def add_checkpoint_flags(
 
 # Flags that decide what a run computes: a resumed run takes them from its config.json instead.
 RUN_DEFINING_FLAGS = (
-    *(
-        name
-        for field in dataclasses.fields(TrainConfig)
-        if field.metadata["defines_run"]
-        for name in flag_names(field)
-    ),
+    *(flag for f in FIELDS.values() if f.metadata["defines_run"] for flag in flag_names(f)),
     "--out",
 )
 
@@ -232,14 +222,7 @@ RUN_DEFINING_FLAGS = (
 def refuse_flags_with_resume(argv: Sequence[str], record: str = "config.json") -> None:
     """A resumed run or sweep takes what defines it from its `record` file: a flag that would
     change it is one line naming the flags to drop."""
-    given = sorted(
-        {
-            flag
-            for arg in argv
-            for flag in RUN_DEFINING_FLAGS
-            if arg == flag or arg.startswith(flag + "=")
-        }
-    )
+    given = given_flags(argv, RUN_DEFINING_FLAGS)
     if given:
         raise ConfigError(
             f"--resume continues a run with the configuration in its {record}; "
@@ -251,38 +234,15 @@ def refuse_flags_that_do_nothing(argv: Sequence[str], configs: Iterable[TrainCon
     """A flag given for a field that applies to none of `configs` (`--momentum` with adam alone)
     is one line, even at its default value, which `TrainConfig`'s own check cannot tell from a
     value left unset."""
-    given = {
-        field.name: flag
-        for field in dataclasses.fields(TrainConfig)
-        for flag in flag_names(field)
-        if any(arg == flag or arg.startswith(flag + "=") for arg in argv)
-    }
-    if not given:
-        return
     values = [dataclasses.asdict(config) for config in configs]
-    for name, flag in given.items():
-        if values and not any(config_applies(name, v) for v in values):
-            why = FIELDS[name].metadata["applies"][1].format(**values[0])
-            raise ConfigError(f"{flag} does nothing here ({why}): drop it")
+    for name, field in FIELDS.items():
+        for flag in given_flags(argv, flag_names(field)):
+            if values and not any(config_applies(name, v) for v in values):
+                why = field.metadata["applies"][1].format(**values[0])
+                raise ConfigError(f"{flag} does nothing here ({why}): drop it")
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     """The validated TrainConfig of parsed flags (fields without a flag keep their defaults)."""
-    values = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if hasattr(args, f.name)
-    }
+    values = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
     return TrainConfig(**{**values, **overrides})
-
-
-__all__ = [
-    "Parser",
-    "add_config_flags",
-    "add_data_flags",
-    "add_output_flags",
-    "config_from_args",
-    "refuse_flags_that_do_nothing",
-    "run_main",
-    "ConfigError",
-]

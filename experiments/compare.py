@@ -78,10 +78,18 @@ def _record(folder: Path, name: str) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _check_run(folder: Path, predictions: Predictions) -> str | None:
-    """predictions.npz agrees with the run's own records (its classes, its count of right
-    answers); returns the fingerprint of the dataset it was tested on, where a record says it."""
-    config, metrics = _record(folder, "config.json"), _record(folder, "metrics.json")
+def _check_run(folder: Path, predictions: Predictions) -> tuple[str | None, str]:
+    """predictions.npz holds one model's predictions and agrees with the run's own records (its
+    classes, its count of right answers). Returns the fingerprint of the dataset it was tested on,
+    where a record says it, and the run's model, learning rate and seed, as its record (or an
+    evaluation's metrics) says."""
+    if predictions.num_models != 1:
+        raise ConfigError(
+            f"{folder} holds the predictions of {predictions.num_models} models (a "
+            "sweep): compare two of its configurations with --a and --b"
+        )
+    own, metrics = _record(folder, "config.json"), _record(folder, "metrics.json")
+    config = own
     if not config and folder.parent.name == "evaluation":  # RUN/evaluation/CHECKPOINT
         config = _record(folder.parent.parent, "config.json")
     num_classes = config.get("num_classes")
@@ -102,38 +110,19 @@ def _check_run(folder: Path, predictions: Predictions) -> str | None:
         )
     dataset = config.get("dataset")
     fingerprint = dataset.get("fingerprint") if isinstance(dataset, dict) else None
-    return fingerprint if isinstance(fingerprint, str) else None
-
-
-def _run_details(folder: Path) -> str:
-    """The run's model, learning rate and seed, as its record (or an evaluation's metrics) says."""
-    for name in ("config.json", "metrics.json"):
-        record = _record(folder, name)
-        config = record.get("config", record)
-        if not isinstance(config, dict):
-            continue
-        model = config.get("model")
-        model = model.get("name") if isinstance(model, dict) else model
-        parts = [
-            str(model) if isinstance(model, str) else None,
-            f"lr={config['learning_rate']:g}"
-            if isinstance(config.get("learning_rate"), float)
-            else None,
-            f"seed {config['seed']}" if isinstance(config.get("seed"), int) else None,
-        ]
-        details = " ".join(p for p in parts if p)
-        if details:
-            return details
-    return ""
-
-
-def _run_names(folders: Sequence[Path]) -> list[str]:
-    """Each run by its folder's name (its path, when the names are equal) and its details."""
-    names = [folder.name for folder in folders]
-    if len(set(names)) < len(names):
-        names = [str(folder) for folder in folders]
-    details = [_run_details(folder) for folder in folders]
-    return [f"{name} ({d})" if d else name for name, d in zip(names, details)]
+    details = ""
+    for record in (own.get("config", own), metrics.get("config", metrics)):
+        if not details and isinstance(record, dict):
+            model = record.get("model")
+            model = model.get("name") if isinstance(model, dict) else model
+            lr, seed = record.get("learning_rate"), record.get("seed")
+            parts = [
+                model if isinstance(model, str) else None,
+                f"lr={lr:g}" if isinstance(lr, float) else None,
+                f"seed {seed}" if isinstance(seed, int) else None,
+            ]
+            details = " ".join(p for p in parts if p)
+    return (fingerprint if isinstance(fingerprint, str) else None), details
 
 
 def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
@@ -154,26 +143,23 @@ def _compare_sweep(folder: Path, a: Sequence[str], b: Sequence[str]):
     _check_rows(folder, entries, predictions)
     keys = [m.config_key for m in members]
     labels = config_labels(keys)
-
-    def label(key):
-        return labels[key]
-
-    key_a = select_configuration(keys, parse_assignments(a), f"--a {' '.join(a)}", label)
-    key_b = select_configuration(keys, parse_assignments(b), f"--b {' '.join(b)}", label)
-    if key_a == key_b:
-        raise ConfigError("--a and --b name the same configuration")
-    rows_a = [k for k, key in enumerate(keys) if key == key_a]
-    rows_b = [k for k, key in enumerate(keys) if key == key_b]
-    try:
-        result = compare_configurations(
-            predictions.rows(rows_a),
-            [members[k].seed for k in rows_a],
-            predictions.rows(rows_b),
-            [members[k].seed for k in rows_b],
+    chosen = [
+        select_configuration(
+            keys, parse_assignments(given), f"--{flag} {' '.join(given)}", labels.get
         )
+        for flag, given in (("a", a), ("b", b))
+    ]
+    if chosen[0] == chosen[1]:
+        raise ConfigError("--a and --b name the same configuration")
+    sides = []  # each configuration's predictions and seeds
+    for key in chosen:
+        rows = [k for k, its_key in enumerate(keys) if its_key == key]
+        sides += [predictions.rows(rows), [members[k].seed for k in rows]]
+    try:
+        result = compare_configurations(*sides)
     except ValueError as error:
         raise ConfigError(f"{folder}: {error}") from None
-    return result, labels[key_a], labels[key_b], [str(folder)]
+    return result, labels[chosen[0]], labels[chosen[1]]
 
 
 def _check_rows(folder: Path, entries: list, predictions: Predictions) -> None:
@@ -207,13 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders = [Path(d) for d in args.dirs]
     if len(folders) == 2 and not (args.a or args.b):
         a, b = (_predictions(folder) for folder in folders)
-        for folder, predictions in zip(folders, (a, b)):
-            if predictions.num_models != 1:
-                raise ConfigError(
-                    f"{folder} holds the predictions of {predictions.num_models} models (a "
-                    "sweep): compare two of its configurations with --a and --b"
-                )
-        fingerprints = [_check_run(folder, p) for folder, p in zip(folders, (a, b))]
+        fingerprints, details = zip(*(_check_run(f, p) for f, p in zip(folders, (a, b))))
         if None not in fingerprints and fingerprints[0] != fingerprints[1]:
             raise ConfigError(
                 f"{folders[0]} and {folders[1]} were tested on different datasets (fingerprints "
@@ -224,16 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = compare_runs(a, b)
         except ValueError as error:
             raise ConfigError(f"{folders[0]} and {folders[1]}: {error}") from None
-        name_a, name_b = _run_names(folders)
-        sources = [str(f) for f in folders]
+        # Each run by its folder's name (its path, when the names are equal) and its details.
+        names = (
+            [f.name for f in folders] if folders[0].name != folders[1].name else map(str, folders)
+        )
+        name_a, name_b = (f"{n} ({d})" if d else n for n, d in zip(names, details))
     elif len(folders) == 1 and args.a and args.b:
-        result, name_a, name_b, sources = _compare_sweep(folders[0], args.a, args.b)
+        result, name_a, name_b = _compare_sweep(folders[0], args.a, args.b)
     else:
         raise ConfigError(
             "give two run directories, or one sweep directory with --a and --b naming two of "
             "its configurations"
         )
-    text = render_comparison(result, name_a, name_b, sources)
+    text = render_comparison(result, name_a, name_b, [str(f) for f in folders])
     for line in text.splitlines():
         if line.startswith("**"):
             console.result(line.strip("*"))

@@ -16,6 +16,11 @@ from tqdm import tqdm
 from mnist_jax.epochs import metric_keys, metric_words
 
 
+def device_text(devices: dict) -> str:
+    """`rundir.device_summary()`'s devices as the commands print them: `8 x cpu (cpu)`."""
+    return f"{devices['count']} x {devices['kind']} ({devices['platform']})"
+
+
 class Console:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet

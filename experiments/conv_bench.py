@@ -7,13 +7,13 @@ forward and backward floor as `experiments.bench` measures it for the built-in C
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 
 from experiments import cli
+from experiments.bench import timed
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.fit import spec_for, to_device
@@ -42,41 +42,50 @@ def lenet_lax_conv() -> LinenModel:
     return LinenModel(LeNet(), "image", cpu_conv_as_matmul=False)
 
 
+def lenet_trainer(config: TrainConfig, dataset, as_matmul: bool):
+    """The LeNet's spec and data, and a function that trains it one more epoch per call and returns
+    its state (a warm-up epoch done: threads, pages)."""
+    spec = spec_for(config, dataset, LinenModel(LeNet(), "image", cpu_conv_as_matmul=as_matmul))
+    data = to_device(dataset, config, spec)
+    state = create_train_state(config, spec)
+    epoch = train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
+
+    def train():
+        nonlocal state
+        state, _ = epoch(state, data.train_images, data.train_labels)
+        return state
+
+    jax.block_until_ready(train())
+    return spec, data, train
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.Parser(prog="python -m experiments.conv_bench", description=__doc__)
     cli.add_data_flags(parser)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of each (default 2)")
     parser.add_argument("--batch-size", type=int, default=512)
     args = parser.parse_args(argv)
-    config = TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, epochs=1
-    )
+    config = cli.config_from_args(args, epochs=1)
     dataset = load_dataset(config.dataset, config.data_dir)
-    runs = {}
-    for name, on in (("lax_conv", False), ("conv_as_matmul", True)):
-        spec = spec_for(config, dataset, LinenModel(LeNet(), "image", cpu_conv_as_matmul=on))
-        data = to_device(dataset, config, spec)
-        state = create_train_state(config, spec)
-        epoch = train_epoch_jit.lower(spec, state, data.train_images, data.train_labels).compile()
-        state, _ = jax.block_until_ready(epoch(state, data.train_images, data.train_labels))
-        runs[name] = [spec, state, epoch, data, []]  # after a warm-up epoch (threads, pages)
-    matmul = runs["conv_as_matmul"]
-    steps = -(-int(matmul[3].train_labels.shape[0]) // config.batch_size)
-    floors = []
+    runs = {
+        "lax_conv": lenet_trainer(config, dataset, as_matmul=False),
+        "conv_as_matmul": lenet_trainer(config, dataset, as_matmul=True),
+    }
+    spec, data, _ = runs["conv_as_matmul"]
+    steps = -(-int(data.train_labels.shape[0]) // config.batch_size)
+    times = {name: [] for name in (*runs, "floor")}
     for _ in range(args.epochs):  # in turn, so that the machine's other load falls on all three
-        for run in runs.values():
-            _, state, epoch, data, times = run
-            start = time.perf_counter()
-            run[1], _ = jax.block_until_ready(epoch(state, data.train_images, data.train_labels))
-            times.append(time.perf_counter() - start)
-        _, floor = measure_model_floor(matmul[0], matmul[1].params, config.batch_size, steps, 1)
-        floors.append(floor)
+        for name, (_, _, train) in runs.items():
+            state, seconds = timed(train)  # the matmul run's state, timed last, for the floor
+            times[name].append(seconds)
+        _, floor = measure_model_floor(spec, state.params, config.batch_size, steps, 1)
+        times["floor"].append(floor)
     # The fastest of each: other processes on the machine only ever slow a run down.
-    floor = min(floors)
+    floor = min(times["floor"])
     print(f"cpu: {cpu_description()}, jax {jax.__version__}")
-    for name, times in [*((name, run[4]) for name, run in runs.items()), ("floor", floors)]:
-        rounded = [round(t, 2) for t in times]
-        print(f"  {name:<15} {min(times):7.2f} s, {min(times) / floor:5.2f} x floor  {rounded}")
+    for name, seconds in times.items():
+        rounded = [round(t, 2) for t in seconds]
+        print(f"  {name:<15} {min(seconds):7.2f} s, {min(seconds) / floor:5.2f} x floor  {rounded}")
     return 0
 
 

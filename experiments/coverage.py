@@ -53,9 +53,9 @@ def replace_table(text: str, table: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     target = Path(args.update) if args.update else None
-    if target is not None and not target.is_file():
-        raise ConfigError(f"--update {target}: no such file")
     if target is not None:
+        if not target.is_file():
+            raise ConfigError(f"--update {target}: no such file")
         replace_table(target.read_text(), "")  # refuse a file without markers before measuring
     table = render_table(coverage_table(replicates=args.replicates, seed=args.seed))
     print(table, end="")

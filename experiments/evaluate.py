@@ -75,10 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_if_code_changed(record.get("model"), run.spec.model, str(run_dir))
     dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
     check_same_data(dataset, record, run_dir)
-    spec = run.spec
-    data = to_device(dataset, run.config, spec)
+    data = to_device(dataset, run.config, run.spec)
     metrics, probabilities = evaluate_test_set(
-        spec.model,
+        run.spec.model,
         run.params,
         data.test_images,
         data.test_labels,
@@ -92,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=run.config.seed,
         epochs=run.epoch,
         dataset=dataset.name,
-        model=model_record(spec.model, spec.example_shape),
+        model=model_record(run.spec.model, run.spec.example_shape),
         checkpoint=str(which),
         checkpoint_epoch=run.epoch,
         validation=run.config.validation,

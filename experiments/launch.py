@@ -79,11 +79,9 @@ def without_flag(argv: Sequence[str], flag: str) -> list[str]:
 
 
 def max_local_processes() -> int:
-    """The most processes `launch_local` starts: four per CPU this process may use, at least 2 (a
-    two-process try runs anywhere) and at most 64. Each process is a whole JAX runtime (its own
-    compiler, host devices and hundreds of MB of memory), and the launcher is for trying
-    multi-process runs on one machine: past a few per CPU they only compete for it, and thousands
-    would exhaust the machine's memory and process table before the first line."""
+    """Four per CPU this process may use, at least 2 (a two-process try runs anywhere), at most 64:
+    each process is a whole JAX runtime (its compiler, host devices, hundreds of MB), so past a few
+    per CPU they only compete, and thousands would exhaust memory before the first line."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
@@ -122,20 +120,18 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
             if _RUNTIME_NOISE.match(line):
                 continue
             with lock:
-                if ": error: " in line:
-                    if line in printed_errors:
-                        continue
+                if ": error: " not in line:
+                    print(f"[process {index}] {line}", end="", flush=True)
+                elif line not in printed_errors:
                     printed_errors.add(line)
                     print(f"[process {index}] {line}", end="", file=sys.stderr, flush=True)
-                else:
-                    print(f"[process {index}] {line}", end="", flush=True)
-
-    def on_stop_signal(signum, frame) -> None:
-        received.append(signum)
 
     # Before the first process starts, so that a signal during the start stops those started. The
     # handlers stay until every process has ended: a second signal must not end the launcher alone.
-    previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
+    previous = {
+        signum: signal.signal(signum, lambda number, frame: received.append(number))
+        for signum in STOP_SIGNALS
+    }
     # Ctrl-C reaches this loop at once, as KeyboardInterrupt: without the watcher of
     # `process.stop_promptly_on_interrupt`, which would kill the launcher (status 137) while it
     # waits for its processes to stop (their own watchers end them), and leave them unreaped.
@@ -146,14 +142,13 @@ def launch_local(module: str, argv: Sequence[str], processes: int) -> int:
                 if received:
                     break
                 env = {
+                    ENV_START_TIMEOUT: "60",  # unless set: local processes start within seconds
                     **os.environ,
                     ENV_COORDINATOR: f"127.0.0.1:{port}",
                     ENV_NUM_PROCESSES: str(processes),
                     ENV_PROCESS_ID: str(index),
                     "PYTHONUNBUFFERED": "1",
                 }
-                # Local processes start within seconds of each other: a minute is ample.
-                env.setdefault(ENV_START_TIMEOUT, "60")
                 child = subprocess.Popen(
                     [sys.executable, "-c", _DIE_WITH_LAUNCHER, str(os.getpid()), module, *argv],
                     env=env,
@@ -205,27 +200,20 @@ def _stop(children: list[subprocess.Popen], signals: Sequence[int]) -> None:
             child.wait(timeout=5)
 
 
-def _status(returncode: int) -> int:
-    """A shell's exit status for a child's return code (killed by signal N: 128 + N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
 def _wait(children: list[subprocess.Popen], received: Sequence[int] = ()) -> int:
-    """Wait for every child, or until `received` holds a signal; the status of the first that
-    failed (0 if none did). Once one has failed, the others get `SIBLING_GRACE_SECONDS` to stop on
-    their own, then are killed."""
-    first_failure, deadline = 0, None
-    while any(child.poll() is None for child in children) and not received:
-        for child in children:
-            if child.returncode and not first_failure:
-                first_failure = _status(child.returncode)
-                deadline = time.monotonic() + SIBLING_GRACE_SECONDS
+    """Wait for every child, or until `received` holds a signal; the shell's status of the first
+    that failed (killed by signal N: 128 + N; 0 if none failed). Once one has failed, the others
+    get `SIBLING_GRACE_SECONDS` to stop on their own, then are killed."""
+    failure, deadline = 0, None
+    while True:
+        codes = [child.poll() for child in children]
+        if not failure:
+            failure = next((128 - c if c < 0 else c for c in codes if c), 0)
+            deadline = time.monotonic() + SIBLING_GRACE_SECONDS if failure else None
+        if None not in codes or received:
+            return failure
         if deadline is not None and time.monotonic() > deadline:
             for child in children:
                 if child.poll() is None:
                     child.kill()
         time.sleep(0.1)
-    for child in children:
-        if child.returncode and not first_failure:
-            first_failure = _status(child.returncode)
-    return first_failure

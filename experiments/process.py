@@ -66,10 +66,12 @@ def run_main(
         signal.set_wakeup_fd(-1)
         os.close(watcher)  # the watcher reads the end of file and exits
     if status and _several_processes():
+        import jax
+
         # JAX's shutdown would wait for the lost process and then abort with a stack trace.
         sys.stdout.flush()
         sys.stderr.flush()
-        if _process_index() == 0:
+        if jax.process_index() == 0:
             # Process 0 hosts the coordination service: leaving at once would abort the others
             # before they print their own line.
             time.sleep(PROCESS_0_GRACE_SECONDS)
@@ -88,12 +90,6 @@ def _one_line(error: BaseException) -> str:
     except Exception:  # an exception whose own text fails
         text = type(error).__name__
     return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _process_index() -> int:
-    import jax
-
-    return jax.process_index()
 
 
 def _several_processes() -> bool:

@@ -12,18 +12,21 @@ Prints a table of seconds per epoch and examples/s (all members and per member) 
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
 from experiments import cli
+from experiments.bench import timed
+from experiments.console import device_text
 from mnist_jax.config import TrainConfig
 from mnist_jax.data import load_dataset
 from mnist_jax.device_data import spec_for, to_device
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
+from mnist_jax.rundir import device_summary
 from mnist_jax.sweep import expand_members, parse_int_ranges
 from mnist_jax.sweep import program as prog
 from mnist_jax.train import create_train_state, train_epoch_jit
@@ -31,46 +34,29 @@ from mnist_jax.train import create_train_state, train_epoch_jit
 MODES = ("vmap", "map", "single")
 
 
-def _best(call, repeats: int) -> float:
-    jax.block_until_ready(call())  # warm-up: threads and allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def time_members(config: TrainConfig, data, spec, n: int, mode: str, repeats: int) -> dict:
     """Compile and steady-epoch seconds of `n` members trained the `mode` way."""
-    members = expand_members(range(n))
     jax.clear_caches()  # each mode and count compiles from scratch: its compile time is its own
-    if mode == "single":
+    if mode == "single":  # a state per member
+        images, labels = data.train_images, data.train_labels
         states = [create_train_state(config.replace(seed=k), spec) for k in range(n)]
-        start = time.perf_counter()
-        epoch = train_epoch_jit.lower(spec, states[0], data.train_images, data.train_labels)
-        epoch = epoch.compile()
-        compile_seconds = time.perf_counter() - start
-
-        def call():
-            for k in range(n):
-                states[k], _ = epoch(states[k], data.train_images, data.train_labels)
-            return states[-1].params
-
-        return {"compile_seconds": compile_seconds, "epoch_seconds": _best(call, repeats)}
-    mesh = prog.member_mesh(jax.devices()[:1] if n % jax.device_count() else None)
-    shared = prog.replicate_data(data, mesh)
-    box = [prog.init_members(spec, members, mesh=mesh, base=config)]
-    start = time.perf_counter()
-    program = prog.epoch_program(spec, mesh, None if mode == "vmap" else 1)
-    epoch = program.lower(box[0], shared.train_images, shared.train_labels).compile()
-    compile_seconds = time.perf_counter() - start
+        lower = functools.partial(train_epoch_jit.lower, spec)
+    else:  # one state of all members
+        mesh = prog.member_mesh(jax.devices()[:1] if n % jax.device_count() else None)
+        shared = prog.replicate_data(data, mesh)
+        images, labels = shared.train_images, shared.train_labels
+        states = [prog.init_members(spec, expand_members(range(n)), mesh=mesh, base=config)]
+        lower = prog.epoch_program(spec, mesh, None if mode == "vmap" else 1).lower
+    epoch, compile_seconds = timed(lambda: lower(states[0], images, labels).compile())
 
     def call():
-        box[0], metrics = epoch(box[0], shared.train_images, shared.train_labels)
+        for k, state in enumerate(states):
+            states[k], metrics = epoch(state, images, labels)
         return metrics
 
-    return {"compile_seconds": compile_seconds, "epoch_seconds": _best(call, repeats)}
+    timed(call)  # warm-up: threads and allocations
+    steady = min(timed(call)[1] for _ in range(repeats))
+    return {"compile_seconds": compile_seconds, "epoch_seconds": steady}
 
 
 def plot(rows: list[dict], device: str):
@@ -83,9 +69,9 @@ def plot(rows: list[dict], device: str):
         counts = [r["members"] for r in mine]
         seconds_ax.plot(counts, [r["epoch_seconds"] for r in mine], marker="o", label=mode)
         rate_ax.plot(counts, [r["examples_per_second"] for r in mine], marker="o", label=mode)
+    counts = sorted({r["members"] for r in rows})
     for ax, name in ((seconds_ax, "seconds per epoch (all members)"), (rate_ax, "examples/s")):
         ax.set_xscale("log", base=2)
-        counts = sorted({r["members"] for r in rows})
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_yscale("log")
         ax.set_xlabel("members")
@@ -113,18 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--members must be positive counts, --modes some of {MODES}")
     if args.out and Path(args.out).exists():
         raise ConfigError(f"--out {args.out} exists; choose a new folder")
-    config = TrainConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        batch_size=args.batch_size,
-        validation=args.validation,
-        validation_size=args.validation_size,
-    )
+    config = cli.config_from_args(args)
     dataset = load_dataset(config.dataset, config.data_dir)
     spec = spec_for(config, dataset)
     data = to_device(dataset, config, spec)
     examples = int(data.train_images.shape[0])
-    device = f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.devices()[0].platform})"
+    device = device_text(device_summary())
     print(f"device: {device}; {examples:,} training examples per member and epoch")
     print(
         f"{'members':>7} {'mode':<6} {'compile s':>9} {'epoch s':>9} {'ex/s all':>12} "

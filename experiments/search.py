@@ -12,7 +12,6 @@ Needs the search extra: pip install -e '.[search]'.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -45,17 +44,6 @@ SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "samp
             "random_arm")  # fmt: skip
 
 
-def _count(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 0")
-    return value
-
-
 def build_parser() -> cli.Parser:
     from mnist_jax.search.engine import PRUNERS, SAMPLERS
 
@@ -83,7 +71,7 @@ def build_parser() -> cli.Parser:
                        help="best configurations trained again over fresh seeds (default 2)")
     group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N",
                        help="the fresh seeds, 2 or more: intervals are over seeds (default 4)")
-    group.add_argument("--random-arm", type=_count, default=0, metavar="K",
+    group.add_argument("--random-arm", type=cli.non_negative_int, default=0, metavar="K",
                        help="K more trials in each population asked by random search, never "
                        "pruned, unseen by the sampler and pruner: the report's baseline from the "
                        "same study; at most --population (default 0)")
@@ -102,10 +90,6 @@ def build_parser() -> cli.Parser:
 
 
 _RESUMABLE = ("--resume", "--join", "--quiet", "--data-dir", "--compare")
-
-
-def _given(argv: Sequence[str], flag: str) -> bool:
-    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
 
 
 def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
@@ -135,14 +119,14 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
         raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
     space = parse_space(args.space, {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
     for field in space:  # the space sets it in every trial: the flag's value trains nothing
-        for flag in (f for f in cli.flag_names(FIELDS[field]) if _given(argv, f)):
+        for flag in cli.given_flags(argv, cli.flag_names(FIELDS[field])):
             raise ConfigError(f"{flag} does nothing: the space sets {field} in every trial")
     if args.storage is not None:
         engine.check_storage_url(args.storage)
     engine.population_samplers(args.sampler, args.sampler_seed, space)(0)
     engine.make_pruner(args.pruner, config.epochs, args.reduction_factor)
     if args.sampler == "grid" and args.trials > engine.grid_size(space):
-        if _given(argv, "--trials"):
+        if cli.given_flags(argv, ["--trials"]):
             raise ConfigError(f"--trials {args.trials}: the grid has only "
                               f"{engine.grid_size(space)} points")  # fmt: skip
         args.trials = engine.grid_size(space)  # default: the whole grid, each point once
@@ -190,8 +174,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return engine.open_study(settings["storage"], folder, settings["study_name"], sampler,
                                  pruner, create=not (args.resume or args.join))  # fmt: skip
 
-    if args.join:
-        return _join(settings, config, space, dataset, search_dir, study_in, console)
+    progress = ProgressPrinter(console, config.epochs)
+    if args.join:  # one more worker on the search's study, in SEARCH_DIR/worker-<k>/
+        joined = directory.join_search(
+            config, space, settings, dataset, search_dir, study_in, callbacks=[progress],
+            info=console.info,
+        )  # fmt: skip
+        if joined is None:
+            console.result(f"{search_dir} is finished: nothing to join")
+            return 0
+        worker, folder, trained = joined
+        console.result(
+            f"worker {worker}: {len(trained)} population(s) trained in {folder}; nothing left to "
+            f"ask. The first process (or --resume {search_dir}) confirms and reports."
+        )
+        return 0
     # A storage URL is reached (and the study created) before the search directory is.
     study = study_in(search_dir) if settings["storage"] else None
     if args.resume:
@@ -207,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.info(f"search directory: {search_dir}" + (" (finished)" if finished else ""))
     outcome = directory.complete_search(
         config, space, settings, dataset, search_dir, study or study_in(search_dir),
-        callbacks=[ProgressPrinter(console, config.epochs)], info=console.info, compare=other,
+        callbacks=[progress], info=console.info, compare=other,
     )  # fmt: skip
     if outcome.finished_before:
         what = ", ".join(map(str, outcome.written)) or "nothing, every output was there"
@@ -218,25 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"selected by validation over {len(outcome.seeds)} fresh seeds: {best['label']}: test "
         f"accuracy {best['test']:.4%}; search {outcome.results['member_epochs']} member-epochs, "
         f"confirmation {summary['member_epochs']}; {search_dir / REPORT_FILE}"
-    )
-    return 0
-
-
-def _join(settings, config, space, dataset, search_dir, study_in, console) -> int:
-    """`--join SEARCH_DIR`: one more worker on the search's study, in SEARCH_DIR/worker-<k>/."""
-    from mnist_jax.search import directory
-
-    joined = directory.join_search(
-        config, space, settings, dataset, search_dir, study_in,
-        callbacks=[ProgressPrinter(console, config.epochs)], info=console.info,
-    )  # fmt: skip
-    if joined is None:
-        console.result(f"{search_dir} is finished: nothing to join")
-        return 0
-    worker, folder, trained = joined
-    console.result(
-        f"worker {worker}: {len(trained)} population(s) trained in {folder}; nothing left to ask. "
-        f"The first process (or --resume {search_dir}) confirms and reports."
     )
     return 0
 

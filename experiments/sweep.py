@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from experiments import cli
@@ -29,6 +28,7 @@ from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter, print_plan, print_table
 from mnist_jax.distributed import ENV_COORDINATOR, is_main_process
 from mnist_jax.errors import ConfigError
+from mnist_jax.rundir import default_run_name
 from mnist_jax.runtime import enable_compilation_cache
 from mnist_jax.sweep import expand_members, initialize_distributed_from_env, parse_int_ranges
 from mnist_jax.sweep.directory import (
@@ -113,27 +113,11 @@ def _members_per_step(text: str) -> int | str | None:
 
 
 def default_sweep_name(dataset: str, seeds: Sequence[int]) -> str:
-    seeds_text = (
-        f"{seeds[0]}-{seeds[-1]}"
-        if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
-        else f"{seeds[0]}-x{len(seeds)}"
+    """A run's default name, its seed part `seeds0-15` (or `seeds3-x5` when not contiguous)."""
+    contiguous = list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+    return default_run_name(
+        dataset, f"s{seeds[0]}-{seeds[-1]}" if contiguous else f"s{seeds[0]}-x{len(seeds)}"
     )
-    return (
-        f"{dataset.replace(':', '-').replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-        f"-seeds{seeds_text}"
-    )
-
-
-def _given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    return sorted(
-        {flag for arg in argv for flag in flags if arg == flag or arg.startswith(flag + "=")}
-    )
-
-
-def without_processes(argv: Sequence[str]) -> list[str]:
-    from experiments.launch import without_flag
-
-    return without_flag(argv, "--processes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.processes is not None:
         if os.environ.get(ENV_COORDINATOR):
             raise ConfigError(f"--processes starts its own processes: unset {ENV_COORDINATOR}")
-        from experiments.launch import launch_local
+        from experiments.launch import launch_local, without_flag
 
-        return launch_local("experiments.sweep", without_processes(argv), args.processes)
+        return launch_local("experiments.sweep", without_flag(argv, "--processes"), args.processes)
     initialize_distributed_from_env()
     main_process = is_main_process()
     console = Console(quiet=args.quiet or not main_process)
@@ -152,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.resume:
         cli.refuse_flags_with_resume(argv, record=SWEEP_FILE)
-        given = _given(argv, SWEEP_DEFINING_FLAGS)
+        given = cli.given_flags(argv, SWEEP_DEFINING_FLAGS)
         if given:
             raise ConfigError(
                 f"--resume continues a sweep with the configuration in its "
@@ -215,18 +199,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outcome is None:  # another process than 0: process 0 prints and writes
         return 0
     print_table(console, outcome.rows)
-    timing, rate = outcome.timing, outcome.timing["examples_per_second"]
-    console.info(
-        f"wall {timing['wall_seconds']:.2f} s, compilation {timing['compile_seconds']:.2f} s"
-        + (
-            f", {rate:,.0f} examples/s over all members = "
+    timing = outcome.timing
+    line = f"wall {timing['wall_seconds']:.2f} s, compilation {timing['compile_seconds']:.2f} s"
+    if timing["examples_per_second"]:
+        line += (
+            f", {timing['examples_per_second']:,.0f} examples/s over all members = "
             f"{timing['examples_per_second_per_member']:,.0f} per member"
-            if rate
-            else ""
         )
-    )
-    written = outcome.written
-    console.info("wrote: " + (", ".join(map(str, written)) or "nothing, every output was there"))
+    console.info(line)
+    wrote = ", ".join(map(str, outcome.written)) or "nothing, every output was there"
+    console.info(f"wrote: {wrote}")
     console.result(f"sweep directory: {sweep.sweep_dir}")
     return 0
 

@@ -18,93 +18,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from experiments import cli
+from experiments.bench import time_module
+from mnist_jax.data import load_dataset
+from mnist_jax.fit import fit, spec_for, to_device
+from mnist_jax.report import evaluate_test_set
+from mnist_jax.runtime import enable_compilation_cache
+from mnist_jax.sweep import expand_members, run_sweep
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(args: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:  # its own one-line reason, with its status (2: bad input)
-        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        print(f"python -m experiments.sweep_bench: {args[0]} failed: {last}", file=sys.stderr)
-        raise SystemExit(proc.returncode)
-    return seconds
+PROG = "python -m experiments.sweep_bench"
 
 
-def time_sweep(n: int, epochs: int, common: list[str], env: dict, root: Path) -> tuple[float, dict]:
-    out = root / f"sweep-{n}"
-    seconds = _run(
-        [
-            "experiments.sweep",
-            "--seeds",
-            f"0-{n - 1}",
-            "--epochs",
-            str(epochs),
-            "--quiet",
-            "--out",
-            str(out),
-            *common,
-        ],
-        env,
-    )
-    return seconds, json.loads((out / "summary.json").read_text())["timing"]
-
-
-def time_processes(n: int, epochs: int, common: list[str], env: dict, root: Path) -> float:
-    return sum(
-        _run(
-            [
-                "experiments.baseline",
-                "--seed",
-                str(k),
-                "--epochs",
-                str(epochs),
-                "--quiet",
-                "--out",
-                str(root / f"run-{n}-{k}"),
-                *common,
-            ],
-            env,
-        )
-        for k in range(n)
-    )
-
-
-def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[float, float]:
+def time_in_process(n: int, args: argparse.Namespace) -> tuple[float, float]:
     """Seconds of N sequential `fit` calls, each followed by its test evaluation, and of one
     `run_sweep` of the same N members (which evaluates every member on the test set too), in this
     process, on data loaded once (not timed): the like-for-like comparison of the training
     itself."""
-    from mnist_jax.config import TrainConfig
-    from mnist_jax.data import load_dataset
-    from mnist_jax.fit import fit, spec_for, to_device
-    from mnist_jax.report import evaluate_test_set
-    from mnist_jax.runtime import enable_compilation_cache
-    from mnist_jax.sweep import expand_members, run_sweep
-
     enable_compilation_cache()
-    config = TrainConfig(
-        epochs=epochs, batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir
-    )
+    config = cli.config_from_args(args)
     data = to_device(load_dataset(config.dataset, config.data_dir), config)
     start = time.perf_counter()
+    model = spec_for(config, data).model
     for k in range(n):
         result = fit(config.replace(seed=k), data)
         evaluate_test_set(
-            spec_for(config, data).model,
+            model,
             result.state.params,
             data.test_images,
             data.test_labels,
@@ -117,9 +60,7 @@ def time_in_process(n: int, epochs: int, args: argparse.Namespace) -> tuple[floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.Parser(
-        prog="python -m experiments.sweep_bench", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--members",
         default=[8, 16],
@@ -134,21 +75,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--skip-fit", action="store_true", help="do not time the in-process fit calls and run_sweep"
     )
     args = parser.parse_args(argv)
-    counts = args.members
-    common = ["--batch-size", str(args.batch_size), "--dataset", args.dataset]
-    if args.data_dir:
-        common += ["--data-dir", args.data_dir]
-    env = dict(os.environ)
+    common = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--quiet"]
+    common += ["--dataset", args.dataset, *(["--data-dir", args.data_dir] if args.data_dir else [])]
     train_examples = 60_000 if args.dataset == "mnist" else None
     print(f"{'members':>7} {'mode':<10} {'wall s':>8} {'ex/s all':>10} {'ex/s/member':>11} note")
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as folder:
         root = Path(folder)
-        for n in counts:
-            sweep_s, timing = time_sweep(n, args.epochs, common, env, root)
-            process_s = time_processes(n, args.epochs, common, env, root)
-            fit_s, run_sweep_s = (
-                (None, None) if args.skip_fit else time_in_process(n, args.epochs, args)
+        for n in args.members:
+            out = root / f"sweep-{n}"
+            sweep_argv = ["--seeds", f"0-{n - 1}", "--out", str(out), *common]
+            sweep_s = time_module(PROG, "experiments.sweep", sweep_argv)
+            timing = json.loads((out / "summary.json").read_text())["timing"]
+            process_s = sum(
+                time_module(
+                    PROG,
+                    "experiments.baseline",
+                    ["--seed", str(k), "--out", str(root / f"run-{n}-{k}"), *common],
+                )
+                for k in range(n)
             )
+            fit_s, run_sweep_s = (None, None) if args.skip_fit else time_in_process(n, args)
             for mode, seconds, note in (
                 (
                     "sweep",
@@ -178,4 +124,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run_main(main, "python -m experiments.sweep_bench")
+    cli.run_main(main, PROG)

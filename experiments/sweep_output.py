@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.console import Console
+from experiments.console import Console, device_text
 from mnist_jax.config import FIELDS, applies
 from mnist_jax.epochs import diverged
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
@@ -22,8 +22,7 @@ class ProgressPrinter:
 
     def __call__(self, program, state, records, histories) -> None:
         live = [r for r in records if r is not None and not diverged(r)]
-        seconds = next(r["seconds"] for r in records if r is not None)
-        epoch = next(r["epoch"] for r in records if r is not None)
+        first = next(r for r in records if r is not None)
         if live:
             accuracy = [r["val_accuracy"] for r in live]
             loss = np.mean([r["train_loss"] for r in live])
@@ -39,10 +38,10 @@ class ProgressPrinter:
         stopped = sum(not (h and diverged(h[-1])) for h in idle)
         lost = len(records) - len(live) - stopped
         self.console.info(
-            f"program {program.index} epoch {epoch:>3}/{self.epochs}: {text}"
+            f"program {program.index} epoch {first['epoch']:>3}/{self.epochs}: {text}"
             + (f" | {lost} diverged" if lost else "")
             + (f" | {stopped} stopped" if stopped else "")
-            + f" | {seconds:.2f} s"
+            + f" | {first['seconds']:.2f} s"
         )
 
 
@@ -115,28 +114,19 @@ def print_plan(
     shared = {k: v for k, v in config.to_dict().items() if k not in PER_MEMBER_FIELDS}
     console.info("configuration: " + ", ".join(f"{k}={v}" for k, v in shared.items()))
     configurations = {m.config_key: m for m in members}.values()  # one member each
-    lists = {  # each field's values among the members where it does something
-        name: list(
-            dict.fromkeys(getattr(m, name) for m in configurations if applies(name, m.to_dict()))
-        )
-        for name in CONFIG_KEY_FIELDS
-    }
-    lists = {  # those that vary, or that differ from the configuration's default
-        name: values
-        for name, values in lists.items()
-        if len(values) > 1 or (values and values[0] != FIELDS[name].default)
-    }
-    console.info(
-        f"members: {len(members):,} = seeds {int_ranges(sorted({m.seed for m in members}))}"
-        + "".join(f" x {name} {values}" for name, values in lists.items() if values)
-    )
+    swept = ""  # each field's values where it does something, if they vary or are not the default
+    for name in CONFIG_KEY_FIELDS:
+        values = [getattr(m, name) for m in configurations if applies(name, m.to_dict())]
+        values = list(dict.fromkeys(values))
+        if len(values) > 1 or (values and values[0] != FIELDS[name].default):
+            swept += f" x {name} {values}"
+    seeds = int_ranges(sorted({m.seed for m in members}))
+    console.info(f"members: {len(members):,} = seeds {seeds}{swept}")
     console.info(
         f"programs: {len(programs)} (at most {members_per_program} members each, "
         f"{members_per_step or 'all'} per device at a time)"
     )
-    shown = (
-        programs if len(programs) <= MAX_PROGRAMS_LISTED else programs[: MAX_PROGRAMS_LISTED - 2]
-    )
+    shown = programs[: MAX_PROGRAMS_LISTED - 2] if len(programs) > MAX_PROGRAMS_LISTED else programs
     for p in shown:
         words = []  # its compiled values: the outermost always, the others where they matter
         for k, (name, value) in enumerate(p.group.items()):
@@ -147,13 +137,10 @@ def print_plan(
                 continue
             text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
             words.append(text if meta["short"] is None else f"{meta['short']} {text}")
-        shared = " ".join(words)
         console.info(
-            f"  program {p.index}: {shared}, {len(p.members)} members padded to {p.num_padded}"
+            f"  program {p.index}: {' '.join(words)}, {len(p.members)} members padded to "
+            f"{p.num_padded}"
         )
     if len(shown) < len(programs):
         console.info(f"  ... and {len(programs) - len(shown):,} more programs")
-    console.info(
-        f"devices: {devices['count']} x {devices['kind']} ({devices['platform']}), "
-        f"{devices['process_count']} process(es)"
-    )
+    console.info(f"devices: {device_text(devices)}, {devices['process_count']} process(es)")
