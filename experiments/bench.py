@@ -62,13 +62,24 @@ def timed(fn):
     return result, time.perf_counter() - start
 
 
+MODULE_TIMEOUT_SECONDS = 3600  # a bound on a hang, far above any timed command here
+
+
 def time_module(prog: str, module: str, argv: Sequence[str], env: dict | None = None) -> float:
     """Wall seconds of `python -m MODULE ARGV` in a subprocess, as a user runs it. One that fails
     ends `prog` with the subprocess's last line and its exit status (2: bad input)."""
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", module, *argv], env=env, capture_output=True, text=True
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", module, *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MODULE_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"{prog}: {module} did not end in {MODULE_TIMEOUT_SECONDS} s", file=sys.stderr)
+        raise SystemExit(1) from None
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
