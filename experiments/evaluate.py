@@ -12,16 +12,9 @@ from pathlib import Path
 
 from experiments import cli
 from experiments.console import Console
-from mnist_jax.checkpoint import load_run
-from mnist_jax.data import load_dataset
-from mnist_jax.device_data import to_device
 from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
-from mnist_jax.logs import METRICS_LOG, history_from_log
-from mnist_jax.models import model_record
-from mnist_jax.models.imported import warn_if_code_changed
-from mnist_jax.report import evaluate_test_set, write_run_outputs
-from mnist_jax.rundir import check_same_data, create_run_dir, is_empty_folder, read_run_record
+from mnist_jax.run import evaluate_run
 from mnist_jax.runtime import enable_compilation_cache
 
 
@@ -68,41 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
 
     run_dir = Path(args.run_dir)
-    if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
-        raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
-    record, _ = read_run_record(run_dir)
-    run = load_run(run_dir, which)
-    warn_if_code_changed(record.get("model"), run.spec.model, str(run_dir))
-    dataset = load_dataset(run.config.dataset, args.data_dir or run.config.data_dir)
-    check_same_data(dataset, record, run_dir)
-    data = to_device(dataset, run.config, run.spec)
-    metrics, probabilities = evaluate_test_set(
-        run.spec.model,
-        run.params,
-        data.test_images,
-        data.test_labels,
-        num_classes=dataset.num_classes,
-        chunk_size=run.config.eval_batch_size,
-    )
-    # The run's log is the canonical record of its epochs; the checkpoint's copy serves without it.
-    history = history_from_log(run_dir / METRICS_LOG, run.epoch) or run.history
-    metrics.update(
-        history=history,
-        seed=run.config.seed,
-        epochs=run.epoch,
-        dataset=dataset.name,
-        model=model_record(run.spec.model, run.spec.example_shape),
-        checkpoint=str(which),
-        checkpoint_epoch=run.epoch,
-        validation=run.config.validation,
-    )
-    out = create_run_dir(args.out, root=run_dir / "evaluation", name=str(which))
-    written = write_run_outputs(out, dataset, history, metrics, probabilities)
-
-    console.info(f"checkpoint: {which} (epoch {run.epoch}) of {run_dir}")
+    evaluation = evaluate_run(run_dir, which, data_dir=args.data_dir, out=args.out)
+    metrics = evaluation.metrics
+    console.info(f"checkpoint: {which} (epoch {evaluation.epoch}) of {run_dir}")
     console.result(f"test loss {metrics['test_loss']:.4f}")
     console.result(f"test accuracy {metrics['test_accuracy']:.4f}")
-    console.info("wrote: " + ", ".join(str(path) for path in written))
+    console.info("wrote: " + ", ".join(str(path) for path in evaluation.written))
     return 0
 
 

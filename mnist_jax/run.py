@@ -4,9 +4,10 @@
 record), metrics.jsonl and TensorBoard events per epoch, orbax checkpoints, then metrics.json,
 predictions.npz, the figures and report.md. `resume_run(RUN)` continues a killed run from its
 newest intact checkpoint (bitwise where the uninterrupted run would have ended), or writes what a
-finished run lacks. The command is these two calls with flags and printing around them; a run of
-a user's model (`model=`) is the same directory, which `experiments.evaluate`, `--resume` and
-`experiments.compare` read (a model they cannot import by name is passed again to `resume_run`).
+finished run lacks; `evaluate_run(RUN)` re-evaluates a checkpoint into a folder of its own. The
+commands are these calls with flags and printing around them; a run of a user's model (`model=`)
+is the same directory, which `--resume`, `experiments.evaluate` and `experiments.compare` read (a
+model they cannot import by name is passed again).
 
 Each call is two steps, for callers that print between them: `start_run` or `reopen_run` (checks,
 the folder, config.json, the restored state), then `complete_run` (training and outputs).
@@ -25,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax.checkpoint import Checkpointer, list_checkpoints, restore_checkpoint
+from mnist_jax.checkpoint import Checkpointer, list_checkpoints, load_run, restore_checkpoint
 from mnist_jax.config import TrainConfig, is_model_name
 from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.epochs import time_to_target
@@ -40,16 +41,23 @@ from mnist_jax.fit import (
     spec_for,
     to_device,
 )
-from mnist_jax.logs import EpochLog, ProfileSteadyEpoch, tensorboard_incomplete
+from mnist_jax.logs import (
+    METRICS_LOG,
+    EpochLog,
+    ProfileSteadyEpoch,
+    history_from_log,
+    tensorboard_incomplete,
+)
 from mnist_jax.models import Model, check_model, describe_text, model_record, resolve_dropout
 from mnist_jax.models.imported import model_from_record, warn_if_code_changed
-from mnist_jax.report import PLOT_FILES, test_report, write_run_outputs
+from mnist_jax.report import PLOT_FILES, evaluate_test_set, test_report, write_run_outputs
 from mnist_jax.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     check_same_data,
     create_run_dir,
     default_run_name,
+    is_empty_folder,
     lock_run_dir,
     read_kept,
     read_run_record,
@@ -325,3 +333,58 @@ def resume_run(
     `config.dataset` loads (a subset; checked against the record)."""
     opened = reopen_run(run_dir, model=model, data_dir=data_dir, dataset=dataset)
     return complete_run(opened, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A run re-evaluated from its directory: the checkpoint's epoch, the test metrics (as
+    metrics.json has them) and the files written."""
+
+    epoch: int
+    metrics: dict[str, Any]
+    written: list[Path]
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    which: str | int = "latest",
+    *,
+    data_dir: str | None = None,
+    out: str | os.PathLike | None = None,
+    model: Model | None = None,
+) -> Evaluation:
+    """Restores `run_dir`'s checkpoint `which` (latest, best or an epoch), evaluates it on the
+    test set and writes its metrics, plots and report into `out` (a new or empty folder; default
+    RUN/evaluation/WHICH, or WHICH-2...): the run's own files stay as they are."""
+    run_dir = Path(run_dir)
+    if out is not None and Path(out).exists() and not is_empty_folder(out):
+        raise ConfigError(f"--out {out} already holds files; choose a new folder")
+    record, _ = read_run_record(run_dir)
+    run = load_run(run_dir, which, model=model)
+    warn_if_code_changed(record.get("model"), run.spec.model, str(run_dir))
+    dataset = load_dataset(run.config.dataset, data_dir or run.config.data_dir)
+    check_same_data(dataset, record, run_dir)
+    data = to_device(dataset, run.config, run.spec)
+    metrics, probabilities = evaluate_test_set(
+        run.spec.model,
+        run.params,
+        data.test_images,
+        data.test_labels,
+        num_classes=dataset.num_classes,
+        chunk_size=run.config.eval_batch_size,
+    )
+    # The run's log is the canonical record of its epochs; the checkpoint's copy serves without it.
+    history = history_from_log(run_dir / METRICS_LOG, run.epoch) or run.history
+    metrics.update(
+        history=history,
+        seed=run.config.seed,
+        epochs=run.epoch,
+        dataset=dataset.name,
+        model=model_record(run.spec.model, run.spec.example_shape),
+        checkpoint=str(which),
+        checkpoint_epoch=run.epoch,
+        validation=run.config.validation,
+    )
+    folder = create_run_dir(out, root=run_dir / "evaluation", name=str(which))
+    written = write_run_outputs(folder, dataset, history, metrics, probabilities)
+    return Evaluation(run.epoch, metrics, written)
