@@ -39,9 +39,20 @@ from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 
 PROG = "python -m experiments.search"
 SEARCH_FILE = "search.json"
-SETTINGS = ("space", "trials", "population", "seeds_per_trial", "sampler", "sampler_seed",
-            "pruner", "reduction_factor", "storage", "confirm_top", "confirm_seeds",
-            "random_arm")  # fmt: skip
+SETTINGS = (
+    "space",
+    "trials",
+    "population",
+    "seeds_per_trial",
+    "sampler",
+    "sampler_seed",
+    "pruner",
+    "reduction_factor",
+    "storage",
+    "confirm_top",
+    "confirm_seeds",
+    "random_arm",
+)
 
 
 def build_parser() -> cli.Parser:
@@ -50,10 +61,15 @@ def build_parser() -> cli.Parser:
     parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     cli.add_config_flags(parser, skip=("seed",), defaults={"validation": "holdout"})
     group = parser.add_argument_group("search")
-    group.add_argument("--space", nargs="+", default=None, metavar="ITEM|FILE",
-                       help="the search space: NAME=loguniform(LOW,HIGH), uniform(LOW,HIGH), "
-                       "int(LOW,HIGH) or choice(A|B), NAME a sweep field (lr, dropout, wd, "
-                       "schedule, optimizer, model...), or a file of such items")  # fmt: skip
+    group.add_argument(
+        "--space",
+        nargs="+",
+        default=None,
+        metavar="ITEM|FILE",
+        help="the search space: NAME=loguniform(LOW,HIGH), uniform(LOW,HIGH), "
+        "int(LOW,HIGH) or choice(A|B), NAME a sweep field (lr, dropout, wd, "
+        "schedule, optimizer, model...), or a file of such items",
+    )
     # fmt: off
     group.add_argument("--trials", type=cli.positive_int, default=64,
                        help="trials trained (default 64; with --sampler grid: the grid's points)")
@@ -127,12 +143,15 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     engine.make_pruner(args.pruner, config.epochs, args.reduction_factor)
     if args.sampler == "grid" and args.trials > engine.grid_size(space):
         if cli.given_flags(argv, ["--trials"]):
-            raise ConfigError(f"--trials {args.trials}: the grid has only "
-                              f"{engine.grid_size(space)} points")  # fmt: skip
+            raise ConfigError(
+                f"--trials {args.trials}: the grid has only {engine.grid_size(space)} points"
+            )
         args.trials = engine.grid_size(space)  # default: the whole grid, each point once
     if args.random_arm > args.population:  # a baseline beside each population, not a search
-        raise ConfigError(f"--random-arm {args.random_arm}: at most --population "
-                          f"({args.population}) random trials per population")  # fmt: skip
+        raise ConfigError(
+            f"--random-arm {args.random_arm}: at most --population "
+            f"({args.population}) random trials per population"
+        )
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     settings = {name: getattr(args, name) for name in SETTINGS}
@@ -160,8 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
     dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
     if settings.setdefault("dataset", dataset.fingerprint) != dataset.fingerprint:  # resumed
-        raise ConfigError(f"the {dataset.name} files found ({dataset.source}) are not those "
-                          f"{search_dir} searched on: pass --data-dir with those")  # fmt: skip
+        raise ConfigError(
+            f"the {dataset.name} files found ({dataset.source}) are not those "
+            f"{search_dir} searched on: pass --data-dir with those"
+        )
     check_fits(config, dataset)
     if not (args.resume or args.join):  # every model, field and value of the space, first
         cli.refuse_flags_that_do_nothing(argv, check_space(config, space, dataset))
@@ -171,15 +192,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def study_in(folder):
-        return engine.open_study(settings["storage"], folder, settings["study_name"], sampler,
-                                 pruner, create=not (args.resume or args.join))  # fmt: skip
+        return engine.open_study(
+            settings["storage"],
+            folder,
+            settings["study_name"],
+            sampler,
+            pruner,
+            create=not (args.resume or args.join),
+        )
 
     progress = ProgressPrinter(console, config.epochs)
     if args.join:  # one more worker on the search's study, in SEARCH_DIR/worker-<k>/
         joined = directory.join_search(
-            config, space, settings, dataset, search_dir, study_in, callbacks=[progress],
+            config,
+            space,
+            settings,
+            dataset,
+            search_dir,
+            study_in,
+            callbacks=[progress],
             info=console.info,
-        )  # fmt: skip
+        )
         if joined is None:
             console.result(f"{search_dir} is finished: nothing to join")
             return 0
@@ -197,15 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.recover_journal(search_dir)
     else:
         search_dir = create_run_dir(args.out, root="searches", name=search_dir.name)
-        record = {"config": config.to_dict(), "settings": settings,
-                  "command": " ".join([PROG, *argv])}  # fmt: skip
+        record = {
+            "config": config.to_dict(),
+            "settings": settings,
+            "command": " ".join([PROG, *argv]),
+        }
         write_json_atomic(search_dir / SEARCH_FILE, record)
     finished = (search_dir / RESULTS_FILE).is_file()  # resumed: write only what is missing
     console.info(f"search directory: {search_dir}" + (" (finished)" if finished else ""))
     outcome = directory.complete_search(
-        config, space, settings, dataset, search_dir, study or study_in(search_dir),
-        callbacks=[progress], info=console.info, compare=other,
-    )  # fmt: skip
+        config,
+        space,
+        settings,
+        dataset,
+        search_dir,
+        study or study_in(search_dir),
+        callbacks=[progress],
+        info=console.info,
+        compare=other,
+    )
     if outcome.finished_before:
         what = ", ".join(map(str, outcome.written)) or "nothing, every output was there"
         console.info(f"the search was finished; wrote: {what}")

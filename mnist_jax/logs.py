@@ -206,9 +206,11 @@ class EpochLog:
         return self.writers.get(member)
 
     def _line(self, program, member, record: dict) -> dict:
-        about = {} if self.run else {
-            "member": self.index[member], "program": program.index, **member.to_dict()
-        }  # fmt: skip
+        about = (
+            {}
+            if self.run
+            else {"member": self.index[member], "program": program.index, **member.to_dict()}
+        )
         line = {**about, **record}
         if isinstance(record.get("seconds"), int | float):
             line["examples_per_second"] = self.train_examples / max(record["seconds"], 1e-9)
@@ -221,9 +223,13 @@ class EpochLog:
         edited, cut short or continued past the checkpoint (an abandoned continuation) holds
         each epoch once, as trained; the other programs' lines stay."""
         by_epoch = [{r.get("epoch"): r for r in h} for h in histories]
-        lines = [] if self.run else [
-            line for line in read_metrics_log(self.path) if line.get("program") != program.index
-        ]  # fmt: skip
+        lines = (
+            []
+            if self.run
+            else [
+                line for line in read_metrics_log(self.path) if line.get("program") != program.index
+            ]
+        )
         lines += [
             self._line(program, member, records[e])
             for e in range(1, epoch)

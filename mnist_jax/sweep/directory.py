@@ -154,9 +154,14 @@ def start_sweep(
     if sweep_dir is None:
         raise ConfigError("process 0 could not create the sweep directory (see its output)")
     return OpenSweep(
-        Path(sweep_dir), config, dataset, list(members), reference,
-        members_per_program, members_per_step,
-    )  # fmt: skip
+        Path(sweep_dir),
+        config,
+        dataset,
+        list(members),
+        reference,
+        members_per_program,
+        members_per_step,
+    )
 
 
 def reopen_sweep(sweep_dir: str | os.PathLike, *, data_dir: str | None = None) -> OpenSweep:
@@ -183,9 +188,15 @@ def reopen_sweep(sweep_dir: str | os.PathLike, *, data_dir: str | None = None) -
     dataset = load_dataset(config.dataset, data_dir or config.data_dir)
     check_same_data(dataset, record, sweep_dir)
     return OpenSweep(
-        sweep_dir, config, dataset, members, reference, members_per_program, members_per_step,
+        sweep_dir,
+        config,
+        dataset,
+        members,
+        reference,
+        members_per_program,
+        members_per_step,
         record,
-    )  # fmt: skip
+    )
 
 
 def complete_sweep(
