@@ -69,6 +69,14 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
         from optuna.storages.journal import JournalFileBackend
 
         storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL_FILE)))
+    elif not create:  # connecting to a missing SQLite file creates an empty database there
+        from sqlalchemy.engine import make_url
+
+        url = make_url(storage)
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        in_memory = database in (None, "", ":memory:") or "uri" in url.query
+        if not in_memory and not Path(database).is_file():
+            raise ConfigError(f"--storage {storage}: no such database file {database}")
     try:
         if create:
             return optuna.create_study(
