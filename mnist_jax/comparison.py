@@ -58,13 +58,12 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
     return {
         "kind": "runs",
         "examples": examples,
-        "a": {
-            "accuracy": float(correct_a.mean()),
-            "wilson95": list(wilson_interval(int(correct_a.sum()), examples)),
-        },
-        "b": {
-            "accuracy": float(correct_b.mean()),
-            "wilson95": list(wilson_interval(int(correct_b.sum()), examples)),
+        **{
+            name: {
+                "accuracy": float(correct.mean()),
+                "wilson95": list(wilson_interval(int(correct.sum()), examples)),
+            }
+            for name, correct in (("a", correct_a), ("b", correct_b))
         },
         "difference": {
             "mean": float(difference.mean()),
@@ -104,13 +103,10 @@ def compare_configurations(
     ]
     for row, adjusted in zip(per_seed, holm([row["p_value"] for row in per_seed])):
         row["p_holm"] = adjusted
-    differences = (
-        np.stack(
-            [b.correct[by_seed_b[s]].astype(np.float64) - a.correct[by_seed_a[s]] for s in seeds]
-        )
-        if seeds
-        else np.zeros((0, a.labels.size))
-    )
+    differences = np.zeros((0, a.labels.size))
+    if seeds:
+        pairs = [(a.correct[by_seed_a[s]], b.correct[by_seed_b[s]]) for s in seeds]
+        differences = np.stack([right_b.astype(np.float64) - right_a for right_a, right_b in pairs])
     paired = paired_difference(accuracy_a, accuracy_b)
     p = paired_p_value(accuracy_a, accuracy_b)
     return {
@@ -158,11 +154,8 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
     seeds = len(result["seeds"])
     if verdict == "too few seeds":
         diverged = result["diverged"]
-        lost = (
-            f" ({diverged['a']} member(s) of A and {diverged['b']} of B diverged)"
-            if diverged["a"] or diverged["b"]
-            else ""
-        )
+        lost = f" ({diverged['a']} member(s) of A and {diverged['b']} of B diverged)"
+        lost = lost if diverged["a"] or diverged["b"] else ""
         return (
             f"Too few paired seeds ({seeds}){lost} for a verdict; at least "
             f"{MIN_VERDICT_SEEDS} are needed."
@@ -180,11 +173,6 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
     )
 
 
-def _caveat(result: Mapping) -> str:
-    """What the verdict does not say, whatever it is."""
-    return RUNS_CAVEAT if result["kind"] == "runs" else SEEDS_CAVEAT
-
-
 def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequence[str]) -> str:
     """comparison.md for `compare_runs` or `compare_configurations`'s result."""
     lines = [
@@ -197,13 +185,14 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
     ]
     if result["kind"] == "runs":
         table = result["mcnemar"]
+        lines += ["| | test accuracy | Wilson 95% |", "|---|---:|---:|"]
+        for side, name in (("a", name_a), ("b", name_b)):
+            low, high = result[side]["wilson95"]
+            lines.append(
+                f"| {side.upper()}: {name} | {_pct(result[side]['accuracy'])} | "
+                f"[{_pct(low)}, {_pct(high)}] |"
+            )
         lines += [
-            "| | test accuracy | Wilson 95% |",
-            "|---|---:|---:|",
-            f"| A: {name_a} | {_pct(result['a']['accuracy'])} | "
-            f"[{_pct(result['a']['wilson95'][0])}, {_pct(result['a']['wilson95'][1])}] |",
-            f"| B: {name_b} | {_pct(result['b']['accuracy'])} | "
-            f"[{_pct(result['b']['wilson95'][0])}, {_pct(result['b']['wilson95'][1])}] |",
             "",
             f"Difference {_points(result['difference']['mean'])} points, 95% interval over test "
             f"images [{_points(result['difference']['low'])}, "
@@ -248,5 +237,6 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
                         f"{improvement['high']:.0%}]"
                     )
             lines.append(text + ".")
-    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", "", _caveat(result), ""]
+    caveat = RUNS_CAVEAT if result["kind"] == "runs" else SEEDS_CAVEAT  # whatever the verdict
+    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", "", caveat, ""]
     return "\n".join(lines)
