@@ -18,6 +18,7 @@ and replaced. No trial is told twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import warnings
@@ -209,14 +210,6 @@ def claimed(trials) -> int:
     return sum(t.state != TrialState.FAIL and arm(t) == SEARCH_ARM for t in trials)
 
 
-def _over_budget(study, number: int, trials: int) -> bool:
-    """Whether trial `number`, just asked, is past `trials`: as many trials of the search's arm
-    were asked before it (by number, the storage's order; other workers' included). Two workers
-    that counted the same trials before asking cannot both train the last one."""
-    before = [t for t in study.get_trials(deepcopy=False) if t.number < number]
-    return claimed(before) >= trials
-
-
 def arm(trial) -> str:
     """A trial's arm: `SEARCH_ARM` (the search's sampler and pruner) or `RANDOM_ARM`."""
     return trial.user_attrs.get("arm", SEARCH_ARM)
@@ -264,12 +257,7 @@ def without_random_arm(sampler):
             trials = super()._get_trials(deepcopy, states, use_cache=False)
             return [t for t in trials if arm(t) != RANDOM_ARM]
 
-    views: dict[int, View] = {}
-
-    def view(study):
-        if id(study) not in views:
-            views[id(study)] = View(study)
-        return views[id(study)]
+    view = functools.cache(View)  # one view of each study
 
     class SearchArm(optuna.samplers.BaseSampler):
         inner = sampler
@@ -365,7 +353,11 @@ def run_search(
             for _ in range(size):
                 trial = study.ask(distributions)
                 trial.set_user_attr("worker", worker)
-                if _over_budget(study, trial.number, settings.trials):  # another worker's first
+                # Past --trials if as many were asked before it, by number (the storage's order,
+                # other workers' included): two workers that counted the same trials before
+                # asking cannot both train the last one.
+                before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+                if claimed(before) >= settings.trials:
                     trial.set_user_attr("error", "over --trials: other workers asked them first")
                     study.tell(trial, state=TrialState.FAIL)
                     break
