@@ -223,9 +223,8 @@ def trials_asked(settings: SearchSettings) -> int:
 
 
 def random_arm_sampler(seed: int, index: int, worker: int = 0):
-    """The random arm's sampler of population `index` (of `worker`): its own seed stream, apart
-    from the search's (`population_seed`), so the arm is the same whatever sampler the search
-    uses."""
+    """The random arm's sampler of population `index` (of `worker`), on a seed stream apart from
+    the search's (`population_seed`): the same arm whatever sampler the search uses."""
     import optuna
 
     entropy = [seed, index, 1] + ([worker] if worker else [])
@@ -234,10 +233,9 @@ def random_arm_sampler(seed: int, index: int, worker: int = 0):
 
 
 def without_random_arm(sampler):
-    """`sampler` asking from the study's trials outside the random arm only: the search's arm
-    learns nothing from the random arm's trials, so each arm's curve is what it would reach
-    alone. (The pruner never sees them either: they are never asked `should_prune`, and Optuna's
-    successive halving and Hyperband compare a trial only with trials they were asked about.)"""
+    """`sampler` asking from the study's trials outside the random arm only, so that each arm's
+    curve is what it would reach alone. (The pruner never sees them either: Optuna's pruners
+    compare a trial only with trials they were asked `should_prune` about.)"""
     import optuna
 
     class View(optuna.study.Study):
@@ -366,10 +364,8 @@ def run_search(
             if not trials:
                 continue
             if settings.random_arm:
-                search_sampler, study.sampler = (
-                    study.sampler,
-                    random_arm_sampler(random_seed, index, worker),
-                )
+                search_sampler = study.sampler
+                study.sampler = random_arm_sampler(random_seed, index, worker)
                 for _ in range(settings.random_arm):
                     trial = study.ask(distributions)
                     trial.set_user_attr("worker", worker)

@@ -121,11 +121,7 @@ def check_space(config: TrainConfig, space: Mapping[str, tuple], dataset) -> lis
 
 def optuna_distributions(space: Mapping[str, tuple]) -> dict:
     """The space as Optuna distributions, by field name (Optuna imported here, not at load)."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out = {}
     for field, (kind, values) in space.items():
