@@ -81,16 +81,15 @@ def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels
 MAX_CLASSES = 256
 
 
-def _some_labels(
-    values: np.ndarray, counts: np.ndarray, total: int, verbs: tuple[str, str], limit: int = 5
-) -> str:
-    """'label 200 (1 of 60000 examples) is' or 'labels 1, 2, 3 (18000 of 60000 examples) are':
-    the distinct labels at fault, the examples carrying them, `verbs` (singular, plural)."""
+def _some_labels(faulty: np.ndarray, total: int, verbs=("is", "are"), limit: int = 5) -> str:
+    """'label 200 (1 of 60000 examples) is' or 'labels 1, 2, 3 (18000 of 60000 examples) are', of
+    the labels at fault among `total`; `verbs` singular and plural."""
+    values = np.unique(faulty)
     shown = ", ".join(str(int(v)) for v in values[:limit])
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     plural = len(values) > 1
     return (
-        f"label{'s' if plural else ''} {shown}{more} ({int(np.sum(counts))} of {total} examples) "
+        f"label{'s' if plural else ''} {shown}{more} ({faulty.size} of {total} examples) "
         f"{verbs[plural]}"
     )
 
@@ -111,9 +110,8 @@ def check_labels(labels: np.ndarray, num_classes: int, labels_name: str) -> np.n
     labels = np.asarray(labels)
     outside = (labels < 0) | (labels >= num_classes)
     if outside.any():
-        values, counts = np.unique(labels[outside], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} outside "
+            f"{labels_name}: {_some_labels(labels[outside], labels.size)} outside "
             f"0..{num_classes - 1} for {num_classes} classes; the file is damaged or belongs to "
             "another dataset."
         )
@@ -128,15 +126,13 @@ def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
     labels counted from 1, and a class without a training example cannot be learned."""
     labels = np.asarray(train_labels)
     if labels.size and int(labels.min()) < 0:
-        values, counts = np.unique(labels[labels < 0], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} negative; "
+            f"{labels_name}: {_some_labels(labels[labels < 0], labels.size)} negative; "
             "class labels are 0, 1, 2, ...; the file is damaged or is not a labels file."
         )
     if labels.size and int(labels.max()) >= MAX_CLASSES:
-        values, counts = np.unique(labels[labels >= MAX_CLASSES], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} above "
+            f"{labels_name}: {_some_labels(labels[labels >= MAX_CLASSES], labels.size)} above "
             f"{MAX_CLASSES - 1}: at most {MAX_CLASSES} classes are supported (labels are uint8); "
             "the file is damaged or is not a labels file."
         )
@@ -144,9 +140,7 @@ def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
     missing = np.flatnonzero(counts == 0)
     if missing.size:
         num_classes = len(counts)
-        beyond = np.arange(missing[0] + 1, num_classes)
-        beyond = beyond[counts[beyond] > 0]
-        stray = _some_labels(beyond, counts[beyond], labels.size, ("lies", "lie"))
+        stray = _some_labels(labels[labels > missing[0]], labels.size, ("lies", "lie"))
         gap = f"{missing.size} class{'es' if missing.size > 1 else ''} without any"
         hint = ": are the labels counted from 1?" if missing.tolist() == [0] else ""
         raise DataError(
