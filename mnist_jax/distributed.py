@@ -147,22 +147,21 @@ def _exit_with_one_line_after(seconds: float, message: str):
 def coordinator_address(text: str) -> tuple[str, int]:
     """The host and port of MNIST_JAX_COORDINATOR's `text` (`host:port`, `[ipv6]:port`), checked:
     JAX's runtime takes a bad address for a reachable one and crashes, or times out and aborts."""
-    expected = f"expected host:port of process 0's coordinator, e.g. {ENV_COORDINATOR}=host0:4321"
+    invalid = f"invalid {ENV_COORDINATOR}={text!r}"
     host, colon, port = text.rpartition(":")
-    if not colon:
-        raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
     if host.startswith("["):  # an IPv6 address: [::1]:4321
-        if not host.endswith("]") or len(host) == 2 or any(c in host[1:-1] for c in "[]"):
-            raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
-    elif not host or ":" in host or any(c in host for c in "[] /\t"):
+        bad_host = not host.endswith("]") or len(host) == 2 or any(c in host[1:-1] for c in "[]")
+    else:
+        bad_host = not host or ":" in host or any(c in host for c in "[] /\t")
+    if not colon or bad_host:
+        unbracketed = ":" in host and not host.startswith("[")
         raise ConfigError(
-            f"invalid {ENV_COORDINATOR}={text!r}: {expected}"
-            + (" (an IPv6 address in brackets: [::1]:4321)" if ":" in host else "")
+            f"{invalid}: expected host:port of process 0's coordinator, e.g. "
+            f"{ENV_COORDINATOR}=host0:4321"
+            + (" (an IPv6 address in brackets: [::1]:4321)" if unbracketed else "")
         )
     if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
-        raise ConfigError(
-            f"invalid {ENV_COORDINATOR}={text!r}: the port must be an integer from 1 to 65535"
-        )
+        raise ConfigError(f"{invalid}: the port must be an integer from 1 to 65535")
     return host, int(port)
 
 
