@@ -1,10 +1,6 @@
-"""A single run: data on the device once (`to_device`), then `fit`, the epochs of one member.
-
-`DeviceData`, `to_device`, `spec_for` and the checks live in `mnist_jax.device_data` (sweeps use
-them too) and are importable from here, where a notebook looks for them.
-
-`fit` is a sweep of one member on one device, unpadded, one member per step: the sweep's own
-compile-and-train path (`sweep.run.train_program`), so it computes bitwise sweep member k's result.
+"""A single run: data on the device once (`to_device`, re-exported from `device_data` for
+notebooks), then `fit`, a sweep of one member on one device through the sweep's own
+compile-and-train path (`sweep.run.train_program`): bitwise sweep member k's result.
 """
 
 from __future__ import annotations
