@@ -71,10 +71,10 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
         from sqlalchemy.engine import make_url
 
         url = make_url(storage)
-        database = url.database if url.get_backend_name() == "sqlite" else None
-        in_memory = database in (None, "", ":memory:") or "uri" in url.query
-        if not in_memory and not Path(database).is_file():
-            raise ConfigError(f"--storage {storage}: no such database file {database}")
+        sqlite_file = url.get_backend_name() == "sqlite" and "uri" not in url.query
+        path = url.database if sqlite_file else None
+        if path not in (None, "", ":memory:") and not Path(path).is_file():
+            raise ConfigError(f"--storage {storage}: no such database file {path}")
     try:
         if create:
             return optuna.create_study(
