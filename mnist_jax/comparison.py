@@ -131,6 +131,10 @@ def _points(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.2f}"
 
 
+def _span(low: float | None, high: float | None) -> str:
+    return f"[{_points(low)}, {_points(high)}]"
+
+
 RUNS_CAVEAT = (
     "One seed each: this compares two trained models, and a seed's own luck is part of the "
     "difference; a sweep over seeds tells whether their configurations differ."
@@ -169,7 +173,7 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
         f"{better} is better on this test set ({basis}); the difference "
         + ("also holds" if holds else "is not shown to hold")
         + " when the test images' sampling is counted too (interval over seeds and test images "
-        f"[{_points(both['low'])}, {_points(both['high'])}] points)."
+        f"{_span(both['low'], both['high'])} points)."
     )
 
 
@@ -183,6 +187,7 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
         "minus A, in points.",
         "",
     ]
+    difference = result["difference"]
     if result["kind"] == "runs":
         table = result["mcnemar"]
         lines += ["| | test accuracy | Wilson 95% |", "|---|---:|---:|"]
@@ -194,17 +199,15 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
             )
         lines += [
             "",
-            f"Difference {_points(result['difference']['mean'])} points, 95% interval over test "
-            f"images [{_points(result['difference']['low'])}, "
-            f"{_points(result['difference']['high'])}] (Bonett-Price; the two models fixed).",
+            f"Difference {_points(difference['mean'])} points, 95% interval over test images "
+            f"{_span(difference['low'], difference['high'])} (Bonett-Price; the two models fixed).",
             "",
             f"Example by example: both right {table['both']:,}, only A {table['a_only']:,}, only B "
             f"{table['b_only']:,}, both wrong {table['neither']:,}; McNemar's exact p = "
             f"{table['p_value']:.3g}.",
         ]
     else:
-        difference, improvement = result["difference"], result["improvement"]
-        both = result["difference_seeds_and_examples"]
+        improvement, both = result["improvement"], result["difference_seeds_and_examples"]
         lines += [
             "| seed | A | B | B - A | only A right | only B right | McNemar p | Holm p |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -220,14 +223,11 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
             seeds = f"{difference['n']} seed" + ("s" if difference["n"] != 1 else "")
             text = f"Paired over {seeds}: {_points(difference['mean'])} points"
             if difference["ci95_low"] is not None:
-                text += (
-                    f", Student-t 95% interval [{_points(difference['ci95_low'])}, "
-                    f"{_points(difference['ci95_high'])}] (seeds, test set fixed)"
-                )
+                interval = _span(difference["ci95_low"], difference["ci95_high"])
+                text += f", Student-t 95% interval {interval} (seeds, test set fixed)"
             if both["low"] is not None:
                 text += (
-                    f"; 95% interval over seeds and test images [{_points(both['low'])}, "
-                    f"{_points(both['high'])}]"
+                    f"; 95% interval over seeds and test images {_span(both['low'], both['high'])}"
                 )
             if improvement["p"] is not None:
                 text += f"; B beats A on {improvement['p']:.0%} of the seeds (ties count one half)"
