@@ -140,14 +140,11 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
         odd = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct((3, *example), jnp.float32))
     except Exception as error:  # a user's module can fail in any way; say which and why
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        hint = (  # the usual slip: a convolutional module left with the default, flat layout
-            "; if it takes images, give it input_layout='image' (examples (H, W, 1))"
-            if len(example) == 1
-            else ""
-        )
+        # The usual slip: a convolutional module left with the default, flat layout.
+        hint = "; if it takes images, give it input_layout='image' (examples (H, W, 1))"
         raise ConfigError(
             f"model {model.name} cannot train on examples of shape {example}: "
-            f"{type(error).__name__}: {first}{hint}"
+            f"{type(error).__name__}: {first}{hint if len(example) == 1 else ''}"
         ) from None
     for mode, out, size in (("train", train, 2), ("eval", evaluation, 2), ("eval", odd, 3)):
         if getattr(out, "shape", None) != (size, num_classes):

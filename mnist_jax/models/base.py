@@ -63,12 +63,8 @@ def _traced_rate_dropout(next_fun, args, kwargs, context):
     ):
         return next_fun(*args, **kwargs)
     inputs, *rest = args
-    deterministic = nn.merge_param(
-        "deterministic",
-        module.deterministic,
-        kwargs.get("deterministic", rest[0] if rest else None),
-    )
-    if deterministic:
+    given = kwargs.get("deterministic", rest[0] if rest else None)
+    if nn.merge_param("deterministic", module.deterministic, given):
         return inputs
     rng = kwargs.get("rng", rest[1] if len(rest) > 1 else None)
     if rng is None:
