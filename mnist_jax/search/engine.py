@@ -194,12 +194,9 @@ def worker_of(trial) -> int:
 
 
 def _of_population(trial, worker: int, index: int | None = None) -> bool:
+    """Whether `worker` gave the trial a population (`index`, where one is named)."""
     population = trial.user_attrs.get("population")
-    return (
-        population is not None
-        and worker_of(trial) == worker
-        and (index is None or population == index)
-    )
+    return population is not None and worker_of(trial) == worker and index in (None, population)
 
 
 def claimed(trials) -> int:
