@@ -58,13 +58,12 @@ def compare_runs(a: Predictions, b: Predictions) -> dict:
     return {
         "kind": "runs",
         "examples": examples,
-        "a": {
-            "accuracy": float(correct_a.mean()),
-            "wilson95": list(wilson_interval(int(correct_a.sum()), examples)),
-        },
-        "b": {
-            "accuracy": float(correct_b.mean()),
-            "wilson95": list(wilson_interval(int(correct_b.sum()), examples)),
+        **{
+            name: {
+                "accuracy": float(correct.mean()),
+                "wilson95": list(wilson_interval(int(correct.sum()), examples)),
+            }
+            for name, correct in (("a", correct_a), ("b", correct_b))
         },
         "difference": {
             "mean": float(difference.mean()),
@@ -104,13 +103,10 @@ def compare_configurations(
     ]
     for row, adjusted in zip(per_seed, holm([row["p_value"] for row in per_seed])):
         row["p_holm"] = adjusted
-    differences = (
-        np.stack(
-            [b.correct[by_seed_b[s]].astype(np.float64) - a.correct[by_seed_a[s]] for s in seeds]
-        )
-        if seeds
-        else np.zeros((0, a.labels.size))
-    )
+    differences = np.zeros((0, a.labels.size))
+    if seeds:
+        pairs = [(a.correct[by_seed_a[s]], b.correct[by_seed_b[s]]) for s in seeds]
+        differences = np.stack([right_b.astype(np.float64) - right_a for right_a, right_b in pairs])
     paired = paired_difference(accuracy_a, accuracy_b)
     p = paired_p_value(accuracy_a, accuracy_b)
     return {
@@ -133,6 +129,10 @@ def _pct(x: float | None) -> str:
 
 def _points(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:+.2f}"
+
+
+def _span(low: float | None, high: float | None) -> str:
+    return f"[{_points(low)}, {_points(high)}]"
 
 
 RUNS_CAVEAT = (
@@ -158,11 +158,8 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
     seeds = len(result["seeds"])
     if verdict == "too few seeds":
         diverged = result["diverged"]
-        lost = (
-            f" ({diverged['a']} member(s) of A and {diverged['b']} of B diverged)"
-            if diverged["a"] or diverged["b"]
-            else ""
-        )
+        lost = f" ({diverged['a']} member(s) of A and {diverged['b']} of B diverged)"
+        lost = lost if diverged["a"] or diverged["b"] else ""
         return (
             f"Too few paired seeds ({seeds}){lost} for a verdict; at least "
             f"{MIN_VERDICT_SEEDS} are needed."
@@ -176,13 +173,8 @@ def _conclusion(result: Mapping, name_a: str, name_b: str) -> str:
         f"{better} is better on this test set ({basis}); the difference "
         + ("also holds" if holds else "is not shown to hold")
         + " when the test images' sampling is counted too (interval over seeds and test images "
-        f"[{_points(both['low'])}, {_points(both['high'])}] points)."
+        f"{_span(both['low'], both['high'])} points)."
     )
-
-
-def _caveat(result: Mapping) -> str:
-    """What the verdict does not say, whatever it is."""
-    return RUNS_CAVEAT if result["kind"] == "runs" else SEEDS_CAVEAT
 
 
 def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequence[str]) -> str:
@@ -195,27 +187,27 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
         "minus A, in points.",
         "",
     ]
+    difference = result["difference"]
     if result["kind"] == "runs":
         table = result["mcnemar"]
+        lines += ["| | test accuracy | Wilson 95% |", "|---|---:|---:|"]
+        for side, name in (("a", name_a), ("b", name_b)):
+            low, high = result[side]["wilson95"]
+            lines.append(
+                f"| {side.upper()}: {name} | {_pct(result[side]['accuracy'])} | "
+                f"[{_pct(low)}, {_pct(high)}] |"
+            )
         lines += [
-            "| | test accuracy | Wilson 95% |",
-            "|---|---:|---:|",
-            f"| A: {name_a} | {_pct(result['a']['accuracy'])} | "
-            f"[{_pct(result['a']['wilson95'][0])}, {_pct(result['a']['wilson95'][1])}] |",
-            f"| B: {name_b} | {_pct(result['b']['accuracy'])} | "
-            f"[{_pct(result['b']['wilson95'][0])}, {_pct(result['b']['wilson95'][1])}] |",
             "",
-            f"Difference {_points(result['difference']['mean'])} points, 95% interval over test "
-            f"images [{_points(result['difference']['low'])}, "
-            f"{_points(result['difference']['high'])}] (Bonett-Price; the two models fixed).",
+            f"Difference {_points(difference['mean'])} points, 95% interval over test images "
+            f"{_span(difference['low'], difference['high'])} (Bonett-Price; the two models fixed).",
             "",
             f"Example by example: both right {table['both']:,}, only A {table['a_only']:,}, only B "
             f"{table['b_only']:,}, both wrong {table['neither']:,}; McNemar's exact p = "
             f"{table['p_value']:.3g}.",
         ]
     else:
-        difference, improvement = result["difference"], result["improvement"]
-        both = result["difference_seeds_and_examples"]
+        improvement, both = result["improvement"], result["difference_seeds_and_examples"]
         lines += [
             "| seed | A | B | B - A | only A right | only B right | McNemar p | Holm p |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -231,14 +223,11 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
             seeds = f"{difference['n']} seed" + ("s" if difference["n"] != 1 else "")
             text = f"Paired over {seeds}: {_points(difference['mean'])} points"
             if difference["ci95_low"] is not None:
-                text += (
-                    f", Student-t 95% interval [{_points(difference['ci95_low'])}, "
-                    f"{_points(difference['ci95_high'])}] (seeds, test set fixed)"
-                )
+                interval = _span(difference["ci95_low"], difference["ci95_high"])
+                text += f", Student-t 95% interval {interval} (seeds, test set fixed)"
             if both["low"] is not None:
                 text += (
-                    f"; 95% interval over seeds and test images [{_points(both['low'])}, "
-                    f"{_points(both['high'])}]"
+                    f"; 95% interval over seeds and test images {_span(both['low'], both['high'])}"
                 )
             if improvement["p"] is not None:
                 text += f"; B beats A on {improvement['p']:.0%} of the seeds (ties count one half)"
@@ -248,5 +237,6 @@ def render_comparison(result: Mapping, name_a: str, name_b: str, sources: Sequen
                         f"{improvement['high']:.0%}]"
                     )
             lines.append(text + ".")
-    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", "", _caveat(result), ""]
+    caveat = RUNS_CAVEAT if result["kind"] == "runs" else SEEDS_CAVEAT  # whatever the verdict
+    lines += ["", f"**{_conclusion(result, name_a, name_b)}**", "", caveat, ""]
     return "\n".join(lines)

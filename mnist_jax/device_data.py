@@ -58,12 +58,10 @@ def spec_for(
 
 
 def to_device(dataset: Dataset, config: TrainConfig, spec: TrainSpec | None = None) -> DeviceData:
-    """Preprocess as the notebook (/255), in the layout of `spec`'s model (default: the
-    configuration's built-in model), and place every split on the default device once.
-
-    The validation split is the test set (`validation="test"`, as the notebook did) or the last
-    `validation_size` training examples (`validation="holdout"`), which are then not trained on.
-    """
+    """Every split scaled as the notebook (/255), in the layout of `spec`'s model (default: the
+    configuration's), on the default device once. The validation split is the test set
+    (`validation="test"`, as the notebook) or the last `validation_size` training examples
+    (`"holdout"`), then not trained on."""
     spec = spec or spec_for(config, dataset)
     train_images, train_labels = dataset.train_images, dataset.train_labels
     if config.validation == "holdout":
@@ -72,13 +70,11 @@ def to_device(dataset: Dataset, config: TrainConfig, spec: TrainSpec | None = No
         )
     else:
         val_images, val_labels = dataset.test_images, dataset.test_labels
-    arrays = []
-    for images, labels in (
-        (train_images, train_labels),
-        (val_images, val_labels),
-        (dataset.test_images, dataset.test_labels),
-    ):
-        arrays += [scale_to_layout(images, spec.example_shape), np.asarray(labels, np.int32)]
+    splits = [train_images, train_labels, val_images, val_labels]
+    arrays = [
+        scale_to_layout(array, spec.example_shape) if k % 2 == 0 else np.asarray(array, np.int32)
+        for k, array in enumerate([*splits, dataset.test_images, dataset.test_labels])
+    ]
     return DeviceData(
         *jax.device_put(arrays),
         num_classes=dataset.num_classes,
@@ -88,10 +84,9 @@ def to_device(dataset: Dataset, config: TrainConfig, spec: TrainSpec | None = No
 
 def check_fits(config: TrainConfig, dataset: Dataset, spec: TrainSpec | None = None) -> None:
     """Refuses, before anything is created, a configuration the dataset cannot serve: a held-out
-    split that leaves no training examples, a batch larger than the training set (it would be
-    padded with weight-0 rows to its full size, at its full memory cost), a model that cannot
-    train on these images (`check_model`), a precision the device has no hardware for
-    (`check_precision`) or a model that needs more memory than the device has."""
+    split leaving no training examples, a batch larger than the training set (padded to its full
+    memory cost), a model that cannot train on these images (`check_model`), a precision without
+    hardware (`check_precision`) or a model needing more memory than the device has."""
     spec = spec or spec_for(config, dataset)
     examples = int(dataset.train_images.shape[0])
     if config.validation == "holdout":
@@ -113,29 +108,21 @@ def check_trains(config: TrainConfig, data: DeviceData, spec: TrainSpec) -> None
 
 
 def _check_trains(
-    config: TrainConfig,
-    spec: TrainSpec,
-    examples: int,
-    test_examples: int,
-    num_classes: int,
-    name: str,
+    config: TrainConfig, spec: TrainSpec, examples: int, test: int, num_classes: int, name: str
 ) -> None:
     if config.batch_size > examples:
         raise ConfigError(
             f"invalid batch_size={config.batch_size}: larger than the {examples} training "
             f"examples of {name}"
         )
-    if test_examples == 0:
+    if test == 0:
         raise ConfigError(f"{name} has no test examples to evaluate on")
     check_model(spec.model, spec.example_shape, num_classes)
     check_precision(config.precision)
     needed = member_bytes(
-        spec,
-        examples,
-        num_classes=num_classes,
-        eval_examples=test_examples,
+        spec, examples, num_classes=num_classes, eval_examples=test,
         eval_chunk_size=config.eval_batch_size,
-    )
+    )  # fmt: skip
     available = memory_bytes()
     if needed > available:
         raise ConfigError(
@@ -154,10 +141,9 @@ def check_precision(precision: str, device: jax.Device | None = None) -> None:
 
 
 def check_results_fit(num_members: int, dataset: Dataset) -> None:
-    """Refuses, before anything is created, a sweep whose members' test predictions would not fit
-    in the host's memory: each member's test logits (float32, test examples x classes) stay on the
-    host for the statistics, ensembles and predictions.npz, with their softmax beside them (a
-    100,000-member MNIST sweep: 75 GiB). Half the machine's memory is the most they may take."""
+    """Refuses, before anything is created, a sweep whose members' test logits and softmax (kept on
+    the host for the statistics, ensembles and predictions.npz; 75 GiB for 100,000 MNIST members)
+    would take more than half the host's memory."""
     per_member = 2 * 4 * int(dataset.test_images.shape[0]) * int(dataset.num_classes)
     available = host_bytes() // 2
     if num_members * per_member > available:

@@ -1,11 +1,9 @@
-"""Everything about several processes (`jax.distributed`), in one module: start-up from environment
-variables, gathering results to every process, barriers, and what a checkpoint store checks across
-processes (the layout a step was saved on, digests of each process's shards).
+"""Everything about several processes (`jax.distributed`): start-up from environment variables,
+gathering results, barriers, and what a checkpoint store checks across processes.
 
-Every process runs the same code; `jax.devices()` then lists the devices of all processes and the
-member mesh spans them. Each process holds the members of its own devices; `gather_to_host` brings
-every member's numbers to every process (a collective: all processes must call it), so process 0
-can write the files. With one process every function here is a cheap local no-op or copy.
+Every process runs the same code and the member mesh spans all their devices; `gather_to_host` (a
+collective) brings every member's numbers to every process, so that process 0 can write the files.
+With one process every function here is a cheap local no-op or copy.
 """
 
 from __future__ import annotations
@@ -32,37 +30,27 @@ from mnist_jax.fileio import write_text_atomic
 ENV_COORDINATOR = "MNIST_JAX_COORDINATOR"  # host:port of process 0's coordinator service
 ENV_NUM_PROCESSES = "MNIST_JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "MNIST_JAX_PROCESS_ID"
-# How long the others wait for a process that stopped answering before they give up: JAX's
-# coordination service marks a process dead after this many seconds without a heartbeat, and every
-# barrier or collective waiting for it then fails (JAX's default is 100 s).
+# Seconds without a heartbeat after which JAX's coordination service takes a process for dead and
+# fails every barrier or collective waiting for it (JAX's default is 100 s).
 PEER_TIMEOUT_SECONDS = 60
-# How long a process waits at start-up for every process of the job to reach the coordinator
-# (seconds; JAX's own default, 300 s, fits a cluster that starts its processes one by one). When
-# it passes, the process says so in one line and exits with status 2: JAX's runtime would abort
-# with a C++ stack trace instead.
+# Seconds a process waits at start-up for the whole job to reach the coordinator (JAX's default,
+# fit for a cluster that starts its processes one by one); then it exits in one line, status 2,
+# where JAX's runtime would abort with a C++ stack trace.
 ENV_START_TIMEOUT = "MNIST_JAX_START_TIMEOUT"
 START_TIMEOUT_SECONDS = 300
-# What JAX's runtime says when another process has died or cannot be reached (gloo's collectives,
-# the coordination service's barriers and heartbeats); in any exception type: a barrier reports it
-# as a ValueError.
+# What JAX's runtime says, in any exception type, when another process died or cannot be reached.
 _PEER_FAILURE_SIGNS = (
-    "connection closed by peer",
-    "heartbeat timeout",
-    "barrier failed",
-    "task is set to error",
-    "gloo allgather failed",
-    "gloo allreduce failed",
-    "gloo broadcast failed",
-)
+    "connection closed by peer", "heartbeat timeout", "barrier failed", "task is set to error",
+    *(f"gloo {collective} failed" for collective in ("allgather", "allreduce", "broadcast")),
+)  # fmt: skip
 ENV_DISTRIBUTED = "MNIST_JAX_DISTRIBUTED"  # "off": no cluster detection (independent processes)
 
 _initialized = False
 
 
 def detected_cluster() -> str | None:
-    """The cluster JAX can set itself up in (SLURM, Open MPI, Cloud TPU, GKE, Kubernetes: JAX's own
-    detection, `jax.distributed.initialize()` without arguments), when it runs more than one
-    process of this job; else None."""
+    """The cluster JAX detects itself (SLURM, Open MPI, Cloud TPU, GKE, Kubernetes), when it runs
+    more than one process of this job; else None."""
     if os.environ.get(ENV_DISTRIBUTED, "").strip().lower() in ("off", "0", "false", "no"):
         return None
     try:  # JAX's detection is internal; if it moves, clusters need the MNIST_JAX_* variables
@@ -81,15 +69,11 @@ def detected_cluster() -> str | None:
 def initialize_distributed_from_env(
     environ: Mapping[str, str] | None = None, *, timeout_s: int = START_TIMEOUT_SECONDS
 ) -> bool:
-    """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set, or when JAX detects a
-    cluster running several processes of this job (`detected_cluster`); return whether it did.
-
-    Must run before anything else touches JAX devices. With MNIST_JAX_COORDINATOR,
-    MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID are required. CPU collectives use gloo (XLA's
-    CPU backend has no other cross-process implementation); the setting only concerns CPU devices,
-    so it is harmless on GPU. A process silent for `PEER_TIMEOUT_SECONDS` is taken for dead.
-    Raises ConfigError for missing or invalid values. Calling it again after success does nothing.
-    """
+    """Call `jax.distributed.initialize` when MNIST_JAX_COORDINATOR is set (then
+    MNIST_JAX_NUM_PROCESSES and MNIST_JAX_PROCESS_ID are required), or when `detected_cluster`
+    finds one; return whether it did. Must run before anything touches JAX devices; ConfigError
+    for missing or invalid values; again after success, nothing. CPU collectives use gloo, XLA's
+    CPU backend's only cross-process implementation (harmless on GPU)."""
     global _initialized
     env = os.environ if environ is None else environ
     coordinator = env.get(ENV_COORDINATOR, "").strip()
@@ -142,8 +126,8 @@ def initialize_distributed_from_env(
 
 @contextlib.contextmanager
 def _exit_with_one_line_after(seconds: float, message: str):
-    """Print `message` to stderr and end the process with status 2 if the block is still running
-    after `seconds`: for a call into JAX's runtime that only a process exit can interrupt."""
+    """Print `message` and exit with status 2 if the block still runs after `seconds`: for a call
+    into JAX's runtime that only a process exit can interrupt."""
 
     def expire():
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # python -m NAME
@@ -161,26 +145,23 @@ def _exit_with_one_line_after(seconds: float, message: str):
 
 
 def coordinator_address(text: str) -> tuple[str, int]:
-    """The host and port of MNIST_JAX_COORDINATOR's value `text` (`host:port`, or `[ipv6]:port`);
-    ConfigError unless the host is given and the port is an integer from 1 to 65535. Checked here:
-    JAX's runtime takes a bad address for a reachable one and crashes, or waits until its start-up
-    timeout and aborts."""
-    expected = f"expected host:port of process 0's coordinator, e.g. {ENV_COORDINATOR}=host0:4321"
+    """The host and port of MNIST_JAX_COORDINATOR's `text` (`host:port`, `[ipv6]:port`), checked:
+    JAX's runtime takes a bad address for a reachable one and crashes, or times out and aborts."""
+    invalid = f"invalid {ENV_COORDINATOR}={text!r}"
     host, colon, port = text.rpartition(":")
-    if not colon:
-        raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
     if host.startswith("["):  # an IPv6 address: [::1]:4321
-        if not host.endswith("]") or len(host) == 2 or any(c in host[1:-1] for c in "[]"):
-            raise ConfigError(f"invalid {ENV_COORDINATOR}={text!r}: {expected}")
-    elif not host or ":" in host or any(c in host for c in "[] /\t"):
+        bad_host = not host.endswith("]") or len(host) == 2 or any(c in host[1:-1] for c in "[]")
+    else:
+        bad_host = not host or ":" in host or any(c in host for c in "[] /\t")
+    if not colon or bad_host:
+        unbracketed = ":" in host and not host.startswith("[")
         raise ConfigError(
-            f"invalid {ENV_COORDINATOR}={text!r}: {expected}"
-            + (" (an IPv6 address in brackets: [::1]:4321)" if ":" in host else "")
+            f"{invalid}: expected host:port of process 0's coordinator, e.g. "
+            f"{ENV_COORDINATOR}=host0:4321"
+            + (" (an IPv6 address in brackets: [::1]:4321)" if unbracketed else "")
         )
     if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
-        raise ConfigError(
-            f"invalid {ENV_COORDINATOR}={text!r}: the port must be an integer from 1 to 65535"
-        )
+        raise ConfigError(f"{invalid}: the port must be an integer from 1 to 65535")
     return host, int(port)
 
 
@@ -217,10 +198,7 @@ def peer_failure(error: BaseException) -> str | None:
 
 
 def gather_to_host(tree: Any) -> Any:
-    """The global value of every array in `tree`, as numpy, on every process.
-
-    Single process: a device-to-host copy. Several processes: `process_allgather` (a collective).
-    """
+    """The global value of every array in `tree`, as numpy, on every process (a collective)."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
     return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
@@ -232,8 +210,8 @@ def is_main_process() -> bool:
 
 
 def check_shared_folder(folder: Path) -> None:
-    """Every process sees `folder` as the same folder (checkpoints need one file system shared by
-    all processes): process 0 writes a token there, and every process must read the same one."""
+    """ConfigError unless every process sees `folder` as the same folder (checkpoints need a
+    shared file system): each must read the token process 0 writes there."""
     probe = folder / ".shared-folder-check"
     if jax.process_index() == 0:
         write_text_atomic(probe, f"{os.getpid()}-{time.time_ns()}")
@@ -286,17 +264,16 @@ def layout() -> dict:
 
 
 def local_digest(tree: Any) -> str:
-    """SHA-256 over the shards of every array that this process holds (path, shard index,
-    dtype, bytes): with several processes, each checks its own part."""
+    """SHA-256 over the shards of every array this process holds (path, index, dtype, bytes)."""
     digest = hashlib.sha256()
     for path, leaf in sorted(flat(tree).items()):
         shards = getattr(leaf, "addressable_shards", None)
-        if shards is None:
-            parts = [((), np.asarray(leaf))]
-        else:
-            unique = {str(shard.index): shard for shard in shards if shard.replica_id == 0}
-            parts = [(index, np.asarray(unique[index].data)) for index in sorted(unique)]
+        parts = [((), leaf)]
+        if shards is not None:
+            unique = {str(shard.index): shard.data for shard in shards if shard.replica_id == 0}
+            parts = sorted(unique.items())
         for index, array in parts:
+            array = np.asarray(array)
             digest.update(f"{path}|{index}|{array.dtype.str}|{array.shape}|".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
@@ -327,8 +304,8 @@ def flat(tree: Any) -> dict[str, Any]:
 
 
 def refuse_multi_process_settings(command: str) -> None:
-    """ConfigError where a multi-process setting is in the environment of a command that runs in
-    one process: each process of the intended job would do the whole work alone."""
+    """ConfigError where a one-process command sees a multi-process setting: each process of the
+    intended job would do the whole work alone."""
     for name in (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
         if os.environ.get(name):
             raise ConfigError(

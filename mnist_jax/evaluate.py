@@ -1,9 +1,5 @@
-"""Batched prediction: over the examples of a dataset (in memory-bounded chunks) and over the
-members of a sweep (stacked parameters, with `vmap`), in one compiled program each.
-
-Every function takes the `Model` (static: equal models share the compiled program) and the
-parameters. Chunking bounds the activations held at once (`chunk_size` examples), not the result:
-the output is the same for any chunk size.
+"""Batched prediction, in one compiled program each: over a dataset's examples in chunks (which
+bound the activations held at once, not the result) and over a sweep's stacked members (`vmap`).
 """
 
 from __future__ import annotations
@@ -59,6 +55,5 @@ def loss_and_accuracy(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Arr
 def evaluate_loss_accuracy(
     model: Model, params: Params, images: jax.Array, labels: jax.Array, *, chunk_size: int = 2000
 ) -> dict[str, jax.Array]:
-    """Loss and accuracy of one model on a dataset, as one compiled call (the per-epoch
-    validation)."""
+    """Loss and accuracy of one model on a dataset in one compiled call (an epoch's validation)."""
     return loss_and_accuracy(predict_logits(model, params, images, chunk_size=chunk_size), labels)

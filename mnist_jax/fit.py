@@ -1,10 +1,6 @@
-"""A single run: data on the device once (`to_device`), then `fit`, the epochs of one member.
-
-`DeviceData`, `to_device`, `spec_for` and the checks live in `mnist_jax.device_data` (sweeps use
-them too) and are importable from here, where a notebook looks for them.
-
-`fit` is a sweep of one member on one device, unpadded, one member per step: the sweep's own
-compile-and-train path (`sweep.run.train_program`), so it computes bitwise sweep member k's result.
+"""A single run: data on the device once (`to_device`, re-exported from `device_data` for
+notebooks), then `fit`, a sweep of one member on one device through the sweep's own
+compile-and-train path (`sweep.run.train_program`): bitwise sweep member k's result.
 """
 
 from __future__ import annotations
@@ -70,24 +66,16 @@ def fit(
     history: Sequence[dict] = (),
     callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
-    """Trains from `state` (a fresh one from `config.seed` if None) to `config.epochs` epochs.
+    """Trains from `state` (copied, not changed; default: fresh from `config.seed`) to
+    `config.epochs` epochs, on the device that holds `data` (reshaped there to the model's layout).
 
-    The model is `spec.model`; without a spec, `model` (any `Model`, e.g. a user's
-    `LinenModel`), else the configuration's built-in one. `data` is reshaped on the device to the
-    model's layout if it is in another's. It trains on the device that holds `data`.
-
-    A state passed in is copied into the one-member program, not changed; the returned state is
-    the trained one. `history` continues an earlier history when resuming. After each epoch, each
-    callback is called as `callback(state, record, history)` with the epoch's record:
-    `{"epoch", "train_loss", "train_accuracy", "train_grad_norm", "val_loss", "val_accuracy",
-    "learning_rate", "seconds"}` (every metric the compiled programs return: `epochs.run_epochs`).
-
-    The first call turns on the persistent compilation cache where jax has none (as the commands
-    do; `runtime.compilation_cache_by_default`); MNIST_JAX_COMPILATION_CACHE=off keeps it off.
-
-    Raises TrainingError, before any callback sees the epoch, if the training or validation loss is
-    not finite, so that a diverged state is never checkpointed.
-    """
+    The model is `spec.model`, else `model` (any `Model`), else the configuration's built-in one.
+    `history` continues an earlier one. After each epoch, `callback(state, record, history)` with
+    the epoch's record (`{"epoch", "train_loss", ..., "val_accuracy", "learning_rate", "seconds"}`:
+    every metric the compiled programs return, `epochs.run_epochs`). The first call turns on the
+    persistent compilation cache where jax has none (MNIST_JAX_COMPILATION_CACHE=off keeps it off).
+    A non-finite loss raises TrainingError before any callback sees the epoch, so that a diverged
+    state is never checkpointed."""
     compilation_cache_by_default()
     spec = spec or spec_for(config, data, model)
     config = resolve_dropout(config, spec.model)  # a module's own rate, where none is set
@@ -96,26 +84,16 @@ def fit(
     check_trains(config, data, spec)
     mesh = prog.member_mesh([device_of(data)])
     data = prog.replicate_data(data, mesh).in_layout(spec.example_shape)
-    member = member_of(config)
     first_epoch = 1
     if state is not None:
         first_epoch = int(state.epoch) + 1
         state = jax.device_put(_stack(state), prog.member_sharding(mesh))
-
     state, (history,), compile_seconds = train_program(
-        config,
-        SweepProgram(0, (member,), 1),
-        spec,
-        data,
-        mesh,
-        state=state,
-        histories=[list(history)],
-        callbacks=[for_member(callbacks)] if callbacks else (),
-        raise_on_divergence=True,
-        name=lambda _: f"training (learning rate {config.learning_rate})",
-        gather=jax.device_get,
-        first_epoch=first_epoch,
-    )
+        config, SweepProgram(0, (member_of(config),), 1), spec, data, mesh, state=state,
+        histories=[list(history)], callbacks=[for_member(callbacks)] if callbacks else (),
+        raise_on_divergence=True, name=lambda _: f"training (learning rate {config.learning_rate})",
+        gather=jax.device_get, first_epoch=first_epoch,
+    )  # fmt: skip
     return FitResult(_unstack(state), history, compile_seconds)
 
 

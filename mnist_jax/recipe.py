@@ -1,16 +1,12 @@
 """Training recipes: the optimizer (adam, adamw, sgd) and the learning-rate schedule (constant,
 cosine, warm-up then cosine), built from optax's transformations.
 
-What changes the program (the optimizer's kind, the schedule's kind, Nesterov, Adam's epsilon) is
-static, in the `TrainSpec`. Every number that keeps shapes (the peak learning rate, weight decay,
-momentum, warm-up and decay lengths, the final fraction) is an array in the optimizer state
-(`optax.inject_hyperparams`), so a sweep vmaps over members that differ in any of them. The
-schedule reads the optimizer's own step count, which the checkpoint holds: a resumed run continues
-the curve exactly.
-
-The schedules are written in `jnp` rather than taken from `optax.schedules`, whose constructors
-branch in Python on their lengths and values (a traced warm-up length cannot pass through them);
-tests check them against optax's own schedules.
+What changes the program (the optimizer's and schedule's kinds, Nesterov, Adam's epsilon) is
+static, in the `TrainSpec`; every number (peak learning rate, weight decay, momentum, warm-up and
+decay lengths, final fraction) is an array in the optimizer state (`optax.inject_hyperparams`), so
+a sweep vmaps over them. The schedule reads the optimizer's step count, which checkpoints hold.
+The schedules are `jnp`, not `optax.schedules`, whose constructors branch in Python on their
+lengths (tests check them against optax's).
 """
 
 from __future__ import annotations
@@ -23,15 +19,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# The per-run numbers a recipe keeps in `opt_state.hyperparams` besides the learning rate.
-RECIPE_HYPERPARAMS = (
-    "weight_decay",
-    "momentum",
-    "warmup_steps",
-    "decay_steps",
-    "final_lr_fraction",
-)
-
 
 def schedule_multiplier(
     schedule: str,
@@ -40,12 +27,9 @@ def schedule_multiplier(
     decay_steps: jax.Array,
     final_lr_fraction: jax.Array,
 ) -> jax.Array:
-    """The factor of the peak learning rate at optimizer step `count` (0 for the first step).
-
-    constant: 1. cosine: `optax.cosine_decay_schedule(1, decay_steps, alpha=final)`.
-    warmup-cosine: `optax.warmup_cosine_decay_schedule(0, 1, warmup_steps, decay_steps,
-    end_value=final)`: linear from 0 over the warm-up, then cosine over the remaining steps.
-    """
+    """The factor of the peak learning rate at optimizer step `count` (0 for the first step):
+    1, `optax.cosine_decay_schedule(1, decay_steps, alpha=final)` or
+    `optax.warmup_cosine_decay_schedule(0, 1, warmup_steps, decay_steps, end_value=final)`."""
     if schedule == "constant":
         return jnp.ones((), jnp.float32)
     count = jnp.asarray(count, jnp.float32)
@@ -70,21 +54,16 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer with its numbers in `opt_state.hyperparams` (set them with `set_recipe`).
 
-    adam with a constant rate is `inject_hyperparams(optax.adam)`, as Keras configures it
-    (epsilon 1e-7): the notebook's optimizer, with the state layout of every earlier checkpoint.
-    Otherwise: adam = scale_by_adam; adamw = scale_by_adam, then decoupled weight decay (optax's
-    adamw); sgd = L2 weight decay added to the gradient, then momentum (`optax.trace`, Nesterov
-    optional); each followed by the scheduled learning rate.
-    """
+    adam with a constant rate is `inject_hyperparams(optax.adam)` (epsilon 1e-7, as Keras): the
+    notebook's optimizer, in every earlier checkpoint's state layout. Otherwise adam, adamw
+    (decoupled weight decay) or sgd (L2 weight decay, then momentum), then the scheduled rate."""
     if optimizer == "adam" and schedule == "constant":
         return optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, eps=epsilon)
 
     def recipe(learning_rate, weight_decay, momentum, warmup_steps, decay_steps, final_lr_fraction):
         def rate(count):
-            factor = schedule_multiplier(
-                schedule, count, warmup_steps, decay_steps, final_lr_fraction
-            )
-            return learning_rate * factor
+            curve = (warmup_steps, decay_steps, final_lr_fraction)
+            return learning_rate * schedule_multiplier(schedule, count, *curve)
 
         if optimizer == "adam":
             steps = [optax.scale_by_adam(eps=epsilon)]
@@ -100,13 +79,9 @@ def make_optimizer(
         return optax.chain(*steps, optax.scale_by_learning_rate(rate))
 
     return optax.inject_hyperparams(recipe)(
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        momentum=0.9,
-        warmup_steps=0.0,
-        decay_steps=1.0,
+        learning_rate=1e-3, weight_decay=0.0, momentum=0.9, warmup_steps=0.0, decay_steps=1.0,
         final_lr_fraction=0.0,
-    )
+    )  # fmt: skip
 
 
 def recipe_values(config: Any, train_examples: int) -> dict[str, float]:
@@ -143,11 +118,5 @@ def learning_rate_in_effect(schedule: str, opt_state: Any, step: jax.Array) -> j
     peak = hyperparams["learning_rate"]
     if "decay_steps" not in hyperparams:
         return peak
-    factor = schedule_multiplier(
-        schedule,
-        step,
-        hyperparams["warmup_steps"],
-        hyperparams["decay_steps"],
-        hyperparams["final_lr_fraction"],
-    )
-    return peak * factor
+    curve = (hyperparams[k] for k in ("warmup_steps", "decay_steps", "final_lr_fraction"))
+    return peak * schedule_multiplier(schedule, step, *curve)

@@ -2,14 +2,12 @@
 program.
 
 Every path trains through `train_epoch`: a single run jits it, a sweep jits its `vmap` over stacked
-states, and a sharded sweep is the same call with sharded inputs. The Python loop in `fit` only
-handles epochs, history and callbacks; there is no host round trip inside an epoch.
+states, a sharded sweep is the same call with sharded inputs. No host round trip inside an epoch.
 
-Randomness: a run has one root key (from its seed), stored in the state. Three streams are derived
-from it by `fold_in` with fixed stream ids: parameter init, shuffling (folded with the epoch number)
-and dropout (folded with the global step number). So no key is ever reused, an epoch's data order
-and every dropout mask depend only on (seed, epoch, step), and a run restored from a checkpoint
-continues with exactly the keys it would have used.
+Randomness: a run's one root key (from its seed) is in the state; three streams are folded from it
+with fixed ids: parameter init, shuffling (folded with the epoch) and dropout (with the global
+step). No key is reused, data order and dropout masks depend only on (seed, epoch, step), and a
+restored run continues with exactly the keys it would have used.
 """
 
 from __future__ import annotations
@@ -41,39 +39,24 @@ INIT_STREAM, SHUFFLE_STREAM, DROPOUT_STREAM = 0, 1, 2
 @flax.struct.dataclass
 class TrainState:
     """Everything training needs to continue, as a pytree of arrays (checkpoints save it as it is).
-
-    Attributes:
-      params: the model parameters.
-      opt_state: the optimizer state; with `make_optimizer` it also holds the learning rate, as an
-        array, so members of a sweep can differ in it.
-      dropout_rate: float32 scalar; an array rather than a compiled-in constant for the same reason.
-      key: uint32[2], the raw data of the run's root PRNG key (raw, so any checkpoint library
-        stores it).
-      step: int32 scalar, optimizer steps taken so far.
-      epoch: int32 scalar, epochs completed so far.
-      best_params: the parameters of the epoch with the best validation accuracy so far (the
-        initial ones before any epoch), selected inside the compiled validation (`track_best`).
-      best_accuracy: float32 scalar, that validation accuracy (-1 before any epoch).
-      best_epoch: int32 scalar, that epoch (0 before any).
-      stale_epochs: int32 scalar, epochs validated since the last improvement.
-      stopped: bool scalar, early-stopped (`TrainSpec.patience`): `train_epoch` leaves it as it
-        is (NaN loss and accuracy) while the other members of its program train on.
-      hyper: the run's other traced hyper-parameters by name, float32 scalars (the configuration's
-        fields marked `in_state`, e.g. `label_smoothing`): a new one is a field there and its use
-        here. Checkpoints from before a name existed restore it at the configuration's value.
-    """
+    The per-run numbers are arrays, not compiled-in constants, so that a sweep's members differ in
+    them; the scalars' dtypes are those `init_train_state` gives."""
 
     params: Params
-    opt_state: Any
+    opt_state: Any  # with `make_optimizer`, it holds the learning rate and the recipe's numbers
     dropout_rate: jax.Array
-    key: jax.Array
-    step: jax.Array
-    epoch: jax.Array
+    key: jax.Array  # uint32[2]: the raw data of the run's root key (raw: any library stores it)
+    step: jax.Array  # optimizer steps taken
+    epoch: jax.Array  # epochs completed
+    # The parameters of the epoch with the best validation accuracy (the initial ones, -1 and 0
+    # before any epoch), selected inside the compiled validation (`track_best`).
     best_params: Params
     best_accuracy: jax.Array
     best_epoch: jax.Array
-    stale_epochs: jax.Array
-    stopped: jax.Array
+    stale_epochs: jax.Array  # epochs validated since the last improvement
+    stopped: jax.Array  # early-stopped (`TrainSpec.patience`): `train_epoch` leaves it as it is
+    # The configuration's other fields marked `in_state` (e.g. label_smoothing), float32 by name;
+    # a checkpoint from before a name existed restores it at the configuration's value.
     hyper: dict[str, jax.Array]
 
 
@@ -100,12 +83,8 @@ def from_legacy(saved: Mapping[str, Any], best_accuracy: Any = -1.0) -> TrainSta
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
     """The static part of training, compiled into the program: the model, the data's shapes, the
-    batch size and the optimizer's code.
-
-    Hashable, so it is a static argument of the jitted functions; two runs with equal specs share
-    one compiled program. Per-run numbers that keep shapes (seed, learning rate, dropout rate) live
-    in the `TrainState` instead, which is what lets a sweep vmap over them.
-    """
+    batch size and the optimizer's code. Hashable: equal specs share one compiled program. Per-run
+    numbers that keep shapes live in the `TrainState`, which lets a sweep vmap over them."""
 
     model: Model = dataclasses.field(default_factory=mlp)
     image_shape: tuple[int, ...] = (28, 28)  # one example's (H, W), before the model's layout
@@ -134,16 +113,9 @@ class TrainSpec:
         model = model if model is not None else model_from_config(config, num_classes)
         model = with_precision(model, config.precision)
         return cls(
-            model,
-            tuple(image_shape),
-            config.batch_size,
-            config.adam_epsilon,
-            config.optimizer,
-            config.schedule,
-            config.nesterov,
-            config.patience,
-            tx,
-        )
+            model, tuple(image_shape), config.batch_size, config.adam_epsilon, config.optimizer,
+            config.schedule, config.nesterov, config.patience, tx,
+        )  # fmt: skip
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -180,13 +152,8 @@ def init_train_state(
     hyper: Mapping[str, Any] | None = None,
 ) -> TrainState:
     """A fresh train state for `seed`. Pure: `jax.vmap` over seeds and hyper-parameters is a sweep.
-
-    `learning_rate` and `recipe` (`recipe.recipe_values`: weight decay, momentum, schedule
-    lengths...) are written into the optimizer state where the optimizer keeps them (as
-    `recipe.make_optimizer`'s does); a custom optimizer without injected hyper-parameters keeps
-    its own. `hyper`: the state's other traced hyper-parameters (`state_hyperparams`; default:
-    the configuration's defaults).
-    """
+    `learning_rate` and `recipe` (`recipe.recipe_values`) go into the optimizer state where it
+    keeps them; `hyper` (`state_hyperparams`) defaults to the configuration's defaults."""
     if recipe is None and spec.tx is None and spec.schedule != "constant":
         raise ValueError(
             f"the {spec.schedule} schedule needs its length: pass "
@@ -254,13 +221,9 @@ def create_train_state(
 def weighted_cross_entropy(
     logits: jax.Array, labels: jax.Array, weights: jax.Array, label_smoothing: Any = 0.0
 ) -> jax.Array:
-    """Mean softmax cross-entropy over the examples with weight 1 (padding rows weigh 0).
-
-    Integer labels give the same value as Keras's categorical cross-entropy on one-hot labels.
-    `label_smoothing` a: the targets of `optax.smooth_labels`, 1 - a on the label plus a spread
-    evenly over every class, i.e. (1 - a) * the cross-entropy + a * the mean of -log p over the
-    classes (with a = 0, exactly the unsmoothed loss and gradient).
-    """
+    """Mean softmax cross-entropy over the examples with weight 1 (padding rows weigh 0), with
+    `optax.smooth_labels`' targets for `label_smoothing` a: (1 - a) * the cross-entropy + a * the
+    mean of -log p over the classes (a = 0: exactly the unsmoothed loss and gradient)."""
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     spread = -jnp.mean(jax.nn.log_softmax(logits), axis=-1)
     per_example = (1.0 - label_smoothing) * per_example + label_smoothing * spread
@@ -277,13 +240,9 @@ def weighted_z_loss(logits: jax.Array, weights: jax.Array) -> jax.Array:
 def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     """One optimizer step on `batch`. Pure; dropout keyed by `fold_in(dropout stream, step)`.
 
-    Returns the new state and, per metric, its sum over the batch's real examples (`loss`,
-    `accuracy` as the count of correct ones, and `grad_norm`, the gradient's global norm, once per
-    example), with that `count`: sums, not means, so that an epoch's totals are exact whatever its
-    batch sizes (the epoch's `grad_norm` is the mean of its steps' norms, each weighted by its real
-    examples: the last, smaller batch counts less). `train_epoch` reports every metric here as
-    its mean over the epoch's examples, and the epoch records carry it (`epochs.run_epochs`).
-    """
+    Returns the new state and each metric's sum over the batch's real examples (`loss`, `accuracy`
+    as a count, `grad_norm` once per example), with that `count`: sums, so that the epoch's means
+    are exact whatever its batch sizes (the last, smaller batch's norm weighs less)."""
     dropout_key = jax.random.fold_in(stream_key(state, DROPOUT_STREAM), state.step)
 
     def loss_fn(params):
@@ -302,11 +261,7 @@ def train_step(spec: TrainSpec, state: TrainState, batch: Batch) -> tuple[TrainS
     count = jnp.sum(batch.weights)
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == batch.labels) * batch.weights)
     new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
-    sums = {
-        "loss": loss * count,
-        "accuracy": correct,
-        "grad_norm": optax.tree.norm(grads) * count,
-    }
+    sums = {"loss": loss * count, "accuracy": correct, "grad_norm": optax.tree.norm(grads) * count}
     return new_state, {**sums, "count": count}
 
 
@@ -323,12 +278,9 @@ def epoch_batches(
 ) -> tuple[jax.Array, jax.Array]:
     """One epoch's shuffled example indices and weights, shaped (steps, batch_size).
 
-    The order is `argsort` of random 32-bit keys: a uniform shuffle (up to astronomically rare ties,
-    broken by index) that costs a sort, cheaper on CPU than `jax.random.permutation`. The last batch
-    is kept: when `num_examples` is not a multiple of `batch_size`, it is padded to full size with
-    index 0 and weight 0, so every step has one shape (one compiled step) while the loss and
-    gradient are exactly those of the smaller batch (the loss is a mean over weight-1 rows only).
-    """
+    The order is `argsort` of random 32-bit keys: a uniform shuffle (rare ties broken by index),
+    cheaper on CPU than `jax.random.permutation`. The last batch is padded to full size with index
+    0 and weight 0: one compiled step, and exactly the smaller batch's loss and gradient."""
     steps = math.ceil(num_examples / batch_size)
     order = jnp.argsort(random_bits.random_bits(key, (num_examples,))).astype(jnp.int32)
     padding = steps * batch_size - num_examples
@@ -342,13 +294,11 @@ def train_epoch(
 ) -> tuple[TrainState, dict]:
     """One epoch: shuffle, then `lax.scan` of `train_step` over every batch. Pure; jit/vmap it.
 
-    `images` `(N, *spec.example_shape)` float32 and `labels` (N,) int32 are the whole training set,
-    already on the device in the model's layout; each step gathers its batch from them. Returns
-    the new state and the epoch's mean training loss and accuracy (averaged over the epoch as it
-    trains, with dropout on: what Keras reports), the parameters' global L2 norm at its end
-    (`param_norm`), and the learning rate of its last step where the optimizer keeps one. A
-    stopped state (`state.stopped`) is returned as it is, with NaN loss and accuracy.
-    """
+    `images` `(N, *spec.example_shape)` float32 and `labels` (N,) int32, the whole training set on
+    the device, each step gathering its batch. Returns the new state and the epoch's means of the
+    step's metrics (as it trains, dropout on: what Keras reports), the parameters' L2 norm at its
+    end (`param_norm`) and its last step's learning rate where the optimizer keeps one. A stopped
+    state is returned as it is, with NaN metrics."""
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
     def metrics(state: TrainState, means: dict) -> dict:
@@ -384,10 +334,9 @@ def train_epoch(
 
 
 def track_best(state: TrainState, val_accuracy: jax.Array, patience: int = 0) -> TrainState:
-    """After an epoch's validation: keep the parameters when the validation accuracy improved
-    (a select, so it runs inside the compiled program for every member at once), count the epochs
-    without improvement, and stop a member after `patience` of them (0: never). A stopped member
-    is left as it is; a non-finite accuracy never improves."""
+    """After an epoch's validation: keep the parameters where the accuracy improved (a select, for
+    every member at once), count the epochs without improvement, and stop a member after
+    `patience` of them (0: never). A stopped member is left as it is; NaN never improves."""
     active = jnp.logical_not(state.stopped)
     improved = active & (val_accuracy > state.best_accuracy)
     stale = jnp.where(improved, 0, state.stale_epochs + active.astype(jnp.int32))

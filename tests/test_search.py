@@ -395,3 +395,28 @@ def test_without_optuna_the_command_says_how_to_get_it(tmp_path, monkeypatch, ca
         ["experiments.search", "--space", "lr=uniform(0,1)"], tmp_path, monkeypatch, capsys
     )
     assert done.returncode == 2 and "pip install -e '.[search]'" in done.stderr
+
+
+def test_joining_a_search_whose_sqlite_study_is_gone_refuses_and_creates_no_database(
+    tmp_path, small_mnist, monkeypatch, capsys
+):
+    """Opening a missing SQLite file made an empty database before the study was found missing."""
+    from mnist_jax.config import TrainConfig
+
+    search_dir, database = tmp_path / "search", tmp_path / "study.db"
+    search_dir.mkdir()
+    settings = {"space": "lr=uniform(0.001,0.01)", "trials": 2, "population": 1,
+                "seeds_per_trial": 1, "sampler": "random", "sampler_seed": 0, "pruner": "none",
+                "reduction_factor": 4, "storage": f"sqlite:///{database}", "confirm_top": 1,
+                "confirm_seeds": 2, "random_arm": 0, "study_name": "search-gone"}  # fmt: skip
+    config = TrainConfig(dataset="small-mnist", validation="holdout", validation_size=500)
+    record = {"config": config.to_dict(), "settings": settings}
+    (search_dir / "search.json").write_text(json.dumps(record))
+    for flag in ("--join", "--resume"):
+        done = _processes.run_in_process(
+            ["experiments.search", flag, search_dir, *small_mnist[2:]], small_mnist[-1],
+            monkeypatch, capsys,
+        )  # fmt: skip
+        assert done.returncode == 2 and str(database) in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not database.exists() and [p.name for p in search_dir.iterdir()] == ["search.json"]

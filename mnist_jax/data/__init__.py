@@ -1,10 +1,7 @@
 """The data layer: IDX files, the in-memory `Dataset`, where files come from, preprocessing.
 
-Typical use:
-
-    from mnist_jax.data import load_dataset, flatten_and_scale, one_hot
-    ds = load_dataset("mnist", data_dir=None)  # --data-dir, $MNIST_JAX_DATA, cache, download
-    x = flatten_and_scale(ds.train_images)
+ds = load_dataset("mnist", data_dir=None)  # --data-dir, $MNIST_JAX_DATA, cache, download
+x = flatten_and_scale(ds.train_images)
 """
 
 from mnist_jax.data.catalog import FILE_STEMS, KNOWN_DATASETS, DatasetSpec

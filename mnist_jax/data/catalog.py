@@ -1,9 +1,8 @@
 """The datasets this project knows by name: class names, content checksums, download mirrors.
 
-A checksum is listed only if it was computed on these machines from a trusted copy; without one,
-a dataset is never downloaded (we could not tell a good file from a bad one) and must be provided
-locally. All checksums are SHA-256 of the DECOMPRESSED files: the gzip wrapping differs between
-mirrors and packagers, the decompressed bytes are the dataset itself.
+A checksum is listed only if computed here from a trusted copy; without one, a dataset is never
+downloaded and must be provided locally. Checksums are SHA-256 of the DECOMPRESSED files: the gzip
+wrapping differs between mirrors and packagers.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
-# The four standard files of every MNIST-like dataset, in canonical order (also the order of
-# the fingerprint). Each may be stored with or without '.gz'.
+# The four files of every MNIST-like dataset, in the fingerprint's order, each with or without .gz.
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
@@ -25,11 +23,8 @@ DIGITS = tuple(str(i) for i in range(10))
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """What is known about a named dataset.
-
-    sha256: decompressed SHA-256 per file stem, or None if not verified here.
-    mirrors: base URLs (ending in '/') serving '<stem>.gz'; only used together with sha256.
-    """
+    """What is known about a named dataset: its decompressed files' SHA-256 by stem (None: not
+    verified here), and base URLs (ending in '/') serving '<stem>.gz', used only with them."""
 
     name: str
     class_names: tuple[str, ...]
@@ -76,7 +71,7 @@ FASHION_MNIST = DatasetSpec(
         "Sneaker",
         "Bag",
         "Ankle boot",
-    ),
+    ),  # fmt: skip
     # Computed here (`zcat FILE | sha256sum`) from Debian's package dataset-fashion-mnist
     # 0.0~git20200523.55506a9-1, /usr/share/datasets/fashion-mnist/. Debian recompressed the .gz
     # files (their MD5s differ from the upstream README's), hence checksums of decompressed content.
@@ -91,17 +86,15 @@ FASHION_MNIST = DatasetSpec(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 )
 
-# KMNIST (Kuzushiji-MNIST, Clanuwat et al. 2018), class names as in its classmap and in TFDS.
-# No checksums and so no download: no trusted copy of the files could be reached from these
-# machines to compute them. Unverifiable, it loads only from folders that name it (--data-dir,
-# $MNIST_JAX_DATA/kmnist/, the cache folder kmnist; see `sources`) or from 'tfds:kmnist'.
+# KMNIST (Kuzushiji-MNIST, Clanuwat et al. 2018), class names as in its classmap and in TFDS. No
+# trusted copy could be reached from here to compute checksums: it loads only from folders that
+# name it (`sources`) or from 'tfds:kmnist', and is never downloaded.
 KMNIST = DatasetSpec(
     name="kmnist",
     class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 )
 
-# Read-only so that one caller cannot change what another sees; tests that need a different
-# catalog monkeypatch `mnist_jax.data.catalog.KNOWN_DATASETS` with a new mapping.
+# Read-only, so that one caller cannot change what another sees (tests monkeypatch a new one).
 KNOWN_DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
     {spec.name: spec for spec in (MNIST, FASHION_MNIST, KMNIST)}
 )

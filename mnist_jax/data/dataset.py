@@ -16,11 +16,8 @@ from mnist_jax.errors import ConfigError, DataError
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A train/test dataset of grayscale images with integer class labels.
-
-    The arrays may be read-only views of the file contents (see `read_idx`): copy before
-    modifying them in place.
-    """
+    """A train/test dataset of grayscale images with integer class labels. The arrays may be
+    read-only views of the file contents (`read_idx`): copy before modifying them in place."""
 
     name: str
     train_images: np.ndarray  # uint8 (N, H, W)
@@ -45,12 +42,8 @@ class Dataset:
 
 
 def fingerprint_of(file_sha256s: list[str] | tuple[str, ...]) -> str:
-    """Fingerprint of a dataset: SHA-256 over the SHA-256s of its four decompressed IDX files
-    (train images, train labels, test images, test labels, in that order).
-
-    Built from file hashes so that it is free to compute while reading, and identical for the
-    same content whether the files are gzip or raw.
-    """
+    """SHA-256 over the SHA-256s of a dataset's four decompressed IDX files (in `FILE_STEMS`
+    order): free to compute while reading, and the same whether the files are gzip or raw."""
     return hashlib.sha256("\n".join(file_sha256s).encode()).hexdigest()
 
 
@@ -88,19 +81,15 @@ def check_split(images: np.ndarray, labels: np.ndarray, images_name: str, labels
 MAX_CLASSES = 256
 
 
-def _some_labels(
-    values: np.ndarray, counts: np.ndarray, total: int, verbs: tuple[str, str], limit: int = 5
-) -> str:
-    """'label 200 (1 of 60000 examples) is' or 'labels 1, 2, 3 (18000 of 60000 examples) are'.
-
-    `values` are the distinct labels at fault, `counts` how many examples carry each, `verbs` the
-    verb in the singular and in the plural, e.g. ("is", "are").
-    """
+def _some_labels(faulty: np.ndarray, total: int, verbs=("is", "are"), limit: int = 5) -> str:
+    """'label 200 (1 of 60000 examples) is' or 'labels 1, 2, 3 (18000 of 60000 examples) are', of
+    the labels at fault among `total`; `verbs` singular and plural."""
+    values = np.unique(faulty)
     shown = ", ".join(str(int(v)) for v in values[:limit])
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     plural = len(values) > 1
     return (
-        f"label{'s' if plural else ''} {shown}{more} ({int(np.sum(counts))} of {total} examples) "
+        f"label{'s' if plural else ''} {shown}{more} ({faulty.size} of {total} examples) "
         f"{verbs[plural]}"
     )
 
@@ -121,9 +110,8 @@ def check_labels(labels: np.ndarray, num_classes: int, labels_name: str) -> np.n
     labels = np.asarray(labels)
     outside = (labels < 0) | (labels >= num_classes)
     if outside.any():
-        values, counts = np.unique(labels[outside], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} outside "
+            f"{labels_name}: {_some_labels(labels[outside], labels.size)} outside "
             f"0..{num_classes - 1} for {num_classes} classes; the file is damaged or belongs to "
             "another dataset."
         )
@@ -131,35 +119,20 @@ def check_labels(labels: np.ndarray, num_classes: int, labels_name: str) -> np.n
 
 
 def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
-    """The class count of a dataset that names no classes, from its training labels.
-
-    The rule: the classes are 0..K-1 with K = the largest training label + 1, every one of them
-    has at least one training example, and K <= MAX_CLASSES (256). Anything else is a `DataError`
-    naming the file, the labels at fault and how many examples carry them:
-
-    - a gap means the labels do not number the classes: a stray or damaged label (one 200 among
-      the digits 0..9 would otherwise make a 201-class problem, 190 classes of which never occur,
-      and a model and confusion matrix sized for them), or labels counted from 1. A class without
-      a training example cannot be learned, so no legitimate dataset needs one;
-    - one class leaves nothing to learn (it "trains" to 100%);
-    - more than 256 classes cannot be stored in the uint8 labels every consumer expects;
-    - test labels are then checked against 0..K-1 by `check_labels`: a class that never occurs
-      in training cannot be predicted.
-
-    Datasets with names for their classes (the catalog's, a TFDS label feature) take K from
-    those names instead, and only the range check applies.
-    """
+    """The class count K of a dataset that names no classes (the catalog's and TFDS's do): the
+    classes are 0..K-1 with K = the largest training label + 1, each with a training example,
+    2 <= K <= MAX_CLASSES. Anything else is a `DataError` naming the labels at fault: a gap is a
+    stray or damaged label (one 200 among the digits would make 190 classes that never occur) or
+    labels counted from 1, and a class without a training example cannot be learned."""
     labels = np.asarray(train_labels)
     if labels.size and int(labels.min()) < 0:
-        values, counts = np.unique(labels[labels < 0], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} negative; "
+            f"{labels_name}: {_some_labels(labels[labels < 0], labels.size)} negative; "
             "class labels are 0, 1, 2, ...; the file is damaged or is not a labels file."
         )
     if labels.size and int(labels.max()) >= MAX_CLASSES:
-        values, counts = np.unique(labels[labels >= MAX_CLASSES], return_counts=True)
         raise DataError(
-            f"{labels_name}: {_some_labels(values, counts, labels.size, ('is', 'are'))} above "
+            f"{labels_name}: {_some_labels(labels[labels >= MAX_CLASSES], labels.size)} above "
             f"{MAX_CLASSES - 1}: at most {MAX_CLASSES} classes are supported (labels are uint8); "
             "the file is damaged or is not a labels file."
         )
@@ -167,9 +140,7 @@ def infer_num_classes(train_labels: np.ndarray, labels_name: str) -> int:
     missing = np.flatnonzero(counts == 0)
     if missing.size:
         num_classes = len(counts)
-        beyond = np.arange(missing[0] + 1, num_classes)
-        beyond = beyond[counts[beyond] > 0]
-        stray = _some_labels(beyond, counts[beyond], labels.size, ("lies", "lie"))
+        stray = _some_labels(labels[labels > missing[0]], labels.size, ("lies", "lie"))
         gap = f"{missing.size} class{'es' if missing.size > 1 else ''} without any"
         hint = ": are the labels counted from 1?" if missing.tolist() == [0] else ""
         raise DataError(
@@ -194,20 +165,12 @@ def make_dataset(
     source: str,
     class_names: tuple[str, ...] | None,
 ) -> Dataset:
-    """Validate the four arrays and build a `Dataset`.
-
-    arrays/names: keyed 'train_images', 'train_labels', 'test_images', 'test_labels'; `names`
-    holds what to call each array in error messages (its file path). `class_names` None means
-    an unknown dataset: the class count then comes from the training labels (see
-    `infer_num_classes` for the rule) and the classes are named '0', '1', ...
-    """
+    """Validate the four arrays (keyed 'train_images', ..., 'test_labels'; `names` calls each in
+    messages, by its file path) and build a `Dataset`. Without `class_names` the class count comes
+    from the training labels (`infer_num_classes`) and the classes are named '0', '1', ..."""
     for split in ("train", "test"):
-        check_split(
-            arrays[f"{split}_images"],
-            arrays[f"{split}_labels"],
-            names[f"{split}_images"],
-            names[f"{split}_labels"],
-        )
+        keys = (f"{split}_images", f"{split}_labels")
+        check_split(*(arrays[k] for k in keys), *(names[k] for k in keys))
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise DataError(
             f"{names['train_images']} holds images of shape {arrays['train_images'].shape[1:]} but "
@@ -237,9 +200,7 @@ def make_dataset(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Preprocessing: pure functions of numpy arrays, no state, no JAX (the caller moves results to
-# the device once).
+# Preprocessing: pure numpy, no JAX (the caller moves results to the device once).
 
 
 def scale_to_layout(images: np.ndarray, example_shape: tuple[int, ...]) -> np.ndarray:
@@ -274,14 +235,9 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def holdout_split(
     images: np.ndarray, labels: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out the LAST `size` examples for validation.
-
-    Returns (train_images, train_labels, val_images, val_labels).
-
-    This is Keras's `validation_split` convention (it takes the last fraction of the data, before
-    any shuffling), so a run here validates on the same examples as the notebook. The returned
-    arrays are views, no copy. `size` must be in 1..N-1, else `ConfigError` (a ValueError: the
-    size usually comes from a flag).
+    """(train_images, train_labels, val_images, val_labels), views: the LAST `size` examples held
+    out, as Keras's `validation_split` (before any shuffling), so a run validates on the notebook's
+    examples. `size` outside 1..N-1 is a `ConfigError` (a ValueError: it usually comes from a flag).
     """
     n = len(images)
     if len(labels) != n:

@@ -1,8 +1,8 @@
 """Fetching the four dataset files from mirrors into a local folder, verified by checksum.
 
-Designed to fail fast: a machine without internet must get the "use local files" message within
-seconds, not after minutes of retries (as TFDS's downloader does). So every request has a short
-timeout, each mirror is tried once, and the first file that no mirror can deliver ends the attempt.
+Fast to fail, so that a machine without internet gets the "use local files" message in seconds (not
+after TFDS's minutes of retries): short timeouts, each mirror tried once, and the first file no
+mirror delivers ends the attempt.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from mnist_jax.fileio import make_folder, write_bytes_atomic
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0  # per connect and per read; MNIST's largest file is 9.9 MB
-_CHUNK = 1 << 20
 
 
 class DownloadFailed(Exception):
@@ -34,12 +33,8 @@ class DownloadFailed(Exception):
 
 
 def download_dataset(spec: DatasetSpec, dest: Path, *, timeout: float = TIMEOUT_S) -> None:
-    """Download the `.gz` files of `spec` that `dest` lacks, verifying each one.
-
-    Raises `DownloadFailed` when a file could not be fetched from any mirror, and `DataError` when a
-    mirror delivered content whose decompressed SHA-256 differs from the catalog's (the file is
-    deleted, never left in `dest`).
-    """
+    """Download the `.gz` files of `spec` that `dest` lacks: `DownloadFailed` when no mirror
+    delivers a file, `DataError` when one delivered the wrong content (never kept in `dest`)."""
     if not spec.downloadable:
         raise DownloadFailed([f"{spec.name} has no verified download"])
     make_folder(dest)
@@ -50,12 +45,8 @@ def download_dataset(spec: DatasetSpec, dest: Path, *, timeout: float = TIMEOUT_
 
 
 def _download_one(spec: DatasetSpec, stem: str, dest: Path, timeout: float) -> None:
-    """Fetch `stem.gz` from the first mirror that delivers it; keep it only if its checksum holds.
-
-    The file is read into memory (MNIST's largest is 9.9 MB) and verified there, so a bad or
-    partial download never reaches `dest`; `fileio` then writes it atomically, and a write that
-    fails (disk full, read-only cache) is an `OutputError`, not a network failure to retry.
-    """
+    """Fetch `stem.gz` from the first mirror that delivers it, verified in memory (the largest is
+    9.9 MB) so that a bad or partial download never reaches `dest`."""
     attempts: list[str] = []
     bad_content: list[str] = []
     for mirror in spec.mirrors:
@@ -63,18 +54,15 @@ def _download_one(spec: DatasetSpec, stem: str, dest: Path, timeout: float) -> N
         log.info("downloading %s", url)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                chunks = []
-                while chunk := response.read(_CHUNK):
-                    chunks.append(chunk)
+                data = response.read()
         except (urllib.error.URLError, OSError, ValueError) as e:
             # URLError covers DNS failures and refused connections; socket timeouts are OSErrors.
             reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
             attempts.append(f"{url} ({reason})")
             continue
-        data = b"".join(chunks)
         problem = _verify(data, spec.sha256[stem])
         if problem is None:
-            write_bytes_atomic(dest / f"{stem}.gz", data)  # readers never see a partial file
+            write_bytes_atomic(dest / f"{stem}.gz", data)
             return
         bad_content.append(f"{url}: {problem}")
     if bad_content:

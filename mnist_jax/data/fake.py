@@ -1,8 +1,5 @@
-"""Small random datasets written as real IDX files, for tests and offline demos.
-
-Tests of loading, training or the command-line tools can build a complete dataset folder in
-milliseconds instead of needing the 11 MB of real MNIST.
-"""
+"""Small random datasets written as real IDX files, for tests and offline demos: a complete dataset
+folder in milliseconds, without the 11 MB of real MNIST."""
 
 from __future__ import annotations
 
@@ -23,28 +20,20 @@ def fake_arrays(
     num_classes: int = 10,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Random uint8 images and labels, keyed by file stem.
-
-    Labels cycle through 0..num_classes-1, so every class appears in a split of at least
-    `num_classes` examples.
-    """
+    """Random uint8 images and labels cycling through 0..num_classes-1, keyed by file stem."""
     rng = np.random.default_rng(seed)
     arrays = {}
-    for stem, n in zip(FILE_STEMS[::2], (num_train, num_test)):
-        arrays[stem] = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    for stem, n in zip(FILE_STEMS[1::2], (num_train, num_test)):
-        arrays[stem] = (np.arange(n) % num_classes).astype(np.uint8)
+    for images, labels, n in zip(FILE_STEMS[::2], FILE_STEMS[1::2], (num_train, num_test)):
+        arrays[images] = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+        arrays[labels] = (np.arange(n) % num_classes).astype(np.uint8)
     return arrays
 
 
 def write_fake_dataset(
     folder: str | os.PathLike, *, compress: bool = True, **kwargs
 ) -> dict[str, str]:
-    """Write a random dataset's four IDX files into `folder` (created if needed).
-
-    kwargs go to `fake_arrays`. Returns the SHA-256 of each decompressed file, keyed by file stem,
-    in the form `DatasetSpec.sha256` expects.
-    """
+    """Write `fake_arrays(**kwargs)` as IDX files into `folder` (created if needed); returns each
+    decompressed file's SHA-256 by file stem, as `DatasetSpec.sha256` takes them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hashes = {}

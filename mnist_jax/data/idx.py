@@ -9,11 +9,8 @@ big-endian array:
     then        ndim sizes, each a big-endian uint32
     then        the data, prod(sizes) items, row-major
 
-Files are usually gzip-compressed. Whether a file is gzip is decided by its first two bytes
-(1f 8b), never by its name: mirrors and package managers rename and recompress these files.
-
-Everything here works on whole buffers (np.frombuffer), because MNIST is 47 MB decompressed and
-a per-element Python loop over it would be slow. Every problem a user can fix (a truncated
+Whether a file is gzip is decided by its first two bytes (1f 8b), never by its name: mirrors and
+package managers rename and recompress these files. Every problem a user can fix (a truncated
 download, the wrong file, a corrupt archive) is a `DataError` naming the file.
 """
 
@@ -43,21 +40,15 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 _CODE_BY_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 
-# The dataset files have 1 dimension (labels) or 3 (images: N, height, width). A header declaring
-# more than 4 is damaged (numpy could not even hold more than 64); 2 and 4 (colour images: N,
-# height, width, channels, a valid IDX file) are let through so that `dataset.check_split` can say
-# which shape it expected.
+# Labels have 1 dimension, images 3 (N, H, W); a header declaring more than 4 is damaged. 2 and 4
+# (colour images) pass, so that `dataset.check_split` can say which shape it expected.
 MAX_NDIM = 4
 
 
 def read_idx_bytes(path: str | os.PathLike) -> bytes:
-    """Return the decompressed content of an IDX file (gzip or raw, detected by magic bytes).
-
-    Kept separate from parsing so that callers can hash exactly the bytes they parse
-    (the dataset checksums are over decompressed content) without reading the file twice.
-    The header is read first, then no more data than it declares: a file far larger than memory
-    or a gzip bomb is refused without being read.
-    """
+    """The decompressed content of an IDX file (gzip or raw), apart from parsing so that callers
+    hash the bytes they parse. No more data than the header declares is read: a file far larger
+    than memory, or a gzip bomb, is refused without being read."""
     path = Path(path)
     try:
         with open(path, "rb") as file:
@@ -83,12 +74,9 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
 
 
 def _read_content(stream, path: Path, size: int | None = None) -> bytes:
-    """Read an IDX header, then its data, from `stream` (a raw file of `size` bytes, or gzip).
-
-    A raw file's size is checked against the header before its data is read. A gzip stream's
-    decompressed size is unknown in advance, so at most one byte more than declared is read:
-    enough to tell that there is too much.
-    """
+    """An IDX header, then its data, from `stream`: a raw file of `size` bytes, checked against
+    the header before it is read, or gzip, of which one byte more than declared is read (enough to
+    tell that there is too much)."""
     head = stream.read(4)
     if len(head) == 4:
         head += stream.read(4 * head[3])
@@ -108,10 +96,7 @@ def _read_content(stream, path: Path, size: int | None = None) -> bytes:
 
 
 def _parse_header(data: bytes, path) -> tuple[np.dtype, tuple[int, ...], int, int]:
-    """Check the IDX header at the start of `data` (which may hold only the header).
-
-    Returns (dtype, shape, header size, data size declared), sizes in bytes.
-    """
+    """(dtype, shape, header bytes, data bytes declared) of the IDX header starting `data`."""
     if len(data) < 4:
         raise DataError(
             f"{path}: not an IDX file (only {len(data)} bytes); replace it with a complete copy."
@@ -150,10 +135,8 @@ def _parse_header(data: bytes, path) -> tuple[np.dtype, tuple[int, ...], int, in
 
 
 def _check_size(path, shape: tuple[int, ...], declared: int, actual: int, exact: bool = True):
-    """Refuse `actual` data bytes where the header declares `declared`.
-
-    `exact` is False where reading stopped one byte past `declared`, so the excess is unknown.
-    """
+    """Refuse `actual` data bytes where the header declares `declared` (`exact` False: reading
+    stopped one byte past it, so the excess is unknown)."""
     if actual < declared:
         raise DataError(
             f"{path}: truncated IDX file: header promises shape {shape} ({declared} data bytes) "
@@ -170,12 +153,8 @@ def _check_size(path, shape: tuple[int, ...], declared: int, actual: int, exact:
 
 
 def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
-    """Parse decompressed IDX bytes into an array in native byte order.
-
-    For ubyte files (all of MNIST) the result is a read-only view of `data`, no copy:
-    the dataset arrays are meant to be shared, not modified in place.
-    `path` is only used in error messages.
-    """
+    """Decompressed IDX bytes as an array in native byte order; for ubyte files (all of MNIST) a
+    read-only view of `data`, no copy. `path` is for error messages."""
     dtype, shape, header_len, declared = _parse_header(data, path)
     _check_size(path, shape, declared, len(data) - header_len)
     array = np.frombuffer(data, dtype=dtype, count=declared // dtype.itemsize, offset=header_len)
@@ -190,11 +169,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode an array as (uncompressed) IDX bytes.
-
-    Also the canonical byte form of an array: hashing it gives the same SHA-256 as the decompressed
-    file, which lets datasets that did not come from IDX files share the same fingerprint scheme.
-    """
+    """An array as uncompressed IDX bytes: also its canonical form, whose SHA-256 is the
+    decompressed file's, so datasets not read from IDX files share the fingerprint scheme."""
     array = np.asarray(array)
     code = _CODE_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
@@ -211,16 +187,10 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> Path:
-    """Write `array` as an IDX file; gzip it if `compress`, or (if None) if the name ends in '.gz'.
-
-    The file is written atomically (`mnist_jax.fileio`): a reader never sees half a file, and a
-    failed write is an `OutputError` that leaves an existing file as it was.
-    """
+    """Write `array` as an IDX file, atomically (`mnist_jax.fileio`); gzip it if `compress`, or
+    (if None) if the name ends in '.gz'."""
     path = Path(path)
-    if compress is None:
-        compress = path.suffix == ".gz"
     data = idx_bytes(array)
-    if compress:
-        # mtime=0 makes the output byte-for-byte reproducible.
-        data = gzip.compress(data, compresslevel=6, mtime=0)
+    if compress or (compress is None and path.suffix == ".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
     return write_bytes_atomic(path, data)

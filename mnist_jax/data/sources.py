@@ -1,22 +1,17 @@
 """Where dataset files come from: `load_dataset` and its resolution order.
 
-1. `data_dir`, if given: the files are read from it and nowhere else (an explicit choice that
-   silently fell back to another copy would hide mistakes).
-2. `$MNIST_JAX_DATA`: its subfolder named after the dataset (`$MNIST_JAX_DATA/fashion_mnist/`),
-   else the four files directly in it. One variable can thus serve one dataset or several.
+1. `data_dir`, if given, and nowhere else (a silent fall-back to another copy would hide mistakes).
+2. `$MNIST_JAX_DATA/<name>/`, else the four files directly in `$MNIST_JAX_DATA`.
 3. The per-user cache: `$XDG_CACHE_HOME/mnist_jax/<name>`, else `~/.cache/mnist_jax/<name>`.
 4. If `download` and the dataset has verified checksums: download into the cache, then read.
 
-`tfds:NAME` is read through tensorflow-datasets instead (see `tfds_source`).
+`tfds:NAME` is read through tensorflow-datasets instead (`tfds_source`).
 
-A known dataset read from a folder is checked against its checksums, so files of one dataset
-cannot silently be trained on under another's name. A dataset WITHOUT checksums (kmnist, or any
-name the catalog does not know) cannot be checked that way, so it is only read from a folder that
-names it: `data_dir`, `$MNIST_JAX_DATA/<name>/` or the cache folder `<name>`, never from the files
-directly in `$MNIST_JAX_DATA`, which are usually MNIST. Otherwise a typo (`--dataset fashion_mnst`)
-would train on those files and record the typo as the dataset; it is a `DataError` listing the
-known names instead. Files whose checksums are exactly those of another known dataset are refused
-under any other name, wherever they are.
+A known dataset is checked against its checksums. One without (kmnist, or a name the catalog does
+not know) is read only from a folder that names it, never from the files directly in
+`$MNIST_JAX_DATA` (usually MNIST): a typo (`--dataset fashion_mnst`) would train on those and
+record the typo. Files with exactly another known dataset's checksums are refused under any other
+name, wherever they are.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ import os
 from pathlib import Path
 
 from mnist_jax.data import catalog
-from mnist_jax.data.catalog import FILE_STEMS, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from mnist_jax.data.catalog import FILE_STEMS
 from mnist_jax.data.dataset import Dataset, fingerprint_of, make_dataset
 from mnist_jax.data.download import DownloadFailed, download_dataset
 from mnist_jax.data.idx import parse_idx, read_idx_bytes
@@ -35,12 +30,9 @@ from mnist_jax.errors import DataError
 ENV_VAR = "MNIST_JAX_DATA"
 TFDS_PREFIX = "tfds:"
 
-_ROLE_BY_STEM = {
-    TRAIN_IMAGES: "train_images",
-    TRAIN_LABELS: "train_labels",
-    TEST_IMAGES: "test_images",
-    TEST_LABELS: "test_labels",
-}
+_ROLE_BY_STEM = dict(
+    zip(FILE_STEMS, ("train_images", "train_labels", "test_images", "test_labels"))
+)
 
 
 def load_dataset(
@@ -50,16 +42,10 @@ def load_dataset(
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> Dataset:
-    """Load a dataset by name, from the first place that has it (see the module docstring).
-
-    name: 'mnist', 'fashion_mnist', 'kmnist', any other name of an IDX dataset provided as files
-        (in `data_dir` or a folder named after it), or 'tfds:NAME' for a prepared
-        tensorflow-datasets dataset (then `data_dir` is the TFDS data dir).
-
-    cache_dir: root of the cache instead of ~/.cache/mnist_jax (the dataset goes in a subfolder).
-
-    Raises `DataError` with a message that says how to provide the files.
-    """
+    """Load a dataset by name from the first place that has it (see the module docstring):
+    'mnist', 'fashion_mnist', 'kmnist', another IDX dataset's name (in `data_dir` or a folder named
+    after it), or 'tfds:NAME' (`data_dir` is then the TFDS data dir). `cache_dir` replaces
+    ~/.cache/mnist_jax. A `DataError` says how to provide the files."""
     if name.startswith(TFDS_PREFIX):
         from mnist_jax.data.tfds_source import load_tfds  # lazy: TFDS is an optional extra
 
@@ -127,10 +113,8 @@ def _verifiable(spec: catalog.DatasetSpec | None) -> bool:
 
 
 def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder of one dataset: `<root>/<name>`.
-
-    The root is `cache_dir`, else `$XDG_CACHE_HOME/mnist_jax`, else `~/.cache/mnist_jax`.
-    """
+    """`<root>/<name>`, the root `cache_dir`, else `$XDG_CACHE_HOME/mnist_jax`, else
+    `~/.cache/mnist_jax`."""
     if cache_dir is not None:
         root = Path(cache_dir).expanduser()
     else:
@@ -140,11 +124,8 @@ def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _local_candidates(name: str, cache_dir) -> list[Path | str]:
-    """Folders to look in, in order: env subfolder, env folder, cache folder.
-
-    The env folder itself only for a dataset with checksums (see the module docstring); in its
-    place, for the others, a note of why it was skipped (a string, for the error message).
-    """
+    """Folders to look in, in order: env subfolder, env folder, cache folder; for a dataset
+    without checksums, a note (for the error message) in place of the env folder."""
     folders: list[Path | str] = []
     env = os.environ.get(ENV_VAR)
     if env:
@@ -170,11 +151,8 @@ def find_file(folder: Path, stem: str) -> Path | None:
 
 
 def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool = False) -> Dataset:
-    """Read and validate the four IDX files in `folder` as dataset `name`.
-
-    For a known name with checksums, each decompressed file must match them (DataError otherwise).
-    The SHA-256s are computed once over the bytes already in memory and also give the fingerprint.
-    """
+    """Read and validate the four IDX files in `folder` as dataset `name`, checked against its
+    checksums where it has some (their SHA-256s also give the fingerprint)."""
     folder = Path(folder)
     spec = catalog.lookup(name)
     arrays, names, hashes = {}, {}, []
@@ -194,18 +172,12 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
                 if _verifiable(other) and other.sha256[stem] == digest
             ]
             owner = f": it is {owners[0]}'s" if owners else ""
-            hint = (
-                f" If this is the download cache, delete {folder} to download again."
-                if from_cache
-                else ""
-            )
+            hint = f" If this is the download cache, delete {folder} to download again."
             raise DataError(
                 f"files in {folder} are not {name} (checksum of {stem} differs{owner}); pass the "
-                f"right --dataset or --data-dir.{hint}"
+                f"right --dataset or --data-dir.{hint if from_cache else ''}"
             )
-        role = _ROLE_BY_STEM[stem]
-        arrays[role] = array
-        names[role] = str(path)
+        arrays[_ROLE_BY_STEM[stem]], names[_ROLE_BY_STEM[stem]] = array, str(path)
         hashes.append(digest)
     if not _verifiable(spec):
         for other in catalog.KNOWN_DATASETS.values():
@@ -214,11 +186,8 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
                     f"files in {folder} are {other.name} (all four checksums match), not {name}; "
                     f"the dataset to name is {other.name}."
                 )
+    class_names = spec.class_names if spec is not None else None
     return make_dataset(
-        name,
-        arrays,
-        names,
-        fingerprint=fingerprint_of(hashes),
-        source=str(folder),
-        class_names=spec.class_names if spec is not None else None,
-    )
+        name, arrays, names, fingerprint=fingerprint_of(hashes), source=str(folder),
+        class_names=class_names,
+    )  # fmt: skip

@@ -1,10 +1,8 @@
 """Optional source: a dataset already prepared by tensorflow-datasets, read WITHOUT TensorFlow.
 
-Only `tfds.data_source` on an array_record dataset works without TensorFlow (`tfds.load`,
-`as_dataset` and preparing the official mnist builder need it), so this module only reads, never
-downloads or prepares: an offline download attempt in TFDS retries for minutes. Decoding goes
-through PIL image by image, far slower than reading the IDX files, so callers should load once
-and keep the arrays.
+Only `tfds.data_source` on an array_record dataset works without TensorFlow, so this module only
+reads, never downloads or prepares (offline, TFDS retries a download for minutes). It decodes
+image by image through PIL, far slower than the IDX files: load once and keep the arrays.
 """
 
 from __future__ import annotations
@@ -23,11 +21,8 @@ SPLITS = ("train", "test")
 
 
 def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Read splits 'train' and 'test' of the prepared TFDS dataset `name` into a `Dataset`.
-
-    data_dir: the TFDS data dir (default: TFDS's own, $TFDS_DATA_DIR or ~/tensorflow_datasets).
-    The dataset must have an 'image' feature (H, W) or (H, W, 1) and a 'label' feature.
-    """
+    """Splits 'train' and 'test' of the prepared TFDS dataset `name` (in `data_dir`, default
+    TFDS's own), which has an 'image' feature (H, W) or (H, W, 1) and a 'label' feature."""
     try:
         import tensorflow_datasets as tfds  # optional extra, and slow to import
     except ImportError:
@@ -74,33 +69,20 @@ def load_tfds(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
         names[f"{split}_images"] = f"{where}/{split} images"
         names[f"{split}_labels"] = f"{where}/{split} labels"
 
-    class_names = None
-    label_feature = builder.info.features["label"]
-    if getattr(label_feature, "names", None):
-        class_names = tuple(label_feature.names)
+    class_names = tuple(getattr(builder.info.features["label"], "names", None) or ()) or None
     dataset = make_dataset(
         name, arrays, names, fingerprint="", source=where, class_names=class_names
     )
-    # Fingerprint over the canonical IDX encoding of the validated (uint8) arrays: the same scheme
-    # as for files, so identical content in identical order gives an identical fingerprint.
-    hashes = [
-        hashlib.sha256(idx_bytes(array)).hexdigest()
-        for array in (
-            dataset.train_images,
-            dataset.train_labels,
-            dataset.test_images,
-            dataset.test_labels,
-        )
-    ]
+    # Over the validated (uint8) arrays' IDX encoding: the files' scheme, so that the same content
+    # gives the same fingerprint.
+    arrays = (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
+    hashes = [hashlib.sha256(idx_bytes(array)).hexdigest() for array in arrays]
     return dataclasses.replace(dataset, fingerprint=fingerprint_of(hashes))
 
 
 def _read_split(src, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Stack a data source's examples into uint8 images (N, H, W) and integer labels (N,).
-
-    Uses only `len(src)` and `src[i]`: batch access (`__getitems__`) and `info.splits` do not
-    work under `tfds.testing.mock_data`, and per-item access is the decoding cost anyway.
-    """
+    """A data source's uint8 images (N, H, W) and labels (N,), by `len(src)` and `src[i]` only:
+    batch access and `info.splits` do not work under `tfds.testing.mock_data`."""
     n = len(src)
     if n == 0:
         raise DataError(f"{what}: the split is empty.")

@@ -42,15 +42,15 @@ BUILTIN_MODELS = MODELS
 def model_from_config(config: Any, num_classes: int = 10) -> Model:
     """The model a `TrainConfig` names (`config.model`), for `num_classes` classes: a built-in
     one, or a user's by import name (`package.module:factory`, `models.imported`)."""
-    if config.model not in BUILDERS and is_model_name(config.model):
-        from mnist_jax.models.imported import import_model
-
-        return import_model(config.model, num_classes)
-    if config.model not in BUILDERS:
+    if config.model in BUILDERS:
+        return BUILDERS[config.model](config, num_classes)
+    if not is_model_name(config.model):
         raise ConfigError(
             f"unknown model {config.model!r}: expected one of {', '.join(BUILTIN_MODELS)}"
         )
-    return BUILDERS[config.model](config, num_classes)
+    from mnist_jax.models.imported import import_model
+
+    return import_model(config.model, num_classes)
 
 
 def own_dropout_rate(model: Model | None) -> float | None:
@@ -101,9 +101,9 @@ def footprint(model: Model, example: tuple[int, ...]) -> Footprint:
 
 
 def model_record(model: Model, example: tuple[int, ...]) -> dict[str, Any]:
-    """What config.json and reports say of a model: its description and parameter count, and
-    whether its dropout is its own (a module without a rate field, or an nnx module), so that
-    the configuration's dropout rate does not reach it."""
+    """What config.json and reports say of a model: its description, parameter count, the digest
+    of a user's code, and whether its dropout is its own (the configuration's rate not reaching it).
+    """
     from mnist_jax.models.imported import code_digest
 
     own = {} if model.takes_dropout_rate else {"dropout": "its own"}
@@ -133,26 +133,18 @@ def check_model(model: Model, example: tuple[int, ...], num_classes: int) -> Non
         batch = jax.ShapeDtypeStruct((2, *example), jnp.float32)
         key = jax.eval_shape(lambda: jax.random.key(0))
         rate = jax.ShapeDtypeStruct((), jnp.float32)
-        train = jax.eval_shape(
-            lambda p, x, r, k: model.apply(p, x, dropout_rate=r, dropout_key=k),
-            params,
-            batch,
-            rate,
-            key,
-        )
+        train_mode = lambda p, x, r, k: model.apply(p, x, dropout_rate=r, dropout_key=k)
+        train = jax.eval_shape(train_mode, params, batch, rate, key)
         evaluation = jax.eval_shape(model.apply, params, batch)
         # A second batch size: logits of a fixed batch (x[:2]) would pass at 2, and fail later.
         odd = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct((3, *example), jnp.float32))
     except Exception as error:  # a user's module can fail in any way; say which and why
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        hint = (  # the usual slip: a convolutional module left with the default, flat layout
-            "; if it takes images, give it input_layout='image' (examples (H, W, 1))"
-            if len(example) == 1
-            else ""
-        )
+        # The usual slip: a convolutional module left with the default, flat layout.
+        hint = "; if it takes images, give it input_layout='image' (examples (H, W, 1))"
         raise ConfigError(
             f"model {model.name} cannot train on examples of shape {example}: "
-            f"{type(error).__name__}: {first}{hint}"
+            f"{type(error).__name__}: {first}{hint if len(example) == 1 else ''}"
         ) from None
     for mode, out, size in (("train", train, 2), ("eval", evaluation, 2), ("eval", odd, 3)):
         if getattr(out, "shape", None) != (size, num_classes):

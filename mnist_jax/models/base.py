@@ -1,17 +1,12 @@
 """The model boundary: what training needs from a model, and the adapter for `flax.linen` modules.
 
-A model is a hashable value (it is part of the static `TrainSpec`, so equal models share one
-compiled program) that says:
-
-- `init(key, example_shape)`: fresh parameters, a plain pytree of arrays (what orbax, `vmap` and
-  sharding need);
-- `apply(params, x, dropout_rate=, dropout_key=)`: logits for a batch `x` (B, *example_shape);
-  train mode (dropout on) when a `dropout_key` is given, eval mode otherwise. `dropout_rate` is a
-  traced float32 scalar from the train state, so sweeps vmap over it;
-- `input_layout`: "flat" (B, H*W) or "image" (B, H, W, 1), the layout the data is placed in;
-- `describe()`: its name and static settings, JSON, recorded in config.json and checkpoints.
-
-Nothing outside `mnist_jax.models` knows what layers a model has.
+A model is a hashable value (part of the static `TrainSpec`: equal models share one compiled
+program) with `init(key, example_shape)`, fresh parameters as a plain pytree of arrays (for orbax,
+`vmap` and sharding); `apply(params, x, dropout_rate=, dropout_key=)`, logits of a batch, in train
+mode when given a `dropout_key` (`dropout_rate` is a traced scalar from the train state, so sweeps
+vmap over it); `input_layout`, "flat" (B, H*W) or "image" (B, H, W, 1); and `describe()`, its name
+and static settings as JSON, recorded in config.json and checkpoints. Nothing outside
+`mnist_jax.models` knows what layers a model has.
 """
 
 from __future__ import annotations
@@ -46,13 +41,9 @@ def example_shape(layout: str, image_shape: tuple[int, ...]) -> tuple[int, ...]:
 def dropout(
     x: jax.Array, rate: float | jax.Array, key: jax.Array, broadcast_dims: tuple[int, ...] = ()
 ) -> jax.Array:
-    """Inverted dropout whose `rate` may be a traced value.
-
-    The maths of `flax.linen.Dropout` (Bernoulli keep mask with p = 1 - rate, survivors scaled by
-    1 / (1 - rate), the same draws for the same key), written without Python branches on `rate`,
-    so a sweep can `vmap` over members with different rates in one program. `rate` in [0, 1).
-    The mask is `jax.random.bernoulli`'s, drawn by `random_bits` (one fused kernel on CPU).
-    """
+    """`flax.linen.Dropout`'s maths (the same draws for the same key) without its Python branch on
+    `rate`, so that a sweep vmaps over members' rates in [0, 1); the mask is
+    `jax.random.bernoulli`'s, drawn by `random_bits` (one fused kernel on CPU)."""
     keep_prob = 1.0 - rate
     shape = tuple(1 if d in broadcast_dims else n for d, n in enumerate(x.shape))
     mask = jnp.broadcast_to(random_bits.bernoulli(key, keep_prob, shape), x.shape)
@@ -61,13 +52,9 @@ def dropout(
 
 
 def _traced_rate_dropout(next_fun, args, kwargs, context):
-    """Runs `nn.Dropout` layers whose rate is an array (a sweep's traced rate) with `dropout`.
-
-    `nn.Dropout` branches on its rate in Python (`if self.rate == 0.0`), which a traced rate cannot
-    do; this interceptor gives such layers the same maths without the branch, so a user's module
-    written the documented way (`nn.Dropout(self.dropout_rate, deterministic=not train)`) trains
-    with the rate from the train state. Static rates run flax's own code.
-    """
+    """Runs `nn.Dropout` layers whose rate is an array (a sweep's traced rate, on which flax's
+    code branches in Python) with `dropout`, so that a user's module written the documented way
+    trains at the train state's rate. Static rates run flax's own code."""
     module = context.module
     if not (
         isinstance(module, nn.Dropout)
@@ -76,12 +63,8 @@ def _traced_rate_dropout(next_fun, args, kwargs, context):
     ):
         return next_fun(*args, **kwargs)
     inputs, *rest = args
-    deterministic = nn.merge_param(
-        "deterministic",
-        module.deterministic,
-        kwargs.get("deterministic", rest[0] if rest else None),
-    )
-    if deterministic:
+    given = kwargs.get("deterministic", rest[0] if rest else None)
+    if nn.merge_param("deterministic", module.deterministic, given):
         return inputs
     rng = kwargs.get("rng", rest[1] if len(rest) > 1 else None)
     if rng is None:
@@ -158,17 +141,12 @@ def module_settings(module: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class LinenModel(Model):
-    """A `flax.linen` module as a model, without changing it.
-
-    The module is called as `module(x, train=...)` on a batch and returns logits; its only
-    variables are `params` (no batch statistics). Dropout: when the module has a field named
-    `rate_field` (default "dropout_rate"), each call sets it to the train state's rate, a traced
-    value; `nn.Dropout` layers given that rate work as written (see `_traced_rate_dropout`), so a
-    sweep vmaps over dropout rates. A module without the field keeps its own dropout.
-    `label` names the model in records (default: the module's class, with its module path).
-    On CPUs its `nn.Conv` layers compute as slices and a matmul (`conv_matmul`: 4-7x faster in
-    the epoch's loop; the same parameters and maths); `cpu_conv_as_matmul=False` keeps lax's.
-    """
+    """A `flax.linen` module as a model, unchanged: called as `module(x, train=...)`, it returns
+    logits and has no variables but `params`. Each call sets its field `rate_field`, where it has
+    one, to the train state's (traced) dropout rate; without it, its dropout is its own. `label`
+    names it in records (default: its class's path). On CPUs its `nn.Conv` layers compute as
+    slices and a matmul (`conv_matmul`: 4-7x faster in the epoch's loop, the same maths) unless
+    `cpu_conv_as_matmul=False`."""
 
     module: nn.Module
     input_layout: str = "flat"
@@ -219,8 +197,6 @@ class LinenModel(Model):
                 )
 
     def _convs(self) -> contextlib.AbstractContextManager:
-        """Where `nn.Conv` layers compute as slices and a matmul (`conv_matmul`): on CPUs only,
-        where lax's convolution is slow inside the epoch's loop."""
         if self.cpu_conv_as_matmul and jax.default_backend() == "cpu":
             return nn.intercept_methods(intercept_linen_conv)
         return contextlib.nullcontext()
@@ -241,8 +217,7 @@ def count_params(params: Params) -> int:
 
 
 def param_shapes(params: Params) -> dict[str, tuple[int, ...]]:
-    """Layer path -> shape, e.g. {"Dense_0/kernel": (784, 128), ...}: a parameter summary for
-    notebooks."""
+    """Layer path -> shape, e.g. {"Dense_0/kernel": (784, 128), ...}, for notebooks."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     return {
         "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in flat

@@ -19,25 +19,16 @@ _GLOROT = {"kernel_init": nn.initializers.glorot_uniform(), "bias_init": nn.init
 
 
 class Conv(nn.Module):
-    """`nn.Conv(features, kernel_size, padding="SAME")` with stride 1: the same parameters and
-    maths (cross-correlation), computed on CPUs as shifted slices and one matmul.
-
-    XLA:CPU runs a convolution inside a loop (the epoch's `lax.scan`) through a slow generic
-    path, about 20 times slower than the same convolution outside one (jax-ml/jax#12868); the
-    slices-and-matmul form (`conv_matmul`, which a user's `nn.Conv` layers get too) runs at matmul
-    speed there. Other backends use `lax.conv`.
-    """
+    """`nn.Conv(features, kernel_size, padding="SAME")`, stride 1, computed on CPUs as shifted
+    slices and one matmul (`conv_matmul`: XLA:CPU's convolution is slow inside a loop)."""
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = self.kernel_size
-        channels = x.shape[-1]
-        kernel = self.param(
-            "kernel", _GLOROT["kernel_init"], (kh, kw, channels, self.features), jnp.float32
-        )
+        kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", _GLOROT["kernel_init"], kernel_shape, jnp.float32)
         bias = self.param("bias", _GLOROT["bias_init"], (self.features,), jnp.float32)
         bias = bias.reshape((1,) * (x.ndim - 1) + (-1,))  # explicit: no implicit rank promotion
         if jax.default_backend() != "cpu":

@@ -1,17 +1,12 @@
 """Convolutions as shifted slices and one matmul, for CPUs: the built-in CNN's layers and, without
 changing the module, a user's `nn.Conv`/`nnx.Conv` layers.
 
-XLA:CPU runs a convolution inside a loop (the epoch's `lax.scan`) through a slow generic path,
-about 20 times slower than the same convolution outside one (jax-ml/jax#12868); the same maths as
-shifted slices concatenated along the channels and one matmul runs at matmul speed there.
-
-A user's layers: `conv_general_dilated` is a drop-in for `lax.conv_general_dilated` that takes the
-cases it computes exactly (channels-last, no input dilation, one feature group, any strides,
-kernel dilation and padding, any number of spatial dimensions) and hands every other call to
-`lax.conv_general_dilated`. flax's layers take their convolution function as a setting, so
-`intercept_linen_conv` (a `nn.intercept_methods` interceptor) and `patch_nnx_convs` give it to
-them: their parameters, initialisation, padding modes (CIRCULAR, REFLECT and CAUSAL pad before
-the convolution), mask, dtype promotion and batch dimensions stay flax's own code.
+XLA:CPU runs a convolution inside a loop (the epoch's `lax.scan`) about 20 times slower than
+outside one (jax-ml/jax#12868); the same maths as slices concatenated along the channels and one
+matmul runs at matmul speed there. `conv_general_dilated` is a drop-in for lax's that computes
+the cases it can exactly (channels-last, no input dilation, one feature group) and hands on the
+others; `intercept_linen_conv` and `patch_nnx_convs` give it to flax's layers as their setting,
+everything else (parameters, padding modes, mask, dtypes) staying flax's own code.
 """
 
 from __future__ import annotations

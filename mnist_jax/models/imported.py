@@ -1,18 +1,11 @@
 """A user's model by import name, `package.module:factory`, as big_vision picks models by name.
 
-The name is what a configuration records (`TrainConfig.model`), so `--resume`,
-`experiments.evaluate` and a sweep's `--model` lists rebuild the model from config.json alone.
-What the name may point at:
-
-- a `flax.linen` module class: instantiated (with `num_classes=` when it has that field) and
-  trained through `LinenModel`;
-- a `flax.nnx` module class, or a factory taking `rngs` (and `num_classes` if it names it): trained
-  through `NNXModel`;
-- a function of `num_classes` returning a `Model` or a linen module; or such a `Model` or linen
-  module itself. Nothing else is called (a name such as `os:abort` is refused, not run).
-
-A class or factory that takes images, not flat vectors, says so with an attribute
-`input_layout = "image"` (a function returning a `Model` sets it on the model).
+A configuration records the name (`TrainConfig.model`), so `--resume`, `experiments.evaluate` and
+a sweep's `--model` lists rebuild the model from config.json alone. The name may point at a
+`flax.linen` module class (given `num_classes=` where it has that field); a `flax.nnx` module
+class or factory taking `rngs` (and `num_classes` if it names it); a function of `num_classes`
+returning a `Model` or a linen module; or such a `Model` or module itself. Nothing else is called
+(`os:abort` is refused, not run). One that takes images says so with `input_layout = "image"`.
 """
 
 from __future__ import annotations
@@ -72,7 +65,8 @@ def _as_model(found: Any, name: str, num_classes: int, called: bool = False) -> 
     if isinstance(found, nn.Module):
         return LinenModel(found, input_layout=layout, label=name)
     if isinstance(found, type) and issubclass(found, nn.Module):
-        module = found(**_classes(found, num_classes))
+        fields = getattr(found, "__dataclass_fields__", {})
+        module = found(**({"num_classes": num_classes} if "num_classes" in fields else {}))
         return LinenModel(module, input_layout=layout, label=name)
     if called or not (inspect.isfunction(found) or isinstance(found, type)):
         return None  # never call what is not a factory of ours (os.abort, sys.exit...)
@@ -104,11 +98,6 @@ def _parameters(function: Any) -> tuple[set[str], set[str]]:
     return {p.name for p in named}, {p.name for p in named if p.default is p.empty}
 
 
-def _classes(module_class: type, num_classes: int) -> dict[str, int]:
-    fields = getattr(module_class, "__dataclass_fields__", {})
-    return {"num_classes": num_classes} if "num_classes" in fields else {}
-
-
 def model_from_record(stored: Any) -> Model | None:
     """A user's model rebuilt from its record in config.json or a checkpoint (`describe()`: the
     module class or nnx factory by its import path, its settings, its layout), where that path
@@ -137,9 +126,8 @@ def model_from_record(stored: Any) -> Model | None:
 
 def _constructor_values(module_class: type, settings: dict) -> dict | None:
     """The keyword arguments that rebuild a module from its recorded settings: those that differ
-    from the class's defaults, where the record holds them exactly (numbers, text, lists of
-    them), and a placeholder for a rate field with no default (training sets the rate); None
-    where a differing setting was recorded as text for an object (a function, a dtype)."""
+    from the class's defaults, and a placeholder for a rate field without one (training sets the
+    rate); None where a differing setting was recorded as text for an object (a function)."""
     fields = {f.name: f for f in dataclasses.fields(module_class)}
     values = {}
     for name, value in settings.items():
@@ -162,9 +150,9 @@ def _hashable(value: Any) -> Any:
 
 
 def code_digest(model: Model) -> str | None:
-    """sha256 of the source of a user's module class or nnx factory (None for a built-in model,
-    or where the source cannot be read): a run records it, so that evaluating or resuming it
-    after the code changed says so rather than giving other numbers in silence."""
+    """sha256 of the source of a user's module class or nnx factory (None for a built-in model or
+    unreadable source): recorded, so that a run evaluated or resumed after its code changed says
+    so rather than giving other numbers in silence."""
     model = getattr(model, "model", model)  # under `BFloat16Model`
     if isinstance(model, LinenModel):
         code = type(model.module)

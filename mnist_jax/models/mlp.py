@@ -1,9 +1,8 @@
 """The notebook's multilayer perceptron, as a Flax linen module, and its model.
 
 Dense(128) ReLU -> Dense(128) ReLU -> Dropout(0.25) -> Dense(10), with Keras's initialisers
-(Glorot-uniform kernels, zero biases) so that results compare with the Keras notebook. The module
-returns logits; the softmax lives in the loss and in `predict_probabilities`, where it is
-numerically stable (log-softmax), which is the same maths as Keras's softmax layer + cross-entropy.
+(Glorot-uniform kernels, zero biases). It returns logits: the softmax is in the loss (log-softmax,
+stable) and in `predict_probabilities`.
 """
 
 from __future__ import annotations
@@ -28,10 +27,7 @@ def dense(features: int) -> nn.Dense:
 
 
 class MLP(nn.Module):
-    """The notebook's MLP on a batch (B, 784) (or one example (784,)); returns logits.
-
-    `dropout_rate` may be a Python float or a JAX scalar (traced inside a sweep).
-    """
+    """The notebook's MLP on a batch (B, 784) (or one example); `dropout_rate` may be traced."""
 
     hidden_sizes: Sequence[int] = (128, 128)
     num_classes: int = 10
@@ -53,13 +49,9 @@ def init_params(
     num_classes: int = 10,
     input_size: int = 784,
 ) -> Params:
-    """Fresh MLP parameters from `key`: Glorot-uniform kernels and zero biases.
-
-    The same distribution as `MLP.init` (kernels uniform in +-sqrt(6 / (fan_in + fan_out))), in the
-    same tree, but drawn as ONE flat uniform sample cut into the kernels: threefry is compiled per
-    shape, so three kernel shapes cost several times the XLA compilation of one draw, a noticeable
-    share of a whole 10-epoch run on a CPU. (Tests check the tree matches `MLP.init`.)
-    """
+    """Fresh MLP parameters, distributed and arranged as `MLP.init`'s, but drawn as ONE uniform
+    sample cut into the kernels: threefry compiles per shape, and three kernel shapes cost several
+    times one draw's compilation, a noticeable share of a 10-epoch CPU run."""
     sizes = [input_size, *hidden_sizes, num_classes]
     shapes = list(zip(sizes[:-1], sizes[1:]))
     # jax.random.uniform(key, (n,), minval=-1, maxval=1), bit for bit, as one fused kernel.

@@ -1,16 +1,11 @@
-"""A `flax.nnx` module as a model: a thin adapter onto the core's pure functions.
+"""A `flax.nnx` module as a model. Training keeps parameters as a plain pytree, so the adapter
+takes the module's `nnx.Param` state as a pure dict at init, and at each call rebuilds the module
+inside the traced function and puts the parameters into it (its own initialisation is dead code
+that XLA removes).
 
-NNX modules hold their parameters as object state; training here keeps parameters as a plain
-pytree in the train state (for vmap, sharding and orbax). The adapter builds the module from a
-factory, takes its `nnx.Param` state as a pure dict at init, and at each call rebuilds the module
-inside the traced function and puts the given parameters into it (`nnx.update`); the module's
-own initialisation is then dead code that XLA removes.
-
-Not supported (say so rather than train something else): variables other than `nnx.Param`
-(BatchNorm statistics and other mutable state are not carried between steps: the factory is
-refused if it makes any, RNG state excepted); a traced dropout rate: `nnx.Dropout` keeps its rate
-in the module, so `dropout_rate` of the config or a sweep does not reach it (`takes_dropout_rate`
-is False and a sweep over dropout rates refuses the model).
+Not supported, and refused rather than trained differently: variables other than `nnx.Param`
+(RNG state aside), which would not be carried between steps; a traced dropout rate (`nnx.Dropout`
+keeps its own, so a sweep over dropout rates refuses the model).
 """
 
 from __future__ import annotations
@@ -29,12 +24,10 @@ from mnist_jax.models.conv_matmul import patch_nnx_convs
 
 @dataclasses.dataclass(frozen=True)
 class NNXModel(Model):
-    """`make(rngs)` builds the module (e.g. `lambda rngs: MyNet(rngs=rngs)`); the module is called
-    as `module(x)` on a batch and returns logits, with `module.train()`/`module.eval()` switching
-    its dropout. Its `nnx.Dropout` layers draw from the "dropout" stream of the `rngs` given to
-    `make` (or "default"), which the adapter seeds from the train state's dropout key. On CPUs
-    its `nnx.Conv` layers compute as slices and a matmul (`conv_matmul`: the same parameters and
-    maths); `cpu_conv_as_matmul=False` keeps lax's convolution."""
+    """`make(rngs)` builds the module (e.g. `lambda rngs: MyNet(rngs=rngs)`), called as `module(x)`
+    for logits, `train()`/`eval()` switching its dropout, which draws from the "dropout" (or
+    "default") stream, seeded from the train state's dropout key. On CPUs its `nnx.Conv` layers
+    compute as slices and a matmul (`conv_matmul`) unless `cpu_conv_as_matmul=False`."""
 
     make: Callable[[nnx.Rngs], nnx.Module]
     input_layout: str = "flat"

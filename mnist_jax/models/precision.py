@@ -1,14 +1,9 @@
 """Mixed precision as a model wrapper: any `Model` computing in bfloat16 on float32 parameters.
 
-`BFloat16Model(model).apply` casts the parameters and the batch to bfloat16, runs the model, and
-returns float32 logits, so the loss, the softmax and the gradient's last step are float32. The
-parameters, their gradients (the cast's gradient casts back) and the optimizer's state stay
-float32: the usual recipe on GPUs and TPUs, whose bfloat16 matmuls accumulate in float32, as
-XLA:CPU's do. Wrapping the model, rather than the training step, means validation, evaluation and
-predictions compute as training did, for every model (built-in, linen or NNX).
-
-`bf16_unsupported` says why a device cannot run it at hardware speed; `--precision bf16` is
-refused there (XLA would emulate bfloat16 in float32: slower than float32, and less accurate).
+`BFloat16Model(model).apply` casts the parameters and the batch to bfloat16 and returns float32
+logits; the parameters, their gradients and the optimizer's state stay float32 (the usual recipe).
+Wrapping the model, not the step, makes validation, evaluation and predictions compute as training.
+`--precision bf16` is refused where `bf16_unsupported` says XLA would emulate bfloat16 in float32.
 """
 
 from __future__ import annotations
@@ -23,11 +18,6 @@ import jax.numpy as jnp
 
 from mnist_jax.config import PRECISIONS
 from mnist_jax.models.base import Model, Params
-
-
-def to_bfloat16(tree: Params) -> Params:
-    """Every float32 leaf of a tree as bfloat16 (other dtypes unchanged)."""
-    return jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x, tree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +45,11 @@ class BFloat16Model(Model):
         dropout_rate: float | jax.Array = 0.0,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
+        params = jax.tree.map(
+            lambda p: p.astype(jnp.bfloat16) if p.dtype == jnp.float32 else p, params
+        )
         logits = self.model.apply(
-            to_bfloat16(params),
+            params,
             jnp.asarray(x).astype(jnp.bfloat16),
             dropout_rate=dropout_rate,
             dropout_key=dropout_key,
@@ -96,8 +89,8 @@ def cpu_features(cpuinfo: str | None = None) -> set[str]:
 
 
 def bf16_unsupported(device: jax.Device | None = None, cpuinfo: str | None = None) -> str | None:
-    """None where `device` (default: the first local one) has hardware bfloat16 matmuls, else
-    why not, as the end of a sentence."""
+    """None where `device` (default: the first local one) has hardware bfloat16 matmuls, else why
+    not."""
     device = device or jax.local_devices()[0]
     if device.platform == "cpu":
         if cpu_features(cpuinfo) & set(BF16_CPU_FEATURES):

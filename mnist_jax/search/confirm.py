@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnist_jax.errors import ConfigError
+from mnist_jax.search.engine import RANDOM_ARM, SEARCH_ARM, arm
 from mnist_jax.sweep.checkpoint import Checkpointer, sweep_start
 from mnist_jax.sweep.members import Member
 from mnist_jax.sweep.outputs import analyse, data_sources, member_entries, write_sweep_files
@@ -67,17 +68,13 @@ def close_timing(timing: dict) -> None:
         timing[max(timing)]["seconds"] = time.perf_counter() - timing[max(timing)]["start"]
 
 
-def _arm(trial) -> str:
-    return trial.user_attrs.get("arm", "search")
-
-
 def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], summary) -> dict:
     """results.json: every trial, the compute curve of the search's arm (`member_epochs`: its
     total), the random arm's (`random_arm`, where the search has one), each population's wall
     seconds (`timing`, this process's: the first worker's) and examples per second (both arms),
     and the confirmation."""
-    curve = compute_curve([t for t in trials if _arm(t) == "search"])
-    random = compute_curve([t for t in trials if _arm(t) == "random"])
+    curve = compute_curve([t for t in trials if arm(t) == SEARCH_ARM])
+    random = compute_curve([t for t in trials if arm(t) == RANDOM_ARM])
     for index, times in timing.items():  # wall seconds, overheads included, per population
         times["member_epochs"] = sum(
             t.user_attrs.get("member_epochs", 0)

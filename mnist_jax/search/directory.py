@@ -1,10 +1,6 @@
 """A search directory end to end, as `mnist_jax.sweep.directory` is for a sweep: what `python -m
-experiments.search` calls between parsing its flags and printing.
-
-`complete_search` runs the first worker: it asks, trains and tells populations until the study
-holds `--trials` of the search's arm (beside joined workers, whose populations it waits for), then
-confirms the best configurations over fresh seeds and writes results.json and report.md (a
-finished search: only what is missing). `join_search` runs one more worker on the same study, in
+experiments.search` calls between parsing its flags and printing. `complete_search` runs the first
+worker (waiting for joined ones), confirms and writes; `join_search` runs one more worker, in
 SEARCH/worker-<k>/, until nothing is left to ask.
 """
 
@@ -59,9 +55,10 @@ def complete_search(
     info: Callable[[str], None] = lambda line: None,
     compare: tuple | None = None,
 ) -> SearchOutcome:
-    """The first worker's search, its confirmation and its files (see the module's docstring).
-    `info` is told each population and the confirmation's seeds; `compare`, another search's
-    compute curve (`confirm.compute_curve_of`), goes into the report."""
+    """Asks, trains and tells populations until the study holds `--trials` of the search's arm,
+    then confirms the best configurations over fresh seeds and writes results.json and report.md
+    (a finished search: only what is missing). `info` is told each population and the seeds;
+    `compare`, another search's compute curve (`confirm.compute_curve_of`), goes in the report."""
     finished = (search_dir / RESULTS_FILE).is_file()
     data = to_device(dataset, config)
     mesh = member_mesh()

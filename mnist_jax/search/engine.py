@@ -1,26 +1,24 @@
 """A search on the member axis: Optuna asks a population of trials at once, the sweep trains them.
 
-Each population is `study.ask`ed together (each trial with its user attrs: population, seeds),
-planned into programs by their compile key as any sweep's members, and trained by `run_sweep`
-with program checkpoints in `SEARCH/population-<p>/`. After each epoch, every live trial reports
-the mean validation accuracy of its seeds (`trial.report`) and is asked `should_prune`; a pruned
-trial's members are marked stopped inside the running program (`run_sweep(stop=...)`, the
-patience mechanism: on CPU their epochs are not computed). When the population ends, its trials are
-told: COMPLETE with the mean final validation accuracy, or PRUNED. The pruner is asked while at
-least half of the epochs remain: later, pruning saves little and leaves fewer finished trials to
-choose from (measured on MNIST, 10 epochs: successive halving asked up to epoch 9 finished 4 of 64
-trials, its pruning at epoch 9 saving 8 member-epochs).
+Each population is asked together, planned into programs as any sweep's members, and trained by
+`run_sweep` with program checkpoints in `SEARCH/population-<p>/`. After each epoch every live trial
+reports its seeds' mean validation accuracy and is asked `should_prune`; a pruned trial's members
+stop inside the running program (`run_sweep(stop=...)`; on CPU their epochs are not computed). At
+the population's end its trials are told COMPLETE (the mean final validation accuracy) or PRUNED.
+The pruner is asked only while half the epochs remain: later, pruning saves little and leaves
+fewer finished trials (MNIST, 10 epochs: successive halving asked up to epoch 9 finished 4 of 64
+trials, to save 8 member-epochs).
 
-Killed and resumed: the study's storage says what is done. A population with trials still RUNNING
-is retrained whole from its program checkpoints (bitwise, as a sweep resumes; its trials told
-before the kill are not told again); a pruning decision is kept in the trial (`pruned_at`), so an
-epoch trained again decides the same; a trial asked but never given a population is told FAIL and
-replaced. No trial is told twice.
+Killed and resumed, the storage says what is done: a population with RUNNING trials is retrained
+whole from its checkpoints (bitwise); a pruning decision is kept in the trial (`pruned_at`), so
+an epoch trained again decides the same; a trial asked but never given a population is told FAIL
+and replaced. No trial is told twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import warnings
@@ -69,6 +67,14 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
         from optuna.storages.journal import JournalFileBackend
 
         storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL_FILE)))
+    elif not create:  # connecting to a missing SQLite file creates an empty database there
+        from sqlalchemy.engine import make_url
+
+        url = make_url(storage)
+        sqlite_file = url.get_backend_name() == "sqlite" and "uri" not in url.query
+        path = url.database if sqlite_file else None
+        if path not in (None, "", ":memory:") and not Path(path).is_file():
+            raise ConfigError(f"--storage {storage}: no such database file {path}")
     try:
         if create:
             return optuna.create_study(
@@ -96,11 +102,9 @@ def population_seed(seed: int, index: int, worker: int = 0) -> int:
 def population_samplers(name: str, seed: int, space: Mapping[str, tuple], worker: int = 0):
     """`run_search`'s `sampler`: population -> `make_sampler(name, population_seed(seed, p))`.
 
-    A sampler draws from a random state it keeps in memory (TPE's and random's RandomState, the
-    grid's choice among unvisited points); the storage keeps only the trials. Seeded once, a
-    search resumed in a new process would restart that stream and ask again what it already
-    tried. Seeded per population from (seed, population), each population is asked from the
-    trials in the storage and a state that a resume re-creates: resumed = uninterrupted."""
+    A sampler's random state is in memory, not in the storage: seeded once, a resumed search
+    would restart that stream and ask again what it tried. Seeded per population, each is asked
+    from the stored trials and a state a resume re-creates: resumed = uninterrupted."""
     return lambda index: make_sampler(name, population_seed(seed, index, worker), space)
 
 
@@ -113,10 +117,9 @@ def grid_size(space: Mapping[str, tuple]) -> int:
 
 
 def recover_journal(search_dir: Path) -> None:
-    """For a search killed while it wrote SEARCH/study.journal, resumed under the directory's lock
-    (no other process writes the journal): Optuna's lock file, which the next writer would wait 30
-    s for, is removed, and a last line cut short is cut off (the next line would be joined to
-    it, and the journal no longer read)."""
+    """A search killed while it wrote SEARCH/study.journal, resumed under the directory's lock:
+    Optuna's lock file (the next writer would wait 30 s for it) goes, and so does a last line cut
+    short (the next would be joined to it, and the journal no longer read)."""
     path = search_dir / JOURNAL_FILE
     Path(f"{path}.lock").unlink(missing_ok=True)  # a symbolic link (JournalFileSymlinkLock)
     content = path.read_bytes() if path.is_file() else b""
@@ -159,22 +162,18 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
 
 def make_pruner(name: str, epochs: int, reduction_factor: int = 4):
     """Successive halving and Hyperband from epoch 1, 1/`reduction_factor` of the trials kept at
-    each rung (epochs 1, 4, 16 with 4; 1, 3, 9 with 3). The default is 4: on MNIST (10 epochs,
-    TPE, 64 trials, sampler seeds 0-5), 3 spent 159-249 member-epochs, over a third of a 640
-    member-epoch grid on 3 of 6 seeds; 4 spent 151-193, and both confirmed 97.9-98.1% test
-    accuracy (docs/search.md)."""
+    each rung (epochs 1, 4, 16 with 4). The default is 4: on MNIST (10 epochs, TPE, 64 trials,
+    6 sampler seeds) it spent 151-193 member-epochs where 3 spent 159-249, both confirming
+    97.9-98.1% test accuracy (docs/search.md)."""
     import optuna
 
     if reduction_factor < 2:
         raise ConfigError(f"invalid --reduction-factor {reduction_factor}: expected 2 or more")
+    rungs = {"min_resource": 1, "reduction_factor": reduction_factor}
     if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=1, reduction_factor=reduction_factor
-        )
+        return optuna.pruners.SuccessiveHalvingPruner(**rungs)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs, reduction_factor=reduction_factor
-        )
+        return optuna.pruners.HyperbandPruner(max_resource=epochs, **rungs)
     return optuna.pruners.NopPruner()
 
 
@@ -195,12 +194,9 @@ def worker_of(trial) -> int:
 
 
 def _of_population(trial, worker: int, index: int | None = None) -> bool:
+    """Whether `worker` gave the trial a population (`index`, where one is named)."""
     population = trial.user_attrs.get("population")
-    return (
-        population is not None
-        and worker_of(trial) == worker
-        and (index is None or population == index)
-    )
+    return population is not None and worker_of(trial) == worker and index in (None, population)
 
 
 def claimed(trials) -> int:
@@ -211,34 +207,21 @@ def claimed(trials) -> int:
     return sum(t.state != TrialState.FAIL and arm(t) == SEARCH_ARM for t in trials)
 
 
-def _over_budget(study, number: int, trials: int) -> bool:
-    """Whether trial `number`, just asked, is past `trials`: as many trials of the search's arm
-    were asked before it (by number, the storage's order; other workers' included). Two workers
-    that counted the same trials before asking cannot both train the last one."""
-    before = [t for t in study.get_trials(deepcopy=False) if t.number < number]
-    return claimed(before) >= trials
-
-
 def arm(trial) -> str:
     """A trial's arm: `SEARCH_ARM` (the search's sampler and pruner) or `RANDOM_ARM`."""
     return trial.user_attrs.get("arm", SEARCH_ARM)
 
 
-def populations_of(settings: SearchSettings) -> int:
-    """How many populations a search of `settings` asks (each short of trials only at the end)."""
-    return -(-settings.trials // settings.population)
-
-
 def trials_asked(settings: SearchSettings) -> int:
     """The trials a finished search has trained in both arms (failed ones aside): its members'
     seeds are below `trials_asked * seeds_per_trial`, unless some trials failed."""
-    return settings.trials + settings.random_arm * populations_of(settings)
+    populations = -(-settings.trials // settings.population)  # only the last one short
+    return settings.trials + settings.random_arm * populations
 
 
 def random_arm_sampler(seed: int, index: int, worker: int = 0):
-    """The random arm's sampler of population `index` (of `worker`): its own seed stream, apart
-    from the search's (`population_seed`), so the arm is the same whatever sampler the search
-    uses."""
+    """The random arm's sampler of population `index` (of `worker`), on a seed stream apart from
+    the search's (`population_seed`): the same arm whatever sampler the search uses."""
     import optuna
 
     entropy = [seed, index, 1] + ([worker] if worker else [])
@@ -247,10 +230,9 @@ def random_arm_sampler(seed: int, index: int, worker: int = 0):
 
 
 def without_random_arm(sampler):
-    """`sampler` asking from the study's trials outside the random arm only: the search's arm
-    learns nothing from the random arm's trials, so each arm's curve is what it would reach
-    alone. (The pruner never sees them either: they are never asked `should_prune`, and Optuna's
-    successive halving and Hyperband compare a trial only with trials they were asked about.)"""
+    """`sampler` asking from the study's trials outside the random arm only, so that each arm's
+    curve is what it would reach alone. (The pruner never sees them either: Optuna's pruners
+    compare a trial only with trials they were asked `should_prune` about.)"""
     import optuna
 
     class View(optuna.study.Study):
@@ -270,12 +252,7 @@ def without_random_arm(sampler):
             trials = super()._get_trials(deepcopy, states, use_cache=False)
             return [t for t in trials if arm(t) != RANDOM_ARM]
 
-    views: dict[int, View] = {}
-
-    def view(study):
-        if id(study) not in views:
-            views[id(study)] = View(study)
-        return views[id(study)]
+    view = functools.cache(View)  # one view of each study
 
     class SearchArm(optuna.samplers.BaseSampler):
         inner = sampler
@@ -309,10 +286,6 @@ def trial_members(config: TrainConfig, space, number: int, params: Mapping, seed
     return with_own_dropout([Member(number * seeds + j, **values) for j in range(seeds)])
 
 
-def _finished(trial) -> bool:
-    return trial.state.is_finished()
-
-
 def run_search(
     config: TrainConfig,
     space: Mapping[str, tuple],
@@ -333,22 +306,18 @@ def run_search(
 ) -> None:
     """Asks, trains and tells populations until `settings.trials` trials of the search's arm are
     COMPLETE or PRUNED (resuming the RUNNING population first). `on_population(index, trials,
-    programs)` is told of each population before it trains. `sampler(index)`
-    (`population_samplers`) is the sampler that asks population `index`, so that a resumed
-    search asks what the uninterrupted one would; without it the study's own sampler asks every
-    population.
+    programs)` is told of each before it trains. `sampler(index)` (`population_samplers`) asks
+    population `index` (default: the study's sampler asks every one).
 
     With `settings.random_arm` = K, each population also asks K trials by random search
-    (`random_arm_sampler(random_seed, index)`), tagged `arm: random`, trained in the same programs
-    to the last epoch (never pruned), and unseen by the search's sampler (`without_random_arm`)
-    and pruner: the study holds both arms, each what it would reach alone.
+    (`random_arm_sampler`), tagged `arm: random`, trained in the same programs, never pruned, and
+    unseen by the search's sampler (`without_random_arm`) and pruner: each arm reaches what it
+    would alone.
 
-    Several workers (processes, hosts) may run it on one study at once, each with its own
-    `worker` number and `search_dir`: each asks, trains and tells its own populations (its trials
-    tagged `worker`), resumes only its own, and stops when `settings.trials` of the search's arm
-    are finished or being trained by any worker. `others_working()` says whether another worker
-    is alive: only then may a RUNNING trial without attributes be one it is asking, not left by
-    a kill."""
+    Several workers may run it on one study, each with its own `worker` number and `search_dir`:
+    each asks, trains, tells and resumes its own populations (tagged `worker`), and stops when
+    `settings.trials` of the search's arm are finished or in training by any worker. Only while
+    `others_working()` may a RUNNING trial without attributes be another's, not left by a kill."""
     from optuna.trial import Trial, TrialState
 
     distributions = optuna_distributions(space)
@@ -379,7 +348,11 @@ def run_search(
             for _ in range(size):
                 trial = study.ask(distributions)
                 trial.set_user_attr("worker", worker)
-                if _over_budget(study, trial.number, settings.trials):  # another worker's first
+                # Past --trials if as many were asked before it, by number (the storage's order,
+                # other workers' included): two workers that counted the same trials before
+                # asking cannot both train the last one.
+                before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+                if claimed(before) >= settings.trials:
                     trial.set_user_attr("error", "over --trials: other workers asked them first")
                     study.tell(trial, state=TrialState.FAIL)
                     break
@@ -388,10 +361,8 @@ def run_search(
             if not trials:
                 continue
             if settings.random_arm:
-                search_sampler, study.sampler = (
-                    study.sampler,
-                    random_arm_sampler(random_seed, index, worker),
-                )
+                search_sampler = study.sampler
+                study.sampler = random_arm_sampler(random_seed, index, worker)
                 for _ in range(settings.random_arm):
                     trial = study.ask(distributions)
                     trial.set_user_attr("worker", worker)
@@ -437,7 +408,7 @@ def _train_population(
     programs = plan_sweep(
         config, members, data, mesh.size, members_per_program, members_per_step=members_per_step
     )
-    told = {t.number for t in study.get_trials(deepcopy=False) if _finished(t)}
+    told = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     for program in programs:
         for member in program.members:
             trial = trial_of[member]
@@ -468,7 +439,7 @@ def _train_population(
             if at is not None and at <= epoch:  # decided before a kill: decided again the same
                 pruned.add(number)
                 continue
-            if _finished(frozen):
+            if frozen.state.is_finished():
                 continue
             with warnings.catch_warnings():  # a step reported before a kill is reported again
                 warnings.simplefilter("ignore")
@@ -478,24 +449,20 @@ def _train_population(
                 pruned.add(number)
         return [trial_of[m].number in pruned for m in program.members]
 
-    checkpointer = Checkpointer(
-        population_dir, config, num_classes=data.num_classes,
-        specs=lambda p: p.spec(config, data.num_classes, data.image_shape),
-    )  # fmt: skip
+    specs = lambda p: p.spec(config, data.num_classes, data.image_shape)
     start = sweep_start(
-        population_dir, config, mesh=mesh, num_classes=data.num_classes,
-        specs=lambda p: p.spec(config, data.num_classes, data.image_shape),
-    )  # fmt: skip
-    with checkpointer:
+        population_dir, config, mesh=mesh, num_classes=data.num_classes, specs=specs
+    )
+    with Checkpointer(population_dir, config, num_classes=data.num_classes, specs=specs) as saver:
         result = run_sweep(
-            config, members, data, programs=programs, callbacks=[*callbacks, checkpointer],
+            config, members, data, programs=programs, callbacks=[*callbacks, saver],
             mesh=mesh, keep_states=False, start=start, members_per_step=members_per_step,
             stop=stop,
         )  # fmt: skip
     histories = {r.member: r.history for r in result.members}
     current = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number, (trial, members) in by_trial.items():
-        if _finished(current[number]):
+        if current[number].state.is_finished():
             continue
         trial.set_user_attr("member_epochs", sum(len(histories[m]) for m in members))
         if "pruned_at" in current[number].user_attrs:

@@ -121,11 +121,7 @@ def check_space(config: TrainConfig, space: Mapping[str, tuple], dataset) -> lis
 
 def optuna_distributions(space: Mapping[str, tuple]) -> dict:
     """The space as Optuna distributions, by field name (Optuna imported here, not at load)."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out = {}
     for field, (kind, values) in space.items():
@@ -158,6 +154,6 @@ def space_text(space: Mapping[str, tuple]) -> str:
     """The space as parse_space reads it (search.json keeps it)."""
     parts = []
     for field, (kind, values) in space.items():
-        shown = "|".join(map(str, map(_choice_value, values))) if kind == "choice" else values
-        parts.append(f"{field}={kind}({shown if kind == 'choice' else ','.join(map(str, shown))})")
+        separator = "|" if kind == "choice" else ","
+        parts.append(f"{field}={kind}({separator.join(str(_choice_value(v)) for v in values)})")
     return " ".join(parts)

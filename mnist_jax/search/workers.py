@@ -1,13 +1,11 @@
 """Several worker processes on one search: the first (`--out`, or `--resume`) in SEARCH/, each
-joining one (`--join SEARCH`) in SEARCH/worker-<k>/, all on the study's one storage (the journal
-file on a shared file system, or a `--storage` URL).
+joining one (`--join SEARCH`) in SEARCH/worker-<k>/, all on the study's one storage (the journal on
+a shared file system, or a `--storage` URL).
 
 A worker is alive while it holds its folder's lock (`rundir.lock_run_dir`, an flock the kernel
-drops when the process dies, SIGKILL included). A joining worker takes the first worker folder
-whose lock is free: a new one, or that of a worker that died, whose RUNNING population it then
-finishes from its checkpoints. Each worker asks, trains and tells its own populations
-(`engine.run_search(worker=k)`); the first also waits for the others and runs the confirmation,
-once."""
+drops when the process dies). A joining worker takes the first worker folder whose lock is free:
+a new one, or a dead worker's, whose RUNNING population it finishes from its checkpoints. The
+first worker also waits for the others and runs the confirmation, once."""
 
 from __future__ import annotations
 
@@ -59,8 +57,8 @@ def known_workers(search_dir: Path) -> list[int]:
 
 
 def alive(search_dir: Path, worker: int) -> bool:
-    """Whether worker `worker`'s folder is locked by a live process (this one included: the test
-    takes the lock through a descriptor of its own, which this process's lock also blocks)."""
+    """Whether a live process (this one included: its own lock blocks the test's descriptor)
+    locks worker `worker`'s folder."""
     try:
         descriptor = os.open(worker_folder(search_dir, worker) / LOCK_FILE, os.O_RDWR)
     except OSError:  # no folder or no lock file: never started
@@ -82,11 +80,9 @@ def others_working(search_dir: Path, me: int) -> Callable[[], bool]:
 def wait_for_workers(
     study, search_dir: Path, *, poll: float = 5.0, on_wait: Callable[[str], None] = print
 ) -> None:
-    """The first worker, its own trials done: waits until no trial of any worker is RUNNING.
-
-    A RUNNING population whose worker has died is not waited for: ConfigError, saying how to
-    finish it (`--join`, which adopts the dead worker's folder). A RUNNING trial without a
-    population, when no other worker is alive, was left by a kill while asking: told FAIL."""
+    """The first worker, its own trials done: waits until no trial of any worker is RUNNING. A
+    dead worker's RUNNING population is a ConfigError saying how to finish it (`--join`); a
+    RUNNING trial without a population, no other worker alive, was left by a kill: told FAIL."""
     from optuna.trial import TrialState
 
     from mnist_jax.search.engine import worker_of
