@@ -70,38 +70,83 @@ def build_parser() -> cli.Parser:
         "int(LOW,HIGH) or choice(A|B), NAME a sweep field (lr, dropout, wd, "
         "schedule, optimizer, model...), or a file of such items",
     )
-    # fmt: off
-    group.add_argument("--trials", type=cli.positive_int, default=64,
-                       help="trials trained (default 64; with --sampler grid: the grid's points)")
-    group.add_argument("--population", type=cli.positive_int, default=16,
-                       help="trials asked at once and trained together (default 16)")
+    group.add_argument(
+        "--trials",
+        type=cli.positive_int,
+        default=64,
+        help="trials trained (default 64; with --sampler grid: the grid's points)",
+    )
+    group.add_argument(
+        "--population",
+        type=cli.positive_int,
+        default=16,
+        help="trials asked at once and trained together (default 16)",
+    )
     group.add_argument("--seeds-per-trial", type=cli.positive_int, default=1)
     group.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     group.add_argument("--sampler-seed", type=int, default=0)
     group.add_argument("--pruner", choices=PRUNERS, default="successive-halving")
-    group.add_argument("--reduction-factor", type=cli.positive_int, default=4, metavar="ETA",
-                       help="the pruner keeps 1/ETA of the trials at each rung (default 4)")
-    group.add_argument("--storage", default=None, metavar="URL",
-                       help="an Optuna storage URL (default: SEARCH/study.journal)")
-    group.add_argument("--confirm-top", type=cli.positive_int, default=2, metavar="K",
-                       help="best configurations trained again over fresh seeds (default 2)")
-    group.add_argument("--confirm-seeds", type=cli.positive_int, default=4, metavar="N",
-                       help="the fresh seeds, 2 or more: intervals are over seeds (default 4)")
-    group.add_argument("--random-arm", type=cli.non_negative_int, default=0, metavar="K",
-                       help="K more trials in each population asked by random search, never "
-                       "pruned, unseen by the sampler and pruner: the report's baseline from the "
-                       "same study; at most --population (default 0)")
-    group.add_argument("--compare", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
-                       help="another finished search (e.g. --sampler random --pruner none): the "
-                       "report shows its best validation accuracy at equal member-epochs")
+    group.add_argument(
+        "--reduction-factor",
+        type=cli.positive_int,
+        default=4,
+        metavar="ETA",
+        help="the pruner keeps 1/ETA of the trials at each rung (default 4)",
+    )
+    group.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an Optuna storage URL (default: SEARCH/study.journal)",
+    )
+    group.add_argument(
+        "--confirm-top",
+        type=cli.positive_int,
+        default=2,
+        metavar="K",
+        help="best configurations trained again over fresh seeds (default 2)",
+    )
+    group.add_argument(
+        "--confirm-seeds",
+        type=cli.positive_int,
+        default=4,
+        metavar="N",
+        help="the fresh seeds, 2 or more: intervals are over seeds (default 4)",
+    )
+    group.add_argument(
+        "--random-arm",
+        type=cli.non_negative_int,
+        default=0,
+        metavar="K",
+        help="K more trials in each population asked by random search, never "
+        "pruned, unseen by the sampler and pruner: the report's baseline from the "
+        "same study; at most --population (default 0)",
+    )
+    group.add_argument(
+        "--compare",
+        type=cli.folder_path,
+        default=None,
+        metavar="SEARCH_DIR",
+        help="another finished search (e.g. --sampler random --pruner none): the "
+        "report shows its best validation accuracy at equal member-epochs",
+    )
     cli.add_output_flags(parser, "searches")
-    parser.add_argument("--resume", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
-                        help="continue the search in SEARCH_DIR with its search.json")
-    parser.add_argument("--join", type=cli.folder_path, default=None, metavar="SEARCH_DIR",
-                        help="work on the search in SEARCH_DIR beside its first process (the "
-                        "study's storage shared): train populations in SEARCH_DIR/worker-<k>/; "
-                        "the first process confirms")
-    # fmt: on
+    parser.add_argument(
+        "--resume",
+        type=cli.folder_path,
+        default=None,
+        metavar="SEARCH_DIR",
+        help="continue the search in SEARCH_DIR with its search.json",
+    )
+    parser.add_argument(
+        "--join",
+        type=cli.folder_path,
+        default=None,
+        metavar="SEARCH_DIR",
+        help="work on the search in SEARCH_DIR beside its first process (the "
+        "study's storage shared): train populations in SEARCH_DIR/worker-<k>/; "
+        "the first process confirms",
+    )
     return parser
 
 

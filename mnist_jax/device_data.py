@@ -120,9 +120,12 @@ def _check_trains(
     check_model(spec.model, spec.example_shape, num_classes)
     check_precision(config.precision)
     needed = member_bytes(
-        spec, examples, num_classes=num_classes, eval_examples=test,
+        spec,
+        examples,
+        num_classes=num_classes,
+        eval_examples=test,
         eval_chunk_size=config.eval_batch_size,
-    )  # fmt: skip
+    )
     available = memory_bytes()
     if needed > available:
         raise ConfigError(

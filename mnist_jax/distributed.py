@@ -40,9 +40,12 @@ ENV_START_TIMEOUT = "MNIST_JAX_START_TIMEOUT"
 START_TIMEOUT_SECONDS = 300
 # What JAX's runtime says, in any exception type, when another process died or cannot be reached.
 _PEER_FAILURE_SIGNS = (
-    "connection closed by peer", "heartbeat timeout", "barrier failed", "task is set to error",
+    "connection closed by peer",
+    "heartbeat timeout",
+    "barrier failed",
+    "task is set to error",
     *(f"gloo {collective} failed" for collective in ("allgather", "allreduce", "broadcast")),
-)  # fmt: skip
+)
 ENV_DISTRIBUTED = "MNIST_JAX_DISTRIBUTED"  # "off": no cluster detection (independent processes)
 
 _initialized = False

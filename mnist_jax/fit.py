@@ -89,11 +89,19 @@ def fit(
         first_epoch = int(state.epoch) + 1
         state = jax.device_put(_stack(state), prog.member_sharding(mesh))
     state, (history,), compile_seconds = train_program(
-        config, SweepProgram(0, (member_of(config),), 1), spec, data, mesh, state=state,
-        histories=[list(history)], callbacks=[for_member(callbacks)] if callbacks else (),
-        raise_on_divergence=True, name=lambda _: f"training (learning rate {config.learning_rate})",
-        gather=jax.device_get, first_epoch=first_epoch,
-    )  # fmt: skip
+        config,
+        SweepProgram(0, (member_of(config),), 1),
+        spec,
+        data,
+        mesh,
+        state=state,
+        histories=[list(history)],
+        callbacks=[for_member(callbacks)] if callbacks else (),
+        raise_on_divergence=True,
+        name=lambda _: f"training (learning rate {config.learning_rate})",
+        gather=jax.device_get,
+        first_epoch=first_epoch,
+    )
     return FitResult(_unstack(state), history, compile_seconds)
 
 

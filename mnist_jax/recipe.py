@@ -79,9 +79,13 @@ def make_optimizer(
         return optax.chain(*steps, optax.scale_by_learning_rate(rate))
 
     return optax.inject_hyperparams(recipe)(
-        learning_rate=1e-3, weight_decay=0.0, momentum=0.9, warmup_steps=0.0, decay_steps=1.0,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        momentum=0.9,
+        warmup_steps=0.0,
+        decay_steps=1.0,
         final_lr_fraction=0.0,
-    )  # fmt: skip
+    )
 
 
 def recipe_values(config: Any, train_examples: int) -> dict[str, float]:

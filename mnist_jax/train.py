@@ -113,9 +113,16 @@ class TrainSpec:
         model = model if model is not None else model_from_config(config, num_classes)
         model = with_precision(model, config.precision)
         return cls(
-            model, tuple(image_shape), config.batch_size, config.adam_epsilon, config.optimizer,
-            config.schedule, config.nesterov, config.patience, tx,
-        )  # fmt: skip
+            model,
+            tuple(image_shape),
+            config.batch_size,
+            config.adam_epsilon,
+            config.optimizer,
+            config.schedule,
+            config.nesterov,
+            config.patience,
+            tx,
+        )
 
     @property
     def example_shape(self) -> tuple[int, ...]:

@@ -71,7 +71,7 @@ FASHION_MNIST = DatasetSpec(
         "Sneaker",
         "Bag",
         "Ankle boot",
-    ),  # fmt: skip
+    ),
     # Computed here (`zcat FILE | sha256sum`) from Debian's package dataset-fashion-mnist
     # 0.0~git20200523.55506a9-1, /usr/share/datasets/fashion-mnist/. Debian recompressed the .gz
     # files (their MD5s differ from the upstream README's), hence checksums of decompressed content.

@@ -188,6 +188,10 @@ def read_dataset_dir(folder: str | os.PathLike, name: str, *, from_cache: bool =
                 )
     class_names = spec.class_names if spec is not None else None
     return make_dataset(
-        name, arrays, names, fingerprint=fingerprint_of(hashes), source=str(folder),
+        name,
+        arrays,
+        names,
+        fingerprint=fingerprint_of(hashes),
+        source=str(folder),
         class_names=class_names,
-    )  # fmt: skip
+    )

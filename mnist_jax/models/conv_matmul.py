@@ -62,9 +62,17 @@ def conv_as_matmul(
 
 
 def conv_general_dilated(
-    lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-    dimension_numbers=None, feature_group_count=1, precision=None, **rest,
-):  # fmt: skip
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    precision=None,
+    **rest,
+):
     """`lax.conv_general_dilated`, as `conv_as_matmul` where that computes the same."""
     n = lhs.ndim - 2
     spec = (0, n + 1, *range(1, n + 1))  # channels-last: flax's layers' (NHWC, HWIO, NHWC)
@@ -86,9 +94,17 @@ def conv_general_dilated(
             lhs, rhs, window_strides, padding, rhs_dilation or (1,) * n, precision
         )
     return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-        feature_group_count, precision=precision, **rest,
-    )  # fmt: skip
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        precision=precision,
+        **rest,
+    )
 
 
 def intercept_linen_conv(next_fun, args, kwargs, context):

@@ -34,9 +34,17 @@ def compute_curve(trials: Sequence) -> list[dict]:
 
 
 def confirm(
-    config, keys: Sequence[tuple], seeds: Sequence[int], dataset, data, out_dir: Path, *,
-    mesh, members_per_step=1, callbacks: Sequence = (),
-) -> tuple[dict, list]:  # fmt: skip
+    config,
+    keys: Sequence[tuple],
+    seeds: Sequence[int],
+    dataset,
+    data,
+    out_dir: Path,
+    *,
+    mesh,
+    members_per_step=1,
+    callbacks: Sequence = (),
+) -> tuple[dict, list]:
     """Trains configurations `keys` (best first) over `seeds` as one sweep in `out_dir` (resumed
     from its checkpoints when there are some) and writes the sweep's members.json, summary.json,
     figures and report.md that `out_dir` lacks, comparing each with the best. Returns
@@ -47,9 +55,15 @@ def confirm(
     start = sweep_start(out_dir, config, mesh=mesh, num_classes=data.num_classes, specs=specs)
     with Checkpointer(out_dir, config, num_classes=data.num_classes, specs=specs) as saver:
         result = run_sweep(
-            config, members, data, callbacks=[*callbacks, saver], mesh=mesh, keep_states=False,
-            start=start, members_per_step=members_per_step,
-        )  # fmt: skip
+            config,
+            members,
+            data,
+            callbacks=[*callbacks, saver],
+            mesh=mesh,
+            keep_states=False,
+            start=start,
+            members_per_step=members_per_step,
+        )
     summary = {
         **analyse(result, config, keys[0], data_sources(dataset, data, config)),
         "num_members": len(members),
@@ -87,29 +101,43 @@ def search_results(trials: Sequence, timing: dict, data, seeds: Sequence[int], s
         "trials": [trial_entry(t) for t in trials],
         "compute_curve": curve,
         "member_epochs": curve[-1]["member_epochs"] if curve else 0,
-        **({"random_arm": {"compute_curve": random, "member_epochs": random[-1]["member_epochs"]}}
-           if random else {}),
+        **(
+            {"random_arm": {"compute_curve": random, "member_epochs": random[-1]["member_epochs"]}}
+            if random
+            else {}
+        ),
         "populations": {str(k): {n: t[n] for n in t if n != "start"} for k, t in timing.items()},
-        "confirmation": {"seeds": list(seeds), "member_epochs": summary["member_epochs"],
-                         "selected": summary["selected"],
-                         "configurations": list(map(confirmed, summary["configurations"]))},
-    }  # fmt: skip
+        "confirmation": {
+            "seeds": list(seeds),
+            "member_epochs": summary["member_epochs"],
+            "selected": summary["selected"],
+            "configurations": list(map(confirmed, summary["configurations"])),
+        },
+    }
     return json.loads(json.dumps(results, default=str))
 
 
 def trial_entry(trial) -> dict:
     """results.json's entry of a trial: its number, state, value, params, user attrs, reports."""
-    return {"number": trial.number, "state": trial.state.name, "value": trial.value,
-            "params": trial.params, **trial.user_attrs,
-            "intermediate": {str(k): v for k, v in trial.intermediate_values.items()}}  # fmt: skip
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": trial.params,
+        **trial.user_attrs,
+        "intermediate": {str(k): v for k, v in trial.intermediate_values.items()},
+    }
 
 
 def confirmed(row: dict) -> dict:
     """A confirmed configuration (a summary.json row): mean test accuracy, interval, verdict."""
     both = row["test_intervals"]["over_seeds_and_examples"]
-    return {"label": row["label"], "test_accuracy": row["test_accuracy"]["mean"],
-            "interval": [both["low"], both["high"]],
-            "verdict": (row.get("comparison") or {}).get("verdict")}  # fmt: skip
+    return {
+        "label": row["label"],
+        "test_accuracy": row["test_accuracy"]["mean"],
+        "interval": [both["low"], both["high"]],
+        "verdict": (row.get("comparison") or {}).get("verdict"),
+    }
 
 
 def compute_curve_of(search_dir: str, results_file: str) -> tuple[str, list]:
@@ -135,8 +163,10 @@ def render_report(settings: dict, results: dict, other: tuple | None = None) -> 
     arms = [("search", settings["sampler"], settings["pruner"])]
     if random:
         arms.append(("random", "random", "none"))
-    head = (f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
-            f"{settings['trials']} trials in populations of {settings['population']}")  # fmt: skip
+    head = (
+        f"# Search: {settings['sampler']} sampler, {settings['pruner']} pruner, "
+        f"{settings['trials']} trials in populations of {settings['population']}"
+    )
     if random:
         head += f" (+ {settings['random_arm']} random search trials in each)"
     lines = [head, "", f"Space: `{settings['space']}`", ""]
@@ -145,17 +175,23 @@ def render_report(settings: dict, results: dict, other: tuple | None = None) -> 
         spent = random["member_epochs"] if name == "random" else results["member_epochs"]
         pruned_by = "no pruner" if pruner == "none" else f"{pruner} pruner"
         title = f"{name.capitalize()} arm ({sampler} sampler, {pruned_by})" if random else ""
-        lines += [f"{title or 'Trials'}: {states.count('COMPLETE')} complete, "
-                  f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed; "
-                  f"{spent} member-epochs.", ""]  # fmt: skip
-    columns = [*(["random search (this study's random arm)"] if random else []),
-               *([other[0]] if other else [])]  # fmt: skip
+        lines += [
+            f"{title or 'Trials'}: {states.count('COMPLETE')} complete, "
+            f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed; "
+            f"{spent} member-epochs.",
+            "",
+        ]
+    columns = [
+        *(["random search (this study's random arm)"] if random else []),
+        *([other[0]] if other else []),
+    ]
     lines += [
-        "## Best validation accuracy against compute", "",
+        "## Best validation accuracy against compute",
+        "",
         "| trials | member-epochs | best validation accuracy (complete trials) |"
         + "".join(f" {c} at as many member-epochs |" for c in columns),
         "|---:|---:|---:|" + "---:|" * len(columns),
-    ]  # fmt: skip
+    ]
     curves = [*([random["compute_curve"]] if random else []), *([other[1]] if other else [])]
     curve = results["compute_curve"]
     shown = {len(curve) * k // 8 - 1 for k in range(1, 9)} | {len(curve) - 1}
@@ -168,14 +204,22 @@ def render_report(settings: dict, results: dict, other: tuple | None = None) -> 
     if random and random["compute_curve"]:
         last = random["compute_curve"][-1]
         best = last["best_val_accuracy"]
-        lines += ["", f"The random arm, all of it: {len(random['compute_curve'])} trials, "
-                  f"{last['member_epochs']} member-epochs, best validation accuracy "
-                  + (f"{best:.2%}." if best is not None else "none complete.")]  # fmt: skip
-    lines += ["", "## Confirmation over fresh seeds (test set, met once)", "",
-              f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
-              "[confirmation/report.md](confirmation/report.md). Each configuration's mean test "
-              "accuracy, its 95% interval over seeds and test images, and its paired comparison "
-              "with the search's best:", ""]  # fmt: skip
+        lines += [
+            "",
+            f"The random arm, all of it: {len(random['compute_curve'])} trials, "
+            f"{last['member_epochs']} member-epochs, best validation accuracy "
+            + (f"{best:.2%}." if best is not None else "none complete."),
+        ]
+    lines += [
+        "",
+        "## Confirmation over fresh seeds (test set, met once)",
+        "",
+        f"Member-epochs: {results['confirmation']['member_epochs']}; the sweep's report: "
+        "[confirmation/report.md](confirmation/report.md). Each configuration's mean test "
+        "accuracy, its 95% interval over seeds and test images, and its paired comparison "
+        "with the search's best:",
+        "",
+    ]
     for row in results["confirmation"]["configurations"]:
         low, high = row["interval"]
         lines.append(
@@ -185,6 +229,9 @@ def render_report(settings: dict, results: dict, other: tuple | None = None) -> 
         )
     selected = results["confirmation"]["selected"]
     if selected:
-        lines += ["", f"**Selected by the fresh seeds' validation accuracy: {selected['label']}**, "
-                  f"test accuracy {selected['test']:.2%}."]  # fmt: skip
+        lines += [
+            "",
+            f"**Selected by the fresh seeds' validation accuracy: {selected['label']}**, "
+            f"test accuracy {selected['test']:.2%}.",
+        ]
     return "\n".join(lines) + "\n"

@@ -38,9 +38,11 @@ class SearchOutcome:
 def search_settings(settings: dict) -> engine.SearchSettings:
     """The engine's settings from search.json's."""
     return engine.SearchSettings(
-        settings["trials"], settings["population"], settings["seeds_per_trial"],
+        settings["trials"],
+        settings["population"],
+        settings["seeds_per_trial"],
         settings.get("random_arm", 0),
-    )  # fmt: skip
+    )
 
 
 def complete_search(
@@ -68,19 +70,30 @@ def complete_search(
     def on_population(index, trials, programs):
         confirm.close_timing(timing)
         timing[index] = {"start": time.perf_counter(), "programs": len(programs)}
-        info(f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
-             f"{len(programs)} program(s)")  # fmt: skip
+        info(
+            f"population {index}: trials {trials[0].number}-{trials[-1].number}, "
+            f"{len(programs)} program(s)"
+        )
 
     settings_ = search_settings(settings)
     while True:  # beside joined workers: until their trials are told, and none is missing
         engine.run_search(
-            config, space, data, study, settings_, search_dir, mesh=mesh,
-            members_per_step=per_step, callbacks=callbacks, on_population=on_population,
-            sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"],
-                                               space),
+            config,
+            space,
+            data,
+            study,
+            settings_,
+            search_dir,
+            mesh=mesh,
+            members_per_step=per_step,
+            callbacks=callbacks,
+            on_population=on_population,
+            sampler=engine.population_samplers(
+                settings["sampler"], settings["sampler_seed"], space
+            ),
             random_seed=settings["sampler_seed"],
             others_working=workers.others_working(search_dir, 0),
-        )  # fmt: skip
+        )
         confirm.close_timing(timing)
         workers.wait_for_workers(study, search_dir, on_wait=info)
         if engine.claimed(study.get_trials(deepcopy=False)) >= settings_.trials:
@@ -95,9 +108,16 @@ def complete_search(
     seeds = list(range(first_seed, first_seed + settings["confirm_seeds"]))
     info(f"confirmation: {len(keys)} configuration(s) x seeds {seeds[0]}-{seeds[-1]}")
     summary, written = confirm.confirm(
-        config, keys, seeds, dataset, data, search_dir / confirm.CONFIRMATION_DIR, mesh=mesh,
-        members_per_step=per_step, callbacks=callbacks,
-    )  # fmt: skip
+        config,
+        keys,
+        seeds,
+        dataset,
+        data,
+        search_dir / confirm.CONFIRMATION_DIR,
+        mesh=mesh,
+        members_per_step=per_step,
+        callbacks=callbacks,
+    )
     if finished:  # kept as the process that trained wrote it (its timings)
         results = read_kept(search_dir / RESULTS_FILE, lambda r: isinstance(r, dict))
     else:
@@ -137,16 +157,24 @@ def join_search(
     def on_population(index, trials, programs):
         trained.append(index)
         numbers = ", ".join(str(t.number) for t in trials)
-        info(f"worker {worker}, population {index}: trials {numbers}, "
-             f"{len(programs)} program(s)")  # fmt: skip
+        info(f"worker {worker}, population {index}: trials {numbers}, {len(programs)} program(s)")
 
     engine.run_search(
-        config, space, data, study, search_settings(settings), folder, mesh=mesh,
-        members_per_step=default_members_per_step(mesh), callbacks=callbacks,
+        config,
+        space,
+        data,
+        study,
+        search_settings(settings),
+        folder,
+        mesh=mesh,
+        members_per_step=default_members_per_step(mesh),
+        callbacks=callbacks,
         on_population=on_population,
-        sampler=engine.population_samplers(settings["sampler"], settings["sampler_seed"], space,
-                                           worker),
-        random_seed=settings["sampler_seed"], worker=worker,
+        sampler=engine.population_samplers(
+            settings["sampler"], settings["sampler_seed"], space, worker
+        ),
+        random_seed=settings["sampler_seed"],
+        worker=worker,
         others_working=workers.others_working(search_dir, worker),
-    )  # fmt: skip
+    )
     return worker, folder, trained

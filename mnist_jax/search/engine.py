@@ -78,9 +78,12 @@ def open_study(storage: str | None, search_dir: Path, name: str, sampler, pruner
     try:
         if create:
             return optuna.create_study(
-                storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                storage=storage,
+                study_name=name,
+                sampler=sampler,
+                pruner=pruner,
                 direction="maximize",
-            )  # fmt: skip
+            )
         return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
     except (optuna.exceptions.DuplicatedStudyError, KeyError) as error:
         raise ConfigError(f"study {name!r} in the storage: {error}") from None
@@ -147,10 +150,11 @@ def make_sampler(name: str, seed: int, space: Mapping[str, tuple]):
     if grid_size(space) > 100_000:
         raise ConfigError(f"--sampler grid: a grid of {grid_size(space):,} points is too large")
     grid = {
-        f: list(range(v[0], v[1] + 1)) if kind == "int" else list(optuna_distributions(
-            {f: (kind, v)})[f].choices)
+        f: list(range(v[0], v[1] + 1))
+        if kind == "int"
+        else list(optuna_distributions({f: (kind, v)})[f].choices)
         for f, (kind, v) in space.items()
-    }  # fmt: skip
+    }
 
     class Grid(optuna.samplers.GridSampler):
         def after_trial(self, study, trial, state, values) -> None:
@@ -240,9 +244,11 @@ def without_random_arm(sampler):
 
         def __init__(self, study) -> None:
             super().__init__(
-                study_name=study.study_name, storage=study._storage, sampler=sampler,
+                study_name=study.study_name,
+                storage=study._storage,
+                sampler=sampler,
                 pruner=study.pruner,
-            )  # fmt: skip
+            )
 
         def get_trials(self, deepcopy=True, states=None):
             return [t for t in super().get_trials(deepcopy, states) if arm(t) != RANDOM_ARM]
@@ -375,16 +381,38 @@ def run_search(
             for trial in trials:
                 trial.set_user_attr("population", index)
         _train_population(
-            config, space, data, study, settings, search_dir, index, trials, mesh=mesh,
-            members_per_program=members_per_program, members_per_step=members_per_step,
-            callbacks=callbacks, on_population=on_population,
-        )  # fmt: skip
+            config,
+            space,
+            data,
+            study,
+            settings,
+            search_dir,
+            index,
+            trials,
+            mesh=mesh,
+            members_per_program=members_per_program,
+            members_per_step=members_per_step,
+            callbacks=callbacks,
+            on_population=on_population,
+        )
 
 
 def _train_population(
-    config, space, data, study, settings, search_dir, index, trials, *, mesh,
-    members_per_program, members_per_step, callbacks, on_population,
-) -> None:  # fmt: skip
+    config,
+    space,
+    data,
+    study,
+    settings,
+    search_dir,
+    index,
+    trials,
+    *,
+    mesh,
+    members_per_program,
+    members_per_step,
+    callbacks,
+    on_population,
+) -> None:
     from optuna.trial import TrialState
 
     population_dir = search_dir / f"population-{index}"
@@ -455,10 +483,17 @@ def _train_population(
     )
     with Checkpointer(population_dir, config, num_classes=data.num_classes, specs=specs) as saver:
         result = run_sweep(
-            config, members, data, programs=programs, callbacks=[*callbacks, saver],
-            mesh=mesh, keep_states=False, start=start, members_per_step=members_per_step,
+            config,
+            members,
+            data,
+            programs=programs,
+            callbacks=[*callbacks, saver],
+            mesh=mesh,
+            keep_states=False,
+            start=start,
+            members_per_step=members_per_step,
             stop=stop,
-        )  # fmt: skip
+        )
     histories = {r.member: r.history for r in result.members}
     current = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number, (trial, members) in by_trial.items():
