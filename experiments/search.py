@@ -13,7 +13,6 @@ Needs the search extra: pip install -e '.[search]'.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,37 +21,14 @@ from experiments.console import Console
 from experiments.sweep_output import ProgressPrinter
 from mnist_jax.config import FIELDS
 from mnist_jax.data import load_dataset
-from mnist_jax.device_data import check_fits
 from mnist_jax.distributed import refuse_multi_process_settings
 from mnist_jax.errors import ConfigError
-from mnist_jax.fileio import write_json_atomic
-from mnist_jax.rundir import (
-    create_run_dir,
-    is_empty_folder,
-    lock_run_dir,
-    read_run_record,
-)
+from mnist_jax.rundir import is_empty_folder, read_run_record
 from mnist_jax.runtime import enable_compilation_cache
-from mnist_jax.search import workers
-from mnist_jax.search.space import check_space, parse_space, space_text
+from mnist_jax.search.space import check_space, parse_space
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS
 
 PROG = "python -m experiments.search"
-SEARCH_FILE = "search.json"
-SETTINGS = (
-    "space",
-    "trials",
-    "population",
-    "seeds_per_trial",
-    "sampler",
-    "sampler_seed",
-    "pruner",
-    "reduction_factor",
-    "storage",
-    "confirm_top",
-    "confirm_seeds",
-    "random_arm",
-)
 
 
 def build_parser() -> cli.Parser:
@@ -156,7 +132,7 @@ _RESUMABLE = ("--resume", "--join", "--quiet", "--data-dir", "--compare")
 def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     """The search's settings and configuration, checked before anything is created, or read back
     from SEARCH_DIR/search.json with --resume; and the search directory (not yet created)."""
-    from mnist_jax.search import engine
+    from mnist_jax.search import directory, engine
 
     if args.resume and args.join:
         raise ConfigError("--join works beside a search; --resume continues one: give one")
@@ -166,43 +142,32 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
         flag, folder = ("--resume", args.resume) if args.resume else ("--join", args.join)
         given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUMABLE]
         if given:
-            raise ConfigError(f"{flag} takes the search from its {SEARCH_FILE}; drop {given[0]}")
-        if not (Path(folder) / SEARCH_FILE).is_file():
-            raise ConfigError(f"{folder} holds no {SEARCH_FILE}: is it a search directory?")
-        record, config = read_run_record(folder, SEARCH_FILE)
+            raise ConfigError(
+                f"{flag} takes the search from its {directory.SEARCH_FILE}; drop {given[0]}"
+            )
+        if not (Path(folder) / directory.SEARCH_FILE).is_file():
+            raise ConfigError(
+                f"{folder} holds no {directory.SEARCH_FILE}: is it a search directory?"
+            )
+        record, config = read_run_record(folder, directory.SEARCH_FILE)
         return record["settings"], config, Path(folder)
     if not args.space:
         raise ConfigError("give the search space: --space 'lr=loguniform(1e-4,1e-2)' ...")
     config = cli.config_from_args(args)
-    if config.validation != "holdout":  # trials are chosen, and pruned, by validation accuracy
-        raise ConfigError("a search chooses on its validation images: keep --validation holdout")
-    if args.confirm_seeds < 2:  # one seed: no interval over seeds, no paired verdict
-        raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
     space = parse_space(args.space, {n: getattr(config, n) for n in CONFIG_KEY_FIELDS})
     for field in space:  # the space sets it in every trial: the flag's value trains nothing
         for flag in cli.given_flags(argv, cli.flag_names(FIELDS[field])):
             raise ConfigError(f"{flag} does nothing: the space sets {field} in every trial")
-    if args.storage is not None:
-        engine.check_storage_url(args.storage)
-    engine.population_samplers(args.sampler, args.sampler_seed, space)(0)
-    engine.make_pruner(args.pruner, config.epochs, args.reduction_factor)
     if args.sampler == "grid" and args.trials > engine.grid_size(space):
         if cli.given_flags(argv, ["--trials"]):
             raise ConfigError(
                 f"--trials {args.trials}: the grid has only {engine.grid_size(space)} points"
             )
         args.trials = engine.grid_size(space)  # default: the whole grid, each point once
-    if args.random_arm > args.population:  # a baseline beside each population, not a search
-        raise ConfigError(
-            f"--random-arm {args.random_arm}: at most --population "
-            f"({args.population}) random trials per population"
-        )
+    settings = directory.new_settings(config, space, vars(args))
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
-    settings = {name: getattr(args, name) for name in SETTINGS}
-    settings["space"] = space_text(space)
-    name = f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{args.sampler}"
-    settings["study_name"] = f"search-{name}"
+    name = settings["study_name"].removeprefix("search-")
     return settings, config, Path(args.out or Path("searches") / name)
 
 
@@ -213,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError("the search needs Optuna: pip install -e '.[search]'") from None
-    from mnist_jax.search import confirm, directory, engine
+    from mnist_jax.search import confirm, directory
     from mnist_jax.search.directory import REPORT_FILE, RESULTS_FILE
 
     args = build_parser().parse_args(argv)
@@ -223,29 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(quiet=args.quiet)
     enable_compilation_cache()
     dataset = load_dataset(config.dataset, args.data_dir or config.data_dir)
-    if settings.setdefault("dataset", dataset.fingerprint) != dataset.fingerprint:  # resumed
-        raise ConfigError(
-            f"the {dataset.name} files found ({dataset.source}) are not those "
-            f"{search_dir} searched on: pass --data-dir with those"
-        )
-    check_fits(config, dataset)
     if not (args.resume or args.join):  # every model, field and value of the space, first
         cli.refuse_flags_that_do_nothing(argv, check_space(config, space, dataset))
-    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
-    pruner = engine.make_pruner(
-        settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
+    mode = "resume" if args.resume else "join" if args.join else "new"
+    record = {"config": config.to_dict(), "command": " ".join([PROG, *argv])}
+    opened = directory.open_search(
+        config, space, settings, dataset, search_dir, mode=mode, record=record, out=args.out
     )
-
-    def study_in(folder):
-        return engine.open_study(
-            settings["storage"],
-            folder,
-            settings["study_name"],
-            sampler,
-            pruner,
-            create=not (args.resume or args.join),
-        )
-
+    search_dir, study_in = opened.search_dir, opened.study_in
     progress = ProgressPrinter(console, config.epochs)
     if args.join:  # one more worker on the search's study, in SEARCH_DIR/worker-<k>/
         joined = directory.join_search(
@@ -267,20 +217,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ask. The first process (or --resume {search_dir}) confirms and reports."
         )
         return 0
-    # A storage URL is reached (and the study created) before the search directory is.
-    study = study_in(search_dir) if settings["storage"] else None
-    if args.resume:
-        lock_run_dir(search_dir)
-        if not workers.others_working(search_dir, 0)():  # a joined worker may be writing it
-            engine.recover_journal(search_dir)
-    else:
-        search_dir = create_run_dir(args.out, root="searches", name=search_dir.name)
-        record = {
-            "config": config.to_dict(),
-            "settings": settings,
-            "command": " ".join([PROG, *argv]),
-        }
-        write_json_atomic(search_dir / SEARCH_FILE, record)
     finished = (search_dir / RESULTS_FILE).is_file()  # resumed: write only what is missing
     console.info(f"search directory: {search_dir}" + (" (finished)" if finished else ""))
     outcome = directory.complete_search(
@@ -289,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings,
         dataset,
         search_dir,
-        study or study_in(search_dir),
+        opened.study or study_in(search_dir),
         callbacks=[progress],
         info=console.info,
         compare=other,

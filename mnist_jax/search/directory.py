@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_jax.device_data import to_device
+from mnist_jax.device_data import check_fits, to_device
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
-from mnist_jax.rundir import read_kept
+from mnist_jax.rundir import create_run_dir, lock_run_dir, read_kept
 from mnist_jax.search import confirm, engine, workers
+from mnist_jax.search.space import space_text
 from mnist_jax.sweep.program import default_members_per_step, member_mesh
 
+SEARCH_FILE = "search.json"  # the search's configuration and settings, as it started
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+# A search's settings, as search.json keeps them (with its `study_name` and `dataset` fingerprint).
+SETTINGS = (
+    "space",
+    "trials",
+    "population",
+    "seeds_per_trial",
+    "sampler",
+    "sampler_seed",
+    "pruner",
+    "reduction_factor",
+    "storage",
+    "confirm_top",
+    "confirm_seeds",
+    "random_arm",
+)
 
 
 @dataclasses.dataclass
@@ -33,6 +50,88 @@ class SearchOutcome:
     results: dict  # results.json
     written: list[Path]
     finished_before: bool  # resumed after its results were written: only what was missing
+
+
+def new_settings(config, space, values: Mapping[str, Any]) -> dict:
+    """A new search's settings (`SETTINGS` from `values`, the space as text, a study name), checked
+    before anything is created."""
+    if config.validation != "holdout":  # trials are chosen, and pruned, by validation accuracy
+        raise ConfigError("a search chooses on its validation images: keep --validation holdout")
+    if values["confirm_seeds"] < 2:  # one seed: no interval over seeds, no paired verdict
+        raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
+    if values["storage"] is not None:
+        engine.check_storage_url(values["storage"])
+    engine.population_samplers(values["sampler"], values["sampler_seed"], space)(0)
+    engine.make_pruner(values["pruner"], config.epochs, values["reduction_factor"])
+    if values["random_arm"] > values["population"]:  # a baseline beside each population
+        raise ConfigError(
+            f"--random-arm {values['random_arm']}: at most --population "
+            f"({values['population']}) random trials per population"
+        )
+    settings = {name: values[name] for name in SETTINGS}
+    settings["space"] = space_text(space)
+    name = f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{values['sampler']}"
+    settings["study_name"] = f"search-{name}"
+    return settings
+
+
+@dataclasses.dataclass
+class OpenSearch:
+    """A search directory ready to work in (`open_search`)."""
+
+    search_dir: Path
+    study_in: Callable[[Path], Any]  # opens (a new search: creates) the study in a folder
+    study: Any  # the study, where opening it came first (a storage URL), else None
+
+
+def open_search(
+    config,
+    space,
+    settings: dict,
+    dataset,
+    search_dir: Path,
+    *,
+    mode: str,
+    record: dict,
+    out: str | None = None,
+) -> OpenSearch:
+    """The search directory and its study, after the checks: `mode` "new" creates the folder `out`
+    (default: `search_dir`'s name under searches/, made unique) with search.json (`record` and the
+    settings), "resume" takes the folder's lock
+    and recovers the journal a killed process left, "join" leaves both to `join_search`."""
+    if settings.setdefault("dataset", dataset.fingerprint) != dataset.fingerprint:  # resumed
+        raise ConfigError(
+            f"the {dataset.name} files found ({dataset.source}) are not those "
+            f"{search_dir} searched on: pass --data-dir with those"
+        )
+    check_fits(config, dataset)
+    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
+    pruner = engine.make_pruner(
+        settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
+    )
+
+    def study_in(folder: Path):
+        return engine.open_study(
+            settings["storage"],
+            folder,
+            settings["study_name"],
+            sampler,
+            pruner,
+            create=mode == "new",
+        )
+
+    if mode == "join":
+        return OpenSearch(search_dir, study_in, None)
+    # A storage URL is reached (and the study created) before the search directory is.
+    study = study_in(search_dir) if settings["storage"] else None
+    if mode == "resume":
+        lock_run_dir(search_dir)
+        if not workers.others_working(search_dir, 0)():  # a joined worker may be writing it
+            engine.recover_journal(search_dir)
+    else:
+        search_dir = create_run_dir(out, root="searches", name=search_dir.name)
+        write_json_atomic(search_dir / SEARCH_FILE, {**record, "settings": settings})
+    return OpenSearch(search_dir, study_in, study)
 
 
 def search_settings(settings: dict) -> engine.SearchSettings:
