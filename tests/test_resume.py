@@ -162,6 +162,20 @@ def test_evaluate_reproduces_the_metrics_the_run_wrote(reference, mnist_dir):
     assert (reference / "evaluation" / "latest" / "confusion_matrix.png").is_file()
 
 
+def test_evaluate_run_from_python_gives_the_best_checkpoints_numbers(
+    reference, tmp_path, mnist_dir
+):
+    """The library call the command makes: the best checkpoint's test accuracy is the one the run
+    recorded for its best epoch, written into the folder asked for."""
+    from mnist_jax.run import evaluate_run
+
+    evaluation = evaluate_run(reference, "best", data_dir=mnist_dir, out=tmp_path / "best")
+    written = json.loads((reference / "metrics.json").read_text())
+    assert evaluation.epoch == written["best_epoch"]
+    assert evaluation.metrics["test_accuracy"] == written["best_test_accuracy"]
+    assert (tmp_path / "best" / "metrics.json").is_file() and evaluation.written
+
+
 def test_resume_refuses_flags_that_would_change_the_run(reference, mnist_dir, monkeypatch, capsys):
     args = ["experiments.baseline", "--resume", reference, "--epochs", "5"]
     proc = _processes.run_in_process(args, mnist_dir, monkeypatch, capsys)
