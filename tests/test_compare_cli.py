@@ -238,3 +238,51 @@ def test_compare_refuses_predictions_of_another_sweep(tmp_path, capsys):
     (tmp_path / "s" / "members.json").write_text(json.dumps(members))
     code, printed = run_cli(lr_a_b(tmp_path), capsys)
     assert code == 2 and "disagree about member 2" in printed.err
+
+
+def test_the_library_reads_run_folders_and_a_sweep_as_the_command_does(tmp_path):
+    """What the command prints comes from these; a notebook calls them the same way."""
+    import json
+
+    from mnist_jax.comparison import (
+        compare_configurations,
+        compare_run_dirs,
+        compare_sweep_dir,
+        load_run_predictions,
+        load_sweep_predictions,
+    )
+    from mnist_jax.errors import ConfigError
+
+    labels = np.array([0, 1, 2, 1])
+    for side, predicted, lr in (("a", [0, 1, 2, 2], 1e-3), ("b", [0, 1, 2, 1], 3e-3)):
+        folder = tmp_path / side / "run"
+        folder.mkdir(parents=True)
+        Predictions.from_probabilities([np.eye(3)[predicted]], labels).save(
+            folder / "predictions.npz"
+        )
+        config = {"num_classes": 3, "model": {"name": "mlp"}, "learning_rate": lr, "seed": 0}
+        (folder / "config.json").write_text(json.dumps({**config, "dataset": {"fingerprint": "f"}}))
+    predictions, fingerprint, details = load_run_predictions(tmp_path / "a" / "run")
+    assert (predictions.num_models, fingerprint, details) == (1, "f", "mlp lr=0.001 seed 0")
+    # Two folders of one name are shown by their paths.
+    result, name_a, name_b = compare_run_dirs(tmp_path / "a" / "run", str(tmp_path / "b" / "run"))
+    assert name_a == f"{tmp_path / 'a' / 'run'} (mlp lr=0.001 seed 0)"
+    assert name_b == f"{tmp_path / 'b' / 'run'} (mlp lr=0.003 seed 0)"
+    assert result["kind"] == "runs" and result["mcnemar"]["b_only"] == 1
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_run_predictions(tmp_path / "missing")
+
+    rng = np.random.default_rng(0)
+    probabilities = list(rng.dirichlet(np.ones(3), size=(4, 20)))
+    _fake_sweep(
+        tmp_path / "s", [0, 1, 0, 1], [1e-3, 1e-3, 3e-3, 3e-3], probabilities, np.zeros(20, int)
+    )
+    members, predictions = load_sweep_predictions(tmp_path / "s")
+    assert [m.seed for m in members] == [0, 1, 0, 1] and predictions.num_models == 4
+    result, label_a, label_b = compare_sweep_dir(tmp_path / "s", ["lr=3e-3"], ["lr=1e-3"])
+    expected = compare_configurations(
+        predictions.rows([2, 3]), [0, 1], predictions.rows([0, 1]), [0, 1]
+    )
+    assert result["per_seed"] == expected["per_seed"] and "0.003" in label_a and "0.001" in label_b
+    with pytest.raises(ConfigError, match="--a and --b name the same configuration"):
+        compare_sweep_dir(tmp_path / "s", ["lr=1e-3"], ["lr=1e-3"])
