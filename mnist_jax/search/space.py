@@ -20,7 +20,7 @@ from mnist_jax.config import COMPILED_SWEEP_FIELDS, FIELDS, TrainConfig
 from mnist_jax.device_data import check_fits
 from mnist_jax.errors import ConfigError
 from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, Member, with_own_dropout
-from mnist_jax.sweep.select import SHORT_NAMES, _value
+from mnist_jax.sweep.select import SHORT_NAMES, parse_value
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 _ITEM = re.compile(r"^([A-Za-z_-]+)=([a-z]+)\((.*)\)$")
@@ -67,7 +67,7 @@ def parse_space(texts: Iterable[str], base: Mapping | None = None) -> dict[str, 
 def _distribution(item: str, field: str, kind: str, inside: str, base: Mapping) -> tuple:
     try:
         if kind == "choice":
-            values = tuple(_value(field, v) for v in inside.split("|"))
+            values = tuple(parse_value(field, v) for v in inside.split("|"))
             if len(set(values)) != len(values):
                 raise ValueError("values repeat")
         else:

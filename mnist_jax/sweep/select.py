@@ -19,7 +19,7 @@ from mnist_jax.sweep.members import CONFIG_KEY_FIELDS, ConfigKey
 SHORT_NAMES = {short: name for short, name in ALL_SHORT_NAMES.items() if short != name}
 
 
-def _value(field: str, text: str):
+def parse_value(field: str, text: str):
     """The value `text` names, as the field's flag reads it (a text field's value is its text)."""
     default, parse = FIELDS[field].default, FIELDS[field].metadata["parse"]
     if isinstance(default, str):
@@ -49,7 +49,7 @@ def parse_assignments(texts: Iterable[str]) -> dict[str, object]:
             if field in out:
                 raise ConfigError(f"invalid selection: {name} is given twice")
             try:
-                out[field] = _value(field, raw)
+                out[field] = parse_value(field, raw)
             except ValueError:
                 raise ConfigError(
                     f"invalid selection {item!r}: {raw!r} is not a value of {name}"
