@@ -156,8 +156,9 @@ def write_run_outputs(
     *,
     only_missing: bool = False,
 ) -> list[Path]:
-    """Write `metrics.json`, `predictions.npz`, the plots and `report.md` from `evaluate_test_set`'s
-    report and probabilities; return the paths written.
+    """Write `metrics.json`, `predictions.npz`, the plots and `report.md`; return the paths
+    written. `metrics` gains `test_correct` and `test_accuracy_wilson95`, the Wilson 95% interval
+    of the test accuracy over the test set's examples.
 
     `only_missing` leaves every file that exists as it is (completing a run whose outputs were
     interrupted, without replacing what it already wrote).
@@ -167,9 +168,15 @@ def write_run_outputs(
     def wanted(name: str) -> bool:
         return not (only_missing and (run_dir / name).exists())
 
+    predictions = Predictions.from_probabilities([probabilities], dataset.test_labels)
+    correct = int(predictions.correct.sum())
+    metrics = {
+        **metrics,
+        "test_correct": correct,
+        "test_accuracy_wilson95": list(wilson_interval(correct, len(predictions.labels))),
+    }
     written = []
     if wanted(PREDICTIONS_FILE):
-        predictions = Predictions.from_probabilities([probabilities], dataset.test_labels)
         written.append(predictions.save(run_dir / PREDICTIONS_FILE))
     if wanted(METRICS_FILE):
         written.append(write_json_atomic(run_dir / METRICS_FILE, metrics))
