@@ -305,7 +305,7 @@ def train_epoch(
     the device, each step gathering its batch. Returns the new state and the epoch's means of the
     step's metrics (as it trains, dropout on: what Keras reports), the parameters' L2 norm at its
     end (`param_norm`) and its last step's learning rate where the optimizer keeps one. A stopped
-    state is returned as it is, with NaN metrics."""
+    state is returned as it is, with NaN loss and accuracy."""
     images, labels = jnp.asarray(images), jnp.asarray(labels)
 
     def metrics(state: TrainState, means: dict) -> dict:

@@ -34,6 +34,7 @@ BOOTSTRAP_RESAMPLES = 10_000  # over seeds: cheap, so many
 MIN_BOOTSTRAP_SEEDS = 10
 # The seeds-and-examples interval needs a seed spread: two seeds at least.
 MIN_SEEDS_AND_EXAMPLES_SEEDS = 2
+TWO_LEVEL_RESAMPLES = 2_000  # the old two-level bootstrap's draws; kept for old imports
 
 
 def _values(values: Iterable[float]) -> np.ndarray:
