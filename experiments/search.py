@@ -132,7 +132,7 @@ _RESUMABLE = ("--resume", "--join", "--quiet", "--data-dir", "--compare")
 def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     """The search's settings and configuration, checked before anything is created, or read back
     from SEARCH_DIR/search.json with --resume; and the search directory (not yet created)."""
-    from mnist_jax.search import directory, engine
+    from mnist_jax.search import directory
 
     if args.resume and args.join:
         raise ConfigError("--join works beside a search; --resume continues one: give one")
@@ -158,13 +158,8 @@ def _settings(args, argv: Sequence[str]) -> tuple[dict, object, Path]:
     for field in space:  # the space sets it in every trial: the flag's value trains nothing
         for flag in cli.given_flags(argv, cli.flag_names(FIELDS[field])):
             raise ConfigError(f"{flag} does nothing: the space sets {field} in every trial")
-    if args.sampler == "grid" and args.trials > engine.grid_size(space):
-        if cli.given_flags(argv, ["--trials"]):
-            raise ConfigError(
-                f"--trials {args.trials}: the grid has only {engine.grid_size(space)} points"
-            )
-        args.trials = engine.grid_size(space)  # default: the whole grid, each point once
-    settings = directory.new_settings(config, space, vars(args))
+    trials_given = bool(cli.given_flags(argv, ["--trials"]))
+    settings = directory.new_settings(config, space, vars(args), trials_given=trials_given)
     if args.out and Path(args.out).exists() and not is_empty_folder(args.out):
         raise ConfigError(f"--out {args.out} already holds files; choose a new folder")
     name = settings["study_name"].removeprefix("search-")

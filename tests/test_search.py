@@ -330,6 +330,9 @@ def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
         (["--space", "lr=uniform(1e-3,1e-2)", "--learning-rate", "0.5"], "--learning-rate does"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--confirm-seeds", "1"], "give 2+"),
         (["--space", "lr=choice(1e-3|3e-3)", "--sampler", "grid", "--trials", "3"], "2 points"),
+        # A range is no grid, whether --trials is given or not (it was counted as two points).
+        (["--space", "lr=loguniform(1e-4,1e-2)", "--sampler", "grid", "--trials", "8"], "a range"),
+        (["--space", "lr=loguniform(1e-4,1e-2)", "--sampler", "grid"], "a range"),
         (["--space", "lr=uniform(1e-3,1e-2)", "--sampler-seed", "-1"], "--sampler-seed"),
         (["--space", "BINARY"], "cannot be read as a text file"),
         (["--resume", "."], "is it a search directory?"),
@@ -420,3 +423,36 @@ def test_joining_a_search_whose_sqlite_study_is_gone_refuses_and_creates_no_data
         assert done.returncode == 2 and str(database) in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert not database.exists() and [p.name for p in search_dir.iterdir()] == ["search.json"]
+
+
+def test_new_settings_from_python_refuses_what_the_flags_would():
+    """`new_settings` is the library's check, not argparse's: a zero population or a range on the
+    grid is a ConfigError from Python too, and a default trial count is cut to the grid's size."""
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.errors import ConfigError
+    from mnist_jax.search import directory
+    from mnist_jax.search.space import parse_space
+
+    config = TrainConfig(validation="holdout")
+    values = {
+        "trials": 8,
+        "population": 4,
+        "seeds_per_trial": 1,
+        "sampler": "grid",
+        "sampler_seed": 0,
+        "pruner": "none",
+        "reduction_factor": 4,
+        "storage": None,
+        "confirm_top": 2,
+        "confirm_seeds": 4,
+        "random_arm": 0,
+    }
+    grid = parse_space(["lr=choice(1e-3|3e-3)"])
+    settings = directory.new_settings(config, grid, values, trials_given=False)
+    assert settings["trials"] == 2 and parse_space([settings["space"]]) == grid
+    with pytest.raises(ConfigError, match="the grid has only 2 points"):
+        directory.new_settings(config, grid, values)
+    with pytest.raises(ConfigError, match="--population 0: expected an integer >= 1"):
+        directory.new_settings(config, grid, {**values, "population": 0})
+    with pytest.raises(ConfigError, match="is a range"):
+        directory.new_settings(config, parse_space(["lr=uniform(1e-3,1e-2)"]), values)

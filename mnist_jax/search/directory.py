@@ -52,27 +52,43 @@ class SearchOutcome:
     finished_before: bool  # resumed after its results were written: only what was missing
 
 
-def new_settings(config, space, values: Mapping[str, Any]) -> dict:
-    """A new search's settings (`SETTINGS` from `values`, the space as text, a study name), checked
-    before anything is created."""
+_COUNTS = ("trials", "population", "seeds_per_trial", "confirm_top", "reduction_factor")
+
+
+def new_settings(config, space, values: Mapping[str, Any], *, trials_given: bool = True) -> dict:
+    """A new search's settings, checked before anything is created: `values` holds `SETTINGS`
+    but the space, given parsed as `space` (kept as text); a study name is added. Where
+    `trials_given` is False, `trials` is a default, cut to the grid's size with the grid sampler."""
     if config.validation != "holdout":  # trials are chosen, and pruned, by validation accuracy
         raise ConfigError("a search chooses on its validation images: keep --validation holdout")
+    for name, least in (*((name, 1) for name in _COUNTS), ("random_arm", 0), ("confirm_seeds", 1)):
+        value = values[name]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            raise ConfigError(
+                f"--{name.replace('_', '-')} {value!r}: expected an integer >= {least}"
+            )
     if values["confirm_seeds"] < 2:  # one seed: no interval over seeds, no paired verdict
         raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
     if values["storage"] is not None:
         engine.check_storage_url(values["storage"])
     engine.population_samplers(values["sampler"], values["sampler_seed"], space)(0)
     engine.make_pruner(values["pruner"], config.epochs, values["reduction_factor"])
-    if values["random_arm"] > values["population"]:  # a baseline beside each population
+    settings = {name: values[name] for name in SETTINGS if name != "space"}
+    if settings["sampler"] == "grid" and settings["trials"] > engine.grid_size(space):
+        if trials_given:
+            raise ConfigError(
+                f"--trials {settings['trials']}: the grid has only {engine.grid_size(space)} points"
+            )
+        settings["trials"] = engine.grid_size(space)  # default: the whole grid, each point once
+    if settings["random_arm"] > settings["population"]:  # a baseline beside each population
         raise ConfigError(
-            f"--random-arm {values['random_arm']}: at most --population "
-            f"({values['population']}) random trials per population"
+            f"--random-arm {settings['random_arm']}: at most --population "
+            f"({settings['population']}) random trials per population"
         )
-    settings = {name: values[name] for name in SETTINGS}
     settings["space"] = space_text(space)
     name = f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{values['sampler']}"
     settings["study_name"] = f"search-{name}"
-    return settings
+    return {name: settings[name] for name in (*SETTINGS, "study_name")}
 
 
 @dataclasses.dataclass
@@ -97,8 +113,10 @@ def open_search(
 ) -> OpenSearch:
     """The search directory and its study, after the checks: `mode` "new" creates the folder `out`
     (default: `search_dir`'s name under searches/, made unique) with search.json (`record` and the
-    settings), "resume" takes the folder's lock
-    and recovers the journal a killed process left, "join" leaves both to `join_search`."""
+    settings), "resume" takes the folder's lock and recovers the journal a killed process left,
+    "join" leaves both to `join_search`."""
+    if mode not in ("new", "resume", "join"):
+        raise ValueError(f"mode {mode!r}: expected new, resume or join")
     if settings.setdefault("dataset", dataset.fingerprint) != dataset.fingerprint:  # resumed
         raise ConfigError(
             f"the {dataset.name} files found ({dataset.source}) are not those "
