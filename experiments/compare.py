@@ -17,7 +17,8 @@ from pathlib import Path
 
 from experiments import cli
 from experiments.console import Console
-from mnist_jax.comparison import compare_run_dirs, compare_sweep_dir, render_comparison
+from mnist_jax.comparison import render_comparison
+from mnist_jax.comparison_folders import compare_run_dirs, compare_sweep_dir
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_text_atomic
 

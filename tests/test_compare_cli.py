@@ -244,8 +244,8 @@ def test_the_library_reads_run_folders_and_a_sweep_as_the_command_does(tmp_path)
     """What the command prints comes from these; a notebook calls them the same way."""
     import json
 
-    from mnist_jax.comparison import (
-        compare_configurations,
+    from mnist_jax.comparison import compare_configurations
+    from mnist_jax.comparison_folders import (
         compare_run_dirs,
         compare_sweep_dir,
         load_run_predictions,

@@ -68,6 +68,7 @@ LAYERS = (
             "mnist_jax.rundir",
             "mnist_jax.run",
             "mnist_jax.comparison",
+            "mnist_jax.comparison_folders",
             "mnist_jax.sweep",
             "mnist_jax.search",
         ),
