@@ -32,7 +32,7 @@ PROG = "python -m experiments.search"
 
 
 def build_parser() -> cli.Parser:
-    from mnist_jax.search.engine import PRUNERS, SAMPLERS
+    from mnist_jax.search.studies import PRUNERS, SAMPLERS
 
     parser = cli.Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     cli.add_config_flags(parser, skip=("seed",), defaults={"validation": "holdout"})

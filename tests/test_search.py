@@ -180,7 +180,7 @@ def test_a_random_arm_trains_in_the_same_program_unpruned_is_reported_and_resume
 # both work on the study whatever their start-up times (no clock in the test).
 _GATED_FIRST_WORKER = """
 import pathlib, sys, time
-from mnist_jax.search import engine
+from mnist_jax.search import engine, studies
 train = engine._train_population
 def gated(config, space, data, study, settings, search_dir, index, trials, **options):
     while index == 1 and not (pathlib.Path(search_dir) / "worker-1" / "population-0").exists():
@@ -245,7 +245,7 @@ def test_a_search_resumed_between_populations_asks_what_the_uninterrupted_one_as
     trial 4 what trial 0 had been asked. It is seeded per population (`population_samplers`).
     A journal a kill cut mid-line, with Optuna's lock left behind, is recovered."""
     from mnist_jax.config import TrainConfig
-    from mnist_jax.search import engine
+    from mnist_jax.search import engine, studies
 
     monkeypatch.setattr(engine, "_train_population", _told_by_params)
     space = parse_space(
@@ -253,8 +253,8 @@ def test_a_search_resumed_between_populations_asks_what_the_uninterrupted_one_as
     )
 
     def search(folder, trials, create=True):
-        samplers = engine.population_samplers("tpe", 3, space)
-        study = engine.open_study(None, folder, "s", samplers(0), None, create=create)
+        samplers = studies.population_samplers("tpe", 3, space)
+        study = studies.open_study(None, folder, "s", samplers(0), None, create=create)
         settings = engine.SearchSettings(trials, population=4)
         engine.run_search(TrainConfig(), space, None, study, settings, folder, mesh=None,
                           sampler=samplers)  # fmt: skip
@@ -263,10 +263,10 @@ def test_a_search_resumed_between_populations_asks_what_the_uninterrupted_one_as
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     uninterrupted = search(tmp_path / "a", 16)  # 4 populations; TPE's own after 10 trials
     assert search(tmp_path / "b", 8) == uninterrupted[:8]  # killed after population 1
-    with open(tmp_path / "b" / engine.JOURNAL_FILE, "ab") as journal:
+    with open(tmp_path / "b" / studies.JOURNAL_FILE, "ab") as journal:
         journal.write(b'{"op_code": 4, "worker_id": "x", "tri')  # a line a kill cut short
-    (tmp_path / "b" / f"{engine.JOURNAL_FILE}.lock").symlink_to(tmp_path / "gone")
-    engine.recover_journal(tmp_path / "b")
+    (tmp_path / "b" / f"{studies.JOURNAL_FILE}.lock").symlink_to(tmp_path / "gone")
+    studies.recover_journal(tmp_path / "b")
     assert search(tmp_path / "b", 16, create=False) == uninterrupted
     assert len({tuple(p.values()) for p in uninterrupted}) == 16
 
@@ -278,14 +278,14 @@ def test_a_random_arm_shares_the_study_unseen_by_the_search_and_resumes_as_it_wa
     study. The search's sampler does not see them: its arm asks what a search without them asks.
     Resumed between populations, both arms ask what the uninterrupted search asked."""
     from mnist_jax.config import TrainConfig
-    from mnist_jax.search import engine
+    from mnist_jax.search import engine, studies
 
     monkeypatch.setattr(engine, "_train_population", _told_by_params)
     space = parse_space(["lr=loguniform(1e-4,1e-2) dropout=uniform(0,0.5)"])
 
     def search(folder, trials, random_arm, create=True):
-        samplers = engine.population_samplers("tpe", 3, space)
-        study = engine.open_study(None, folder, "s", samplers(0), None, create=create)
+        samplers = studies.population_samplers("tpe", 3, space)
+        study = studies.open_study(None, folder, "s", samplers(0), None, create=create)
         settings = engine.SearchSettings(trials, population=4, random_arm=random_arm)
         engine.run_search(TrainConfig(), space, None, study, settings, folder, mesh=None,
                           sampler=samplers, random_seed=3)  # fmt: skip
@@ -310,13 +310,13 @@ def test_a_grid_search_trains_each_point_once_and_ends(tmp_path, monkeypatch):
     """Optuna's grid sampler calls `study.stop()` when its grid is done, which raises outside
     `study.optimize`: the search's grid sampler does not, and the search stops by its trials."""
     from mnist_jax.config import TrainConfig
-    from mnist_jax.search import engine
+    from mnist_jax.search import engine, studies
 
     monkeypatch.setattr(engine, "_train_population", _told_by_params)
     space = parse_space(["lr=choice(1e-3|3e-3|1e-2) schedule=choice(constant|cosine)"])
-    assert engine.grid_size(space) == 6
-    samplers = engine.population_samplers("grid", 0, space)
-    study = engine.open_study(None, tmp_path, "g", samplers(0), None, create=True)
+    assert studies.grid_size(space) == 6
+    samplers = studies.population_samplers("grid", 0, space)
+    study = studies.open_study(None, tmp_path, "g", samplers(0), None, create=True)
     engine.run_search(TrainConfig(), space, None, study, engine.SearchSettings(6, 4), tmp_path,
                       mesh=None, sampler=samplers)  # fmt: skip
     points = {tuple(t.params.values()) for t in study.get_trials() if t.state.name == "COMPLETE"}

@@ -16,7 +16,7 @@ from mnist_jax.device_data import check_fits, to_device
 from mnist_jax.errors import ConfigError
 from mnist_jax.fileio import write_json_atomic, write_text_atomic
 from mnist_jax.rundir import create_run_dir, lock_run_dir, read_kept
-from mnist_jax.search import confirm, engine, workers
+from mnist_jax.search import confirm, engine, studies, workers
 from mnist_jax.search.space import space_text
 from mnist_jax.sweep.program import default_members_per_step, member_mesh
 
@@ -70,16 +70,15 @@ def new_settings(config, space, values: Mapping[str, Any], *, trials_given: bool
     if values["confirm_seeds"] < 2:  # one seed: no interval over seeds, no paired verdict
         raise ConfigError("--confirm-seeds 1: the confirmation's intervals are over seeds; give 2+")
     if values["storage"] is not None:
-        engine.check_storage_url(values["storage"])
-    engine.population_samplers(values["sampler"], values["sampler_seed"], space)(0)
-    engine.make_pruner(values["pruner"], config.epochs, values["reduction_factor"])
+        studies.check_storage_url(values["storage"])
+    studies.population_samplers(values["sampler"], values["sampler_seed"], space)(0)
+    studies.make_pruner(values["pruner"], config.epochs, values["reduction_factor"])
     settings = {name: values[name] for name in SETTINGS if name != "space"}
-    if settings["sampler"] == "grid" and settings["trials"] > engine.grid_size(space):
+    points = studies.grid_size(space)
+    if settings["sampler"] == "grid" and settings["trials"] > points:
         if trials_given:
-            raise ConfigError(
-                f"--trials {settings['trials']}: the grid has only {engine.grid_size(space)} points"
-            )
-        settings["trials"] = engine.grid_size(space)  # default: the whole grid, each point once
+            raise ConfigError(f"--trials {settings['trials']}: the grid has only {points} points")
+        settings["trials"] = points  # default: the whole grid, each point once
     if settings["random_arm"] > settings["population"]:  # a baseline beside each population
         raise ConfigError(
             f"--random-arm {settings['random_arm']}: at most --population "
@@ -123,13 +122,13 @@ def open_search(
             f"{search_dir} searched on: pass --data-dir with those"
         )
     check_fits(config, dataset)
-    sampler = engine.make_sampler(settings["sampler"], settings["sampler_seed"], space)
-    pruner = engine.make_pruner(
+    sampler = studies.make_sampler(settings["sampler"], settings["sampler_seed"], space)
+    pruner = studies.make_pruner(
         settings["pruner"], config.epochs, settings.get("reduction_factor", 3)
     )
 
     def study_in(folder: Path):
-        return engine.open_study(
+        return studies.open_study(
             settings["storage"],
             folder,
             settings["study_name"],
@@ -145,7 +144,7 @@ def open_search(
     if mode == "resume":
         lock_run_dir(search_dir)
         if not workers.others_working(search_dir, 0)():  # a joined worker may be writing it
-            engine.recover_journal(search_dir)
+            studies.recover_journal(search_dir)
     else:
         search_dir = create_run_dir(out, root="searches", name=search_dir.name)
         write_json_atomic(search_dir / SEARCH_FILE, {**record, "settings": settings})
@@ -205,7 +204,7 @@ def complete_search(
             members_per_step=per_step,
             callbacks=callbacks,
             on_population=on_population,
-            sampler=engine.population_samplers(
+            sampler=studies.population_samplers(
                 settings["sampler"], settings["sampler_seed"], space
             ),
             random_seed=settings["sampler_seed"],
@@ -262,8 +261,8 @@ def join_search(
     (its number, its folder, the populations it trained); None for a finished search."""
     if (search_dir / RESULTS_FILE).is_file():
         return None
-    if settings["storage"] is None and not (search_dir / engine.JOURNAL_FILE).is_file():
-        raise ConfigError(f"{search_dir} holds no {engine.JOURNAL_FILE}: is its search started?")
+    if settings["storage"] is None and not (search_dir / studies.JOURNAL_FILE).is_file():
+        raise ConfigError(f"{search_dir} holds no {studies.JOURNAL_FILE}: is its search started?")
     study = study_in(search_dir)
     worker, folder = workers.claim_worker(search_dir)
     info(f"search directory: {search_dir}; this process is worker {worker}: {folder}")
@@ -287,7 +286,7 @@ def join_search(
         members_per_step=default_members_per_step(mesh),
         callbacks=callbacks,
         on_population=on_population,
-        sampler=engine.population_samplers(
+        sampler=studies.population_samplers(
             settings["sampler"], settings["sampler_seed"], space, worker
         ),
         random_seed=settings["sampler_seed"],
